@@ -1,0 +1,177 @@
+"""Message bodies: pure_json (the default) and struct_json (compact, deprecated).
+
+A codec turns (service_id, data_id, status, data) into a body that ends in a
+big-endian CRC-32, and back. decode() raises ChecksumError or FormatError;
+the engine counts them and decides what to answer.
+"""
+import json
+import struct
+import sys
+
+from .crc32 import crc32
+
+
+class FormatError(ValueError):
+    """The body passed its CRC but is not a message."""
+
+
+class ChecksumError(ValueError):
+    """The CRC does not match; sid/did are what the body seems to name, or None."""
+
+    def __init__(self, sid=None, did=None):
+        super().__init__('checksum error')
+        self.sid = sid
+        self.did = did
+
+
+def _ascii(text):
+    # CPython's json.dumps escapes non-ASCII, MicroPython's does not: make both emit the same bytes.
+    if len(text) == len(text.encode()):
+        return text
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x80:
+            out.append(ch)
+        elif o < 0x10000:
+            out.append('\\u%04x' % o)
+        else:
+            o -= 0x10000
+            out.append('\\u%04x\\u%04x' % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
+    return ''.join(out)
+
+
+_MICROPYTHON = sys.implementation.name == 'micropython'
+
+
+def _check(obj):
+    # MicroPython's json.dumps writes '<object>' for what it cannot encode; CPython raises.
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _check(item)
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not (key is None or isinstance(key, (str, int, float))):
+                raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
+            _check(value)
+        return
+    raise TypeError('Object of type %s is not JSON serializable' % type(obj).__name__)
+
+
+def _hex4(text, at):
+    try:
+        return int(text[at:at + 4], 16)
+    except ValueError:
+        return 0
+
+
+def _join_surrogates(text):
+    # MicroPython's json.loads leaves an escaped surrogate pair as two lone surrogates.
+    out = []
+    i = 0
+    while True:
+        j = text.find('\\u', i)
+        if j < 0:
+            break
+        k = j
+        while k > 0 and text[k - 1] == '\\':
+            k -= 1
+        hi = _hex4(text, j + 2)
+        if (j - k) % 2 == 0 and 0xD800 <= hi < 0xDC00 and text[j + 6:j + 8] == '\\u':
+            lo = _hex4(text, j + 8)
+            if 0xDC00 <= lo < 0xE000:
+                out.append(text[i:j])
+                out.append(chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)))
+                i = j + 12
+                continue
+        out.append(text[i:j + 2])
+        i = j + 2
+    out.append(text[i:])
+    return ''.join(out)
+
+
+def dumps(obj):
+    if _MICROPYTHON:
+        _check(obj)
+    return _ascii(json.dumps(obj))
+
+
+def _with_crc(body):
+    return body + (crc32(body) & 0xFFFFFFFF).to_bytes(4, 'big')
+
+
+def _crc_ok(body):
+    return len(body) > 4 and (crc32(body[:-4]) & 0xFFFFFFFF) == int.from_bytes(body[-4:], 'big')
+
+
+def _loads(raw):
+    try:
+        text = bytes(raw).decode()
+        if _MICROPYTHON and ('\\ud' in text or '\\uD' in text):
+            text = _join_surrogates(text)
+        return json.loads(text)
+    except (ValueError, UnicodeError):
+        raise FormatError('malformed JSON')
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class pure_json:
+    """Body = JSON object with keys in fixed order, then CRC-32 of the JSON bytes."""
+
+    name = 'pure_json'
+
+    @staticmethod
+    def encode(service_id, data_id, status, data):
+        text = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s}' % (
+            dumps(data_id), dumps(service_id), dumps(status), dumps(data))
+        return _with_crc(text.encode())
+
+    @staticmethod
+    def decode(body):
+        if not _crc_ok(body):
+            sid = did = None
+            try:
+                obj = json.loads(bytes(body[:-4]).decode())
+                sid = obj.get('service_id')
+                did = obj.get('data_id')
+            except Exception:
+                pass
+            raise ChecksumError(sid, did)
+        obj = _loads(body[:-4])
+        if not isinstance(obj, dict):
+            raise FormatError('not a JSON object')
+        try:
+            msg = (obj['service_id'], obj['data_id'], obj['status'], obj['data'])
+        except KeyError:
+            raise FormatError('missing key')
+        if not (_is_int(msg[0]) and _is_int(msg[2]) and (_is_int(msg[1]) or isinstance(msg[1], str))):
+            raise FormatError('service_id and status must be integers, data_id an integer or a string')
+        return msg
+
+
+class struct_json:
+    """Body = service_id u16, data_id u16, status u8 (big-endian), JSON of data, CRC-32 of all that."""
+
+    name = 'struct_json'
+
+    @staticmethod
+    def encode(service_id, data_id, status, data):
+        for value, top in ((service_id, 0xFFFF), (data_id, 0xFFFF), (status, 0xFF)):
+            if not _is_int(value) or not 0 <= value <= top:
+                raise ValueError('struct_json ids must be integers in range, got %r' % (value,))
+        return _with_crc(struct.pack('>HHB', service_id, data_id, status) + dumps(data).encode())
+
+    @staticmethod
+    def decode(body):
+        if len(body) < 10:
+            raise ChecksumError()
+        head = struct.unpack('>HHB', body[:5])
+        if not _crc_ok(body):
+            raise ChecksumError(head[0], head[1])
+        return (head[0], head[1], head[2], _loads(body[5:-4]))

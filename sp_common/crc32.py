@@ -1,0 +1,26 @@
+"""CRC-32 (zlib polynomial): binascii.crc32 where the port has it, a table otherwise."""
+
+_table = None
+
+
+def crc32_table(data, crc=0):
+    """Table-driven CRC-32 for ports built without binascii.crc32."""
+    global _table
+    if _table is None:
+        _table = []
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+            _table.append(c)
+    t = _table
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+try:
+    from binascii import crc32
+except ImportError:  # pragma: no cover - depends on the port's build
+    crc32 = crc32_table

@@ -1,0 +1,23 @@
+"""Runs the conformance suite on MicroPython (no pytest there): every test_* function of every module."""
+import sys
+
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else '.')
+sys.path.insert(0, sys.path[1] + '/tests/conformance')
+
+MODULES = ('test_codec', 'test_crc', 'test_stp', 'test_engine')
+
+passed = failed = 0
+for name in MODULES:
+    module = __import__(name)
+    for attr in sorted(dir(module)):
+        if not attr.startswith('test_'):
+            continue
+        try:
+            getattr(module, attr)()
+            passed += 1
+        except Exception as err:
+            failed += 1
+            print('FAIL %s.%s' % (name, attr))
+            sys.print_exception(err)
+print('conformance on micropython: %d passed, %d failed' % (passed, failed))
+sys.exit(1 if failed else 0)
