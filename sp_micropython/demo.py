@@ -1,0 +1,48 @@
+"""The demo service set every board serves: read 'asc_time', write/read 'value', execute 'echo'."""
+import time
+
+from sp_common.const import (SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE, SID_READ_REQUEST, SID_READ_RESPONSE,
+                             SID_WRITE_REQUEST, SID_WRITE_RESPONSE, STATUS_OKAY)
+
+DID_ASC_TIME = 0
+DID_VALUE = 1
+DID_ECHO = 0
+
+_DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+
+# shared by every protocol the board serves, so a value written over TCP reads back over UART
+values = {DID_VALUE: None}
+
+
+def asctime(t=None):
+    """time.asctime() style, e.g. 'Sun Feb  2 00:00:44 2025', from a time.localtime() tuple."""
+    t = t or time.localtime()
+    return '%s %s %2d %02d:%02d:%02d %d' % (_DAYS[t[6]], _MONTHS[t[1] - 1], t[2], t[3], t[4], t[5], t[0])
+
+
+def _read_time(msg):
+    return STATUS_OKAY, asctime()
+
+
+def _read_value(msg):
+    return STATUS_OKAY, values[DID_VALUE]
+
+
+def _write_value(msg):
+    values[DID_VALUE] = msg.get_data()
+    return STATUS_OKAY, None
+
+
+def _echo(msg):
+    return STATUS_OKAY, msg.get_data()
+
+
+def add_demo_services(prot):
+    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE), DID_ASC_TIME, 'asc_time')
+    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST, SID_WRITE_RESPONSE), DID_VALUE, 'value')
+    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), DID_ECHO, 'echo')
+    prot.register_callback(SID_READ_REQUEST, DID_ASC_TIME, _read_time)
+    prot.register_callback(SID_READ_REQUEST, DID_VALUE, _read_value)
+    prot.register_callback(SID_WRITE_REQUEST, DID_VALUE, _write_value)
+    prot.register_callback(SID_EXECUTE_REQUEST, DID_ECHO, _echo)
