@@ -1,0 +1,65 @@
+"""Serial comm instance over pyserial: any device path or URL, reopened after the device comes back."""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import serial
+
+from .transport import StreamTransport
+
+
+class serial_stp(StreamTransport):
+    """Opens url (a path, loop://, socket://, rfc2217://, spy://...) and reopens it after a failure.
+
+    The host is the client by default: it introduces itself and authenticates,
+    like a TCP client.
+    """
+
+    LOGGER_PREFIX = 'serial_port'
+
+    def __init__(self, url: str, baudrate: int = 115200, is_client: bool = True, retry: float = 0.25) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self.IS_CLIENT = is_client
+        self._retry = retry
+        self._drop = threading.Event()
+        super().__init__()
+
+    def _open(self) -> Optional[serial.SerialBase]:
+        try:
+            return serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.2, exclusive=None)
+        except (serial.SerialException, OSError, ValueError):
+            self._wait_retry(self._retry)
+            return None
+
+    def _read(self, conn: serial.SerialBase) -> bytes:
+        while not self._drop.is_set():
+            try:
+                data = conn.read(conn.in_waiting or 1)
+            except (serial.SerialException, OSError, TypeError, AttributeError) as err:
+                raise OSError('serial port lost: %s' % err) from err
+            if data:
+                return data
+        return b''
+
+    def _write(self, conn: serial.SerialBase, data: bytes) -> None:
+        try:
+            conn.write(data)
+        except (serial.SerialException, TypeError, AttributeError) as err:
+            raise OSError('serial port lost: %s' % err) from err
+
+    def _shut(self, conn: serial.SerialBase) -> None:
+        self._drop.set()
+        cancel = getattr(conn, 'cancel_read', None)
+        if cancel is not None:
+            try:
+                cancel()
+            except (OSError, serial.SerialException):
+                pass
+
+    def _release(self, conn: serial.SerialBase) -> None:
+        try:
+            conn.close()
+        finally:
+            self._drop.clear()

@@ -1,0 +1,83 @@
+"""TCP comm instances: tcp_client_stp reconnects, tcp_server_stp serves one client after another."""
+from __future__ import annotations
+
+import socket
+from typing import Optional
+
+from .transport import StreamTransport
+
+_CHUNK = 65536
+
+
+class _TcpTransport(StreamTransport):
+    LOGGER_PREFIX = 'tcp_socket'
+
+    def _read(self, conn: socket.socket) -> bytes:
+        return conn.recv(_CHUNK)
+
+    def _write(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+
+    def _shut(self, conn: socket.socket) -> None:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _release(self, conn: socket.socket) -> None:
+        conn.close()
+
+
+class tcp_client_stp(_TcpTransport):
+    """Connects to host:port and keeps reconnecting (0.1 s, doubling to 1 s) while open."""
+
+    IS_CLIENT = True
+
+    def __init__(self, host: str, port: int, rx_tx_log_lvl=None) -> None:
+        self.host = host
+        self.port = port
+        self._delay = 0.1
+        super().__init__()
+
+    def _open(self) -> Optional[socket.socket]:
+        try:
+            conn = socket.create_connection((self.host, self.port), timeout=2)
+        except OSError:
+            self._wait_retry(self._delay)
+            self._delay = min(self._delay * 2, 1.0)
+            return None
+        conn.settimeout(None)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._delay = 0.1
+        return conn
+
+
+class tcp_server_stp(_TcpTransport):
+    """Listens on host:port (port 0 picks a free one, see .port); one client at a time."""
+
+    IS_CLIENT = False
+
+    def __init__(self, host: str, port: int, rx_tx_log_lvl=None) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, port))
+        self._listener.listen(1)
+        self.host = host
+        self.port = self._listener.getsockname()[1]
+        super().__init__()
+
+    def _open(self) -> Optional[socket.socket]:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            self._wait_retry(0.1)
+            return None
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _stop_opening(self) -> None:
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()

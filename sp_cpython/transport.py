@@ -1,0 +1,152 @@
+"""The I/O thread shared by every host transport: open, read until lost, tell the protocol, reopen."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, List, Optional
+
+
+class StreamTransport:
+    """Base of the comm instances: moves bytes, never interprets them.
+
+    Subclasses give _open() (blocks until a connection exists, returns it or
+    None to retry), _read(conn) (bytes, b'' when lost), _write(conn, data) and
+    _shut(conn) (wakes a blocked _read). The thread waits for the connect
+    callback before it opens anything, so no byte arrives before the protocol
+    is ready for it.
+    """
+
+    IS_CLIENT = True
+    LOGGER_PREFIX = 'comm'
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._closed = threading.Event()
+        self._conn = None
+        self._channel_name: Optional[str] = None
+        self._data_callbacks: List[Callable[[bytes], None]] = []
+        self._connect_callbacks: List[Callable[[], None]] = []
+        self._disconnect_callbacks: List[Callable[[], None]] = []
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    # the comm instance interface ---------------------------------------------
+    @property
+    def logger(self) -> logging.Logger:
+        name = self.LOGGER_PREFIX if self._channel_name is None else self.LOGGER_PREFIX + '.' + self._channel_name
+        return logging.getLogger(name)
+
+    def init_channel_name(self, channel_name: Optional[str] = None) -> None:
+        self._channel_name = channel_name
+
+    def register_callback(self, callback: Callable[[bytes], None]) -> None:
+        self._data_callbacks.append(callback)
+
+    def register_disconnect_callback(self, callback: Callable[[], None]) -> None:
+        self._disconnect_callbacks.append(callback)
+
+    def register_connect_callback(self, callback: Callable[[], None]) -> None:
+        """Also calls it at once if a connection is already up, so no connect is missed."""
+        with self._lock:
+            self._connect_callbacks.append(callback)
+            if self._conn is not None:
+                callback()
+        self._ready.set()
+
+    def is_connected(self) -> bool:
+        return self._conn is not None
+
+    def send(self, data: bytes) -> bool:
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            with self._write_lock:
+                self._write(conn, data)
+            return True
+        except (OSError, ValueError) as err:
+            self.logger.warning('%s: send failed: %s', self._prefix(), err)
+            self._shut(conn)
+            return False
+
+    def reconnect(self) -> None:
+        """Drops the current connection; the I/O thread opens the next one."""
+        conn = self._conn
+        if conn is not None:
+            self._shut(conn)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._ready.set()
+        self._stop_opening()
+        self.reconnect()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    # the I/O thread ------------------------------------------------------------
+    def _prefix(self) -> str:
+        return 'comm-client' if self.IS_CLIENT else 'comm-server'
+
+    def _run(self) -> None:
+        self._ready.wait()
+        while not self._closed.is_set():
+            conn = self._open()
+            if conn is None:
+                continue
+            if self._closed.is_set():
+                self._shut(conn)
+                self._release(conn)
+                break
+            with self._lock:
+                self._conn = conn
+                self.logger.info('%s: connection established', self._prefix())
+                for callback in self._connect_callbacks:
+                    callback()
+            self._pump(conn)
+            with self._lock:
+                self._conn = None
+                self._release(conn)
+                self.logger.info('%s: connection lost', self._prefix())
+                for callback in self._disconnect_callbacks:
+                    callback()
+        self._stop_opening()
+
+    def _pump(self, conn) -> None:
+        while True:
+            try:
+                data = self._read(conn)
+            except (OSError, ValueError) as err:
+                if not self._closed.is_set():
+                    self.logger.warning('%s: read failed: %s', self._prefix(), err)
+                return
+            if not data:
+                return
+            for callback in self._data_callbacks:
+                try:
+                    callback(data)
+                except Exception:  # a broken handler must not end the connection
+                    self.logger.exception('%s: receive handler failed', self._prefix())
+
+    # for subclasses ---------------------------------------------------------------
+    def _open(self):
+        raise NotImplementedError
+
+    def _read(self, conn) -> bytes:
+        raise NotImplementedError
+
+    def _write(self, conn, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _shut(self, conn) -> None:
+        raise NotImplementedError
+
+    def _release(self, conn) -> None:
+        """Frees a connection after its reader has stopped."""
+
+    def _stop_opening(self) -> None:
+        """Wakes a blocked _open() when the transport closes."""
+
+    def _wait_retry(self, seconds: float) -> None:
+        self._closed.wait(seconds)

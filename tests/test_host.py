@@ -1,0 +1,215 @@
+"""Host runtime over real sockets and real pseudo-terminals."""
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+import sp_cpython as sp
+from ptys import PtyCable
+from sp_common import frame, pure_json
+
+SECRET = 'top secret'
+
+
+def wait_until(predicate, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class Endpoints:
+    """A server protocol and a client protocol over one transport kind."""
+
+    def __init__(self, tmp_path, kind):
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.closers = []
+        self.cable = None
+        self.port = None
+
+    def comms(self):
+        if self.kind == 'tcp':
+            server = sp.tcp_server_stp('127.0.0.1', self.port or 0)
+            self.port = server.port
+            return server, sp.tcp_client_stp('127.0.0.1', self.port)
+        if self.cable is None:
+            self.cable = PtyCable(str(self.tmp_path))
+        return sp.serial_stp(self.cable.path_a, is_client=False), sp.serial_stp(self.cable.path_b)
+
+    def make(self, cls=sp.pure_json_protocol, server_secret=None, client_secret=None, auto_auth=False):
+        server_comm, client_comm = self.comms()
+        server = cls(server_comm, secret=server_secret, channel_name='example_server')
+        client = cls(client_comm, secret=client_secret, auto_auth=auto_auth, channel_name='example_client')
+        self.closers += [client.close, server.close]
+        self.calls = serve_demo(server)
+        return server, client
+
+    def close(self):
+        for close in self.closers:
+            close()
+        if self.cable is not None:
+            self.cable.close()
+
+
+def serve_demo(prot):
+    calls = []
+
+    def asc_time(msg):
+        calls.append(msg.get_data())
+        return sp.STATUS_OKAY, time.asctime()
+
+    def echo(msg):
+        calls.append(msg.get_data())
+        return sp.STATUS_OKAY, msg.get_data()
+    prot.add_data((sp.SID_READ_REQUEST, sp.SID_READ_RESPONSE), 0, 'asc_time')
+    prot.register_callback(sp.SID_READ_REQUEST, 0, asc_time)
+    prot.register_callback(sp.SID_EXECUTE_REQUEST, None, echo)
+    return calls
+
+
+@pytest.fixture(params=['tcp', 'pty'])
+def link(request, tmp_path):
+    endpoints = Endpoints(tmp_path, request.param)
+    yield endpoints
+    endpoints.close()
+
+
+def ask(client, sid, did, data=None, timeout=3):
+    assert client.send(sid, did, data, timeout=timeout)
+    return client.receive(sid + 1, did, timeout=timeout)
+
+
+@pytest.mark.parametrize('cls', [sp.pure_json_protocol, sp.struct_json_protocol])
+@pytest.mark.parametrize('auth', ['none', 'auto', 'manual'])
+def test_requests(link, cls, auth):
+    secret = None if auth == 'none' else SECRET
+    server, client = link.make(cls, secret, secret, auto_auth=auth == 'auto')
+    if auth == 'manual':
+        assert client.authentificate(timeout=3)
+    if auth == 'auto':
+        assert wait_until(client.connection_established)
+    msg = ask(client, sp.SID_READ_REQUEST, 0)
+    assert msg.get_status() == sp.STATUS_OKAY
+    assert time.strptime(msg.get_data())
+    payload = {'list': [1, 2.5, None], 'text': 'a:b:>:<\u00fc'}
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 7, payload).get_data() == payload
+    assert ask(client, sp.SID_WRITE_REQUEST, 1).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+    assert server.check_authentification_state() == (secret is not None)
+    assert server.channel_name == 'example_client'
+
+
+def test_wrong_secret_is_refused(link):
+    server, client = link.make(server_secret=SECRET, client_secret='guess')
+    assert client.authentificate(timeout=3) is False
+    assert not client.check_authentification_state() and not server.check_authentification_state()
+    for sid in (sp.SID_READ_REQUEST, sp.SID_WRITE_REQUEST, sp.SID_EXECUTE_REQUEST):
+        assert ask(client, sid, 0).get_status() == sp.STATUS_AUTH_REQUIRED
+    assert link.calls == []
+    assert server.counters['auth_rejected'] == 3
+
+
+def test_eight_threads_share_one_connection(link):
+    server, client = link.make()
+    results = {}
+
+    def worker(n):
+        results[n] = [ask(client, sp.SID_EXECUTE_REQUEST, n, [n, i]).get_data() for i in range(25)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {n: [[n, i] for i in range(25)] for n in range(8)}
+
+
+def test_log_lines_of_one_request(tmp_path, caplog):
+    endpoints = Endpoints(tmp_path, 'tcp')
+    try:
+        server, client = endpoints.make()
+        client.add_data((sp.SID_READ_REQUEST, sp.SID_READ_RESPONSE), 0, 'asc_time')
+        assert wait_until(client.is_connected)
+        with caplog.at_level(logging.DEBUG):
+            ask(client, sp.SID_READ_REQUEST, 0)
+    finally:
+        endpoints.close()
+    records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert ('socket_protocol.example_client', logging.INFO, 'prot-client: TX -> service: read data request, '
+            'data_id: asc_time, status: okay, data: "None"') in records
+    assert ('tcp_socket.example_client', logging.DEBUG, 'comm-client: TX -> "(63): 7b 22 64 61 74 61 5f 69 64 22 3a '
+            '20 30 2c 20 22 73 65 72 76 69 63 65 5f 69 64 22 3a 20 31 30 2c 20 22 73 74 61 74 75 73 22 3a 20 30 2c 20 '
+            '22 64 61 74 61 22 3a 20 6e 75 6c 6c 7d 45 05 7b b4"') in records
+
+
+def test_server_restart_client_reconnects(tmp_path):
+    endpoints = Endpoints(tmp_path, 'tcp')
+    try:
+        server, client = endpoints.make()
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 1, 'first').get_data() == 'first'
+        server.close()
+        assert wait_until(lambda: not client.is_connected())
+        server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', endpoints.port))  # the port is free at once
+        endpoints.closers.append(server.close)
+        serve_demo(server)
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 1, 'second', timeout=5).get_data() == 'second'
+    finally:
+        endpoints.close()
+
+
+def test_client_leaving_mid_frame_does_not_disturb_the_next(tmp_path):
+    endpoints = Endpoints(tmp_path, 'tcp')
+    try:
+        server, client = endpoints.make()
+        client.close()
+        assert wait_until(lambda: not server.is_connected())
+        rogue = socket.create_connection(('127.0.0.1', endpoints.port))
+        rogue.sendall(frame(pure_json.encode(30, 0, 0, 'half'))[:30])
+        rogue.close()
+        assert wait_until(lambda: not server.is_connected())
+        client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', endpoints.port))
+        endpoints.closers.append(client.close)
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'whole').get_data() == 'whole'
+        assert endpoints.calls == ['whole']
+    finally:
+        endpoints.close()
+
+
+def test_serial_port_reopens_after_unplug(tmp_path):
+    endpoints = Endpoints(tmp_path, 'pty')
+    try:
+        server, client = endpoints.make()
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'before').get_data() == 'before'
+        endpoints.cable.unplug()
+        assert wait_until(lambda: not client.is_connected() and not server.is_connected())
+        endpoints.cable.plug()
+        # a serial line has no connection: bytes written before the other end opens are lost
+        assert wait_until(lambda: client.is_connected() and server.is_connected())
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'after', timeout=5).get_data() == 'after'
+    finally:
+        endpoints.close()
+
+
+def test_serial_url_socket(tmp_path):
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
+    client = sp.pure_json_protocol(sp.serial_stp('socket://127.0.0.1:%d' % server.__comm_inst__.port))
+    try:
+        serve_demo(server)
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 3, [3]).get_data() == [3]
+    finally:
+        client.close()
+        server.close()
+
+
+def test_send_without_connection_times_out():
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', 9))
+    try:
+        start = time.monotonic()
+        assert client.send(sp.SID_READ_REQUEST, 0, None, timeout=0.3) is False
+        assert 0.25 < time.monotonic() - start < 2
+        assert client.receive(sp.SID_READ_RESPONSE, 0, timeout=0.1) is None
+    finally:
+        client.close()
