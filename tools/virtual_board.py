@@ -1,0 +1,506 @@
+"""The virtual board: the MicroPython unix port behind a pseudo-terminal.
+
+The host opens ``VirtualBoard.port`` (a ``/dev/pts/N`` path) with pyserial or
+mpremote exactly as it would open ``/dev/ttyACM0`` on a Pico.
+
+How it is built (Linux): two pty pairs and a relay thread.
+
+    host (pyserial, mpremote)                       board
+    port = slave H  <->  master H  ~relay~  master B  <->  slave B = stdin/stdout
+                                                           of `micropython -i ...`
+
+Both terminals are raw (no echo, no CR/LF translation, no signals), so every
+byte value goes through unchanged.  The unix port (v1.29) has the raw REPL
+itself (Ctrl-A, Ctrl-B, exec on Ctrl-D, raw-paste); the relay adds what a
+real board has and a unix process has not:
+
+- soft reset: Ctrl-D at an empty REPL line ends the unix process.  The relay
+  prints ``MPY: soft reboot``, starts a fresh interpreter in the same folder
+  and, when the reset came from the raw REPL, puts it back into the raw REPL
+  (as pyexec does); from the friendly REPL it runs ``main.py`` when the board
+  boots (``boot=True``), as a real board does after a reset.
+- Ctrl-C: with a raw terminal the unix port gets no SIGINT from 0x03, so the
+  relay sends SIGINT for a 0x03 byte while the interpreter catches SIGINT
+  (code running with the keyboard interrupt enabled) and passes the byte as
+  data otherwise (REPL input, or ``micropython.kbd_intr(-1)`` in force, which
+  is what a protocol main.py sets because frames contain 0x03).
+- while nobody has the port open, board output is dropped (like a USB CDC
+  port nobody listens to), so a newly opened port starts clean.
+
+The board's filesystem is a folder (``fs_dir``): the interpreter runs with it
+as its working directory and ``sys.path`` = ``['', '.frozen', 'lib']``, so
+``mpremote fs cp x :x`` lands there.  Absolute device paths (``:/x``) are host
+paths on the unix port: use relative ones.
+
+CLI: ``python -m tools.virtual_board [--fs DIR] [--heapsize 64k] [--boot]
+[--install]`` prints the port path on stdout and runs until Ctrl-C / SIGTERM.
+"""
+import argparse
+import errno
+import fcntl
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import tty
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_BANNER = b'Type "help()" for more information.'
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+PROMPT = b">>> "
+
+_CHUNK = 4096
+_MAX_PENDING = 1 << 16  # board output waiting for the host before the board is held back
+_LOG_MAX = 1 << 18  # bytes of board output kept for diagnostics
+_POLL_S = 0.02
+
+
+class VirtualBoardError(RuntimeError):
+    pass
+
+
+def _sigint_caught(pid):
+    """True when process pid has a handler for SIGINT (Linux /proc)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _set_nonblocking(fd):
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+
+def install_files(fs_dir, board="unix", repo=REPO):
+    """Copy sp_common, sp_micropython and boards/<board>/*.py (at the root) into fs_dir.
+
+    A plain file copy for a quick start; ``tools.deploy`` does the same
+    through mpremote, the way a real board is set up.
+    """
+    copied = []
+    for pkg in ("sp_common", "sp_micropython"):
+        src = os.path.join(repo, pkg)
+        if not os.path.isdir(src):
+            raise VirtualBoardError("missing package folder: %s" % src)
+        dst = os.path.join(fs_dir, pkg)
+        os.makedirs(dst, exist_ok=True)
+        for name in sorted(os.listdir(src)):
+            if name.endswith(".py"):
+                shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+                copied.append(pkg + "/" + name)
+    bdir = os.path.join(repo, "boards", board)
+    if not os.path.isdir(bdir):
+        raise VirtualBoardError("missing board folder: %s" % bdir)
+    for name in sorted(os.listdir(bdir)):
+        if name.endswith(".py"):
+            shutil.copyfile(os.path.join(bdir, name), os.path.join(fs_dir, name))
+            copied.append(name)
+    return copied
+
+
+class VirtualBoard:
+    """A MicroPython unix-port board on a pseudo-terminal; starts on construction.
+
+    fs_dir: the board's filesystem folder (default: a new temp folder, removed
+        by stop()).
+    heapsize: MicroPython heap, e.g. "64k" or 65536 (default: the port's).
+    boot: run main.py from fs_dir at start and after every soft reset from
+        the friendly REPL, as a real board does; False keeps the board in the
+        REPL (safe mode, e.g. for deploying).
+    env: extra environment variables for the interpreter (e.g. the TCP port
+        of boards/unix/main.py).
+    install: copy sp_common, sp_micropython and boards/unix into fs_dir first;
+        None means: only for boot=True with a new temp folder.
+    micropython: the interpreter command (default: $MICROPYTHON or "micropython").
+    ready_timeout: seconds to wait for the REPL prompt (not waited for with boot).
+    """
+
+    def __init__(self, fs_dir=None, heapsize=None, boot=False, env=None, install=None,
+                 micropython=None, ready_timeout=20.0):
+        self.boot = boot
+        self.heapsize = heapsize
+        self.micropython = micropython or os.environ.get("MICROPYTHON") or "micropython"
+        self._own_dir = fs_dir is None
+        self.fs_dir = os.path.abspath(fs_dir) if fs_dir else tempfile.mkdtemp(prefix="vboard-")
+        if install is None:
+            install = boot and self._own_dir
+        self._env = dict(os.environ)
+        self._env["MICROPYPATH"] = ".frozen:lib"
+        self._env.update(env or {})
+        self.soft_reboots = 0
+        self.failed = None  # error text once the board gave up restarting
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._log = bytearray()
+        self._log_dropped = 0
+        self._proc = None
+        self._stopping = False
+        self._reset_request = None
+        self._fds = []
+        self._thread = None
+        try:
+            if install:
+                install_files(self.fs_dir)
+            self._open_ptys()
+            self._spawn(run_main=boot)
+            self._thread = threading.Thread(target=self._relay, name="virtual-board", daemon=True)
+            self._thread.start()
+            if not boot and ready_timeout:
+                if not self.wait_output(PROMPT, ready_timeout):
+                    raise VirtualBoardError("virtual board did not start: %r" % self.output[-500:])
+        except BaseException:
+            self.stop()
+            raise
+
+    # ----------------------------------------------------------- public API
+
+    @property
+    def pid(self):
+        proc = self._proc
+        return proc.pid if proc else None
+
+    @property
+    def output(self):
+        """Everything the board printed (the last 256 KiB), host connected or not."""
+        with self._lock:
+            return bytes(self._log)
+
+    def output_mark(self):
+        """A position in the output, for wait_output(after=...)."""
+        with self._lock:
+            return self._log_dropped + len(self._log)
+
+    def wait_output(self, pattern, timeout=10.0, after=0):
+        """Wait until the board printed pattern (after output position `after`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                start = max(0, after - self._log_dropped)
+                if self._log.find(pattern, start) >= 0:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping:
+                    return False
+                self._cond.wait(min(left, 0.1))
+
+    def reset(self, boot=None):
+        """Hard reset: kill the interpreter and start a fresh one (runs main.py when booting)."""
+        if boot is not None:
+            self.boot = boot
+        with self._lock:
+            self._reset_request = "hard"
+            proc = self._proc
+        if proc:
+            self._kill(proc)
+        os.write(self._wake_w, b"r")
+
+    def stop(self):
+        """End the interpreter and the relay; close every fd; remove an own temp folder."""
+        self._stopping = True
+        with self._cond:
+            self._cond.notify_all()
+        if self._proc:
+            self._kill(self._proc)
+        if self._thread:
+            try:
+                os.write(self._wake_w, b"s")
+            except OSError:
+                pass
+            self._thread.join(5)
+            self._thread = None
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+        if self._own_dir and self.fs_dir and os.path.isdir(self.fs_dir):
+            shutil.rmtree(self.fs_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ------------------------------------------------------------ internals
+
+    def _open_ptys(self):
+        self._master_h, slave_h = os.openpty()
+        self._fds += [self._master_h, slave_h]
+        tty.setraw(slave_h)
+        self.port = os.ttyname(slave_h)
+        # Nobody holds the host side open: the relay sees POLLHUP until a host opens it.
+        self._fds.remove(slave_h)
+        os.close(slave_h)
+        self._master_b, self._slave_b = os.openpty()
+        self._fds += [self._master_b, self._slave_b]
+        # Raw before the interpreter starts: the unix port restores this mode
+        # between REPL lines, so 0x03 never becomes SIGINT and CR stays CR.
+        tty.setraw(self._slave_b)
+        attrs = termios.tcgetattr(self._slave_b)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self._slave_b, termios.TCSANOW, attrs)
+        _set_nonblocking(self._master_h)
+        _set_nonblocking(self._master_b)
+        self._wake_r, self._wake_w = os.pipe()
+        self._fds += [self._wake_r, self._wake_w]
+        _set_nonblocking(self._wake_r)
+
+    def _command(self, run_main):
+        cmd = [self.micropython]
+        if self.heapsize:
+            cmd += ["-X", "heapsize=%s" % self.heapsize]
+        if run_main and os.path.isfile(os.path.join(self.fs_dir, "main.py")):
+            return cmd + ["-i", "main.py"]
+        # "-c pass" first: leaves SIGINT at its default between commands, so
+        # the relay can tell running code (SIGINT caught) from the idle REPL.
+        return cmd + ["-i", "-c", "pass"]
+
+    def _spawn(self, run_main):
+        self._proc = subprocess.Popen(
+            self._command(run_main), stdin=self._slave_b, stdout=self._slave_b,
+            stderr=self._slave_b, cwd=self.fs_dir, env=self._env, close_fds=True,
+            start_new_session=True)
+        self._started = time.monotonic()
+
+    @staticmethod
+    def _kill(proc):
+        if proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except OSError:
+                pass
+            try:
+                proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _record(self, data):
+        with self._cond:
+            self._log += data
+            if len(self._log) > _LOG_MAX:
+                cut = len(self._log) - _LOG_MAX
+                self._log[:cut] = b""
+                self._log_dropped += cut
+            self._cond.notify_all()
+
+    # ---------------------------------------------------------------- relay
+
+    def _relay(self):
+        to_host = bytearray()  # board output waiting for the host
+        to_board = bytearray()  # host input waiting for the board
+        tail = b""  # end of the board output, to find REPL banners across reads
+        raw_mode = False
+        hold = None  # while restarting into the raw REPL: output dropped until this marker
+        inject_on_prompt = False
+        host_open = False
+        failures = 0
+        poller = select.poll()
+
+        def from_board(data):
+            nonlocal tail, raw_mode, hold, inject_on_prompt
+            self._record(data)
+            look = tail + data
+            r, f = look.rfind(RAW_BANNER), look.rfind(FRIENDLY_BANNER)
+            if r >= 0 or f >= 0:
+                raw_mode = r > f
+            if hold is not None:
+                if inject_on_prompt and PROMPT in look:
+                    inject_on_prompt = False
+                    os.write(self._master_b, b"\x01")
+                i = look.find(hold)
+                if i < 0:
+                    tail = look[-64:]
+                    return
+                data = look[i:]
+                hold = None
+            tail = look[-64:]
+            if host_open:
+                to_host.extend(data)
+
+        while not self._stopping:
+            proc = self._proc
+            if proc.poll() is not None:
+                # drain what the old interpreter printed, then restart it
+                while True:
+                    try:
+                        data = os.read(self._master_b, _CHUNK)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    from_board(data)
+                if self._stopping:
+                    break
+                with self._lock:
+                    request, self._reset_request = self._reset_request, None
+                lived = time.monotonic() - self._started
+                failures = failures + 1 if (lived < 1.0 and proc.returncode not in (0, -15, -9)) else 0
+                if failures >= 3:
+                    self.failed = "micropython exited with %s %d times in a row" % (proc.returncode, failures)
+                    msg = ("\r\nvirtual board: %s; giving up\r\n" % self.failed).encode()
+                    self._record(msg)
+                    if host_open:
+                        to_host.extend(msg)
+                    self._proc = None
+                    self._flush_host(to_host)
+                    break
+                termios.tcflush(self._slave_b, termios.TCIFLUSH)
+                to_board.clear()
+                if request == "hard":
+                    raw_mode, hold, tail = False, None, b""
+                    self._spawn(run_main=self.boot)
+                else:
+                    self.soft_reboots += 1
+                    from_board(SOFT_REBOOT)
+                    tail = b""
+                    if raw_mode:
+                        hold, inject_on_prompt = RAW_BANNER, True
+                        self._spawn(run_main=False)
+                    else:
+                        self._spawn(run_main=self.boot)
+                continue
+
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            board_ev = 0
+            if len(to_host) < _MAX_PENDING:
+                board_ev |= select.POLLIN
+            if to_board and hold is None:
+                board_ev |= select.POLLOUT
+            if board_ev:
+                poller.register(self._master_b, board_ev)
+            # Is a host holding the port open?  POLLHUP on master H when not.
+            host_ev = select.POLLIN | (select.POLLOUT if to_host else 0)
+            probe = select.poll()
+            probe.register(self._master_h, host_ev)
+            hup = any(ev & select.POLLHUP for _, ev in probe.poll(0))
+            if hup:
+                host_open = False
+                to_host.clear()
+            else:
+                host_open = True
+                poller.register(self._master_h, host_ev)
+            events = poller.poll(_POLL_S * 1000 if hup else 100)
+            for fd, ev in events:
+                if fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 64)
+                    except OSError:
+                        pass
+                elif fd == self._master_h:
+                    if ev & select.POLLIN:
+                        try:
+                            data = os.read(self._master_h, _CHUNK)
+                            to_board.extend(data)
+                        except OSError as e:
+                            if e.errno not in (errno.EAGAIN, errno.EIO):
+                                raise
+                    if ev & select.POLLOUT and to_host:
+                        self._write_some(self._master_h, to_host)
+                elif fd == self._master_b:
+                    if ev & select.POLLIN:
+                        try:
+                            data = os.read(self._master_b, _CHUNK)
+                        except OSError as e:
+                            if e.errno not in (errno.EAGAIN, errno.EIO):
+                                raise
+                            data = b""
+                        if data:
+                            from_board(data)
+                    if ev & select.POLLOUT and to_board and hold is None:
+                        self._to_board(to_board)
+
+    def _to_board(self, to_board):
+        """Write host input to the board; a 0x03 interrupts running code instead."""
+        i = to_board.find(b"\x03")
+        if i == 0:
+            proc = self._proc
+            if proc and _sigint_caught(proc.pid):
+                try:
+                    os.kill(proc.pid, signal.SIGINT)
+                except OSError:
+                    pass
+                to_board[:1] = b""
+                return
+            i = 1  # data: the REPL's own Ctrl-C, or kbd_intr(-1) in force
+        chunk = to_board if i < 0 else to_board[:i]
+        try:
+            n = os.write(self._master_b, chunk)
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+            n = 0
+        to_board[:n] = b""
+
+    def _write_some(self, fd, buf):
+        try:
+            n = os.write(fd, buf)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EIO):
+                raise
+            n = 0
+        buf[:n] = b""
+
+    def _flush_host(self, buf):
+        deadline = time.monotonic() + 1.0
+        while buf and time.monotonic() < deadline:
+            self._write_some(self._master_h, buf)
+            if buf:
+                time.sleep(0.01)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.virtual_board",
+        description="Run the MicroPython unix port as a board behind a pseudo-terminal; "
+                    "prints the port path (use it with mpremote or pyserial).")
+    ap.add_argument("--fs", metavar="DIR", help="board filesystem folder (default: a temp folder)")
+    ap.add_argument("--heapsize", help="MicroPython heap size, e.g. 64k")
+    ap.add_argument("--boot", action="store_true",
+                    help="run main.py at start and after soft resets, like a real board")
+    ap.add_argument("--install", action="store_true",
+                    help="copy sp_common, sp_micropython and boards/unix into the folder "
+                         "(default with --boot and no --fs)")
+    ap.add_argument("--micropython", help="interpreter command (default: micropython)")
+    args = ap.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *a: stop.set())
+    try:
+        board = VirtualBoard(fs_dir=args.fs, heapsize=args.heapsize, boot=args.boot,
+                             install=args.install or None, micropython=args.micropython)
+    except (VirtualBoardError, OSError) as e:
+        print("virtual board: %s" % e, file=sys.stderr)
+        return 1
+    try:
+        print(board.port, flush=True)
+        print("virtual board: folder %s, pid %s; Ctrl-C to stop" % (board.fs_dir, board.pid),
+              file=sys.stderr, flush=True)
+        while not stop.wait(0.5):
+            if board.failed:
+                print("virtual board: " + board.failed, file=sys.stderr)
+                return 1
+    finally:
+        board.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
