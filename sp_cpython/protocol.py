@@ -16,10 +16,15 @@ class _ChannelLogger:
     def __init__(self, prefix: str, protocol: 'pure_json_protocol') -> None:
         self._prefix = prefix
         self._protocol = protocol
+        self._name: Optional[str] = None
+        self._cached = logging.getLogger(prefix)
 
     def _logger(self) -> logging.Logger:
         name = self._protocol._engine.channel_name
-        return logging.getLogger(self._prefix if name is None else '%s.%s' % (self._prefix, name))
+        if name != self._name:
+            self._name = name
+            self._cached = logging.getLogger(self._prefix if name is None else '%s.%s' % (self._prefix, name))
+        return self._cached
 
     def isEnabledFor(self, level: int) -> bool:
         return self._logger().isEnabledFor(level)
