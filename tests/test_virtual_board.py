@@ -1,0 +1,147 @@
+"""The virtual board: the MicroPython unix port behind a raw pty, driven by mpremote and pyserial."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import serial
+
+from tools.virtual_board import VirtualBoard
+
+RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
+
+
+def mpremote(port, *args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "mpremote", "connect", port] + list(args),
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def read_until(port, ending, timeout=10.0):
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(ending) and time.monotonic() < deadline:
+        data += port.read(1)
+    return data
+
+
+@pytest.fixture
+def board():
+    with VirtualBoard() as b:
+        yield b
+
+
+def raw_repl(port):
+    port.write(b"\r\x03\r\x01")
+    assert read_until(port, RAW_PROMPT).endswith(RAW_PROMPT)
+
+
+def test_mpremote_resume_exec(board):
+    r = mpremote(board.port, "resume", "exec", "print(1+1)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "2\n"
+
+
+def test_mpremote_soft_reset_keeps_serving(board):
+    r = mpremote(board.port, "exec", "x = 41")  # no resume: mpremote soft-resets first
+    assert r.returncode == 0, r.stderr
+    r = mpremote(board.port, "resume", "exec", "print(x + 1)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "42\n"
+    r = mpremote(board.port, "soft-reset", "exec", "print('x' in globals())")
+    assert r.stdout == "False\n", r.stderr  # a soft reset clears the interpreter state
+    assert board.soft_reboots == 2
+
+
+def test_fs_cp_lands_in_the_folder(board, tmp_path):
+    src = tmp_path / "hello.py"
+    src.write_text("GREETING = 'hi there'\n")
+    r = mpremote(board.port, "resume", "fs", "mkdir", ":pkg", "+", "fs", "cp", str(src), ":pkg/hello.py",
+                 "+", "exec", "from pkg.hello import GREETING; print(GREETING)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("hi there\n")
+    with open(os.path.join(board.fs_dir, "pkg", "hello.py")) as f:
+        assert f.read() == "GREETING = 'hi there'\n"
+
+
+def test_pty_is_raw_all_byte_values_pass(board):
+    """An echo program with Ctrl-C off (as the protocol runs) returns bytes 0..255 unchanged."""
+    payload = bytes(range(256)) * 2
+    with serial.Serial(board.port, timeout=0.2) as port:
+        raw_repl(port)
+        port.write(b"import micropython, sys\nmicropython.kbd_intr(-1)\n"
+                   b"d = sys.stdin.buffer.read(%d)\nsys.stdout.buffer.write(d)\n\x04" % len(payload))
+        assert read_until(port, b"OK").endswith(b"OK")
+        port.write(payload)
+        got = read_until(port, b"\x04\x04>")
+    assert got == payload + b"\x04\x04>"
+
+
+def test_ctrl_c_interrupts_running_code(board):
+    with serial.Serial(board.port, timeout=0.2) as port:
+        raw_repl(port)
+        port.write(b"while True:\n    pass\n\x04")
+        assert read_until(port, b"OK").endswith(b"OK")
+        time.sleep(0.2)
+        port.write(b"\x03")
+        out = read_until(port, b"\x04>")
+        assert b"KeyboardInterrupt" in out
+        port.write(b"print(6 * 7)\x04")  # the board is still at the raw REPL
+        assert read_until(port, b"\x04>") == b"OK42\n\x04\x04>"
+
+
+def test_boot_runs_main_py_and_soft_reset_runs_it_again(tmp_path):
+    (tmp_path / "main.py").write_text("print('main.py ran')\n")
+    with VirtualBoard(fs_dir=str(tmp_path), boot=True) as board:
+        assert board.wait_output(b"main.py ran", 10)
+        assert board.wait_output(b">>> ", 10)  # then the REPL, as on a real board
+        with serial.Serial(board.port, timeout=0.2) as port:
+            port.write(b"\x02")  # friendly REPL: banner and prompt
+            assert read_until(port, b'information.\r\n>>> ').endswith(b">>> ")
+            port.write(b"\x04")  # Ctrl-D: soft reset
+            out = read_until(port, b">>> ")
+        assert b"MPY: soft reboot\r\nmain.py ran\n" in out
+    assert (tmp_path / "main.py").exists()  # a given folder is kept
+
+
+def test_heapsize_is_applied():
+    with VirtualBoard(heapsize="64k") as board:
+        r = mpremote(board.port, "resume", "exec", "import gc; gc.collect(); print(gc.mem_free() + gc.mem_alloc())")
+        assert r.returncode == 0, r.stderr
+        assert 60000 <= int(r.stdout) <= 65536
+
+
+def test_stop_leaves_no_process_and_no_fd():
+    fds_before = set(os.listdir("/proc/self/fd"))
+    board = VirtualBoard()
+    pid, folder, port = board.pid, board.fs_dir, board.port
+    assert os.path.exists("/proc/%d" % pid)
+    r = mpremote(port, "resume", "exec", "print(3)")
+    assert r.stdout == "3\n"
+    board.stop()
+    assert not os.path.exists("/proc/%d" % pid)
+    assert not os.path.exists(folder)  # an own temp folder is removed
+    assert set(os.listdir("/proc/self/fd")) == fds_before
+    board.stop()  # idempotent
+
+
+def test_cli_prints_port_and_stops_on_sigterm():
+    proc = subprocess.Popen([sys.executable, "-m", "tools.virtual_board", "--heapsize", "128k"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/pts/")
+        r = mpremote(port, "resume", "exec", "print('cli')")
+        assert r.stdout == "cli\n", r.stderr
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 1
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert not os.path.exists("/proc/%s" % children[0])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

