@@ -33,15 +33,16 @@ def main(argv=None):
     parser.add_argument('--baud', type=int, default=115200)
     parser.add_argument('--secret', help='shared secret, if the board was given one')
     parser.add_argument('-q', '--quiet', action='store_true', help='print only the answer')
+    parser.add_argument('-v', '--verbose', action='store_true', help='also print the bytes of each message')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.DEBUG,
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
                         format='%(name)-28s %(levelname)-7s %(message)s')
     board = None
     port = args.port
     if port is None:
         from tools.virtual_board import VirtualBoard
         env = {'SP_TCP_PORT': '0'} if args.secret is None else {'SP_TCP_PORT': '0', 'SP_SECRET': args.secret}
-        board = VirtualBoard(boot=True, heapsize='64k', env=env)
+        board = VirtualBoard(boot=True, env=env)
         port = board.port
         print('virtual board (MicroPython unix port) on %s' % port)
     try:
