@@ -1,0 +1,116 @@
+"""tools.deploy against the virtual board: files land, import, run; the deployed board serves the protocol."""
+import binascii
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import serial
+
+from sp_common import Engine
+from tools.virtual_board import VirtualBoard
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# golden vector (DESIGN.md section 3): read request 10/0, data null, then its CRC-32
+READ_REQUEST = b'{"data_id": 0, "service_id": 10, "status": 0, "data": null}' + bytes.fromhex("45057bb4")
+ENCODE = ("import binascii, sp_common; "
+          "print(binascii.hexlify(sp_common.pure_json.encode(10, 0, 0, None)).decode())")
+
+
+def run_deploy(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "tools.deploy"] + list(args), capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def mpremote(port, *args):
+    return subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "resume"] + list(args),
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def expected_files(ext):
+    files = {"main.py"} | {n for n in os.listdir(os.path.join(ROOT, "boards", "unix")) if n.endswith(".py")}
+    for pkg in ("sp_common", "sp_micropython"):
+        files |= {pkg + "/" + n[:-3] + ext for n in os.listdir(os.path.join(ROOT, pkg)) if n.endswith(".py")}
+    return files
+
+
+def board_tree(folder):
+    found = set()
+    for top, _dirs, names in os.walk(folder):
+        for name in names:
+            found.add(os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/"))
+    return found
+
+
+@pytest.fixture
+def board():
+    with VirtualBoard(env={"SP_TCP_PORT": "off"}) as b:
+        yield b
+
+
+@pytest.mark.parametrize("ext", [".py", ".mpy"])
+def test_deploy_then_import(board, ext):
+    r = run_deploy("unix", "--port", board.port, *(["--mpy"] if ext == ".mpy" else []))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    wanted = expected_files(ext)
+    assert len([line for line in lines if re.match(r"\[ *\d+/%d\] " % len(wanted), line)]) == len(wanted)
+    assert board_tree(board.fs_dir) == wanted  # only these: no stray .py next to a .mpy
+    r = mpremote(board.port, "exec", ENCODE)
+    assert r.returncode == 0, r.stderr
+    assert binascii.unhexlify(r.stdout.strip()) == READ_REQUEST
+
+
+def test_redeploy_py_over_mpy_replaces_the_packages(board):
+    assert run_deploy("unix", "--port", board.port, "--mpy").returncode == 0
+    r = run_deploy("unix", "--port", board.port)
+    assert r.returncode == 0, r.stderr
+    assert board_tree(board.fs_dir) == expected_files(".py")
+
+
+def test_deployed_board_boots_and_answers_read_asc_time(board):
+    r = run_deploy("unix", "--port", board.port, "--mpy")
+    assert r.returncode == 0, r.stderr
+    board.reset(boot=True)  # power cycle: main.py starts the protocol on the console
+    with serial.Serial(board.port, timeout=0.05) as port:
+        engine = Engine(port.write, is_client=True)
+        engine.connection_made()
+        answer = None
+        deadline = time.monotonic() + 15
+        next_send = 0
+        while answer is None and time.monotonic() < deadline:
+            if time.monotonic() >= next_send:  # main.py may still be starting: ask again
+                engine.send(10, 0, None)
+                next_send = time.monotonic() + 1.0
+            engine.feed(port.read(4096))
+            answer = engine.pop_received(11, 0)
+    assert answer is not None, board.output[-500:]
+    assert answer.get_status() == 0
+    assert re.match(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$", answer.get_data())
+
+
+def test_no_such_port_fails_clearly():
+    r = run_deploy("unix", "--port", "/dev/does-not-exist")
+    assert r.returncode != 0
+    assert "does-not-exist" in r.stderr and "error" in r.stderr
+
+
+def test_silent_port_times_out_clearly():
+    master, slave = os.openpty()  # a port nobody answers on
+    try:
+        start = time.monotonic()
+        r = run_deploy("unix", "--port", os.ttyname(slave), "--timeout", "2")
+        assert time.monotonic() - start < 15
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode != 0
+    assert "no answer from a board" in r.stderr
+
+
+def test_unknown_board_fails_clearly():
+    r = run_deploy("no-such-board", "--port", "/dev/null")
+    assert r.returncode != 0
+    assert "unknown board 'no-such-board'" in r.stderr
