@@ -208,8 +208,8 @@ class VirtualBoard:
 
     def stop(self):
         """End the interpreter and the relay; close every fd; remove an own temp folder."""
-        self._stopping = True
         with self._cond:
+            self._stopping = True
             self._cond.notify_all()
         if self._proc:
             self._kill(self._proc)
@@ -220,6 +220,10 @@ class VirtualBoard:
                 pass
             self._thread.join(5)
             self._thread = None
+        with self._lock:
+            proc = self._proc  # the relay may have started one while we were stopping
+        if proc:
+            self._kill(proc)
         for fd in self._fds:
             try:
                 os.close(fd)
@@ -346,8 +350,6 @@ class VirtualBoard:
                     if not data:
                         break
                     from_board(data)
-                if self._stopping:
-                    break
                 with self._lock:
                     request, self._reset_request = self._reset_request, None
                 lived = time.monotonic() - self._started
@@ -365,16 +367,21 @@ class VirtualBoard:
                 to_board.clear()
                 if request == "hard":
                     raw_mode, hold, tail = False, None, b""
-                    self._spawn(run_main=self.boot)
+                    run_main = self.boot
                 else:
                     self.soft_reboots += 1
                     from_board(SOFT_REBOOT)
                     tail = b""
-                    if raw_mode:
+                    if raw_mode:  # pyexec stays in the raw REPL and skips main.py
                         hold, inject_on_prompt = RAW_BANNER, True
-                        self._spawn(run_main=False)
-                    else:
-                        self._spawn(run_main=self.boot)
+                    run_main = self.boot and not raw_mode
+                with self._lock:  # reset() and stop() see either the old or the new process
+                    if self._stopping:
+                        break
+                    if self._reset_request == "hard":  # asked while we were restarting
+                        self._reset_request = None
+                        raw_mode, hold, tail, run_main = False, None, b"", self.boot
+                    self._spawn(run_main)
                 continue
 
             poller = select.poll()
