@@ -1,4 +1,8 @@
-"""The demo service set every board serves: read 'asc_time', write/read 'value', execute 'echo'."""
+"""The demo service set every board serves.
+
+Read 'asc_time', write/read 'value', execute 'echo', and execute 'fail',
+which always raises to show the error reply.
+"""
 import time
 
 from sp_common.const import (SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE, SID_READ_REQUEST, SID_READ_RESPONSE,
@@ -7,6 +11,7 @@ from sp_common.const import (SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE, SID_READ
 DID_ASC_TIME = 0
 DID_VALUE = 1
 DID_ECHO = 0
+DID_FAIL = 1
 
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
@@ -38,11 +43,17 @@ def _echo(msg):
     return STATUS_OKAY, msg.get_data()
 
 
+def _fail(msg):
+    raise ValueError('this service always fails')
+
+
 def add_demo_services(prot):
     prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE), DID_ASC_TIME, 'asc_time')
     prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST, SID_WRITE_RESPONSE), DID_VALUE, 'value')
     prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), DID_ECHO, 'echo')
+    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), DID_FAIL, 'fail')
     prot.register_callback(SID_READ_REQUEST, DID_ASC_TIME, _read_time)
     prot.register_callback(SID_READ_REQUEST, DID_VALUE, _read_value)
     prot.register_callback(SID_WRITE_REQUEST, DID_VALUE, _write_value)
     prot.register_callback(SID_EXECUTE_REQUEST, DID_ECHO, _echo)
+    prot.register_callback(SID_EXECUTE_REQUEST, DID_FAIL, _fail)

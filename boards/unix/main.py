@@ -11,7 +11,8 @@ environment (SP_TCP_PORT=57322), command line first, then config.py:
     SP_SECRET     the auth secret (default: none, or the content of SP_SECRET_FILE)
     SP_SECRET_FILE  file holding the secret (default secret.txt, if it exists)
     SP_ROLE       server (default): listen on SP_TCP_HOST:SP_TCP_PORT;
-                  client: connect to a host's TCP server there (reconnecting)
+                  client: connect to a host's TCP server there (reconnecting),
+                  and be the client (auto_auth) on stdin/stdout too
     SP_TCP_HOST   default 127.0.0.1
     SP_TCP_PORT   default 57321; 0 or off: no TCP
     SP_STDIO      1 (default) or 0: serve on stdin/stdout
@@ -73,8 +74,8 @@ def main():
     prots = []
     stdio = None
     if use_stdio:
-        stdio = sp.StdioStream()
-        prots.append(protocol(stdio, **options))
+        stdio = sp.StdioStream(is_client=role == 'client')
+        prots.append(protocol(stdio, auto_auth=role == 'client', **options))
     if port:
         if role == 'client':
             stream = sp.TcpClientStream(host, port, retry_ms=200)
