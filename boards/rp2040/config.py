@@ -1,0 +1,14 @@
+"""RP2040 (Raspberry Pi Pico / Pico W) board settings. Copy to the board as /config.py."""
+CHANNEL_NAME = 'rp2040'
+CODEC = 'pure_json'           # or 'struct_json'
+STREAMS = ('uart',)           # any of 'uart', 'tcp' (Pico W), 'stdio' (stdio takes over the USB REPL)
+UART_ID = 0
+UART_TX = 0                   # GP0
+UART_RX = 1                   # GP1
+UART_BAUD = 115200
+WIFI_SSID = None              # Pico W only
+WIFI_PASSWORD = None
+TCP_PORT = 57321
+SECRET_FILE = 'secret.txt'
+MAX_FRAME = 8192
+STARTUP_DELAY_MS = 2000

@@ -1,0 +1,426 @@
+"""The device runtime on the real MicroPython unix port: the virtual board (boards/unix/main.py).
+
+The board runs as a subprocess with its stdin/stdout on a pty (raw mode, as a
+board's USB serial console) and a TCP server on a free loopback port. The
+host side is sp_common.Engine in this process. sp_common and sp_micropython
+are compiled with mpy-cross first and put on MICROPYPATH, as they are
+deployed on a board, so that the board fits a small heap (HEAPSIZE, override
+with SP_TEST_HEAPSIZE).
+"""
+import os
+import re
+import select
+import socket
+import subprocess
+import tempfile
+import time
+import tty
+
+import pytest
+
+import sp_common as sp
+from sp_common import Engine, pure_json, struct_json
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '160k')   # 144k is the smallest that passes (64-bit unix port)
+MAX_FRAME = 6144   # the device's frame cap in these tests: a 4 KiB payload fits, 8 KiB does not
+TIMEOUT = 5
+
+
+@pytest.fixture(scope='session')
+def mpy_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp('mpy')
+    for pkg in ('sp_common', 'sp_micropython'):
+        os.mkdir(str(out / pkg))
+        for name in sorted(os.listdir(os.path.join(ROOT, pkg))):
+            if name.endswith('.py'):
+                subprocess.run(['mpy-cross', '-o', str(out / pkg / (name[:-3] + '.mpy')), pkg + '/' + name],
+                               cwd=ROOT, check=True)
+    return str(out)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class PtyLink:
+    def __init__(self, fd):
+        self.fd = fd
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            select.select([], [self.fd], [], TIMEOUT)
+            view = view[os.write(self.fd, view):]
+
+    def read(self, timeout):
+        if not select.select([self.fd], [], [], max(timeout, 0))[0]:
+            return b''
+        try:
+            return os.read(self.fd, 65536)
+        except OSError:   # EIO: the device closed its end
+            return b''
+
+
+class SockLink:
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, data):
+        self.sock.sendall(data)
+
+    def read(self, timeout):
+        if not select.select([self.sock], [], [], max(timeout, 0))[0]:
+            return b''
+        try:
+            return self.sock.recv(65536)
+        except OSError:
+            return b''
+
+    def close(self):
+        self.sock.close()
+
+
+class Host:
+    """The host end: an Engine on a link, with blocking helpers that wait on data, never on the clock."""
+
+    def __init__(self, link, is_client=True, codec=pure_json, secret=None, name='pytest'):
+        self.link = link
+        self.engine = Engine(link.write, is_client, codec=codec, secret=secret, channel_name=name)
+
+    def pump(self, until, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while not until():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            data = self.link.read(min(left, 0.2))
+            if data:
+                self.engine.feed(data)
+        return True
+
+    def connect(self):
+        """connection_made() sends the channel name; its answer proves the device is serving."""
+        self.engine.connection_made()
+        assert self.pump(lambda: self.engine.counters['rx_messages'] >= 1), 'no channel name answer'
+
+    def request(self, sid, did, data=None, timeout=TIMEOUT):
+        self.engine.send(sid, did, data)
+        got = []
+
+        def answered():
+            msg = self.engine.pop_received(sid + 1, did)
+            if msg is not None:
+                got.append(msg)
+            return bool(got)
+        assert self.pump(answered, timeout), 'no answer to %d/%d' % (sid, did)
+        return got[0]
+
+    def authenticate(self):
+        self.engine.start_auth()
+        return self.pump(lambda: self.engine.auth_state in (sp.AUTH_STATE_TRUSTED_CONNECTION,
+                                                            sp.AUTH_STATE_UNTRUSTED_CONNECTION))
+
+
+class Device:
+    """boards/unix/main.py under micropython: stdin/stdout on a pty, TCP on a free loopback port."""
+
+    def __init__(self, mpy_path, heapsize=HEAPSIZE, use_mpy=True, **knobs):
+        self.port = knobs.setdefault('tcp_port', free_port())
+        knobs.setdefault('max_frame', MAX_FRAME)
+        env = dict(os.environ)
+        env.pop('MICROPYPATH', None)
+        if use_mpy:
+            env['MICROPYPATH'] = mpy_path
+        for key, value in knobs.items():
+            env['SP_' + key.upper()] = str(value)
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(['micropython', '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
+                                     stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT, env=env)
+        os.close(slave)
+        self.master = master
+        self.pty = PtyLink(master)
+        self.socks = []
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors='replace')
+
+    def host(self, **options):
+        """A host client on the pty, connected."""
+        host = Host(self.pty, **options)
+        host.connect()
+        return host
+
+    def tcp(self, connect=True, **options):
+        """A host client on the device's TCP server (retried until the device listens)."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                sock = socket.create_connection(('127.0.0.1', self.port), timeout=TIMEOUT)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, 'the device does not listen:\n' + self.stderr()
+                time.sleep(0.02)
+        self.socks.append(sock)
+        host = Host(SockLink(sock), **options)
+        if connect:
+            host.connect()
+        return host
+
+    def stop(self):
+        for sock in self.socks:
+            sock.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(TIMEOUT)
+        os.close(self.master)
+        self.err.close()
+
+
+@pytest.fixture
+def device(mpy_path):
+    started = []
+
+    def start(**knobs):
+        dev = Device(mpy_path, **knobs)
+        started.append(dev)
+        return dev
+    yield start
+    for dev in started:
+        text = dev.stderr()
+        dev.stop()
+        assert 'Traceback' not in text and 'MemoryError' not in text, text
+
+
+def check_demo(host):
+    """asc_time, write + read back, echo and unknown service / data on one host link."""
+    msg = host.request(sp.SID_READ_REQUEST, 0)
+    assert msg.get_status() == sp.STATUS_OKAY
+    assert re.match(r'^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d \d{4}$', msg.get_data()), \
+        msg.get_data()
+    value = {'n': 42, 'list': [1, 2.5, 'x:y'], 'none': None}
+    assert host.request(sp.SID_WRITE_REQUEST, 1, value).get_status() == sp.STATUS_OKAY
+    assert host.request(sp.SID_READ_REQUEST, 1).get_data() == value
+    msg = host.request(sp.SID_EXECUTE_REQUEST, 0, ['echo', 1])
+    assert (msg.get_service_id(), msg.get_status(), msg.get_data()) == (31, sp.STATUS_OKAY, ['echo', 1])
+    host.engine.add_service(40, 41)
+    assert host.request(40, 0, 'x').get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+    assert host.request(sp.SID_READ_REQUEST, 99).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+
+
+def test_demo_services_over_the_pty(device):
+    host = device().host()
+    check_demo(host)
+    assert host.engine.counters['crc_errors'] == 0
+
+
+def ctrl_c_payload():
+    """A payload with 0x03 characters whose request and response frames both carry raw 0x03 bytes.
+
+    JSON escapes the characters themselves (\\u0003); the raw bytes are in the CRC."""
+    for i in range(1000000):
+        payload = '\x03 ctrl-c %d \x03' % i
+        if all(b'\x03' in sp.frame(pure_json.encode(sid, 0, 0, payload)) for sid in (30, 31)):
+            return payload
+    raise AssertionError('no such payload')
+
+
+def test_ctrl_c_bytes_round_trip_on_stdio(device):
+    host = device().host()
+    payload = ctrl_c_payload()
+    for _ in range(3):
+        assert host.request(sp.SID_EXECUTE_REQUEST, 0, payload).get_data() == payload
+    payload = '\x03' * 200 + ':'
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, payload).get_data() == payload
+    assert host.request(sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_OKAY
+
+
+def test_demo_services_over_tcp_share_the_value_with_stdio(device):
+    dev = device()
+    tcp = dev.tcp()
+    check_demo(tcp)
+    assert tcp.request(sp.SID_WRITE_REQUEST, 1, 'from tcp').get_status() == sp.STATUS_OKAY
+    assert dev.host().request(sp.SID_READ_REQUEST, 1).get_data() == 'from tcp'
+
+
+@pytest.mark.parametrize('transport', ['pty', 'tcp'])
+def test_secret(device, transport):
+    dev = device(secret='s3cret')
+    connect = dev.host if transport == 'pty' else dev.tcp
+    host = connect(secret='s3cret')
+    assert host.request(sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_AUTH_REQUIRED
+    assert host.authenticate() and host.engine.is_trusted()
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'trusted').get_data() == 'trusted'
+
+    intruder = connect(secret='wrong')   # a new connection starts untrusted on the device
+    assert intruder.authenticate() and not intruder.engine.is_trusted()
+    for sid in (sp.SID_READ_REQUEST, sp.SID_WRITE_REQUEST, sp.SID_EXECUTE_REQUEST):
+        msg = intruder.request(sid, 0, 'x')
+        assert (msg.get_status(), msg.get_data()) == (sp.STATUS_AUTH_REQUIRED, None)
+
+
+def test_secret_file_is_read(device, tmp_path):
+    path = tmp_path / 'secret.txt'
+    path.write_text('from-file\n')
+    host = device(secret_file=str(path)).host(secret='from-file')
+    assert host.authenticate() and host.engine.is_trusted()
+    assert host.request(sp.SID_READ_REQUEST, 1).get_status() == sp.STATUS_OKAY
+
+
+def test_struct_json(device):
+    dev = device(codec='struct_json')
+    for host in (dev.host(codec=struct_json), dev.tcp(codec=struct_json)):
+        check_demo(host)
+        # the header of 30/3 and its answer 31/3 holds a raw 0x03 byte
+        assert b'\x03' in struct_json.encode(30, 3, 0, None)[:5]
+        assert host.request(sp.SID_EXECUTE_REQUEST, 3).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+    # a pure_json peer on a struct_json board gets nothing it could mistake for an answer
+    assert dev.tcp(connect=False, codec=pure_json).pump(lambda: False, 0.3) is False
+
+
+@pytest.mark.parametrize('transport', ['pty', 'tcp'])
+def test_4k_payload_echo(device, transport):
+    dev = device()
+    host = dev.host() if transport == 'pty' else dev.tcp()
+    payload = ''.join(chr(32 + i % 90) for i in range(4096))   # contains ':' (escaped on the wire)
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, payload).get_data() == payload
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, payload[::-1]).get_data() == payload[::-1]
+
+
+@pytest.mark.parametrize('transport', ['pty', 'tcp'])
+def test_oversized_frame_is_dropped_and_the_device_keeps_answering(device, transport):
+    dev = device()
+    host = dev.host() if transport == 'pty' else dev.tcp()
+    huge = 'h' * (MAX_FRAME + 1000)
+    host.engine.send(sp.SID_EXECUTE_REQUEST, 0, huge)
+    msg = host.request(sp.SID_EXECUTE_REQUEST, 0, 'after')   # answers come in order: 'after' is the first
+    assert msg.get_data() == 'after'
+    assert host.engine.pop_received(None, None) is None
+    assert host.request(sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_OKAY
+
+
+def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
+    dev = device()
+    first = dev.tcp()
+    assert first.request(sp.SID_EXECUTE_REQUEST, 0, 'first').get_data() == 'first'
+    wire = sp.frame(pure_json.encode(sp.SID_WRITE_REQUEST, 1, 0, 'half written'))
+    first.link.write(wire[:len(wire) // 2])
+    first.link.close()
+    second = dev.tcp()
+    msg = second.request(sp.SID_READ_REQUEST, 1)
+    assert (msg.get_status(), msg.get_data()) == (sp.STATUS_OKAY, None)   # the half frame wrote nothing
+    # a client that vanishes without a word, then one more
+    dev.tcp(connect=False).link.close()
+    assert dev.tcp().request(sp.SID_EXECUTE_REQUEST, 0, 'third').get_data() == 'third'
+    assert dev.proc.poll() is None
+    assert dev.host().request(sp.SID_EXECUTE_REQUEST, 0, 'pty still up').get_data() == 'pty still up'
+
+
+def test_a_new_tcp_client_replaces_the_current_one(device):
+    dev = device()
+    old = dev.tcp()
+    new = dev.tcp()
+    assert new.request(sp.SID_EXECUTE_REQUEST, 0, 'new').get_data() == 'new'
+    assert old.link.read(TIMEOUT) == b''   # the device closed the old connection
+
+
+def test_device_as_tcp_client_with_auto_auth(device):
+    with socket.socket() as server:
+        server.bind(('127.0.0.1', 0))
+        server.listen(1)
+        server.settimeout(TIMEOUT)
+        dev = device(role='client', tcp_port=server.getsockname()[1], secret='k', name='board')
+        sock, _ = server.accept()
+        dev.socks.append(sock)
+    host = Host(SockLink(sock), is_client=False, secret='k', name=None)
+    host.engine.connection_made()
+    assert host.pump(lambda: host.engine.is_trusted()), dev.stderr()   # the device authenticated itself
+    assert host.engine.channel_name == 'board'
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'to the board').get_data() == 'to the board'
+
+
+def test_board_runs_from_source_and_exits_when_stdin_closes(device):
+    dev = device(use_mpy=False, heapsize='256k')
+    check_demo(dev.host())
+    os.close(dev.master)   # end of input on the device's stdin
+    dev.master = os.open(os.devnull, os.O_RDONLY)   # for stop()
+    assert dev.proc.wait(TIMEOUT) == 0
+
+
+def test_mem_knob_reports_heap_figures(device):
+    dev = device(mem=1)
+    dev.host().request(sp.SID_EXECUTE_REQUEST, 0, 'measure')
+    deadline = time.monotonic() + TIMEOUT
+    while 'mem: step' not in dev.stderr() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    text = dev.stderr()
+    start = re.search(r'mem: start alloc=(\d+) free=(\d+)', text)
+    assert start and int(start.group(1)) > 0 and int(start.group(2)) > 0, text
+    assert re.search(r'mem: step \+\d+ alloc=\d+', text), text
+
+
+UART_SCRIPT = '''
+import gc, sys
+import sp_micropython as sp
+from sp_micropython.demo import add_demo_services
+
+class FakeUart:
+    """machine.UART stand-in: rx holds what the host sent, tx what the device wrote."""
+    def __init__(self, rx):
+        self.rx = rx
+        self.tx = bytearray()
+    def any(self):
+        return len(self.rx)
+    def readinto(self, buf, n):
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+    def write(self, data):
+        self.tx.extend(data)
+
+with open(sys.argv[1], 'rb') as f:
+    uart = FakeUart(f.read())
+prot = sp.pure_json_protocol(sp.UartStream(uart), max_frame=1024, rx_size=64)
+add_demo_services(prot)
+while prot.poll():
+    pass
+gc.collect()
+gc.disable()
+before = gc.mem_alloc()
+i = 0
+while i < 200:
+    i += 1
+    prot.poll()
+print(gc.mem_alloc() - before)
+print(bytes(uart.tx).hex())
+'''
+
+
+def test_uart_stream_and_idle_polls_allocate_nothing(mpy_path, tmp_path):
+    """UartStream on a fake machine.UART, in 64-byte reads; 200 idle polls allocate no heap."""
+    sent = []
+    host = Host(PtyLink(None))
+    host.engine.write = sent.append
+    host.engine.connection_made()
+    host.engine.send(sp.SID_EXECUTE_REQUEST, 0, 'over the uart: ' + 'u' * 150)
+    host.engine.send(sp.SID_WRITE_REQUEST, 1, 7)
+    host.engine.send(sp.SID_READ_REQUEST, 1, None)
+    script = tmp_path / 'uart_check.py'
+    script.write_text(UART_SCRIPT)
+    rx = tmp_path / 'rx.bin'   # not in argv: this micropython build dies on long arguments
+    rx.write_bytes(b''.join(sent))
+    proc = subprocess.run(['micropython', '-X', 'heapsize=' + HEAPSIZE, str(script), str(rx)],
+                          cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_path), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    allocated, wire = proc.stdout.split()
+    assert int(allocated) < 64   # no allocation per idle poll (a few bytes of interpreter noise at most)
+    host.engine.feed(bytes.fromhex(wire))
+    assert host.engine.pop_received(31, 0).get_data() == 'over the uart: ' + 'u' * 150
+    assert host.engine.pop_received(21, 1).get_status() == sp.STATUS_OKAY
+    assert host.engine.pop_received(11, 1).get_data() == 7
