@@ -44,6 +44,8 @@ class Endpoints:
     def make(self, cls=sp.pure_json_protocol, server_secret=None, client_secret=None, auto_auth=False):
         server_comm, client_comm = self.comms()
         server = cls(server_comm, secret=server_secret, channel_name='example_server')
+        # a serial line has no connection: what the client writes before the server's port is open is lost
+        assert self.kind == 'tcp' or wait_until(server.is_connected)
         client = cls(client_comm, secret=client_secret, auto_auth=auto_auth, channel_name='example_client')
         self.closers += [client.close, server.close]
         self.calls = serve_demo(server)
