@@ -129,6 +129,10 @@ class Engine:
     def is_trusted(self):
         return self.auth_state == c.AUTH_STATE_TRUSTED_CONNECTION
 
+    def auth_settled(self):
+        """The handshake has ended, either way: what authentificate() waits for."""
+        return self.auth_state in (c.AUTH_STATE_TRUSTED_CONNECTION, c.AUTH_STATE_UNTRUSTED_CONNECTION)
+
     # bytes in / out ----------------------------------------------------------
     def send(self, service_id, data_id, data, status=c.STATUS_OKAY):
         body = self.codec.encode(service_id, data_id, status, data)

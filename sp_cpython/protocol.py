@@ -6,7 +6,7 @@ import threading
 from typing import Any, Callable, Dict, Optional
 
 from sp_common import Engine, pure_json, struct_json
-from sp_common.const import AUTH_STATE_TRUSTED_CONNECTION, AUTH_STATE_UNTRUSTED_CONNECTION, STATUS_OKAY
+from sp_common.const import STATUS_OKAY
 from sp_common.message import data_storage
 
 
@@ -105,7 +105,7 @@ class pure_json_protocol:
         return self.__comm_inst__.is_connected()
 
     def check_authentification_state(self) -> bool:
-        return self._engine.auth_state == AUTH_STATE_TRUSTED_CONNECTION
+        return self._engine.is_trusted()
 
     def connection_established(self) -> bool:
         return self.is_connected() and (self._engine.secret is None or self.check_authentification_state())
@@ -134,9 +134,8 @@ class pure_json_protocol:
             return False
         with self._cond:
             engine.start_auth()
-            self._cond.wait_for(lambda: engine.auth_state in (AUTH_STATE_TRUSTED_CONNECTION,
-                                                               AUTH_STATE_UNTRUSTED_CONNECTION), timeout)
-            return self.check_authentification_state()
+            self._cond.wait_for(engine.auth_settled, timeout)
+            return engine.is_trusted()
 
     def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""

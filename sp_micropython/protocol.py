@@ -7,7 +7,7 @@ import sys
 import time
 
 from sp_common import Engine, pure_json, struct_json
-from sp_common.const import AUTH_STATE_UNTRUSTED_CONNECTION, STATUS_OKAY
+from sp_common.const import STATUS_OKAY
 
 from .streams import CONNECTED, DISCONNECTED
 
@@ -124,7 +124,7 @@ class pure_json_protocol:
         if engine.secret is None or not self.is_connected():
             return False
         engine.start_auth()
-        self._wait(lambda: engine.is_trusted() or engine.auth_state == AUTH_STATE_UNTRUSTED_CONNECTION, timeout)
+        self._wait(engine.auth_settled, timeout)
         return engine.is_trusted()
 
     def check_authentification_state(self):
