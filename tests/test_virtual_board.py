@@ -69,9 +69,9 @@ def test_pty_is_raw_all_byte_values_pass(board):
     payload = bytes(range(256)) * 2
     with serial.Serial(board.port, timeout=0.2) as port:
         raw_repl(port)
-        port.write(b"import micropython, sys\nmicropython.kbd_intr(-1)\n"
+        port.write(b"import micropython, sys\nmicropython.kbd_intr(-1)\nsys.stdout.buffer.write(b'READY')\n"
                    b"d = sys.stdin.buffer.read(%d)\nsys.stdout.buffer.write(d)\n\x04" % len(payload))
-        assert read_until(port, b"OK").endswith(b"OK")
+        assert read_until(port, b"OKREADY").endswith(b"OKREADY")  # Ctrl-C is off before 0x03 arrives
         port.write(payload)
         got = read_until(port, b"\x04\x04>")
     assert got == payload + b"\x04\x04>"
