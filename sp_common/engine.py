@@ -17,11 +17,21 @@ from .stp import Deframer, frame
 COUNTERS = ('rx_messages', 'tx_messages', 'crc_errors', 'format_errors', 'framing_errors',
             'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped')
 
-_WHITELIST = (
-    (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED), (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY),
-    (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED), (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY),
-    (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME), (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME),
-)
+# The built-in data of the auth and channel-name services: their names, and the
+# messages that pass before authentification (the whitelist every engine starts with).
+_BUILTIN_DATA = {
+    (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED): 'seed', (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED): 'seed',
+    (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY): 'key', (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY): 'key',
+    (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME): 'name', (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME): 'name',
+}
+_HANDLERS = {   # the engine's methods that serve them
+    (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED): '_on_seed_request', (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED): '_on_seed',
+    (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY): '_on_key', (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY): '_on_key_result',
+    (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME): '_on_name_request',
+    (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME): '_on_name_response',
+}
+_NO_ARGS = ()
+_NO_KWARGS = {}
 
 
 def _is_key(value):
@@ -52,29 +62,19 @@ class Engine:
         self.auth_state = c.AUTH_STATE_UNTRUSTED_CONNECTION
         self._seed = None
         self._side = '-client' if is_client else '-server'
-        self._requests = {}       # request sid -> response sid
-        self._responses = {}      # response sid -> request sid
-        self._sid_names = {}
+        self._requests = dict(c.SID_RESPONSE_DICT)   # request sid -> response sid
+        self._responses = {}                         # response sid -> request sid
+        for req, resp in c.SID_RESPONSE_DICT.items():
+            self._responses[resp] = req
+        self._sid_names = {}      # names beyond the built-in ones of const, here and below
         self._did_names = {}      # (sid, did) -> name
-        self._status_names = dict(c.STATUS__NAMES)
-        self._whitelist = set(_WHITELIST)
+        self._status_names = {}
+        self._whitelist = set()
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self._buffer = []
         self.counters = {}
         for name in COUNTERS:
             self.counters[name] = 0
-        for req, resp in c.SID_RESPONSE_DICT.items():
-            self.add_service(req, resp, c.SID__NAMES[req], c.SID__NAMES[resp])
-        auth = (c.SID_AUTH_REQUEST, c.SID_AUTH_RESPONSE)
-        self.add_data(auth, c.DID_AUTH_SEED, 'seed')
-        self.add_data(auth, c.DID_AUTH_KEY, 'key')
-        self.add_data((c.SID_CHANNEL_NAME_REQUEST, c.SID_CHANNEL_NAME_RESPONSE), c.DID_CHANNEL_NAME, 'name')
-        self.register_callback(c.SID_AUTH_REQUEST, c.DID_AUTH_SEED, self._on_seed_request)
-        self.register_callback(c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED, self._on_seed)
-        self.register_callback(c.SID_AUTH_REQUEST, c.DID_AUTH_KEY, self._on_key)
-        self.register_callback(c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY, self._on_key_result)
-        self.register_callback(c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME, self._on_name_request)
-        self.register_callback(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, self._on_name_response)
 
     # registries ------------------------------------------------------------
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
@@ -100,10 +100,11 @@ class Engine:
         self._whitelist.add((service_id, data_id))
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
+        """A callback for (sid, did) replaces a built-in service's own handler."""
         key = (service_id, data_id)
-        if key in self._callbacks:
+        if key in self._callbacks or key in _BUILTIN_DATA:
             self._note(c.WARNING, 'overwriting callback for %s' % self._describe(service_id, data_id))
-        self._callbacks[key] = (callback, args, kwargs)
+        self._callbacks[key] = (callback, args or _NO_ARGS, kwargs or _NO_KWARGS)
 
     # connection ------------------------------------------------------------
     def connection_made(self):
@@ -176,7 +177,7 @@ class Engine:
 
     def _gated(self, sid, did):
         return self.secret is not None and self.auth_state != c.AUTH_STATE_TRUSTED_CONNECTION \
-            and sid not in self._responses and (sid, did) not in self._whitelist
+            and sid not in self._responses and (sid, did) not in _BUILTIN_DATA and (sid, did) not in self._whitelist
 
     def _dispatch(self, sid, did, status, data):
         self.counters['rx_messages'] += 1
@@ -202,7 +203,7 @@ class Engine:
                 self._note(c.WARNING, 'dropped a message of unknown %s' % self._describe(sid, did))
             return
         if entry is None:
-            if sid in self._requests and (sid, did) in self._did_names:
+            if sid in self._requests and ((sid, did) in self._did_names or (sid, did) in _BUILTIN_DATA):
                 self._store(msg)
             else:
                 self.counters['unknown'] += 1
@@ -218,7 +219,13 @@ class Engine:
 
     def _find_callback(self, sid, did):
         callbacks = self._callbacks
-        for key in ((sid, did), (sid, None), (None, did), (None, None)):
+        entry = callbacks.get((sid, did))
+        if entry is not None:
+            return entry
+        handler = _HANDLERS.get((sid, did))
+        if handler is not None:
+            return (getattr(self, handler), _NO_ARGS, _NO_KWARGS)
+        for key in ((sid, None), (None, did), (None, None)):
             entry = callbacks.get(key)
             if entry is not None:
                 return entry
@@ -295,14 +302,16 @@ class Engine:
 
     # logging -----------------------------------------------------------------
     def _describe(self, sid, did):
-        return 'service: %s, data_id: %s' % (self._sid_names.get(sid, sid), self._did_names.get((sid, did), did))
+        key = (sid, did)
+        return 'service: %s, data_id: %s' % (self._sid_names.get(sid, c.SID__NAMES.get(sid, sid)),
+                                             self._did_names.get(key, _BUILTIN_DATA.get(key, did)))
 
     def _log_message(self, direction, sid, did, status, data):
         log = self.log
         level = c.STATUS_LOG_LVL.get(status, c.WARNING)
         if log is not None and log.isEnabledFor(level):
             log.log(level, 'prot%s: %s %s, status: %s, data: "%s"' % (
-                self._side, direction, self._describe(sid, did), self._status_names.get(status, status), data))
+                self._side, direction, self._describe(sid, did), self._status_names.get(status, c.STATUS__NAMES.get(status, status)), data))
 
     def _log_bytes(self, direction, body):
         log = self.hexlog
@@ -314,3 +323,4 @@ class Engine:
         log = self.log
         if log is not None and log.isEnabledFor(level):
             log.log(level, 'prot%s: %s' % (self._side, text))
+

@@ -1,8 +1,14 @@
-"""Starts a real board from its config module: the streams it names, the demo services, serve()."""
+"""Starts a board from its config module: the streams it names, the demo services, then serve().
+
+Settings (see boards/*/config.py): STREAMS, any of 'uart', 'stdio', 'wifi'
+(join Wi-Fi, then TCP) and 'tcp' (TCP on a network that is already up);
+ROLE 'server' (default) or 'client'; CODEC, CHANNEL_NAME, MAX_FRAME,
+SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, UART_*, WIFI_*, TCP_*.
+"""
 import time
 
 from .demo import add_demo_services
-from .protocol import pure_json_protocol, serve, struct_json_protocol
+from .protocol import PrintLog, pure_json_protocol, serve, struct_json_protocol
 
 
 def read_secret(path):
@@ -14,42 +20,54 @@ def read_secret(path):
         return None
 
 
+def _setting(config, name, default=None):
+    return getattr(config, name, default)
+
+
+def make_stream(config, name, client):
+    """The stream for one STREAMS entry (the module of that name builds it), or None if unusable."""
+    if name not in ('uart', 'stdio', 'tcp', 'wifi'):
+        raise ValueError('unknown stream %r in config.STREAMS' % (name,))
+    return __import__('sp_micropython.' + name, None, None, ('from_config',)).from_config(config, client)
+
+
 def make_protocols(config):
+    """One protocol with the demo services per usable stream; a client authenticates by itself."""
     protocol = struct_json_protocol if config.CODEC == 'struct_json' else pure_json_protocol
-    options = {'secret': read_secret(config.SECRET_FILE), 'channel_name': config.CHANNEL_NAME,
-               'max_frame': config.MAX_FRAME}
+    level = _setting(config, 'LOG_LEVEL')
+    client = _setting(config, 'ROLE', 'server') == 'client'
+    secret = _setting(config, 'SECRET') or read_secret(config.SECRET_FILE)
     prots = []
     for name in config.STREAMS:
-        if name == 'uart':
-            from machine import UART, Pin
-            from .streams import UartStream
-            uart = UART(config.UART_ID, baudrate=config.UART_BAUD, tx=Pin(config.UART_TX), rx=Pin(config.UART_RX),
-                        timeout=0)
-            prots.append(protocol(UartStream(uart), **options))
-        elif name == 'tcp':
-            if not config.WIFI_SSID:
-                print('no WIFI_SSID in config.py: TCP skipped')
-                continue
-            from .streams import TcpServerStream
-            from .wifi import connect
-            print('wifi: %s, port %d' % (connect(config.WIFI_SSID, config.WIFI_PASSWORD), config.TCP_PORT))
-            prots.append(protocol(TcpServerStream(config.TCP_PORT), **options))
-        elif name == 'stdio':
-            from .streams import StdioStream
-            prots.append(protocol(StdioStream(), **options))
-        else:
-            raise ValueError('unknown stream %r in config.STREAMS' % (name,))
+        stream = make_stream(config, name, client)
+        if stream is not None:
+            prot = protocol(stream, secret=secret, auto_auth=True, channel_name=config.CHANNEL_NAME,
+                            max_frame=config.MAX_FRAME, log=None if level is None else PrintLog(level))
+            add_demo_services(prot)
+            prots.append(prot)
     return prots
 
 
-def run(config):
-    """Ctrl-C works during config.STARTUP_DELAY_MS, then the protocols serve until reset."""
-    time.sleep_ms(config.STARTUP_DELAY_MS)
+def run(config, loop=serve):
+    """Ctrl-C works during STARTUP_DELAY_MS, then loop(*protocols, until=...) serves.
+
+    It returns when a stdio stream reaches the end of its input (the unix
+    port's stdin closed); a real board serves until reset.
+    """
+    time.sleep_ms(_setting(config, 'STARTUP_DELAY_MS', 0))
     prots = make_protocols(config)
-    for prot in prots:
-        add_demo_services(prot)
+    stdio = []
+    if 'stdio' in config.STREAMS:
+        from .stdio import StdioStream
+        stdio = [prot for prot in prots if isinstance(prot.__comm_inst__, StdioStream)]
+
+    def until():
+        for prot in stdio:
+            if not prot.is_connected():
+                return True
+        return False
     try:
-        serve(*prots)
+        loop(*prots, until=until)
     finally:
         for prot in prots:
             prot.close()

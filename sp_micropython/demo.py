@@ -13,8 +13,8 @@ DID_VALUE = 1
 DID_ECHO = 0
 DID_FAIL = 1
 
-_DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
-_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+_DAYS = 'MonTueWedThuFriSatSun'
+_MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec'
 
 # shared by every protocol the board serves, so a value written over TCP reads back over UART
 values = {DID_VALUE: None}
@@ -23,7 +23,9 @@ values = {DID_VALUE: None}
 def asctime(t=None):
     """time.asctime() style, e.g. 'Sun Feb  2 00:00:44 2025', from a time.localtime() tuple."""
     t = t or time.localtime()
-    return '%s %s %2d %02d:%02d:%02d %d' % (_DAYS[t[6]], _MONTHS[t[1] - 1], t[2], t[3], t[4], t[5], t[0])
+    day = t[6] * 3
+    month = t[1] * 3 - 3
+    return '%s %s %2d %02d:%02d:%02d %d' % (_DAYS[day:day + 3], _MONTHS[month:month + 3], t[2], t[3], t[4], t[5], t[0])
 
 
 def _read_time(msg):

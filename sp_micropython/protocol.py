@@ -1,4 +1,4 @@
-"""The device runtime: one Engine per stream, a non-blocking poll() step and the loops around it.
+"""The device runtime: one engine per stream, a non-blocking poll() step and the loops around it.
 
 No protocol decisions here; the engine in sp_common makes them. This layer
 moves bytes between a stream and the engine and waits.
@@ -9,16 +9,7 @@ import time
 from sp_common import Engine, pure_json, struct_json
 from sp_common.const import STATUS_OKAY
 
-from .streams import CONNECTED, DISCONNECTED
-
-try:
-    _sleep_ms = time.sleep_ms
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-except AttributeError:   # CPython, for tools that import this module on the host
-    _sleep_ms = lambda ms: time.sleep(ms / 1000)   # noqa: E731
-    _ticks_ms = lambda: int(time.monotonic() * 1000)   # noqa: E731
-    _ticks_diff = lambda a, b: a - b   # noqa: E731
+from .stream import CONNECTED, DISCONNECTED
 
 RX_SIZE = 512
 IDLE_MS = 2
@@ -40,18 +31,20 @@ class PrintLog:
         out.write('%s %d %s\n' % (self.name, level, text))
 
 
-class pure_json_protocol:
-    """The protocol on one stream; client or server comes from stream.IS_CLIENT."""
+class pure_json_protocol(Engine):
+    """The protocol on one stream: the engine itself, plus the loop that feeds it from the stream.
+
+    Client or server comes from stream.IS_CLIENT.
+    """
 
     CODEC = pure_json
 
     def __init__(self, stream, secret=None, auto_auth=False, channel_name=None, max_frame=8192,
                  max_buffered=16, log=None, hexlog=None, rx_size=RX_SIZE):
+        Engine.__init__(self, stream.write, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
+                        max_frame, max_buffered, log, hexlog)
         self.__comm_inst__ = stream
-        self.engine = Engine(stream.write, stream.IS_CLIENT, codec=self.CODEC, secret=secret,
-                             auto_auth=auto_auth, channel_name=channel_name, max_frame=max_frame,
-                             max_buffered=max_buffered, log=log, hexlog=hexlog)
-        self._buf = bytearray(rx_size)
+        self._rx = bytearray(rx_size)
 
     # the loop ----------------------------------------------------------------
     def _events(self):
@@ -60,18 +53,18 @@ class pure_json_protocol:
         busy = event is not None
         while event is not None:
             if event == CONNECTED:
-                self.engine.connection_made()
+                self.connection_made()
             elif event == DISCONNECTED:
-                self.engine.connection_lost()
+                self.connection_lost()
             event = stream.poll_event()
         return busy
 
     def poll(self):
         """One non-blocking step; True if anything happened (a connection event or bytes)."""
         busy = self._events()
-        n = self.__comm_inst__.readinto(self._buf)
+        n = self.__comm_inst__.readinto(self._rx)
         if n:
-            self.engine.feed(self._buf, n)
+            self.feed(self._rx, n)
         return self._events() or busy or n > 0
 
     def serve_forever(self, idle_ms=IDLE_MS):
@@ -89,13 +82,13 @@ class pure_json_protocol:
                 await asyncio.sleep(wait / 1000)
 
     def _wait(self, done, timeout):
-        start = _ticks_ms()
+        start = time.ticks_ms()
         limit = int(timeout * 1000)
         while not done():
-            if _ticks_diff(_ticks_ms(), start) >= limit:
+            if time.ticks_diff(time.ticks_ms(), start) >= limit:
                 return False
             if not self.poll():
-                _sleep_ms(1)
+                time.sleep_ms(1)
         return True
 
     # the host's API ----------------------------------------------------------
@@ -103,7 +96,7 @@ class pure_json_protocol:
         """Sends one message; False if the stream is not connected. (Writes are synchronous.)"""
         if not self.__comm_inst__.is_connected():
             return False
-        self.engine.send(service_id, data_id, data, status)
+        Engine.send(self, service_id, data_id, data, status)
         return True
 
     def receive(self, service_id, data_id, timeout=1):
@@ -111,7 +104,7 @@ class pure_json_protocol:
         found = []
 
         def done():
-            msg = self.engine.pop_received(service_id, data_id)
+            msg = self.pop_received(service_id, data_id)
             if msg is not None:
                 found.append(msg)
             return bool(found)
@@ -120,21 +113,20 @@ class pure_json_protocol:
 
     def authentificate(self, timeout=2):
         """Runs the seed/key handshake; True if the connection is trusted afterwards."""
-        engine = self.engine
-        if engine.secret is None or not self.is_connected():
+        if self.secret is None or not self.is_connected():
             return False
-        engine.start_auth()
-        self._wait(engine.auth_settled, timeout)
-        return engine.is_trusted()
+        self.start_auth()
+        self._wait(self.auth_settled, timeout)
+        return self.is_trusted()
 
     def check_authentification_state(self):
-        return self.engine.is_trusted()
+        return self.is_trusted()
 
     def is_connected(self):
         return self.__comm_inst__.is_connected()
 
     def connection_established(self):
-        return self.is_connected() and (self.engine.secret is None or self.engine.is_trusted())
+        return self.is_connected() and (self.secret is None or self.is_trusted())
 
     def reconnect(self):
         self.__comm_inst__.reconnect()
@@ -142,29 +134,6 @@ class pure_json_protocol:
     def close(self):
         self.__comm_inst__.close()
         self._events()
-
-    def register_callback(self, service_id, data_id, callback, *args, **kwargs):
-        self.engine.register_callback(service_id, data_id, callback, *args, **kwargs)
-
-    def add_data(self, service_id, data_id, name):
-        self.engine.add_data(service_id, data_id, name)
-
-    def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
-        self.engine.add_service(req_sid, resp_sid, req_name, resp_name)
-
-    def add_status(self, status, name):
-        self.engine.add_status(status, name)
-
-    def add_msg_to_auth_whitelist_(self, service_id, data_id):
-        self.engine.add_msg_to_auth_whitelist_(service_id, data_id)
-
-    @property
-    def counters(self):
-        return self.engine.counters
-
-    @property
-    def channel_name(self):
-        return self.engine.channel_name
 
 
 class struct_json_protocol(pure_json_protocol):
@@ -181,4 +150,4 @@ def serve(*protocols, idle_ms=IDLE_MS, until=None):
             if prot.poll():
                 busy = True
         if not busy:
-            _sleep_ms(idle_ms)
+            time.sleep_ms(idle_ms)

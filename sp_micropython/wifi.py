@@ -26,3 +26,13 @@ def connect(ssid, password, timeout_ms=15000):
             raise OSError('wifi %r: no connection after %d ms (status %r)' % (ssid, timeout_ms, status))
         time.sleep_ms(100)
     return wlan.ifconfig()[0]
+
+
+def from_config(config, client):
+    """Joins WIFI_SSID, then the TCP stream of sp_micropython.tcp; None without an SSID."""
+    if not config.WIFI_SSID:
+        print('no WIFI_SSID in config.py: TCP skipped')
+        return None
+    print('wifi: %s, port %d' % (connect(config.WIFI_SSID, config.WIFI_PASSWORD), config.TCP_PORT))
+    from . import tcp
+    return tcp.from_config(config, client)

@@ -322,7 +322,7 @@ def test_device_as_tcp_client_with_auto_auth(device):
         server.bind(('127.0.0.1', 0))
         server.listen(1)
         server.settimeout(TIMEOUT)
-        dev = device(role='client', tcp_port=server.getsockname()[1], secret='k', name='board')
+        dev = device(role='client', tcp_port=server.getsockname()[1], secret='k', channel_name='board')
         sock, _ = server.accept()
         dev.socks.append(sock)
     host = Host(SockLink(sock), is_client=False, secret='k', name=None)

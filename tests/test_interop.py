@@ -28,7 +28,7 @@ def free_port():
 class Setup:
     def __init__(self, mpy_dir, tmp_path, transport, role, codec, secret):
         self.cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
-        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_NAME='device', SP_MAX_FRAME='6144')
+        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=os.environ.get('SP_INTEROP_MAX_FRAME', '6144'))
         env.pop('SP_SECRET', None)
         if secret:
             env['SP_SECRET'] = secret

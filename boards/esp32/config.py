@@ -1,7 +1,7 @@
 """ESP32 board settings. Copy to the board as /config.py (tools or: mpremote cp boards/esp32/config.py :config.py)."""
 CHANNEL_NAME = 'esp32'
 CODEC = 'pure_json'           # or 'struct_json'
-STREAMS = ('uart', 'tcp')     # any of 'uart', 'tcp', 'stdio' (stdio takes over the USB REPL, see main.py)
+STREAMS = ('uart', 'wifi')    # any of 'uart', 'wifi' (join it, then TCP), 'stdio' (takes over the USB REPL)
 UART_ID = 1
 UART_TX = 17
 UART_RX = 16

@@ -1,7 +1,7 @@
 """RP2040 (Raspberry Pi Pico / Pico W) board settings. Copy to the board as /config.py."""
 CHANNEL_NAME = 'rp2040'
 CODEC = 'pure_json'           # or 'struct_json'
-STREAMS = ('uart',)           # any of 'uart', 'tcp' (Pico W), 'stdio' (stdio takes over the USB REPL)
+STREAMS = ('uart',)           # any of 'uart', 'wifi' (Pico W), 'stdio' (takes over the USB REPL)
 UART_ID = 0
 UART_TX = 0                   # GP0
 UART_RX = 1                   # GP1

@@ -1,10 +1,11 @@
 """The virtual board (MicroPython unix port). Every value can be overridden, see main.py."""
 CHANNEL_NAME = 'unix'
 CODEC = 'pure_json'          # or 'struct_json'
-ROLE = 'server'              # 'client': connect to a host's TCP server instead of listening
+ROLE = 'server'              # 'client': connect to a host's TCP server, and be the client on stdio too
 TCP_HOST = '127.0.0.1'       # listen address (server) or the host to connect to (client)
 TCP_PORT = 57321             # 0 or 'off': no TCP
 STDIO = True                 # serve on stdin/stdout (put them on a pty)
 SECRET = None
 SECRET_FILE = 'secret.txt'   # read when SECRET is None and the file exists
 MAX_FRAME = 8192
+LOG_LEVEL = None             # engine log on stderr: 10 debug .. 40 error

@@ -1,131 +1,14 @@
-"""Byte streams for the device runtime: UART, the USB serial console (stdio), TCP server and client.
-
-Every stream offers IS_CLIENT, readinto(buf) -> int (non-blocking, 0 when
-nothing is there), write(data) (never raises: a write to a dead link is
-dropped), poll_event() -> CONNECTED, DISCONNECTED or None (each change is
-reported once, in order), is_connected(), reconnect() and close().
-"""
+"""TCP server and client streams on socket + select.poll (Wi-Fi boards and the unix port)."""
 import errno
 import select
-import sys
+import socket
 import time
 
-try:
-    import socket
-except ImportError:  # a board without network
-    socket = None
-
-CONNECTED = 'connected'
-DISCONNECTED = 'disconnected'
+from .stream import Stream
 
 _READ_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
 _EAGAIN = errno.EAGAIN
 _WRITE_TIMEOUT_MS = 2000
-
-
-class _Stream:
-    IS_CLIENT = False
-
-    def __init__(self):
-        self._events = []
-        self._up = False
-
-    def _set(self, up):
-        if up != self._up:
-            self._up = up
-            self._events.append(CONNECTED if up else DISCONNECTED)
-
-    def poll_event(self):
-        return self._events.pop(0) if self._events else None
-
-    def is_connected(self):
-        return self._up
-
-    def reconnect(self):
-        pass
-
-    def close(self):
-        self._set(False)
-
-
-class UartStream(_Stream):
-    """A machine.UART (built by the caller, e.g. with timeout=0). A UART is always 'connected'."""
-
-    def __init__(self, uart, is_client=False):
-        _Stream.__init__(self)
-        self.IS_CLIENT = is_client
-        self.uart = uart
-        self._set(True)
-
-    def readinto(self, buf):
-        n = self.uart.any()
-        if not n:
-            return 0
-        return self.uart.readinto(buf, min(n, len(buf))) or 0
-
-    def write(self, data):
-        self.uart.write(data)
-
-
-class StdioStream(_Stream):
-    """The USB serial console: sys.stdin.buffer / sys.stdout.buffer.
-
-    Ctrl-C is switched off (micropython.kbd_intr(-1)) while it owns stdin,
-    because frames contain 0x03 bytes; close() switches it back on. stdin is
-    read byte by byte while select.poll says a byte is ready (a bigger
-    readinto would block until the buffer is full). End of input (unix port:
-    the pty or pipe closed) reports DISCONNECTED.
-    """
-
-    def __init__(self, is_client=False):
-        import micropython
-        _Stream.__init__(self)
-        self.IS_CLIENT = is_client
-        self._in = sys.stdin.buffer
-        self._out = sys.stdout.buffer
-        self._poll = select.poll()
-        self._poll.register(sys.stdin, select.POLLIN)
-        self._one = bytearray(1)
-        self._kbd_intr = micropython.kbd_intr
-        self._kbd_intr(-1)
-        self._set(True)
-
-    def readinto(self, buf):
-        if not self._up:
-            return 0
-        one = self._one
-        read = self._in.readinto
-        n = 0
-        size = len(buf)
-        while n < size:
-            event = 0
-            for entry in self._poll.ipoll(0):
-                event = entry[1]
-            if not event:
-                break
-            try:
-                got = read(one) if event & select.POLLIN else 0
-            except OSError:
-                got = 0
-            if not got:
-                self._lost()
-                break
-            buf[n] = one[0]
-            n += 1
-        return n
-
-    def _lost(self):
-        self._poll.unregister(sys.stdin)
-        self._set(False)
-
-    def write(self, data):
-        if self._up:
-            self._out.write(data)
-
-    def close(self):
-        if self._up:
-            self._lost()
-        self._kbd_intr(3)
 
 
 def _write_all(sock, data):
@@ -149,9 +32,9 @@ def _write_all(sock, data):
     return True
 
 
-class _SocketStream(_Stream):
+class _SocketStream(Stream):
     def __init__(self):
-        _Stream.__init__(self)
+        Stream.__init__(self)
         self._sock = None
         self._poll = select.poll()
 
@@ -287,3 +170,11 @@ class TcpClientStream(_SocketStream):
     def close(self):
         self._closed = True
         self._drop()
+
+
+def from_config(config, client):
+    """A client of TCP_HOST:TCP_PORT, or a server listening there (TCP_HOST defaults to all interfaces)."""
+    host = getattr(config, 'TCP_HOST', '0.0.0.0')
+    if client:
+        return TcpClientStream(host, config.TCP_PORT, retry_ms=200)
+    return TcpServerStream(config.TCP_PORT, host)
