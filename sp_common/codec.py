@@ -24,39 +24,40 @@ class ChecksumError(ValueError):
         self.did = did
 
 
-def _ascii(text):
+_MICROPYTHON = sys.implementation.name == 'micropython'
+_SCALARS = (bool, int, float, str)
+_SEQUENCES = (list, tuple)
+_KEYS = (str, int, float)
+
+
+def _escape_non_ascii(text):
     # CPython's json.dumps escapes non-ASCII, MicroPython's does not: make both emit the same bytes.
-    if len(text) == len(text.encode()):
-        return text
-    out = []
+    out = bytearray()
     for ch in text:
         o = ord(ch)
         if o < 0x80:
-            out.append(ch)
+            out.append(o)
         elif o < 0x10000:
-            out.append('\\u%04x' % o)
+            out.extend(b'\\u%04x' % o)
         else:
             o -= 0x10000
-            out.append('\\u%04x\\u%04x' % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
-    return ''.join(out)
-
-
-_MICROPYTHON = sys.implementation.name == 'micropython'
+            out.extend(b'\\u%04x\\u%04x' % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
+    return out.decode()
 
 
 def _check(obj):
     # MicroPython's json.dumps writes '<object>' for what it cannot encode; CPython raises.
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    if obj is None or isinstance(obj, _SCALARS):
         return
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, _SEQUENCES):
         for item in obj:
             _check(item)
         return
     if isinstance(obj, dict):
-        for key, value in obj.items():
-            if not (key is None or isinstance(key, (str, int, float))):
+        for key in obj:
+            if not (key is None or isinstance(key, _KEYS)):
                 raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
-            _check(value)
+            _check(obj[key])
         return
     raise TypeError('Object of type %s is not JSON serializable' % type(obj).__name__)
 
@@ -93,10 +94,14 @@ def _join_surrogates(text):
     return ''.join(out)
 
 
-def dumps(obj):
-    if _MICROPYTHON:
+if _MICROPYTHON:
+    def dumps(obj):
+        """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold)."""
         _check(obj)
-    return _ascii(json.dumps(obj))
+        text = json.dumps(obj)
+        return text if len(memoryview(text)) == len(text) else _escape_non_ascii(text)
+else:
+    dumps = json.dumps
 
 
 def _with_crc(body):

@@ -7,7 +7,7 @@ _ESC = 0x3D    # '='
 
 
 def frame(body):
-    return b':<' + body.replace(b':', b':=') + b':>'
+    return b''.join((b':<', body.replace(b':', b':='), b':>'))
 
 
 class Deframer:
