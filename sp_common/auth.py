@@ -2,15 +2,12 @@
 import hashlib
 from binascii import hexlify
 
-_BLOCK = 64
-
-
 def hmac_sha256_hex(secret, message):
     """Lowercase hex HMAC-SHA256; secret and message are str, taken as UTF-8."""
     key = secret.encode()
-    if len(key) > _BLOCK:
+    if len(key) > 64:
         key = hashlib.sha256(key).digest()
-    key = key + bytes(_BLOCK - len(key))
+    key = key + bytes(64 - len(key))   # padded to SHA-256's block size
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
     inner.update(message.encode())
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))

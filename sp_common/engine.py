@@ -30,12 +30,7 @@ _HANDLERS = {   # the engine's methods that serve them
     (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME): '_on_name_request',
     (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME): '_on_name_response',
 }
-_NO_ARGS = ()
 _NO_KWARGS = {}
-
-
-def _is_key(value):
-    return isinstance(value, (int, str))
 
 
 class Engine:
@@ -104,7 +99,7 @@ class Engine:
         key = (service_id, data_id)
         if key in self._callbacks or key in _BUILTIN_DATA:
             self._note(c.WARNING, 'overwriting callback for %s' % self._describe(service_id, data_id))
-        self._callbacks[key] = (callback, args or _NO_ARGS, kwargs or _NO_KWARGS)
+        self._callbacks[key] = (callback, args or (), kwargs or _NO_KWARGS)
 
     # connection ------------------------------------------------------------
     def connection_made(self):
@@ -136,17 +131,17 @@ class Engine:
 
     # bytes in / out ----------------------------------------------------------
     def send(self, service_id, data_id, data, status=c.STATUS_OKAY):
-        body = self.codec.encode(service_id, data_id, status, data)
+        pieces = self.codec.pieces(service_id, data_id, status, data)
         self._log_message('TX ->', service_id, data_id, status, data)
-        self._log_bytes('TX ->', body)
+        self._log_bytes('TX ->', pieces)
         self.counters['tx_messages'] += 1
-        self.write(frame(body))
+        self.write(frame(*pieces))
 
     def feed(self, data, n=None):
         """Processes data[:n]; callbacks run and replies are written before it returns."""
         deframer = self.deframer
         for body in deframer.feed(data, n):
-            self._log_bytes('RX <-', body)
+            self._log_bytes('RX <-', (body,))
             try:
                 msg = self.codec.decode(body)
             except ChecksumError as err:
@@ -172,7 +167,7 @@ class Engine:
     def _on_bad_checksum(self, err):
         self.counters['crc_errors'] += 1
         self._note(c.ERROR, 'dropped a message with a wrong checksum')
-        if isinstance(err.sid, int) and err.sid in self._requests and _is_key(err.did):
+        if isinstance(err.sid, int) and err.sid in self._requests and isinstance(err.did, (int, str)):
             self.send(self._requests[err.sid], err.did, None, c.STATUS_CHECKSUM_ERROR)
 
     def _gated(self, sid, did):
@@ -224,7 +219,7 @@ class Engine:
             return entry
         handler = _HANDLERS.get((sid, did))
         if handler is not None:
-            return (getattr(self, handler), _NO_ARGS, _NO_KWARGS)
+            return (getattr(self, handler), (), _NO_KWARGS)
         for key in ((sid, None), (None, did), (None, None)):
             entry = callbacks.get(key)
             if entry is not None:
@@ -313,9 +308,10 @@ class Engine:
             log.log(level, 'prot%s: %s %s, status: %s, data: "%s"' % (
                 self._side, direction, self._describe(sid, did), self._status_names.get(status, c.STATUS__NAMES.get(status, status)), data))
 
-    def _log_bytes(self, direction, body):
+    def _log_bytes(self, direction, pieces):
         log = self.hexlog
         if log is not None and log.isEnabledFor(c.DEBUG):
+            body = b''.join(pieces)
             log.log(c.DEBUG, 'comm%s: %s "(%d): %s"' % (
                 self._side, direction, len(body), hexlify(body, ' ').decode()))
 

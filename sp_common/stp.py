@@ -1,13 +1,12 @@
 """STP framing: b':<' + body (':' escaped as ':=') + b':>', with an incremental deframer."""
 
-_SYNC = 0x3A   # ':'
-_START = 0x3C  # '<'
-_END = 0x3E    # '>'
-_ESC = 0x3D    # '='
-
-
-def frame(body):
-    return b''.join((b':<', body.replace(b':', b':='), b':>'))
+def frame(body, *more):
+    """The frame of body, or of the body made of body and more joined (each piece escaped on its own)."""
+    out = [b':<', body.replace(b':', b':=')]
+    for piece in more:
+        out.append(piece.replace(b':', b':='))
+    out.append(b':>')
+    return b''.join(out)
 
 
 class Deframer:
@@ -54,17 +53,17 @@ class Deframer:
                 self._sync = False
                 c = data[i]
                 i += 1
-                if c == _START:
+                if c == 0x3C:     # ':<' starts a frame
                     if self._in_frame:
                         self.framing_errors += 1
                     self._in_frame = True
                     self._over = False
                     self._len = 0
                 elif not self._in_frame:
-                    self._sync = c == _SYNC
-                elif c == _ESC:
+                    self._sync = c == 0x3A
+                elif c == 0x3D:   # ':=' is an escaped ':'
                     self._append(b':')
-                elif c == _END:
+                elif c == 0x3E:   # ':>' ends it
                     self._in_frame = False
                     if self._over:
                         self.oversized += 1
@@ -73,7 +72,7 @@ class Deframer:
                 else:
                     self.framing_errors += 1
                     self._in_frame = False
-                    self._sync = c == _SYNC
+                    self._sync = c == 0x3A
                 continue
             j = data.find(b':', i, end)
             stop = end if j < 0 else j

@@ -1,14 +1,15 @@
 """socket_protocol for MicroPython boards: the engine of sp_common on UART, USB-stdio and TCP streams.
 
-The stream classes load on first use (sp.UartStream, sp.StdioStream,
-sp.TcpServerStream, sp.TcpClientStream), so that a board spends heap only on
-the ones it has; wifi and demo are imported by name: sp_micropython.wifi.
+The constants (sp.SID_READ_REQUEST, ...) come from sp_common.const and the
+stream classes load on first use (sp.UartStream, sp.StdioStream,
+sp.TcpServerStream, sp.TcpClientStream): looked up on demand rather than
+copied here, so that a board spends heap only on what it uses. wifi and demo
+are imported by name: sp_micropython.wifi.
 """
-from sp_common.const import *  # noqa: F401,F403
+from sp_common import const
 from sp_common.message import data_storage  # noqa: F401
 
-from .protocol import PrintLog, pure_json_protocol, serve, struct_json_protocol  # noqa: F401
-from .stream import CONNECTED, DISCONNECTED  # noqa: F401
+from .protocol import CONNECTED, DISCONNECTED, PrintLog, pure_json_protocol, serve, struct_json_protocol  # noqa: F401
 
 _STREAMS = {'UartStream': 'uart', 'StdioStream': 'stdio', 'TcpServerStream': 'tcp', 'TcpClientStream': 'tcp'}
 
@@ -16,5 +17,5 @@ _STREAMS = {'UartStream': 'uart', 'StdioStream': 'stdio', 'TcpServerStream': 'tc
 def __getattr__(name):
     module = _STREAMS.get(name)
     if module is None:
-        raise AttributeError(name)
+        return getattr(const, name)
     return getattr(__import__('sp_micropython.' + module, None, None, (name,)), name)

@@ -20,10 +20,6 @@ def read_secret(path):
         return None
 
 
-def _setting(config, name, default=None):
-    return getattr(config, name, default)
-
-
 def make_stream(config, name, client):
     """The stream for one STREAMS entry (the module of that name builds it), or None if unusable."""
     if name not in ('uart', 'stdio', 'tcp', 'wifi'):
@@ -34,9 +30,9 @@ def make_stream(config, name, client):
 def make_protocols(config):
     """One protocol with the demo services per usable stream; a client authenticates by itself."""
     protocol = struct_json_protocol if config.CODEC == 'struct_json' else pure_json_protocol
-    level = _setting(config, 'LOG_LEVEL')
-    client = _setting(config, 'ROLE', 'server') == 'client'
-    secret = _setting(config, 'SECRET') or read_secret(config.SECRET_FILE)
+    level = getattr(config, 'LOG_LEVEL', None)
+    client = getattr(config, 'ROLE', 'server') == 'client'
+    secret = getattr(config, 'SECRET', None) or read_secret(config.SECRET_FILE)
     prots = []
     for name in config.STREAMS:
         stream = make_stream(config, name, client)
@@ -54,7 +50,7 @@ def run(config, loop=serve):
     It returns when a stdio stream reaches the end of its input (the unix
     port's stdin closed); a real board serves until reset.
     """
-    time.sleep_ms(_setting(config, 'STARTUP_DELAY_MS', 0))
+    time.sleep_ms(getattr(config, 'STARTUP_DELAY_MS', 0))
     prots = make_protocols(config)
     stdio = []
     if 'stdio' in config.STREAMS:

@@ -1,23 +1,18 @@
 """The demo service set every board serves.
 
-Read 'asc_time', write/read 'value', execute 'echo', and execute 'fail',
-which always raises to show the error reply.
+Data ids: read 'asc_time' (0), write/read 'value' (1), execute 'echo' (0),
+and execute 'fail' (1), which always raises to show the error reply.
 """
 import time
 
 from sp_common.const import (SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE, SID_READ_REQUEST, SID_READ_RESPONSE,
                              SID_WRITE_REQUEST, SID_WRITE_RESPONSE, STATUS_OKAY)
 
-DID_ASC_TIME = 0
-DID_VALUE = 1
-DID_ECHO = 0
-DID_FAIL = 1
-
 _DAYS = 'MonTueWedThuFriSatSun'
 _MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec'
 
 # shared by every protocol the board serves, so a value written over TCP reads back over UART
-values = {DID_VALUE: None}
+values = {1: None}
 
 
 def asctime(t=None):
@@ -33,11 +28,11 @@ def _read_time(msg):
 
 
 def _read_value(msg):
-    return STATUS_OKAY, values[DID_VALUE]
+    return STATUS_OKAY, values[1]
 
 
 def _write_value(msg):
-    values[DID_VALUE] = msg.get_data()
+    values[1] = msg.get_data()
     return STATUS_OKAY, None
 
 
@@ -50,12 +45,12 @@ def _fail(msg):
 
 
 def add_demo_services(prot):
-    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE), DID_ASC_TIME, 'asc_time')
-    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST, SID_WRITE_RESPONSE), DID_VALUE, 'value')
-    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), DID_ECHO, 'echo')
-    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), DID_FAIL, 'fail')
-    prot.register_callback(SID_READ_REQUEST, DID_ASC_TIME, _read_time)
-    prot.register_callback(SID_READ_REQUEST, DID_VALUE, _read_value)
-    prot.register_callback(SID_WRITE_REQUEST, DID_VALUE, _write_value)
-    prot.register_callback(SID_EXECUTE_REQUEST, DID_ECHO, _echo)
-    prot.register_callback(SID_EXECUTE_REQUEST, DID_FAIL, _fail)
+    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE), 0, 'asc_time')
+    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST, SID_WRITE_RESPONSE), 1, 'value')
+    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 0, 'echo')
+    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 1, 'fail')
+    prot.register_callback(SID_READ_REQUEST, 0, _read_time)
+    prot.register_callback(SID_READ_REQUEST, 1, _read_value)
+    prot.register_callback(SID_WRITE_REQUEST, 1, _write_value)
+    prot.register_callback(SID_EXECUTE_REQUEST, 0, _echo)
+    prot.register_callback(SID_EXECUTE_REQUEST, 1, _fail)

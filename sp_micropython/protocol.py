@@ -9,10 +9,40 @@ import time
 from sp_common import Engine, pure_json, struct_json
 from sp_common.const import STATUS_OKAY
 
-from .stream import CONNECTED, DISCONNECTED
 
-RX_SIZE = 512
-IDLE_MS = 2
+# What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
+# 0 when nothing is there), write(data) (never raises: a write to a dead link is
+# dropped), poll_event() -> CONNECTED, DISCONNECTED or None (each change is
+# reported once, in order), is_connected(), reconnect() and close(). Each kind
+# lives in its own module (uart, stdio, tcp) so that a board loads only the
+# ones it uses.
+CONNECTED = 'connected'
+DISCONNECTED = 'disconnected'
+
+
+class Stream:
+    IS_CLIENT = False
+
+    def __init__(self):
+        self._events = []
+        self._up = False
+
+    def _set(self, up):
+        if up != self._up:
+            self._up = up
+            self._events.append(CONNECTED if up else DISCONNECTED)
+
+    def poll_event(self):
+        return self._events.pop(0) if self._events else None
+
+    def is_connected(self):
+        return self._up
+
+    def reconnect(self):
+        pass
+
+    def close(self):
+        self._set(False)
 
 
 class PrintLog:
@@ -40,7 +70,7 @@ class pure_json_protocol(Engine):
     CODEC = pure_json
 
     def __init__(self, stream, secret=None, auto_auth=False, channel_name=None, max_frame=8192,
-                 max_buffered=16, log=None, hexlog=None, rx_size=RX_SIZE):
+                 max_buffered=16, log=None, hexlog=None, rx_size=512):
         Engine.__init__(self, stream.write, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
                         max_frame, max_buffered, log, hexlog)
         self.__comm_inst__ = stream
@@ -67,10 +97,10 @@ class pure_json_protocol(Engine):
             self.feed(self._rx, n)
         return self._events() or busy or n > 0
 
-    def serve_forever(self, idle_ms=IDLE_MS):
+    def serve_forever(self, idle_ms=2):
         serve(self, idle_ms=idle_ms)
 
-    async def run(self, idle_ms=IDLE_MS):
+    async def run(self, idle_ms=2):
         """An asyncio task that serves this protocol."""
         import asyncio
         sleep_ms = getattr(asyncio, 'sleep_ms', None)
@@ -142,7 +172,7 @@ class struct_json_protocol(pure_json_protocol):
     CODEC = struct_json
 
 
-def serve(*protocols, idle_ms=IDLE_MS, until=None):
+def serve(*protocols, idle_ms=2, until=None):
     """Polls every protocol in turn, sleeping idle_ms when none had work; returns when until() is true."""
     while until is None or not until():
         busy = False

@@ -2,7 +2,7 @@
 import select
 import sys
 
-from .stream import Stream
+from .protocol import Stream
 
 
 class StdioStream(Stream):

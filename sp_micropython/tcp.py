@@ -4,7 +4,7 @@ import select
 import socket
 import time
 
-from .stream import Stream
+from .protocol import Stream
 
 _READ_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
 _EAGAIN = errno.EAGAIN

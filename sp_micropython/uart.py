@@ -1,5 +1,5 @@
 """A machine.UART as a device stream."""
-from .stream import Stream
+from .protocol import Stream
 
 
 class UartStream(Stream):

@@ -15,7 +15,8 @@ import sp_cpython as sp
 from conftest import ROOT
 from ptys import PtyCable
 
-HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '96k')
+HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '64k')
+MAX_FRAME = os.environ.get('SP_INTEROP_MAX_FRAME', '1024')   # the messages here are small; so is the board
 SECRET = 'shared secret'
 
 
@@ -28,7 +29,7 @@ def free_port():
 class Setup:
     def __init__(self, mpy_dir, tmp_path, transport, role, codec, secret):
         self.cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
-        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=os.environ.get('SP_INTEROP_MAX_FRAME', '6144'))
+        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=MAX_FRAME)
         env.pop('SP_SECRET', None)
         if secret:
             env['SP_SECRET'] = secret
@@ -96,6 +97,7 @@ def test_host_and_device(mpy_dir, tmp_path, transport, role, codec, secret):
         assert host.counters['crc_errors'] == host.counters['format_errors'] == 0
     finally:
         stderr = setup.close()
+        print('device stderr:', stderr)   # shown when the test fails
     assert 'Traceback' not in stderr and 'MemoryError' not in stderr, stderr
 
 

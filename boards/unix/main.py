@@ -17,9 +17,7 @@ import sys
 _parts = sys.argv[0].split('/')
 sys.path.append('/'.join(_parts[:-3]) or '.')   # the repository root (last: MICROPYPATH, e.g. .mpy builds, wins)
 
-import gc  # noqa: E402
 import os  # noqa: E402
-import time  # noqa: E402
 
 import config  # noqa: E402
 from sp_micropython import serve  # noqa: E402
@@ -49,21 +47,7 @@ def apply_overrides():
     config.STREAMS = ('stdio',) * config.STDIO + ('tcp',) * (config.TCP_PORT > 0)
 
 
-def serve_measured(*prots, until):
-    gc.collect()
-    sys.stderr.write('mem: start alloc=%d free=%d\n' % (gc.mem_alloc(), gc.mem_free()))
-    while not until():
-        gc.collect()
-        before = gc.mem_alloc()
-        busy = False
-        for prot in prots:
-            if prot.poll():
-                busy = True
-        if busy:
-            sys.stderr.write('mem: step +%d alloc=%d\n' % (gc.mem_alloc() - before, gc.mem_alloc()))
-        else:
-            time.sleep_ms(2)
-
-
 apply_overrides()
-run(config, serve_measured if knob('MEM') == '1' else serve)
+if knob('MEM') == '1':
+    from measure import serve_measured as serve   # noqa: F811
+run(config, serve)

@@ -61,7 +61,7 @@ def test_malformed_json_with_good_crc():
     for bad in (b'{"data_id": 0, "serv', b'[1, 2]', b'{"data_id": 0}', b'\xff\xfe',
                 b'{"data_id": 0, "service_id": "x", "status": 0, "data": null}',
                 b'{"data_id": [], "service_id": 1, "status": 0, "data": null}'):
-        raises(FormatError, pure_json.decode, _with_crc(bad))
+        raises(FormatError, pure_json.decode, b"".join(_with_crc((bad,))))
 
 
 def test_short_bodies_are_checksum_errors():

@@ -220,7 +220,7 @@ def test_malformed_and_framing_errors_are_counted():
     link = Link()
     link.connect()
     from sp_common.codec import _with_crc
-    link.server.feed(sp.frame(_with_crc(b'{"data_id": 0,')) + b':<abc:?' + b':<' + b'x' * 70000 + b':>')
+    link.server.feed(sp.frame(*_with_crc((b'{"data_id": 0,',))) + b':<abc:?' + b':<' + b'x' * 70000 + b':>')
     link.pump()
     counters = link.server.counters
     assert (counters['format_errors'], counters['framing_errors'], counters['oversized']) == (1, 1, 1)
