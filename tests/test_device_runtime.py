@@ -22,7 +22,7 @@ import sp_common as sp
 from sp_common import Engine, pure_json, struct_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '160k')   # 144k is the smallest that passes (64-bit unix port)
+HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '128k')   # two protocols with 6 KiB frames, 4 KiB payloads
 MAX_FRAME = 6144   # the device's frame cap in these tests: a 4 KiB payload fits, 8 KiB does not
 TIMEOUT = 5
 

@@ -1,0 +1,126 @@
+"""Device heap figures on the MicroPython unix port, next to a baseline measured in the same run.
+
+Builds sp_common and sp_micropython to .mpy (as tools.deploy --mpy does),
+starts boards/unix/main.py with SP_MEM=1 and its console on a pty, sends
+requests from the host and reads the heap the device reports: in use after
+start, and allocated while serving each request (garbage included; the
+collector takes it back). The baseline is the bare interpreter's heap in use.
+
+    python3 -m tools.bench_device [--heapsize 64k] [--max-frame 1024]
+"""
+import argparse
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+
+from sp_common import Engine, pure_json
+from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQUEST
+from tools.deploy import board_files, compile_mpy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUESTS = (
+    ('read asc_time', SID_READ_REQUEST, 0, None),
+    ('write value', SID_WRITE_REQUEST, 1, {'n': 42, 'list': [1, 2.5, 'x']}),
+    ('echo 16 B', SID_EXECUTE_REQUEST, 0, 'sixteen bytes :)'),
+    ('echo 4 KiB', SID_EXECUTE_REQUEST, 0, ''.join(chr(32 + i % 90) for i in range(4096))),
+)
+
+
+def build(out_dir):
+    built = compile_mpy(board_files('unix'), out_dir)
+    return sum(os.path.getsize(local) for local, remote in built if remote.endswith('.mpy'))
+
+
+def baseline(heapsize):
+    code = 'import gc; gc.collect(); print(gc.mem_alloc())'
+    out = subprocess.run(['micropython', '-X', 'heapsize=' + heapsize, '-c', code], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout)
+
+
+class Board:
+    """boards/unix/main.py on a pty with SP_MEM=1; the host side is a bare engine on the pty's master end."""
+
+    def __init__(self, mpy_dir, heapsize, max_frame):
+        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_MEM='1', SP_TCP_PORT='0', SP_MAX_FRAME=str(max_frame))
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(['micropython', '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
+                                     stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT, env=env)
+        os.close(slave)
+        self.master = master
+        self.engine = Engine(lambda data: os.write(master, data), True, codec=pure_json, channel_name='bench')
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors='replace')
+
+    def pump(self, done, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError('the board did not answer:\n' + self.stderr())
+            if select.select([self.master], [], [], 0.05)[0]:
+                self.engine.feed(os.read(self.master, 65536))
+        return True
+
+    def steps(self):
+        return [int(n) for n in re.findall(r'mem: step \+(\d+)', self.stderr())]
+
+    def request(self, sid, did, data):
+        """Bytes the device allocated while serving it, after the previous request's steps are in."""
+        time.sleep(0.1)
+        seen = len(self.steps())
+        self.engine.send(sid, did, data)
+        self.pump(lambda: self.engine.pop_received(sid + 1, did) is not None)
+        time.sleep(0.1)
+        return sum(self.steps()[seen:])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+        self.err.close()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--heapsize', default='64k', help='micropython -X heapsize (default 64k)')
+    ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
+                    'the 4 KiB echo)')
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as mpy_dir:
+        size = build(mpy_dir)
+        base = baseline(args.heapsize)
+        board = Board(mpy_dir, args.heapsize, args.max_frame)
+        try:
+            board.engine.connection_made()
+            board.pump(lambda: board.engine.counters['rx_messages'] >= 1)
+            start = int(re.search(r'mem: start alloc=(\d+)', board.stderr()).group(1))
+            rows = []
+            for name, sid, did, data in REQUESTS:
+                if data is not None and len(pure_json.encode(sid, did, 0, data)) > args.max_frame:
+                    rows.append((name, 'over the frame cap'))
+                    continue
+                rows.append((name, '%d B' % board.request(sid, did, data)))
+        finally:
+            board.stop()
+    print('device heap, MicroPython unix port, -X heapsize=%s, frames up to %d B' % (args.heapsize, args.max_frame))
+    print('| figure | bytes |')
+    print('|---|---:|')
+    print('| bare interpreter after start (baseline) | %d B |' % base)
+    print('| board after start: stdio protocol, demo services | %d B (+%d) |' % (start, start - base))
+    print('| .mpy files, sp_common + sp_micropython | %d B |' % size)
+    for name, value in rows:
+        print('| allocated serving %s | %s |' % (name, value))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
