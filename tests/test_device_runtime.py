@@ -12,14 +12,13 @@ import re
 import select
 import socket
 import subprocess
-import tempfile
 import time
-import tty
 
 import pytest
 
 import sp_common as sp
 from sp_common import Engine, pure_json, struct_json
+from tools.unix_board import UnixBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '128k')   # two protocols with 6 KiB frames, 4 KiB payloads
@@ -108,35 +107,18 @@ class Host:
 
     def authenticate(self):
         self.engine.start_auth()
-        return self.pump(lambda: self.engine.auth_state in (sp.AUTH_STATE_TRUSTED_CONNECTION,
-                                                            sp.AUTH_STATE_UNTRUSTED_CONNECTION))
+        return self.pump(self.engine.auth_settled)
 
 
-class Device:
+class Device(UnixBoard):
     """boards/unix/main.py under micropython: stdin/stdout on a pty, TCP on a free loopback port."""
 
     def __init__(self, mpy_dir, heapsize=HEAPSIZE, use_mpy=True, **knobs):
         self.port = knobs.setdefault('tcp_port', free_port())
         knobs.setdefault('max_frame', MAX_FRAME)
-        env = dict(os.environ)
-        env.pop('MICROPYPATH', None)
-        if use_mpy:
-            env['MICROPYPATH'] = mpy_dir
-        for key, value in knobs.items():
-            env['SP_' + key.upper()] = str(value)
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(['micropython', '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
-                                     stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT, env=env)
-        os.close(slave)
-        self.master = master
-        self.pty = PtyLink(master)
+        UnixBoard.__init__(self, heapsize, mpy_dir if use_mpy else None, **knobs)
+        self.pty = PtyLink(self.master)
         self.socks = []
-
-    def stderr(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors='replace')
 
     def host(self, **options):
         """A host client on the pty, connected."""
@@ -163,11 +145,7 @@ class Device:
     def stop(self):
         for sock in self.socks:
             sock.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT)
-        os.close(self.master)
-        self.err.close()
+        UnixBoard.stop(self, TIMEOUT)
 
 
 @pytest.fixture

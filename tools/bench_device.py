@@ -16,13 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import tty
 
 from sp_common import Engine, pure_json
 from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQUEST
 from tools.deploy import board_files, compile_mpy
+from tools.unix_board import UnixBoard
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUESTS = (
     ('read asc_time', SID_READ_REQUEST, 0, None),
     ('write value', SID_WRITE_REQUEST, 1, {'n': 42, 'list': [1, 2.5, 'x']}),
@@ -43,23 +42,12 @@ def baseline(heapsize):
     return int(out.stdout)
 
 
-class Board:
-    """boards/unix/main.py on a pty with SP_MEM=1; the host side is a bare engine on the pty's master end."""
+class Board(UnixBoard):
+    """The unix board with SP_MEM=1; the host side is a bare engine on the pty's master end."""
 
     def __init__(self, mpy_dir, heapsize, max_frame):
-        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_MEM='1', SP_TCP_PORT='0', SP_MAX_FRAME=str(max_frame))
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(['micropython', '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
-                                     stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT, env=env)
-        os.close(slave)
-        self.master = master
-        self.engine = Engine(lambda data: os.write(master, data), True, codec=pure_json, channel_name='bench')
-
-    def stderr(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors='replace')
+        UnixBoard.__init__(self, heapsize, mpy_dir, mem=1, tcp_port=0, max_frame=max_frame)
+        self.engine = Engine(lambda data: os.write(self.master, data), True, codec=pure_json, channel_name='bench')
 
     def pump(self, done, timeout=10):
         deadline = time.monotonic() + timeout
@@ -82,11 +70,6 @@ class Board:
         time.sleep(0.1)
         return sum(self.steps()[seen:])
 
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-        os.close(self.master)
-        self.err.close()
 
 
 def main(argv=None):
