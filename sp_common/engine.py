@@ -5,12 +5,12 @@ the error replies, the channel-name exchange and the seed/key state machine.
 It never sleeps, reads a clock or touches a socket; the runtimes feed it the
 bytes they read and give it a write() for the bytes it produces.
 """
-import os
 from binascii import hexlify
 
 from . import const as c
 from .auth import equal, hmac_sha256_hex, new_seed
 from .codec import ChecksumError, FormatError, pure_json
+from .entropy import random_bytes as _random_bytes
 from .message import make_message
 from .stp import Deframer, frame
 
@@ -42,7 +42,7 @@ class Engine:
 
     def __init__(self, write, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
-                 random_bytes=os.urandom):
+                 random_bytes=_random_bytes):
         self.write = write
         self.is_client = is_client
         self.codec = codec
