@@ -3,9 +3,13 @@
 Settings (see boards/*/config.py): STREAMS, any of 'uart', 'stdio', 'wifi'
 (join Wi-Fi, then TCP) and 'tcp' (TCP on a network that is already up);
 ROLE 'server' (default) or 'client'; CODEC, CHANNEL_NAME, MAX_FRAME,
-SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, UART_*, WIFI_*, TCP_*.
+SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, UART_*, WIFI_*, TCP_*, and
+ENTROPY: a function n -> n random bytes, for a port without os.urandom.
 """
 import time
+
+from sp_common import entropy
+from sp_common.const import WARNING
 
 from .demo import add_demo_services
 from .protocol import PrintLog, pure_json_protocol, serve, struct_json_protocol
@@ -27,10 +31,22 @@ def make_stream(config, name, client):
     return __import__('sp_micropython.' + name, None, None, ('from_config',)).from_config(config, client)
 
 
+def use_entropy(config, level):
+    """config.ENTROPY if given; else os.urandom; else the weak stand-in, with a warning on its first use."""
+    source = getattr(config, 'ENTROPY', None)
+    if source is not None:
+        entropy.set_source(source)
+    elif not entropy.available():
+        from .weak_random import random_bytes
+        log = PrintLog(WARNING if level is None else level)
+        entropy.set_fallback(random_bytes, lambda text: log.isEnabledFor(WARNING) and log.log(WARNING, text))
+
+
 def make_protocols(config):
     """One protocol with the demo services per usable stream; a client authenticates by itself."""
     protocol = struct_json_protocol if config.CODEC == 'struct_json' else pure_json_protocol
     level = getattr(config, 'LOG_LEVEL', None)
+    use_entropy(config, level)
     client = getattr(config, 'ROLE', 'server') == 'client'
     secret = getattr(config, 'SECRET', None) or read_secret(config.SECRET_FILE)
     prots = []

@@ -2,6 +2,8 @@
 
 Data ids: read 'asc_time' (0), write/read 'value' (1), execute 'echo' (0),
 and execute 'fail' (1), which always raises to show the error reply.
+asc_time is the board's clock (time.localtime); a port without one answers
+the time since start, dated 2000-01-01 like a board whose clock was never set.
 """
 import time
 
@@ -13,11 +15,22 @@ _MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec'
 
 # shared by every protocol the board serves, so a value written over TCP reads back over UART
 values = {1: None}
+_START = time.ticks_ms()
+
+
+def uptime():
+    """A time.localtime() tuple for a port without a clock: time since start from 2000-01-01 (a Saturday).
+
+    Counted in ticks, so it starts over after the tick period (12 days on a 32-bit port).
+    """
+    s = (time.ticks_ms() - _START) % (time.ticks_add(0, -1) + 1) // 1000
+    days = s // 86400
+    return 2000, 1, 1 + days, s // 3600 % 24, s // 60 % 60, s % 60, (5 + days) % 7
 
 
 def asctime(t=None):
     """time.asctime() style, e.g. 'Sun Feb  2 00:00:44 2025', from a time.localtime() tuple."""
-    t = t or time.localtime()
+    t = t or (time.localtime() if hasattr(time, 'localtime') else uptime())
     day = t[6] * 3
     month = t[1] * 3 - 3
     return '%s %s %2d %02d:%02d:%02d %d' % (_DAYS[day:day + 3], _MONTHS[month:month + 3], t[2], t[3], t[4], t[5], t[0])
