@@ -37,9 +37,9 @@ def use_entropy(config, level):
     if source is not None:
         entropy.set_source(source)
     elif not entropy.available():
-        from .weak_random import random_bytes
+        from .weak_random import install
         log = PrintLog(WARNING if level is None else level)
-        entropy.set_fallback(random_bytes, lambda text: log.isEnabledFor(WARNING) and log.log(WARNING, text))
+        install(lambda text: log.isEnabledFor(WARNING) and log.log(WARNING, text))
 
 
 def make_protocols(config):

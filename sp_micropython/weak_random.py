@@ -1,19 +1,32 @@
-"""The stand-in random source for a port without a hardware RNG: weak, and said so (see sp_common.entropy).
+"""The stand-in random source for a port without a hardware RNG: weak, and it says so once.
 
 Each call hashes the previous state with the microsecond and CPU tick
 counters and the heap's state at that moment: the timing of the peer's
 messages is what varies. Someone who can watch or replay that timing, or
 reset the board, can guess the output; a board with any real noise source
-should give the config an ENTROPY function instead.
+should give its config an ENTROPY function instead.
 """
 import gc
 import hashlib
 import time
 
+from sp_common import entropy
+
+WARNING = ('no hardware random source on this port: seeds and nonces come from a timing-based stand-in, '
+           'so the handshake is weaker here (give the board config an ENTROPY function)')
 _state = [b'sp weak random']
+_warn = []
+
+
+def install(warn):
+    """Makes this the source of sp_common.entropy; warn(WARNING) is called on its first use."""
+    _warn.append(warn)
+    entropy.set_source(random_bytes)
 
 
 def random_bytes(n):
+    while _warn:
+        _warn.pop()(WARNING)
     h = hashlib.sha256(_state[0])
     h.update(b'%d %d %d' % (time.ticks_us(), time.ticks_cpu(), gc.mem_free()))
     state = h.digest()

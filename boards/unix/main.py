@@ -49,5 +49,5 @@ def apply_overrides():
 
 apply_overrides()
 if knob('MEM') == '1':
-    from measure import serve_measured as serve   # noqa: F811
+    from sp_micropython.measure import serve_measured as serve   # noqa: F811
 run(config, serve)

@@ -1,4 +1,4 @@
-"""serve() for SP_MEM=1: heap figures on stderr, after start and for every poll step that did work."""
+"""serve() for a board's MEM setting (SP_MEM=1 on the unix board): heap figures on stderr, start and per step."""
 import gc
 import sys
 import time
