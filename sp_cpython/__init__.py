@@ -1,7 +1,13 @@
 """Host runtime: the socket_protocol API (import sp_cpython as socket_protocol)."""
+import logging as _logging
+
 from sp_common.const import *  # noqa: F401,F403
 from sp_common.message import data_storage  # noqa: F401
 
 from .protocol import pure_json_protocol, struct_json_protocol  # noqa: F401
 from .serial_port import serial_stp  # noqa: F401
 from .tcp import tcp_client_stp, tcp_server_stp  # noqa: F401
+
+# A library stays quiet until the application configures logging (the loggers keep the original names).
+for _name in ('socket_protocol', 'tcp_socket', 'serial_port', 'comm'):
+    _logging.getLogger(_name).addHandler(_logging.NullHandler())

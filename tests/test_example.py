@@ -17,11 +17,11 @@ def free_port():
 
 def test_example_client_reads_asc_time_from_example_server():
     port = str(free_port())
-    server = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'example_server.py'), port],
+    server = subprocess.Popen([sys.executable, os.path.join(ROOT, 'examples', 'example_server.py'), port],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == 'serving on port ' + port
-        client = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'example_client.py'), port],
+        client = subprocess.run([sys.executable, os.path.join(ROOT, 'examples', 'example_client.py'), port],
                                 cwd=ROOT, capture_output=True, text=True, timeout=30)
     finally:
         server.terminate()

@@ -7,7 +7,7 @@ import time
 import pytest
 import serial
 
-from tools.virtual_board import VirtualBoard
+from sp_tool.virtual_board import VirtualBoard
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 
@@ -139,8 +139,9 @@ def children_of(pid):
     return found
 
 
-def test_cli_prints_port_and_stops_on_sigterm():
-    proc = subprocess.Popen([sys.executable, "-m", "tools.virtual_board", "--heapsize", "128k"],
+def test_sp_board_prints_port_and_stops_on_sigterm():
+    proc = subprocess.Popen([sys.executable, "-m", "sp_tool", "board", "--empty", "--tcp-port", "0",
+                             "--heapsize", "128k"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:

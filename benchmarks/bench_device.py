@@ -1,12 +1,12 @@
 """Device heap figures on the MicroPython unix port, next to a baseline measured in the same run.
 
-Builds sp_common and sp_micropython to .mpy (as tools.deploy --mpy does),
+Builds sp_common and sp_micropython to .mpy (as sp deploy --mpy does),
 starts boards/unix/main.py with SP_MEM=1 and its console on a pty, sends
 requests from the host and reads the heap the device reports: in use after
 start, and allocated while serving each request (garbage included; the
 collector takes it back). The baseline is the bare interpreter's heap in use.
 
-    python3 -m tools.bench_device [--heapsize 64k] [--max-frame 1024]
+    python3 -m benchmarks.bench_device [--heapsize 64k] [--max-frame 1024]
 """
 import argparse
 import os
@@ -19,7 +19,8 @@ import time
 
 from sp_common import Engine, pure_json
 from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQUEST
-from tools.deploy import board_files, compile_mpy
+from sp_tool.deploy import compile_mpy
+from sp_tool.files import device_files
 from tools.unix_board import UnixBoard
 
 REQUESTS = (
@@ -31,7 +32,7 @@ REQUESTS = (
 
 
 def build(out_dir):
-    built = compile_mpy(board_files('unix'), out_dir)
+    built = compile_mpy(device_files('unix'), out_dir)
     return sum(os.path.getsize(local) for local, remote in built if remote.endswith('.mpy'))
 
 
@@ -47,10 +48,11 @@ class Board(UnixBoard):
 
     def __init__(self, mpy_dir, heapsize, max_frame):
         UnixBoard.__init__(self, heapsize, mpy_dir, mem=1, tcp_port=0, max_frame=max_frame)
-        self.engine = Engine(lambda data: os.write(self.master, data), True, codec=pure_json, channel_name='bench')
+        self.engine = Engine(True, codec=pure_json, channel_name='bench')
 
     def pump(self, done, timeout=10):
         deadline = time.monotonic() + timeout
+        os.write(self.master, self.engine.data_to_send())
         while not done():
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError('the board did not answer:\n' + self.stderr())
@@ -65,7 +67,7 @@ class Board(UnixBoard):
         """Bytes the device allocated while serving it, after the previous request's steps are in."""
         time.sleep(0.1)
         seen = len(self.steps())
-        self.engine.send(sid, did, data)
+        self.engine.send_msg(sid, did, data)
         self.pump(lambda: self.engine.pop_received(sid + 1, did) is not None)
         time.sleep(0.1)
         return sum(self.steps()[seen:])

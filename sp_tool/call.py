@@ -1,0 +1,123 @@
+"""One request from the command line: send it, wait for its answer, and name what went wrong if none came."""
+from __future__ import annotations
+
+import time
+from typing import Optional, Tuple, Union
+
+import sp_cpython as sp
+from .demo import DATA as DEMO_DATA
+
+from .errors import EXIT_AUTH, EXIT_CRC, EXIT_REPL, EXIT_STATUS, EXIT_TIMEOUT, CommandError
+from .target import PROTOCOLS
+
+CHANNEL_NAME = 'sp-host'
+SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute': sp.SID_EXECUTE_REQUEST}
+# What a MicroPython REPL sends and a protocol board never does; the last one is our own
+# channel-name request echoed back, which is all a board sitting at its prompt may show.
+REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent call last)',
+              ('"%s"' % CHANNEL_NAME).encode())
+_POLL_S = 0.05
+
+DataId = Union[int, str]
+
+
+class ReplSniffer:
+    """Watches the raw bytes from the board for signs of a REPL instead of the protocol."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._tail = b''
+
+    def __call__(self, data: bytes) -> None:
+        chunk = self._tail + data
+        self.seen = self.seen or any(mark in chunk for mark in REPL_MARKS)
+        self._tail = chunk[-40:]
+
+
+def service_id(text: str) -> int:
+    """read / write / execute, or a request Service-ID as a number."""
+    if text in SERVICES:
+        return SERVICES[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError('unknown service %r: read, write, execute or a number' % text) from None
+
+
+def data_id(service: int, text: str) -> Tuple[DataId, str]:
+    """(Data-ID, name): a number, a demo name (asc_time, value, echo, fail) or a string Data-ID."""
+    if text.lstrip('-').isdigit():
+        return int(text), text
+    for services, did, name in DEMO_DATA:
+        if service in services and name == text:
+            return did, name
+    return text, text
+
+
+def _wait(predicate, deadline: float, sniffer: ReplSniffer, where: str) -> bool:
+    """Polls predicate until deadline; a REPL seen on the way ends the command at once."""
+    while True:
+        if sniffer.seen:
+            raise CommandError('the board on %s answers with a MicroPython REPL, not the protocol: '
+                               'reset it to start main.py, or deploy first (sp deploy BOARD --port %s)'
+                               % (where, where), EXIT_REPL)
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+
+
+def call(comm, where: str, service: int, did: DataId, name: str, data, codec: str = 'pure_json',
+         secret: Optional[str] = None, timeout: float = 10.0) -> Tuple[sp.data_storage, dict]:
+    """Sends one request on comm (a transport not yet used) and returns (answer, counters)."""
+    sniffer = ReplSniffer()
+    comm.register_callback(sniffer)     # before the protocol: it sees the bytes first
+    prot = PROTOCOLS[codec](comm, secret=secret, channel_name=CHANNEL_NAME)
+    deadline = time.monotonic() + timeout
+    try:
+        response = sp.SID_RESPONSE_DICT.get(service, service + 1)
+        prot.add_data((service, response), did, name)
+
+        def heard() -> int:
+            return prot.counters.get('rx_messages', 0)
+        if not _wait(lambda: heard() > 0, deadline, sniffer, where):
+            raise _silence(prot, where, timeout)
+        if secret is not None:
+            before = heard()
+            if not prot.authentificate(max(deadline - time.monotonic(), 0.1)):
+                if heard() > before:
+                    raise CommandError('authentication refused by the board on %s: wrong --secret, '
+                                       'or the board has none' % where, EXIT_AUTH)
+                raise _silence(prot, where, timeout)
+        prot.send(service, did, data)
+        answer = []
+        if not _wait(lambda: answer.append(prot.receive(response, did, 0)) or answer[-1], deadline, sniffer, where):
+            raise _silence(prot, where, timeout)
+        return answer[-1], prot.counters
+    finally:
+        prot.close()
+
+
+def _silence(prot, where: str, timeout: float) -> CommandError:
+    crc = prot.counters.get('crc_errors', 0)
+    if crc:
+        return CommandError('no answer from %s: %d frame(s) with a wrong CRC came instead (noisy line, '
+                            'or another codec: --codec)' % (where, crc), EXIT_CRC)
+    return CommandError('no answer from %s within %g s (is the protocol running there? is --codec right?)'
+                        % (where, timeout), EXIT_TIMEOUT)
+
+
+def verdict(answer: sp.data_storage, counters: dict, where: str) -> Optional[CommandError]:
+    """The error an answer stands for, if any: its status, or CRC errors seen on the way."""
+    status = answer.get_status()
+    if status == sp.STATUS_AUTH_REQUIRED:
+        return CommandError('the board on %s requires authentication: give --secret' % where, EXIT_AUTH)
+    if status == sp.STATUS_CHECKSUM_ERROR:
+        return CommandError('the board on %s received the request with a wrong CRC' % where, EXIT_CRC)
+    if status != sp.STATUS_OKAY:
+        return CommandError('the board on %s answered: %s' % (where, sp.STATUS__NAMES.get(status, status)),
+                            EXIT_STATUS)
+    if counters.get('crc_errors', 0):
+        return CommandError('%d frame(s) with a wrong CRC seen on %s' % (counters['crc_errors'], where), EXIT_CRC)
+    return None

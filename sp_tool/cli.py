@@ -1,0 +1,295 @@
+"""The sp command: a table of subcommands, each a do_<name> handler with its argparse_<name> options.
+
+Quiet by default: results on stdout, one line per error on stderr, and an
+exit code per cause (sp_tool.errors). -v shows the protocol's messages, -vv
+their bytes too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Iterator, List, Optional
+
+from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, CommandError
+from .target import board_env, check_tcp_port_free, virtual_board_tcp_port
+
+CODECS = ('pure_json', 'struct_json')
+
+
+def _version() -> str:
+    try:
+        return version('sp-dual')
+    except PackageNotFoundError:
+        return 'unknown'
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C, SIGTERM or SIGHUP: how the long-running commands end cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@contextmanager
+def _board_port(args) -> Iterator[str]:
+    """args.target, or the port of a virtual board started for this command when there is none."""
+    if args.target is not None:
+        yield args.target
+        return
+    from .virtual_board import VirtualBoard
+    with VirtualBoard(boot=True, env=board_env(args.secret, args.codec, 0)) as board:
+        logging.getLogger('sp').info('virtual board (MicroPython unix port) on %s', board.port)
+        yield board.port
+
+
+# ports ---------------------------------------------------------------------------------------
+def argparse_ports(p: argparse.ArgumentParser) -> None:
+    p.description = 'List the serial ports and what they are (pyserial list_ports).'
+
+
+def do_ports(args) -> int:
+    from serial.tools import list_ports
+    ports = sorted(list_ports.comports(), key=lambda port: port.device)
+    for port in ports:
+        print('%-16s %s [%s]' % (port.device, port.description, port.hwid))
+    if not ports:
+        print('no serial ports found', file=sys.stderr)
+    return EXIT_OK
+
+
+# call ----------------------------------------------------------------------------------------
+def argparse_call(p: argparse.ArgumentParser) -> None:
+    p.description = ('Send one request and print its answer and status. TARGET is a serial port '
+                     '(/dev/ttyACM0, COM3), any pyserial URL (socket://, rfc2217://, loop://), '
+                     'tcp://HOST:PORT, or left out for a virtual board started for this call.')
+    p.usage = 'sp call [options] [TARGET] SERVICE DATA_ID [DATA_JSON]'
+    p.epilog = 'example: sp call /dev/ttyACM0 write value 42'
+    p.add_argument('words', nargs='+', metavar='TARGET SERVICE DATA_ID DATA_JSON',
+                   help='SERVICE: read, write, execute or a number; DATA_ID: a number or a name '
+                        '(asc_time, value, echo, fail); DATA_JSON: the data, default null')
+    _add_link_options(p)
+    p.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for the answer (default 10)')
+    p.add_argument('--json', action='store_true', help='print the answer as one JSON object')
+
+
+def _add_link_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--secret', help='shared secret: authenticate first')
+    p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
+    p.add_argument('--baud', type=int, default=115200, help='serial baud rate (default 115200)')
+
+
+def _split_call_words(words: List[str]):
+    """[TARGET] SERVICE DATA_ID [DATA_JSON]: a TARGET is there when the first word is not a service."""
+    from .call import SERVICES
+    first_is_service = words[0] in SERVICES or words[0].lstrip('-').isdigit()
+    if not first_is_service:
+        target, words = words[0], words[1:]
+    else:
+        target = None
+    if len(words) not in (2, 3):
+        raise CommandError('call takes [TARGET] SERVICE DATA_ID [DATA_JSON]')
+    try:
+        data = json.loads(words[2]) if len(words) == 3 else None
+    except ValueError as err:
+        raise CommandError('DATA_JSON is not JSON (%s): %r' % (err, words[2])) from None
+    return target, words[0], words[1], data
+
+
+def do_call(args) -> int:
+    from .call import call, data_id, service_id, verdict
+    from .target import open_transport
+    args.target, service, did_text, data = _split_call_words(args.words)
+    sid = service_id(service)
+    did, name = data_id(sid, did_text)
+    with _board_port(args) as where:
+        comm = open_transport(where, args.baud, args.timeout)
+        answer, counters = call(comm, where, sid, did, name, data, args.codec, args.secret, args.timeout)
+    status = answer.get_status()
+    if args.json:
+        print(json.dumps({'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(),
+                          'status': status, 'status_name': _status_name(status), 'data': answer.get_data()}))
+    else:
+        print('%s: %s' % (_status_name(status), json.dumps(answer.get_data())))
+    error = verdict(answer, counters, where)
+    if error is not None:
+        raise error
+    return EXIT_OK
+
+
+def _status_name(status: int) -> str:
+    import sp_cpython as sp
+    return sp.STATUS__NAMES.get(status, str(status))
+
+
+# serve ---------------------------------------------------------------------------------------
+def argparse_serve(p: argparse.ArgumentParser) -> None:
+    p.description = ('Serve the demo services (read asc_time and value, write value, execute echo '
+                     'and fail) from this host, on TCP or on a serial port, until Ctrl-C.')
+    p.epilog = 'example: sp serve --tcp 127.0.0.1:17017'
+    where = p.add_mutually_exclusive_group()
+    where.add_argument('--tcp', metavar='HOST:PORT', default='127.0.0.1:17017',
+                       help='listen on this address (default 127.0.0.1:17017; port 0: any free one)')
+    where.add_argument('--port', metavar='PORT', help='serve on this serial port or pyserial URL instead')
+    _add_link_options(p)
+
+
+def do_serve(args) -> int:
+    from .demo import add_demo_services
+    from .target import PROTOCOLS, listen_transport, open_transport
+    if args.port:
+        comm = open_transport(args.port, args.baud, 2.0, is_client=False)
+        where = args.port
+    else:
+        comm = listen_transport(args.tcp)
+        where = 'tcp://%s:%d' % (comm.host, comm.port)
+    stop = _stop_on_signals()
+    prot = PROTOCOLS[args.codec](comm, secret=args.secret, channel_name='sp-serve')
+    try:
+        add_demo_services(prot)
+        print('serving the demo services on %s' % where, flush=True)
+        stop.wait()
+    finally:
+        prot.close()
+    return EXIT_OK
+
+
+# monitor -------------------------------------------------------------------------------------
+def argparse_monitor(p: argparse.ArgumentParser) -> None:
+    p.description = ('Decode what a link carries into one line per message: time (or byte offset in '
+                     'a file), direction where known, service, data, status, data and CRC verdict, '
+                     'and framing errors. SOURCE is a file of captured bytes or a target as for call '
+                     '(what the board sends is shown, until Ctrl-C).')
+    p.epilog = 'example: sp monitor /dev/ttyACM0 --save capture.bin'
+    p.add_argument('source', metavar='TARGET|FILE')
+    p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
+    p.add_argument('--baud', type=int, default=115200, help='serial baud rate (default 115200)')
+    p.add_argument('--save', metavar='FILE', help='also write the raw bytes of a live link to FILE')
+
+
+def do_monitor(args) -> int:
+    from .monitor import monitor
+    return monitor(args.source, args.codec, args.baud, args.save, _stop_on_signals)
+
+
+# board ---------------------------------------------------------------------------------------
+def argparse_board(p: argparse.ArgumentParser) -> None:
+    p.description = ('Run the virtual board: the MicroPython unix port behind a pseudo-terminal, '
+                     'with the protocol installed and started. Prints its port (use it like '
+                     '/dev/ttyACM0). Enter (or kill -USR1 PID) resets it, which starts main.py '
+                     'like a board\'s reset button; Ctrl-C stops it.')
+    p.epilog = 'example: sp board --empty (a board with nothing on it, at its REPL: deploy to it)'
+    files = p.add_mutually_exclusive_group()
+    files.add_argument('--fs', metavar='DIR', help='the board\'s filesystem folder (default: a new temporary one)')
+    files.add_argument('--empty', action='store_true', help='start with nothing installed (the board waits at its REPL)')
+    p.add_argument('--tcp-port', type=int, default=None,
+                   help='TCP port the board serves on 127.0.0.1 (default: boards/unix/config.py\'s; 0: none)')
+    p.add_argument('--secret', help='the board\'s shared secret')
+    p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
+    p.add_argument('--heapsize', help='MicroPython heap, e.g. 64k (like a small board)')
+
+
+def do_board(args) -> int:
+    from .virtual_board import VirtualBoard
+    tcp_port = virtual_board_tcp_port() if args.tcp_port is None else args.tcp_port
+    if tcp_port > 0:
+        check_tcp_port_free(tcp_port)
+    stop = _stop_on_signals()
+    board = VirtualBoard(fs_dir=args.fs, heapsize=args.heapsize, boot=True, install=not (args.empty or args.fs),
+                         env=board_env(args.secret, args.codec, tcp_port))
+    try:
+        signal.signal(signal.SIGUSR1, lambda *_: _reset(board))
+        threading.Thread(target=_reset_on_enter, args=(board,), daemon=True).start()
+        print(board.port, flush=True)
+        print('virtual board on %s%s, folder %s: Enter or kill -USR1 %d resets it, Ctrl-C stops it'
+              % (board.port, ', tcp://127.0.0.1:%d' % tcp_port if tcp_port > 0 else '', board.fs_dir,
+                 os.getpid()), file=sys.stderr, flush=True)
+        while not stop.wait(0.2):
+            if board.failed:
+                raise CommandError('virtual board: ' + board.failed, EXIT_BOARD)
+    finally:
+        board.stop()
+    return EXIT_OK
+
+
+def _reset(board) -> None:
+    print('reset', file=sys.stderr, flush=True)
+    board.reset(boot=True)
+
+
+def _reset_on_enter(board) -> None:
+    for _line in sys.stdin:
+        _reset(board)
+
+
+# deploy --------------------------------------------------------------------------------------
+def argparse_deploy(p: argparse.ArgumentParser) -> None:
+    from .deploy import __doc__ as doc
+    p.description = doc.split('\n\n', 1)[1]
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = 'example: sp deploy rp2040 --port /dev/ttyACM0 --mpy'
+    p.add_argument('board', help='a board folder: esp32, rp2040, unix, ...')
+    p.add_argument('--port', '-p', default='auto', help='serial port: device path, mpremote shortcut or auto (default)')
+    p.add_argument('--mpy', action='store_true', help='precompile the packages to .mpy with mpy-cross')
+    p.add_argument('--march', help='mpy-cross -march (default: what the board reports)')
+    p.add_argument('--timeout', type=float, default=20.0, help='seconds to wait for the board to answer (default 20)')
+
+
+def do_deploy(args) -> int:
+    from .deploy import deploy
+    deploy(args.board, args.port, mpy=args.mpy, march=args.march, timeout=args.timeout,
+           out=lambda text: print(text, flush=True))
+    return EXIT_OK
+
+
+COMMANDS = {
+    'ports': (do_ports, argparse_ports, 'list the serial ports'),
+    'call': (do_call, argparse_call, 'send one request and print the answer'),
+    'serve': (do_serve, argparse_serve, 'serve the demo services from this host'),
+    'monitor': (do_monitor, argparse_monitor, 'decode a live link or a captured byte file'),
+    'board': (do_board, argparse_board, 'run the virtual board (MicroPython unix port on a pty)'),
+    'deploy': (do_deploy, argparse_deploy, 'copy the device code to a board with mpremote'),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument('-v', '--verbose', action='count', default=argparse.SUPPRESS,
+                           help='-v: log each message, -vv: and its bytes')
+    parser = argparse.ArgumentParser(prog='sp', parents=[verbosity],
+                                     description='socket_protocol for a host and its boards: talk to a board, '
+                                                 'serve, watch a link, run the virtual board, deploy.')
+    parser.add_argument('--version', action='version', version='%(prog)s ' + _version())
+    parser.set_defaults(verbose=0)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name, (handler, add_arguments, summary) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, parents=[verbosity])
+        add_arguments(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO, stream=sys.stderr,
+                            format='%(name)-28s %(levelname)-7s %(message)s')
+    try:
+        return args.handler(args)
+    except CommandError as err:
+        print('sp %s: error: %s' % (args.command, err), file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        print('sp %s: interrupted' % args.command, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == '__main__':
+    sys.exit(main())

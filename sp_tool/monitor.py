@@ -1,0 +1,141 @@
+"""sp monitor: what a link carries, one line per message, from a live target or a file of captured bytes.
+
+Live, a line starts with the time and '<-' (the bytes come from the target);
+from a file, with the byte offset where the frame ends (no time, no direction
+is known). Each line names the service, data and status, shows the data and
+the CRC verdict; framing errors and oversized frames get lines of their own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
+from sp_common.const import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
+                             SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
+from .demo import DATA as DEMO_DATA
+
+from .errors import EXIT_CRC, EXIT_OK
+from .target import open_serial, open_socket, parse_tcp
+
+CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
+MAX_FRAME = 1 << 16
+_CHUNK = 4096
+
+
+def data_names() -> dict:
+    """(service id, data id) -> name: the protocol's own data and the demo services'."""
+    names = {(SID_AUTH_REQUEST, DID_AUTH_SEED): 'seed', (SID_AUTH_RESPONSE, DID_AUTH_SEED): 'seed',
+             (SID_AUTH_REQUEST, DID_AUTH_KEY): 'key', (SID_AUTH_RESPONSE, DID_AUTH_KEY): 'key',
+             (SID_CHANNEL_NAME_REQUEST, DID_CHANNEL_NAME): 'name',
+             (SID_CHANNEL_NAME_RESPONSE, DID_CHANNEL_NAME): 'name'}
+    for services, did, name in DEMO_DATA:
+        for sid in services:
+            names[(sid, did)] = name
+    return names
+
+
+class Monitor:
+    """Feeds bytes to a deframer and writes one line per frame or framing error to out."""
+
+    def __init__(self, codec, out: Callable[[str], None]) -> None:
+        self.codec = codec
+        self.out = out
+        self.deframer = Deframer(MAX_FRAME)
+        self.names = data_names()
+        self.offset = 0
+        self.messages = 0
+        self.crc_errors = 0
+        self.format_errors = 0
+
+    def feed(self, data: bytes, stamp: Optional[str] = None) -> None:
+        """stamp: the time of a live chunk; None: a file, lines show byte offsets."""
+        deframer = self.deframer
+        for i in range(len(data)):   # byte by byte: every line knows where its frame ended
+            before = (deframer.framing_errors, deframer.oversized)
+            bodies = deframer.feed(data[i:i + 1])
+            self.offset += 1
+            where = stamp if stamp is not None else '@%d' % self.offset
+            if deframer.framing_errors > before[0]:
+                self.out('%s framing error: partial frame dropped' % where)
+            if deframer.oversized > before[1]:
+                self.out('%s oversized frame dropped (over %d bytes)' % (where, MAX_FRAME))
+            for body in bodies:
+                self.out('%s %s' % (where, self.describe(body)))
+
+    def describe(self, body: bytes) -> str:
+        try:
+            sid, did, status, data = self.codec.decode(body)
+        except ChecksumError as err:
+            self.crc_errors += 1
+            seems = '' if err.sid is None else ' (seems %s, data_id: %s)' % (self._service(err.sid),
+                                                                             self._data(err.sid, err.did))
+            return 'CRC ERROR, %d bytes%s' % (len(body), seems)
+        except FormatError as err:
+            self.format_errors += 1
+            return 'format error (%s), %d bytes' % (err, len(body))
+        self.messages += 1
+        return '%s, data_id: %s, status: %s, data: %s, crc: ok' % (
+            self._service(sid), self._data(sid, did), STATUS__NAMES.get(status, status), json.dumps(data))
+
+    @staticmethod
+    def _service(sid: int) -> str:
+        return SID__NAMES.get(sid, 'service %s' % sid)
+
+    def _data(self, sid: int, did) -> str:
+        return self.names.get((sid, did), str(did))
+
+    def summary(self) -> str:
+        return '%d messages, %d CRC errors, %d format errors, %d framing errors' % (
+            self.messages, self.crc_errors, self.format_errors, self.deframer.framing_errors)
+
+
+def _reader(source: str, baud: int):
+    """A read(n) function for a live target, and what closes it."""
+    tcp = parse_tcp(source)
+    if tcp is not None:
+        conn = open_socket(*tcp, timeout=5.0)
+        conn.settimeout(0.2)
+
+        def read_socket(n: int) -> bytes:
+            try:
+                data = conn.recv(n)
+            except TimeoutError:
+                return b''
+            if not data:
+                raise EOFError
+            return data
+        return read_socket, conn.close
+    port = open_serial(source, baud, timeout=0.2)
+    return (lambda n: port.read(port.in_waiting or 1)), port.close
+
+
+def monitor(source: str, codec: str, baud: int, save: Optional[str], stop_on_signals) -> int:
+    """Prints the messages of a file or a live target (until Ctrl-C or its end); EXIT_CRC if any CRC was wrong."""
+    mon = Monitor(CODECS[codec], lambda line: print(line, flush=True))
+    if os.path.isfile(source):
+        with open(source, 'rb') as f:
+            mon.feed(f.read())
+    else:
+        read, close = _reader(source, baud)
+        stop = stop_on_signals()
+        capture = open(save, 'wb') if save else None
+        try:
+            while not stop.is_set():
+                try:
+                    data = read(_CHUNK)
+                except EOFError:
+                    break
+                if data:
+                    if capture:
+                        capture.write(data)
+                    mon.feed(data, time.strftime('%H:%M:%S') + '.%03d <-' % (time.time() % 1 * 1000))
+        finally:
+            close()
+            if capture:
+                capture.close()
+    print(mon.summary(), file=sys.stderr)
+    return EXIT_CRC if mon.crc_errors else EXIT_OK
