@@ -53,6 +53,7 @@ def _board_port(args) -> Iterator[str]:
 # ports ---------------------------------------------------------------------------------------
 def argparse_ports(p: argparse.ArgumentParser) -> None:
     p.description = 'List the serial ports and what they are (pyserial list_ports).'
+    p.epilog = 'example: sp ports'
 
 
 def do_ports(args) -> int:

@@ -1,0 +1,249 @@
+"""The sp command end to end against the virtual board: answers, and every failure with its exit code and message."""
+import ast
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+from sp_common import frame, pure_json
+from sp_tool import errors
+from sp_tool.demo import DATA
+
+SECRET = 'apple'
+TIME_TEXT = r'"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}"'
+
+
+def sp(*args, timeout=60, **kwargs):
+    return subprocess.run([sys.executable, '-m', 'sp_tool'] + list(args), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Board:
+    """sp board in a subprocess: .port is its pty, .tcp its TCP address."""
+
+    def __init__(self, *args):
+        self.tcp_port = free_port()
+        self.proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'board', '--tcp-port', str(self.tcp_port)]
+                                     + list(args), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.port = self.proc.stdout.readline().strip()
+        assert self.port.startswith('/dev/pts/'), self.proc.stderr.read()
+        self.tcp = 'tcp://127.0.0.1:%d' % self.tcp_port
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(10)
+        finally:
+            for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                f.close()
+
+
+@pytest.fixture(scope='module')
+def board():
+    b = Board('--secret', SECRET)
+    yield b
+    assert b.stop() == 0   # Ctrl-C is how sp board ends: no error
+
+
+@pytest.fixture(scope='module')
+def silent_port():
+    master, slave = os.openpty()   # a port that opens and never answers
+    yield os.ttyname(slave)
+    os.close(master)
+    os.close(slave)
+
+
+def fails(result, code, *words):
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert 'Traceback' not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_call_without_target_starts_a_virtual_board_and_reads_its_time():
+    r = sp('call', 'read', 'asc_time')
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ''   # quiet without -v
+    assert r.stdout.startswith('okay: "')
+    assert time.strptime(r.stdout.strip()[len('okay: "'):-1])
+
+
+def test_call_writes_and_reads_back_over_tcp_with_secret(board):
+    r = sp('call', board.tcp, 'write', 'value', '{"n": [1, 2.5, "x"]}', '--secret', SECRET)
+    assert (r.returncode, r.stdout) == (0, 'okay: null\n'), r.stderr
+    r = sp('call', board.tcp, 'read', '1', '--secret', SECRET, '--json')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ('{"service_id": 11, "data_id": 1, "status": 0, "status_name": "okay", '
+                        '"data": {"n": [1, 2.5, "x"]}}\n')
+
+
+def test_verbose_logs_the_messages_and_their_bytes(board):
+    r = sp('call', board.port, 'execute', 'echo', '"hi"', '--secret', SECRET, '-vv')
+    assert (r.returncode, r.stdout) == (0, 'okay: "hi"\n'), r.stderr
+    assert 'prot-client: RX <- service: execute response, data_id: echo, status: okay' in r.stderr
+    assert 'comm-client: TX -> "(' in r.stderr
+
+
+def test_port_that_cannot_be_opened_fails_at_once():
+    start = time.monotonic()
+    r = sp('call', '/dev/does-not-exist', 'read', 'asc_time')
+    fails(r, errors.EXIT_PORT, 'cannot open /dev/does-not-exist: No such file or directory')
+    assert time.monotonic() - start < 5
+
+
+def test_connection_refused():
+    fails(sp('call', 'tcp://127.0.0.1:%d' % free_port(), 'read', '0'), errors.EXIT_REFUSED, 'connection refused')
+
+
+def test_timeout_on_a_silent_port(silent_port):
+    fails(sp('call', silent_port, 'read', '0', '--timeout', '1'), errors.EXIT_TIMEOUT, 'no answer from', 'within 1 s')
+
+
+def test_wrong_secret_is_refused(board):
+    fails(sp('call', board.port, 'read', 'asc_time', '--secret', 'pear'), errors.EXIT_AUTH,
+          'authentication refused by the board')
+
+
+def test_missing_secret_is_named(board):
+    r = sp('call', board.port, 'read', 'asc_time')
+    fails(r, errors.EXIT_AUTH, 'requires authentication: give --secret')
+    assert r.stdout == 'authentification required: null\n'
+
+
+def test_error_status_is_named(board):
+    fails(sp('call', board.tcp, 'execute', 'fail', '--secret', SECRET), errors.EXIT_STATUS, 'answered: callback error')
+
+
+def test_a_board_at_its_repl_is_named_at_once():
+    empty = Board('--empty')
+    try:
+        start = time.monotonic()
+        r = sp('call', empty.port, 'read', 'asc_time')
+        fails(r, errors.EXIT_REPL, 'MicroPython REPL', 'reset it', 'deploy first')
+        assert time.monotonic() - start < 5
+    finally:
+        assert empty.stop() == 0
+
+
+class CorruptingRelay:
+    """A TCP relay to the board that changes one digit of the data of write requests on their way."""
+
+    def __init__(self, port):
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.address = 'tcp://127.0.0.1:%d' % self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, args=(port,), daemon=True).start()
+
+    def _serve(self, port):
+        while True:
+            client, _ = self.listener.accept()
+            board = socket.create_connection(('127.0.0.1', port))
+            threading.Thread(target=self._pipe, args=(board, client, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, board, True), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, corrupt):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b''
+            if not data:
+                dst.close()
+                return
+            dst.sendall(data.replace(b'"data":= 12345', b'"data":= 12346') if corrupt else data)
+
+
+def test_crc_errors_are_named(board):
+    relay = CorruptingRelay(board.tcp_port)
+    fails(sp('call', relay.address, 'write', 'value', '12345', '--secret', SECRET), errors.EXIT_CRC, 'wrong CRC')
+
+
+def test_ctrl_c_ends_a_call_without_traceback(silent_port):
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'call', silent_port, 'read', '0', '--timeout', '30'],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == errors.EXIT_INTERRUPTED, err
+    assert err == 'sp call: interrupted\n'
+
+
+def test_second_board_on_a_taken_tcp_port_is_named():
+    with socket.create_server(('127.0.0.1', 0)) as taken:
+        port = taken.getsockname()[1]
+        fails(sp('board', '--tcp-port', str(port)), errors.EXIT_BOARD, 'TCP port %d is taken' % port)
+
+
+def test_missing_micropython_names_the_extra():
+    env = dict(os.environ, PATH='')
+    env.pop('MICROPYTHON', None)
+    fails(sp('board', '--tcp-port', '0', env=env), errors.EXIT_BOARD, "pip install 'sp-dual[board]'")
+
+
+def test_serve_answers_call():
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'serve', '--tcp', '127.0.0.1:0'], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith('serving the demo services on tcp://127.0.0.1:'), proc.stderr.read()
+        r = sp('call', line.split()[-1], 'read', 'asc_time')
+        assert r.returncode == 0, r.stderr
+        assert time.strptime(r.stdout.strip()[len('okay: "'):-1])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        assert 'Traceback' not in proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_monitor_decodes_a_captured_file(tmp_path):
+    request = frame(pure_json.encode(10, 0, 0, None))
+    answer = pure_json.encode(11, 0, 0, 'Sat Nov 21 13:42:16 2026')
+    bad = bytearray(frame(answer))
+    bad[-8] ^= 0x01   # a CRC byte
+    capture = tmp_path / 'capture.bin'
+    capture.write_bytes(b'boot noise' + request + b':<{"data_id":= 1:x' + bytes(bad))
+    r = sp('monitor', str(capture))
+    assert r.returncode == errors.EXIT_CRC, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines == ['@%d read data request, data_id: asc_time, status: okay, data: null, crc: ok' % (10 + len(request)),
+                     '@%d framing error: partial frame dropped' % (10 + len(request) + 18),
+                     '@%d CRC ERROR, %d bytes (seems read data response, data_id: asc_time)'
+                     % (len(capture.read_bytes()), len(answer))]
+    assert r.stderr == '1 messages, 1 CRC errors, 0 format errors, 1 framing errors\n'
+
+
+@pytest.mark.parametrize('command', ['', 'ports', 'call', 'serve', 'monitor', 'board', 'deploy'])
+def test_help(command):
+    r = sp(*([command] if command else []) + ['--help'])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith('usage: sp ' + command)
+    assert command == '' or 'example: sp ' + command in r.stdout.replace('\n', ' ')
+
+
+def test_ports_lists_or_says_none():
+    r = sp('ports')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout or r.stderr == 'no serial ports found\n'
+
+
+def test_host_demo_declares_what_the_board_serves():
+    tree = ast.parse(open(os.path.join(ROOT, 'sp_micropython', 'demo.py')).read())
+    names = vars(__import__('sp_common.const', fromlist=['*']))
+    device = [(tuple(names[e.id] for e in call.args[0].elts), call.args[1].value, call.args[2].value)
+              for call in ast.walk(tree) if isinstance(call, ast.Call) and getattr(call.func, 'attr', '') == 'add_data']
+    assert device == list(DATA)
