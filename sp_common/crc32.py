@@ -1,4 +1,9 @@
-"""CRC-32 (zlib polynomial): binascii.crc32 where the port has it, a table otherwise."""
+"""CRC-32 (zlib polynomial): binascii.crc32 where the port has it, a table otherwise.
+
+The table is an array of raw 32-bit words: as a list, the entries above 2**30
+would be 128 long-int objects on a 32-bit port, scattered over the heap for good.
+"""
+from array import array
 
 _table = None
 
@@ -7,7 +12,7 @@ def crc32_table(data, crc=0):
     """Table-driven CRC-32 for ports built without binascii.crc32."""
     global _table
     if _table is None:
-        _table = []
+        _table = array('I')
         for n in range(256):
             c = n
             for _ in range(8):
