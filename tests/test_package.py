@@ -1,0 +1,109 @@
+"""What a user installs: the wheel, run from a fresh virtual environment outside the checkout; the mip package.json."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from sp_common import frame, pure_json
+from sp_tool.files import DEVICE_PACKAGES
+from sp_tool.virtual_board import VirtualBoard
+
+SOURCES = shutil.ignore_patterns('.*', '__pycache__', '*.egg-info', 'build', 'dist', '*.pyc', '*.mpy')
+GOLDEN_READ = '{"data_id": 0, "service_id": 10, "status": 0, "data": null}'
+
+
+@pytest.fixture(scope='module')
+def venv(tmp_path_factory):
+    """A venv holding only the built wheel; the dependencies come from this interpreter's site-packages."""
+    tmp = tmp_path_factory.mktemp('wheel')
+    shutil.copytree(ROOT, tmp / 'src', ignore=SOURCES)
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+                    str(tmp / 'dist'), str(tmp / 'src')], check=True, capture_output=True)
+    wheel, = (tmp / 'dist').iterdir()
+    subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', str(tmp / 'venv')],
+                   check=True)
+    python = str(tmp / 'venv' / 'bin' / 'python')
+    subprocess.run([python, '-m', 'pip', 'install', '--no-deps', '-q', str(wheel)], check=True, capture_output=True)
+    work = tmp / 'elsewhere'   # not the checkout: nothing to find there
+    work.mkdir()
+    return tmp / 'venv' / 'bin', work
+
+
+def run(venv, *args, timeout=60):
+    bin_dir, work = venv
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return subprocess.run([str(bin_dir / args[0])] + list(args[1:]), capture_output=True, text=True, timeout=timeout,
+                          cwd=work, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_the_installed_wheel_is_what_runs(venv):
+    r = run(venv, 'python', '-c', 'import sp_tool.files as f; print(f.__file__); print(f.boards_dir())')
+    assert r.returncode == 0, r.stderr
+    module, boards = r.stdout.split()
+    assert module.startswith(str(venv[0].parent)) and boards == os.path.join(os.path.dirname(module), 'boards')
+    r = run(venv, 'sp', '--help')
+    assert r.returncode == 0 and r.stdout.startswith('usage: sp '), r.stderr
+    assert 'deploy' in r.stdout and 'monitor' in r.stdout
+
+
+def test_board_deploy_reset_call_from_the_wheel(venv):
+    bin_dir, work = venv
+    board = subprocess.Popen([str(bin_dir / 'sp'), 'board', '--empty', '--tcp-port', '0'], cwd=work,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = board.stdout.readline().strip()
+        assert port.startswith('/dev/pts/'), board.stderr.read()
+        r = run(venv, 'sp', 'deploy', 'unix', '--port', port)
+        assert r.returncode == 0, r.stderr
+        assert '] main.py (' in r.stdout and '] sp_common/engine.py (' in r.stdout
+        assert r.stdout.rstrip().splitlines()[-1].startswith('deployed ')
+        assert 'Enter or kill -USR1' in board.stderr.readline()
+        board.stdin.write('\n')   # the reset button: main.py starts
+        board.stdin.flush()
+        assert board.stderr.readline() == 'reset\n'
+        r = run(venv, 'sp', 'call', port, 'read', 'asc_time')
+        assert r.returncode == 0, r.stderr
+        assert time.strptime(r.stdout.strip()[len('okay: "'):-1])
+    finally:
+        board.send_signal(signal.SIGINT)
+        assert board.wait(10) == 0
+        for f in (board.stdin, board.stdout, board.stderr):
+            f.close()
+
+
+def test_monitor_from_the_wheel(venv):
+    capture = venv[1] / 'capture.bin'
+    capture.write_bytes(frame(GOLDEN_READ.encode() + bytes.fromhex('45057bb4')))
+    r = run(venv, 'sp', 'monitor', str(capture))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == '@71 read data request, data_id: asc_time, status: okay, data: null, crc: ok\n'
+
+
+def test_package_json_lists_every_device_file():
+    with open(os.path.join(ROOT, 'package.json')) as f:
+        urls = json.load(f)['urls']
+    on_disk = sorted(pkg + '/' + n for pkg in DEVICE_PACKAGES for n in os.listdir(os.path.join(ROOT, pkg))
+                     if n.endswith('.py'))
+    listed = sorted(dest for dest, _src in urls)
+    assert listed == on_disk, 'package.json is stale: add %s, remove %s' % (
+        sorted(set(on_disk) - set(listed)), sorted(set(listed) - set(on_disk)))
+    assert all(dest == src for dest, src in urls)
+
+
+def test_mip_install_from_the_local_package_json():
+    with VirtualBoard(env={'SP_TCP_PORT': 'off'}) as board:
+        mpremote = [sys.executable, '-m', 'mpremote', 'connect', board.port, 'resume']
+        r = subprocess.run(mpremote + ['mip', 'install', '--target', 'lib', os.path.join(ROOT, 'package.json')],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count('Installing: lib/') == len(json.load(open(os.path.join(ROOT, 'package.json')))['urls'])
+        r = subprocess.run(mpremote + ['exec', 'import sp_common; print(sp_common.__file__); '
+                                               'print(sp_common.pure_json.encode(10, 0, 0, None)[:-4].decode())'],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert r.stdout.split()[:1] == ['lib/sp_common/__init__.py'] and GOLDEN_READ in r.stdout, r.stderr
