@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, List, Optional
 
 
@@ -77,6 +78,12 @@ class StreamTransport:
         if conn is not None:
             self._shut(conn)
 
+    def __enter__(self) -> 'StreamTransport':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def close(self) -> None:
         self._closed.set()
         self._ready.set()
@@ -91,6 +98,7 @@ class StreamTransport:
 
     def _run(self) -> None:
         self._ready.wait()
+        pause = 0.0
         while not self._closed.is_set():
             conn = self._open()
             if conn is None:
@@ -104,6 +112,7 @@ class StreamTransport:
                 self.logger.info('%s: connection established', self._prefix())
                 for callback in self._connect_callbacks:
                     callback()
+            opened = time.monotonic()
             self._pump(conn)
             with self._lock:
                 self._conn = None
@@ -111,6 +120,9 @@ class StreamTransport:
                 self.logger.info('%s: connection lost', self._prefix())
                 for callback in self._disconnect_callbacks:
                     callback()
+            # A link lost at once (a peer that accepts and hangs up, a write that fails) must not spin.
+            pause = min(max(pause * 2, 0.05), 1.0) if time.monotonic() - opened < 1.0 else 0.0
+            self._wait_retry(pause)
         self._stop_opening()
 
     def _pump(self, conn) -> None:

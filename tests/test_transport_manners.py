@@ -1,0 +1,40 @@
+"""Host transports as users of pyserial expect: context managers, and no tight loop when a link keeps dropping."""
+import socket
+import threading
+import time
+
+import sp_cpython as sp
+
+
+def test_a_peer_that_hangs_up_at_once_is_not_redialled_in_a_tight_loop():
+    accepted = []
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def hang_up():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    with sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]) as comm:
+        comm.register_connect_callback(lambda: None)
+        time.sleep(2.0)
+    listener.close()
+    assert 3 <= len(accepted) <= 12, len(accepted)   # 0.05 s doubling to 1 s; thousands without the pause
+
+
+def test_transports_are_context_managers():
+    with sp.tcp_server_stp('127.0.0.1', 0) as server:
+        server.register_connect_callback(lambda: None)
+        port = server.port
+        socket.create_connection(('127.0.0.1', port), timeout=2).close()
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=2).close()
+        refused = False
+    except ConnectionRefusedError:
+        refused = True
+    assert refused   # the with block closed the listener
