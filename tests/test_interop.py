@@ -66,6 +66,31 @@ def ask(host, sid, did, data=None):
     return host.receive(sid + 1, did, timeout=10)
 
 
+def exchange(host, role):
+    """The demo services, errors included, from a host protocol linked to a device in role; asserts each answer."""
+    end = time.monotonic() + 10
+    while not host.connection_established() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert host.connection_established()
+    if role == 'client':  # the device introduced itself and, with a secret, authenticated
+        end = time.monotonic() + 5
+        while host.channel_name != 'device' and time.monotonic() < end:
+            time.sleep(0.02)
+        assert host.channel_name == 'device'
+    msg = ask(host, sp.SID_READ_REQUEST, 0)
+    assert msg.get_status() == sp.STATUS_OKAY and time.strptime(msg.get_data())
+    value = {'n': [1, -2, 3.5], 'text': ':<\x03:>\u00fc', 'ok': True}
+    assert ask(host, sp.SID_WRITE_REQUEST, 1, value).get_status() == sp.STATUS_OKAY
+    assert ask(host, sp.SID_READ_REQUEST, 1).get_data() == value
+    assert ask(host, sp.SID_EXECUTE_REQUEST, 0, ['echo', None]).get_data() == ['echo', None]
+    failed = ask(host, sp.SID_EXECUTE_REQUEST, 1, 'x')
+    assert (failed.get_status(), failed.get_data()) == (sp.STATUS_CALLBACK_ERROR, None)
+    assert ask(host, sp.SID_READ_REQUEST, 99).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+    host.add_service(40, 41)
+    assert ask(host, 40, 0, 'x').get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+    assert host.counters['crc_errors'] == host.counters['format_errors'] == 0
+
+
 @pytest.mark.parametrize('secret', [None, SECRET])
 @pytest.mark.parametrize('codec', ['pure_json', 'struct_json'])
 @pytest.mark.parametrize('role', ['server', 'client'])
@@ -74,27 +99,7 @@ def test_host_and_device(mpy_dir, tmp_path, transport, role, codec, secret):
     setup = Setup(mpy_dir, tmp_path, transport, role, codec, secret)
     host = setup.host
     try:
-        end = time.monotonic() + 10
-        while not host.connection_established() and time.monotonic() < end:
-            time.sleep(0.02)
-        assert host.connection_established()
-        if role == 'client':  # the device introduced itself and, with a secret, authenticated
-            end = time.monotonic() + 5
-            while host.channel_name != 'device' and time.monotonic() < end:
-                time.sleep(0.02)
-            assert host.channel_name == 'device'
-        msg = ask(host, sp.SID_READ_REQUEST, 0)
-        assert msg.get_status() == sp.STATUS_OKAY and time.strptime(msg.get_data())
-        value = {'n': [1, -2, 3.5], 'text': ':<\x03:>\u00fc', 'ok': True}
-        assert ask(host, sp.SID_WRITE_REQUEST, 1, value).get_status() == sp.STATUS_OKAY
-        assert ask(host, sp.SID_READ_REQUEST, 1).get_data() == value
-        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, ['echo', None]).get_data() == ['echo', None]
-        failed = ask(host, sp.SID_EXECUTE_REQUEST, 1, 'x')
-        assert (failed.get_status(), failed.get_data()) == (sp.STATUS_CALLBACK_ERROR, None)
-        assert ask(host, sp.SID_READ_REQUEST, 99).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
-        host.add_service(40, 41)
-        assert ask(host, 40, 0, 'x').get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
-        assert host.counters['crc_errors'] == host.counters['format_errors'] == 0
+        exchange(host, role)
     finally:
         stderr = setup.close()
         print('device stderr:', stderr)   # shown when the test fails

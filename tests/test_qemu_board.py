@@ -1,0 +1,168 @@
+"""The device on a real 32-bit MicroPython: the qemu board (Cortex-M3, bare metal), code in ROMFS.
+
+The unix port is a 64-bit program with double floats; this board has 31-bit
+small ints, single-precision floats, a fixed 32 KiB (or 140 KiB) heap, no
+os.urandom and no clock. Each case boots its own board (0.2 s) from one
+ROMFS image built from the current sources.
+
+The firmware comes from ../shared/qemu-board (or $SP_QEMU_FIRMWARE_DIR); when
+it or qemu-system-arm is missing these tests skip and say why, except under
+CI=true, where that is a failure.
+"""
+import os
+import re
+import time
+from binascii import crc32
+
+import pytest
+import serial
+
+import sp_cpython as sp
+from sp_common.stp import frame
+from sp_tool.files import device_files
+from test_conformance_micropython import _cpython_cases
+from test_interop import SECRET, ask, exchange
+from tools.qemu_board import QemuBoard, build_romfs, missing
+
+CONFORMANCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conformance')
+HEADER = b'{"data_id": 0, "service_id": 30, "status": 0, "data": '
+
+
+@pytest.fixture(scope='module')
+def image(tmp_path_factory):
+    reason = missing()
+    if reason:
+        if os.environ.get('CI') == 'true':
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return build_romfs(device_files('qemu'), str(tmp_path_factory.mktemp('romfs') / 'sp.romfs'))
+
+
+@pytest.fixture
+def board(image):
+    """boot(heap) -> a QemuBoard at its REPL; afterwards its console must show no Python error."""
+    booted = []
+
+    def boot(heap='32k'):
+        booted.append(QemuBoard(image, heap))
+        return booted[-1]
+    yield boot
+    for dev in booted:
+        out = dev.output().decode(errors='replace')
+        dev.stop()
+        print('board console:', out[-2000:])   # shown when the test fails
+        assert 'Traceback' not in out and 'MemoryError' not in out, out[-2000:]
+
+
+def host_for(dev, role, codec, secret, **settings):
+    """A host protocol on the board's port and the board started in role; the listening side goes first."""
+    cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
+    settings.update(codec=codec, role=role, secret=secret, channel_name='device')
+    if role == 'server':
+        dev.start(**settings)
+    host = cls(sp.serial_stp(dev.port, is_client=role == 'server'), secret=secret,
+               auto_auth=bool(secret) and role == 'server', channel_name='host' if role == 'server' else None)
+    if role == 'client':
+        dev.start(**settings)
+    return host
+
+
+@pytest.mark.parametrize('secret', [None, SECRET])
+@pytest.mark.parametrize('codec', ['pure_json', 'struct_json'])
+@pytest.mark.parametrize('role', ['server', 'client'])
+def test_interop_on_the_32k_board(board, role, codec, secret):
+    host = host_for(board(), role, codec, secret)
+    try:
+        exchange(host, role)
+    finally:
+        host.close()
+
+
+def test_wrong_secret_is_refused_by_the_32k_board(board):
+    dev = board()
+    dev.start(secret=SECRET)
+    host = sp.pure_json_protocol(sp.serial_stp(dev.port), secret='wrong', channel_name='host')
+    try:
+        assert host.authentificate(timeout=10) is False
+        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
+    finally:
+        host.close()
+    # the seed came from the stand-in random source, which said so once on the console
+    assert dev.output().count(b'no hardware random source on this port') == 1
+
+
+def crc_frame(body):
+    return frame(body + crc32(body).to_bytes(4, 'big'))
+
+
+def hostile_frames(max_frame):
+    """Garbage, then CRC-valid frames that stay within max_frame: deep nesting, huge numbers and strings."""
+    depth = (max_frame - len(HEADER) - 16) // 2
+    deep = '[' * depth + '0' + ']' * depth
+    objects = '{"a": ' * 120 + '1' + '}' * 120
+    bodies = [HEADER + text.encode() + b'}' for text in (
+        deep, objects, '9' * 900, '-' + '9' * 600 + '.5e999999', '1e-99999', '"' + '\\u00fc' * 150 + '"',
+        '"' + '\\ud800' * 150 + '"', '[' + '1.5e38, ' * 100 + '0]')]
+    garbage = bytes((i * 37 + 11) % 256 for i in range(3000)) + b':<:=:>:<' + b'\x03' * 50
+    return [garbage] + [crc_frame(body) for body in bodies]
+
+
+def test_hostile_frames_leave_the_32k_board_answering(board):
+    dev = board()
+    dev.start()
+    frames = hostile_frames(1024)
+    assert all(len(f) <= 1024 + 64 for f in frames[1:])
+    with serial.Serial(dev.port, 115200, timeout=0.2) as port:
+        for chunk in frames + [crc_frame(HEADER + b'"last"}')]:
+            port.write(chunk)
+        replies = b''
+        deadline = time.monotonic() + 60
+        while b'"last"}' not in replies and time.monotonic() < deadline:   # the replies to all of them
+            replies += port.read(4096)
+    host = sp.pure_json_protocol(sp.serial_stp(dev.port), channel_name='host')
+    try:
+        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'still here').get_data() == 'still here'
+        assert ask(host, sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_OKAY
+    finally:
+        host.close()
+
+
+def conformance_files():
+    """The suite and its runner at the image's root (/rom is on sys.path), with the device packages."""
+    suite = [(os.path.join(CONFORMANCE, name), name) for name in sorted(os.listdir(CONFORMANCE))
+             if name.endswith('.py')]
+    return [f for f in device_files('qemu') if '/' in f[1]] + suite
+
+
+# The suite's engines take the host's 64 KiB frame default; a board's engine has 8 KiB (sp_micropython),
+# and this port has no os.urandom: the runner gets both as a board has them.
+RUN_CONFORMANCE = """from sp_micropython.weak_random import install
+install(lambda text: None)
+from sp_common import stp
+_deframer = stp.Deframer.__init__
+def _board_sized(self, max_size):
+    _deframer(self, min(max_size, 8192))
+stp.Deframer.__init__ = _board_sized
+import sys
+sys.argv[:] = ['run_micropython.py', '/rom']
+import run_micropython
+"""
+
+
+def test_conformance_suite_on_the_140k_board(image, tmp_path, request):
+    with QemuBoard(build_romfs(conformance_files(), str(tmp_path / 'conformance.romfs')), '140k') as dev:
+        dev.exec(RUN_CONFORMANCE)
+        assert dev.wait_output(b'conformance on micropython: ', 120), dev.output()[-2000:]
+        time.sleep(0.2)
+        out = dev.output().decode(errors='replace')
+    match = re.search(r'conformance on micropython: (\d+) passed, (\d+) failed', out)
+    assert match, out[-2000:]
+    passed, failed = int(match.group(1)), int(match.group(2))
+    # A failure is acceptable only as a test too big for this heap; anything else is a 32-bit difference.
+    reports = out.split('FAIL ')[1:]
+    errors = [r.split('\n')[0] for r in reports if 'MemoryError: ' not in r]
+    assert not errors, out[-4000:]
+    assert len(reports) == failed and passed + failed == _cpython_cases()
+    line = 'conformance on micropython, qemu Cortex-M3 board (140 KiB heap): %d passed, %d failed' % (
+        passed, failed) + (' (MemoryError: too big for the heap)' if failed else '')
+    request.config.sp_conformance_lines = getattr(request.config, 'sp_conformance_lines', []) + [line]
