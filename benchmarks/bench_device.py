@@ -1,12 +1,15 @@
-"""Device heap figures on the MicroPython unix port, next to a baseline measured in the same run.
+"""Device heap figures on the MicroPython unix port or the qemu board, next to a baseline measured in the same run.
 
 Builds sp_common and sp_micropython to .mpy (as sp deploy --mpy does),
 starts boards/unix/main.py with SP_MEM=1 and its console on a pty, sends
 requests from the host and reads the heap the device reports: in use after
 start, and allocated while serving each request (garbage included; the
 collector takes it back). The baseline is the bare interpreter's heap in use.
+With --qemu the board is the 32 KiB qemu board (Cortex-M3, 32-bit), the code
+in a ROMFS image (tools.qemu_board), started with MEM on.
 
     python3 -m benchmarks.bench_device [--heapsize 64k] [--max-frame 1024]
+    python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
 """
 import argparse
 import os
@@ -21,6 +24,7 @@ from sp_common import Engine, pure_json
 from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQUEST
 from sp_tool.deploy import compile_mpy
 from sp_tool.files import device_files
+from tools.qemu_board import QemuBoard, build_romfs
 from tools.unix_board import UnixBoard
 
 REQUESTS = (
@@ -43,12 +47,11 @@ def baseline(heapsize):
     return int(out.stdout)
 
 
-class Board(UnixBoard):
-    """The unix board with SP_MEM=1; the host side is a bare engine on the pty's master end."""
+class Measured:
+    """The host side of a board started with MEM on: a bare engine on the board's console, self.master.
 
-    def __init__(self, mpy_dir, heapsize, max_frame):
-        UnixBoard.__init__(self, heapsize, mpy_dir, mem=1, tcp_port=0, max_frame=max_frame)
-        self.engine = Engine(True, codec=pure_json, channel_name='bench')
+    The board prints its heap figures where stderr() reads them.
+    """
 
     def pump(self, done, timeout=10):
         deadline = time.monotonic() + timeout
@@ -73,17 +76,53 @@ class Board(UnixBoard):
         return sum(self.steps()[seen:])
 
 
+class Board(Measured, UnixBoard):
+    """The unix board with SP_MEM=1; the host side is the pty's master end."""
+
+    def __init__(self, mpy_dir, heapsize, max_frame):
+        UnixBoard.__init__(self, heapsize, mpy_dir, mem=1, tcp_port=0, max_frame=max_frame)
+        self.engine = Engine(True, codec=pure_json, channel_name='bench')
+
+
+class QemuMemBoard(Measured, QemuBoard):
+    """The 32 KiB qemu board with MEM on; the host side is its port, the figures come from its console log."""
+
+    def __init__(self, image, max_frame):
+        QemuBoard.__init__(self, image, '32k')
+        self.exec('import gc\ngc.collect()\nprint("bare alloc=%d" % gc.mem_alloc())\n')
+        self.start(mem=True, max_frame=max_frame)
+        self.master = os.open(self.port, os.O_RDWR | os.O_NOCTTY)
+        self.engine = Engine(True, codec=pure_json, channel_name='bench')
+
+    def stderr(self):
+        return self.output().decode(errors='replace')
+
+    def baseline(self):
+        return int(re.search(r'bare alloc=(\d+)', self.stderr()).group(1))
+
+    def stop(self):
+        os.close(self.master)
+        QemuBoard.stop(self)
+
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--heapsize', default='64k', help='micropython -X heapsize (default 64k)')
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
+    ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as mpy_dir:
-        size = build(mpy_dir)
-        base = baseline(args.heapsize)
-        board = Board(mpy_dir, args.heapsize, args.max_frame)
+        if args.qemu:
+            image = build_romfs(device_files('qemu'), os.path.join(mpy_dir, 'sp.romfs'))
+            size = os.path.getsize(image)
+            board = QemuMemBoard(image, args.max_frame)
+            base = board.baseline()
+        else:
+            size = build(mpy_dir)
+            base = baseline(args.heapsize)
+            board = Board(mpy_dir, args.heapsize, args.max_frame)
         try:
             board.engine.connection_made()
             board.pump(lambda: board.engine.counters['rx_messages'] >= 1)
@@ -96,12 +135,17 @@ def main(argv=None):
                 rows.append((name, '%d B' % board.request(sid, did, data)))
         finally:
             board.stop()
-    print('device heap, MicroPython unix port, -X heapsize=%s, frames up to %d B' % (args.heapsize, args.max_frame))
+    where = 'qemu board (Cortex-M3), 32 KiB heap, code in ROMFS' if args.qemu else \
+        'MicroPython unix port, -X heapsize=%s' % args.heapsize
+    print('device heap, %s, frames up to %d B' % (where, args.max_frame))
     print('| figure | bytes |')
     print('|---|---:|')
     print('| bare interpreter after start (baseline) | %d B |' % base)
     print('| board after start: stdio protocol, demo services | %d B (+%d) |' % (start, start - base))
-    print('| .mpy files, sp_common + sp_micropython | %d B |' % size)
+    if args.qemu:
+        print('| ROMFS image: sp_common + sp_micropython + boards/qemu as .mpy | %d B |' % size)
+    else:
+        print('| .mpy files, sp_common + sp_micropython | %d B |' % size)
     for name, value in rows:
         print('| allocated serving %s | %s |' % (name, value))
     return 0
