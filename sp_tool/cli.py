@@ -81,10 +81,16 @@ def argparse_call(p: argparse.ArgumentParser) -> None:
     p.add_argument('--json', action='store_true', help='print the answer as one JSON object')
 
 
-def _add_link_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--secret', help='shared secret: authenticate first')
+def _add_link_options(p: argparse.ArgumentParser, secret_help: str = 'shared secret: authenticate first',
+                      baud: bool = True) -> None:
+    p.add_argument('--secret', help=secret_help)
+    _add_wire_options(p, baud)
+
+
+def _add_wire_options(p: argparse.ArgumentParser, baud: bool = True) -> None:
     p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
-    p.add_argument('--baud', type=int, default=115200, help='serial baud rate (default 115200)')
+    if baud:
+        p.add_argument('--baud', type=int, default=115200, help='serial baud rate (default 115200)')
 
 
 def _split_call_words(words: List[str]):
@@ -170,8 +176,7 @@ def argparse_monitor(p: argparse.ArgumentParser) -> None:
                      '(what the board sends is shown, until Ctrl-C).')
     p.epilog = 'example: sp monitor /dev/ttyACM0 --save capture.bin'
     p.add_argument('source', metavar='TARGET|FILE')
-    p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
-    p.add_argument('--baud', type=int, default=115200, help='serial baud rate (default 115200)')
+    _add_wire_options(p)
     p.add_argument('--save', metavar='FILE', help='also write the raw bytes of a live link to FILE')
 
 
@@ -192,8 +197,7 @@ def argparse_board(p: argparse.ArgumentParser) -> None:
     files.add_argument('--empty', action='store_true', help='start with nothing installed (the board waits at its REPL)')
     p.add_argument('--tcp-port', type=int, default=None,
                    help='TCP port the board serves on 127.0.0.1 (default: boards/unix/config.py\'s; 0: none)')
-    p.add_argument('--secret', help='the board\'s shared secret')
-    p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
+    _add_link_options(p, secret_help='the board\'s shared secret', baud=False)
     p.add_argument('--heapsize', help='MicroPython heap, e.g. 64k (like a small board)')
 
 
