@@ -1,6 +1,7 @@
 """The sp command end to end against the virtual board: answers, and every failure with its exit code and message."""
 import ast
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -247,3 +248,25 @@ def test_host_demo_declares_what_the_board_serves():
     device = [(tuple(names[e.id] for e in call.args[0].elts), call.args[1].value, call.args[2].value)
               for call in ast.walk(tree) if isinstance(call, ast.Call) and getattr(call.func, 'attr', '') == 'add_data']
     assert device == list(DATA)
+
+
+def test_monitor_shows_a_live_link_and_saves_its_bytes(tmp_path):
+    sent = b''.join(frame(pure_json.encode(11, 0, 0, 'tick %d' % i)) for i in range(3))
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def talk_and_hang_up():
+        conn, _ = listener.accept()
+        conn.sendall(sent)
+        conn.close()
+
+    threading.Thread(target=talk_and_hang_up, daemon=True).start()
+    saved = tmp_path / 'saved.bin'
+    r = sp('monitor', 'tcp://127.0.0.1:%d' % listener.getsockname()[1], '--save', str(saved), timeout=20)
+    listener.close()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    for i, line in enumerate(lines):
+        assert re.match(r'\d\d:\d\d:\d\d\.\d\d\d <- read data response, data_id: asc_time, status: okay, '
+                        r'data: "tick %d", crc: ok$' % i, line), line
+    assert saved.read_bytes() == sent
