@@ -18,9 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Iterator, List, Optional
 
 from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, CommandError
-from .target import board_env, check_tcp_port_free, virtual_board_tcp_port
+from .target import PROTOCOLS, board_env, check_tcp_port_free, virtual_board_tcp_port
 
-CODECS = ('pure_json', 'struct_json')
+CODECS = tuple(PROTOCOLS)
 
 
 def _version() -> str:
@@ -150,7 +150,7 @@ def argparse_serve(p: argparse.ArgumentParser) -> None:
 
 def do_serve(args) -> int:
     from .demo import add_demo_services
-    from .target import PROTOCOLS, listen_transport, open_transport
+    from .target import listen_transport, open_transport
     if args.port:
         comm = open_transport(args.port, args.baud, 2.0, is_client=False)
         where = args.port

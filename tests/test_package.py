@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from sp_common import frame, pure_json
+from sp_common import frame
 from sp_tool.files import DEVICE_PACKAGES
 from sp_tool.virtual_board import VirtualBoard
 
