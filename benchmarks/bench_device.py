@@ -10,11 +10,19 @@ in a ROMFS image (tools.qemu_board), started with MEM on.
 
     python3 -m benchmarks.bench_device [--heapsize 64k] [--max-frame 1024]
     python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
+    python3 -m benchmarks.bench_device --ways
+
+--ways compares the three ways code gets onto a board on the qemu board: the
+heap taken by importing the packages and building the board's protocols,
+with the code in ROMFS (run in place, as frozen code is) and as .mpy or .py
+files served by `mpremote mount` (loaded into the heap, as from a board's
+filesystem).
 """
 import argparse
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -106,14 +114,69 @@ class QemuMemBoard(Measured, QemuBoard):
 
 
 
+# Runs on the board: what importing the packages and building the protocols costs.
+CODE_AND_START = """import gc
+gc.collect()
+b = gc.mem_alloc()
+import config
+from sp_micropython.board import make_protocols
+prots = make_protocols(config)
+gc.collect()
+print('code+start %d' % (gc.mem_alloc() - b))
+prots[0].close()
+"""
+
+
+def stage(files, folder):
+    for local, remote in files:
+        target = os.path.join(folder, remote)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(local, target)
+    return folder
+
+
+def code_and_start(image, heap, mount=None):
+    """The figure from one boot; with mount, the code comes from that host folder instead of the image."""
+    with QemuBoard(image, heap) as board:
+        if mount is None:
+            board.exec(CODE_AND_START)
+            board.wait_output(b'code+start ', 30)
+            time.sleep(0.3)
+            out = board.output().decode(errors='replace')
+        else:
+            out = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', board.port, 'mount', '-l', mount,
+                                  'exec', 'import sys\nsys.path.insert(0, "/remote")\n' + CODE_AND_START],
+                                 capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'code\+start (\d+)', out)
+    return '%d B' % int(found.group(1)) if found else 'does not fit (MemoryError)' if 'MemoryError' in out else '?'
+
+
+def ways(tmp):
+    files = device_files('qemu')
+    image = build_romfs(files, os.path.join(tmp, 'sp.romfs'))
+    bare = build_romfs([(files[-1][0], 'unused.py')], os.path.join(tmp, 'bare.romfs'))
+    mpy = stage(compile_mpy(files, os.path.join(tmp, 'mpy')), os.path.join(tmp, 'mpy-stage'))
+    py = stage(files, os.path.join(tmp, 'py'))
+    print('heap taken by the code and the started board (demo services, 1 KiB frames), qemu board (Cortex-M3)')
+    print('| code | 140 KiB heap | 32 KiB heap |')
+    print('|---|---:|---:|')
+    for name, image_, mount in (('ROMFS image (run in place)', image, None), ('.mpy files', bare, mpy),
+                                ('.py files', bare, py)):
+        print('| %s | %s | %s |' % (name, code_and_start(image_, '140k', mount), code_and_start(image_, '32k', mount)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--heapsize', default='64k', help='micropython -X heapsize (default 64k)')
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
+    ap.add_argument('--ways', action='store_true', help='qemu board: heap of the code as ROMFS, .mpy and .py files')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as mpy_dir:
+        if args.ways:
+            ways(mpy_dir)
+            return 0
         if args.qemu:
             image = build_romfs(device_files('qemu'), os.path.join(mpy_dir, 'sp.romfs'))
             size = os.path.getsize(image)

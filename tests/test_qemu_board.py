@@ -11,6 +11,8 @@ CI=true, where that is a failure.
 """
 import os
 import re
+import subprocess
+import sys
 import time
 from binascii import crc32
 
@@ -18,6 +20,7 @@ import pytest
 import serial
 
 import sp_cpython as sp
+from conftest import ROOT
 from sp_common.stp import frame
 from sp_tool.files import device_files
 from test_conformance_micropython import _cpython_cases
@@ -166,3 +169,14 @@ def test_conformance_suite_on_the_140k_board(image, tmp_path, request):
     line = 'conformance on micropython, qemu Cortex-M3 board (140 KiB heap): %d passed, %d failed' % (
         passed, failed) + (' (MemoryError: too big for the heap)' if failed else '')
     request.config.sp_conformance_lines = getattr(request.config, 'sp_conformance_lines', []) + [line]
+
+
+def test_bench_device_reports_the_32k_board(image):
+    out = subprocess.run([sys.executable, '-m', 'benchmarks.bench_device', '--qemu'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    base = int(re.search(r'baseline\) \| (\d+) B', out.stdout).group(1))
+    start = int(re.search(r'after start: .*?\| (\d+) B', out.stdout).group(1))
+    assert 0 < base < start < 32 * 1024 - 4096, out.stdout   # room left for a request's garbage
+    served = [int(n) for n in re.findall(r'allocated serving (?:read|write|echo 16).*?\| (\d+) B', out.stdout)]
+    assert len(served) == 3 and all(0 < n < 16384 for n in served), out.stdout
