@@ -97,10 +97,15 @@ class QemuMemBoard(Measured, QemuBoard):
 
     def __init__(self, image, max_frame):
         QemuBoard.__init__(self, image, '32k')
-        self.exec('import gc\ngc.collect()\nprint("bare alloc=%d" % gc.mem_alloc())\n')
-        self.start(mem=True, max_frame=max_frame)
-        self.master = os.open(self.port, os.O_RDWR | os.O_NOCTTY)
-        self.engine = Engine(True, codec=pure_json, channel_name='bench')
+        self.master = None
+        try:
+            self.exec('import gc\ngc.collect()\nprint("bare alloc=%d" % gc.mem_alloc())\n')
+            self.start(mem=True, max_frame=max_frame)
+            self.master = os.open(self.port, os.O_RDWR | os.O_NOCTTY)
+            self.engine = Engine(True, codec=pure_json, channel_name='bench')
+        except BaseException:
+            self.stop()
+            raise
 
     def stderr(self):
         return self.output().decode(errors='replace')
@@ -109,7 +114,9 @@ class QemuMemBoard(Measured, QemuBoard):
         return int(re.search(r'bare alloc=(\d+)', self.stderr()).group(1))
 
     def stop(self):
-        os.close(self.master)
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
         QemuBoard.stop(self)
 
 

@@ -13,6 +13,7 @@ beside the repository (see firmware()). Everything the board prints, before
 and after the host opens its port, is kept in a log (QemuBoard.output()).
 """
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -75,6 +76,11 @@ def build_romfs(files, image):
     return image
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the process that started the board dies (Linux), so none is left."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+
+
 class QemuBoard:
     """One boot of the firmware with a ROMFS image; self.port is its console UART, a pty.
 
@@ -89,7 +95,8 @@ class QemuBoard:
                '-kernel', firmware(heap),
                '-device', 'loader,file=%s,addr=0x%x,force-raw=on' % (os.path.abspath(image), ROMFS_ADDR)]
         with open(os.path.join(self._dir, 'qemu.out'), 'wb') as out:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
         self.port = None
         try:
             self.port = self._find_port(boot_timeout)
