@@ -118,8 +118,39 @@ def _crc_ok(body):
     return n > 0 and (crc32(memoryview(body)[:n]) & 0xFFFFFFFF) == int.from_bytes(body[n:], 'big')
 
 
+MAX_DEPTH = 32   # nesting of JSON arrays and objects, the envelope included
+
+
+def _too_deep(body, start, end):
+    """True if the JSON in body[start:end] nests deeper than MAX_DEPTH (checked before parsing)."""
+    if body.count(b'[', start, end) + body.count(b'{', start, end) <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_str = escaped = False
+    for i in range(start, end):
+        b = body[i]
+        if in_str:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:
+                escaped = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b == 0x5B or b == 0x7B:
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif b == 0x5D or b == 0x7D:
+            depth -= 1
+    return False
+
+
 def _loads(body, start, end):
     """The JSON in body[start:end]; on MicroPython parsed in place unless it holds an escaped surrogate."""
+    if _too_deep(body, start, end):
+        raise FormatError('JSON nested deeper than %d' % MAX_DEPTH)
     try:
         if not _MICROPYTHON:
             return json.loads(body[start:end].decode())
@@ -128,6 +159,22 @@ def _loads(body, start, end):
         return json.loads(_join_surrogates(body[start:end].decode()))
     except (ValueError, UnicodeError):
         raise FormatError('malformed JSON')
+
+
+def _head_int(body, key, at):
+    """The integer after key at body[at:], and where it ends; (None, at) if it is not there."""
+    if body[at:at + len(key)] != key:
+        return None, at
+    at += len(key)
+    end = body.find(b',', at, at + 12)
+    try:
+        return int(body[at:end]), end + 1
+    except ValueError:
+        return None, at
+
+
+def _id(value):
+    return '%d' % value if type(value) is int else dumps(value)
 
 
 def _is_int(value):
@@ -142,7 +189,7 @@ class pure_json:
     @staticmethod
     def pieces(service_id, data_id, status, data):
         head = '{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
-            dumps(data_id), dumps(service_id), dumps(status))
+            _id(data_id), _id(service_id), _id(status))
         return _with_crc((head.encode(), dumps(data).encode(), b'}'))
 
     @classmethod
@@ -152,13 +199,9 @@ class pure_json:
     @staticmethod
     def decode(body):
         if not _crc_ok(body):
-            sid = did = None
-            try:
-                obj = json.loads(bytes(body[:-4]).decode())
-                sid = obj.get('service_id')
-                did = obj.get('data_id')
-            except Exception:
-                pass
+            # the ids as the original peers write them, for a fast checksum-error reply; no JSON parse
+            did, at = _head_int(body, b'{"data_id": ', 0)
+            sid = _head_int(body, b' "service_id": ', at)[0]
             raise ChecksumError(sid, did)
         obj = _loads(body, 0, len(body) - 4)
         if not isinstance(obj, dict):

@@ -1,49 +1,73 @@
-"""The protocol engine, sans-IO: bytes in, bytes out through write(), callbacks run.
+"""The protocol engine, sans-IO: bytes in through feed(), bytes out through data_to_send().
 
 Everything both sides must agree on lives here: dispatch, callback priority,
-the error replies, the channel-name exchange and the seed/key state machine.
-It never sleeps, reads a clock or touches a socket; the runtimes feed it the
-bytes they read and give it a write() for the bytes it produces.
+the error replies, the channel-name exchange, what is buffered and the
+seed/key state machine (a table: who may say what, when). It never writes,
+sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
+drain its outbox and may lend it a clock (milliseconds that only grow).
 """
-from binascii import hexlify
-
 from . import const as c
-from .auth import equal, hmac_sha256_hex, new_seed
 from .codec import ChecksumError, FormatError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
 from .stp import Deframer, frame
 
 COUNTERS = ('rx_messages', 'tx_messages', 'crc_errors', 'format_errors', 'framing_errors',
-            'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped')
+            'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped',
+            'out_of_turn', 'unsolicited', 'stale', 'wrong_keys', 'bad_names')
 
-# The built-in data of the auth and channel-name services: their names, and the
-# messages that pass before authentification (the whitelist every engine starts with).
-_BUILTIN_DATA = {
-    (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED): 'seed', (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED): 'seed',
-    (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY): 'key', (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY): 'key',
-    (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME): 'name', (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME): 'name',
+_UNTRUSTED = c.AUTH_STATE_UNTRUSTED_CONNECTION
+_SEED_REQUESTED = c.AUTH_STATE_SEED_REQUESTED
+_SEED_TRANSFERRED = c.AUTH_STATE_SEED_TRANSFERRED
+_KEY_TRANSFERRED = c.AUTH_STATE_KEY_TRANSFERRED
+_TRUSTED = c.AUTH_STATE_TRUSTED_CONNECTION
+
+_SEED_REQUEST = (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED)
+_SEED = (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED)
+_KEY = (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY)
+_KEY_RESULT = (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY)
+_NAME_REQUEST = (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME)
+_NAME = (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME)
+
+# The handshake as a table (DESIGN 5b): message -> (acted on by a client?, the
+# states it is acted on in or None for any, the step in sp_common.handshake).
+# Anything else is out of turn: dropped and counted, never answered, never signed.
+_HANDSHAKE = {
+    _SEED_REQUEST: (False, None, 'seed_request'),
+    _SEED: (True, (_SEED_REQUESTED,), 'seed'),
+    _KEY: (False, (_SEED_TRANSFERRED,), 'key'),
+    _KEY_RESULT: (True, (_KEY_TRANSFERRED,), 'key_result'),
 }
-_HANDLERS = {   # the engine's methods that serve them
-    (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED): '_on_seed_request', (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED): '_on_seed',
-    (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY): '_on_key', (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY): '_on_key_result',
-    (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME): '_on_name_request',
-    (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME): '_on_name_response',
-}
+# The built-in data: names for the logs; these pass before authentification.
+BUILTIN_DATA = {_SEED_REQUEST: 'seed', _SEED: 'seed', _KEY: 'key', _KEY_RESULT: 'key',
+                 _NAME_REQUEST: 'name', _NAME: 'name'}
 _NO_KWARGS = {}
+
+MAX_NAME = 32
+
+
+def valid_name(name):
+    """A channel name is a short printable ASCII string (it ends up in log lines)."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+        return False
+    for ch in name:
+        if not ' ' <= ch <= '~':
+            return False
+    return True
 
 
 class Engine:
     """One end of a connection.
 
-    write: callable taking one frame (bytes). log, hexlog: objects with
-    isEnabledFor(level) and log(level, text) (a logging.Logger fits), or None.
+    log, hexlog: objects with isEnabledFor(level) and log(level, text) (a
+    logging.Logger fits), or None. clock: callable giving milliseconds that
+    only grow; without one, a connection that sent too many wrong keys gets
+    no more seeds until it ends.
     """
 
-    def __init__(self, write, is_client, codec=pure_json, secret=None, auto_auth=False,
+    def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
-                 random_bytes=_random_bytes):
-        self.write = write
+                 random_bytes=_random_bytes, max_buffered_bytes=None, clock=None):
         self.is_client = is_client
         self.codec = codec
         self.secret = secret
@@ -51,12 +75,13 @@ class Engine:
         self.channel_name = channel_name
         self.log = log
         self.hexlog = hexlog
-        self._random_bytes = random_bytes
+        self.clock = clock
+        self.random_bytes = random_bytes
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
-        self.auth_state = c.AUTH_STATE_UNTRUSTED_CONNECTION
-        self._seed = None
-        self._side = '-client' if is_client else '-server'
+        self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
+        self._out = []
+        self.side = '-client' if is_client else '-server'
         self._requests = dict(c.SID_RESPONSE_DICT)   # request sid -> response sid
         self._responses = {}                         # response sid -> request sid
         for req, resp in c.SID_RESPONSE_DICT.items():
@@ -66,10 +91,16 @@ class Engine:
         self._status_names = {}
         self._whitelist = set()
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
-        self._buffer = []
+        self._buffer = []         # [message, size in bytes]
+        self._buffered_bytes = 0
+        self._asked = set()       # (response sid, did) of requests still unanswered
+        self.wrong_keys = 0        # on this connection (see sp_common.handshake)
+        self.last_wrong_key = 0
+        self._heard = False
         self.counters = {}
         for name in COUNTERS:
             self.counters[name] = 0
+        self._new_session()
 
     # registries ------------------------------------------------------------
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
@@ -95,132 +126,195 @@ class Engine:
         self._whitelist.add((service_id, data_id))
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
-        """A callback for (sid, did) replaces a built-in service's own handler."""
+        """The handshake and channel-name messages stay the engine's own."""
         key = (service_id, data_id)
-        if key in self._callbacks or key in _BUILTIN_DATA:
-            self._note(c.WARNING, 'overwriting callback for %s' % self._describe(service_id, data_id))
+        if key in BUILTIN_DATA:
+            raise ValueError('%r/%r is served by the engine itself' % key)
+        if key in self._callbacks:
+            self.note(c.WARNING, 'overwriting callback for %s', service_id, data_id)
         self._callbacks[key] = (callback, args or (), kwargs or _NO_KWARGS)
 
     # connection ------------------------------------------------------------
+    def _new_session(self):
+        """Trust, seed and buffer start over: nothing passes from one peer to the next."""
+        self.auth_state = _UNTRUSTED
+        self.seed = None
+        self._buffer = []
+        self._buffered_bytes = 0
+        self._asked = set()
+
     def connection_made(self):
         """A new link: forget its predecessor's state; a client introduces itself."""
         self.deframer.reset()
-        self.auth_state = c.AUTH_STATE_UNTRUSTED_CONNECTION
-        self._seed = None
+        self._new_session()
+        self.wrong_keys = 0
+        self._heard = False
         if self.is_client:
-            self.send(c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME, self.channel_name)
+            self.send_msg(c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME, self.channel_name)
             if self.auto_auth and self.secret is not None:
                 self.start_auth()
 
     def connection_lost(self):
         self.deframer.reset()
-        self.auth_state = c.AUTH_STATE_UNTRUSTED_CONNECTION
-        self._seed = None
+        self._new_session()
+        self.wrong_keys = 0
 
     def start_auth(self):
         """Client side: asks for a seed; the answer drives the rest of the handshake."""
-        self.auth_state = c.AUTH_STATE_SEED_REQUESTED
-        self.send(c.SID_AUTH_REQUEST, c.DID_AUTH_SEED, None)
+        self.auth_state = _SEED_REQUESTED
+        self.send_msg(c.SID_AUTH_REQUEST, c.DID_AUTH_SEED, None)
 
     def is_trusted(self):
-        return self.auth_state == c.AUTH_STATE_TRUSTED_CONNECTION
+        return self.auth_state == _TRUSTED
+
+    def proven(self):
+        """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
+        return self.is_trusted() if self.secret is not None else self._heard
 
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""
-        return self.auth_state in (c.AUTH_STATE_TRUSTED_CONNECTION, c.AUTH_STATE_UNTRUSTED_CONNECTION)
+        return self.auth_state == _TRUSTED or self.auth_state == _UNTRUSTED
 
     # bytes in / out ----------------------------------------------------------
-    def send(self, service_id, data_id, data, status=c.STATUS_OKAY):
+    def send_msg(self, service_id, data_id, data, status=c.STATUS_OKAY):
+        """Queues one message; a request makes answers to earlier ones on its ids stale."""
         pieces = self.codec.pieces(service_id, data_id, status, data)
-        self._log_message('TX ->', service_id, data_id, status, data)
-        self._log_bytes('TX ->', pieces)
+        resp = self._requests.get(service_id)
+        if resp is not None:
+            self._drop_buffered(resp, data_id)
+            self._asked.add((resp, data_id))
+        if self.log is not None or self.hexlog is not None:
+            self._trace('TX ->', service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
-        self.write(frame(*pieces))
+        self._out.append(frame(*pieces))
+
+    def data_to_send(self):
+        """The frames queued since the last call, as one bytes object (b'' if none)."""
+        out = self._out
+        if not out:
+            return b''
+        self._out = []
+        return out[0] if len(out) == 1 else b''.join(out)
 
     def feed(self, data, n=None):
-        """Processes data[:n]; callbacks run and replies are written before it returns."""
+        """Processes data[:n]: callbacks run, replies are queued. Never raises, whatever the bytes."""
         deframer = self.deframer
         for body in deframer.feed(data, n):
-            self._log_bytes('RX <-', (body,))
             try:
-                msg = self.codec.decode(body)
-            except ChecksumError as err:
-                self._on_bad_checksum(err)
-                continue
-            except FormatError as err:
+                self._receive(body)
+            except Exception as err:   # MemoryError, RecursionError, ...: one dropped frame
                 self.counters['format_errors'] += 1
-                self._note(c.WARNING, 'dropped a message: %s' % err)
-                continue
-            self._dispatch(msg[0], msg[1], msg[2], msg[3])
+                self.note(c.ERROR, 'dropped a message: ' + type(err).__name__)
         self.counters['framing_errors'] = deframer.framing_errors
         self.counters['oversized'] = deframer.oversized
 
+    def _receive(self, body):
+        try:
+            msg = self.codec.decode(body)
+        except ChecksumError as err:
+            self._on_bad_checksum(err)
+            return
+        except FormatError as err:
+            self._drop('format_errors', c.WARNING, 'dropped a message: ' + err.args[0])
+            return
+        if self.log is not None or self.hexlog is not None:
+            self._trace('RX <-', msg[0], msg[1], msg[2], msg[3], (body,))
+        self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body))
+
     def pop_received(self, service_id, data_id):
         """The oldest buffered message matching the ids (None matches any), or None."""
-        for i, msg in enumerate(self._buffer):
+        for i, entry in enumerate(self._buffer):
+            msg = entry[0]
             if (service_id is None or msg['service_id'] == service_id) and \
                     (data_id is None or msg['data_id'] == data_id):
-                return self._buffer.pop(i)
+                self._buffered_bytes -= entry[1]
+                return self._buffer.pop(i)[0]
         return None
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):
         self.counters['crc_errors'] += 1
-        self._note(c.ERROR, 'dropped a message with a wrong checksum')
+        self.note(c.ERROR, 'dropped a message with a wrong checksum')
         if isinstance(err.sid, int) and err.sid in self._requests and isinstance(err.did, (int, str)):
-            self.send(self._requests[err.sid], err.did, None, c.STATUS_CHECKSUM_ERROR)
+            self.send_msg(self._requests[err.sid], err.did, None, c.STATUS_CHECKSUM_ERROR)
 
-    def _gated(self, sid, did):
-        return self.secret is not None and self.auth_state != c.AUTH_STATE_TRUSTED_CONNECTION \
-            and sid not in self._responses and (sid, did) not in _BUILTIN_DATA and (sid, did) not in self._whitelist
+    def _gated(self, key):
+        return self.secret is not None and self.auth_state != _TRUSTED \
+            and key not in BUILTIN_DATA and key not in self._whitelist
 
-    def _dispatch(self, sid, did, status, data):
+    def _dispatch(self, sid, did, status, data, size):
         self.counters['rx_messages'] += 1
-        self._log_message('RX <-', sid, did, status, data)
+        self._heard = True
+        key = (sid, did)
+        turn = _HANDSHAKE.get(key)
+        if turn is not None:
+            if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
+                self._drop('out_of_turn', c.WARNING, 'dropped an out-of-turn %s', sid, did)
+            else:
+                from . import handshake
+                getattr(handshake, turn[2])(self, status, data)
+            return
+        if key == _NAME_REQUEST:
+            self._on_name_request(data)
+            return
+        if key == _NAME:
+            self._on_name_response(data)
+            return
         resp = self._requests.get(sid)
         if resp is None and sid not in self._responses and sid % 2 == 0 and (sid + 1) not in self._requests:
             resp = sid + 1   # unknown request: answer on the conventional response sid
-        if self._gated(sid, did):
-            self.counters['auth_rejected'] += 1
-            self._note(c.WARNING, 'authentification required for %s' % self._describe(sid, did))
-            if resp is not None:
-                self.send(resp, did, None, c.STATUS_AUTH_REQUIRED)
+        if resp is None:
+            self._on_response(sid, did, status, data, size)
+        else:
+            self._on_request(sid, did, resp, status, data, size)
+
+    def _on_request(self, sid, did, resp, status, data, size):
+        if self._gated((sid, did)):
+            self._drop('auth_rejected', c.WARNING, 'authentification required for %s', sid, did)
+            self.send_msg(resp, did, None, c.STATUS_AUTH_REQUIRED)
             return
         entry = self._find_callback(sid, did)
         msg = make_message(sid, did, status, data)
-        if resp is None:
-            if entry is not None:
-                self._call(entry, msg)
-            elif sid in self._responses:
-                self._store(msg)
-            else:
-                self.counters['unknown'] += 1
-                self._note(c.WARNING, 'dropped a message of unknown %s' % self._describe(sid, did))
-            return
         if entry is None:
-            if sid in self._requests and ((sid, did) in self._did_names or (sid, did) in _BUILTIN_DATA):
-                self._store(msg)
+            if sid in self._requests and (sid, did) in self._did_names:
+                self._store(msg, size)
             else:
-                self.counters['unknown'] += 1
-                self._note(c.ERROR, 'no service or data for %s' % self._describe(sid, did))
-                self.send(resp, did, None, c.STATUS_SERVICE_OR_DATA_UNKNOWN)
+                self._drop('unknown', c.ERROR, 'no service or data for %s', sid, did)
+                self.send_msg(resp, did, None, c.STATUS_SERVICE_OR_DATA_UNKNOWN)
             return
         try:
             status, data = self._run(entry, msg)
-            self.send(resp, did, data, status)
+            self.send_msg(resp, did, data, status)
         except Exception as err:
             self._callback_failed(msg, err)
-            self.send(resp, did, None, c.STATUS_CALLBACK_ERROR)
+            self.send_msg(resp, did, None, c.STATUS_CALLBACK_ERROR)
+
+    def _on_response(self, sid, did, status, data, size):
+        """A response or any other message that asks for nothing back."""
+        key = (sid, did)
+        asked = key in self._asked
+        if self._gated(key) and not (asked and status == c.STATUS_AUTH_REQUIRED and data is None):
+            self._drop('auth_rejected', c.WARNING, 'dropped %s from an untrusted peer', sid, did)
+            return
+        entry = self._find_callback(sid, did)
+        msg = make_message(sid, did, status, data)
+        if entry is not None:
+            self._asked.discard(key)
+            try:
+                self._run(entry, msg)
+            except Exception as err:
+                self._callback_failed(msg, err)
+        elif asked or key in self._did_names:
+            self._asked.discard(key)
+            self._store(msg, size)
+        elif sid in self._responses:
+            self._drop('unsolicited', c.WARNING, 'dropped %s nobody is waiting for', sid, did)
+        else:
+            self._drop('unknown', c.WARNING, 'dropped a message of unknown %s', sid, did)
 
     def _find_callback(self, sid, did):
         callbacks = self._callbacks
-        entry = callbacks.get((sid, did))
-        if entry is not None:
-            return entry
-        handler = _HANDLERS.get((sid, did))
-        if handler is not None:
-            return (getattr(self, handler), (), _NO_KWARGS)
-        for key in ((sid, None), (None, did), (None, None)):
+        for key in ((sid, did), (sid, None), (None, did), (None, None)):
             entry = callbacks.get(key)
             if entry is not None:
                 return entry
@@ -229,94 +323,73 @@ class Engine:
     def _run(self, entry, msg):
         return entry[0](msg, *entry[1], **entry[2])
 
-    def _call(self, entry, msg):
-        """Runs a callback whose result is not sent anywhere."""
-        try:
-            self._run(entry, msg)
-        except Exception as err:
-            self._callback_failed(msg, err)
-
     def _callback_failed(self, msg, err):
         self.counters['callback_errors'] += 1
-        self._note(c.ERROR, 'callback for %s failed: %s: %s' % (
-            self._describe(msg['service_id'], msg['data_id']), type(err).__name__, err))
+        self.note(c.ERROR, 'callback for %%s failed: %s: %s' % (type(err).__name__, err),
+                  msg['service_id'], msg['data_id'])
 
-    def _store(self, msg):
-        if len(self._buffer) >= self.max_buffered:
-            self._buffer.pop(0)
-            self.counters['buffer_dropped'] += 1
-            self._note(c.WARNING, 'receive buffer full, dropped the oldest message')
-        self._buffer.append(msg)
-
-    # internal services -------------------------------------------------------
-    def _on_seed_request(self, msg):
-        if self.secret is None:
-            return c.STATUS_OPERATION_NOT_PERMITTED, None
-        self._seed = new_seed(self._random_bytes)
-        self.auth_state = c.AUTH_STATE_SEED_TRANSFERRED
-        return c.STATUS_OKAY, self._seed
-
-    def _on_seed(self, msg):
-        seed = msg['data']
-        if self.secret is None or msg['status'] != c.STATUS_OKAY or not isinstance(seed, str):
-            self.auth_state = c.AUTH_STATE_UNTRUSTED_CONNECTION
+    def _store(self, msg, size):
+        buffer = self._buffer
+        while buffer and (len(buffer) >= self.max_buffered or self._buffered_bytes + size > self.max_buffered_bytes):
+            self._buffered_bytes -= buffer.pop(0)[1]
+            self._drop('buffer_dropped', c.WARNING, 'receive buffer full, dropped the oldest message')
+        if size > self.max_buffered_bytes:
+            self._drop('buffer_dropped', c.WARNING, 'a message larger than the receive buffer was dropped')
             return
-        self.auth_state = c.AUTH_STATE_SEED_TRANSFERRED
-        self.send(c.SID_AUTH_REQUEST, c.DID_AUTH_KEY, hmac_sha256_hex(self.secret, seed))
-        self.auth_state = c.AUTH_STATE_KEY_TRANSFERRED
+        buffer.append([msg, size])
+        self._buffered_bytes += size
 
-    def _on_key(self, msg):
-        seed = self._seed
-        self._seed = None
-        key = msg['data']
-        ok = self.secret is not None and seed is not None and isinstance(key, str) \
-            and equal(key, hmac_sha256_hex(self.secret, seed))
-        self.auth_state = c.AUTH_STATE_TRUSTED_CONNECTION if ok else c.AUTH_STATE_UNTRUSTED_CONNECTION
-        if not ok:
-            self._note(c.WARNING, 'authentification failed: wrong key')
-        return c.STATUS_OKAY, ok
+    def _drop_buffered(self, sid, did):
+        buffer = self._buffer
+        i = 0
+        while i < len(buffer):
+            msg = buffer[i][0]
+            if msg['service_id'] == sid and msg['data_id'] == did:
+                self._buffered_bytes -= buffer.pop(i)[1]
+                self.counters['stale'] += 1
+            else:
+                i += 1
 
-    def _on_key_result(self, msg):
-        ok = msg['data'] is True and msg['status'] == c.STATUS_OKAY
-        self.auth_state = c.AUTH_STATE_TRUSTED_CONNECTION if ok else c.AUTH_STATE_UNTRUSTED_CONNECTION
-        if not ok:
-            self._note(c.WARNING, 'authentification failed: key rejected')
+    def _drop(self, counter, level, text, sid=None, did=None):
+        self.counters[counter] += 1
+        self.note(level, text, sid, did)
 
-    def _on_name_request(self, msg):
-        name = msg['data']
+    # the channel name ---------------------------------------------------------
+    def _on_name_request(self, name):
+        """A client's introduction starts a new session (a serial line has no connects)."""
+        if self.is_client:
+            self._drop('out_of_turn', c.WARNING, 'dropped a channel name request sent to a client')
+            return
+        self._new_session()
         if name is None:
-            return c.STATUS_OKAY, self.channel_name
+            self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, self.channel_name)
+            return
+        if not valid_name(name):
+            self._drop('bad_names', c.WARNING, 'refused a channel name that is not short printable text')
+            self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, None, c.STATUS_OPERATION_NOT_PERMITTED)
+            return
         if self.channel_name is not None and self.channel_name != name:
-            self._note(c.WARNING, 'channel name %r replaced by the client\'s %r' % (self.channel_name, name))
+            self.note(c.WARNING, 'channel name %r replaced by the client\'s %r' % (self.channel_name, name))
         self.channel_name = name
-        return c.STATUS_OKAY, None
+        self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, None)
 
-    def _on_name_response(self, msg):
-        if msg['data'] is not None and self.channel_name is None:
-            self.channel_name = msg['data']
+    def _on_name_response(self, name):
+        if not self.is_client:
+            self._drop('out_of_turn', c.WARNING, 'dropped a channel name response sent to a server')
+        elif name is not None and self.channel_name is None:
+            if valid_name(name):
+                self.channel_name = name
+            else:
+                self._drop('bad_names', c.WARNING, 'ignored a channel name that is not short printable text')
 
-    # logging -----------------------------------------------------------------
-    def _describe(self, sid, did):
-        key = (sid, did)
-        return 'service: %s, data_id: %s' % (self._sid_names.get(sid, c.SID__NAMES.get(sid, sid)),
-                                             self._did_names.get(key, _BUILTIN_DATA.get(key, did)))
+    # logging: the text is built by sp_common.logtext, loaded when a log wants it
+    def _trace(self, direction, sid, did, status, data, pieces):
+        from . import logtext
+        logtext.trace(self, direction, sid, did, status, data, pieces)
 
-    def _log_message(self, direction, sid, did, status, data):
-        log = self.log
-        level = c.STATUS_LOG_LVL.get(status, c.WARNING)
-        if log is not None and log.isEnabledFor(level):
-            log.log(level, 'prot%s: %s %s, status: %s, data: "%s"' % (
-                self._side, direction, self._describe(sid, did), self._status_names.get(status, c.STATUS__NAMES.get(status, status)), data))
-
-    def _log_bytes(self, direction, pieces):
-        log = self.hexlog
-        if log is not None and log.isEnabledFor(c.DEBUG):
-            body = b''.join(pieces)
-            log.log(c.DEBUG, 'comm%s: %s "(%d): %s"' % (
-                self._side, direction, len(body), hexlify(body, ' ').decode()))
-
-    def _note(self, level, text):
+    def note(self, level, text, sid=None, did=None):
+        """A log line; text may hold one %s for the names of sid/did."""
         log = self.log
         if log is not None and log.isEnabledFor(level):
-            log.log(level, 'prot%s: %s' % (self._side, text))
-
+            from . import logtext
+            log.log(level, logtext.note(self, text, sid, did))

@@ -1,7 +1,7 @@
 """Host runtime: the socket_protocol API (import sp_cpython as socket_protocol)."""
 import logging as _logging
 
-from sp_common.const import *  # noqa: F401,F403
+from sp_common.names import *  # noqa: F401,F403  (the constants of sp_common.const and their names)
 from sp_common.message import data_storage  # noqa: F401
 
 from .protocol import pure_json_protocol, struct_json_protocol  # noqa: F401

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Optional
 
 import serial
@@ -43,9 +44,14 @@ class serial_stp(StreamTransport):
                 return data
         return b''
 
-    def _write(self, conn: serial.SerialBase, data: bytes) -> None:
+    def _write(self, conn: serial.SerialBase, data: bytes, deadline: Optional[float]) -> None:
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         try:
+            if conn.write_timeout != timeout:
+                conn.write_timeout = timeout
             conn.write(data)
+        except serial.SerialTimeoutException as err:
+            raise OSError('the peer stopped reading: %s' % err) from err
         except (serial.SerialException, TypeError, AttributeError) as err:
             raise OSError('serial port lost: %s' % err) from err
 

@@ -1,7 +1,9 @@
 """TCP comm instances: tcp_client_stp reconnects, tcp_server_stp serves one client after another."""
 from __future__ import annotations
 
+import select
 import socket
+import time
 from typing import Optional
 
 from .transport import StreamTransport
@@ -15,8 +17,16 @@ class _TcpTransport(StreamTransport):
     def _read(self, conn: socket.socket) -> bytes:
         return conn.recv(_CHUNK)
 
-    def _write(self, conn: socket.socket, data: bytes) -> None:
-        conn.sendall(data)
+    def _write(self, conn: socket.socket, data: bytes, deadline: Optional[float]) -> None:
+        view = memoryview(data)
+        while view:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and (wait <= 0 or not select.select((), (conn,), (), wait)[1]):
+                raise socket.timeout('the peer stopped reading (%d bytes not taken)' % len(view))
+            try:
+                view = view[conn.send(view, socket.MSG_DONTWAIT if wait is not None else 0):]
+            except BlockingIOError:
+                continue
 
     def _shut(self, conn: socket.socket) -> None:
         try:
@@ -53,15 +63,21 @@ class tcp_client_stp(_TcpTransport):
 
 
 class tcp_server_stp(_TcpTransport):
-    """Listens on host:port (port 0 picks a free one, see .port); one client at a time."""
+    """Listens on host:port (port 0 picks a free one, see .port); one client at a time.
+
+    A client that has not authenticated (with a secret) or sent a valid frame
+    (without one) within PROBATION seconds is dropped, so that an idle
+    connection cannot lock the others out.
+    """
 
     IS_CLIENT = False
+    PROBATION = 5.0
 
     def __init__(self, host: str, port: int, rx_tx_log_lvl=None) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, port))
-        self._listener.listen(1)
+        self._listener.listen(8)
         self.host = host
         self.port = self._listener.getsockname()[1]
         super().__init__()

@@ -19,6 +19,7 @@ class StreamTransport:
 
     IS_CLIENT = True
     LOGGER_PREFIX = 'comm'
+    PROBATION: Optional[float] = None   # seconds a new peer has to prove itself (servers that can drop it)
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -59,18 +60,27 @@ class StreamTransport:
     def is_connected(self) -> bool:
         return self._conn is not None
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes, timeout: Optional[float] = None) -> bool:
+        """Writes data within timeout seconds (None: no limit); a write that fails or times out loses the link."""
         conn = self._conn
         if conn is None:
             return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
         try:
-            with self._write_lock:
-                self._write(conn, data)
+            self._write(conn, data, deadline)
             return True
         except (OSError, ValueError) as err:
-            self.logger.warning('%s: send failed: %s', self._prefix(), err)
+            self.logger.warning('%s: send failed, dropping the connection: %s', self._prefix(), err)
             self._shut(conn)
             return False
+        finally:
+            self._write_lock.release()
+
+    def is_io_thread(self) -> bool:
+        """True on the thread that reads and runs the callbacks: it must never wait for the peer."""
+        return threading.current_thread() is self._thread
 
     def reconnect(self) -> None:
         """Drops the current connection; the I/O thread opens the next one."""
@@ -148,7 +158,8 @@ class StreamTransport:
     def _read(self, conn) -> bytes:
         raise NotImplementedError
 
-    def _write(self, conn, data: bytes) -> None:
+    def _write(self, conn, data: bytes, deadline: Optional[float]) -> None:
+        """Writes all of data by time.monotonic() deadline (None: no limit), else raises OSError."""
         raise NotImplementedError
 
     def _shut(self, conn) -> None:

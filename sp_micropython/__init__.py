@@ -16,6 +16,11 @@ _STREAMS = {'UartStream': 'uart', 'StdioStream': 'stdio', 'TcpServerStream': 'tc
 
 def __getattr__(name):
     module = _STREAMS.get(name)
-    if module is None:
+    if module is not None:
+        return getattr(__import__('sp_micropython.' + module, None, None, (name,)), name)
+    if hasattr(const, name):
         return getattr(const, name)
-    return getattr(__import__('sp_micropython.' + module, None, None, (name,)), name)
+    try:
+        return __import__('sp_micropython.' + name, None, None, ('',))   # a module of the package
+    except ImportError:
+        return getattr(__import__('sp_common.names', None, None, (name,)), name)   # names for logs

@@ -7,12 +7,12 @@ import sys
 import time
 
 from sp_common import Engine, pure_json, struct_json
-from sp_common.const import STATUS_OKAY
+from sp_common.api import Api
 
 
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
-# 0 when nothing is there), write(data) (never raises: a write to a dead link is
-# dropped), poll_event() -> CONNECTED, DISCONNECTED or None (each change is
+# 0 when nothing is there), write(data) (never blocks or raises: what a link
+# cannot take is kept for later, a dead or stuck link is dropped), poll_event() -> CONNECTED, DISCONNECTED or None (each change is
 # reported once, in order), is_connected(), reconnect() and close(). Each kind
 # lives in its own module (uart, stdio, tcp) so that a board loads only the
 # ones it uses.
@@ -26,6 +26,10 @@ class Stream:
     def __init__(self):
         self._events = []
         self._up = False
+
+    def proven(self):
+        """Replaced by the protocol's: whether the peer has shown it belongs here."""
+        return False
 
     def _set(self, up):
         if up != self._up:
@@ -61,7 +65,37 @@ class PrintLog:
         out.write('%s %d %s\n' % (self.name, level, text))
 
 
-class pure_json_protocol(Engine):
+class Clock:
+    """Milliseconds since start that only grow, for the engine (ticks_ms wraps)."""
+
+    def __init__(self):
+        self._last = time.ticks_ms()
+        self._ms = 0
+
+    def ms(self):
+        now = time.ticks_ms()
+        self._ms += time.ticks_diff(now, self._last)
+        self._last = now
+        return self._ms
+
+
+_clock = Clock()
+
+
+class _NoLock:
+    """The device has one thread: the engine needs no lock."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_LOCK = _NoLock()
+
+
+class pure_json_protocol(Api, Engine):
     """The protocol on one stream: the engine itself, plus the loop that feeds it from the stream.
 
     Client or server comes from stream.IS_CLIENT.
@@ -71,10 +105,14 @@ class pure_json_protocol(Engine):
 
     def __init__(self, stream, secret=None, auto_auth=False, channel_name=None, max_frame=8192,
                  max_buffered=16, log=None, hexlog=None, rx_size=512):
-        Engine.__init__(self, stream.write, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
-                        max_frame, max_buffered, log, hexlog)
+        Engine.__init__(self, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
+                        max_frame, max_buffered, log, hexlog, clock=_clock.ms)
         self.__comm_inst__ = stream
+        self._engine = self
+        self._lock = _NO_LOCK
+        self._feeding = False
         self._rx = bytearray(rx_size)
+        stream.proven = self.proven
 
     # the loop ----------------------------------------------------------------
     def _events(self):
@@ -94,8 +132,14 @@ class pure_json_protocol(Engine):
         busy = self._events()
         n = self.__comm_inst__.readinto(self._rx)
         if n:
-            self.feed(self._rx, n)
-        return self._events() or busy or n > 0
+            self._feeding = True
+            try:
+                self.feed(self._rx, n)
+            finally:
+                self._feeding = False
+        busy = self._events() or busy or n > 0
+        self._flush(0)
+        return busy
 
     def serve_forever(self, idle_ms=2):
         serve(self, idle_ms=idle_ms)
@@ -111,52 +155,30 @@ class pure_json_protocol(Engine):
             else:
                 await asyncio.sleep(wait / 1000)
 
+    # what the shared Api needs -------------------------------------------------
     def _wait(self, done, timeout):
         start = time.ticks_ms()
         limit = int(timeout * 1000)
-        while not done():
-            if time.ticks_diff(time.ticks_ms(), start) >= limit:
-                return False
+        while True:
+            value = done()
+            if value or time.ticks_diff(time.ticks_ms(), start) >= limit:
+                return value
             if not self.poll():
                 time.sleep_ms(1)
-        return True
 
-    # the host's API ----------------------------------------------------------
-    def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
-        """Sends one message; False if the stream is not connected. (Writes are synchronous.)"""
-        if not self.__comm_inst__.is_connected():
-            return False
-        Engine.send(self, service_id, data_id, data, status)
-        return True
+    def _flush(self, timeout):
+        """Hands the outbox to the stream, which never blocks (a stuck link is dropped)."""
+        data = self.data_to_send()
+        if data:
+            self.__comm_inst__.write(data)
+        return self.__comm_inst__.is_connected()
 
-    def receive(self, service_id, data_id, timeout=1):
-        """The next buffered message for (service_id, data_id), polling up to timeout s; or None."""
-        found = []
-
-        def done():
-            msg = self.pop_received(service_id, data_id)
-            if msg is not None:
-                found.append(msg)
-            return bool(found)
-        self._wait(done, timeout)
-        return found[0] if found else None
-
-    def authentificate(self, timeout=2):
-        """Runs the seed/key handshake; True if the connection is trusted afterwards."""
-        if self.secret is None or not self.is_connected():
-            return False
-        self.start_auth()
-        self._wait(self.auth_settled, timeout)
-        return self.is_trusted()
-
-    def check_authentification_state(self):
-        return self.is_trusted()
+    def _may_block(self):
+        if self._feeding:
+            raise RuntimeError('cannot wait inside a callback: it would stall the link')
 
     def is_connected(self):
         return self.__comm_inst__.is_connected()
-
-    def connection_established(self):
-        return self.is_connected() and (self.secret is None or self.is_trusted())
 
     def reconnect(self):
         self.__comm_inst__.reconnect()

@@ -8,28 +8,9 @@ from .protocol import Stream
 
 _READ_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
 _EAGAIN = errno.EAGAIN
-_WRITE_TIMEOUT_MS = 2000
-
-
-def _write_all(sock, data):
-    """Writes all of data to a non-blocking socket; False if the link is dead or stuck."""
-    view = memoryview(data)
-    off = 0
-    start = time.ticks_ms()
-    while off < len(data):
-        try:
-            k = sock.write(view[off:])
-        except OSError as err:
-            if err.errno != _EAGAIN:
-                return False
-            k = 0
-        if k:
-            off += k
-        elif time.ticks_diff(time.ticks_ms(), start) > _WRITE_TIMEOUT_MS:
-            return False
-        else:
-            time.sleep_ms(1)
-    return True
+WRITE_TIMEOUT_MS = 2000    # a link that takes no byte for this long is dropped
+MAX_PENDING = 16384        # and so is one that falls this far behind
+IDLE_MS = 30000            # a trusted client silent this long may be replaced by a newcomer
 
 
 class _SocketStream(Stream):
@@ -37,15 +18,21 @@ class _SocketStream(Stream):
         Stream.__init__(self)
         self._sock = None
         self._poll = select.poll()
+        self._pending = None     # what the socket has not taken yet (a memoryview)
+        self._stuck_since = 0
+        self._last_rx = 0
 
     def _attach(self, sock):
         sock.setblocking(False)
         self._sock = sock
         self._poll.register(sock, select.POLLIN)
+        self._pending = None
+        self._last_rx = time.ticks_ms()
         self._set(True)
 
     def _drop(self):
         sock = self._sock
+        self._pending = None
         if sock is not None:
             self._sock = None
             try:
@@ -56,8 +43,11 @@ class _SocketStream(Stream):
         self._set(False)
 
     def _read(self, buf):
+        self._push()
         event = 0
         sock = self._sock
+        if sock is None:
+            return 0
         for entry in self._poll.ipoll(0):
             if entry[0] is sock:
                 event = entry[1]
@@ -71,11 +61,43 @@ class _SocketStream(Stream):
             return 0
         if n == 0:   # end of stream or error: the peer is gone
             self._drop()
+        else:
+            self._last_rx = time.ticks_ms()
         return n
 
-    def write(self, data):
-        if self._sock is not None and not _write_all(self._sock, data):
+    def _push(self):
+        """Writes what the socket takes now; drops a link that takes nothing for WRITE_TIMEOUT_MS."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            k = self._sock.write(pending) or 0
+        except OSError as err:
+            if err.errno != _EAGAIN:
+                self._drop()
+                return
+            k = 0
+        now = time.ticks_ms()
+        if k:
+            self._pending = pending[k:] if k < len(pending) else None
+            self._stuck_since = now
+        elif time.ticks_diff(now, self._stuck_since) > WRITE_TIMEOUT_MS:
             self._drop()
+
+    def write(self, data):
+        """Never blocks: what the socket cannot take now goes out on later polls."""
+        if self._sock is None:
+            return
+        pending = self._pending
+        if pending is None:
+            self._pending = memoryview(data)
+            self._stuck_since = time.ticks_ms()
+        elif len(pending) + len(data) > MAX_PENDING:
+            self._drop()
+            return
+        else:
+            self._pending = memoryview(bytes(pending) + data)
+        self._push()
 
     def reconnect(self):
         self._drop()
@@ -87,9 +109,10 @@ class _SocketStream(Stream):
 class TcpServerStream(_SocketStream):
     """Listens on host:port and serves one client at a time.
 
-    A new client replaces the current one (a host that reconnects is done
-    with its old, maybe half-open, connection): DISCONNECTED then CONNECTED.
-    A client that goes away reports DISCONNECTED; the listener keeps going.
+    A newcomer replaces the current client (DISCONNECTED then CONNECTED)
+    unless that client has proven itself (authenticated, or spoke when there
+    is no secret) and was heard within IDLE_MS: then the newcomer is turned
+    away. A client that goes away reports DISCONNECTED; the listener keeps going.
     """
 
     def __init__(self, port, host='0.0.0.0'):
@@ -98,28 +121,32 @@ class TcpServerStream(_SocketStream):
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(addr)
-        srv.listen(1)
+        srv.listen(2)
         srv.setblocking(False)
         self._srv = srv
         self._srv_poll = select.poll()
         self._srv_poll.register(srv, select.POLLIN)
 
+    def _keeps_current(self):
+        return self._sock is not None and self.proven() and \
+            time.ticks_diff(time.ticks_ms(), self._last_rx) < IDLE_MS
+
     def readinto(self, buf):
-        pending = False
+        n = self._read(buf)   # first, so that a client that left is seen gone before a newcomer is judged
+        if n:
+            return n
         for entry in self._srv_poll.ipoll(0):
-            pending = True
-        if pending:
             try:
                 sock = self._srv.accept()[0]
             except OSError:
-                sock = None
-            if sock is not None:
+                return 0
+            if self._keeps_current():
+                sock.close()
+            else:
                 self._drop()
-                self._attach(sock)
-                return 0   # let the caller see CONNECTED before the first byte
-        if self._sock is None:
+                self._attach(sock)   # the caller sees CONNECTED before the first byte
             return 0
-        return self._read(buf)
+        return 0
 
     def close(self):
         self._drop()

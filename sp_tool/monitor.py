@@ -14,7 +14,7 @@ import time
 from typing import Callable, Optional
 
 from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
-from sp_common.const import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
+from sp_common.names import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
                              SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
 from .demo import DATA as DEMO_DATA
 

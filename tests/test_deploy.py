@@ -75,14 +75,15 @@ def test_deployed_board_boots_and_answers_read_asc_time(board):
     assert r.returncode == 0, r.stderr
     board.reset(boot=True)  # power cycle: main.py starts the protocol on the console
     with serial.Serial(board.port, timeout=0.05) as port:
-        engine = Engine(port.write, is_client=True)
+        engine = Engine(is_client=True)
         engine.connection_made()
         answer = None
         deadline = time.monotonic() + 15
         next_send = 0
         while answer is None and time.monotonic() < deadline:
             if time.monotonic() >= next_send:  # main.py may still be starting: ask again
-                engine.send(10, 0, None)
+                engine.send_msg(10, 0, None)
+                port.write(engine.data_to_send())
                 next_send = time.monotonic() + 1.0
             engine.feed(port.read(4096))
             answer = engine.pop_received(11, 0)

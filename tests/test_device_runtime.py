@@ -21,7 +21,7 @@ from sp_common import Engine, pure_json, struct_json
 from tools.unix_board import UnixBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '128k')   # two protocols with 6 KiB frames, 4 KiB payloads
+HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '144k')   # two protocols with 6 KiB frames, 4 KiB payloads
 MAX_FRAME = 6144   # the device's frame cap in these tests: a 4 KiB payload fits, 8 KiB does not
 TIMEOUT = 5
 
@@ -75,10 +75,18 @@ class Host:
 
     def __init__(self, link, is_client=True, codec=pure_json, secret=None, name='pytest'):
         self.link = link
-        self.engine = Engine(link.write, is_client, codec=codec, secret=secret, channel_name=name)
+        self.engine = Engine(is_client, codec=codec, secret=secret, channel_name=name)
+
+    def flush(self):
+        self.link.write(self.engine.data_to_send())
+
+    def send(self, sid, did, data):
+        self.engine.send_msg(sid, did, data)
+        self.flush()
 
     def pump(self, until, timeout=TIMEOUT):
         deadline = time.monotonic() + timeout
+        self.flush()
         while not until():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -86,6 +94,7 @@ class Host:
             data = self.link.read(min(left, 0.2))
             if data:
                 self.engine.feed(data)
+                self.flush()
         return True
 
     def connect(self):
@@ -94,7 +103,7 @@ class Host:
         assert self.pump(lambda: self.engine.counters['rx_messages'] >= 1), 'no channel name answer'
 
     def request(self, sid, did, data=None, timeout=TIMEOUT):
-        self.engine.send(sid, did, data)
+        self.send(sid, did, data)
         got = []
 
         def answered():
@@ -223,7 +232,9 @@ def test_secret(device, transport):
     assert host.authenticate() and host.engine.is_trusted()
     assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'trusted').get_data() == 'trusted'
 
-    intruder = connect(secret='wrong')   # a new connection starts untrusted on the device
+    if transport == 'tcp':
+        host.link.close()   # the trusted client leaves; a newcomer is let in
+    intruder = connect(secret='wrong')   # a new connection (pty: a new program) starts untrusted on the device
     assert intruder.authenticate() and not intruder.engine.is_trusted()
     for sid in (sp.SID_READ_REQUEST, sp.SID_WRITE_REQUEST, sp.SID_EXECUTE_REQUEST):
         msg = intruder.request(sid, 0, 'x')
@@ -263,7 +274,7 @@ def test_oversized_frame_is_dropped_and_the_device_keeps_answering(device, trans
     dev = device()
     host = dev.host() if transport == 'pty' else dev.tcp()
     huge = 'h' * (MAX_FRAME + 1000)
-    host.engine.send(sp.SID_EXECUTE_REQUEST, 0, huge)
+    host.send(sp.SID_EXECUTE_REQUEST, 0, huge)
     msg = host.request(sp.SID_EXECUTE_REQUEST, 0, 'after')   # answers come in order: 'after' is the first
     assert msg.get_data() == 'after'
     assert host.engine.pop_received(None, None) is None
@@ -280,6 +291,7 @@ def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
     second = dev.tcp()
     msg = second.request(sp.SID_READ_REQUEST, 1)
     assert (msg.get_status(), msg.get_data()) == (sp.STATUS_OKAY, None)   # the half frame wrote nothing
+    second.link.close()
     # a client that vanishes without a word, then one more
     dev.tcp(connect=False).link.close()
     assert dev.tcp().request(sp.SID_EXECUTE_REQUEST, 0, 'third').get_data() == 'third'
@@ -287,12 +299,21 @@ def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
     assert dev.host().request(sp.SID_EXECUTE_REQUEST, 0, 'pty still up').get_data() == 'pty still up'
 
 
-def test_a_new_tcp_client_replaces_the_current_one(device):
+def test_a_newcomer_replaces_a_client_that_never_spoke(device):
     dev = device()
-    old = dev.tcp()
+    old = dev.tcp(connect=False)
     new = dev.tcp()
     assert new.request(sp.SID_EXECUTE_REQUEST, 0, 'new').get_data() == 'new'
     assert old.link.read(TIMEOUT) == b''   # the device closed the old connection
+
+
+def test_a_newcomer_does_not_throw_out_a_trusted_client(device):
+    dev = device(secret='s3cret')
+    trusted = dev.tcp(secret='s3cret')
+    assert trusted.authenticate() and trusted.engine.is_trusted()
+    newcomer = dev.tcp(connect=False)
+    assert newcomer.link.read(TIMEOUT) == b''   # turned away
+    assert trusted.request(sp.SID_EXECUTE_REQUEST, 0, 'still here').get_data() == 'still here'
 
 
 def test_device_as_tcp_client_with_auto_auth(device):
@@ -369,17 +390,15 @@ print(bytes(uart.tx).hex())
 
 def test_uart_stream_and_idle_polls_allocate_nothing(mpy_dir, tmp_path):
     """UartStream on a fake machine.UART, in 64-byte reads; 200 idle polls allocate no heap."""
-    sent = []
     host = Host(PtyLink(None))
-    host.engine.write = sent.append
     host.engine.connection_made()
-    host.engine.send(sp.SID_EXECUTE_REQUEST, 0, 'over the uart: ' + 'u' * 150)
-    host.engine.send(sp.SID_WRITE_REQUEST, 1, 7)
-    host.engine.send(sp.SID_READ_REQUEST, 1, None)
+    host.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'over the uart: ' + 'u' * 150)
+    host.engine.send_msg(sp.SID_WRITE_REQUEST, 1, 7)
+    host.engine.send_msg(sp.SID_READ_REQUEST, 1, None)
     script = tmp_path / 'uart_check.py'
     script.write_text(UART_SCRIPT)
     rx = tmp_path / 'rx.bin'   # not in argv: this micropython build dies on long arguments
-    rx.write_bytes(b''.join(sent))
+    rx.write_bytes(host.engine.data_to_send())
     proc = subprocess.run(['micropython', '-X', 'heapsize=' + HEAPSIZE, str(script), str(rx)],
                           cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir), capture_output=True, text=True,
                           timeout=TIMEOUT)

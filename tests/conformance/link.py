@@ -18,18 +18,27 @@ class Recorder:
         return '\n'.join(line[1] for line in self.lines)
 
 
+class Clock:
+    """A clock the tests move by hand."""
+
+    def __init__(self):
+        self.now = 0
+
+    def ms(self):
+        return self.now
+
+
 class Link:
-    """Frames written by one engine are queued and delivered to the other by pump()."""
+    """Two engines back to back: pump() carries each one's outbox to the other until both are quiet."""
 
     def __init__(self, codec=pure_json, server=None, client=None):
-        self.to_server = []
-        self.to_client = []
+        self.clock = Clock()
         self.server_log = Recorder()
         self.client_log = Recorder()
-        self.server = Engine(self.to_client.append, False, codec=codec, log=self.server_log,
-                             hexlog=self.server_log, **(server or {}))
-        self.client = Engine(self.to_server.append, True, codec=codec, log=self.client_log,
-                             hexlog=self.client_log, **(client or {}))
+        self.server = Engine(False, codec=codec, log=self.server_log, hexlog=self.server_log,
+                             clock=self.clock.ms, **(server or {}))
+        self.client = Engine(True, codec=codec, log=self.client_log, hexlog=self.client_log,
+                             clock=self.clock.ms, **(client or {}))
 
     def connect(self):
         self.server.connection_made()
@@ -37,14 +46,16 @@ class Link:
         self.pump()
 
     def pump(self):
-        while self.to_server or self.to_client:
-            while self.to_server:
-                self.server.feed(self.to_server.pop(0))
-            while self.to_client:
-                self.client.feed(self.to_client.pop(0))
+        while True:
+            to_server = self.client.data_to_send()
+            to_client = self.server.data_to_send()
+            if not (to_server or to_client):
+                return
+            self.server.feed(to_server)
+            self.client.feed(to_client)
 
     def request(self, sid, did, data=None, status=0):
         """Client asks, server answers; returns the buffered response or None."""
-        self.client.send(sid, did, data, status)
+        self.client.send_msg(sid, did, data, status)
         self.pump()
         return self.client.pop_received(sid + 1, did)

@@ -76,7 +76,7 @@ def test_unknown_service_or_data():
     assert msg.get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
     assert link.request(10, 99).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
     assert link.server.counters['unknown'] == 2
-    link.client.send(43, 0, None)  # an unknown odd id is no request: dropped, counted
+    link.client.send_msg(43, 0, None)  # an unknown odd id is no request: dropped, counted
     link.pump()
     assert link.server.counters['unknown'] == 3
 
@@ -91,15 +91,24 @@ def test_known_request_without_callback_is_buffered():
     assert link.server.pop_received(10, 5) is None
 
 
-def test_receive_buffer_is_bounded():
+def test_receive_buffer_is_bounded_in_messages_and_bytes():
     link = Link(server={'max_buffered': 2})
     link.connect()
     for i in range(3):
-        link.client.send(sp.SID_READ_RESPONSE, i, i)
+        link.server.add_data(sp.SID_READ_RESPONSE, i, 'declared')
+        link.client.send_msg(sp.SID_READ_RESPONSE, i, i)
     link.pump()
     assert link.server.counters['buffer_dropped'] == 1
     assert link.server.pop_received(11, 0) is None
     assert link.server.pop_received(11, None).get_data() == 1
+    link = Link(server={'max_buffered_bytes': 300})
+    link.connect()
+    for i in range(4):
+        link.server.add_data(sp.SID_READ_RESPONSE, i, 'declared')
+        link.client.send_msg(sp.SID_READ_RESPONSE, i, 'x' * 60)
+    link.pump()
+    assert link.server.counters['buffer_dropped'] == 2
+    assert [link.server.pop_received(11, i) is not None for i in range(4)] == [False, False, True, True]
 
 
 def test_channel_names():
@@ -116,7 +125,7 @@ def test_log_lines():
     link = Link(client={'channel_name': 'example_client'})
     link.client.add_data((10, 11), 0, 'asc_time')
     link.connect()
-    link.client.send(10, 0, None)
+    link.client.send_msg(10, 0, None)
     text = link.client_log.text()
     assert 'prot-client: TX -> service: read data request, data_id: asc_time, status: okay, data: "None"' in text
     assert 'comm-client: TX -> "(63): 7b 22 64 61' in text
@@ -150,12 +159,19 @@ def test_auth_success():
 
 def test_auth_walks_the_states():
     link = secured('secret')
-    states = []
-    link.client.write = lambda wire: (states.append(link.client.auth_state), link.to_server.append(wire))
-    link.client.start_auth()
-    link.pump()
-    assert states == [sp.AUTH_STATE_SEED_REQUESTED, sp.AUTH_STATE_SEED_TRANSFERRED]
-    assert link.client.auth_state == sp.AUTH_STATE_TRUSTED_CONNECTION
+    client, server = link.client, link.server
+    client.start_auth()
+    states = [client.auth_state]
+    server.feed(client.data_to_send())
+    states.append(server.auth_state)
+    client.feed(server.data_to_send())
+    states.append(client.auth_state)
+    server.feed(client.data_to_send())
+    states.append(server.auth_state)
+    client.feed(server.data_to_send())
+    states.append(client.auth_state)
+    assert states == [sp.AUTH_STATE_SEED_REQUESTED, sp.AUTH_STATE_SEED_TRANSFERRED, sp.AUTH_STATE_KEY_TRANSFERRED,
+                      sp.AUTH_STATE_TRUSTED_CONNECTION, sp.AUTH_STATE_TRUSTED_CONNECTION]
 
 
 def test_auto_auth_and_reconnect_resets():
@@ -185,9 +201,10 @@ def test_seed_is_single_use():
     link.client.start_auth()
     link.pump()
     key = hmac_sha256_hex('secret', 'f' * 64)
-    link.client.send(sp.SID_AUTH_REQUEST, sp.DID_AUTH_KEY, key)  # replay without a new seed
-    link.pump()
-    assert not link.server.is_trusted()
+    link.client.send_msg(sp.SID_AUTH_REQUEST, sp.DID_AUTH_KEY, key)  # a key with no seed issued for it
+    link.server.feed(link.client.data_to_send())
+    assert link.server.data_to_send() == b''   # not answered
+    assert link.server.counters['out_of_turn'] == 1
 
 
 def test_auth_against_a_side_without_secret():
@@ -207,9 +224,10 @@ def test_whitelist():
 def test_wrong_crc_is_answered_and_counted():
     link = Link()
     link.connect()
-    body = bytearray(pure_json.encode(10, 2, 0, None))
-    body[-2] ^= 0xFF
-    link.server.feed(sp.frame(bytes(body)))
+    link.client.send_msg(10, 2, None)
+    wire = bytearray(link.client.data_to_send())
+    wire[-4] ^= 0xFF
+    link.server.feed(wire)
     link.pump()
     msg = link.client.pop_received(11, 2)
     assert msg.get_status() == sp.STATUS_CHECKSUM_ERROR
@@ -224,13 +242,13 @@ def test_malformed_and_framing_errors_are_counted():
     link.pump()
     counters = link.server.counters
     assert (counters['format_errors'], counters['framing_errors'], counters['oversized']) == (1, 1, 1)
-    assert link.to_client == []
+    assert link.server.data_to_send() == b''
     serving(link)
     assert link.request(10, 0).get_data() == 'value'
 
 
 def test_duplicate_services_raise():
-    engine = Engine(lambda b: None, True)
+    engine = Engine(True)
     for req, resp, error in ((10, 50, sp.RequestSidExistsError), (11, 50, sp.RequestSidExistsError),
                              (50, 31, sp.ResponseSidExistsError), (50, 10, sp.ResponseSidExistsError)):
         try:

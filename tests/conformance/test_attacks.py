@@ -1,0 +1,241 @@
+"""What a hostile peer may try against the engine: each case failed on the engine before the handshake table."""
+from link import Link
+
+import sp_common as sp
+from sp_common import Engine, pure_json
+from sp_common.auth import hmac_sha256_hex
+from sp_common.codec import MAX_DEPTH, _with_crc
+
+SEED = 'a' * 64
+
+
+def engine(is_client, secret='secret', **options):
+    eng = Engine(is_client, secret=secret, **options)
+    eng.connection_made()
+    eng.data_to_send()
+    return eng
+
+
+def wire(sid, did, data, status=0):
+    return sp.frame(pure_json.encode(sid, did, status, data))
+
+
+def sent(eng):
+    """The messages eng queued, decoded."""
+    out = []
+    for body in sp.Deframer(65536).feed(eng.data_to_send()):
+        out.append(pure_json.decode(body))
+    return out
+
+
+def test_server_never_takes_a_key_result():
+    server = engine(False)
+    server.feed(wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_KEY, True))
+    assert not server.is_trusted()
+    assert sent(server) == [] and server.counters['out_of_turn'] == 1
+
+
+def test_server_does_not_sign_a_reflected_seed():
+    server = engine(False)
+    server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
+    seed = sent(server)[0][3]
+    server.feed(wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_SEED, seed))   # its own seed sent back as a seed
+    assert sent(server) == []
+    server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_KEY, 'f' * 64))
+    assert sent(server) == [(1, 1, 0, False)] and not server.is_trusted()
+
+
+def test_client_does_not_sign_a_seed_it_did_not_ask_for():
+    client = engine(True)
+    client.feed(wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_SEED, SEED))
+    assert sent(client) == [] and client.counters['out_of_turn'] == 1
+    client.feed(wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_KEY, True))
+    assert not client.is_trusted()
+
+
+def test_client_signs_only_the_seed_it_asked_for_once():
+    client = engine(True)
+    client.start_auth()
+    client.data_to_send()
+    client.feed(wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_SEED, SEED) * 2)
+    assert sent(client) == [(0, 1, 0, hmac_sha256_hex('secret', SEED))]
+    assert client.counters['out_of_turn'] == 1
+
+
+def test_seed_requests_and_keys_to_a_client_are_dropped():
+    client = engine(True)
+    client.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None) + wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_KEY, 'k'))
+    assert sent(client) == [] and client.counters['out_of_turn'] == 2
+
+
+def test_repeated_wrong_keys_hold_seeds_back():
+    link = Link(client={'secret': 'wrong'}, server={'secret': 'secret'})
+    link.connect()
+    for _ in range(3):
+        link.client.start_auth()
+        link.pump()
+        assert link.client.auth_state == sp.AUTH_STATE_UNTRUSTED_CONNECTION
+    assert link.server.counters['wrong_keys'] == 3
+    link.server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
+    assert sent(link.server) == [(1, 0, sp.STATUS_OPERATION_NOT_PERMITTED, None)]
+    link.clock.now += 1001
+    link.client.start_auth()
+    link.pump()
+    assert link.server.counters['wrong_keys'] == 4
+    link.clock.now += 1500   # the hold doubles: 2 s now
+    link.server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
+    assert sent(link.server)[0][2] == sp.STATUS_OPERATION_NOT_PERMITTED
+    assert link.server_log.text().count('repeated wrong keys') == 1
+    link.connect()   # a new connection starts over
+    link.server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
+    assert sent(link.server)[0][2] == sp.STATUS_OKAY
+
+
+def test_without_a_clock_wrong_keys_end_seeds_for_the_connection():
+    server = engine(False)
+    for _ in range(3):
+        server.feed(wire(0, 0, None))
+        server.feed(wire(0, 1, 'f' * 64))
+    server.data_to_send()
+    server.feed(wire(0, 0, None))
+    assert sent(server)[0][2] == sp.STATUS_OPERATION_NOT_PERMITTED
+
+
+def test_a_planted_answer_is_never_handed_out():
+    link = Link()
+    link.connect()
+    link.server.register_callback(10, 0, lambda msg: (0, 'genuine'))
+    link.client.feed(wire(11, 0, 'planted'))   # nobody asked: dropped
+    assert link.client.counters['unsolicited'] == 1
+    assert link.request(10, 0).get_data() == 'genuine'
+    link.client.send_msg(10, 0, None)
+    link.client.feed(wire(11, 0, 'planted before the genuine one'))
+    link.client.connection_lost()   # what one connection was told never reaches the next
+    link.connect()
+    assert link.client.pop_received(11, 0) is None
+
+
+def test_an_untrusted_peer_cannot_answer_or_trigger_callbacks():
+    client = engine(True)
+    calls = []
+    client.register_callback(21, 0, lambda msg: calls.append(msg))
+    client.send_msg(10, 0, None)
+    client.data_to_send()
+    client.feed(wire(11, 0, 'forged') + wire(21, 0, 'forged'))
+    assert client.pop_received(11, 0) is None and calls == []
+    assert client.counters['auth_rejected'] == 2
+    client.feed(wire(11, 0, None, sp.STATUS_AUTH_REQUIRED))   # the requester still learns why
+    assert client.pop_received(11, 0).get_status() == sp.STATUS_AUTH_REQUIRED
+
+
+def test_a_new_request_makes_earlier_answers_stale():
+    link = Link()
+    link.connect()
+    link.client.send_msg(10, 0, None)
+    link.client.data_to_send()                   # the first request, answered late
+    link.client.feed(wire(11, 0, 'first'))       # buffered, never taken
+    link.client.send_msg(10, 0, None)            # the second request: 'first' is stale now
+    link.client.data_to_send()
+    assert link.client.pop_received(11, 0) is None
+    link.client.feed(wire(11, 0, 'second') + wire(11, 0, 'duplicate'))
+    assert link.client.pop_received(11, 0).get_data() == 'second'
+    assert link.client.pop_received(11, 0) is None
+    assert (link.client.counters['stale'], link.client.counters['unsolicited']) == (1, 1)
+
+
+def test_a_late_answer_shifts_at_most_one_answer():
+    link = Link()
+    link.connect()
+    for n in range(3):
+        link.client.send_msg(10, 0, None)
+        link.client.data_to_send()
+    link.client.feed(wire(11, 0, 0) + wire(11, 0, 1) + wire(11, 0, 2))   # the answers to all three, late
+    assert link.client.pop_received(11, 0).get_data() == 0
+    assert link.client.pop_received(11, 0) is None
+    link.client.send_msg(10, 0, None)
+    link.client.data_to_send()
+    link.client.feed(wire(11, 0, 3))
+    assert link.client.pop_received(11, 0).get_data() == 3
+
+
+def test_a_channel_name_request_starts_a_new_session():
+    link = Link(client={'secret': 'secret'}, server={'secret': 'secret'})
+    link.connect()
+    link.client.start_auth()
+    link.pump()
+    assert link.server.is_trusted()
+    link.server.add_data(11, 5, 'declared')
+    link.server.feed(wire(11, 5, 'kept?'))
+    link.server.feed(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'next program'))
+    assert not link.server.is_trusted()
+    assert link.server.pop_received(11, 5) is None
+    assert link.server.channel_name == 'next program'
+
+
+def test_channel_names_are_short_printable_text():
+    for name in ('x' * 33, 'line\nforged', '', 7, ['a']):
+        link = Link(server={'channel_name': 'board'})
+        link.connect()
+        link.server.feed(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, name))
+        assert sent(link.server) == [(9, 0, sp.STATUS_OPERATION_NOT_PERMITTED, None)]
+        assert link.server.channel_name == 'board' and link.server.counters['bad_names'] == 1
+    client = engine(True, secret=None)
+    client.feed(wire(sp.SID_CHANNEL_NAME_RESPONSE, 0, '\x1b[2J'))
+    assert client.channel_name is None
+
+
+def test_log_lines_escape_control_characters():
+    link = Link()
+    link.connect()
+    link.server.register_callback(10, 0, lambda msg: (0, None))
+    link.request(10, 0, 'one\nprot-server: FORGED\x1b[0m')
+    text = link.server_log.text()
+    assert 'one\\x0aprot-server: FORGED\\x1b[0m' in text
+    assert '\nprot-server: FORGED' not in text
+
+
+def test_deep_nesting_is_one_dropped_frame():
+    link = Link()
+    link.connect()
+    link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
+    deep = b'{"data_id": 0, "service_id": 30, "status": 0, "data": ' + b'[' * 3000 + b']' * 3000 + b'}'
+    link.server.feed(sp.frame(*_with_crc((deep,))))
+    assert link.server.counters['format_errors'] == 1 and link.server.data_to_send() == b''
+    nested = [[[[['ok']]]]]
+    assert link.request(30, 0, nested).get_data() == nested
+    text = '[' * (2 * MAX_DEPTH)   # brackets inside a string are text, not nesting
+    assert link.request(30, 0, text).get_data() == text
+
+
+def test_any_exception_while_decoding_is_one_dropped_frame():
+    class Exploding:
+        name = 'exploding'
+
+        @staticmethod
+        def decode(body):
+            raise MemoryError('heap exhausted')
+
+        pieces = staticmethod(pure_json.pieces)
+
+    eng = Engine(False, codec=Exploding)
+    eng.feed(wire(10, 0, None) + wire(10, 0, None))
+    assert eng.counters['format_errors'] == 2
+
+
+def test_builtin_services_cannot_be_replaced():
+    eng = Engine(False)
+    for sid, did in ((0, 0), (0, 1), (1, 0), (1, 1), (8, 0), (9, 0)):
+        try:
+            eng.register_callback(sid, did, lambda msg: (0, True))
+        except ValueError:
+            continue
+        raise AssertionError('callback on %d/%d accepted' % (sid, did))
+
+
+def test_the_engine_only_queues():
+    eng = Engine(True, channel_name='c')
+    eng.connection_made()
+    eng.send_msg(10, 0, None)
+    out = eng.data_to_send()
+    assert out == wire(8, 0, 'c') + wire(10, 0, None)
+    assert eng.data_to_send() == b''
