@@ -1,0 +1,209 @@
+"""The host runtime against peers that misbehave: real loopback TCP and real pseudo-terminals."""
+import socket
+import threading
+import time
+
+import pytest
+
+import sp_cpython as sp
+from sp_common import frame, pure_json
+from test_host import SECRET, Endpoints, ask, serve_demo, wait_until
+
+
+def wire(sid, did, data, status=0):
+    return frame(pure_json.encode(sid, did, status, data))
+
+
+@pytest.fixture
+def tcp(tmp_path):
+    endpoints = Endpoints(tmp_path, 'tcp')
+    yield endpoints
+    endpoints.close()
+
+
+@pytest.fixture
+def listener():
+    """A raw TCP server socket that accepts and then does whatever the test makes it do."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # inherited by the accepted socket
+        sock.bind(('127.0.0.1', 0))
+        sock.listen(1)
+        sock.settimeout(5)
+        yield sock
+
+
+def returns_at_once(call):
+    """Runs call() and asserts it did not wait on anything (generous: a lock held across a write takes seconds)."""
+    start = time.monotonic()
+    value = call()
+    assert time.monotonic() - start < 0.5
+    return value
+
+
+def test_send_to_a_peer_that_stopped_reading_returns_within_its_timeout(listener):
+    """A blocking write must not hold the protocol: receive() and counters answer meanwhile, send() gives up."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]))
+    try:
+        peer, _ = listener.accept()
+        assert wait_until(client.is_connected)
+        result = {}
+
+        def sender():
+            start = time.monotonic()
+            result['sent'] = client.send(sp.SID_EXECUTE_REQUEST, 0, 'x' * (16 << 20), timeout=2)
+            result['took'] = time.monotonic() - start
+        thread = threading.Thread(target=sender)
+        thread.start()
+        assert wait_until(lambda: peer.recv(1, socket.MSG_PEEK))   # the write has begun
+        checks = 0
+        while thread.is_alive():
+            returns_at_once(lambda: client.counters)
+            assert returns_at_once(lambda: client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=0)) is None
+            checks += 1
+            time.sleep(0.05)
+        thread.join()
+        assert checks > 3
+        assert result['sent'] is False and result['took'] < 4
+        peer.close()
+    finally:
+        client.close()
+
+
+def test_close_wakes_every_waiter(tcp):
+    """receive() waiting on a connection and send() waiting for one both return when the protocol closes."""
+    _, client = tcp.make()
+    unconnected = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', 9))
+    results = {}
+    waiters = [
+        threading.Thread(target=lambda: results.update(received=client.receive(sp.SID_READ_RESPONSE, 0, timeout=30))),
+        threading.Thread(target=lambda: results.update(sent=unconnected.send(sp.SID_READ_REQUEST, 0, None, timeout=30))),
+    ]
+    for thread in waiters:
+        thread.start()
+    for thread in waiters:
+        thread.join(0.3)
+        assert thread.is_alive()   # really waiting
+    start = time.monotonic()
+    client.close()
+    unconnected.close()
+    for thread in waiters:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert time.monotonic() - start < 5
+    assert results == {'received': None, 'sent': False}
+
+
+def test_receive_with_a_timeout_inside_a_callback_raises_at_once(tcp):
+    """Waiting on the I/O thread would stall the very link it waits for: it fails fast and says why."""
+    server, client = tcp.make()
+    seen = []
+
+    def waits(msg):
+        start = time.monotonic()
+        try:
+            server.receive(sp.SID_READ_RESPONSE, 0, timeout=5)
+        except RuntimeError as err:
+            seen.append((str(err), time.monotonic() - start))
+        assert server.receive(sp.SID_READ_RESPONSE, 0, timeout=0) is None   # not waiting is fine
+        return sp.STATUS_OKAY, 'answered'
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 5, waits)
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 5).get_data() == 'answered'
+    [(text, took)] = seen
+    assert 'inside a callback' in text and took < 1
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 1, 'still working').get_data() == 'still working'
+
+
+@pytest.mark.parametrize('secret', [None, SECRET])
+def test_an_idle_connection_does_not_lock_the_server(tcp, secret):
+    """Without a secret a silent peer, with one a peer that never authenticates, is dropped after PROBATION."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    comm.PROBATION = 0.5
+    server = sp.pure_json_protocol(comm, secret=secret)
+    tcp.closers.append(server.close)
+    serve_demo(server)
+    idle = socket.create_connection(('127.0.0.1', comm.port), timeout=5)
+    tcp.closers.append(idle.close)
+    if secret is not None:
+        idle.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'idler'))   # speaks, but never proves itself
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', comm.port), secret=secret, auto_auth=True)
+    tcp.closers.append(client.close)
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'served', timeout=5).get_data() == 'served'
+    received = b''
+    while True:
+        data = idle.recv(4096)
+        if not data:
+            break
+        received += data
+    assert received == (wire(sp.SID_CHANNEL_NAME_RESPONSE, 0, None) if secret else b'')   # then dropped
+
+
+def test_trust_on_a_serial_line_ends_with_the_program_that_earned_it(tmp_path):
+    """A serial line has no connects: the next program's channel-name request starts it untrusted."""
+    link = Endpoints(tmp_path, 'pty')
+    try:
+        server, program_a = link.make(server_secret=SECRET, client_secret=SECRET, auto_auth=True)
+        assert ask(program_a, sp.SID_EXECUTE_REQUEST, 0, 'a').get_data() == 'a'
+        assert server.check_authentification_state()
+        program_a.close()
+        program_b = sp.pure_json_protocol(sp.serial_stp(link.cable.path_b), channel_name='program_b')
+        link.closers.append(program_b.close)
+        for sid in (sp.SID_READ_REQUEST, sp.SID_EXECUTE_REQUEST):
+            msg = ask(program_b, sid, 0, 'b')
+            assert (msg.get_status(), msg.get_data()) == (sp.STATUS_AUTH_REQUIRED, None)
+        assert not server.check_authentification_state() and server.channel_name == 'program_b'
+        assert link.calls == ['a']
+    finally:
+        link.close()
+
+
+@pytest.mark.parametrize('secret', [None, SECRET])
+def test_an_answer_planted_on_one_connection_never_reaches_the_next(tcp, secret):
+    """A peer that has not authenticated answers before anyone asked: the genuine caller gets the genuine answer.
+
+    Without a secret the answer is kept (the ids are declared with add_data)
+    but forgotten with the connection it came on; with one it is dropped at once.
+    """
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    caller = sp.pure_json_protocol(comm, secret=secret)
+    tcp.closers.append(caller.close)
+    caller.add_data((sp.SID_READ_REQUEST, sp.SID_READ_RESPONSE), 0, 'asc_time')
+    rogue = socket.create_connection(('127.0.0.1', comm.port), timeout=5)
+    rogue.sendall(wire(sp.SID_READ_RESPONSE, 0, 'planted'))
+    assert wait_until(lambda: caller.counters['rx_messages'] == 1)
+    assert caller.counters['auth_rejected'] == (secret is not None)
+    rogue.close()
+    assert wait_until(lambda: not caller.is_connected())
+    assert caller.receive(sp.SID_READ_RESPONSE, 0, timeout=0) is None
+    genuine = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', comm.port), secret=secret, auto_auth=True)
+    tcp.closers.append(genuine.close)
+    genuine.register_callback(sp.SID_READ_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, 'genuine'))
+    assert wait_until(genuine.connection_established)
+    assert ask(caller, sp.SID_READ_REQUEST, 0).get_data() == 'genuine'
+    assert caller.receive(sp.SID_READ_RESPONSE, 0, timeout=0) is None
+
+
+def test_a_late_answer_is_never_handed_to_a_later_request(tcp):
+    """A callback slower than the caller's timeout: its answer arrives after the caller gave up.
+
+    On the original wire an answer carries only its ids, so a late answer that
+    arrives while a newer request on the same ids is in flight cannot be told
+    from the newer one's (session v2 correlates them). This test lets the late
+    answer land first; from then on the next request makes it stale and every
+    caller gets its own answer.
+    """
+    server, client = tcp.make()
+
+    def slow_echo(msg):
+        if msg.get_data() == 'slow':
+            time.sleep(0.6)
+        return sp.STATUS_OKAY, msg.get_data()
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 9, slow_echo)
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 9, 'first').get_data() == 'first'
+    received = client.counters['rx_messages']
+    assert client.send(sp.SID_EXECUTE_REQUEST, 9, 'slow')
+    assert client.receive(sp.SID_EXECUTE_RESPONSE, 9, timeout=0.3) is None   # the caller gave up
+    assert wait_until(lambda: client.counters['rx_messages'] > received)   # the late answer is here
+    for n in range(5):
+        assert ask(client, sp.SID_EXECUTE_REQUEST, 9, n).get_data() == n
+    assert client.counters['stale'] == 1
+    assert client.receive(sp.SID_EXECUTE_RESPONSE, 9, timeout=0) is None
