@@ -1,7 +1,18 @@
 """Property tests: chunking never changes what is decoded; hostile bytes never crash or deliver garbage."""
-from hypothesis import given, settings, strategies as st
+import json
+import os
+import subprocess
+import sys
 
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import ROOT
 from sp_common import ChecksumError, Deframer, Engine, FormatError, frame, pure_json, struct_json
+from sp_common.codec import _with_crc
+
+CONFORMANCE = os.path.join(ROOT, 'tests', 'conformance')
+sys.path.insert(0, CONFORMANCE)
+from fuzz_replay import survive  # noqa: E402
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**31, 2**31 - 1) | st.text(max_size=20),
@@ -17,7 +28,7 @@ def decode_all(codec, chunks, max_size=1 << 16):
     for chunk in chunks:
         for body in deframer.feed(chunk):
             try:
-                out.append(codec.decode(body))
+                out.append(codec.decode(body)[:4])
             except (ChecksumError, FormatError):
                 pass
     return out
@@ -84,3 +95,68 @@ def test_engine_survives_hostile_input(msgs, noise, ops):
         assert reply[2] in (0, 2, 4, 5, 6)
     engine.feed(b':>' + frame(pure_json.encode(10, 0, 0, 'after')))
     assert decode_all(pure_json, [engine.data_to_send()]) == [(11, 0, 0, 'after')]
+
+
+def _number(digits):
+    return '-' * (digits % 2) + '9' * digits
+
+
+def _nest(text, depth, opener):
+    return opener * depth + text + (']' if opener == '[' else '}') * depth
+
+
+def mostly(valid, anything):
+    """valid three times in four: enough frames reach dispatch, the rest test the codec."""
+    return st.integers(0, 3).flatmap(lambda n: valid if n else anything)
+
+
+# JSON text, not values: nesting far beyond the codec's limit, numbers no float holds, strings of kilobytes
+json_scalars = (st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(st.characters(), max_size=20))
+                .map(json.dumps)
+                | st.integers(1, 3000).map(_number)
+                | st.integers(0, 4096).map(lambda n: '"%s"' % ('x' * n)))
+json_texts = st.recursive(
+    json_scalars,
+    lambda inner: mostly(
+        st.lists(inner, max_size=4).map(lambda items: '[%s]' % ', '.join(items))
+        | st.dictionaries(st.text(max_size=8).map(json.dumps), inner, max_size=4).map(
+            lambda pairs: '{%s}' % ', '.join('%s: %s' % pair for pair in pairs.items())),
+        st.tuples(inner, st.integers(0, 3000), st.sampled_from(['[', '{"k": '])).map(lambda t: _nest(*t))),
+    max_leaves=8)
+
+
+fields = st.fixed_dictionaries({
+    'service_id': mostly(st.sampled_from(['0', '1', '8', '9', '10', '11', '30', '31', '41']), json_texts),
+    'data_id': mostly(st.sampled_from(['0', '1', '"name"']), json_texts),
+    'status': mostly(st.sampled_from(['0', '3']), json_texts),
+    'data': json_texts,
+})
+bodies = mostly(
+    st.tuples(fields, st.permutations(range(4)), mostly(st.none(), st.integers(0, 3))).map(
+        lambda t: '{%s}' % ', '.join('"%s": %s' % pair for i, pair in enumerate(
+            [list(t[0].items())[j] for j in t[1]]) if i != t[2])),   # keys in any order, at times one missing
+    json_texts)
+
+
+def crc_valid_frame(text):
+    return frame(*_with_crc((text.encode(),)))
+
+
+def test_generated_json_never_breaks_the_engine_on_either_interpreter(tmp_path):
+    """CRC-valid frames with generated JSON in every key: on CPython and, the same corpus, on MicroPython."""
+    corpus = []
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(bodies.map(crc_valid_frame), min_size=1, max_size=3))
+    def feed(frames):
+        corpus.extend(frames)
+        assert survive(frames) == (True, [])
+    feed()
+    path = tmp_path / 'corpus.bin'
+    path.write_bytes(b''.join(len(data).to_bytes(4, 'big') + data for data in corpus))
+    result = subprocess.run(['micropython', os.path.join(CONFORMANCE, 'fuzz_replay.py'), str(path)],
+                            env=dict(os.environ, MICROPYPATH=ROOT), capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines()[-2:] == ['fed %d frames' % len(corpus),
+                                               'a normal request answered after each frame and after all: True'], \
+        result.stdout + result.stderr
+    assert 'PROBLEM' not in result.stdout, result.stdout
