@@ -18,6 +18,7 @@ import pytest
 
 import sp_common as sp
 from sp_common import Engine, pure_json, struct_json
+from sp_common.codec import _with_crc
 from tools.unix_board import UnixBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,6 +195,10 @@ def test_demo_services_over_the_pty(device):
     assert host.engine.counters['crc_errors'] == 0
 
 
+def wire(sid, did, data, status=0):
+    return sp.frame(pure_json.encode(sid, did, status, data))
+
+
 def ctrl_c_payload():
     """A payload with 0x03 characters whose request and response frames both carry raw 0x03 bytes.
 
@@ -279,6 +284,50 @@ def test_oversized_frame_is_dropped_and_the_device_keeps_answering(device, trans
     assert msg.get_data() == 'after'
     assert host.engine.pop_received(None, None) is None
     assert host.request(sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_OKAY
+
+
+def crc_valid(text):
+    """A frame whose body is text with a correct CRC, whatever the text says."""
+    return sp.frame(*_with_crc((text.encode(),)))
+
+
+def raw_reply(link, data):
+    """Writes data and returns the first message that comes back, read past the host's engine."""
+    link.write(data)
+    deframer = sp.Deframer(MAX_FRAME)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        for body in deframer.feed(link.read(0.2)):
+            return pure_json.decode(body)
+    raise AssertionError('no reply')
+
+
+@pytest.mark.parametrize('secret', [None, 's3cret'])
+@pytest.mark.parametrize('transport', ['pty', 'tcp'])
+def test_hostile_frames_at_the_heap_cap(device, transport, secret):
+    """What once stopped a board or fooled it; afterwards it answers normally and has not signed anything."""
+    dev = device(secret=secret) if secret else device()
+    host = dev.host(secret=secret) if transport == 'pty' else dev.tcp(secret=secret)
+    seed = raw_reply(host.link, wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))[3] or 'a' * 64
+    envelope = '{"data_id": 7, "service_id": 30, "status": 0, "data": %s}'
+    depth = (MAX_FRAME - len(envelope) - 8) // 2   # as deep as the frame cap lets it be
+    hostile = [
+        crc_valid(envelope % ('[' * depth + ']' * depth)),
+        crc_valid(envelope % ('7' * 3000)),
+        wire(sp.SID_READ_REQUEST, 'd' * 4096, None),
+        wire(sp.SID_EXECUTE_RESPONSE, 0, 'r' * 4096) * 4,   # unsolicited: nobody may keep them
+        wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_KEY, True),   # out of turn: no trust from it
+        wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_SEED, seed),  # its own seed reflected: never signed
+    ]
+    for data in hostile:
+        host.link.write(data)
+    if secret:
+        assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
+        assert host.authenticate() and host.engine.is_trusted()
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'after').get_data() == 'after'
+    assert host.request(sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_OKAY
+    assert host.engine.counters['out_of_turn'] == 0   # the device sent no key and no verdict of its own
+    assert dev.proc.poll() is None
 
 
 def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
