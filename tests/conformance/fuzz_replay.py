@@ -5,25 +5,20 @@ length and one frame): MICROPYPATH=<repository root> micropython fuzz_replay.py 
 """
 import sys
 
+from link import Recorder
 from sp_common import Deframer, Engine, frame, pure_json
 
 KINDS = ((False, None), (False, 'secret'), (True, None), (True, 'secret'))   # (is_client, secret)
-_BUGS_ONLY = ('MemoryError', 'RecursionError')   # what the per-frame catch-all is for; anything else is a bug
+_LIMITS = ('MemoryError', 'RecursionError')   # what the per-frame catch-all is for; any other exception is a bug
 
 
-class _Lines:
-    """Logger stand-in that keeps the lines of the engine's catch-all."""
-
-    def __init__(self):
-        self.caught = []
-
-    def isEnabledFor(self, level):
-        return True
+class _Lines(Recorder):
+    """Keeps only the lines of the engine's catch-all that name an exception only a bug raises."""
 
     def log(self, level, text):
         name = text.split('dropped a message: ')[-1]
-        if name != text and name.endswith('Error') and name not in _BUGS_ONLY:
-            self.caught.append(text)
+        if name != text and name.endswith('Error') and name not in _LIMITS:
+            self.lines.append(text)
 
 
 class Engines:
@@ -60,8 +55,8 @@ class Engines:
             if got != ([(31, 0, 0, 'after')] if secret is None else [(31, 0, 3, None)]):
                 answered = False
                 problems.append('client=%s secret=%s answered %r' % (eng.is_client, secret, got))
-            problems.extend(log.caught)
-            log.caught = []
+            problems.extend(log.lines)
+            log.lines = []
         return answered, problems
 
 
