@@ -3,6 +3,7 @@
 No protocol decisions here; the engine in sp_common makes them. This layer
 moves bytes between a stream and the engine and waits.
 """
+import select
 import sys
 import time
 
@@ -13,19 +14,27 @@ from sp_common.api import Api
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
 # 0 when nothing is there), write(data) (never blocks or raises: what a link
 # cannot take is kept for later, a dead or stuck link is dropped), poll_event() -> CONNECTED, DISCONNECTED or None (each change is
-# reported once, in order), is_connected(), reconnect() and close(). Each kind
-# lives in its own module (uart, stdio, tcp) so that a board loads only the
-# ones it uses.
+# reported once, in order), is_connected(), reconnect() and close(); and for
+# the loops that wait on it: pollables, the (object, select event mask) pairs
+# whose readiness means poll() has work (a new tuple whenever they change),
+# and wait_ms(), how long poll() may wait without any of them waking it.
+# Each kind lives in its own module (uart, stdio, tcp) so that a board loads
+# only the ones it uses.
 CONNECTED = 'connected'
 DISCONNECTED = 'disconnected'
 
 
 class Stream:
     IS_CLIENT = False
+    pollables = ()
 
     def __init__(self):
         self._events = []
         self._up = False
+
+    def wait_ms(self):
+        """Milliseconds until poll() is due even if nothing polled wakes it; -1: only when something does."""
+        return -1
 
     def proven(self):
         """Replaced by the protocol's: whether the peer has shown it belongs here."""
@@ -65,34 +74,46 @@ class PrintLog:
         out.write('%s %d %s\n' % (self.name, level, text))
 
 
-class Clock:
+_clock = [time.ticks_ms(), 0]   # the last ticks_ms() read, milliseconds since start
+
+
+def _ms():
     """Milliseconds since start that only grow, for the engine (ticks_ms wraps)."""
-
-    def __init__(self):
-        self._last = time.ticks_ms()
-        self._ms = 0
-
-    def ms(self):
-        now = time.ticks_ms()
-        self._ms += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._ms
+    now = time.ticks_ms()
+    _clock[1] += time.ticks_diff(now, _clock[0])
+    _clock[0] = now
+    return _clock[1]
 
 
-_clock = Clock()
+class Waiter:
+    """One select.poll over the streams of some protocols: sleeps until one is ready or a deadline is due."""
 
+    def __init__(self, protocols):
+        self._prots = protocols
+        self._seen = [None] * len(protocols)   # the streams' pollables as registered
+        self._poll = None
 
-class _NoLock:
-    """The device has one thread: the engine needs no lock."""
+    def wait(self, timeout_ms=-1):
+        """Returns when a stream is ready, a protocol's wait_ms() has passed or timeout_ms (-1: none) has.
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NO_LOCK = _NoLock()
+        The streams' pollables are registered anew when one of them changed
+        (a connect, a drop, output pending).
+        """
+        prots = self._prots
+        seen = self._seen
+        for i in range(len(prots)):
+            if prots[i].__comm_inst__.pollables is not seen[i]:
+                self._poll = select.poll()
+                for j in range(len(prots)):
+                    seen[j] = prots[j].__comm_inst__.pollables
+                    for entry in seen[j]:
+                        self._poll.register(entry[0], entry[1])
+                break
+        for prot in prots:
+            ms = prot.wait_ms()
+            if ms >= 0 and (timeout_ms < 0 or ms < timeout_ms):
+                timeout_ms = ms
+        self._poll.ipoll(timeout_ms)
 
 
 class pure_json_protocol(Api, Engine):
@@ -106,12 +127,13 @@ class pure_json_protocol(Api, Engine):
     def __init__(self, stream, secret=None, auto_auth=False, channel_name=None, max_frame=8192,
                  max_buffered=16, log=None, hexlog=None, rx_size=512):
         Engine.__init__(self, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
-                        max_frame, max_buffered, log, hexlog, clock=_clock.ms)
+                        max_frame, max_buffered, log, hexlog, clock=_ms)
         self.__comm_inst__ = stream
         self._engine = self
-        self._lock = _NO_LOCK
+        self._lock = self       # one thread: the engine needs no lock
         self._feeding = False
         self._rx = bytearray(rx_size)
+        self._waiter = None     # for receive() and the other calls that wait
         stream.proven = self.proven
 
     # the loop ----------------------------------------------------------------
@@ -141,19 +163,17 @@ class pure_json_protocol(Api, Engine):
         self._flush(0)
         return busy
 
-    def serve_forever(self, idle_ms=2):
-        serve(self, idle_ms=idle_ms)
+    def serve_forever(self):
+        serve(self)
 
-    async def run(self, idle_ms=2):
-        """An asyncio task that serves this protocol."""
-        import asyncio
-        sleep_ms = getattr(asyncio, 'sleep_ms', None)
-        while True:
-            wait = 0 if self.poll() else idle_ms
-            if sleep_ms is not None:
-                await sleep_ms(wait)
-            else:
-                await asyncio.sleep(wait / 1000)
+    def run(self):
+        """An asyncio task that serves this protocol (sp_micropython.aio): await prot.run()."""
+        from .aio import serve_task
+        return serve_task(self)
+
+    def wait_ms(self):
+        """Milliseconds poll() may wait for its stream to wake it (-1: as long as it takes)."""
+        return self.__comm_inst__.wait_ms()
 
     # what the shared Api needs -------------------------------------------------
     def _wait(self, done, timeout):
@@ -161,10 +181,13 @@ class pure_json_protocol(Api, Engine):
         limit = int(timeout * 1000)
         while True:
             value = done()
-            if value or time.ticks_diff(time.ticks_ms(), start) >= limit:
+            left = limit - time.ticks_diff(time.ticks_ms(), start)
+            if value or left <= 0:
                 return value
             if not self.poll():
-                time.sleep_ms(1)
+                if self._waiter is None:
+                    self._waiter = Waiter((self,))
+                self._waiter.wait(left)
 
     def _flush(self, timeout):
         """Hands the outbox to the stream, which never blocks (a stuck link is dropped)."""
@@ -176,6 +199,12 @@ class pure_json_protocol(Api, Engine):
     def _may_block(self):
         if self._feeding:
             raise RuntimeError('cannot wait inside a callback: it would stall the link')
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
     def is_connected(self):
         return self.__comm_inst__.is_connected()
@@ -194,12 +223,21 @@ class struct_json_protocol(pure_json_protocol):
     CODEC = struct_json
 
 
-def serve(*protocols, idle_ms=2, until=None):
-    """Polls every protocol in turn, sleeping idle_ms when none had work; returns when until() is true."""
+def poll_all(protocols):
+    """One poll() of each protocol; True if any had work."""
+    busy = False
+    for prot in protocols:
+        if prot.poll():
+            busy = True
+    return busy
+
+
+def serve(*protocols, until=None, step=poll_all):
+    """Serves the protocols until until() is true, asleep in one select.poll over their streams while idle.
+
+    step(protocols) is one round of work, True if there was any (poll_all).
+    """
+    waiter = Waiter(protocols)
     while until is None or not until():
-        busy = False
-        for prot in protocols:
-            if prot.poll():
-                busy = True
-        if not busy:
-            time.sleep_ms(idle_ms)
+        if not step(protocols):
+            waiter.wait()

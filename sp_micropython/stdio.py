@@ -4,15 +4,41 @@ import sys
 
 from .protocol import Stream
 
+_READY = select.POLLIN | select.POLLHUP | select.POLLERR
+
+
+def _timing(values):
+    """Sets stdin's terminal timing, VMIN and VTIME, to values; returns the old ones, or None.
+
+    With both 0 one read() returns what is there without waiting: so the unix
+    port reads stdin on a terminal (the virtual board's pty). termios gives
+    these two control characters as ints, the others as bytes. None where
+    there is no termios (a board's console) or stdin is no terminal (a pipe).
+    """
+    try:
+        import termios
+        attrs = termios.tcgetattr(0)
+    except (ImportError, OSError):
+        return None
+    cc = attrs[6]
+    old = []
+    for i in range(len(cc)):
+        if isinstance(cc[i], int):
+            old.append(cc[i])
+            cc[i] = values[len(old) - 1]
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+    return old
+
 
 class StdioStream(Stream):
     """The USB serial console: sys.stdin.buffer / sys.stdout.buffer.
 
     Ctrl-C is switched off (micropython.kbd_intr(-1)) while it owns stdin,
-    because frames contain 0x03 bytes; close() switches it back on. stdin is
-    read byte by byte while select.poll says a byte is ready (a bigger
-    readinto would block until the buffer is full). End of input (unix port:
-    the pty or pipe closed) reports DISCONNECTED.
+    because frames contain 0x03 bytes; close() switches it back on. A read
+    takes what has arrived in one call where the port allows it (the unix port
+    on a terminal); a board's console reads block until the buffer is full, so
+    there stdin is read byte by byte while select.poll says a byte is ready.
+    End of input (unix port: the pty or pipe closed) reports DISCONNECTED.
     """
 
     def __init__(self, is_client=False):
@@ -23,37 +49,42 @@ class StdioStream(Stream):
         self._out = sys.stdout.buffer
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
+        self.pollables = ((sys.stdin, select.POLLIN),)
         self._one = bytearray(1)
+        self._tty = _timing((0, 0))
         self._kbd_intr = micropython.kbd_intr
         self._kbd_intr(-1)
         self._set(True)
 
+    def _ready(self):
+        for entry in self._poll.ipoll(0):
+            return entry[1] & _READY
+        return 0
+
     def readinto(self, buf):
-        if not self._up:
+        """What has arrived: in one read on a terminal, else byte by byte while one is ready."""
+        if not self._up or not self._ready():
             return 0
-        one = self._one
-        read = self._in.readinto
         n = 0
-        size = len(buf)
-        while n < size:
-            event = 0
-            for entry in self._poll.ipoll(0):
-                event = entry[1]
-            if not event:
-                break
-            try:
-                got = read(one) if event & select.POLLIN else 0
-            except OSError:
-                got = 0
-            if not got:
-                self._lost()
-                break
-            buf[n] = one[0]
-            n += 1
+        try:
+            if self._tty:
+                n = self._in.readinto(buf)
+            else:
+                while n < len(buf) and (n == 0 or self._ready()) and self._in.readinto(self._one):
+                    buf[n] = self._one[0]
+                    n += 1
+        except OSError:
+            pass
+        if not n:   # ready, yet nothing to read: the end of input
+            self._lost()
         return n
 
     def _lost(self):
+        if self._tty:
+            _timing(self._tty)
+            self._tty = None
         self._poll.unregister(sys.stdin)
+        self.pollables = ()
         self._set(False)
 
     def write(self, data):

@@ -6,7 +6,6 @@ import time
 
 from .protocol import Stream
 
-_READ_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
 _EAGAIN = errno.EAGAIN
 WRITE_TIMEOUT_MS = 2000    # a link that takes no byte for this long is dropped
 MAX_PENDING = 16384        # and so is one that falls this far behind
@@ -17,17 +16,34 @@ class _SocketStream(Stream):
     def __init__(self):
         Stream.__init__(self)
         self._sock = None
-        self._poll = select.poll()
         self._pending = None     # what the socket has not taken yet (a memoryview)
         self._stuck_since = 0
         self._last_rx = 0
 
+    def _listening(self):
+        return ()
+
+    def _repoll(self):
+        """pollables: the listener if any, the connection, and its writability while output is pending."""
+        sock = self._sock
+        if sock is None:
+            self.pollables = self._listening()
+        else:
+            self.pollables = self._listening() + (
+                (sock, select.POLLIN | (select.POLLOUT if self._pending is not None else 0)),)
+
+    def wait_ms(self):
+        """While output is pending: until the link counts as stuck."""
+        if self._pending is None:
+            return -1
+        return max(0, WRITE_TIMEOUT_MS + 1 - time.ticks_diff(time.ticks_ms(), self._stuck_since))
+
     def _attach(self, sock):
         sock.setblocking(False)
         self._sock = sock
-        self._poll.register(sock, select.POLLIN)
         self._pending = None
         self._last_rx = time.ticks_ms()
+        self._repoll()
         self._set(True)
 
     def _drop(self):
@@ -35,23 +51,15 @@ class _SocketStream(Stream):
         self._pending = None
         if sock is not None:
             self._sock = None
-            try:
-                self._poll.unregister(sock)
-            except (OSError, KeyError):
-                pass
             sock.close()
+        self._repoll()
         self._set(False)
 
     def _read(self, buf):
+        """Takes what the socket holds, without waiting."""
         self._push()
-        event = 0
         sock = self._sock
         if sock is None:
-            return 0
-        for entry in self._poll.ipoll(0):
-            if entry[0] is sock:
-                event = entry[1]
-        if not event & _READ_EVENTS:
             return 0
         try:
             n = sock.readinto(buf)
@@ -79,8 +87,12 @@ class _SocketStream(Stream):
             k = 0
         now = time.ticks_ms()
         if k:
-            self._pending = pending[k:] if k < len(pending) else None
             self._stuck_since = now
+            if k < len(pending):
+                self._pending = pending[k:]
+            else:
+                self._pending = None
+                self._repoll()
         elif time.ticks_diff(now, self._stuck_since) > WRITE_TIMEOUT_MS:
             self._drop()
 
@@ -92,6 +104,7 @@ class _SocketStream(Stream):
         if pending is None:
             self._pending = memoryview(data)
             self._stuck_since = time.ticks_ms()
+            self._repoll()
         elif len(pending) + len(data) > MAX_PENDING:
             self._drop()
             return
@@ -126,6 +139,11 @@ class TcpServerStream(_SocketStream):
         self._srv = srv
         self._srv_poll = select.poll()
         self._srv_poll.register(srv, select.POLLIN)
+        self._listener = ((srv, select.POLLIN),)
+        self._repoll()
+
+    def _listening(self):
+        return self._listener
 
     def _keeps_current(self):
         return self._sock is not None and self.proven() and \
@@ -149,6 +167,7 @@ class TcpServerStream(_SocketStream):
         return 0
 
     def close(self):
+        self._listener = ()
         self._drop()
         self._srv.close()
 
@@ -183,6 +202,14 @@ class TcpClientStream(_SocketStream):
             sock.close()
             return
         self._attach(sock)
+
+    def wait_ms(self):
+        """Without a connection: until the next attempt is due."""
+        if self._sock is not None or self._closed:
+            return _SocketStream.wait_ms(self)
+        if self._last is None:
+            return 0
+        return max(0, self.retry_ms - time.ticks_diff(time.ticks_ms(), self._last))
 
     def readinto(self, buf):
         if self._sock is None:
