@@ -25,6 +25,7 @@ class Deframer:
         self._in_frame = False
         self._sync = False     # last byte was ':'
         self._over = False     # current frame exceeded max_size
+        self._bodies = []      # what feed() returns, reused
         self.framing_errors = 0
         self.oversized = 0
 
@@ -33,19 +34,28 @@ class Deframer:
         self._in_frame = self._sync = self._over = False
         self._len = 0
 
-    def _append(self, chunk):
-        n = self._len
-        k = len(chunk)
-        if self._over or n + k > self.max_size:
+    def _room(self, k):
+        """Whether k more bytes fit; if not, the frame is over the size."""
+        if self._over or self._len + k > self.max_size:
             self._over = True
-            return
-        self._mv[n:n + k] = chunk
-        self._len = n + k
+        return not self._over
+
+    def _put(self, byte):
+        if self._room(1):
+            self._buf[self._len] = byte
+            self._len += 1
 
     def feed(self, data, n=None):
-        """Takes data[:n] (bytes or bytearray); returns the bodies completed by it."""
-        out = []
-        view = memoryview(data)
+        """Takes data[:n] (bytes or bytearray); returns the bodies completed by it.
+
+        The list returned is the deframer's own and is emptied by the next
+        call: until a frame completes, feeding allocates nothing (a byte at a
+        time as the slowest UART hands them over) or one view (a longer chunk).
+        """
+        out = self._bodies
+        while out:   # not clear(): that reallocates the list even when it is small
+            out.pop()
+        view = None
         i = 0
         end = len(data) if n is None else n
         while i < end:
@@ -62,7 +72,7 @@ class Deframer:
                 elif not self._in_frame:
                     self._sync = c == 0x3A
                 elif c == 0x3D:   # ':=' is an escaped ':'
-                    self._append(b':')
+                    self._put(0x3A)
                 elif c == 0x3E:   # ':>' ends it
                     self._in_frame = False
                     if self._over:
@@ -76,8 +86,13 @@ class Deframer:
                 continue
             j = data.find(b':', i, end)
             stop = end if j < 0 else j
-            if self._in_frame and stop > i:
-                self._append(view[i:stop])
+            if self._in_frame and stop == i + 1:
+                self._put(data[i])
+            elif self._in_frame and stop > i and self._room(stop - i):
+                if view is None:
+                    view = memoryview(data)
+                self._mv[self._len:self._len + stop - i] = view[i:stop]
+                self._len += stop - i
             if j < 0:
                 break
             self._sync = True

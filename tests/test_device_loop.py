@@ -1,0 +1,181 @@
+"""The device loop sleeps until bytes arrive: counted in loop rounds on the real MicroPython unix port, not timed.
+
+The device is a script on the board's two streams (stdio on a raw pty and a
+TCP server on loopback) with the demo services and one more: execute 30/9
+answers the count of loop rounds so far (and of an asyncio ticker's ticks), so
+the host reads how often the loop went round while it sent requests or waited.
+A loop that slept 2 ms between polls went round about 500 times a second idle.
+"""
+import os
+import socket
+import subprocess
+import time
+import tty
+
+import pytest
+
+import sp_common as sp
+from sp_common import pure_json
+from conftest import ROOT
+from test_device_runtime import TIMEOUT, Host, PtyLink, SockLink, free_port
+
+COUNTED = 'sp.SID_EXECUTE_REQUEST, 9, lambda msg: (sp.STATUS_OKAY, [rounds[0], ticks[0]])'
+
+SERVE = '''
+import sys
+import sp_micropython as sp
+from sp_micropython.demo import add_demo_services
+
+rounds = [0]
+ticks = [0]
+prots = [sp.pure_json_protocol(sp.StdioStream(), max_frame=1024),
+         sp.pure_json_protocol(sp.TcpServerStream(int(sys.argv[1]), '127.0.0.1'), max_frame=1024)]
+for prot in prots:
+    add_demo_services(prot)
+    prot.register_callback(%s)
+
+def until():
+    rounds[0] += 1
+    return not prots[0].is_connected()
+
+sp.serve(*prots, until=until)
+''' % COUNTED
+
+# The protocol task beside a ticker task that wants to run every 10 ms; rounds counts the task's polls.
+TASKS = '''
+import asyncio
+import sys
+import sp_micropython as sp
+from sp_micropython.demo import add_demo_services
+
+rounds = [0]
+ticks = [0]
+prot = sp.pure_json_protocol(sp.StdioStream(), max_frame=1024)
+add_demo_services(prot)
+prot.register_callback(%s)
+poll = prot.poll
+
+def counted():
+    rounds[0] += 1
+    return poll()
+
+prot.poll = counted
+
+async def ticker():
+    while True:
+        ticks[0] += 1
+        await asyncio.sleep_ms(10)
+
+async def main():
+    asyncio.create_task(ticker())
+    await prot.run()
+
+asyncio.run(main())
+''' % COUNTED
+
+
+class Script:
+    """A MicroPython script on a raw pty (its stdin/stdout) and a free TCP port (its argv[1])."""
+
+    def __init__(self, mpy_dir, tmp_path, code):
+        path = tmp_path / 'device.py'
+        path.write_text(code)
+        self.port = free_port()
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        self.proc = subprocess.Popen(['micropython', '-X', 'heapsize=144k', str(path), str(self.port)], stdin=slave,
+                                     stdout=slave, stderr=subprocess.PIPE, cwd=ROOT,
+                                     env=dict(os.environ, MICROPYPATH=mpy_dir + ':.frozen'))   # .frozen: asyncio
+        os.close(slave)
+        self.master = master
+        self.pty = Host(PtyLink(master))
+        self.pty.connect()
+
+    def counts(self, host=None):
+        """(loop rounds, ticks) so far; asking costs a round or two itself."""
+        return (host or self.pty).request(sp.SID_EXECUTE_REQUEST, 9).get_data()
+
+    def stop(self):
+        self.proc.kill()
+        err = self.proc.communicate(timeout=TIMEOUT)[1].decode(errors='replace')
+        os.close(self.master)
+        return err
+
+
+@pytest.fixture
+def script(mpy_dir, tmp_path):
+    started = []
+
+    def start(code):
+        started.append(Script(mpy_dir, tmp_path, code))
+        return started[-1]
+    yield start
+    for s in started:
+        err = s.stop()
+        assert 'Traceback' not in err, err
+
+
+def test_idle_loop_sleeps_and_requests_wake_it(script):
+    dev = script(SERVE)
+    sock = socket.create_connection(('127.0.0.1', dev.port), timeout=TIMEOUT)
+    try:
+        tcp = Host(SockLink(sock))
+        tcp.connect()
+        before = dev.counts()[0]
+        time.sleep(1)
+        assert dev.counts()[0] - before <= 4   # a second idle: no rounds but those of the asking
+
+        before = dev.counts()[0]
+        for i in range(20):
+            assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, i).get_data() == i
+            assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, -i).get_data() == -i
+        # each answer came from the round its request woke: a few rounds per request, none spent waiting
+        assert dev.counts()[0] - before <= 40 * 3 + 4
+    finally:
+        sock.close()
+
+
+def test_asyncio_task_idles_without_taking_the_other_tasks_time(script):
+    dev = script(TASKS)
+    rounds, ticks = dev.counts()
+    start = time.monotonic()
+    time.sleep(1)
+    rounds2, ticks2 = dev.counts()
+    assert rounds2 - rounds <= 6                            # the protocol task slept
+    assert ticks2 - ticks >= 0.5 * (time.monotonic() - start) * 100   # the ticker kept (most of) its 10 ms schedule
+
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < 1:
+        assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, n).get_data() == n
+        n += 1
+    rounds3, ticks3 = dev.counts()
+    assert n > 50
+    assert ticks3 - ticks2 >= 0.5 * (time.monotonic() - start) * 100  # and kept it while the protocol served
+
+
+FEED = '''
+import micropython
+from sp_common import Engine, frame, pure_json
+
+engine = Engine(False, max_frame=1024)
+wire = frame(pure_json.encode(30, 0, 0, 'a:b' * 20))   # escapes and all
+engine.feed(wire)   # one whole frame first: what the engine sets up once
+one = bytearray(1)
+micropython.heap_lock()
+for i in range(len(wire) - 1):
+    one[0] = wire[i]
+    engine.feed(one)
+micropython.heap_unlock()
+print(engine.counters['rx_messages'], engine.deframer._len)
+'''
+
+
+def test_feeding_a_partial_frame_byte_by_byte_allocates_nothing(mpy_dir, tmp_path):
+    """As the qemu board's UART hands bytes over: under heap_lock any allocation would raise MemoryError."""
+    path = tmp_path / 'feed.py'
+    path.write_text(FEED)
+    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ['1', str(len(pure_json.encode(30, 0, 0, 'a:b' * 20)))]   # all of the body, waiting for ':>'
