@@ -48,7 +48,11 @@ def _escape_non_ascii(text):
 
 
 def _check(obj):
-    # MicroPython's json.dumps writes '<object>' for what it cannot encode; CPython raises.
+    # MicroPython's json.dumps writes '<object>' for what it cannot encode and inf, nan as bare words; CPython raises.
+    if type(obj) is float:
+        if obj - obj != 0:   # inf - inf and nan - nan are nan
+            raise ValueError('Out of range float values are not JSON compliant')
+        return
     if obj is None or isinstance(obj, _SCALARS):
         return
     if isinstance(obj, _SEQUENCES):
@@ -59,6 +63,8 @@ def _check(obj):
         for key in obj:
             if not (key is None or isinstance(key, _KEYS)):
                 raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
+            if type(key) is float:
+                _check(key)
             _check(obj[key])
         return
     raise TypeError('Object of type %s is not JSON serializable' % type(obj).__name__)
@@ -103,7 +109,7 @@ if _MICROPYTHON:
         text = json.dumps(obj)
         return text if len(memoryview(text)) == len(text) else _escape_non_ascii(text)
 else:
-    dumps = json.dumps
+    dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
 
 
 def _with_crc(pieces):

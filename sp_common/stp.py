@@ -9,6 +9,9 @@ def frame(body, *more):
     return b''.join(out)
 
 
+WHOLE = 512   # frames up to this size are cut out of a chunk that holds all of them in one step
+
+
 class Deframer:
     """Cuts bodies out of a byte stream fed in chunks of any size.
 
@@ -44,6 +47,28 @@ class Deframer:
         if self._room(1):
             self._buf[self._len] = byte
             self._len += 1
+
+    def _whole(self, data, i, end, out):
+        """A small frame whose end is in data: its body cut out in one step; where it ended, or 0.
+
+        The body is copied twice (the cut and the unescaping), so frames longer
+        than WHOLE go byte runs by byte runs through the buffer instead.
+        """
+        e = data.find(b':>', i, min(end, i + WHOLE + 1))
+        if e < 0:
+            return 0
+        colons = data.count(b':', i, e)
+        if colons != data.count(b':=', i, e):   # a ':' that starts or breaks a frame
+            return 0
+        body = data[i:e]
+        if colons:
+            body = body.replace(b':=', b':')
+        if len(body) > self.max_size:
+            self.oversized += 1
+        else:
+            out.append(bytes(body))
+        self._in_frame = False
+        return e + 2
 
     def feed(self, data, n=None):
         """Takes data[:n] (bytes or bytearray); returns the bodies completed by it.
@@ -84,6 +109,11 @@ class Deframer:
                     self._in_frame = False
                     self._sync = c == 0x3A
                 continue
+            if self._in_frame and not self._len and not self._over:
+                j = self._whole(data, i, end, out)
+                if j:
+                    i = j
+                    continue
             j = data.find(b':', i, end)
             stop = end if j < 0 else j
             if self._in_frame and stop == i + 1:

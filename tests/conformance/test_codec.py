@@ -95,3 +95,10 @@ def test_escaped_backslash_before_u_stays_text():
 def test_unencodable_data_raises_type_error():
     for data in (object(), b'bytes', [1, {'k': set()}], {(1, 2): 3}):
         raises(TypeError, pure_json.encode, 10, 0, 0, data)
+
+
+def test_non_finite_floats_are_refused():
+    """MicroPython's json would write inf and nan as bare words, which no JSON parser takes."""
+    for data in (float('inf'), -float('inf'), float('nan'), [1, float('nan')], {'x': float('inf')}):
+        raises(ValueError, pure_json.encode, 30, 0, 0, data)
+        raises(ValueError, struct_json.encode, 30, 0, 0, data)
