@@ -11,16 +11,47 @@ from .const import STATUS_OKAY, WARNING
 
 
 class Api:
+    def _ready(self):
+        """A message may go out: connected, the wire settled, and trusted when auto_auth is set."""
+        engine = self._engine
+        return self.is_connected() and engine.ready() and (not engine.auto_auth or self.connection_established())
+
+    def _send(self, service_id, data_id, data, status, timeout, call):
+        """The token of the message sent, or None if it could not go out within timeout."""
+        engine = self._engine
+        if not self._wait(self._ready, timeout):
+            engine.note(WARNING, 'cannot send, no %sconnection' % ('trusted ' if engine.auto_auth else ''))
+            return None
+        with self._lock:
+            token = engine.send_msg(service_id, data_id, data, status, 0, call)
+        if self._flush(timeout):
+            return token
+        if call:
+            with self._lock:
+                engine.forget(token)
+        return None
+
     def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""
+        return self._send(service_id, data_id, data, status, timeout, False) is not None
+
+    def request(self, service_id, data_id, data=None, timeout=2):
+        """Sends a request and returns its own response (a data_storage), or None after timeout.
+
+        Any number of callers may ask on the same ids at once. In session v2 the
+        answer is matched by its request's seq; the original wire cannot tell,
+        so there each call takes the oldest answer still due on its ids.
+        """
         engine = self._engine
-        ready = self.connection_established if engine.auto_auth else self.is_connected
-        if not self._wait(ready, timeout):
-            engine.note(WARNING, 'cannot send, no %sconnection' % ('trusted ' if engine.auto_auth else ''))
-            return False
-        with self._lock:
-            engine.send_msg(service_id, data_id, data, status)
-        return self._flush(timeout)
+        self._may_block()
+        token = self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
+        if token is None:
+            return None
+        msg = self._wait(lambda: engine.take_reply(token), timeout)
+        if msg is None:
+            with self._lock:
+                engine.forget(token)
+        return msg
 
     def receive(self, service_id, data_id, timeout=1):
         """The next buffered message for these ids, waiting up to timeout; None if none came."""

@@ -1,24 +1,39 @@
-"""Seed/key primitives: HMAC-SHA256 built on hashlib (MicroPython has no hmac module)."""
+"""HMAC-SHA256 built on hashlib (MicroPython has no hmac module), for the seed/key handshake and session v2."""
 import hashlib
 from binascii import hexlify
 
+
+class Hmac:
+    """HMAC-SHA256 under one key; the padded keys are made once, for a MAC on every frame."""
+
+    def __init__(self, key):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key + bytes(64 - len(key))   # padded to SHA-256's block size
+        self._inner = bytes(b ^ 0x36 for b in key)
+        self._outer = bytes(b ^ 0x5C for b in key)
+
+    def digest(self, *pieces):
+        """The HMAC of the pieces (bytes or memoryviews) joined."""
+        inner = hashlib.sha256(self._inner)
+        for piece in pieces:
+            inner.update(piece)
+        outer = hashlib.sha256(self._outer)
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def hmac_sha256_hex(secret, message):
     """Lowercase hex HMAC-SHA256; secret and message are str, taken as UTF-8."""
-    key = secret.encode()
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(64 - len(key))   # padded to SHA-256's block size
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(message.encode())
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return hexlify(outer.digest()).decode()
+    return hexlify(Hmac(secret.encode()).digest(message.encode())).decode()
 
 
 def equal(a, b):
-    """Compares two str in time independent of where they differ."""
-    a = a.encode()
-    b = b.encode()
+    """Compares two str or bytes in time independent of where they differ."""
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
     diff = len(a) ^ len(b)
     for x, y in zip(a, b if len(a) == len(b) else a):
         diff |= x ^ y

@@ -10,11 +10,18 @@ import json
 import struct
 import sys
 
+from binascii import hexlify
+
+from .auth import equal
 from .crc32 import crc32
 
 
 class FormatError(ValueError):
     """The body passed its CRC but is not a message."""
+
+
+class MacError(ValueError):
+    """A session v2 frame whose MAC is missing or wrong."""
 
 
 class ChecksumError(ValueError):
@@ -187,37 +194,64 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _mac_piece(mac, parts):
+    """The 8 MAC bytes of session v2 over the body's pieces."""
+    return mac.digest(*parts)[:8]
+
+
+_MAC_KEY = b', "mac": "'
+_MAC_TAIL = 28   # len(', "mac": "' + 16 hex digits + '"}')
+
+
 class pure_json:
     """Body = JSON object with keys in fixed order, then CRC-32 of the JSON bytes."""
 
     name = 'pure_json'
 
     @staticmethod
-    def pieces(service_id, data_id, status, data):
+    def pieces(service_id, data_id, status, data, seq=None, re=0, mac=None):
+        """The body; with a seq, the session v2 body (seq, re and, with a mac key, the MAC last)."""
         head = '{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
             _id(data_id), _id(service_id), _id(status))
-        return _with_crc((head.encode(), dumps(data).encode(), b'}'))
+        if seq is None:
+            return _with_crc((head.encode(), dumps(data).encode(), b'}'))
+        parts = (head.encode(), dumps(data).encode(), b', "seq": %d, "re": %d}' % (seq, re))
+        if mac is not None:
+            code = hexlify(_mac_piece(mac, parts))
+            parts = (parts[0], parts[1], parts[2][:-1] + _MAC_KEY + code + b'"}')
+        return _with_crc(parts)
 
     @classmethod
-    def encode(cls, service_id, data_id, status, data):
-        return b''.join(cls.pieces(service_id, data_id, status, data))
+    def encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
+        return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
 
     @staticmethod
-    def decode(body):
+    def decode(body, v2=False, mac=None):
+        """(service_id, data_id, status, data, seq, re); seq and re are None in an original frame.
+
+        With a mac key the MAC is checked before any JSON is parsed.
+        """
         if not _crc_ok(body):
             # the ids as the original peers write them, for a fast checksum-error reply; no JSON parse
             did, at = _head_int(body, b'{"data_id": ', 0)
             sid = _head_int(body, b' "service_id": ', at)[0]
             raise ChecksumError(sid, did)
-        obj = _loads(body, 0, len(body) - 4)
+        n = len(body) - 4
+        if mac is not None:
+            if n <= _MAC_TAIL or body[n - _MAC_TAIL:n - 18] != _MAC_KEY or body[n - 2:n] != b'"}' or \
+                    not equal(hexlify(_mac_piece(mac, (memoryview(body)[:n - _MAC_TAIL], b'}'))), body[n - 18:n - 2]):
+                raise MacError('wrong MAC')
+        obj = _loads(body, 0, n)
         if not isinstance(obj, dict):
             raise FormatError('not a JSON object')
         try:
-            msg = (obj['service_id'], obj['data_id'], obj['status'], obj['data'])
+            msg = (obj['service_id'], obj['data_id'], obj['status'], obj['data'], obj.get('seq'), obj.get('re'))
         except KeyError:
             raise FormatError('missing key')
         if not (_is_int(msg[0]) and _is_int(msg[2]) and (_is_int(msg[1]) or isinstance(msg[1], str))):
             raise FormatError('service_id and status must be integers, data_id an integer or a string')
+        if msg[4] is not None and not (_is_int(msg[4]) and (msg[5] is None or _is_int(msg[5]))):
+            raise FormatError('seq and re must be integers')
         return msg
 
 
@@ -227,21 +261,33 @@ class struct_json:
     name = 'struct_json'
 
     @staticmethod
-    def pieces(service_id, data_id, status, data):
+    def pieces(service_id, data_id, status, data, seq=None, re=0, mac=None):
+        """The body; with a seq, the session v2 body: seq u32 and re u32 after the header, the MAC before the CRC."""
         for value, top in ((service_id, 0xFFFF), (data_id, 0xFFFF), (status, 0xFF)):
             if not _is_int(value) or not 0 <= value <= top:
                 raise ValueError('struct_json ids must be integers in range, got %r' % (value,))
-        return _with_crc((struct.pack('>HHB', service_id, data_id, status), dumps(data).encode()))
+        if seq is None:
+            return _with_crc((struct.pack('>HHB', service_id, data_id, status), dumps(data).encode()))
+        parts = (struct.pack('>HHBII', service_id, data_id, status, seq, re), dumps(data).encode())
+        if mac is not None:
+            parts = parts + (_mac_piece(mac, parts),)
+        return _with_crc(parts)
 
     @classmethod
-    def encode(cls, service_id, data_id, status, data):
-        return b''.join(cls.pieces(service_id, data_id, status, data))
+    def encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
+        return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
 
     @staticmethod
-    def decode(body):
-        if len(body) < 10:
+    def decode(body, v2=False, mac=None):
+        """(service_id, data_id, status, data, seq, re); v2 says which header to read (seq, re None without)."""
+        head_size = 13 if v2 else 5
+        end = len(body) - 4 - (8 if mac is not None else 0)
+        if end < head_size + 1:
             raise ChecksumError()
-        head = struct.unpack('>HHB', body[:5])
+        head = struct.unpack('>HHBII' if v2 else '>HHB', body[:head_size])
         if not _crc_ok(body):
             raise ChecksumError(head[0], head[1])
-        return (head[0], head[1], head[2], _loads(body, 5, len(body) - 4))
+        if mac is not None and not equal(_mac_piece(mac, (memoryview(body)[:end],)), body[end:end + 8]):
+            raise MacError('wrong MAC')
+        data = _loads(body, head_size, end)
+        return (head[0], head[1], head[2], data, head[3], head[4]) if v2 else (head[0], head[1], head[2], data, None, None)

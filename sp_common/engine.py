@@ -7,14 +7,15 @@ sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
 from . import const as c
-from .codec import ChecksumError, FormatError, pure_json
+from .codec import ChecksumError, FormatError, MacError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
 from .stp import Deframer, frame
 
 COUNTERS = ('rx_messages', 'tx_messages', 'crc_errors', 'format_errors', 'framing_errors',
             'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped',
-            'out_of_turn', 'unsolicited', 'stale', 'wrong_keys', 'bad_names')
+            'out_of_turn', 'unsolicited', 'stale', 'wrong_keys', 'bad_names',
+            'replayed', 'mac_errors', 'downgrade')
 
 _UNTRUSTED = c.AUTH_STATE_UNTRUSTED_CONNECTION
 _SEED_REQUESTED = c.AUTH_STATE_SEED_REQUESTED
@@ -28,6 +29,7 @@ _KEY = (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY)
 _KEY_RESULT = (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY)
 _NAME_REQUEST = (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME)
 _NAME = (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME)
+_SESSION = {(c.SID_SESSION_REQUEST, c.DID_SESSION): 'on_offer', (c.SID_SESSION_RESPONSE, c.DID_SESSION): 'on_answer'}
 
 # The handshake as a table (DESIGN 5b): message -> (acted on by a client?, the
 # states it is acted on in or None for any, the step in sp_common.handshake).
@@ -62,13 +64,16 @@ class Engine:
     log, hexlog: objects with isEnabledFor(level) and log(level, text) (a
     logging.Logger fits), or None. clock: callable giving milliseconds that
     only grow; without one, a connection that sent too many wrong keys gets
-    no more seeds until it ends.
+    no more seeds until it ends, and a session request waits for its answer.
+    session_v2: True (negotiate v2, else the original wire), False (the
+    original wire, byte for byte) or 'required' (no v2, no connection).
     """
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
-                 random_bytes=_random_bytes, max_buffered_bytes=None, clock=None):
+                 random_bytes=_random_bytes, max_buffered_bytes=None, clock=None, session_v2=True):
         self.is_client = is_client
+        self.session_v2 = session_v2
         self.codec = codec
         self.secret = secret
         self.auto_auth = auto_auth
@@ -93,7 +98,6 @@ class Engine:
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self._buffer = []         # [message, size in bytes]
         self._buffered_bytes = 0
-        self._asked = set()       # (response sid, did) of requests still unanswered
         self.wrong_keys = 0        # on this connection (see sp_common.handshake)
         self.last_wrong_key = 0
         self._heard = False
@@ -136,12 +140,18 @@ class Engine:
 
     # connection ------------------------------------------------------------
     def _new_session(self):
-        """Trust, seed and buffer start over: nothing passes from one peer to the next."""
+        """Trust, seed, buffer and wire start over: nothing passes from one peer to the next."""
         self.auth_state = _UNTRUSTED
         self.seed = None
         self._buffer = []
         self._buffered_bytes = 0
-        self._asked = set()
+        self._asked = {}          # (response sid, did) -> token of the newest request that waits on them
+        self._calls = {}          # token -> (response sid, did) of request() calls still waiting
+        self._replies = {}        # token -> their answers
+        self.session = None if self.session_v2 else 1   # None while the wire is not settled
+        self.refused = False
+        self.nonce = self.nonces = self.tx_mac = self.rx_mac = None
+        self.tx_seq = self.rx_seq = 0
 
     def connection_made(self):
         """A new link: forget its predecessor's state; a client introduces itself."""
@@ -151,13 +161,52 @@ class Engine:
         self._heard = False
         if self.is_client:
             self.send_msg(c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME, self.channel_name)
-            if self.auto_auth and self.secret is not None:
-                self.start_auth()
+            if self.session_v2:
+                from . import session
+                session.offer(self)
+            else:
+                self.settled()
+
+    def settled(self):
+        """Client: the wire is settled; with auto_auth the handshake starts now."""
+        if self.auto_auth and self.secret is not None:
+            self.start_auth()
+
+    def ready(self):
+        """Messages may go out: the wire is settled (a server settles when the client speaks)."""
+        return not self.refused and (self.session is not None or not self.is_client)
+
+    def refuse(self, why):
+        """Ends this connection's use: nothing is taken or sent until the runtime reconnects."""
+        self.refused = True
+        self.note(c.ERROR, why)
+
+    def tick(self):
+        """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
+        if self.session is None and self.nonce is not None and self.deadline_ms() == 0:
+            from . import session
+            session.settle_original(self)
+
+    def deadline_ms(self):
+        """Milliseconds until tick() has work, or None when no timer runs."""
+        if self.session is not None or self.nonce is None or self.clock is None:
+            return None
+        from .session import NEGOTIATE_MS
+        left = NEGOTIATE_MS - (self.clock() - self.negotiating_since)
+        return left if left > 0 else 0
 
     def connection_lost(self):
         self.deframer.reset()
         self._new_session()
         self.wrong_keys = 0
+
+    def challenge(self, seed):
+        """What a key signs: the seed, and in v2 both nonces too, so that no peer picks all of it."""
+        return seed if self.session != 2 else seed + self.nonces
+
+    def mac_required(self):
+        """In v2, trust needs MACs: a negotiation stripped of them trusts no one."""
+        return self.session == 2 and self.rx_mac is None
 
     def start_auth(self):
         """Client side: asks for a seed; the answer drives the rest of the handshake."""
@@ -176,17 +225,40 @@ class Engine:
         return self.auth_state == _TRUSTED or self.auth_state == _UNTRUSTED
 
     # bytes in / out ----------------------------------------------------------
-    def send_msg(self, service_id, data_id, data, status=c.STATUS_OKAY):
-        """Queues one message; a request makes answers to earlier ones on its ids stale."""
-        pieces = self.codec.pieces(service_id, data_id, status, data)
+    def send_msg(self, service_id, data_id, data, status=c.STATUS_OKAY, re=0, call=False):
+        """Queues one message; returns its token (its seq in v2). re: the seq of the request it answers.
+
+        A request sent by a request() call (call=True) waits for its own answer
+        (take_reply(token)); any other request makes answers to earlier ones on
+        its ids stale and waits for receive().
+        """
+        self.tx_seq += 1
+        token = self.tx_seq
+        if self.session == 2:
+            pieces = self.codec.pieces(service_id, data_id, status, data, token, re, self.tx_mac)
+        else:
+            pieces = self.codec.pieces(service_id, data_id, status, data)
         resp = self._requests.get(service_id)
         if resp is not None:
-            self._drop_buffered(resp, data_id)
-            self._asked.add((resp, data_id))
+            if call:
+                self._calls[token] = (resp, data_id)
+            else:
+                self._drop_buffered(resp, data_id)
+                self._asked[(resp, data_id)] = token
         if self.log is not None or self.hexlog is not None:
             self._trace('TX ->', service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
         self._out.append(frame(*pieces))
+        return token
+
+    def take_reply(self, token):
+        """The answer to the request() call of token, once it is there."""
+        return self._replies.pop(token, None)
+
+    def forget(self, token):
+        """A request() call gave up: an answer that comes later is stale."""
+        self._calls.pop(token, None)
+        self._replies.pop(token, None)
 
     def data_to_send(self):
         """The frames queued since the last call, as one bytes object (b'' if none)."""
@@ -209,17 +281,53 @@ class Engine:
         self.counters['oversized'] = deframer.oversized
 
     def _receive(self, body):
+        if self.refused:
+            return
+        v2 = self.session == 2
         try:
-            msg = self.codec.decode(body)
+            msg = self.codec.decode(body, v2, self.rx_mac)
         except ChecksumError as err:
             self._on_bad_checksum(err)
             return
-        except FormatError as err:
-            self._drop('format_errors', c.WARNING, 'dropped a message: ' + err.args[0])
+        except (MacError, FormatError) as err:
+            if v2:
+                msg = self._original(body)
+                if msg is not None:
+                    self._on_original(msg, len(body))
+                    return
+            self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', c.WARNING,
+                      'dropped a message: ' + err.args[0])
+            return
+        seq = msg[4]
+        if v2:
+            if seq is None:
+                self._on_original(msg, len(body))
+                return
+            if seq <= self.rx_seq:
+                self.drop('replayed', c.WARNING, 'dropped a replayed or reordered frame')
+                return
+            self.rx_seq = seq
+        elif seq is not None:
+            self.drop('format_errors', c.WARNING, 'dropped a session v2 frame outside a v2 session')
             return
         if self.log is not None or self.hexlog is not None:
             self._trace('RX <-', msg[0], msg[1], msg[2], msg[3], (body,))
-        self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body))
+        self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
+
+    def _original(self, body):
+        """body read as an original frame (a v2 decode failed), or None if it is none."""
+        try:
+            msg = self.codec.decode(body)
+        except Exception:
+            return None
+        return msg if msg[4] is None else None
+
+    def _on_original(self, msg, size):
+        """In v2 an original frame is dropped, but for a client's channel name: a new program on a serial line."""
+        if (msg[0], msg[1]) == _NAME_REQUEST and not self.is_client:
+            self._dispatch(msg[0], msg[1], msg[2], msg[3], size, None, None)
+        else:
+            self.drop('downgrade', c.WARNING, 'dropped an original frame in a session v2')
 
     def pop_received(self, service_id, data_id):
         """The oldest buffered message matching the ids (None matches any), or None."""
@@ -242,14 +350,25 @@ class Engine:
         return self.secret is not None and self.auth_state != _TRUSTED \
             and key not in BUILTIN_DATA and key not in self._whitelist
 
-    def _dispatch(self, sid, did, status, data, size):
+    def _dispatch(self, sid, did, status, data, size, seq, re):
         self.counters['rx_messages'] += 1
         self._heard = True
         key = (sid, did)
+        if self.session_v2:
+            step = _SESSION.get(key)
+            if step is not None:
+                from . import session
+                getattr(session, step)(self, status, data)
+                return
+            if self.session is None and not self.is_client and key != _NAME_REQUEST:
+                from . import session
+                session.settle_original(self)   # an original client: it spoke before offering v2
+                if self.refused:
+                    return
         turn = _HANDSHAKE.get(key)
         if turn is not None:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
-                self._drop('out_of_turn', c.WARNING, 'dropped an out-of-turn %s', sid, did)
+                self.drop('out_of_turn', c.WARNING, 'dropped an out-of-turn %s', sid, did)
             else:
                 from . import handshake
                 getattr(handshake, turn[2])(self, status, data)
@@ -264,14 +383,14 @@ class Engine:
         if resp is None and sid not in self._responses and sid % 2 == 0 and (sid + 1) not in self._requests:
             resp = sid + 1   # unknown request: answer on the conventional response sid
         if resp is None:
-            self._on_response(sid, did, status, data, size)
+            self._on_response(sid, did, status, data, size, re)
         else:
-            self._on_request(sid, did, resp, status, data, size)
+            self._on_request(sid, did, resp, status, data, size, seq or 0)
 
-    def _on_request(self, sid, did, resp, status, data, size):
+    def _on_request(self, sid, did, resp, status, data, size, seq):
         if self._gated((sid, did)):
-            self._drop('auth_rejected', c.WARNING, 'authentification required for %s', sid, did)
-            self.send_msg(resp, did, None, c.STATUS_AUTH_REQUIRED)
+            self.drop('auth_rejected', c.WARNING, 'authentification required for %s', sid, did)
+            self.send_msg(resp, did, None, c.STATUS_AUTH_REQUIRED, seq)
             return
         entry = self._find_callback(sid, did)
         msg = make_message(sid, did, status, data)
@@ -279,38 +398,71 @@ class Engine:
             if sid in self._requests and (sid, did) in self._did_names:
                 self._store(msg, size)
             else:
-                self._drop('unknown', c.ERROR, 'no service or data for %s', sid, did)
-                self.send_msg(resp, did, None, c.STATUS_SERVICE_OR_DATA_UNKNOWN)
+                self.drop('unknown', c.ERROR, 'no service or data for %s', sid, did)
+                self.send_msg(resp, did, None, c.STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
             return
         try:
             status, data = self._run(entry, msg)
-            self.send_msg(resp, did, data, status)
+            self.send_msg(resp, did, data, status, seq)
         except Exception as err:
             self._callback_failed(msg, err)
-            self.send_msg(resp, did, None, c.STATUS_CALLBACK_ERROR)
+            self.send_msg(resp, did, None, c.STATUS_CALLBACK_ERROR, seq)
 
-    def _on_response(self, sid, did, status, data, size):
+    def _on_response(self, sid, did, status, data, size, re):
         """A response or any other message that asks for nothing back."""
         key = (sid, did)
-        asked = key in self._asked
-        if self._gated(key) and not (asked and status == c.STATUS_AUTH_REQUIRED and data is None):
-            self._drop('auth_rejected', c.WARNING, 'dropped %s from an untrusted peer', sid, did)
+        if self._gated(key) and not (status == c.STATUS_AUTH_REQUIRED and data is None):
+            self.drop('auth_rejected', c.WARNING, 'dropped %s from an untrusted peer', sid, did)
+            return
+        token = self._claim(key, re)
+        msg = make_message(sid, did, status, data)
+        if token:
+            self._replies[token] = msg
             return
         entry = self._find_callback(sid, did)
-        msg = make_message(sid, did, status, data)
-        if entry is not None:
-            self._asked.discard(key)
+        if token is None and (re or (entry is None and key not in self._did_names)):
+            if sid not in self._responses:
+                self.drop('unknown', c.WARNING, 'dropped a message of unknown %s', sid, did)
+            elif re:
+                self.drop('stale', c.WARNING, 'dropped %s that answers no waiting request', sid, did)
+            else:
+                self.drop('unsolicited', c.WARNING, 'dropped %s nobody is waiting for', sid, did)
+        elif entry is not None:
             try:
                 self._run(entry, msg)
             except Exception as err:
                 self._callback_failed(msg, err)
-        elif asked or key in self._did_names:
-            self._asked.discard(key)
-            self._store(msg, size)
-        elif sid in self._responses:
-            self._drop('unsolicited', c.WARNING, 'dropped %s nobody is waiting for', sid, did)
         else:
-            self._drop('unknown', c.WARNING, 'dropped a message of unknown %s', sid, did)
+            self._store(msg, size)
+
+    def _claim(self, key, re):
+        """Who waits for this answer: a request() call's token, 0 for receive(), None for no one.
+
+        In v2 re names the request. The original wire cannot tell: the oldest
+        call on the ids gets it (a peer answers in order), else receive().
+        """
+        calls = self._calls
+        if self.session == 2:
+            if not re:
+                return None
+            if calls.get(re) == key:
+                del calls[re]
+                return re
+            if self._asked.get(key) == re:
+                del self._asked[key]
+                return 0
+            return None
+        token = None
+        for t in calls:
+            if calls[t] == key and (token is None or t < token):
+                token = t
+        if token is not None:
+            del calls[token]
+            return token
+        if key in self._asked:
+            del self._asked[key]
+            return 0
+        return None
 
     def _find_callback(self, sid, did):
         callbacks = self._callbacks
@@ -329,13 +481,13 @@ class Engine:
                   msg['service_id'], msg['data_id'])
 
     def _store(self, msg, size):
+        if size > self.max_buffered_bytes:
+            self.drop('buffer_dropped', c.WARNING, 'a message larger than the receive buffer was dropped')
+            return
         buffer = self._buffer
         while buffer and (len(buffer) >= self.max_buffered or self._buffered_bytes + size > self.max_buffered_bytes):
             self._buffered_bytes -= buffer.pop(0)[1]
-            self._drop('buffer_dropped', c.WARNING, 'receive buffer full, dropped the oldest message')
-        if size > self.max_buffered_bytes:
-            self._drop('buffer_dropped', c.WARNING, 'a message larger than the receive buffer was dropped')
-            return
+            self.drop('buffer_dropped', c.WARNING, 'receive buffer full, dropped the oldest message')
         buffer.append([msg, size])
         self._buffered_bytes += size
 
@@ -350,7 +502,7 @@ class Engine:
             else:
                 i += 1
 
-    def _drop(self, counter, level, text, sid=None, did=None):
+    def drop(self, counter, level, text, sid=None, did=None):
         self.counters[counter] += 1
         self.note(level, text, sid, did)
 
@@ -358,14 +510,14 @@ class Engine:
     def _on_name_request(self, name):
         """A client's introduction starts a new session (a serial line has no connects)."""
         if self.is_client:
-            self._drop('out_of_turn', c.WARNING, 'dropped a channel name request sent to a client')
+            self.drop('out_of_turn', c.WARNING, 'dropped a channel name request sent to a client')
             return
         self._new_session()
         if name is None:
             self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, self.channel_name)
             return
         if not valid_name(name):
-            self._drop('bad_names', c.WARNING, 'refused a channel name that is not short printable text')
+            self.drop('bad_names', c.WARNING, 'refused a channel name that is not short printable text')
             self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, None, c.STATUS_OPERATION_NOT_PERMITTED)
             return
         if self.channel_name is not None and self.channel_name != name:
@@ -375,12 +527,12 @@ class Engine:
 
     def _on_name_response(self, name):
         if not self.is_client:
-            self._drop('out_of_turn', c.WARNING, 'dropped a channel name response sent to a server')
+            self.drop('out_of_turn', c.WARNING, 'dropped a channel name response sent to a server')
         elif name is not None and self.channel_name is None:
             if valid_name(name):
                 self.channel_name = name
             else:
-                self._drop('bad_names', c.WARNING, 'ignored a channel name that is not short printable text')
+                self.drop('bad_names', c.WARNING, 'ignored a channel name that is not short printable text')
 
     # logging: the text is built by sp_common.logtext, loaded when a log wants it
     def _trace(self, direction, sid, did, status, data, pieces):

@@ -36,14 +36,15 @@ def seed(engine, status, seed):
         engine.auth_state = c.AUTH_STATE_UNTRUSTED_CONNECTION
         engine.note(c.WARNING, 'authentification failed: no seed')
         return
-    engine.send_msg(c.SID_AUTH_REQUEST, c.DID_AUTH_KEY, hmac_sha256_hex(engine.secret, seed))
+    engine.send_msg(c.SID_AUTH_REQUEST, c.DID_AUTH_KEY, hmac_sha256_hex(engine.secret, engine.challenge(seed)))
     engine.auth_state = c.AUTH_STATE_KEY_TRANSFERRED
 
 
 def key(engine, status, key):
     seed = engine.seed
     engine.seed = None
-    ok = seed is not None and isinstance(key, str) and equal(key, hmac_sha256_hex(engine.secret, seed))
+    ok = seed is not None and isinstance(key, str) and not engine.mac_required() and \
+        equal(key, hmac_sha256_hex(engine.secret, engine.challenge(seed)))
     engine.auth_state = c.AUTH_STATE_TRUSTED_CONNECTION if ok else c.AUTH_STATE_UNTRUSTED_CONNECTION
     if not ok:
         engine.wrong_keys += 1
@@ -57,7 +58,7 @@ def key(engine, status, key):
 
 
 def key_result(engine, status, result):
-    ok = result is True and status == c.STATUS_OKAY
+    ok = result is True and status == c.STATUS_OKAY and not engine.mac_required()
     engine.auth_state = c.AUTH_STATE_TRUSTED_CONNECTION if ok else c.AUTH_STATE_UNTRUSTED_CONNECTION
     if not ok:
         engine.note(c.WARNING, 'authentification failed: key rejected')

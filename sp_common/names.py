@@ -7,6 +7,8 @@ from .const import *  # noqa: F401,F403
 SID__NAMES = {
     SID_AUTH_REQUEST: 'authentification request',
     SID_AUTH_RESPONSE: 'authentification response',
+    SID_SESSION_REQUEST: 'session request',
+    SID_SESSION_RESPONSE: 'session response',
     SID_CHANNEL_NAME_REQUEST: 'channel name request',
     SID_CHANNEL_NAME_RESPONSE: 'channel name response',
     SID_READ_REQUEST: 'read data request',

@@ -34,7 +34,8 @@ class pure_json_protocol(Api):
     CODEC = pure_json
 
     def __init__(self, comm_instance, secret: Optional[str] = None, auto_auth: bool = False,
-                 channel_name: Optional[str] = None, max_frame: int = 65536, max_buffered: int = 256) -> None:
+                 channel_name: Optional[str] = None, max_frame: int = 65536, max_buffered: int = 256,
+                 session_v2=True) -> None:
         self.__comm_inst__ = comm_instance
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -47,7 +48,7 @@ class pure_json_protocol(Api):
                               channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
                               log=_logger('socket_protocol', channel_name),
                               hexlog=_logger(getattr(comm_instance, 'LOGGER_PREFIX', 'comm'), channel_name),
-                              clock=_clock)
+                              clock=_clock, session_v2=session_v2)
         comm_instance.init_channel_name(channel_name)
         comm_instance.register_callback(self._on_data)
         comm_instance.register_disconnect_callback(self._on_disconnect)
@@ -68,7 +69,19 @@ class pure_json_protocol(Api):
             finally:
                 self._feeding = None
                 self._cond.notify_all()
+            refused = self._engine.refused
+            wait = self._engine.deadline_ms()
         self._flush(WRITE_TIMEOUT)
+        if refused:
+            self.__comm_inst__.reconnect()
+        elif wait is not None:
+            self._tick_later(wait)
+
+    def _tick_later(self, wait_ms: int) -> None:
+        """The engine's timers (a session request left unanswered) run on a timer thread."""
+        timer = threading.Timer(wait_ms / 1000 + 0.01, self._run_engine, (self._engine.tick,))
+        timer.daemon = True
+        timer.start()
 
     def _on_data(self, data: bytes) -> None:
         self._run_engine(lambda: self._engine.feed(data))
@@ -155,6 +168,11 @@ class pure_json_protocol(Api):
     # state --------------------------------------------------------------------------
     def is_connected(self) -> bool:
         return not self._closed and self.__comm_inst__.is_connected()
+
+    @property
+    def session(self) -> Optional[int]:
+        """The wire this connection settled on: 2 (session v2), 1 (the original), None while it settles."""
+        return self._engine.session
 
     @property
     def channel_name(self) -> Optional[str]:

@@ -2,7 +2,7 @@
 
 Settings (see boards/*/config.py): STREAMS, any of 'uart', 'stdio', 'wifi'
 (join Wi-Fi, then TCP) and 'tcp' (TCP on a network that is already up);
-ROLE 'server' (default) or 'client'; CODEC, CHANNEL_NAME, MAX_FRAME,
+ROLE 'server' (default) or 'client'; CODEC, CHANNEL_NAME, MAX_FRAME, SESSION_V2,
 SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, UART_*, WIFI_*, TCP_*, and
 ENTROPY: a function n -> n random bytes, for a port without os.urandom.
 """
@@ -22,6 +22,9 @@ def read_secret(path):
             return f.read().strip() or None
     except OSError:
         return None
+
+
+_SESSION_V2 = {'off': False, 'required': 'required'}   # config.SESSION_V2 'on' (default), 'off' or 'required'
 
 
 def make_stream(config, name, client):
@@ -49,12 +52,14 @@ def make_protocols(config):
     use_entropy(config, level)
     client = getattr(config, 'ROLE', 'server') == 'client'
     secret = getattr(config, 'SECRET', None) or read_secret(config.SECRET_FILE)
+    session_v2 = _SESSION_V2.get(getattr(config, 'SESSION_V2', 'on'), True)
     prots = []
     for name in config.STREAMS:
         stream = make_stream(config, name, client)
         if stream is not None:
             prot = protocol(stream, secret=secret, auto_auth=True, channel_name=config.CHANNEL_NAME,
-                            max_frame=config.MAX_FRAME, log=None if level is None else PrintLog(level))
+                            max_frame=config.MAX_FRAME, log=None if level is None else PrintLog(level),
+                            session_v2=session_v2)
             add_demo_services(prot)
             prots.append(prot)
     return prots

@@ -125,9 +125,9 @@ class pure_json_protocol(Api, Engine):
     CODEC = pure_json
 
     def __init__(self, stream, secret=None, auto_auth=False, channel_name=None, max_frame=8192,
-                 max_buffered=16, log=None, hexlog=None, rx_size=512):
+                 max_buffered=16, log=None, hexlog=None, rx_size=512, session_v2=True):
         Engine.__init__(self, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
-                        max_frame, max_buffered, log, hexlog, clock=_ms)
+                        max_frame, max_buffered, log, hexlog, clock=_ms, session_v2=session_v2)
         self.__comm_inst__ = stream
         self._engine = self
         self._lock = self       # one thread: the engine needs no lock
@@ -160,7 +160,11 @@ class pure_json_protocol(Api, Engine):
             finally:
                 self._feeding = False
         busy = self._events() or busy or n > 0
+        if self.session is None:
+            self.tick()
         self._flush(0)
+        if self.refused:
+            self.__comm_inst__.reconnect()
         return busy
 
     def serve_forever(self):
@@ -172,8 +176,12 @@ class pure_json_protocol(Api, Engine):
         return serve_task(self)
 
     def wait_ms(self):
-        """Milliseconds poll() may wait for its stream to wake it (-1: as long as it takes)."""
-        return self.__comm_inst__.wait_ms()
+        """Milliseconds poll() may wait for its stream to wake it (-1: as long as it takes); the engine's timers count."""
+        ms = self.__comm_inst__.wait_ms()
+        due = self.deadline_ms()
+        if due is not None and (ms < 0 or due < ms):
+            ms = due
+        return ms
 
     # what the shared Api needs -------------------------------------------------
     def _wait(self, done, timeout):

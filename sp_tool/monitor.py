@@ -68,7 +68,7 @@ class Monitor:
 
     def describe(self, body: bytes) -> str:
         try:
-            sid, did, status, data = self.codec.decode(body)
+            sid, did, status, data = self.codec.decode(body)[:4]
         except ChecksumError as err:
             self.crc_errors += 1
             seems = '' if err.sid is None else ' (seems %s, data_id: %s)' % (self._service(err.sid),

@@ -15,7 +15,7 @@ import sp_cpython as sp
 from conftest import ROOT
 from ptys import PtyCable
 
-HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '72k')
+HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '88k')
 MAX_FRAME = os.environ.get('SP_INTEROP_MAX_FRAME', '1024')   # the messages here are small; so is the board
 SECRET = 'shared secret'
 
@@ -27,9 +27,10 @@ def free_port():
 
 
 class Setup:
-    def __init__(self, mpy_dir, tmp_path, transport, role, codec, secret):
+    def __init__(self, mpy_dir, tmp_path, transport, role, codec, secret, host_v2=True, device_v2='on'):
         self.cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
-        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=MAX_FRAME)
+        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=MAX_FRAME,
+                   SP_SESSION_V2=device_v2)
         env.pop('SP_SECRET', None)
         if secret:
             env['SP_SECRET'] = secret
@@ -44,7 +45,7 @@ class Setup:
             env.update(SP_TCP_PORT=str(port), SP_STDIO='0')
             comm = (sp.tcp_client_stp if role == 'server' else sp.tcp_server_stp)('127.0.0.1', port)
         self.host = self.cls(comm, secret=secret, auto_auth=bool(secret) and role == 'server',
-                             channel_name='host' if role == 'server' else None)
+                             channel_name='host' if role == 'server' else None, session_v2=host_v2)
         self.device = subprocess.Popen(
             ['micropython', '-X', 'heapsize=' + HEAPSIZE, 'boards/unix/main.py'],
             stdin=self.stdin or subprocess.DEVNULL, stdout=self.stdin or subprocess.DEVNULL,
@@ -106,8 +107,8 @@ def test_host_and_device(mpy_dir, tmp_path, transport, role, codec, secret):
     assert 'Traceback' not in stderr and 'MemoryError' not in stderr, stderr
 
 
-def test_wrong_secret_is_refused_by_the_device(mpy_dir, tmp_path):
-    setup = Setup(mpy_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET)
+def test_wrong_secret_is_refused_by_the_device_on_the_original_wire(mpy_dir, tmp_path):
+    setup = Setup(mpy_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET, host_v2=False)
     host = setup.host
     host._engine.secret = 'wrong'
     host._engine.auto_auth = False
@@ -115,5 +116,20 @@ def test_wrong_secret_is_refused_by_the_device(mpy_dir, tmp_path):
         assert host.authentificate(timeout=10) is False
         for sid in (sp.SID_READ_REQUEST, sp.SID_WRITE_REQUEST, sp.SID_EXECUTE_REQUEST):
             assert ask(host, sid, 0).get_status() == sp.STATUS_AUTH_REQUIRED
+    finally:
+        setup.close()
+
+
+def test_wrong_secret_in_session_v2_gets_nothing_but_mac_errors(mpy_dir, tmp_path):
+    """With MACs under keys neither side shares, no frame of one side is taken by the other."""
+    setup = Setup(mpy_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET)
+    host = setup.host
+    host._engine.secret = 'wrong'
+    host._engine.auto_auth = False
+    try:
+        assert host.authentificate(timeout=3) is False
+        assert host.session == 2
+        assert host.request(sp.SID_READ_REQUEST, 0, timeout=1) is None
+        assert host.counters['rx_messages'] == 2   # the channel name and the session answer: nothing since
     finally:
         setup.close()

@@ -8,4 +8,5 @@ STDIO = True                 # serve on stdin/stdout (put them on a pty)
 SECRET = None
 SECRET_FILE = 'secret.txt'   # read when SECRET is None and the file exists
 MAX_FRAME = 8192
+SESSION_V2 = 'on'            # session v2 with hosts that offer it; 'off': the original wire only; 'required'
 LOG_LEVEL = None             # engine log on stderr: 10 debug .. 40 error

@@ -29,16 +29,18 @@ class Clock:
 
 
 class Link:
-    """Two engines back to back: pump() carries each one's outbox to the other until both are quiet."""
+    """Two engines back to back: pump() carries each one's outbox to the other until both are quiet.
 
-    def __init__(self, codec=pure_json, server=None, client=None):
+    Both speak the original wire unless session_v2 (or a side's own options) say otherwise.
+    """
+
+    def __init__(self, codec=pure_json, server=None, client=None, session_v2=False, max_frame=8192):
         self.clock = Clock()
         self.server_log = Recorder()
         self.client_log = Recorder()
-        self.server = Engine(False, codec=codec, log=self.server_log, hexlog=self.server_log,
-                             clock=self.clock.ms, **(server or {}))
-        self.client = Engine(True, codec=codec, log=self.client_log, hexlog=self.client_log,
-                             clock=self.clock.ms, **(client or {}))
+        common = {'codec': codec, 'clock': self.clock.ms, 'session_v2': session_v2, 'max_frame': max_frame}
+        self.server = Engine(False, log=self.server_log, hexlog=self.server_log, **dict(common, **(server or {})))
+        self.client = Engine(True, log=self.client_log, hexlog=self.client_log, **dict(common, **(client or {})))
 
     def connect(self):
         self.server.connection_made()

@@ -10,7 +10,8 @@ SEED = 'a' * 64
 
 
 def engine(is_client, secret='secret', **options):
-    eng = Engine(is_client, secret=secret, **options)
+    """An engine on the original wire, connected, its outbox emptied."""
+    eng = Engine(is_client, secret=secret, session_v2=False, max_frame=8192, **options)
     eng.connection_made()
     eng.data_to_send()
     return eng
@@ -23,8 +24,8 @@ def wire(sid, did, data, status=0):
 def sent(eng):
     """The messages eng queued, decoded."""
     out = []
-    for body in sp.Deframer(65536).feed(eng.data_to_send()):
-        out.append(pure_json.decode(body))
+    for body in sp.Deframer(8192).feed(eng.data_to_send()):
+        out.append(pure_json.decode(body)[:4])
     return out
 
 
@@ -217,13 +218,13 @@ def test_any_exception_while_decoding_is_one_dropped_frame():
 
         pieces = staticmethod(pure_json.pieces)
 
-    eng = Engine(False, codec=Exploding)
+    eng = Engine(False, codec=Exploding, max_frame=8192)
     eng.feed(wire(10, 0, None) + wire(10, 0, None))
     assert eng.counters['format_errors'] == 2
 
 
 def test_builtin_services_cannot_be_replaced():
-    eng = Engine(False)
+    eng = Engine(False, max_frame=8192)
     for sid, did in ((0, 0), (0, 1), (1, 0), (1, 1), (8, 0), (9, 0)):
         try:
             eng.register_callback(sid, did, lambda msg: (0, True))
@@ -233,7 +234,7 @@ def test_builtin_services_cannot_be_replaced():
 
 
 def test_the_engine_only_queues():
-    eng = Engine(True, channel_name='c')
+    eng = Engine(True, channel_name='c', session_v2=False, max_frame=8192)
     eng.connection_made()
     eng.send_msg(10, 0, None)
     out = eng.data_to_send()

@@ -27,7 +27,7 @@ def test_golden_vectors_encode_exactly():
 
 def test_golden_vectors_decode():
     for text, crc, msg in GOLDEN:
-        assert pure_json.decode(text + unhexlify(crc)) == msg
+        assert pure_json.decode(text + unhexlify(crc)) == msg + (None, None)
 
 
 def test_golden_lengths_and_frame():
@@ -46,7 +46,7 @@ def test_non_ascii_is_escaped_like_cpython():
 
 def test_nested_data_round_trips():
     data = {'a': [1, 2.5, None, True, 'x:y:>'], 'b': {'c': ''}}
-    assert pure_json.decode(pure_json.encode(20, 'name', 0, data)) == (20, 'name', 0, data)
+    assert pure_json.decode(pure_json.encode(20, "name", 0, data)) == (20, "name", 0, data, None, None)
 
 
 def test_wrong_crc_names_the_service():
@@ -74,7 +74,7 @@ def test_struct_json_layout():
     body = struct_json.encode(10, 513, 2, [1, 'a'])
     assert body[:5] == b'\x00\x0a\x02\x01\x02'
     assert body[5:-4] == b'[1, "a"]'
-    assert struct_json.decode(body) == (10, 513, 2, [1, 'a'])
+    assert struct_json.decode(body) == (10, 513, 2, [1, "a"], None, None)
     assert int.from_bytes(body[-4:], 'big') == crc32(body[:-4]) & 0xFFFFFFFF
 
 

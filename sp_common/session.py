@@ -1,0 +1,95 @@
+"""Session v2 (DESIGN 9): the offer and answer that settle a connection's wire, and the keys of its MACs.
+
+Loaded when a connection negotiates; a side with session_v2=False never
+loads it and keeps the original wire byte for byte.
+"""
+from binascii import hexlify
+
+from . import const as c
+from .auth import Hmac
+
+NEGOTIATE_MS = 1000    # a session request unanswered this long settles on the original wire
+_LABEL = b'sp-dual v2'
+
+
+def _nonce(engine):
+    return hexlify(engine.random_bytes(32)).decode()
+
+
+def _terms(data):
+    """(nonce, mac) of a valid offer or answer, else None."""
+    if not isinstance(data, dict) or data.get('v') != 2:
+        return None
+    nonce = data.get('nonce')
+    mac = data.get('mac')
+    if not (isinstance(nonce, str) and len(nonce) == 64 and (mac is True or mac is False)):
+        return None
+    try:
+        int(nonce, 16)
+    except ValueError:
+        return None
+    return nonce, mac
+
+
+def _terms_of(engine, nonce):
+    return {'v': 2, 'nonce': nonce, 'mac': engine.secret is not None}
+
+
+def offer(engine):
+    """Client: the session request, right after the channel name; the client says nothing else until it settles."""
+    engine.nonce = _nonce(engine)
+    engine.negotiating_since = engine.clock() if engine.clock is not None else 0
+    engine.send_msg(c.SID_SESSION_REQUEST, c.DID_SESSION, _terms_of(engine, engine.nonce))
+
+
+def on_offer(engine, status, data):
+    """Server: answers a valid offer with its own nonce (on the original wire) and speaks v2 from then on."""
+    if engine.is_client or engine.session is not None:
+        engine.drop('out_of_turn', c.WARNING, 'dropped a session request out of turn')
+        return
+    terms = _terms(data)
+    if terms is None:
+        engine.send_msg(c.SID_SESSION_RESPONSE, c.DID_SESSION, None, c.STATUS_OPERATION_NOT_PERMITTED)
+        settle_original(engine)
+        return
+    nonce = _nonce(engine)
+    engine.send_msg(c.SID_SESSION_RESPONSE, c.DID_SESSION, _terms_of(engine, nonce))
+    _start(engine, terms[0], nonce, terms[1])
+
+
+def on_answer(engine, status, data):
+    """Client: a valid answer starts v2; any other answer leaves the connection on the original wire."""
+    if not engine.is_client or engine.session is not None or engine.nonce is None:
+        engine.drop('out_of_turn', c.WARNING, 'dropped a session response out of turn')
+        return
+    terms = _terms(data) if status == c.STATUS_OKAY else None
+    if terms is None:
+        settle_original(engine)
+        return
+    _start(engine, engine.nonce, terms[0], terms[1])
+    engine.settled()
+
+
+def _start(engine, client_nonce, server_nonce, peer_mac):
+    """v2 from the next frame on: counters from 1, and MACs when both sides have a secret."""
+    engine.session = 2
+    engine.tx_seq = engine.rx_seq = 0
+    engine.nonces = client_nonce + server_nonce
+    engine.tx_mac = engine.rx_mac = None
+    if engine.secret is not None and peer_mac:
+        k = Hmac(Hmac(engine.secret.encode()).digest(_LABEL, engine.nonces.encode()))
+        c2s = Hmac(k.digest(b'c2s'))
+        s2c = Hmac(k.digest(b's2c'))
+        engine.tx_mac, engine.rx_mac = (c2s, s2c) if engine.is_client else (s2c, c2s)
+    engine.note(c.INFO, 'session v2%s' % (' with MACs' if engine.rx_mac is not None else ''))
+
+
+def settle_original(engine):
+    """The original wire, or, with session_v2='required', no connection at all."""
+    if engine.session_v2 == 'required':
+        engine.refuse('the peer does not speak session v2 (session_v2=\'required\')')
+        return
+    engine.session = 1
+    engine.note(c.INFO, 'original wire')
+    if engine.is_client:
+        engine.settled()
