@@ -179,6 +179,8 @@ def main(argv=None):
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
     ap.add_argument('--ways', action='store_true', help='qemu board: heap of the code as ROMFS, .mpy and .py files')
+    ap.add_argument('--wire', choices=('v2', 'original'), default='v2',
+                    help='the host offers session v2 (default) or speaks the original wire')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as mpy_dir:
         if args.ways:
@@ -194,8 +196,9 @@ def main(argv=None):
             base = baseline(args.heapsize)
             board = Board(mpy_dir, args.heapsize, args.max_frame)
         try:
+            board.engine.session_v2 = args.wire == 'v2'
             board.engine.connection_made()
-            board.pump(lambda: board.engine.counters['rx_messages'] >= 1)
+            board.pump(lambda: board.engine.counters['rx_messages'] >= 1 and board.engine.ready())
             start = int(re.search(r'mem: start alloc=(\d+)', board.stderr()).group(1))
             rows = []
             for name, sid, did, data in REQUESTS:
@@ -207,7 +210,7 @@ def main(argv=None):
             board.stop()
     where = 'qemu board (Cortex-M3), 32 KiB heap, code in ROMFS' if args.qemu else \
         'MicroPython unix port, -X heapsize=%s' % args.heapsize
-    print('device heap, %s, frames up to %d B' % (where, args.max_frame))
+    print('device heap, %s, frames up to %d B, %s wire' % (where, args.max_frame, args.wire))
     print('| figure | bytes |')
     print('|---|---:|')
     print('| bare interpreter after start (baseline) | %d B |' % base)

@@ -11,10 +11,13 @@ from .const import STATUS_OKAY, WARNING
 
 
 class Api:
+    def _settled(self):
+        """Connected, and the wire (original or session v2) settled."""
+        return self.is_connected() and self._engine.ready()
+
     def _ready(self):
-        """A message may go out: connected, the wire settled, and trusted when auto_auth is set."""
-        engine = self._engine
-        return self.is_connected() and engine.ready() and (not engine.auto_auth or self.connection_established())
+        """A message may go out: the wire settled, and trusted when auto_auth is set."""
+        return self._settled() and (not self._engine.auto_auth or self.connection_established())
 
     def _send(self, service_id, data_id, data, status, timeout, call):
         """The token of the message sent, or None if it could not go out within timeout."""
@@ -68,7 +71,7 @@ class Api:
         """Runs the seed/key handshake; True once the peer accepted the key."""
         engine = self._engine
         self._may_block()
-        if engine.secret is None or not self._wait(self.is_connected, timeout):
+        if engine.secret is None or not self._wait(self._settled, timeout):
             return False
         with self._lock:
             engine.start_auth()

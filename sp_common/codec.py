@@ -25,12 +25,13 @@ class MacError(ValueError):
 
 
 class ChecksumError(ValueError):
-    """The CRC does not match; sid/did are what the body seems to name, or None."""
+    """The CRC does not match; sid/did/seq are what the body seems to name, or None."""
 
-    def __init__(self, sid=None, did=None):
+    def __init__(self, sid=None, did=None, seq=None):
         super().__init__('checksum error')
         self.sid = sid
         self.did = did
+        self.seq = seq
 
 
 _MICROPYTHON = sys.implementation.name == 'micropython'
@@ -235,7 +236,8 @@ class pure_json:
             # the ids as the original peers write them, for a fast checksum-error reply; no JSON parse
             did, at = _head_int(body, b'{"data_id": ', 0)
             sid = _head_int(body, b' "service_id": ', at)[0]
-            raise ChecksumError(sid, did)
+            at = body.rfind(b', "seq": ')
+            raise ChecksumError(sid, did, _head_int(body, b', "seq": ', at)[0] if v2 and at > 0 else None)
         n = len(body) - 4
         if mac is not None:
             if n <= _MAC_TAIL or body[n - _MAC_TAIL:n - 18] != _MAC_KEY or body[n - 2:n] != b'"}' or \
@@ -286,7 +288,7 @@ class struct_json:
             raise ChecksumError()
         head = struct.unpack('>HHBII' if v2 else '>HHB', body[:head_size])
         if not _crc_ok(body):
-            raise ChecksumError(head[0], head[1])
+            raise ChecksumError(head[0], head[1], head[3] if v2 else None)
         if mac is not None and not equal(_mac_piece(mac, (memoryview(body)[:end],)), body[end:end + 8]):
             raise MacError('wrong MAC')
         data = _loads(body, head_size, end)

@@ -151,6 +151,7 @@ class Engine:
         self.session = None if self.session_v2 else 1   # None while the wire is not settled
         self.refused = False
         self.nonce = self.nonces = self.tx_mac = self.rx_mac = None
+        self.negotiating_since = None   # when the wire started to settle (the client's offer, or its name)
         self.tx_seq = self.rx_seq = 0
 
     def connection_made(self):
@@ -173,8 +174,8 @@ class Engine:
             self.start_auth()
 
     def ready(self):
-        """Messages may go out: the wire is settled (a server settles when the client speaks)."""
-        return not self.refused and (self.session is not None or not self.is_client)
+        """Messages may go out: the wire is settled (a server's, once its client has offered v2 or not)."""
+        return not self.refused and self.session is not None
 
     def refuse(self, why):
         """Ends this connection's use: nothing is taken or sent until the runtime reconnects."""
@@ -183,13 +184,13 @@ class Engine:
 
     def tick(self):
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
-        if self.session is None and self.nonce is not None and self.deadline_ms() == 0:
+        if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
             from . import session
             session.settle_original(self)
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
-        if self.session is not None or self.nonce is None or self.clock is None:
+        if self.session is not None or self.negotiating_since is None or self.clock is None:
             return None
         from .session import NEGOTIATE_MS
         left = NEGOTIATE_MS - (self.clock() - self.negotiating_since)
@@ -276,7 +277,10 @@ class Engine:
                 self._receive(body)
             except Exception as err:   # MemoryError, RecursionError, ...: one dropped frame
                 self.counters['format_errors'] += 1
-                self.note(c.ERROR, 'dropped a message: ' + type(err).__name__)
+                try:
+                    self.note(c.ERROR, 'dropped a message: ' + type(err).__name__)
+                except MemoryError:
+                    pass
         self.counters['framing_errors'] = deframer.framing_errors
         self.counters['oversized'] = deframer.oversized
 
@@ -344,7 +348,7 @@ class Engine:
         self.counters['crc_errors'] += 1
         self.note(c.ERROR, 'dropped a message with a wrong checksum')
         if isinstance(err.sid, int) and err.sid in self._requests and isinstance(err.did, (int, str)):
-            self.send_msg(self._requests[err.sid], err.did, None, c.STATUS_CHECKSUM_ERROR)
+            self.send_msg(self._requests[err.sid], err.did, None, c.STATUS_CHECKSUM_ERROR, err.seq or 0)
 
     def _gated(self, key):
         return self.secret is not None and self.auth_state != _TRUSTED \
@@ -513,6 +517,8 @@ class Engine:
             self.drop('out_of_turn', c.WARNING, 'dropped a channel name request sent to a client')
             return
         self._new_session()
+        if self.session_v2:   # a v2 client offers v2 right after its name; other clients say something else
+            self.negotiating_since = self.clock() if self.clock is not None else 0
         if name is None:
             self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, self.channel_name)
             return

@@ -8,7 +8,7 @@ from binascii import hexlify
 from . import const as c
 from .auth import Hmac
 
-NEGOTIATE_MS = 1000    # a session request unanswered this long settles on the original wire
+NEGOTIATE_MS = 3000    # a session request unanswered this long settles on the original wire, for now
 _LABEL = b'sp-dual v2'
 
 
@@ -58,16 +58,19 @@ def on_offer(engine, status, data):
 
 
 def on_answer(engine, status, data):
-    """Client: a valid answer starts v2; any other answer leaves the connection on the original wire."""
-    if not engine.is_client or engine.session is not None or engine.nonce is None:
+    """Client: a valid answer starts v2, even one that comes after the wait ran out (a slow board);
+    any other answer leaves the connection on the original wire."""
+    if not engine.is_client or engine.session == 2 or engine.nonce is None:
         engine.drop('out_of_turn', c.WARNING, 'dropped a session response out of turn')
         return
     terms = _terms(data) if status == c.STATUS_OKAY else None
     if terms is None:
-        settle_original(engine)
+        engine.nonce = None
+        if engine.session is None:
+            settle_original(engine)
         return
     _start(engine, engine.nonce, terms[0], terms[1])
-    engine.settled()
+    engine.settled()   # (again, after a late answer: what went out meanwhile was on the wrong wire)
 
 
 def _start(engine, client_nonce, server_nonce, peer_mac):

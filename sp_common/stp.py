@@ -66,9 +66,16 @@ class Deframer:
         if len(body) > self.max_size:
             self.oversized += 1
         else:
-            out.append(bytes(body))
+            self._cut(out, body)
         self._in_frame = False
         return e + 2
+
+    def _cut(self, out, body):
+        """Copies a completed body out; one the heap has no room for is dropped, counted as oversized."""
+        try:
+            out.append(bytes(body))
+        except MemoryError:
+            self.oversized += 1
 
     def feed(self, data, n=None):
         """Takes data[:n] (bytes or bytearray); returns the bodies completed by it.
@@ -103,7 +110,7 @@ class Deframer:
                     if self._over:
                         self.oversized += 1
                     else:
-                        out.append(bytes(self._mv[:self._len]))
+                        self._cut(out, self._mv[:self._len])
                 else:
                     self.framing_errors += 1
                     self._in_frame = False

@@ -42,6 +42,7 @@ class pure_json_protocol(Api):
         self._write_lock = threading.Lock()
         self._closed = False
         self._connects = 0
+        self._timer: Optional[threading.Timer] = None
         self._feeding: Optional[int] = None     # the thread running engine.feed(), i.e. callbacks
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
@@ -78,10 +79,14 @@ class pure_json_protocol(Api):
             self._tick_later(wait)
 
     def _tick_later(self, wait_ms: int) -> None:
-        """The engine's timers (a session request left unanswered) run on a timer thread."""
-        timer = threading.Timer(wait_ms / 1000 + 0.01, self._run_engine, (self._engine.tick,))
-        timer.daemon = True
-        timer.start()
+        """The engine's timers (the wire left unsettled) run on one timer thread at a time."""
+        with self._lock:
+            timer = self._timer
+            if timer is not None and timer.is_alive() and timer is not threading.current_thread():
+                return
+            self._timer = threading.Timer(wait_ms / 1000 + 0.01, self._run_engine, (self._engine.tick,))
+            self._timer.daemon = True
+            self._timer.start()
 
     def _on_data(self, data: bytes) -> None:
         self._run_engine(lambda: self._engine.feed(data))
@@ -173,6 +178,11 @@ class pure_json_protocol(Api):
     def session(self) -> Optional[int]:
         """The wire this connection settled on: 2 (session v2), 1 (the original), None while it settles."""
         return self._engine.session
+
+    @property
+    def macs(self) -> bool:
+        """Whether this connection's frames carry MACs (session v2, a secret on both sides)."""
+        return self._engine.rx_mac is not None
 
     @property
     def channel_name(self) -> Optional[str]:

@@ -41,12 +41,13 @@ class Endpoints:
             self.cable = PtyCable(str(self.tmp_path))
         return sp.serial_stp(self.cable.path_a, is_client=False), sp.serial_stp(self.cable.path_b)
 
-    def make(self, cls=sp.pure_json_protocol, server_secret=None, client_secret=None, auto_auth=False):
+    def make(self, cls=sp.pure_json_protocol, server_secret=None, client_secret=None, auto_auth=False, session_v2=True):
         server_comm, client_comm = self.comms()
-        server = cls(server_comm, secret=server_secret, channel_name='example_server')
+        server = cls(server_comm, secret=server_secret, channel_name='example_server', session_v2=session_v2)
         # a serial line has no connection: what the client writes before the server's port is open is lost
         assert self.kind == 'tcp' or wait_until(server.is_connected)
-        client = cls(client_comm, secret=client_secret, auto_auth=auto_auth, channel_name='example_client')
+        client = cls(client_comm, secret=client_secret, auto_auth=auto_auth, channel_name='example_client',
+                     session_v2=session_v2)
         self.closers += [client.close, server.close]
         self.calls = serve_demo(server)
         return server, client
@@ -105,14 +106,23 @@ def test_requests(link, cls, auth):
     assert server.channel_name == 'example_client'
 
 
-def test_wrong_secret_is_refused(link):
-    server, client = link.make(server_secret=SECRET, client_secret='guess')
+def test_wrong_secret_is_refused_on_the_original_wire(link):
+    server, client = link.make(server_secret=SECRET, client_secret='guess', session_v2=False)
     assert client.authentificate(timeout=3) is False
     assert not client.check_authentification_state() and not server.check_authentification_state()
     for sid in (sp.SID_READ_REQUEST, sp.SID_WRITE_REQUEST, sp.SID_EXECUTE_REQUEST):
         assert ask(client, sid, 0).get_status() == sp.STATUS_AUTH_REQUIRED
     assert link.calls == []
     assert server.counters['auth_rejected'] == 3
+
+
+def test_wrong_secret_in_session_v2_is_not_heard_at_all(link):
+    """Under MAC keys the sides do not share, every frame of the one is dropped by the other."""
+    server, client = link.make(server_secret=SECRET, client_secret='guess')
+    assert client.authentificate(timeout=1) is False
+    assert client.session == 2 and not server.check_authentification_state()
+    assert client.request(sp.SID_READ_REQUEST, 0, timeout=0.5) is None
+    assert link.calls == [] and server.counters['mac_errors'] >= 2
 
 
 def test_eight_threads_share_one_connection(link):
@@ -132,7 +142,7 @@ def test_eight_threads_share_one_connection(link):
 def test_log_lines_of_one_request(tmp_path, caplog):
     endpoints = Endpoints(tmp_path, 'tcp')
     try:
-        server, client = endpoints.make()
+        server, client = endpoints.make(session_v2=False)   # the original's log lines, byte for byte
         client.add_data((sp.SID_READ_REQUEST, sp.SID_READ_RESPONSE), 0, 'asc_time')
         assert wait_until(client.is_connected)
         with caplog.at_level(logging.DEBUG):

@@ -84,7 +84,7 @@ def test_interop_on_the_32k_board(board, role, codec, secret):
 def test_wrong_secret_is_refused_by_the_32k_board(board):
     dev = board()
     dev.start(secret=SECRET)
-    host = sp.pure_json_protocol(sp.serial_stp(dev.port), secret='wrong', channel_name='host')
+    host = sp.pure_json_protocol(sp.serial_stp(dev.port), secret='wrong', channel_name='host', session_v2=False)
     try:
         assert host.authentificate(timeout=10) is False
         assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED

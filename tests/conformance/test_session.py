@@ -80,16 +80,22 @@ def test_required_refuses_the_original_wire():
 
 
 def test_an_unanswered_offer_settles_on_the_original_wire_after_a_while():
-    link = Link(client={'session_v2': True})
+    link = Link(session_v2=True)
     link.client.connection_made()
-    link.client.data_to_send()    # lost
-    assert link.client.session is None and not link.client.ready() and link.client.deadline_ms() == 1000
-    link.clock.now += 999
+    link.server.connection_made()
+    link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
+    link.server.feed(link.client.data_to_send())
+    late = link.server.data_to_send()    # a slow board's answer, still on its way
+    assert link.client.session is None and not link.client.ready() and link.client.deadline_ms() == 3000
+    link.clock.now += 2999
     link.client.tick()
     assert link.client.session is None
     link.clock.now += 1
     link.client.tick()
     assert link.client.session == 1 and link.client.ready()
+    link.client.feed(late)      # the late answer still starts v2 on both sides
+    assert link.client.session == link.server.session == 2
+    assert call(link, 0, 'x').get_data() == 'x'
 
 
 def test_golden_v2_frames():
@@ -203,3 +209,14 @@ def test_a_new_program_on_a_serial_line_starts_over():
 GOLDEN_V2_PURE = (b':<{"data_id":= 0, "service_id":= 10, "status":= 0, "data":= null, "seq":= 1, "re":= 0, '
                   b'"mac":= "febc2912ac24c96d"}\x16_\xb9\x90:>')
 GOLDEN_V2_STRUCT = b':<\x00\n\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00null\xc9\\B\x99\xb6\x1bw\x13\x89u u:>'
+
+
+def test_a_request_that_arrives_broken_is_answered_with_its_seq():
+    for codec in (pure_json, struct_json):
+        link = pair(codec, secret=SECRET, auto=True)
+        token = link.client.send_msg(sp.SID_WRITE_REQUEST, 1, 12345, call=True)
+        wire = bytearray(link.client.data_to_send())
+        wire[-4] ^= 0xFF   # inside the CRC
+        link.server.feed(wire)
+        link.client.feed(link.server.data_to_send())
+        assert link.client.take_reply(token).get_status() == sp.STATUS_CHECKSUM_ERROR
