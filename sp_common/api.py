@@ -23,7 +23,8 @@ class Api:
         """The token of the message sent, or None if it could not go out within timeout."""
         engine = self._engine
         if not self._wait(self._ready, timeout):
-            engine.note(WARNING, 'cannot send, no %sconnection' % ('trusted ' if engine.auto_auth else ''))
+            engine.note(WARNING, 'cannot send: %s' % ('the wire is not settled' if self.is_connected() and not engine.ready()
+                                                     else 'no %sconnection' % ('trusted ' if engine.auto_auth else '')))
             return None
         with self._lock:
             token = engine.send_msg(service_id, data_id, data, status, 0, call)

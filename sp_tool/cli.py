@@ -70,7 +70,8 @@ def do_ports(args) -> int:
 def argparse_call(p: argparse.ArgumentParser) -> None:
     p.description = ('Send one request and print its answer and status. TARGET is a serial port '
                      '(/dev/ttyACM0, COM3), any pyserial URL (socket://, rfc2217://, loop://), '
-                     'tcp://HOST:PORT, or left out for a virtual board started for this call.')
+                     'tcp://HOST:PORT, mqtt://HOST:PORT/BOARD (a board behind sp gateway), '
+                     'or left out for a virtual board started for this call.')
     p.usage = 'sp call [options] [TARGET] SERVICE DATA_ID [DATA_JSON]'
     p.epilog = 'example: sp call /dev/ttyACM0 write value 42'
     p.add_argument('words', nargs='+', metavar='TARGET SERVICE DATA_ID DATA_JSON',
@@ -112,23 +113,43 @@ def _split_call_words(words: List[str]):
 
 def do_call(args) -> int:
     from .call import call, data_id, service_id, verdict
+    from .mqtt_wire import is_broker_url
     from .target import open_transport
     args.target, service, did_text, data = _split_call_words(args.words)
+    if args.target is not None and is_broker_url(args.target):
+        return _call_through_broker(args, service, did_text, data)
     sid = service_id(service)
     did, name = data_id(sid, did_text)
     with _board_port(args) as where:
         comm = open_transport(where, args.baud, args.timeout)
         answer, counters = call(comm, where, sid, did, name, data, args.codec, args.secret, args.timeout)
     status = answer.get_status()
-    if args.json:
-        print(json.dumps({'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(),
-                          'status': status, 'status_name': _status_name(status), 'data': answer.get_data()}))
-    else:
-        print('%s: %s' % (_status_name(status), json.dumps(answer.get_data())))
+    _print_answer(args, {'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(),
+                         'status': status, 'status_name': _status_name(status), 'data': answer.get_data()})
     error = verdict(answer, counters, where)
     if error is not None:
         raise error
     return EXIT_OK
+
+
+def _call_through_broker(args, service: str, did_text: str, data) -> int:
+    """mqtt://HOST:PORT/BOARD: the gateway holds the link, its secret and codec."""
+    from .mqtt_call import call_through_broker, verdict
+    if args.secret is not None or args.codec != 'pure_json':
+        raise CommandError('through a broker the gateway holds the board\'s secret and codec: '
+                           'leave out --secret and --codec')
+    answer = call_through_broker(args.target, service, did_text, data, args.timeout)
+    _print_answer(args, answer)
+    if answer['status'] != 0:
+        raise verdict(answer, args.target)
+    return EXIT_OK
+
+
+def _print_answer(args, answer: dict) -> None:
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print('%s: %s' % (answer['status_name'], json.dumps(answer['data'])))
 
 
 def _status_name(status: int) -> str:
@@ -234,6 +255,53 @@ def _reset_on_enter(board) -> None:
         _reset(board)
 
 
+# gateway -------------------------------------------------------------------------------------
+def argparse_gateway(p: argparse.ArgumentParser) -> None:
+    p.description = ('Put boards behind an MQTT broker: requests published to PREFIX/BOARD/SERVICE/DATA_ID/req '
+                     '(MQTT 5 response topic and correlation data, or a 3.1.1 envelope {"reply_to", "id", '
+                     '"data"}) are called on the board and answered; what a board sends by itself goes to '
+                     'PREFIX/BOARD/SERVICE_ID/DATA_ID; PREFIX/BOARD/status says online or offline (retained). '
+                     'Reconnects to the broker and to each board by itself; runs until Ctrl-C.')
+    p.usage = 'sp gateway --broker mqtt://HOST:PORT [options] NAME=TARGET [NAME=TARGET ...]'
+    p.epilog = 'example: sp gateway --broker mqtt://127.0.0.1:1883 kitchen=/dev/ttyACM0?secret_file=kitchen.key'
+    p.add_argument('boards', nargs='+', metavar='NAME=TARGET',
+                   help='TARGET as for call, optionally followed by ?secret=S or ?secret_file=PATH, '
+                        '&codec=struct_json, &baud=N')
+    p.add_argument('--broker', required=True, help='mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)')
+    p.add_argument('--prefix', default='sp', help='first topic level (default sp)')
+    p.add_argument('--username', help='broker login')
+    p.add_argument('--password', help='broker password (default: $SP_MQTT_PASSWORD)')
+    p.add_argument('--cafile', help='CA certificates for TLS (default: the system\'s)')
+    p.add_argument('--certfile', help='client certificate for TLS')
+    p.add_argument('--keyfile', help='client certificate key for TLS')
+    p.add_argument('--timeout', type=float, default=5.0, help='seconds a board has to answer (default 5)')
+    p.add_argument('--workers', type=int, default=8, help='calls in flight per board (default 8)')
+    p.add_argument('--max-payload', type=int, default=65536, help='largest request payload in bytes (default 65536)')
+
+
+def do_gateway(args) -> int:
+    from . import mqtt_wire as wire
+    from .gateway import Gateway, parse_board
+    try:
+        broker, _ = wire.parse_broker(args.broker)
+        boards = [parse_board(text) for text in args.boards]
+    except (ValueError, OSError) as err:
+        raise CommandError(str(err)) from None
+    broker.username = args.username or broker.username
+    broker.password = args.password or os.environ.get('SP_MQTT_PASSWORD') or broker.password
+    broker.cafile, broker.certfile, broker.keyfile = args.cafile, args.certfile, args.keyfile
+    stop = _stop_on_signals()
+    gateway = Gateway(broker, boards, args.prefix, args.timeout, args.workers, args.max_payload)
+    try:
+        gateway.start()
+        print('gateway for %s on %s, prefix %s' % (', '.join(b.name for b in boards), broker.url, args.prefix),
+              flush=True)
+        stop.wait()
+    finally:
+        gateway.stop()
+    return EXIT_OK
+
+
 # deploy --------------------------------------------------------------------------------------
 def argparse_deploy(p: argparse.ArgumentParser) -> None:
     from .deploy import __doc__ as doc
@@ -254,13 +322,29 @@ def do_deploy(args) -> int:
     return EXIT_OK
 
 
+# secret --------------------------------------------------------------------------------------
+def argparse_secret(p: argparse.ArgumentParser) -> None:
+    p.description = ('Print a new random secret (24 random bytes, hex): anyone who records an exchange can try '
+                     'guesses of a weak secret offline, so a secret must be random.')
+    p.epilog = 'example: sp secret > secret.txt'
+
+
+def do_secret(args) -> int:
+    import binascii
+    import os
+    print(binascii.hexlify(os.urandom(24)).decode())
+    return EXIT_OK
+
+
 COMMANDS = {
     'ports': (do_ports, argparse_ports, 'list the serial ports'),
     'call': (do_call, argparse_call, 'send one request and print the answer'),
     'serve': (do_serve, argparse_serve, 'serve the demo services from this host'),
+    'gateway': (do_gateway, argparse_gateway, 'put boards behind an MQTT broker'),
     'monitor': (do_monitor, argparse_monitor, 'decode a live link or a captured byte file'),
     'board': (do_board, argparse_board, 'run the virtual board (MicroPython unix port on a pty)'),
     'deploy': (do_deploy, argparse_deploy, 'copy the device code to a board with mpremote'),
+    'secret': (do_secret, argparse_secret, 'print a new random secret'),
 }
 
 

@@ -270,3 +270,9 @@ def test_monitor_shows_a_live_link_and_saves_its_bytes(tmp_path):
         assert re.match(r'\d\d:\d\d:\d\d\.\d\d\d <- read data response, data_id: asc_time, status: okay, '
                         r'data: "tick %d", crc: ok$' % i, line), line
     assert saved.read_bytes() == sent
+
+
+def test_secret_is_random_hex():
+    first, second = sp('secret'), sp('secret')
+    assert first.returncode == second.returncode == 0
+    assert re.fullmatch(r'[0-9a-f]{48}\n', first.stdout) and first.stdout != second.stdout
