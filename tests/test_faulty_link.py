@@ -1,13 +1,16 @@
-"""Session v2 on a faulty link, in-process through two engines (DESIGN 7): no answer reaches the wrong
-request, every loss is a None, and the receiving side's counters account for every frame that did not
-reach dispatch."""
+"""Session v2 on a faulty link (DESIGN 7), in-process through two engines and over real TCP through a
+proxy: no answer reaches the wrong request, every loss is a None, and the receiving side's counters
+account for every frame that did not reach dispatch."""
 import random
 
 import pytest
 
 import sp_common as sp
+import sp_cpython
 from conformance.link import Link
+from proxy import DOWN, UP, Proxy
 from sp_common import Deframer, frame, pure_json, struct_json
+from test_host import serve_demo, wait_until
 
 SECRET = 'b7f1c0de9a'
 BYTE_FAULTS = ('flip', 'drop', 'insert', 'repeat')
@@ -152,3 +155,33 @@ def test_twenty_thousand_requests_on_a_faulty_link(codec, secret, requests=5000,
     # error reply to a request whose seq (unsolicited) or service (out_of_turn) did not survive
     for side, served in (('server', len(echoed)), ('client', answered + refused)):
         assert served + sum(delta[side][name] for name in UNHEEDED) == delta[side]['rx_messages']
+
+
+def test_a_faulty_proxy_between_two_host_sides():
+    """The same faults at a lower rate on a real TCP path, with real timeouts: the link keeps working."""
+    server = sp_cpython.pure_json_protocol(sp_cpython.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
+    calls = serve_demo(server)
+    proxy = Proxy(server.__comm_inst__.port)
+    client = sp_cpython.pure_json_protocol(sp_cpython.tcp_client_stp('127.0.0.1', proxy.port), secret=SECRET,
+                                           auto_auth=True)
+    try:
+        assert wait_until(client.connection_established) and client.session == 2 and client.macs
+        for direction, seed in ((UP, 1), (DOWN, 2)):
+            faults = Direction(random.Random(seed), 0.02, 0)
+            proxy.hooks[direction] = lambda body, faults=faults, hold=direction == DOWN: b''.join(
+                data for _, data in faults.carry(frame(body), hold))
+        answered = 0
+        for n in range(300):
+            reply = client.request(sp.SID_EXECUTE_REQUEST, 0, 'req:%d' % n, timeout=0.25)
+            if reply is not None and reply.get_status() != sp.STATUS_CHECKSUM_ERROR:
+                assert (reply.get_status(), reply.get_data()) == (sp.STATUS_OKAY, 'req:%d' % n)
+                answered += 1
+        assert answered > 250
+        assert set(calls) <= {'req:%d' % n for n in range(300)}
+        assert client.is_connected() and proxy.connections == 1
+        dropped = sum(client.counters[name] + server.counters[name] for name in ERRORS + ('replayed', 'stale'))
+        assert dropped > 0   # the faults did reach the engines
+    finally:
+        client.close()
+        server.close()
+        proxy.close()
