@@ -59,14 +59,22 @@ def open_serial(url: str, baud: int, timeout: Optional[float] = None) -> serial.
         raise CommandError('cannot open %s: %s' % (url, reason), EXIT_PORT) from None
 
 
+def transport(target: str, baud: int, is_client: bool = True):
+    """The comm instance for target; it opens the link, and reopens it when lost, by itself."""
+    tcp = parse_tcp(target)
+    if tcp is not None:
+        return sp.tcp_client_stp(*tcp)
+    return sp.serial_stp(target, baud, is_client=is_client)
+
+
 def open_transport(target: str, baud: int, timeout: float, is_client: bool = True):
     """The comm instance for target, after one trial open that reports why it fails."""
     tcp = parse_tcp(target)
     if tcp is not None:
         open_socket(*tcp, timeout=timeout).close()
-        return sp.tcp_client_stp(*tcp)
-    open_serial(target, baud).close()
-    return sp.serial_stp(target, baud, is_client=is_client)
+    else:
+        open_serial(target, baud).close()
+    return transport(target, baud, is_client)
 
 
 def listen_transport(address: str):

@@ -1,0 +1,266 @@
+"""sp gateway: boards on serial ports or TCP behind an MQTT broker, so any program on the network can call any board.
+
+One BoardLink per board: its host protocol (whose transport reconnects by
+itself), a small pool of workers that each wait in request(), so many calls
+are in flight at once and each gets its own answer. One paho client for the
+broker, whose loop reconnects by itself; every (re)connect subscribes again
+and publishes the retained statuses again (a restarted broker may have lost
+them). A caller never waits forever: a board that is offline or does not
+answer in time gets an error answer with a status that says which.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import parse_qsl, urlencode
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+import sp_cpython as sp
+
+from . import mqtt_wire as wire
+from .target import PROTOCOLS, transport
+
+log = logging.getLogger('sp.gateway')
+CHANNEL_NAME = 'sp-gateway'
+WATCH_S = 0.1          # how often a board's link state is looked at
+COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages')
+BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
+
+
+@dataclass
+class BoardSpec:
+    """NAME=TARGET[?secret=S|secret_file=PATH][&codec=C][&baud=N]; other query keys stay in a pyserial URL."""
+
+    name: str
+    target: str
+    secret: Optional[str] = None
+    codec: str = 'pure_json'
+    baud: int = 115200
+
+
+def parse_board(text: str) -> BoardSpec:
+    name, sep, rest = text.partition('=')
+    if not sep or not rest:
+        raise ValueError('a board is NAME=TARGET, not %r' % text)
+    why = wire.check_name(name)
+    if why:
+        raise ValueError('%s: %r' % (why, name))
+    target, _, query = rest.partition('?')
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    ours = {key: options.pop(key) for key in BOARD_OPTIONS if key in options}
+    if options:
+        target += '?' + urlencode(options)
+    spec = BoardSpec(name, target, ours.get('secret'), ours.get('codec', 'pure_json'))
+    if spec.codec not in PROTOCOLS:
+        raise ValueError('board %s: codec is one of %s' % (name, ', '.join(PROTOCOLS)))
+    if 'secret_file' in ours:
+        with open(ours['secret_file']) as f:
+            spec.secret = f.read().strip()
+    if 'baud' in ours:
+        if not ours['baud'].isdigit():
+            raise ValueError('board %s: baud is a number' % name)
+        spec.baud = int(ours['baud'])
+    return spec
+
+
+class BoardLink:
+    """One board: its protocol (authenticating on every connect with a secret) and the workers that call it."""
+
+    def __init__(self, spec: BoardSpec, workers: int, on_message: Callable[[str, sp.data_storage], None]) -> None:
+        self.name = spec.name
+        self.prot = PROTOCOLS[spec.codec](transport(spec.target, spec.baud), secret=spec.secret,
+                                          auto_auth=spec.secret is not None, channel_name=CHANNEL_NAME)
+        self._services = set(wire.SERVICES.values())
+        self._on_message = on_message
+        self.prot.register_callback(None, None, self._from_board)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix='gateway-' + spec.name)
+
+    def online(self) -> bool:
+        return self.prot.connection_established()
+
+    def request(self, sid: int, did: int, data: Any, timeout: float) -> Optional[sp.data_storage]:
+        if sid not in self._services:
+            try:
+                self.prot.add_service(sid, sid + 1)
+            except (sp.RequestSidExistsError, sp.ResponseSidExistsError):
+                pass
+            self._services.add(sid)
+        return self.prot.request(sid, did, data, timeout)
+
+    def _from_board(self, msg: sp.data_storage):
+        """Whatever the board sends that no call waits for: a request of its own, or an answer nobody asked for."""
+        self._on_message(self.name, msg)
+        return sp.STATUS_OKAY, None     # a board's request is acknowledged once published
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.prot.close()
+
+
+@dataclass
+class Reply:
+    """Where an answer goes: an MQTT 5 response topic and correlation data, or a 3.1.1 envelope's reply_to and id."""
+
+    topic: str
+    correlation: Optional[bytes] = None
+    envelope_id: Any = None
+    envelope: bool = False
+
+
+class Gateway:
+    """Bridges requests on the broker to the boards and publishes what the boards say and whether they are there."""
+
+    def __init__(self, broker: wire.Broker, boards: List[BoardSpec], prefix: str = wire.DEFAULT_PREFIX,
+                 timeout: float = 5.0, workers: int = 8, max_payload: int = 65536) -> None:
+        names = [spec.name for spec in boards]
+        if len(set(names)) != len(names):
+            raise ValueError('two boards with the same name')
+        self.prefix = prefix
+        self.timeout = timeout
+        self.max_payload = max_payload
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._published: Dict[str, Optional[bool]] = dict.fromkeys(names)
+        self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board) for spec in boards}
+        self.gateway_topic = wire.status_topic(prefix, 'gateway')
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='sp-gateway-' + uuid.uuid4().hex[:12],
+                                  protocol=mqtt.MQTTv5)
+        broker.apply(self.client)
+        self.client.will_set(self.gateway_topic, wire.OFFLINE, wire.QOS_STATUS, retain=True)
+        self.client.reconnect_delay_set(1, 2)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.broker = broker
+        self._watcher = threading.Thread(target=self._watch, name='gateway-watch', daemon=True)
+
+    def start(self) -> None:
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Says offline for every board and for itself, then lets go of the broker and the boards."""
+        self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join()
+        infos = [self.client.publish(wire.status_topic(self.prefix, name), wire.OFFLINE, wire.QOS_STATUS, retain=True)
+                 for name in self.links]
+        infos.append(self.client.publish(self.gateway_topic, wire.OFFLINE, wire.QOS_STATUS, retain=True))
+        for info in infos:
+            if self.client.is_connected():
+                info.wait_for_publish(2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        for link in self.links.values():
+            link.close()
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] += 1
+
+    # broker side ----------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning('broker %s refused the connection: %s', self.broker.url, reason_code)
+            return
+        log.info('connected to %s', self.broker.url)
+        client.subscribe([('%s/%s/+/+/req' % (self.prefix, name), wire.QOS_CALL) for name in self.links])
+        client.publish(self.gateway_topic, wire.ONLINE, wire.QOS_STATUS, retain=True)
+        with self._lock:
+            for name in self.links:
+                self._published[name] = None    # a restarted broker forgot them: publish again
+        self._publish_states()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        """On paho's thread: checks the request and hands it to the board's workers; never blocks, never raises."""
+        self.count('requests')
+        board, service, did_text = msg.topic[len(self.prefix) + 1:].split('/')[:3]   # as subscribed: .../req
+        props = msg.properties
+        reply = None
+        if getattr(props, 'ResponseTopic', None):
+            reply = Reply(props.ResponseTopic, getattr(props, 'CorrelationData', None))
+        try:
+            if len(msg.payload) > self.max_payload:
+                raise ValueError('a payload of %d bytes is over the limit of %d' % (len(msg.payload), self.max_payload))
+            try:
+                data = json.loads(msg.payload) if msg.payload else None
+            except ValueError as err:
+                raise ValueError('the payload is not JSON (%s)' % err) from None
+            if reply is None:
+                topic, envelope_id, data = wire.parse_envelope(data)
+                reply = Reply(topic, None, envelope_id, True)
+            sid = wire.parse_service(service)
+            did = wire.parse_data_id(did_text)
+        except ValueError as err:
+            self.count('bad_input')
+            log.warning('bad request on %s: %s%s', msg.topic, err, '' if reply else ' (no response topic: dropped)')
+            if reply is not None:
+                self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
+            return
+        link = self.links[board]
+        if not link.online():
+            self.count('offline')
+            self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s is offline' % board))
+            return
+        link.pool.submit(self._serve, link, sid, did, data, reply, time.monotonic() + self.timeout)
+
+    def _serve(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, deadline: float) -> None:
+        """On a worker: one call to the board, one answer to the caller, whatever happens."""
+        try:
+            msg = link.request(sid, did, data, deadline - time.monotonic()) if time.monotonic() < deadline else None
+        except Exception as err:    # the codec refused what JSON allowed (e.g. a data id over 16 bits)
+            self.count('bad_input')
+            log.warning('board %s cannot take service %d, data id %d: %s', link.name, sid, did, err)
+            self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
+            return
+        if msg is not None:
+            self.count('answered')
+            self._respond(reply, wire.answer(msg.get_status(), msg.get_data()))
+        elif not link.online():
+            self.count('offline')
+            self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s went offline' % link.name))
+        else:
+            self.count('timeouts')
+            self._respond(reply, wire.answer(wire.STATUS_TIMEOUT, 'no answer from %s within %g s'
+                                             % (link.name, self.timeout)))
+
+    def _respond(self, reply: Reply, body: Dict[str, Any]) -> None:
+        properties = None
+        if reply.envelope:
+            body['id'] = reply.envelope_id
+        elif reply.correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = reply.correlation
+        self.client.publish(reply.topic, wire.dumps(body), wire.QOS_CALL, properties=properties)
+
+    # board side ------------------------------------------------------------------------------
+    def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:
+        self.count('board_messages')
+        topic = '%s/%s/%d/%s' % (self.prefix, board, msg.get_service_id(), msg.get_data_id())
+        self.client.publish(topic, wire.dumps(wire.answer(msg.get_status(), msg.get_data())), wire.QOS_CALL)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_S):
+            self._publish_states()
+
+    def _publish_states(self) -> None:
+        """Publishes (retained) each board whose state is not the one last published."""
+        with self._lock:
+            for name, link in self.links.items():
+                online = link.online()
+                if online is self._published[name] or not self.client.is_connected():
+                    continue
+                self._published[name] = online
+                log.info('board %s is %s', name, wire.ONLINE if online else wire.OFFLINE)
+                self.client.publish(wire.status_topic(self.prefix, name), wire.ONLINE if online else wire.OFFLINE,
+                                    wire.QOS_STATUS, retain=True)

@@ -1,0 +1,37 @@
+"""sp call mqtt://HOST:PORT/BOARD ...: one request through a broker and `sp gateway`, its failures named as for a link."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import mqtt_wire as wire
+from .call import data_id, service_id
+from .errors import EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError
+
+EXIT_CODES = {wire.STATUS_BOARD_OFFLINE: EXIT_REFUSED, wire.STATUS_TIMEOUT: EXIT_TIMEOUT}
+
+
+def call_through_broker(url: str, service: str, did_text: str, data: Any, timeout: float) -> Dict[str, Any]:
+    """{"service_id", "data_id", "status", "status_name", "data"} of the board's answer."""
+    from .mqtt_client import BoardClient
+    sid = service_id(service)
+    did, _ = data_id(sid, did_text)
+    if not isinstance(did, int):
+        raise CommandError('through a broker the data id is a number or a demo name, not %r' % did_text)
+    try:
+        with BoardClient(url, connect_timeout=min(timeout, 10.0)) as client:
+            answer = client.request(sid, did, data, timeout)
+    except ValueError as err:
+        raise CommandError('%s (mqtt://HOST:PORT/BOARD)' % err) from None
+    except ConnectionError as err:
+        raise CommandError(str(err), EXIT_REFUSED) from None
+    except TimeoutError as err:
+        raise CommandError('%s (is sp gateway running for it?)' % err, EXIT_TIMEOUT) from None
+    return dict({'service_id': sid + 1, 'data_id': did}, **answer)
+
+
+def verdict(answer: Dict[str, Any], url: str) -> CommandError:
+    """The error an answer with a status other than okay stands for."""
+    status = answer['status']
+    return CommandError('%s answered: %s%s' % (url, answer['status_name'], ' (%s)' % answer['data']
+                                              if status in wire.GATEWAY_STATUS_NAMES else ''),
+                        EXIT_CODES.get(status, EXIT_STATUS))
