@@ -284,8 +284,8 @@ class struct_json:
         """(service_id, data_id, status, data, seq, re); v2 says which header to read (seq, re None without)."""
         head_size = 13 if v2 else 5
         end = len(body) - 4 - (8 if mac is not None else 0)
-        if end < head_size + 1:
-            raise ChecksumError()
+        if end < head_size + 1:   # too short for this header: broken, or a frame of the other wire (downgrade)
+            raise FormatError('too short') if _crc_ok(body) else ChecksumError()
         head = struct.unpack('>HHBII' if v2 else '>HHB', body[:head_size])
         if not _crc_ok(body):
             raise ChecksumError(head[0], head[1], head[3] if v2 else None)

@@ -220,3 +220,11 @@ def test_a_request_that_arrives_broken_is_answered_with_its_seq():
         link.server.feed(wire)
         link.client.feed(link.server.data_to_send())
         assert link.client.take_reply(token).get_status() == sp.STATUS_CHECKSUM_ERROR
+
+
+def test_an_original_frame_in_v2_is_a_downgrade_however_short():
+    """The shortest original frame (a seed request) is too short for a v2 header with a MAC: still no checksum error."""
+    for codec in (pure_json, struct_json):
+        link = pair(codec, secret=SECRET, auto=True)
+        link.server.feed(sp.frame(codec.encode(sp.SID_AUTH_REQUEST, 0, 0, None)))
+        assert (link.server.counters['downgrade'], link.server.counters['crc_errors']) == (1, 0)
