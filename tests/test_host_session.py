@@ -1,0 +1,166 @@
+"""Session v2 between two host sides over real links (DESIGN 9): concurrent callers, a man in the
+middle who does not know the secret, and every pairing of v2, original and 'required' peers."""
+import binascii
+import threading
+
+import pytest
+
+import sp_cpython as sp
+from proxy import DOWN, UP, Proxy, through
+from sp_common import frame, pure_json
+from test_host import SECRET, link, serve_demo, wait_until  # noqa: F401 (link: the fixture)
+
+CODECS = [sp.pure_json_protocol, sp.struct_json_protocol]
+
+
+def data_of(msg):
+    return None if msg is None else msg.get_data()
+
+
+@pytest.mark.parametrize('session_v2', [True, False])
+def test_eight_threads_request_on_the_same_ids(link, session_v2):  # noqa: F811
+    """Every caller gets its own answer: by seq in v2; on the original wire, where a peer answers in
+    order, by taking the oldest answer due on the ids."""
+    server, client = link.make(session_v2=session_v2)
+    results = {}
+    start = threading.Barrier(8)
+
+    def caller(n):
+        start.wait()
+        results[n] = [data_of(client.request(sp.SID_EXECUTE_REQUEST, 0, [n, i], timeout=10)) for i in range(25)]
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {n: [[n, i] for i in range(25)] for n in range(8)}
+    assert client.session == server.session == (2 if session_v2 else 1)
+
+
+class Middle:
+    """A server and a client with the same secret (authenticating at once) talking through a proxy."""
+
+    def __init__(self, cls=sp.pure_json_protocol, secret=SECRET, client_v2=True, server_v2=True):
+        self.server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=secret, session_v2=server_v2)
+        self.calls = serve_demo(self.server)
+        self.proxy = Proxy(self.server.__comm_inst__.port)
+        self.client = cls(sp.tcp_client_stp('127.0.0.1', self.proxy.port), secret=secret,
+                          auto_auth=secret is not None, session_v2=client_v2)
+
+    def close(self):
+        self.client.close()
+        self.server.close()
+        self.proxy.close()
+
+
+@pytest.fixture
+def middle():
+    middle = Middle()
+    yield middle
+    middle.close()
+
+
+def with_crc(text):
+    return text + binascii.crc32(text).to_bytes(4, 'big')
+
+
+def test_a_man_in_the_middle_without_the_secret(middle):
+    """Replayed, reflected, modified and injected frames are all dropped and counted; no caller gets a forged answer."""
+    server, client, proxy = middle.server, middle.client, middle.proxy
+    assert wait_until(client.connection_established) and client.macs and server.macs
+    assert data_of(client.request(sp.SID_EXECUTE_REQUEST, 0, 'genuine')) == 'genuine'
+    request, answer = proxy.seen[UP][-1], proxy.seen[DOWN][-1]
+
+    proxy.inject(UP, frame(request))          # replayed
+    proxy.inject(DOWN, frame(answer))
+    assert wait_until(lambda: server.counters['replayed'] == client.counters['replayed'] == 1)
+    proxy.inject(DOWN, frame(request))        # reflected to their senders
+    proxy.inject(UP, frame(answer))
+    assert wait_until(lambda: server.counters['mac_errors'] == client.counters['mac_errors'] == 1)
+
+    proxy.hooks[DOWN] = lambda body: frame(with_crc(body[:-4].replace(b'second', b'SECOND')))   # modified
+    assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'second', timeout=0.5) is None
+    assert wait_until(lambda: client.counters['mac_errors'] == 2)
+
+    proxy.hooks[DOWN] = lambda body: b''      # the genuine answer withheld, forged ones instead
+    result = {}
+    caller = threading.Thread(target=lambda: result.update(
+        third=client.request(sp.SID_EXECUTE_REQUEST, 0, 'third', timeout=1)))
+    caller.start()
+    assert wait_until(lambda: middle.calls[-1:] == ['third'])
+    seq = pure_json.decode(proxy.seen[UP][-1])[4]
+    v2 = pure_json.encode(31, 0, 0, 'forged', 10 ** 6, seq)[:-4]
+    for text in (v2, v2[:-1] + b', "mac": "0123456789abcdef"}', pure_json.encode(31, 0, 0, 'forged')[:-4]):
+        proxy.inject(DOWN, frame(with_crc(text)))    # no MAC, a made-up MAC, an original frame
+    caller.join(5)
+    assert result == {'third': None}
+    assert wait_until(lambda: client.counters['mac_errors'] == 4 and client.counters['downgrade'] == 1)
+
+    proxy.inject(UP, frame(pure_json.encode(30, 0, 0, 'injected', 10 ** 6, 0)))   # requests nobody sent
+    proxy.inject(UP, frame(pure_json.encode(30, 0, 0, 'injected')))
+    assert wait_until(lambda: server.counters['mac_errors'] == 2 and server.counters['downgrade'] == 1)
+    proxy.hooks[DOWN] = through
+    assert data_of(client.request(sp.SID_EXECUTE_REQUEST, 0, 'after')) == 'after'   # the link still works
+    assert middle.calls == ['genuine', 'second', 'third', 'after']
+    assert server.counters['replayed'] == client.counters['replayed'] == 1
+    assert proxy.connections == 1
+
+
+def session_refused(codec):
+    """A proxy hook that turns the server's session answer into the answer of a side that knows no v2."""
+    def hook(body):
+        try:
+            msg = codec.decode(body)
+        except ValueError:   # a v2 frame
+            return frame(body)
+        if (msg[0], msg[1]) != (sp.SID_SESSION_RESPONSE, 0):
+            return frame(body)
+        return frame(codec.encode(sp.SID_SESSION_RESPONSE, 0, sp.STATUS_SERVICE_OR_DATA_UNKNOWN, None))
+    return hook
+
+
+@pytest.mark.parametrize('cls', CODECS)
+@pytest.mark.parametrize('client_v2', [True, 'required'])
+def test_a_downgrade_in_the_middle_gains_nothing(cls, client_v2):
+    """'required' refuses the connection; the default client falls back to the original wire, which
+    the server, settled on v2 when it answered, does not hear."""
+    middle = Middle(cls, client_v2=client_v2)
+    middle.proxy.hooks[DOWN] = session_refused(cls.CODEC)
+    server, client = middle.server, middle.client
+    try:
+        if client_v2 == 'required':
+            assert wait_until(lambda: middle.proxy.connections >= 2)   # dropped, and dropped again
+            assert client.session is None
+        else:
+            assert wait_until(lambda: client.session == 1 and server.session == 2 and server.counters['downgrade'])
+        assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=0.5) is None
+        assert not client.check_authentification_state() and not server.check_authentification_state()
+        assert middle.calls == []
+    finally:
+        middle.close()
+
+
+PAIRINGS = [(True, True, 2), (True, False, 1), (False, True, 1), ('required', False, None), (False, 'required', None)]
+
+
+@pytest.mark.parametrize('cls', CODECS)
+@pytest.mark.parametrize('secret', [None, SECRET])
+@pytest.mark.parametrize('client_v2, server_v2, wire', PAIRINGS)
+def test_every_pairing_of_v2_and_original_sides(cls, secret, client_v2, server_v2, wire):
+    """v2 where both sides speak it, the original wire where one does not, no connection for 'required'."""
+    middle = Middle(cls, secret, client_v2, server_v2)
+    server, client = middle.server, middle.client
+    try:
+        if wire is None:
+            assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'refused', timeout=0.5) is None
+            assert wait_until(lambda: middle.proxy.connections >= 2)   # the 'required' side hung up
+            assert (client if client_v2 == 'required' else server).session is None
+            assert middle.calls == []
+            return
+        assert data_of(client.request(sp.SID_EXECUTE_REQUEST, 0, 'hello', timeout=5)) == 'hello'
+        assert client.session == server.session == wire
+        assert client.macs == server.macs == (wire == 2 and secret is not None)
+        assert client.check_authentification_state() == server.check_authentification_state() == (secret is not None)
+        assert middle.proxy.connections == 1
+    finally:
+        middle.close()
