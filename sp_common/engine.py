@@ -81,6 +81,7 @@ class Engine:
         self.log = log
         self.hexlog = hexlog
         self.clock = clock
+        self.defer = None         # runtime hook: defer(coroutine, msg, response sid, seq) for async callbacks
         self.random_bytes = random_bytes
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
@@ -406,11 +407,19 @@ class Engine:
                 self.send_msg(resp, did, None, c.STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
             return
         try:
-            status, data = self._run(entry, msg)
+            result = self._run(entry, msg)
+            if self.defer is not None and hasattr(result, 'send'):   # a coroutine: answered when it is done
+                self.defer(result, msg, resp, seq)
+                return
+            status, data = result
             self.send_msg(resp, did, data, status, seq)
         except Exception as err:
-            self._callback_failed(msg, err)
-            self.send_msg(resp, did, None, c.STATUS_CALLBACK_ERROR, seq)
+            self.answer_failed(msg, err, resp, seq)
+
+    def answer_failed(self, msg, err, resp, seq):
+        """A request callback raised: the error logged and counted, the requester told."""
+        self._callback_failed(msg, err)
+        self.send_msg(resp, msg['data_id'], None, c.STATUS_CALLBACK_ERROR, seq)
 
     def _on_response(self, sid, did, status, data, size, re):
         """A response or any other message that asks for nothing back."""

@@ -1,0 +1,236 @@
+"""The protocol on asyncio: the same engine as the threaded API, fed by asyncio streams; every wait is awaited.
+
+    prot = await aio.connect('tcp://127.0.0.1:57321', secret=..., auto_auth=True)
+    answer = await prot.request(sp.SID_READ_REQUEST, 0)
+
+Callbacks run on the event loop; a request callback may be a coroutine
+function: its answer goes out when it returns. A call that is cancelled (or
+times out) forgets its request, and the connection stays usable.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import termios
+import time
+import tty
+from typing import Any, Awaitable, Callable, Optional, Union
+
+from sp_common import Engine, pure_json, struct_json
+from sp_common.const import STATUS_OKAY, WARNING
+from sp_common.message import data_storage
+
+CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
+WRITE_TIMEOUT = 2.0
+
+
+def _clock() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class AsyncProtocol:
+    """One connection's engine on an asyncio loop (made by connect() or serve())."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_client: bool,
+                 codec: str = 'pure_json', secret: Optional[str] = None, auto_auth: bool = False,
+                 channel_name: Optional[str] = None, session_v2: Union[bool, str] = True,
+                 max_frame: int = 65536) -> None:
+        self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
+                                       channel_name=channel_name, max_frame=max_frame, clock=_clock,
+                                       session_v2=session_v2)
+        engine.defer = self._defer
+        self._reader = reader
+        self._writer = writer
+        self._changed = asyncio.Condition()
+        self._connected = True
+        self._tasks: set = set()
+        self._timer: Optional[asyncio.TimerHandle] = None
+        engine.connection_made()
+        self._flush_soon()
+        self._pump = asyncio.ensure_future(self._read_loop())
+
+    async def __aenter__(self) -> 'AsyncProtocol':
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # the loop ---------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                self._engine.feed(data)
+                await self._settle()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connected = False
+            self._engine.connection_lost()
+            await self._notify()
+
+    async def _settle(self) -> None:
+        """After an engine step: write what it queued, wake the waiters, arm its timer, drop a refused link."""
+        await self._flush()
+        await self._notify()
+        wait = self._engine.deadline_ms()
+        if wait is not None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait / 1000 + 0.01, self._tick)
+        if self._engine.refused:
+            self._writer.close()
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._engine.tick()
+        self._spawn(self._settle())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _flush(self) -> bool:
+        data = self._engine.data_to_send()
+        if not data or not self._connected:
+            return self._connected
+        self._writer.write(data)
+        try:
+            await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
+            return True
+        except (OSError, asyncio.TimeoutError):
+            self._writer.close()   # a peer that stopped reading: the link is lost
+            return False
+
+    def _flush_soon(self) -> None:
+        self._spawn(self._settle())
+
+    def _spawn(self, coroutine: Awaitable) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _defer(self, coroutine, msg: data_storage, resp: int, seq: int) -> None:
+        async def answer() -> None:
+            try:
+                status, data = await coroutine
+                self._engine.send_msg(resp, msg['data_id'], data, status, seq)
+            except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
+                self._engine.answer_failed(msg, err, resp, seq)
+            await self._settle()
+        self._spawn(answer())
+
+    async def _wait(self, predicate: Callable[[], Any], timeout: Optional[float]) -> Any:
+        """The predicate's value once true, or its last value after timeout or when the link is gone."""
+        value = None
+
+        def ready() -> Any:
+            nonlocal value
+            value = predicate()
+            return value or not self._connected
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return value
+
+    def _ready(self) -> bool:
+        engine = self._engine
+        return engine.ready() and (not engine.auto_auth or engine.secret is None or engine.is_trusted())
+
+    # the API ------------------------------------------------------------------------------
+    async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
+        """This call's own answer, or None after timeout; cancelling it forgets the request."""
+        engine = self._engine
+        if not await self._wait(self._ready, timeout):
+            return None
+        token = engine.send_msg(service_id, data_id, data, STATUS_OKAY, 0, True)
+        try:
+            if not await self._flush():
+                return None
+            return await self._wait(lambda: engine.take_reply(token), timeout)
+        finally:
+            engine.forget(token)
+
+    async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
+        if not await self._wait(self._ready, timeout):
+            self._engine.note(WARNING, 'cannot send: no connection, or the wire is not settled')
+            return False
+        self._engine.send_msg(service_id, data_id, data, status)
+        return await self._flush()
+
+    async def receive(self, service_id: int, data_id, timeout: float = 1) -> Optional[data_storage]:
+        return await self._wait(lambda: self._engine.pop_received(service_id, data_id), timeout)
+
+    async def authentificate(self, timeout: float = 2) -> bool:
+        engine = self._engine
+        if engine.secret is None or not await self._wait(engine.ready, timeout):
+            return False
+        engine.start_auth()
+        await self._flush()
+        await self._wait(engine.auth_settled, timeout)
+        return engine.is_trusted()
+
+    def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:
+        self._engine.register_callback(service_id, data_id, callback, *args, **kwargs)
+
+    def add_data(self, service_id, data_id, name: str) -> None:
+        self._engine.add_data(service_id, data_id, name)
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def check_authentification_state(self) -> bool:
+        return self._engine.is_trusted()
+
+    @property
+    def session(self) -> Optional[int]:
+        return self._engine.session
+
+    @property
+    def counters(self) -> dict:
+        return dict(self._engine.counters)
+
+    async def close(self) -> None:
+        self._writer.close()
+        self._pump.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self._connected = False
+        await self._notify()
+
+
+async def _open_tty(path: str, baudrate: int):
+    """A serial device or pty in raw mode as an asyncio reader and writer (Linux: a tty is a pipe to asyncio)."""
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd)
+    attrs = termios.tcgetattr(fd)
+    speed = getattr(termios, 'B%d' % baudrate)
+    attrs[4] = attrs[5] = speed
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, 'rb', 0))
+    transport, protocol = await loop.connect_write_pipe(lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()),
+                                                        os.fdopen(os.dup(fd), 'wb', 0))
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtocol:
+    """A client on tcp://host:port or a serial device path; options as for AsyncProtocol."""
+    if target.startswith('tcp://'):
+        host, _, port = target[6:].rpartition(':')
+        reader, writer = await asyncio.open_connection(host, int(port))
+    else:
+        reader, writer = await _open_tty(target, baudrate)
+    return AsyncProtocol(reader, writer, True, **options)
+
+
+async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], **options) -> asyncio.AbstractServer:
+    """A TCP server: each client gets its own AsyncProtocol, handed to setup() to register its callbacks."""
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        prot = AsyncProtocol(reader, writer, False, **options)
+        setup(prot)
+        await prot._pump
+    return await asyncio.start_server(accepted, host, port)

@@ -1,0 +1,115 @@
+"""The asyncio API over real loopback TCP, real ptys and the virtual board."""
+import asyncio
+import socket
+import time
+
+import pytest
+
+import sp_cpython as sp
+from ptys import PtyCable
+from sp_cpython import aio
+from tools.unix_board import UnixBoard
+
+SECRET = 'asyncio secret'
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 60))
+
+
+def echo_server(secret=None):
+    """A threaded host server with an echo service and a slow one (1 s)."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=secret)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 9, lambda msg: time.sleep(1) or (sp.STATUS_OKAY, 'slow'))
+    return server
+
+
+def test_concurrent_requests_each_get_their_own_answer():
+    server = echo_server(SECRET)
+
+    async def main():
+        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port, secret=SECRET,
+                                     auto_auth=True) as prot:
+            answers = await asyncio.gather(*(prot.request(sp.SID_EXECUTE_REQUEST, 0, n) for n in range(40)))
+            assert [a.get_data() for a in answers] == list(range(40))
+            assert prot.session == 2 and prot.check_authentification_state()
+    try:
+        run(main())
+    finally:
+        server.close()
+
+
+def test_a_cancelled_call_leaves_the_connection_usable():
+    server = echo_server()
+
+    async def main():
+        prot = await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(prot.request(sp.SID_EXECUTE_REQUEST, 9), 0.3)   # cancelled while waiting
+        assert (await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'next', timeout=3)).get_data() == 'next'
+        assert prot.counters['stale'] == 1   # the slow answer came late and went to no one
+        await prot.close()
+    try:
+        run(main())
+    finally:
+        server.close()
+
+
+def test_over_a_pty_with_a_threaded_server(tmp_path):
+    cable = PtyCable(str(tmp_path))
+    server = sp.pure_json_protocol(sp.serial_stp(cable.path_a, is_client=False))
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+
+    async def main():
+        async with await aio.connect(cable.path_b) as prot:
+            answer = await prot.request(sp.SID_EXECUTE_REQUEST, 0, {'over': 'a pty:<:>'}, timeout=5)
+            assert answer.get_data() == {'over': 'a pty:<:>'} and prot.session == 2
+    try:
+        run(main())
+    finally:
+        server.close()
+        cable.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_a_server_written_with_it_answers_the_host_and_the_device():
+    """Coroutine callbacks answer a threaded host client; the virtual board connects as a client and is asked."""
+    async def slow_echo(msg):
+        await asyncio.sleep(0.05)
+        return sp.STATUS_OKAY, ['async', msg.get_data()]
+
+    async def main():
+        clients = []
+
+        def setup(prot):
+            prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, slow_echo)
+            clients.append(prot)
+        port = free_port()
+        server = await aio.serve('127.0.0.1', port, setup, secret=SECRET)
+        host = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port), secret=SECRET, auto_auth=True)
+        try:
+            answer = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: host.request(sp.SID_EXECUTE_REQUEST, 0, 'host', timeout=5))
+            assert answer.get_data() == ['async', 'host']
+        finally:
+            host.close()
+        board = UnixBoard('256k', role='client', tcp_host='127.0.0.1', tcp_port=port, stdio=0, secret=SECRET)
+        try:
+            for _ in range(200):
+                device = [c for c in clients[1:] if c.check_authentification_state()]
+                if device:
+                    break
+                await asyncio.sleep(0.05)
+            assert device, board.stderr()
+            echo = await device[0].request(sp.SID_EXECUTE_REQUEST, 0, 'to the board', timeout=5)
+            assert echo.get_data() == 'to the board' and device[0].session == 2
+        finally:
+            board.stop()
+            server.close()
+    run(main())
