@@ -19,7 +19,6 @@ from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
 from conftest import ROOT
-from mosquitto import Mosquitto, free_port
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
@@ -27,6 +26,7 @@ from sp_tool.gateway import Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
+from tools.mosquitto import Mosquitto, free_port
 
 SECRET = 'apple'
 GATEWAY_TIMEOUT = 2.0
@@ -61,7 +61,7 @@ class Inbox:
 
     def wait_for(self, predicate, timeout=WAIT):
         with self.cond:
-            assert self.cond.wait_for(predicate, timeout), [t for t, _ in self.messages]
+            assert self.cond.wait_for(predicate, timeout), [(t, getattr(m, 'payload', None)) for t, m in self.messages]
 
     def wait_payload(self, topic, payload):
         self.wait_for(lambda: getattr(self.last(topic), 'payload', None) == payload.encode())

@@ -1,15 +1,14 @@
-"""A real mosquitto broker for the tests: a free loopback port, a temporary config, no persistence."""
+"""A real mosquitto broker for the gateway's tests and benchmark: a free loopback port, a temporary config, no persistence."""
 import os
 import shutil
 import socket
 import subprocess
 import time
 
-import pytest
-
 
 def find_mosquitto():
-    return shutil.which('mosquitto') or next((p for p in ('/usr/sbin/mosquitto',) if os.path.exists(p)), None)
+    """Debian puts it in /usr/sbin, which a user's PATH may lack."""
+    return shutil.which('mosquitto') or shutil.which('mosquitto', path='/usr/sbin')
 
 
 def free_port():
@@ -24,7 +23,7 @@ class Mosquitto:
     def __init__(self, folder):
         self.command = find_mosquitto()
         if self.command is None:
-            pytest.fail('mosquitto is not installed (Debian: apt-get install mosquitto; .ci/run installs it)')
+            raise RuntimeError('mosquitto is not installed (Debian: apt-get install mosquitto; .ci/run installs it)')
         self.port = free_port()
         self.url = 'mqtt://127.0.0.1:%d' % self.port
         self.config = os.path.join(folder, 'mosquitto.conf')

@@ -1,0 +1,138 @@
+"""Calls through broker + gateway beside direct host <-> board calls, for 1, 2, 4 and 8 virtual boards, in one run.
+
+Each board is a virtual board (boards/unix/main.py) on loopback TCP. Direct:
+one thread per board calls it with request() (execute echo, a small payload)
+over its own sp_cpython link. Through the gateway: one thread per board calls
+it with BoardClient (MQTT 5) through a mosquitto broker and one `sp gateway`
+(its own process, as deployed) that holds every board's link. Each thread calls one after the other, so the
+latency is a round trip and the rate is what that many callers get.
+
+    python3 -m benchmarks.bench_gateway [--seconds S] [--boards 1,2,4,8]
+"""
+import argparse
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, List
+
+import sp_cpython as sp
+from sp_tool.mqtt_client import BoardClient
+from sp_tool.target import board_env
+from sp_tool.virtual_board import VirtualBoard
+from tools.mosquitto import Mosquitto, free_port
+
+PAYLOAD = {'n': 1, 'text': 'sixteen bytes..'}
+
+
+def run_callers(calls: List[Callable[[], None]], seconds: float):
+    """(requests per second, latencies in s) of one thread per call, each calling for `seconds`."""
+    latencies: List[float] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def loop(call):
+        mine = []
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            call()
+            mine.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(mine)
+    threads = [threading.Thread(target=loop, args=(call,)) for call in calls]
+    begin = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies) / (time.perf_counter() - begin), latencies
+
+
+def direct(ports: List[int], seconds: float):
+    prots = [sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port)) for port in ports]
+
+    def caller(prot):
+        def call():
+            answer = prot.request(sp.SID_EXECUTE_REQUEST, 0, PAYLOAD, 5)
+            assert answer is not None and answer.get_data() == PAYLOAD, answer
+        return call
+    try:
+        for prot in prots:
+            assert prot.request(sp.SID_EXECUTE_REQUEST, 0, None, 10) is not None
+        return run_callers([caller(prot) for prot in prots], seconds)
+    finally:
+        for prot in prots:
+            prot.close()
+
+
+def ready(client: BoardClient) -> None:
+    """Waits until the gateway has subscribed (a request before that is lost) and the board is online."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if client.request('execute', 0, None, 1)['status'] == sp.STATUS_OKAY:
+                return
+        except TimeoutError:
+            pass
+        assert time.monotonic() < deadline, 'board %s did not come online' % client.board
+        time.sleep(0.1)
+
+
+def through_gateway(broker_url: str, ports: List[int], seconds: float):
+    names = ['b%d' % i for i in range(len(ports))]
+    gateway = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', broker_url]
+                               + ['%s=tcp://127.0.0.1:%d' % (name, port) for name, port in zip(names, ports)],
+                               stdout=subprocess.PIPE, text=True)
+    gateway.stdout.readline()
+    clients = [BoardClient(broker_url, name) for name in names]
+
+    def caller(client):
+        def call():
+            answer = client.request('execute', 0, PAYLOAD, 5)
+            assert answer['data'] == PAYLOAD, answer
+        return call
+    try:
+        for client in clients:
+            ready(client)
+        return run_callers([caller(client) for client in clients], seconds)
+    finally:
+        for client in clients:
+            client.close()
+        gateway.send_signal(signal.SIGINT)
+        gateway.wait(10)
+        gateway.stdout.close()
+
+
+def ms(latencies: List[float]) -> str:
+    q = statistics.quantiles(latencies, n=100)
+    return '%.2f / %.2f ms' % (q[49] * 1000, q[98] * 1000)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seconds', type=float, default=2.0, help='calling time per row and path (default 2)')
+    parser.add_argument('--boards', default='1,2,4,8', help='board counts (default 1,2,4,8)')
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.boards.split(',')]
+    broker = Mosquitto(tempfile.mkdtemp(prefix='bench-broker-'))
+    ports = [free_port() for _ in range(max(counts))]
+    boards = [VirtualBoard(boot=True, env=board_env(None, 'pure_json', port)) for port in ports]
+    try:
+        print('| boards | direct: calls/s | direct: p50 / p99 | gateway: calls/s | gateway: p50 / p99 | rate ratio |')
+        print('|---:|---:|---:|---:|---:|---:|')
+        for n in counts:
+            d_rate, d_lat = direct(ports[:n], args.seconds)
+            g_rate, g_lat = through_gateway(broker.url, ports[:n], args.seconds)
+            print('| %d | %.0f | %s | %.0f | %s | %.2f |' % (n, d_rate, ms(d_lat), g_rate, ms(g_lat), g_rate / d_rate),
+                  flush=True)
+    finally:
+        for board in boards:
+            board.stop()
+        broker.stop()
+
+
+if __name__ == '__main__':
+    main()
