@@ -22,6 +22,11 @@ class Hmac:
         outer.update(inner.digest())
         return outer.digest()
 
+    def check(self, tag, *pieces):
+        """Whether tag (the first 8 bytes of the HMAC, raw or as 16 hex digits) is the pieces', in constant time."""
+        mine = self.digest(*pieces)[:8]
+        return equal(hexlify(mine) if len(tag) == 16 else mine, tag)
+
 
 def hmac_sha256_hex(secret, message):
     """Lowercase hex HMAC-SHA256; secret and message are str, taken as UTF-8."""

@@ -12,7 +12,6 @@ import sys
 
 from binascii import hexlify
 
-from .auth import equal
 from .crc32 import crc32
 
 
@@ -241,7 +240,7 @@ class pure_json:
         n = len(body) - 4
         if mac is not None:
             if n <= _MAC_TAIL or body[n - _MAC_TAIL:n - 18] != _MAC_KEY or body[n - 2:n] != b'"}' or \
-                    not equal(hexlify(_mac_piece(mac, (memoryview(body)[:n - _MAC_TAIL], b'}'))), body[n - 18:n - 2]):
+                    not mac.check(body[n - 18:n - 2], memoryview(body)[:n - _MAC_TAIL], b'}'):
                 raise MacError('wrong MAC')
         obj = _loads(body, 0, n)
         if not isinstance(obj, dict):
@@ -289,7 +288,7 @@ class struct_json:
         head = struct.unpack('>HHBII' if v2 else '>HHB', body[:head_size])
         if not _crc_ok(body):
             raise ChecksumError(head[0], head[1], head[3] if v2 else None)
-        if mac is not None and not equal(_mac_piece(mac, (memoryview(body)[:end],)), body[end:end + 8]):
+        if mac is not None and not mac.check(body[end:end + 8], memoryview(body)[:end]):
             raise MacError('wrong MAC')
         data = _loads(body, head_size, end)
         return (head[0], head[1], head[2], data, head[3], head[4]) if v2 else (head[0], head[1], head[2], data, None, None)

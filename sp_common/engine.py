@@ -97,8 +97,6 @@ class Engine:
         self._status_names = {}
         self._whitelist = set()
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
-        self._buffer = []         # [message, size in bytes]
-        self._buffered_bytes = 0
         self.wrong_keys = 0        # on this connection (see sp_common.handshake)
         self.last_wrong_key = 0
         self._heard = False
@@ -144,7 +142,7 @@ class Engine:
         """Trust, seed, buffer and wire start over: nothing passes from one peer to the next."""
         self.auth_state = _UNTRUSTED
         self.seed = None
-        self._buffer = []
+        self._buffer = []         # [message, size in bytes]
         self._buffered_bytes = 0
         self._asked = {}          # (response sid, did) -> token of the newest request that waits on them
         self._calls = {}          # token -> (response sid, did) of request() calls still waiting
