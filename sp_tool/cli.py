@@ -261,12 +261,13 @@ def argparse_gateway(p: argparse.ArgumentParser) -> None:
                      '(MQTT 5 response topic and correlation data, or a 3.1.1 envelope {"reply_to", "id", '
                      '"data"}) are called on the board and answered; what a board sends by itself goes to '
                      'PREFIX/BOARD/SERVICE_ID/DATA_ID; PREFIX/BOARD/status says online or offline (retained). '
-                     'Reconnects to the broker and to each board by itself; runs until Ctrl-C.')
+                     'A board that is a TCP client (e.g. on Wi-Fi) connects to the gateway: TARGET '
+                     'listen://HOST:PORT. Reconnects to the broker and to each board by itself; runs until Ctrl-C.')
     p.usage = 'sp gateway --broker mqtt://HOST:PORT [options] NAME=TARGET [NAME=TARGET ...]'
     p.epilog = 'example: sp gateway --broker mqtt://127.0.0.1:1883 kitchen=/dev/ttyACM0?secret_file=kitchen.key'
     p.add_argument('boards', nargs='+', metavar='NAME=TARGET',
-                   help='TARGET as for call, optionally followed by ?secret=S or ?secret_file=PATH, '
-                        '&codec=struct_json, &baud=N')
+                   help='TARGET as for call, or listen://HOST:PORT for a board that connects to the gateway; '
+                        'optionally followed by ?secret=S or ?secret_file=PATH, &codec=struct_json, &baud=N')
     p.add_argument('--broker', required=True, help='mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)')
     p.add_argument('--prefix', default='sp', help='first topic level (default sp)')
     p.add_argument('--username', help='broker login')

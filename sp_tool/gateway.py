@@ -1,8 +1,9 @@
 """sp gateway: boards on serial ports or TCP behind an MQTT broker, so any program on the network can call any board.
 
 One BoardLink per board: its host protocol (whose transport reconnects by
-itself), a small pool of workers that each wait in request(), so many calls
-are in flight at once and each gets its own answer. One paho client for the
+itself, or, for a board that dials in, takes its next connection), a small
+pool of workers that each wait in request(), so many calls are in flight at
+once and each gets its own answer. One paho client for the
 broker, whose loop reconnects by itself; every (re)connect subscribes again
 and publishes the retained statuses again (a restarted broker may have lost
 them). A caller never waits forever: a board that is offline or does not
@@ -27,18 +28,22 @@ from paho.mqtt.properties import Properties
 import sp_cpython as sp
 
 from . import mqtt_wire as wire
-from .target import PROTOCOLS, transport
+from .target import PROTOCOLS, listen_transport, transport
 
 log = logging.getLogger('sp.gateway')
 CHANNEL_NAME = 'sp-gateway'
 WATCH_S = 0.1          # how often a board's link state is looked at
 COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages')
 BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
+LISTEN_SCHEME = 'listen://'     # the board is the TCP client: the gateway is the server it dials
 
 
 @dataclass
 class BoardSpec:
-    """NAME=TARGET[?secret=S|secret_file=PATH][&codec=C][&baud=N]; other query keys stay in a pyserial URL."""
+    """NAME=TARGET[?secret=S|secret_file=PATH][&codec=C][&baud=N]; other query keys stay in a pyserial URL.
+
+    TARGET is as for sp call, or listen://HOST:PORT for a board that connects to the gateway.
+    """
 
     name: str
     target: str
@@ -73,11 +78,19 @@ def parse_board(text: str) -> BoardSpec:
 
 
 class BoardLink:
-    """One board: its protocol (authenticating on every connect with a secret) and the workers that call it."""
+    """One board: its protocol (with a secret, trusted on every connect) and the workers that call it.
+
+    A listen:// board is the TCP client and authenticates itself; the gateway,
+    the server of that link, still calls it with request() like any other.
+    """
 
     def __init__(self, spec: BoardSpec, workers: int, on_message: Callable[[str, sp.data_storage], None]) -> None:
         self.name = spec.name
-        self.prot = PROTOCOLS[spec.codec](transport(spec.target, spec.baud), secret=spec.secret,
+        if spec.target.startswith(LISTEN_SCHEME):
+            comm = listen_transport(spec.target[len(LISTEN_SCHEME):])
+        else:
+            comm = transport(spec.target, spec.baud)
+        self.prot = PROTOCOLS[spec.codec](comm, secret=spec.secret,
                                           auto_auth=spec.secret is not None, channel_name=CHANNEL_NAME)
         self._services = set(wire.SERVICES.values())
         self._on_message = on_message

@@ -27,6 +27,7 @@ from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
 from tools.mosquitto import Mosquitto, free_port
+from tools.unix_board import UnixBoard
 
 SECRET = 'apple'
 GATEWAY_TIMEOUT = 2.0
@@ -165,6 +166,35 @@ def test_an_unplugged_board_goes_offline_gets_error_answers_and_comes_back(fleet
         assert client.request('execute', 0, 'back', timeout=WAIT) == wire.answer(sp.STATUS_OKAY, 'back')
 
 
+def test_a_board_that_dials_in_is_online_while_connected_and_answers_requests(fleet):
+    """listen://: the board is the TCP client (as on Wi-Fi); the gateway is the server it connects to."""
+    port = free_port()
+    broker, _ = wire.parse_broker(fleet.broker.url)
+    gateway = Gateway(broker, [parse_board('c=listen://127.0.0.1:%d?secret=%s' % (port, SECRET))],
+                      prefix='dial', timeout=GATEWAY_TIMEOUT)
+    gateway.start()
+    status = Inbox(fleet.broker, 'dial/c/status')
+    board = None
+    try:
+        status.wait_payload('dial/c/status', 'offline')
+        with BoardClient(fleet.broker.url, 'c', prefix='dial') as client:
+            for round_ in ('first', 'again'):
+                board = UnixBoard('256k', role='client', tcp_host='127.0.0.1', tcp_port=port, stdio=0, secret=SECRET)
+                status.wait_payload('dial/c/status', 'online')
+                assert client.request('execute', 0, round_, timeout=WAIT) == wire.answer(sp.STATUS_OKAY, round_), \
+                    board.stderr()
+                board.stop()
+                board = None
+                status.wait_payload('dial/c/status', 'offline')
+                answer = client.request('read', 0, timeout=WAIT)
+                assert answer['status_name'] == 'board offline', answer
+    finally:
+        if board is not None:
+            board.stop()
+        status.close()
+        gateway.stop()
+
+
 def test_a_board_that_does_not_answer_gets_timeout_answers(fleet):
     silent = socket.create_server(('127.0.0.1', 0))   # accepts, never answers
     broker, _ = wire.parse_broker(fleet.broker.url)
@@ -280,7 +310,8 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
 def test_gateway_help_and_bad_command_lines():
     r = sp_command('gateway', '--help')
     assert r.returncode == 0 and r.stdout.startswith('usage: sp gateway') and 'example: sp gateway' in r.stdout
-    for board in ('noequals', 'a/b=tcp://127.0.0.1:1', 'gateway=tcp://127.0.0.1:1', 'x=/dev/null?codec=zip'):
+    for board in ('noequals', 'a/b=tcp://127.0.0.1:1', 'gateway=tcp://127.0.0.1:1', 'x=/dev/null?codec=zip',
+                  'x=listen://nowhere'):
         r = sp_command('gateway', '--broker', 'mqtt://127.0.0.1:1', board)
         assert r.returncode == errors.EXIT_USAGE and 'Traceback' not in r.stderr, r.stderr
     r = sp_command('gateway', '--broker', 'http://127.0.0.1', 'x=/dev/null')
