@@ -8,7 +8,7 @@ collector takes it back). The baseline is the bare interpreter's heap in use.
 With --qemu the board is the 32 KiB qemu board (Cortex-M3, 32-bit), the code
 in a ROMFS image (tools.qemu_board), started with MEM on.
 
-    python3 -m benchmarks.bench_device [--heapsize 88k] [--max-frame 1024]
+    python3 -m benchmarks.bench_device [--heapsize 84k] [--max-frame 1024]
     python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
     python3 -m benchmarks.bench_device --ways
 
@@ -30,9 +30,9 @@ import time
 
 from sp_common import Engine, pure_json
 from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQUEST
-from sp_tool.deploy import compile_mpy
+from sp_tool.deploy import build_romfs, compile_mpy
 from sp_tool.files import device_files
-from tools.qemu_board import QemuBoard, build_romfs
+from tools.qemu_board import QemuBoard
 from tools.unix_board import UnixBoard
 
 REQUESTS = (
@@ -174,7 +174,7 @@ def ways(tmp):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--heapsize', default='88k', help='micropython -X heapsize (default 88k, the interop suite\'s cap)')
+    ap.add_argument('--heapsize', default='84k', help='micropython -X heapsize (default 84k, the interop suite\'s cap)')
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
