@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT
 from sp_common import frame, pure_json
+from sp_common.auth import Hmac
 from sp_tool import errors
 from sp_tool.demo import DATA
 
@@ -248,6 +249,18 @@ def test_host_demo_declares_what_the_board_serves():
     device = [(tuple(names[e.id] for e in call.args[0].elts), call.args[1].value, call.args[2].value)
               for call in ast.walk(tree) if isinstance(call, ast.Call) and getattr(call.func, 'attr', '') == 'add_data']
     assert device == list(DATA)
+
+
+def test_monitor_shows_session_v2_seq_re_and_mac(tmp_path):
+    capture = tmp_path / 'v2.bin'
+    capture.write_bytes(frame(pure_json.encode(11, 0, 0, {'mac': 'data, not a MAC'}, 3, 2)) +
+                        frame(pure_json.encode(31, 0, 0, 'y', 4, 3, Hmac(b'key'))))
+    r = sp('monitor', str(capture))
+    assert r.returncode == 0, r.stderr
+    lines = [line.split(' ', 1)[1] for line in r.stdout.splitlines()[:2]]
+    assert lines == ['read data response, data_id: asc_time, status: okay, data: {"mac": "data, not a MAC"}, '
+                     'seq: 3, re: 2, crc: ok',
+                     'execute response, data_id: echo, status: okay, data: "y", seq: 4, re: 3, mac, crc: ok']
 
 
 def test_monitor_shows_a_live_link_and_saves_its_bytes(tmp_path):
