@@ -311,15 +311,25 @@ def argparse_deploy(p: argparse.ArgumentParser) -> None:
     p.epilog = 'example: sp deploy rp2040 --port /dev/ttyACM0 --mpy'
     p.add_argument('board', help='a board folder: esp32, rp2040, unix, ...')
     p.add_argument('--port', '-p', default='auto', help='serial port: device path, mpremote shortcut or auto (default)')
-    p.add_argument('--mpy', action='store_true', help='precompile the packages to .mpy with mpy-cross')
+    how = p.add_mutually_exclusive_group()
+    how.add_argument('--mpy', action='store_true', help='precompile the packages to .mpy with mpy-cross')
+    how.add_argument('--romfs', action='store_true',
+                     help="write everything as a ROMFS image to the board's ROMFS partition, plus a main.py "
+                          'that starts it (MicroPython 1.25+)')
     p.add_argument('--march', help='mpy-cross -march (default: what the board reports)')
     p.add_argument('--timeout', type=float, default=20.0, help='seconds to wait for the board to answer (default 20)')
 
 
 def do_deploy(args) -> int:
-    from .deploy import deploy
-    deploy(args.board, args.port, mpy=args.mpy, march=args.march, timeout=args.timeout,
-           out=lambda text: print(text, flush=True))
+    from .deploy import deploy, deploy_romfs
+
+    def out(text: str) -> None:
+        print(text, flush=True)
+
+    if args.romfs:
+        deploy_romfs(args.board, args.port, timeout=args.timeout, out=out)
+    else:
+        deploy(args.board, args.port, mpy=args.mpy, march=args.march, timeout=args.timeout, out=out)
     return EXIT_OK
 
 

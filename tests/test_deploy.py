@@ -10,6 +10,9 @@ import pytest
 import serial
 
 from sp_common import Engine
+from sp_tool.deploy import ROMFS_MAIN, build_romfs
+from sp_tool.errors import EXIT_DEPLOY
+from sp_tool.files import device_files
 from sp_tool.virtual_board import VirtualBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +20,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READ_REQUEST = b'{"data_id": 0, "service_id": 10, "status": 0, "data": null}' + bytes.fromhex("45057bb4")
 ENCODE = ("import binascii, sp_common; "
           "print(binascii.hexlify(sp_common.pure_json.encode(10, 0, 0, None)).decode())")
+# A ROMFS partition of 64 KiB for the unix port, which has none: vfs.rom_ioctl as mpremote's romfs deploy uses it.
+FAKE_ROMFS = """import sys
+class vfs:
+    part = bytearray(65536)
+    def rom_ioctl(op, rom_id=0, *a):
+        if op == 1: return 1
+        if op == 2: return vfs.part
+        if op == 4: vfs.part[a[0]:a[0] + len(a[1])] = a[1]
+        return 4096 if op == 6 else 4
+sys.modules['vfs'] = vfs
+"""
+READ_ROMFS = "import binascii, vfs; print(binascii.hexlify(vfs.rom_ioctl(2)).decode())"
 
 
 def run_deploy(*args, timeout=60):
@@ -42,6 +57,39 @@ def board_tree(folder):
         for name in names:
             found.add(os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/"))
     return found
+
+
+def romfs_files(image):
+    """{path: contents} of the files in a ROMFS image (mpremote's format: varuint kind, length, payload)."""
+    def uint(pos):
+        value = 0
+        while True:
+            value, pos = (value << 7) | (image[pos] & 0x7F), pos + 1
+            if not image[pos - 1] & 0x80:
+                return value, pos
+
+    def walk(pos, end, prefix, found):
+        while pos < end:
+            kind, pos = uint(pos)
+            size, pos = uint(pos)
+            if kind in (4, 5):  # directory, file: name, then records or one data record
+                length, at = uint(pos)
+                name = prefix + image[at:at + length].decode()
+                if kind == 4:
+                    walk(at + length, pos + size, name + "/", found)
+                else:
+                    data_len, at = uint(uint(at + length)[1])
+                    found[name] = image[at:at + data_len]
+            pos += size
+        return found
+
+    assert image[:3] == b"\xd2\xcd\x31"
+    size, pos = uint(3)
+    return walk(pos, pos + size, "", {})
+
+
+def romfs_expected():
+    return {name[:-3] + ".mpy" for name in expected_files(".py")}
 
 
 @pytest.fixture
@@ -92,8 +140,39 @@ def test_deployed_board_boots_and_answers_read_asc_time(board):
     assert re.match(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$", answer.get_data())
 
 
-def test_no_such_port_fails_clearly():
-    r = run_deploy("unix", "--port", "/dev/does-not-exist")
+def test_romfs_image_holds_exactly_the_device_files_as_mpy(tmp_path):
+    image = build_romfs(device_files("unix"), str(tmp_path / "unix.romfs"))
+    files = romfs_files(open(image, "rb").read())
+    assert set(files) == romfs_expected()
+    assert all(data[:2] == b"M\x06" for data in files.values())  # .mpy v6 headers
+
+
+def test_romfs_on_a_board_without_a_partition_names_the_cause_and_leaves_it_usable(board):
+    r = run_deploy("unix", "--port", board.port, "--romfs")
+    assert r.returncode == EXIT_DEPLOY, r.stderr
+    assert "has no ROMFS partition (mpremote: ROMFS is not enabled on this device)" in r.stderr
+    assert "sp deploy unix --mpy" in r.stderr
+    assert board_tree(board.fs_dir) == set()  # no main.py that would import a missing image
+    r = mpremote(board.port, "exec", "print(6 * 7)")
+    assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
+
+
+def test_romfs_writes_the_image_to_the_partition_and_main_py_to_the_filesystem(board):
+    assert mpremote(board.port, "exec", FAKE_ROMFS).returncode == 0
+    r = run_deploy("unix", "--port", board.port, "--romfs")
+    assert r.returncode == 0, r.stderr
+    assert "ROMFS0 partition has size 65536 bytes" in r.stdout and "[1/1] main.py" in r.stdout, r.stdout
+    r = mpremote(board.port, "exec", READ_ROMFS)
+    assert r.returncode == 0, r.stderr
+    assert set(romfs_files(binascii.unhexlify(r.stdout.strip()))) == romfs_expected()
+    assert board_tree(board.fs_dir) == {"main.py"}
+    with open(os.path.join(board.fs_dir, "main.py")) as f:
+        assert f.read() == ROMFS_MAIN
+
+
+@pytest.mark.parametrize("how", [[], ["--romfs"]])
+def test_no_such_port_fails_clearly(how):
+    r = run_deploy("unix", "--port", "/dev/does-not-exist", *how)
     assert r.returncode != 0
     assert "does-not-exist" in r.stderr and "error" in r.stderr
 

@@ -22,10 +22,11 @@ import serial
 import sp_cpython as sp
 from conftest import ROOT
 from sp_common.stp import frame
+from sp_tool.deploy import build_romfs
 from sp_tool.files import device_files
 from test_conformance_micropython import _cpython_cases
 from test_interop import SECRET, ask, exchange
-from tools.qemu_board import QemuBoard, build_romfs, missing
+from tools.qemu_board import QemuBoard, missing
 
 CONFORMANCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conformance')
 HEADER = b'{"data_id": 0, "service_id": 30, "status": 0, "data": '

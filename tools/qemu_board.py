@@ -25,6 +25,8 @@ import time
 
 import serial
 
+from sp_tool.deploy import build_romfs
+from sp_tool.errors import CommandError
 from sp_tool.files import device_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,20 +62,6 @@ def firmware(heap):
     if reason:
         raise QemuBoardError(reason)
     return os.path.join(firmware_dir(), FIRMWARE[heap])
-
-
-def build_romfs(files, image):
-    """Writes a ROMFS image of files, [(local path, path in the image)]; .py is compiled to .mpy."""
-    with tempfile.TemporaryDirectory(prefix='romfs-') as folder:
-        for local, remote in files:
-            target = os.path.join(folder, remote)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(local, target)
-        result = subprocess.run([sys.executable, '-m', 'mpremote', 'romfs', '-o', image, 'build', folder],
-                                capture_output=True, text=True)
-    if result.returncode != 0:
-        raise QemuBoardError('mpremote romfs build failed: ' + (result.stderr or result.stdout)[-500:])
-    return image
 
 
 def _die_with_parent():
@@ -189,7 +177,7 @@ def main(argv=None):
         try:
             image = build_romfs(device_files('qemu'), os.path.join(folder, 'sp.romfs'))
             board = QemuBoard(image, args.heap)
-        except QemuBoardError as e:
+        except (QemuBoardError, CommandError) as e:
             print('qemu board: %s' % e, file=sys.stderr)
             return 1
         try:
