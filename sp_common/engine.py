@@ -262,11 +262,15 @@ class Engine:
 
     def data_to_send(self):
         """The frames queued since the last call, as one bytes object (b'' if none)."""
-        out = self._out
-        if not out:
-            return b''
-        self._out = []
+        out = self.frames_to_send()
         return out[0] if len(out) == 1 else b''.join(out)
+
+    def frames_to_send(self):
+        """The frames queued since the last call, as a list: a device writes them without joining them."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
 
     def feed(self, data, n=None):
         """Processes data[:n]: callbacks run, replies are queued. Never raises, whatever the bytes."""

@@ -199,10 +199,10 @@ class pure_json_protocol(Api, Engine):
 
     def _flush(self, timeout):
         """Hands the outbox to the stream, which never blocks (a stuck link is dropped)."""
-        data = self.data_to_send()
-        if data:
-            self.__comm_inst__.write(data)
-        return self.__comm_inst__.is_connected()
+        stream = self.__comm_inst__
+        for data in self.frames_to_send():
+            stream.write(data)
+        return stream.is_connected()
 
     def _may_block(self):
         if self._feeding:
