@@ -99,7 +99,7 @@ def protocol_times(link, data, n):
     engine = Engine(True, channel_name='bench')
     engine.connection_made()
     link.write(engine.data_to_send())
-    while not engine.counters['rx_messages']:
+    while not (engine.counters['rx_messages'] and engine.ready()):   # the channel name and the session answered
         engine.feed(link.read())
     times = []
     for _ in range(n):

@@ -17,6 +17,7 @@ SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute
 REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent call last)',
               ('"%s"' % CHANNEL_NAME).encode())
 _POLL_S = 0.05
+REPL_GRACE_S = 0.5
 
 DataId = Union[int, str]
 
@@ -25,13 +26,19 @@ class ReplSniffer:
     """Watches the raw bytes from the board for signs of a REPL instead of the protocol."""
 
     def __init__(self) -> None:
-        self.seen = False
+        self.seen_at: Optional[float] = None
         self._tail = b''
 
     def __call__(self, data: bytes) -> None:
         chunk = self._tail + data
-        self.seen = self.seen or any(mark in chunk for mark in REPL_MARKS)
+        if self.seen_at is None and any(mark in chunk for mark in REPL_MARKS):
+            self.seen_at = time.monotonic()
         self._tail = chunk[-40:]
+
+    def sure(self) -> bool:
+        """A mark seen, and no protocol answer for REPL_GRACE_S since: a board just starting its
+        main.py may still echo what came in before the protocol took its console."""
+        return self.seen_at is not None and time.monotonic() - self.seen_at >= REPL_GRACE_S
 
 
 def service_id(text: str) -> int:
@@ -57,12 +64,12 @@ def data_id(service: int, text: str) -> Tuple[DataId, str]:
 def _wait(predicate, deadline: float, sniffer: ReplSniffer, where: str) -> bool:
     """Polls predicate until deadline; a REPL seen on the way ends the command at once."""
     while True:
-        if sniffer.seen:
+        if predicate():
+            return True
+        if sniffer.sure():
             raise CommandError('the board on %s answers with a MicroPython REPL, not the protocol: '
                                'reset it to start main.py, or deploy first (sp deploy BOARD --port %s)'
                                % (where, where), EXIT_REPL)
-        if predicate():
-            return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(_POLL_S)
@@ -80,7 +87,9 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
         prot.add_data((service, response), did, name)
 
         def heard() -> int:
-            return prot.counters.get('rx_messages', 0)
+            """Messages the board sent; what a REPL echoes of ours (a request to this client) does not count."""
+            counters = prot.counters
+            return counters['rx_messages'] - counters['out_of_turn']
         if not _wait(lambda: heard() > 0, deadline, sniffer, where):
             raise _silence(prot, where, timeout)
         if secret is not None:
