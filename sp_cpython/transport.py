@@ -124,12 +124,12 @@ class StreamTransport:
                     callback()
             opened = time.monotonic()
             self._pump(conn)
-            with self._lock:
-                self._conn = None
-                self._release(conn)
+            with self._lock:   # the protocol forgets the connection before it reads as gone
                 self.logger.info('%s: connection lost', self._prefix())
                 for callback in self._disconnect_callbacks:
                     callback()
+                self._conn = None
+                self._release(conn)
             # A link lost at once (a peer that accepts and hangs up, a write that fails) must not spin.
             pause = min(max(pause * 2, 0.05), 1.0) if time.monotonic() - opened < 1.0 else 0.0
             self._wait_retry(pause)
