@@ -62,6 +62,9 @@ def test_over_a_pty_with_a_threaded_server(tmp_path):
     server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
 
     async def main():
+        # a serial line has no connection: what the client says before the server's port is open is lost
+        while not server.is_connected():
+            await asyncio.sleep(0.01)
         async with await aio.connect(cable.path_b) as prot:
             answer = await prot.request(sp.SID_EXECUTE_REQUEST, 0, {'over': 'a pty:<:>'}, timeout=5)
             assert answer.get_data() == {'over': 'a pty:<:>'} and prot.session == 2
