@@ -330,8 +330,13 @@ class Engine:
         return msg if msg[4] is None else None
 
     def _on_original(self, msg, size):
-        """In v2 an original frame is dropped, but for a client's channel name: a new program on a serial line."""
-        if (msg[0], msg[1]) == _NAME_REQUEST and not self.is_client:
+        """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
+        line) and a server's first frame from a client that never heard its session answer."""
+        name = (msg[0], msg[1]) == _NAME_REQUEST
+        if not (self.is_client or name or self.rx_seq):
+            from . import session
+            session.follow(self)
+        if not self.is_client and (name or self.session == 1):
             self._dispatch(msg[0], msg[1], msg[2], msg[3], size, None, None)
         else:
             self.drop('downgrade', c.WARNING, 'dropped an original frame in a session v2')

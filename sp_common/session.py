@@ -58,19 +58,28 @@ def on_offer(engine, status, data):
 
 
 def on_answer(engine, status, data):
-    """Client: a valid answer starts v2, even one that comes after the wait ran out (a slow board);
-    any other answer leaves the connection on the original wire."""
-    if not engine.is_client or engine.session == 2 or engine.nonce is None:
+    """Client: a valid answer starts v2; any other answer leaves the connection on the original wire.
+
+    An answer after the wait ran out comes too late: the client has settled on
+    the original wire, and its next frame tells the server so (see follow()).
+    """
+    if not engine.is_client or engine.session is not None or engine.nonce is None:
         engine.drop('out_of_turn', c.WARNING, 'dropped a session response out of turn')
         return
     terms = _terms(data) if status == c.STATUS_OKAY else None
     if terms is None:
-        engine.nonce = None
-        if engine.session is None:
-            settle_original(engine)
+        settle_original(engine)
         return
     _start(engine, engine.nonce, terms[0], terms[1])
-    engine.settled()   # (again, after a late answer: what went out meanwhile was on the wrong wire)
+    engine.settled()
+
+
+def follow(engine):
+    """Server: an original frame before any v2 frame of its client means the client never heard the answer
+    (lost, or too late) and settled on the original wire; the server follows, unless v2 is required."""
+    if engine.session_v2 != 'required':
+        engine.note(c.WARNING, 'the client did not hear the session answer: original wire')
+        settle_original(engine)
 
 
 def _start(engine, client_nonce, server_nonce, peer_mac):
@@ -93,6 +102,7 @@ def settle_original(engine):
         engine.refuse('the peer does not speak session v2 (session_v2=\'required\')')
         return
     engine.session = 1
+    engine.tx_mac = engine.rx_mac = None
     engine.note(c.INFO, 'original wire')
     if engine.is_client:
         engine.settled()

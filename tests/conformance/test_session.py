@@ -93,9 +93,27 @@ def test_an_unanswered_offer_settles_on_the_original_wire_after_a_while():
     link.clock.now += 1
     link.client.tick()
     assert link.client.session == 1 and link.client.ready()
-    link.client.feed(late)      # the late answer still starts v2 on both sides
-    assert link.client.session == link.server.session == 2
+    link.client.feed(late)      # too late: the client has settled, and its next frame tells the server
+    assert link.client.session == 1 and link.client.counters['out_of_turn'] == 1
     assert call(link, 0, 'x').get_data() == 'x'
+    assert link.server.session == 1
+
+
+def test_a_lost_session_answer_leaves_both_sides_on_the_original_wire():
+    for server_v2 in (True, 'required'):
+        link = Link(session_v2=True, server={'session_v2': server_v2})
+        link.client.connection_made()
+        link.server.connection_made()
+        link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
+        link.server.feed(link.client.data_to_send())
+        link.server.data_to_send()             # the answer, lost on a noisy line
+        link.clock.now += 3000
+        link.client.tick()
+        answer = call(link, 0, 'after the loss')
+        if server_v2 == 'required':    # no original wire with a side that requires v2
+            assert answer is None and link.server.counters['downgrade'] == 1
+        else:
+            assert answer.get_data() == 'after the loss' and link.server.session == 1
 
 
 def test_golden_v2_frames():
