@@ -181,11 +181,21 @@ class Engine:
         self.refused = True
         self.note(c.ERROR, why)
 
+    def settle_original(self):
+        """The original wire, or, with session_v2='required', no connection at all."""
+        if self.session_v2 == 'required':
+            self.refuse('the peer does not speak session v2 (session_v2=\'required\')')
+            return
+        self.session = 1
+        self.tx_mac = self.rx_mac = None
+        self.note(c.INFO, 'original wire')
+        if self.is_client:
+            self.settled()
+
     def tick(self):
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
         if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
-            from . import session
-            session.settle_original(self)
+            self.settle_original()
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
@@ -373,8 +383,7 @@ class Engine:
                 getattr(session, step)(self, status, data)
                 return
             if self.session is None and not self.is_client and key != _NAME_REQUEST:
-                from . import session
-                session.settle_original(self)   # an original client: it spoke before offering v2
+                self.settle_original()   # an original client: it spoke before offering v2
                 if self.refused:
                     return
         turn = _HANDSHAKE.get(key)

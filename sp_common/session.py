@@ -50,7 +50,7 @@ def on_offer(engine, status, data):
     terms = _terms(data)
     if terms is None:
         engine.send_msg(c.SID_SESSION_RESPONSE, c.DID_SESSION, None, c.STATUS_OPERATION_NOT_PERMITTED)
-        settle_original(engine)
+        engine.settle_original()
         return
     nonce = _nonce(engine)
     engine.send_msg(c.SID_SESSION_RESPONSE, c.DID_SESSION, _terms_of(engine, nonce))
@@ -68,7 +68,7 @@ def on_answer(engine, status, data):
         return
     terms = _terms(data) if status == c.STATUS_OKAY else None
     if terms is None:
-        settle_original(engine)
+        engine.settle_original()
         return
     _start(engine, engine.nonce, terms[0], terms[1])
     engine.settled()
@@ -79,7 +79,7 @@ def follow(engine):
     (lost, or too late) and settled on the original wire; the server follows, unless v2 is required."""
     if engine.session_v2 != 'required':
         engine.note(c.WARNING, 'the client did not hear the session answer: original wire')
-        settle_original(engine)
+        engine.settle_original()
 
 
 def _start(engine, client_nonce, server_nonce, peer_mac):
@@ -94,15 +94,3 @@ def _start(engine, client_nonce, server_nonce, peer_mac):
         s2c = Hmac(k.digest(b's2c'))
         engine.tx_mac, engine.rx_mac = (c2s, s2c) if engine.is_client else (s2c, c2s)
     engine.note(c.INFO, 'session v2%s' % (' with MACs' if engine.rx_mac is not None else ''))
-
-
-def settle_original(engine):
-    """The original wire, or, with session_v2='required', no connection at all."""
-    if engine.session_v2 == 'required':
-        engine.refuse('the peer does not speak session v2 (session_v2=\'required\')')
-        return
-    engine.session = 1
-    engine.tx_mac = engine.rx_mac = None
-    engine.note(c.INFO, 'original wire')
-    if engine.is_client:
-        engine.settled()
