@@ -16,8 +16,7 @@ class Api:
         return self.is_connected() and self._engine.ready()
 
     def _ready(self):
-        """A message may go out: the wire settled, and trusted when auto_auth is set."""
-        return self._settled() and (not self._engine.auto_auth or self.connection_established())
+        return self.is_connected() and self._engine.may_send()
 
     def _send(self, service_id, data_id, data, status, timeout, call):
         """The token of the message sent, or None if it could not go out within timeout."""

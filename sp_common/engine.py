@@ -155,9 +155,7 @@ class Engine:
 
     def connection_made(self):
         """A new link: forget its predecessor's state; a client introduces itself."""
-        self.deframer.reset()
-        self._new_session()
-        self.wrong_keys = 0
+        self.connection_lost()
         self._heard = False
         if self.is_client:
             self.send_msg(c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME, self.channel_name)
@@ -175,6 +173,10 @@ class Engine:
     def ready(self):
         """Messages may go out: the wire is settled (a server's, once its client has offered v2 or not)."""
         return not self.refused and self.session is not None
+
+    def may_send(self):
+        """What send() and request() wait for: the wire settled, and with auto_auth a trusted peer."""
+        return self.ready() and (not self.auto_auth or self.secret is None or self.is_trusted())
 
     def refuse(self, why):
         """Ends this connection's use: nothing is taken or sent until the runtime reconnects."""
@@ -206,6 +208,7 @@ class Engine:
         return left if left > 0 else 0
 
     def connection_lost(self):
+        """Nothing of a link outlives it: its partial frame, trust, buffer, wire and wrong keys."""
         self.deframer.reset()
         self._new_session()
         self.wrong_keys = 0

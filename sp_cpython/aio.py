@@ -22,6 +22,7 @@ from sp_common.message import data_storage
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 WRITE_TIMEOUT = 2.0
+MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
 
 
 def _clock() -> int:
@@ -44,6 +45,7 @@ class AsyncProtocol:
         self._changed = asyncio.Condition()
         self._connected = True
         self._tasks: set = set()
+        self._answering = 0        # coroutine callbacks still working on an answer
         self._timer: Optional[asyncio.TimerHandle] = None
         engine.connection_made()
         self._flush_soon()
@@ -111,12 +113,21 @@ class AsyncProtocol:
         task.add_done_callback(self._tasks.discard)
 
     def _defer(self, coroutine, msg: data_storage, resp: int, seq: int) -> None:
+        if self._answering >= MAX_ANSWERING:   # a peer that floods a slow coroutine callback gets errors, not tasks
+            coroutine.close()
+            self._engine.answer_failed(msg, RuntimeError('%d answers already in progress' % MAX_ANSWERING),
+                                       resp, seq)
+            return
+        self._answering += 1
+
         async def answer() -> None:
             try:
                 status, data = await coroutine
                 self._engine.send_msg(resp, msg['data_id'], data, status, seq)
             except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
                 self._engine.answer_failed(msg, err, resp, seq)
+            finally:
+                self._answering -= 1
             await self._settle()
         self._spawn(answer())
 
@@ -135,15 +146,11 @@ class AsyncProtocol:
             pass
         return value
 
-    def _ready(self) -> bool:
-        engine = self._engine
-        return engine.ready() and (not engine.auto_auth or engine.secret is None or engine.is_trusted())
-
     # the API ------------------------------------------------------------------------------
     async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
         """This call's own answer, or None after timeout; cancelling it forgets the request."""
         engine = self._engine
-        if not await self._wait(self._ready, timeout):
+        if not await self._wait(self._engine.may_send, timeout):
             return None
         token = engine.send_msg(service_id, data_id, data, STATUS_OKAY, 0, True)
         try:
@@ -154,7 +161,7 @@ class AsyncProtocol:
             engine.forget(token)
 
     async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
-        if not await self._wait(self._ready, timeout):
+        if not await self._wait(self._engine.may_send, timeout):
             self._engine.note(WARNING, 'cannot send: no connection, or the wire is not settled')
             return False
         self._engine.send_msg(service_id, data_id, data, status)

@@ -116,3 +116,29 @@ def test_a_server_written_with_it_answers_the_host_and_the_device():
             board.stop()
             server.close()
     run(main())
+
+
+def test_a_flood_of_requests_to_a_slow_coroutine_callback_is_bounded():
+    """Past MAX_ANSWERING answers in progress, more requests get STATUS_CALLBACK_ERROR instead of a task each."""
+    release = None
+
+    async def held(msg):
+        await release.wait()
+        return sp.STATUS_OKAY, msg.get_data()
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        port = free_port()
+        server = await aio.serve('127.0.0.1', port, lambda prot: prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, held))
+        async with await aio.connect('tcp://127.0.0.1:%d' % port) as prot:
+            calls = [asyncio.ensure_future(prot.request(sp.SID_EXECUTE_REQUEST, 0, n, timeout=10))
+                     for n in range(aio.MAX_ANSWERING + 6)]
+            while sum(call.done() for call in calls) < 6:
+                await asyncio.sleep(0.01)
+            release.set()
+            statuses = [answer.get_status() for answer in await asyncio.gather(*calls)]
+        server.close()
+        assert statuses.count(sp.STATUS_OKAY) == aio.MAX_ANSWERING
+        assert statuses.count(sp.STATUS_CALLBACK_ERROR) == 6
+    run(main())
