@@ -7,7 +7,9 @@ predicate or the protocol's close; returns its last value), _flush(timeout)
 (writes the engine's outbox; False if the link did not take it), _may_block()
 (raises where waiting would stall the link) and is_connected().
 """
-from .const import STATUS_OKAY, WARNING
+from .engine import const
+
+_STATUS_OKAY = const(0)   # sp_common.const.STATUS_OKAY
 
 
 class Api:
@@ -22,8 +24,7 @@ class Api:
         """The token of the message sent, or None if it could not go out within timeout."""
         engine = self._engine
         if not self._wait(self._ready, timeout):
-            engine.note(WARNING, 'cannot send: %s' % ('the wire is not settled' if self.is_connected() and not engine.ready()
-                                                     else 'no %sconnection' % ('trusted ' if engine.auto_auth else '')))
+            engine.note('not_settled' if self.is_connected() and not engine.ready() else 'not_connected')
             return None
         with self._lock:
             token = engine.send_msg(service_id, data_id, data, status, 0, call)
@@ -34,7 +35,7 @@ class Api:
                 engine.forget(token)
         return None
 
-    def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
+    def send(self, service_id, data_id, data, status=_STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""
         return self._send(service_id, data_id, data, status, timeout, False) is not None
 
@@ -47,7 +48,7 @@ class Api:
         """
         engine = self._engine
         self._may_block()
-        token = self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
+        token = self._send(service_id, data_id, data, _STATUS_OKAY, timeout, True)
         if token is None:
             return None
         msg = self._wait(lambda: engine.take_reply(token), timeout)

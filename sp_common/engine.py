@@ -6,39 +6,65 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
-from . import const as c
 from .codec import ChecksumError, FormatError, MacError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
 from .stp import Deframer, frame
+
+try:
+    from micropython import const
+except ImportError:   # CPython
+    def const(value):
+        return value
+
+# The values of sp_common.const the engine uses, inlined by the MicroPython
+# compiler so that a board need not load that module (tests check they agree).
+_SID_AUTH_REQUEST = const(0)
+_SID_AUTH_RESPONSE = const(1)
+_DID_AUTH_SEED = const(0)
+_DID_AUTH_KEY = const(1)
+_SID_SESSION_REQUEST = const(2)
+_SID_SESSION_RESPONSE = const(3)
+_DID_SESSION = const(0)
+_SID_CHANNEL_NAME_REQUEST = const(8)
+_SID_CHANNEL_NAME_RESPONSE = const(9)
+_DID_CHANNEL_NAME = const(0)
+_SID_READ_REQUEST = const(10)
+_SID_WRITE_REQUEST = const(20)
+_SID_EXECUTE_REQUEST = const(30)
+_STATUS_OKAY = const(0)
+_STATUS_CALLBACK_ERROR = const(2)
+_STATUS_AUTH_REQUIRED = const(3)
+_STATUS_SERVICE_OR_DATA_UNKNOWN = const(4)
+_STATUS_CHECKSUM_ERROR = const(5)
+_STATUS_OPERATION_NOT_PERMITTED = const(6)
+_AUTH_STATE_UNTRUSTED_CONNECTION = const(0)
+_AUTH_STATE_SEED_REQUESTED = const(1)
+_AUTH_STATE_SEED_TRANSFERRED = const(2)
+_AUTH_STATE_KEY_TRANSFERRED = const(3)
+_AUTH_STATE_TRUSTED_CONNECTION = const(4)
 
 COUNTERS = ('rx_messages', 'tx_messages', 'crc_errors', 'format_errors', 'framing_errors',
             'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped',
             'out_of_turn', 'unsolicited', 'stale', 'wrong_keys', 'bad_names',
             'replayed', 'mac_errors', 'downgrade')
 
-_UNTRUSTED = c.AUTH_STATE_UNTRUSTED_CONNECTION
-_SEED_REQUESTED = c.AUTH_STATE_SEED_REQUESTED
-_SEED_TRANSFERRED = c.AUTH_STATE_SEED_TRANSFERRED
-_KEY_TRANSFERRED = c.AUTH_STATE_KEY_TRANSFERRED
-_TRUSTED = c.AUTH_STATE_TRUSTED_CONNECTION
-
-_SEED_REQUEST = (c.SID_AUTH_REQUEST, c.DID_AUTH_SEED)
-_SEED = (c.SID_AUTH_RESPONSE, c.DID_AUTH_SEED)
-_KEY = (c.SID_AUTH_REQUEST, c.DID_AUTH_KEY)
-_KEY_RESULT = (c.SID_AUTH_RESPONSE, c.DID_AUTH_KEY)
-_NAME_REQUEST = (c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME)
-_NAME = (c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME)
-_SESSION = {(c.SID_SESSION_REQUEST, c.DID_SESSION): 'on_offer', (c.SID_SESSION_RESPONSE, c.DID_SESSION): 'on_answer'}
+_SEED_REQUEST = (_SID_AUTH_REQUEST, _DID_AUTH_SEED)
+_SEED = (_SID_AUTH_RESPONSE, _DID_AUTH_SEED)
+_KEY = (_SID_AUTH_REQUEST, _DID_AUTH_KEY)
+_KEY_RESULT = (_SID_AUTH_RESPONSE, _DID_AUTH_KEY)
+_NAME_REQUEST = (_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
+_NAME = (_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME)
+_SESSION = {(_SID_SESSION_REQUEST, _DID_SESSION): 'on_offer', (_SID_SESSION_RESPONSE, _DID_SESSION): 'on_answer'}
 
 # The handshake as a table (DESIGN 5b): message -> (acted on by a client?, the
 # states it is acted on in or None for any, the step in sp_common.handshake).
 # Anything else is out of turn: dropped and counted, never answered, never signed.
 _HANDSHAKE = {
     _SEED_REQUEST: (False, None, 'seed_request'),
-    _SEED: (True, (_SEED_REQUESTED,), 'seed'),
-    _KEY: (False, (_SEED_TRANSFERRED,), 'key'),
-    _KEY_RESULT: (True, (_KEY_TRANSFERRED,), 'key_result'),
+    _SEED: (True, (_AUTH_STATE_SEED_REQUESTED,), 'seed'),
+    _KEY: (False, (_AUTH_STATE_SEED_TRANSFERRED,), 'key'),
+    _KEY_RESULT: (True, (_AUTH_STATE_KEY_TRANSFERRED,), 'key_result'),
 }
 # The built-in data: names for the logs; these pass before authentification.
 BUILTIN_DATA = {_SEED_REQUEST: 'seed', _SEED: 'seed', _KEY: 'key', _KEY_RESULT: 'key',
@@ -87,11 +113,12 @@ class Engine:
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
         self._out = []
-        self.side = '-client' if is_client else '-server'
-        self._requests = dict(c.SID_RESPONSE_DICT)   # request sid -> response sid
-        self._responses = {}                         # response sid -> request sid
-        for req, resp in c.SID_RESPONSE_DICT.items():
-            self._responses[resp] = req
+        self._requests = {}       # request sid -> response sid: const.SID_RESPONSE_DICT, then add_service()
+        self._responses = {}      # response sid -> request sid
+        for req in (_SID_AUTH_REQUEST, _SID_CHANNEL_NAME_REQUEST, _SID_READ_REQUEST, _SID_WRITE_REQUEST,
+                    _SID_EXECUTE_REQUEST):
+            self._requests[req] = req + 1
+            self._responses[req + 1] = req
         self._sid_names = {}      # names beyond the built-in ones of const, here and below
         self._did_names = {}      # (sid, did) -> name
         self._status_names = {}
@@ -107,10 +134,11 @@ class Engine:
 
     # registries ------------------------------------------------------------
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
-        if req_sid in self._requests or req_sid in self._responses:
-            raise c.RequestSidExistsError('service id %r is already in use' % (req_sid,))
-        if resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
-            raise c.ResponseSidExistsError('service id %r is already in use' % (resp_sid,))
+        taken = req_sid in self._requests or req_sid in self._responses
+        if taken or resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
+            from . import const
+            raise (const.RequestSidExistsError if taken else const.ResponseSidExistsError)(
+                'service id %r is already in use' % (req_sid if taken else resp_sid,))
         self._requests[req_sid] = resp_sid
         self._responses[resp_sid] = req_sid
         if req_name is not None:
@@ -134,13 +162,13 @@ class Engine:
         if key in BUILTIN_DATA:
             raise ValueError('%r/%r is served by the engine itself' % key)
         if key in self._callbacks:
-            self.note(c.WARNING, 'overwriting callback for %s', service_id, data_id)
+            self.note('overwrite', service_id, data_id)
         self._callbacks[key] = (callback, args or (), kwargs or _NO_KWARGS)
 
     # connection ------------------------------------------------------------
     def _new_session(self):
         """Trust, seed, buffer and wire start over: nothing passes from one peer to the next."""
-        self.auth_state = _UNTRUSTED
+        self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
         self.seed = None
         self._buffer = []         # [message, size in bytes]
         self._buffered_bytes = 0
@@ -158,7 +186,7 @@ class Engine:
         self.connection_lost()
         self._heard = False
         if self.is_client:
-            self.send_msg(c.SID_CHANNEL_NAME_REQUEST, c.DID_CHANNEL_NAME, self.channel_name)
+            self.send_msg(_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
                 from . import session
                 session.offer(self)
@@ -178,19 +206,16 @@ class Engine:
         """What send() and request() wait for: the wire settled, and with auto_auth a trusted peer."""
         return self.ready() and (not self.auto_auth or self.secret is None or self.is_trusted())
 
-    def refuse(self, why):
-        """Ends this connection's use: nothing is taken or sent until the runtime reconnects."""
-        self.refused = True
-        self.note(c.ERROR, why)
-
     def settle_original(self):
-        """The original wire, or, with session_v2='required', no connection at all."""
+        """The original wire, or, with session_v2='required', no connection at all: nothing is taken or
+        sent until the runtime reconnects."""
         if self.session_v2 == 'required':
-            self.refuse('the peer does not speak session v2 (session_v2=\'required\')')
+            self.refused = True
+            self.note('refused')
             return
         self.session = 1
         self.tx_mac = self.rx_mac = None
-        self.note(c.INFO, 'original wire')
+        self.note('original')
         if self.is_client:
             self.settled()
 
@@ -213,21 +238,13 @@ class Engine:
         self._new_session()
         self.wrong_keys = 0
 
-    def challenge(self, seed):
-        """What a key signs: the seed, and in v2 both nonces too, so that no peer picks all of it."""
-        return seed if self.session != 2 else seed + self.nonces
-
-    def mac_required(self):
-        """In v2, trust needs MACs: a negotiation stripped of them trusts no one."""
-        return self.session == 2 and self.rx_mac is None
-
     def start_auth(self):
         """Client side: asks for a seed; the answer drives the rest of the handshake."""
-        self.auth_state = _SEED_REQUESTED
-        self.send_msg(c.SID_AUTH_REQUEST, c.DID_AUTH_SEED, None)
+        self.auth_state = _AUTH_STATE_SEED_REQUESTED
+        self.send_msg(_SID_AUTH_REQUEST, _DID_AUTH_SEED, None)
 
     def is_trusted(self):
-        return self.auth_state == _TRUSTED
+        return self.auth_state == _AUTH_STATE_TRUSTED_CONNECTION
 
     def proven(self):
         """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
@@ -235,10 +252,10 @@ class Engine:
 
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""
-        return self.auth_state == _TRUSTED or self.auth_state == _UNTRUSTED
+        return self.auth_state == _AUTH_STATE_TRUSTED_CONNECTION or self.auth_state == _AUTH_STATE_UNTRUSTED_CONNECTION
 
     # bytes in / out ----------------------------------------------------------
-    def send_msg(self, service_id, data_id, data, status=c.STATUS_OKAY, re=0, call=False):
+    def send_msg(self, service_id, data_id, data, status=_STATUS_OKAY, re=0, call=False):
         """Queues one message; returns its token (its seq in v2). re: the seq of the request it answers.
 
         A request sent by a request() call (call=True) waits for its own answer
@@ -294,7 +311,7 @@ class Engine:
             except Exception as err:   # MemoryError, RecursionError, ...: one dropped frame
                 self.counters['format_errors'] += 1
                 try:
-                    self.note(c.ERROR, 'dropped a message: ' + type(err).__name__)
+                    self.note('failed', detail=type(err).__name__)
                 except MemoryError:
                     pass
         self.counters['framing_errors'] = deframer.framing_errors
@@ -311,12 +328,14 @@ class Engine:
             return
         except (MacError, FormatError) as err:
             if v2:
-                msg = self._original(body)
-                if msg is not None:
+                try:
+                    msg = self.codec.decode(body)   # an original frame?
+                except Exception:
+                    msg = None
+                if msg is not None and msg[4] is None:
                     self._on_original(msg, len(body))
                     return
-            self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', c.WARNING,
-                      'dropped a message: ' + err.args[0])
+            self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', detail=err.args[0])
             return
         seq = msg[4]
         if v2:
@@ -324,23 +343,15 @@ class Engine:
                 self._on_original(msg, len(body))
                 return
             if seq <= self.rx_seq:
-                self.drop('replayed', c.WARNING, 'dropped a replayed or reordered frame')
+                self.drop('replayed')
                 return
             self.rx_seq = seq
         elif seq is not None:
-            self.drop('format_errors', c.WARNING, 'dropped a session v2 frame outside a v2 session')
+            self.drop('format_errors', detail='a session v2 frame outside a v2 session')
             return
         if self.log is not None or self.hexlog is not None:
             self._trace('RX <-', msg[0], msg[1], msg[2], msg[3], (body,))
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
-
-    def _original(self, body):
-        """body read as an original frame (a v2 decode failed), or None if it is none."""
-        try:
-            msg = self.codec.decode(body)
-        except Exception:
-            return None
-        return msg if msg[4] is None else None
 
     def _on_original(self, msg, size):
         """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
@@ -352,7 +363,7 @@ class Engine:
         if not self.is_client and (name or self.session == 1):
             self._dispatch(msg[0], msg[1], msg[2], msg[3], size, None, None)
         else:
-            self.drop('downgrade', c.WARNING, 'dropped an original frame in a session v2')
+            self.drop('downgrade')
 
     def pop_received(self, service_id, data_id):
         """The oldest buffered message matching the ids (None matches any), or None."""
@@ -366,13 +377,12 @@ class Engine:
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):
-        self.counters['crc_errors'] += 1
-        self.note(c.ERROR, 'dropped a message with a wrong checksum')
+        self.drop('crc_errors')
         if isinstance(err.sid, int) and err.sid in self._requests and isinstance(err.did, (int, str)):
-            self.send_msg(self._requests[err.sid], err.did, None, c.STATUS_CHECKSUM_ERROR, err.seq or 0)
+            self.send_msg(self._requests[err.sid], err.did, None, _STATUS_CHECKSUM_ERROR, err.seq or 0)
 
     def _gated(self, key):
-        return self.secret is not None and self.auth_state != _TRUSTED \
+        return self.secret is not None and self.auth_state != _AUTH_STATE_TRUSTED_CONNECTION \
             and key not in BUILTIN_DATA and key not in self._whitelist
 
     def _dispatch(self, sid, did, status, data, size, seq, re):
@@ -392,7 +402,7 @@ class Engine:
         turn = _HANDSHAKE.get(key)
         if turn is not None:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
-                self.drop('out_of_turn', c.WARNING, 'dropped an out-of-turn %s', sid, did)
+                self.drop('out_of_turn', sid, did)
             else:
                 from . import handshake
                 getattr(handshake, turn[2])(self, status, data)
@@ -413,8 +423,8 @@ class Engine:
 
     def _on_request(self, sid, did, resp, status, data, size, seq):
         if self._gated((sid, did)):
-            self.drop('auth_rejected', c.WARNING, 'authentification required for %s', sid, did)
-            self.send_msg(resp, did, None, c.STATUS_AUTH_REQUIRED, seq)
+            self.drop('auth_rejected', sid, did)
+            self.send_msg(resp, did, None, _STATUS_AUTH_REQUIRED, seq)
             return
         entry = self._find_callback(sid, did)
         msg = make_message(sid, did, status, data)
@@ -422,11 +432,11 @@ class Engine:
             if sid in self._requests and (sid, did) in self._did_names:
                 self._store(msg, size)
             else:
-                self.drop('unknown', c.ERROR, 'no service or data for %s', sid, did)
-                self.send_msg(resp, did, None, c.STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
+                self.drop('unknown', sid, did)
+                self.send_msg(resp, did, None, _STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
             return
         try:
-            result = self._run(entry, msg)
+            result = entry[0](msg, *entry[1], **entry[2])
             if self.defer is not None and hasattr(result, 'send'):   # a coroutine: answered when it is done
                 self.defer(result, msg, resp, seq)
                 return
@@ -437,14 +447,14 @@ class Engine:
 
     def answer_failed(self, msg, err, resp, seq):
         """A request callback raised: the error logged and counted, the requester told."""
-        self._callback_failed(msg, err)
-        self.send_msg(resp, msg['data_id'], None, c.STATUS_CALLBACK_ERROR, seq)
+        self.drop('callback_errors', msg['service_id'], msg['data_id'], err)
+        self.send_msg(resp, msg['data_id'], None, _STATUS_CALLBACK_ERROR, seq)
 
     def _on_response(self, sid, did, status, data, size, re):
         """A response or any other message that asks for nothing back."""
         key = (sid, did)
-        if self._gated(key) and not (status == c.STATUS_AUTH_REQUIRED and data is None):
-            self.drop('auth_rejected', c.WARNING, 'dropped %s from an untrusted peer', sid, did)
+        if self._gated(key) and not (status == _STATUS_AUTH_REQUIRED and data is None):
+            self.drop('auth_rejected', sid, did)
             return
         token = self._claim(key, re)
         msg = make_message(sid, did, status, data)
@@ -453,17 +463,12 @@ class Engine:
             return
         entry = self._find_callback(sid, did)
         if token is None and (re or (entry is None and key not in self._did_names)):
-            if sid not in self._responses:
-                self.drop('unknown', c.WARNING, 'dropped a message of unknown %s', sid, did)
-            elif re:
-                self.drop('stale', c.WARNING, 'dropped %s that answers no waiting request', sid, did)
-            else:
-                self.drop('unsolicited', c.WARNING, 'dropped %s nobody is waiting for', sid, did)
+            self.drop('unknown' if sid not in self._responses else 'stale' if re else 'unsolicited', sid, did)
         elif entry is not None:
             try:
-                self._run(entry, msg)
+                entry[0](msg, *entry[1], **entry[2])
             except Exception as err:
-                self._callback_failed(msg, err)
+                self.drop('callback_errors', msg['service_id'], msg['data_id'], err)
         else:
             self._store(msg, size)
 
@@ -504,22 +509,14 @@ class Engine:
                 return entry
         return None
 
-    def _run(self, entry, msg):
-        return entry[0](msg, *entry[1], **entry[2])
-
-    def _callback_failed(self, msg, err):
-        self.counters['callback_errors'] += 1
-        self.note(c.ERROR, 'callback for %%s failed: %s: %s' % (type(err).__name__, err),
-                  msg['service_id'], msg['data_id'])
-
     def _store(self, msg, size):
         if size > self.max_buffered_bytes:
-            self.drop('buffer_dropped', c.WARNING, 'a message larger than the receive buffer was dropped')
+            self.drop('buffer_dropped')
             return
         buffer = self._buffer
         while buffer and (len(buffer) >= self.max_buffered or self._buffered_bytes + size > self.max_buffered_bytes):
             self._buffered_bytes -= buffer.pop(0)[1]
-            self.drop('buffer_dropped', c.WARNING, 'receive buffer full, dropped the oldest message')
+            self.drop('buffer_dropped')
         buffer.append([msg, size])
         self._buffered_bytes += size
 
@@ -534,48 +531,48 @@ class Engine:
             else:
                 i += 1
 
-    def drop(self, counter, level, text, sid=None, did=None):
+    def drop(self, counter, sid=None, did=None, detail=None):
+        """Counts a dropped message (or event) and logs it; its log line is sp_common.logtext's for counter."""
         self.counters[counter] += 1
-        self.note(level, text, sid, did)
+        self.note(counter, sid, did, detail)
 
     # the channel name ---------------------------------------------------------
     def _on_name_request(self, name):
         """A client's introduction starts a new session (a serial line has no connects)."""
         if self.is_client:
-            self.drop('out_of_turn', c.WARNING, 'dropped a channel name request sent to a client')
+            self.drop('out_of_turn', _SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
             return
         self._new_session()
         if self.session_v2:   # a v2 client offers v2 right after its name; other clients say something else
             self.negotiating_since = self.clock() if self.clock is not None else 0
         if name is None:
-            self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, self.channel_name)
+            self.send_msg(_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME, self.channel_name)
             return
         if not valid_name(name):
-            self.drop('bad_names', c.WARNING, 'refused a channel name that is not short printable text')
-            self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, None, c.STATUS_OPERATION_NOT_PERMITTED)
+            self.drop('bad_names')
+            self.send_msg(_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME, None, _STATUS_OPERATION_NOT_PERMITTED)
             return
         if self.channel_name is not None and self.channel_name != name:
-            self.note(c.WARNING, 'channel name %r replaced by the client\'s %r' % (self.channel_name, name))
+            self.note('renamed', detail=name)
         self.channel_name = name
-        self.send_msg(c.SID_CHANNEL_NAME_RESPONSE, c.DID_CHANNEL_NAME, None)
+        self.send_msg(_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME, None)
 
     def _on_name_response(self, name):
         if not self.is_client:
-            self.drop('out_of_turn', c.WARNING, 'dropped a channel name response sent to a server')
+            self.drop('out_of_turn', _SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME)
         elif name is not None and self.channel_name is None:
             if valid_name(name):
                 self.channel_name = name
             else:
-                self.drop('bad_names', c.WARNING, 'ignored a channel name that is not short printable text')
+                self.drop('bad_names')
 
     # logging: the text is built by sp_common.logtext, loaded when a log wants it
     def _trace(self, direction, sid, did, status, data, pieces):
         from . import logtext
         logtext.trace(self, direction, sid, did, status, data, pieces)
 
-    def note(self, level, text, sid=None, did=None):
-        """A log line; text may hold one %s for the names of sid/did."""
-        log = self.log
-        if log is not None and log.isEnabledFor(level):
+    def note(self, what, sid=None, did=None, detail=None):
+        """A log line: sp_common.logtext's text and level for what, naming sid/did, ending in detail."""
+        if self.log is not None:
             from . import logtext
-            log.log(level, logtext.note(self, text, sid, did))
+            logtext.note(self, what, sid, did, detail)

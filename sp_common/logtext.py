@@ -1,8 +1,52 @@
-"""The text of the engine's log lines, loaded only when a log wants them (a board without logging never does)."""
+"""The text of the engine's log lines, loaded only when a log wants them (a board without logging never does).
+
+The engine names an event (a counter, or one of the notes below); this
+module holds its level and words, so that no English costs a board heap.
+"""
 from binascii import hexlify
 
 from . import names as c
 from .engine import BUILTIN_DATA
+
+_W = c.WARNING
+_E = c.ERROR
+
+# event -> (level, text); the first %s names the message's service and data
+# id, and a detail, if any, ends the line after ': '.
+TEXTS = {
+    # counters of dropped messages
+    'crc_errors': (_E, 'dropped a message with a wrong checksum'),
+    'format_errors': (_W, 'dropped a message'),
+    'mac_errors': (_W, 'dropped a message'),
+    'unknown': (_W, 'no service or data for %s'),
+    'auth_rejected': (_W, 'dropped %s from an untrusted peer'),
+    'callback_errors': (_E, 'callback for %s failed'),
+    'buffer_dropped': (_W, 'dropped a message: the receive buffer is full, or the message larger than it'),
+    'out_of_turn': (_W, 'dropped an out-of-turn %s'),
+    'unsolicited': (_W, 'dropped %s nobody is waiting for'),
+    'stale': (_W, 'dropped %s that answers no waiting request'),
+    'bad_names': (_W, 'refused a channel name that is not short printable text'),
+    'replayed': (_W, 'dropped a replayed or reordered frame'),
+    'downgrade': (_W, 'dropped an original frame in a session v2'),
+    'wrong_keys': (_W, 'authentification failed: wrong key'),
+    # other events
+    'failed': (_E, 'dropped a message'),
+    'overwrite': (_W, 'overwriting callback for %s'),
+    'renamed': (_W, 'channel name replaced by the client\'s'),
+    'original': (c.INFO, 'original wire'),
+    'refused': (_E, 'the peer does not speak session v2 (session_v2=\'required\')'),
+    'v2': (c.INFO, 'session v2'),
+    'v2_macs': (c.INFO, 'session v2 with MACs'),
+    'follow': (_W, 'the client did not hear the session answer: original wire'),
+    'no_secret': (_W, 'seed refused: no secret here'),
+    'held': (_W, 'seed refused: too many wrong keys'),
+    'held_from_now': (_W, 'authentification failed: repeated wrong keys, seeds held back from now on'),
+    'no_seed': (_W, 'authentification failed: no seed'),
+    'rejected': (_W, 'authentification failed: key rejected'),
+    'not_settled': (_W, 'cannot send: the wire is not settled'),
+    'not_connected': (_W, 'cannot send: no connection (with auto_auth: no trusted one)'),
+    'silent_peer': (_W, 'dropping a peer that did not speak (with a secret: authenticate) in time'),
+}
 
 
 def printable(text):
@@ -18,17 +62,30 @@ def printable(text):
     return ''.join(out)
 
 
+def _side(engine):
+    return '-client' if engine.is_client else '-server'
+
+
 def describe(engine, sid, did):
     key = (sid, did)
     return 'service: %s, data_id: %s' % (engine._sid_names.get(sid, c.SID__NAMES.get(sid, sid)),
                                          engine._did_names.get(key, BUILTIN_DATA.get(key, did)))
 
 
-def note(engine, text, sid, did):
-    if sid is not None:   # the first %s names sid/did; the rest of text is taken as it is
+def note(engine, what, sid, did, detail):
+    """Logs event what on engine.log, at its level."""
+    level, text = TEXTS[what]
+    log = engine.log
+    if not log.isEnabledFor(level):
+        return
+    if sid is not None:
         head, _, tail = text.partition('%s')
         text = head + describe(engine, sid, did) + tail
-    return printable('prot%s: %s' % (engine.side, text))
+    if isinstance(detail, Exception):
+        detail = '%s: %s' % (type(detail).__name__, detail)
+    if detail is not None:
+        text = '%s: %s' % (text, detail)
+    log.log(level, printable('prot%s: %s' % (_side(engine), text)))
 
 
 def trace(engine, direction, sid, did, status, data, pieces):
@@ -37,9 +94,9 @@ def trace(engine, direction, sid, did, status, data, pieces):
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
     if log is not None and log.isEnabledFor(level):
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (
-            engine.side, direction, describe(engine, sid, did),
+            _side(engine), direction, describe(engine, sid, did),
             engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), data)))
     log = engine.hexlog
     if log is not None and log.isEnabledFor(c.DEBUG):
         body = b''.join(pieces)
-        log.log(c.DEBUG, 'comm%s: %s "(%d): %s"' % (engine.side, direction, len(body), hexlify(body, ' ').decode()))
+        log.log(c.DEBUG, 'comm%s: %s "(%d): %s"' % (_side(engine), direction, len(body), hexlify(body, ' ').decode()))

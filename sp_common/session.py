@@ -5,8 +5,14 @@ loads it and keeps the original wire byte for byte.
 """
 from binascii import hexlify
 
-from . import const as c
 from .auth import Hmac
+from .engine import const
+
+_SID_SESSION_REQUEST = const(2)     # the values of sp_common.const, as in sp_common.engine
+_SID_SESSION_RESPONSE = const(3)
+_DID_SESSION = const(0)
+_STATUS_OKAY = const(0)
+_STATUS_OPERATION_NOT_PERMITTED = const(6)
 
 NEGOTIATE_MS = 3000    # a session request unanswered this long settles on the original wire, for now
 _LABEL = b'sp-dual v2'
@@ -39,21 +45,21 @@ def offer(engine):
     """Client: the session request, right after the channel name; the client says nothing else until it settles."""
     engine.nonce = _nonce(engine)
     engine.negotiating_since = engine.clock() if engine.clock is not None else 0
-    engine.send_msg(c.SID_SESSION_REQUEST, c.DID_SESSION, _terms_of(engine, engine.nonce))
+    engine.send_msg(_SID_SESSION_REQUEST, _DID_SESSION, _terms_of(engine, engine.nonce))
 
 
 def on_offer(engine, status, data):
     """Server: answers a valid offer with its own nonce (on the original wire) and speaks v2 from then on."""
     if engine.is_client or engine.session is not None:
-        engine.drop('out_of_turn', c.WARNING, 'dropped a session request out of turn')
+        engine.drop('out_of_turn', _SID_SESSION_REQUEST, _DID_SESSION)
         return
     terms = _terms(data)
     if terms is None:
-        engine.send_msg(c.SID_SESSION_RESPONSE, c.DID_SESSION, None, c.STATUS_OPERATION_NOT_PERMITTED)
+        engine.send_msg(_SID_SESSION_RESPONSE, _DID_SESSION, None, _STATUS_OPERATION_NOT_PERMITTED)
         engine.settle_original()
         return
     nonce = _nonce(engine)
-    engine.send_msg(c.SID_SESSION_RESPONSE, c.DID_SESSION, _terms_of(engine, nonce))
+    engine.send_msg(_SID_SESSION_RESPONSE, _DID_SESSION, _terms_of(engine, nonce))
     _start(engine, terms[0], nonce, terms[1])
 
 
@@ -64,9 +70,9 @@ def on_answer(engine, status, data):
     the original wire, and its next frame tells the server so (see follow()).
     """
     if not engine.is_client or engine.session is not None or engine.nonce is None:
-        engine.drop('out_of_turn', c.WARNING, 'dropped a session response out of turn')
+        engine.drop('out_of_turn', _SID_SESSION_RESPONSE, _DID_SESSION)
         return
-    terms = _terms(data) if status == c.STATUS_OKAY else None
+    terms = _terms(data) if status == _STATUS_OKAY else None
     if terms is None:
         engine.settle_original()
         return
@@ -78,7 +84,7 @@ def follow(engine):
     """Server: an original frame before any v2 frame of its client means the client never heard the answer
     (lost, or too late) and settled on the original wire; the server follows, unless v2 is required."""
     if engine.session_v2 != 'required':
-        engine.note(c.WARNING, 'the client did not hear the session answer: original wire')
+        engine.note('follow')
         engine.settle_original()
 
 
@@ -93,4 +99,4 @@ def _start(engine, client_nonce, server_nonce, peer_mac):
         c2s = Hmac(k.digest(b'c2s'))
         s2c = Hmac(k.digest(b's2c'))
         engine.tx_mac, engine.rx_mac = (c2s, s2c) if engine.is_client else (s2c, c2s)
-    engine.note(c.INFO, 'session v2%s' % (' with MACs' if engine.rx_mac is not None else ''))
+    engine.note('v2' if engine.rx_mac is None else 'v2_macs')

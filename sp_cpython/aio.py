@@ -17,7 +17,7 @@ import tty
 from typing import Any, Awaitable, Callable, Optional, Union
 
 from sp_common import Engine, pure_json, struct_json
-from sp_common.const import STATUS_OKAY, WARNING
+from sp_common.const import STATUS_OKAY
 from sp_common.message import data_storage
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
@@ -162,7 +162,7 @@ class AsyncProtocol:
 
     async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
         if not await self._wait(self._engine.may_send, timeout):
-            self._engine.note(WARNING, 'cannot send: no connection, or the wire is not settled')
+            self._engine.note('not_settled' if self.is_connected() and not self._engine.ready() else 'not_connected')
             return False
         self._engine.send_msg(service_id, data_id, data, status)
         return await self._flush()

@@ -107,8 +107,7 @@ class pure_json_protocol(Api):
         with self._lock:
             silent = connects == self._connects and not self._engine.proven()
         if silent and self.is_connected():
-            self._engine.note(logging.WARNING, 'dropping a peer that did not %s in time' % (
-                'authenticate' if self._engine.secret is not None else 'speak'))
+            self._engine.note('silent_peer')
             self.__comm_inst__.reconnect()
 
     def _on_disconnect(self) -> None:
