@@ -3,7 +3,7 @@
 Names load from their modules on first use (sp_common.Engine, sp_common.frame,
 sp_common.SID_READ_REQUEST, ...): a board spends heap only on what it touches.
 """
-_HOMES = {'ChecksumError': 'codec', 'FormatError': 'codec', 'pure_json': 'codec', 'struct_json': 'codec',
+_HOMES = {'ChecksumError': 'codec', 'FormatError': 'codec', 'pure_json': 'codec', 'struct_json': 'struct_codec',
           'COUNTERS': 'engine', 'Engine': 'engine', 'data_storage': 'message', 'Deframer': 'stp', 'frame': 'stp'}
 
 

@@ -1,13 +1,12 @@
-"""Message bodies: pure_json (the default) and struct_json (compact, deprecated).
+"""Message bodies: pure_json (the default) here, struct_json (compact, deprecated) in struct_codec.
 
 A codec turns (service_id, data_id, status, data) into a body that ends in a
 big-endian CRC-32, and back. pieces() gives the same body as a few byte
 strings, so that the framer escapes them without first joining them: a big
 payload is copied fewer times on its way to the wire. decode() raises ChecksumError or FormatError;
-the engine counts them and decides what to answer.
+the engine counts them and decides what to answer. A board loads only its own codec (heap).
 """
 import json
-import struct
 import sys
 
 from binascii import hexlify
@@ -39,21 +38,6 @@ _SEQUENCES = (list, tuple)
 _KEYS = (str, int, float)
 
 
-def _escape_non_ascii(text):
-    # CPython's json.dumps escapes non-ASCII, MicroPython's does not: make both emit the same bytes.
-    out = bytearray()
-    for ch in text:
-        o = ord(ch)
-        if o < 0x80:
-            out.append(o)
-        elif o < 0x10000:
-            out.extend(b'\\u%04x' % o)
-        else:
-            o -= 0x10000
-            out.extend(b'\\u%04x\\u%04x' % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
-    return out.decode()
-
-
 def _check(obj):
     # MicroPython's json.dumps writes '<object>' for what it cannot encode and inf, nan as bare words; CPython raises.
     if type(obj) is float:
@@ -77,44 +61,15 @@ def _check(obj):
     raise TypeError('Object of type %s is not JSON serializable' % type(obj).__name__)
 
 
-def _hex4(text, at):
-    try:
-        return int(text[at:at + 4], 16)
-    except ValueError:
-        return 0
-
-
-def _join_surrogates(text):
-    # MicroPython's json.loads leaves an escaped surrogate pair as two lone surrogates.
-    out = []
-    i = 0
-    while True:
-        j = text.find('\\u', i)
-        if j < 0:
-            break
-        k = j
-        while k > 0 and text[k - 1] == '\\':
-            k -= 1
-        hi = _hex4(text, j + 2)
-        if (j - k) % 2 == 0 and 0xD800 <= hi < 0xDC00 and text[j + 6:j + 8] == '\\u':
-            lo = _hex4(text, j + 8)
-            if 0xDC00 <= lo < 0xE000:
-                out.append(text[i:j])
-                out.append(chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)))
-                i = j + 12
-                continue
-        out.append(text[i:j + 2])
-        i = j + 2
-    out.append(text[i:])
-    return ''.join(out)
-
-
 if _MICROPYTHON:
     def dumps(obj):
         """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold)."""
         _check(obj)
         text = json.dumps(obj)
-        return text if len(memoryview(text)) == len(text) else _escape_non_ascii(text)
+        if len(memoryview(text)) == len(text):
+            return text
+        from .nonascii import escape
+        return escape(text)
 else:
     dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
 
@@ -169,7 +124,8 @@ def _loads(body, start, end):
             return json.loads(body[start:end].decode())
         if body.find(b'\\ud', start, end) < 0 and body.find(b'\\uD', start, end) < 0:
             return json.loads(memoryview(body)[start:end])
-        return json.loads(_join_surrogates(body[start:end].decode()))
+        from .nonascii import join_surrogates
+        return json.loads(join_surrogates(body[start:end].decode()))
     except (ValueError, UnicodeError):
         raise FormatError('malformed JSON')
 
@@ -256,39 +212,9 @@ class pure_json:
         return msg
 
 
-class struct_json:
-    """Body = service_id u16, data_id u16, status u8 (big-endian), JSON of data, CRC-32 of all that."""
-
-    name = 'struct_json'
-
-    @staticmethod
-    def pieces(service_id, data_id, status, data, seq=None, re=0, mac=None):
-        """The body; with a seq, the session v2 body: seq u32 and re u32 after the header, the MAC before the CRC."""
-        for value, top in ((service_id, 0xFFFF), (data_id, 0xFFFF), (status, 0xFF)):
-            if not _is_int(value) or not 0 <= value <= top:
-                raise ValueError('struct_json ids must be integers in range, got %r' % (value,))
-        if seq is None:
-            return _with_crc((struct.pack('>HHB', service_id, data_id, status), dumps(data).encode()))
-        parts = (struct.pack('>HHBII', service_id, data_id, status, seq, re), dumps(data).encode())
-        if mac is not None:
-            parts = parts + (_mac_piece(mac, parts),)
-        return _with_crc(parts)
-
-    @classmethod
-    def encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
-        return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
-
-    @staticmethod
-    def decode(body, v2=False, mac=None):
-        """(service_id, data_id, status, data, seq, re); v2 says which header to read (seq, re None without)."""
-        head_size = 13 if v2 else 5
-        end = len(body) - 4 - (8 if mac is not None else 0)
-        if end < head_size + 1:   # too short for this header: broken, or a frame of the other wire (downgrade)
-            raise FormatError('too short') if _crc_ok(body) else ChecksumError()
-        head = struct.unpack('>HHBII' if v2 else '>HHB', body[:head_size])
-        if not _crc_ok(body):
-            raise ChecksumError(head[0], head[1], head[3] if v2 else None)
-        if mac is not None and not mac.check(body[end:end + 8], memoryview(body)[:end]):
-            raise MacError('wrong MAC')
-        data = _loads(body, head_size, end)
-        return (head[0], head[1], head[2], data, head[3], head[4]) if v2 else (head[0], head[1], head[2], data, None, None)
+def __getattr__(name):
+    """struct_json lives in its own module: a pure_json board never loads it."""
+    if name == 'struct_json':
+        from .struct_codec import struct_json
+        return struct_json
+    raise AttributeError(name)
