@@ -150,9 +150,9 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _mac_piece(mac, parts):
-    """The 8 MAC bytes of session v2 over the body's pieces."""
-    return mac.digest(*parts)[:8]
+def _encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
+    """Both codecs' encode(): the body as one byte string."""
+    return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
 
 
 _MAC_KEY = b', "mac": "'
@@ -167,19 +167,17 @@ class pure_json:
     @staticmethod
     def pieces(service_id, data_id, status, data, seq=None, re=0, mac=None):
         """The body; with a seq, the session v2 body (seq, re and, with a mac key, the MAC last)."""
-        head = '{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
-            _id(data_id), _id(service_id), _id(status))
+        head = ('{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
+            _id(data_id), _id(service_id), _id(status))).encode()
+        data = dumps(data).encode()
         if seq is None:
-            return _with_crc((head.encode(), dumps(data).encode(), b'}'))
-        parts = (head.encode(), dumps(data).encode(), b', "seq": %d, "re": %d}' % (seq, re))
-        if mac is not None:
-            code = hexlify(_mac_piece(mac, parts))
-            parts = (parts[0], parts[1], parts[2][:-1] + _MAC_KEY + code + b'"}')
-        return _with_crc(parts)
+            return _with_crc((head, data, b'}'))
+        tail = b', "seq": %d, "re": %d}' % (seq, re)
+        if mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
+            tail = tail[:-1] + _MAC_KEY + hexlify(mac.digest(head, data, tail)[:8]) + b'"}'
+        return _with_crc((head, data, tail))
 
-    @classmethod
-    def encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
-        return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
+    encode = classmethod(_encode)
 
     @staticmethod
     def decode(body, v2=False, mac=None):

@@ -1,7 +1,7 @@
 """struct_json, the compact (deprecated) codec: a module of its own, so that only a board that speaks it loads it."""
 import struct
 
-from .codec import ChecksumError, FormatError, MacError, _crc_ok, _is_int, _loads, _mac_piece, _with_crc, dumps
+from .codec import ChecksumError, FormatError, MacError, _crc_ok, _encode, _is_int, _loads, _with_crc, dumps
 
 
 class struct_json:
@@ -19,12 +19,10 @@ class struct_json:
             return _with_crc((struct.pack('>HHB', service_id, data_id, status), dumps(data).encode()))
         parts = (struct.pack('>HHBII', service_id, data_id, status, seq, re), dumps(data).encode())
         if mac is not None:
-            parts = parts + (_mac_piece(mac, parts),)
+            parts = parts + (mac.digest(*parts)[:8],)
         return _with_crc(parts)
 
-    @classmethod
-    def encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
-        return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
+    encode = classmethod(_encode)
 
     @staticmethod
     def decode(body, v2=False, mac=None):
