@@ -5,14 +5,18 @@ Settings (see boards/*/config.py): STREAMS, any of 'uart', 'stdio', 'wifi'
 ROLE 'server' (default) or 'client'; CODEC, CHANNEL_NAME, MAX_FRAME, SESSION_V2,
 SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, UART_*, WIFI_*, TCP_*, and
 ENTROPY: a function n -> n random bytes, for a port without os.urandom.
+Needed only to start: start() drops this module once the protocols are built.
 """
+import sys
 import time
 
+from micropython import const
 from sp_common import entropy
-from sp_common.const import WARNING
 
 from .demo import add_demo_services
-from .protocol import PrintLog, pure_json_protocol, serve, struct_json_protocol
+from .protocol import pure_json_protocol, serve, serve_until_end
+
+_WARNING = const(30)   # sp_common.const.WARNING
 
 
 def read_secret(path):
@@ -40,15 +44,19 @@ def use_entropy(config, level):
     if source is not None:
         entropy.set_source(source)
     elif not entropy.available():
+        from .printlog import PrintLog
         from .weak_random import install
-        log = PrintLog(WARNING if level is None else level)
-        install(lambda text: log.isEnabledFor(WARNING) and log.log(WARNING, text))
+        install(PrintLog(_WARNING if level is None else level).warning)
 
 
 def make_protocols(config):
     """One protocol with the demo services per usable stream; a client authenticates by itself."""
-    protocol = struct_json_protocol if config.CODEC == 'struct_json' else pure_json_protocol
+    protocol = pure_json_protocol
+    if config.CODEC == 'struct_json':
+        from .struct_protocol import struct_json_protocol as protocol
     level = getattr(config, 'LOG_LEVEL', None)
+    if level is not None:
+        from .printlog import PrintLog
     use_entropy(config, level)
     client = getattr(config, 'ROLE', 'server') == 'client'
     secret = getattr(config, 'SECRET', None) or read_secret(config.SECRET_FILE)
@@ -65,26 +73,20 @@ def make_protocols(config):
     return prots
 
 
-def run(config, loop=serve):
-    """Ctrl-C works during STARTUP_DELAY_MS, then loop(*protocols, until=...) serves.
+def start(config):
+    """make_protocols(config) after STARTUP_DELAY_MS (Ctrl-C works meanwhile); then drops this module.
 
-    It returns when a stdio stream reaches the end of its input (the unix
-    port's stdin closed); a real board serves until reset.
+    Dropped from sys.modules and its package, the module's code leaves the
+    heap once its caller keeps nothing of it: main.py calls
+    sp_micropython.board.start(config), then serve_until_end().
     """
     time.sleep_ms(getattr(config, 'STARTUP_DELAY_MS', 0))
     prots = make_protocols(config)
-    stdio = []
-    if 'stdio' in config.STREAMS:
-        from .stdio import StdioStream
-        stdio = [prot for prot in prots if isinstance(prot.__comm_inst__, StdioStream)]
+    del sys.modules[__name__]
+    delattr(sys.modules['sp_micropython'], 'board')
+    return prots
 
-    def until():
-        for prot in stdio:
-            if not prot.is_connected():
-                return True
-        return False
-    try:
-        loop(*prots, until=until)
-    finally:
-        for prot in prots:
-            prot.close()
+
+def run(config, loop=serve):
+    """start(config), then loop(*protocols, until=...) serves until a stream ends (serve_until_end)."""
+    serve_until_end(start(config), loop)

@@ -7,8 +7,16 @@ the time since start, dated 2000-01-01 like a board whose clock was never set.
 """
 import time
 
-from sp_common.const import (SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE, SID_READ_REQUEST, SID_READ_RESPONSE,
-                             SID_WRITE_REQUEST, SID_WRITE_RESPONSE, STATUS_OKAY)
+from micropython import const
+
+# the values of sp_common.const used here, inlined by the compiler
+_SID_READ_REQUEST = const(10)
+_SID_READ_RESPONSE = const(11)
+_SID_WRITE_REQUEST = const(20)
+_SID_WRITE_RESPONSE = const(21)
+_SID_EXECUTE_REQUEST = const(30)
+_SID_EXECUTE_RESPONSE = const(31)
+_STATUS_OKAY = const(0)
 
 _DAYS = 'MonTueWedThuFriSatSun'
 _MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec'
@@ -37,20 +45,20 @@ def asctime(t=None):
 
 
 def _read_time(msg):
-    return STATUS_OKAY, asctime()
+    return _STATUS_OKAY, asctime()
 
 
 def _read_value(msg):
-    return STATUS_OKAY, values[1]
+    return _STATUS_OKAY, values[1]
 
 
 def _write_value(msg):
     values[1] = msg.get_data()
-    return STATUS_OKAY, None
+    return _STATUS_OKAY, None
 
 
 def _echo(msg):
-    return STATUS_OKAY, msg.get_data()
+    return _STATUS_OKAY, msg.get_data()
 
 
 def _fail(msg):
@@ -58,12 +66,12 @@ def _fail(msg):
 
 
 def add_demo_services(prot):
-    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE), 0, 'asc_time')
-    prot.add_data((SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST, SID_WRITE_RESPONSE), 1, 'value')
-    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 0, 'echo')
-    prot.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 1, 'fail')
-    prot.register_callback(SID_READ_REQUEST, 0, _read_time)
-    prot.register_callback(SID_READ_REQUEST, 1, _read_value)
-    prot.register_callback(SID_WRITE_REQUEST, 1, _write_value)
-    prot.register_callback(SID_EXECUTE_REQUEST, 0, _echo)
-    prot.register_callback(SID_EXECUTE_REQUEST, 1, _fail)
+    prot.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE), 0, 'asc_time')
+    prot.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE, _SID_WRITE_REQUEST, _SID_WRITE_RESPONSE), 1, 'value')
+    prot.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 0, 'echo')
+    prot.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 1, 'fail')
+    prot.register_callback(_SID_READ_REQUEST, 0, _read_time)
+    prot.register_callback(_SID_READ_REQUEST, 1, _read_value)
+    prot.register_callback(_SID_WRITE_REQUEST, 1, _write_value)
+    prot.register_callback(_SID_EXECUTE_REQUEST, 0, _echo)
+    prot.register_callback(_SID_EXECUTE_REQUEST, 1, _fail)

@@ -4,10 +4,9 @@ No protocol decisions here; the engine in sp_common makes them. This layer
 moves bytes between a stream and the engine and waits.
 """
 import select
-import sys
 import time
 
-from sp_common import Engine, pure_json, struct_json
+from sp_common import Engine, pure_json
 from sp_common.api import Api
 
 
@@ -17,7 +16,8 @@ from sp_common.api import Api
 # reported once, in order), is_connected(), reconnect() and close(); and for
 # the loops that wait on it: pollables, the (object, select event mask) pairs
 # whose readiness means poll() has work (a new tuple whenever they change),
-# and wait_ms(), how long poll() may wait without any of them waking it.
+# and wait_ms(), how long poll() may wait without any of them waking it;
+# ended, true once the stream is gone for good (stdin closed).
 # Each kind lives in its own module (uart, stdio, tcp) so that a board loads
 # only the ones it uses.
 CONNECTED = 'connected'
@@ -27,6 +27,7 @@ DISCONNECTED = 'disconnected'
 class Stream:
     IS_CLIENT = False
     pollables = ()
+    ended = False
 
     def __init__(self):
         self._events = []
@@ -56,22 +57,6 @@ class Stream:
 
     def close(self):
         self._set(False)
-
-
-class PrintLog:
-    """A logger stand-in for the engine's log/hexlog: prints lines at or above level to a text stream."""
-
-    def __init__(self, level=30, out=None, name='sp'):
-        self.level = level
-        self.out = out
-        self.name = name
-
-    def isEnabledFor(self, level):
-        return level >= self.level
-
-    def log(self, level, text):
-        out = self.out or sys.stderr
-        out.write('%s %d %s\n' % (self.name, level, text))
 
 
 _clock = [time.ticks_ms(), 0]   # the last ticks_ms() read, milliseconds since start
@@ -225,12 +210,6 @@ class pure_json_protocol(Api, Engine):
         self._events()
 
 
-class struct_json_protocol(pure_json_protocol):
-    """Same, with the compact (deprecated) struct_json codec."""
-
-    CODEC = struct_json
-
-
 def poll_all(protocols):
     """One poll() of each protocol; True if any had work."""
     busy = False
@@ -249,3 +228,21 @@ def serve(*protocols, until=None, step=poll_all):
     while until is None or not until():
         if not step(protocols):
             waiter.wait()
+
+
+def serve_until_end(protocols, loop=serve):
+    """A board's main loop: loop(*protocols, until=...) until a stream has ended, then closes the protocols.
+
+    It returns when a stdio stream reaches the end of its input (the unix
+    port's stdin closed); a real board serves until reset.
+    """
+    def until():
+        for prot in protocols:
+            if prot.__comm_inst__.ended:
+                return True
+        return False
+    try:
+        loop(*protocols, until=until)
+    finally:
+        for prot in protocols:
+            prot.close()

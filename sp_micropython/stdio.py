@@ -38,7 +38,8 @@ class StdioStream(Stream):
     takes what has arrived in one call where the port allows it (the unix port
     on a terminal); a board's console reads block until the buffer is full, so
     there stdin is read byte by byte while select.poll says a byte is ready.
-    End of input (unix port: the pty or pipe closed) reports DISCONNECTED.
+    End of input (unix port: the pty or pipe closed) reports DISCONNECTED and
+    sets ended.
     """
 
     def __init__(self, is_client=False):
@@ -85,6 +86,7 @@ class StdioStream(Stream):
             self._tty = None
         self._poll.unregister(sys.stdin)
         self.pollables = ()
+        self.ended = True
         self._set(False)
 
     def write(self, data):

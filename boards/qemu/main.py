@@ -4,10 +4,9 @@ The qemu port runs no main.py by itself; the launcher types `import main` at
 the raw REPL after setting config values.
 """
 import config
-from sp_micropython.board import run
+import sp_micropython.board
+from sp_micropython.protocol import serve, serve_until_end
 
 if config.MEM:
-    from sp_micropython.measure import serve_measured
-    run(config, serve_measured)
-else:
-    run(config)
+    from sp_micropython.measure import serve_measured as serve
+serve_until_end(sp_micropython.board.start(config), serve)   # board.start's module leaves the heap

@@ -20,8 +20,8 @@ sys.path.append('/'.join(_parts[:-3]) or '.')   # the repository root (last: MIC
 import os  # noqa: E402
 
 import config  # noqa: E402
-from sp_micropython import serve  # noqa: E402
-from sp_micropython.board import run  # noqa: E402
+import sp_micropython.board  # noqa: E402
+from sp_micropython.protocol import serve, serve_until_end  # noqa: E402
 
 
 def knob(name):
@@ -50,4 +50,5 @@ def apply_overrides():
 apply_overrides()
 if knob('MEM') == '1':
     from sp_micropython.measure import serve_measured as serve   # noqa: F811
-run(config, serve)
+del knob, apply_overrides   # what only the start needs leaves the heap: these, and board.start's module
+serve_until_end(sp_micropython.board.start(config), serve)
