@@ -13,6 +13,8 @@ IDLE_MS = 30000            # a trusted client silent this long may be replaced b
 
 
 class _SocketStream(Stream):
+    _listener = ()   # a server's (listening socket, POLLIN) pair
+
     def __init__(self):
         Stream.__init__(self)
         self._sock = None
@@ -20,16 +22,13 @@ class _SocketStream(Stream):
         self._stuck_since = 0
         self._last_rx = 0
 
-    def _listening(self):
-        return ()
-
     def _repoll(self):
         """pollables: the listener if any, the connection, and its writability while output is pending."""
         sock = self._sock
         if sock is None:
-            self.pollables = self._listening()
+            self.pollables = self._listener
         else:
-            self.pollables = self._listening() + (
+            self.pollables = self._listener + (
                 (sock, select.POLLIN | (select.POLLOUT if self._pending is not None else 0)),)
 
     def wait_ms(self):
@@ -112,11 +111,7 @@ class _SocketStream(Stream):
             self._pending = memoryview(bytes(pending) + data)
         self._push()
 
-    def reconnect(self):
-        self._drop()
-
-    def close(self):
-        self._drop()
+    reconnect = close = _drop
 
 
 class TcpServerStream(_SocketStream):
@@ -142,13 +137,6 @@ class TcpServerStream(_SocketStream):
         self._listener = ((srv, select.POLLIN),)
         self._repoll()
 
-    def _listening(self):
-        return self._listener
-
-    def _keeps_current(self):
-        return self._sock is not None and self.proven() and \
-            time.ticks_diff(time.ticks_ms(), self._last_rx) < IDLE_MS
-
     def readinto(self, buf):
         n = self._read(buf)   # first, so that a client that left is seen gone before a newcomer is judged
         if n:
@@ -158,7 +146,8 @@ class TcpServerStream(_SocketStream):
                 sock = self._srv.accept()[0]
             except OSError:
                 return 0
-            if self._keeps_current():
+            if self._sock is not None and self.proven() and \
+                    time.ticks_diff(time.ticks_ms(), self._last_rx) < IDLE_MS:   # the current client stays
                 sock.close()
             else:
                 self._drop()
