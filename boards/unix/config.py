@@ -1,4 +1,4 @@
-"""The virtual board (MicroPython unix port). Every value can be overridden, see main.py."""
+"""The virtual board (MicroPython unix port). Every value can be overridden, see overrides.py."""
 CHANNEL_NAME = 'unix'
 CODEC = 'pure_json'          # or 'struct_json'
 ROLE = 'server'              # 'client': connect to a host's TCP server, and be the client on stdio too
