@@ -44,9 +44,8 @@ def use_entropy(config, level):
     if source is not None:
         entropy.set_source(source)
     elif not entropy.available():
-        from .printlog import PrintLog
         from .weak_random import install
-        install(PrintLog(_WARNING if level is None else level).warning)
+        install(_WARNING if level is None else level)
 
 
 def make_protocols(config):

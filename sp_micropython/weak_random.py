@@ -18,15 +18,20 @@ _state = [b'sp weak random']
 _warn = []
 
 
-def install(warn):
-    """Makes this the source of sp_common.entropy; warn(WARNING) is called on its first use."""
-    _warn.append(warn)
+def install(log_level=30):
+    """Makes this the source of sp_common.entropy; its first use logs WARNING on a PrintLog at log_level.
+
+    The PrintLog loads only then; log_level None: no warning.
+    """
+    if log_level is not None:
+        _warn.append(log_level)
     entropy.set_source(random_bytes)
 
 
 def random_bytes(n):
     while _warn:
-        _warn.pop()(WARNING)
+        from .printlog import PrintLog
+        PrintLog(_warn.pop()).warning(WARNING)
     h = hashlib.sha256(_state[0])
     h.update(b'%d %d %d' % (time.ticks_us(), time.ticks_cpu(), gc.mem_free()))
     state = h.digest()
