@@ -18,15 +18,14 @@ _parts = sys.argv[0].split('/')
 sys.path.append('/'.join(_parts[:-3]) or '.')   # the repository root (last: MICROPYPATH, e.g. .mpy builds, wins)
 
 import config  # noqa: E402
+import sp_micropython.board  # noqa: E402
+from sp_micropython.protocol import serve, serve_until_end  # noqa: E402
+
 import overrides  # noqa: E402
 
 overrides.apply()
 mem = overrides.knob('MEM') == '1'
 del overrides, sys.modules['overrides']   # start-up code leaves the heap: this module, and board.start's
-
-import sp_micropython.board  # noqa: E402
-from sp_micropython.protocol import serve, serve_until_end  # noqa: E402
-
 if mem:
     from sp_micropython.measure import serve_measured as serve   # noqa: F811
 serve_until_end(sp_micropython.board.start(config), serve)
