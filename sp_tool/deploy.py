@@ -78,7 +78,11 @@ def mpy_cross_cmd():
 
 
 def compile_mpy(files, out_dir, march=None):
-    """Compile the package files to .mpy in out_dir; board files (main.py, config) stay .py."""
+    """Compile the package files to .mpy in out_dir; board files (main.py, config) stay .py.
+
+    Without line numbers: a board that loads .mpy files into its heap keeps
+    about 1.5 KB more free, and the packages' tracebacks name functions only.
+    """
     result = []
     for local, remote in files:
         if "/" not in remote:
@@ -87,7 +91,7 @@ def compile_mpy(files, out_dir, march=None):
         target = os.path.join(out_dir, remote[:-3] + ".mpy")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         cmd = mpy_cross_cmd() + (["-march=" + march] if march else []) + [
-            "-s", remote, "-o", target, local]
+            "-X", "no-source-lines", "-s", remote, "-o", target, local]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise DeployError("mpy-cross failed on %s:\n%s" % (remote, (proc.stderr or proc.stdout).strip()))

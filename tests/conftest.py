@@ -1,8 +1,6 @@
 """Shared test set-up: the repository root, the .mpy build and the conformance summary line."""
-import glob
 import os
 import signal
-import subprocess
 
 import pytest
 
@@ -11,14 +9,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope='session')
 def mpy_dir(tmp_path_factory):
-    """sp_common and sp_micropython compiled by mpy-cross: put it in MICROPYPATH for a small heap."""
-    out = tmp_path_factory.mktemp('mpy')
-    for package in ('sp_common', 'sp_micropython'):
-        os.makedirs(out / package)
-        for source in sorted(glob.glob(os.path.join(ROOT, package, '*.py'))):
-            target = out / package / (os.path.basename(source)[:-3] + '.mpy')
-            subprocess.run(['mpy-cross', '-o', str(target), os.path.relpath(source, ROOT)], cwd=ROOT, check=True)
-    return str(out)
+    """sp_common and sp_micropython compiled as `sp deploy --mpy` ships them: put it in MICROPYPATH for a small heap."""
+    from sp_tool.deploy import compile_mpy
+    from sp_tool.files import device_files
+    out = str(tmp_path_factory.mktemp('mpy'))
+    compile_mpy(device_files('unix'), out)
+    return out
 
 
 def interrupt(proc):
