@@ -6,6 +6,8 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
+import sys
+
 from .codec import ChecksumError, FormatError, MacError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
@@ -43,6 +45,7 @@ _AUTH_STATE_SEED_REQUESTED = const(1)
 _AUTH_STATE_SEED_TRANSFERRED = const(2)
 _AUTH_STATE_KEY_TRANSFERRED = const(3)
 _AUTH_STATE_TRUSTED_CONNECTION = const(4)
+_NEGOTIATE_MS = const(3000)   # a session request unanswered this long settles on the original wire, for now
 
 COUNTERS = ('rx_messages', 'tx_messages', 'crc_errors', 'format_errors', 'framing_errors',
             'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped',
@@ -55,7 +58,10 @@ _KEY = (_SID_AUTH_REQUEST, _DID_AUTH_KEY)
 _KEY_RESULT = (_SID_AUTH_RESPONSE, _DID_AUTH_KEY)
 _NAME_REQUEST = (_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
 _NAME = (_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME)
-_SESSION = {(_SID_SESSION_REQUEST, _DID_SESSION): 'on_offer', (_SID_SESSION_RESPONSE, _DID_SESSION): 'on_answer'}
+# Session v2's negotiation (DESIGN 9), like the handshake: message -> (acted on by a
+# client?, the step in sp_common.session); only while the wire is not settled.
+_SESSION = {(_SID_SESSION_REQUEST, _DID_SESSION): (False, 'on_offer'),
+            (_SID_SESSION_RESPONSE, _DID_SESSION): (True, 'on_answer')}
 
 # The handshake as a table (DESIGN 5b): message -> (acted on by a client?, the
 # states it is acted on in or None for any, the step in sp_common.handshake).
@@ -82,6 +88,14 @@ def valid_name(name):
         if not ' ' <= ch <= '~':
             return False
     return True
+
+
+_MICROPYTHON = sys.implementation.name == 'micropython'
+
+
+def _unload(name):
+    sys.modules.pop('sp_common.' + name, None)
+    sys.modules['sp_common'].__dict__.pop(name, None)
 
 
 class Engine:
@@ -188,8 +202,7 @@ class Engine:
         if self.is_client:
             self.send_msg(_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
-                from . import session
-                session.offer(self)
+                self._step('session', 'offer')
             else:
                 self.settled()
 
@@ -223,13 +236,13 @@ class Engine:
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
         if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
             self.settle_original()
+            self._tidy()
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
         if self.session is not None or self.negotiating_since is None or self.clock is None:
             return None
-        from .session import NEGOTIATE_MS
-        left = NEGOTIATE_MS - (self.clock() - self.negotiating_since)
+        left = _NEGOTIATE_MS - (self.clock() - self.negotiating_since)
         return left if left > 0 else 0
 
     def connection_lost(self):
@@ -357,13 +370,32 @@ class Engine:
         """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
         line) and a server's first frame from a client that never heard its session answer."""
         name = (msg[0], msg[1]) == _NAME_REQUEST
-        if not (self.is_client or name or self.rx_seq):
-            from . import session
-            session.follow(self)
+        if not (self.is_client or name or self.rx_seq or self.session_v2 == 'required'):
+            self.note('follow')   # the client never heard the session answer and settled on the original wire
+            self.settle_original()
         if not self.is_client and (name or self.session == 1):
             self._dispatch(msg[0], msg[1], msg[2], msg[3], size, None, None)
         else:
             self.drop('downgrade')
+
+    def _step(self, name, step, *args):
+        """Runs a step of sp_common.session or .handshake: code a connection needs while it is set up.
+
+        On MicroPython it leaves the heap once the wire (or the trust) is
+        settled, and loads again for the next connection: a board that keeps
+        its code in the heap (.mpy files) serves with about 3 KB more free.
+        """
+        getattr(__import__('sp_common.' + name, None, None, (step,)), step)(self, *args)
+        self._tidy()
+
+    def _tidy(self):
+        if _MICROPYTHON:
+            if self.session is not None:
+                _unload('session')
+            if self.auth_settled():
+                _unload('handshake')
+                if self.rx_mac is None:   # MACs keep using it
+                    _unload('auth')
 
     def pop_received(self, service_id, data_id):
         """The oldest buffered message matching the ids (None matches any), or None."""
@@ -390,10 +422,12 @@ class Engine:
         self._heard = True
         key = (sid, did)
         if self.session_v2:
-            step = _SESSION.get(key)
-            if step is not None:
-                from . import session
-                getattr(session, step)(self, status, data)
+            turn = _SESSION.get(key)
+            if turn is not None:
+                if turn[0] != self.is_client or self.session is not None:
+                    self.drop('out_of_turn', sid, did)
+                else:
+                    self._step('session', turn[1], status, data)
                 return
             if self.session is None and not self.is_client and key != _NAME_REQUEST:
                 self.settle_original()   # an original client: it spoke before offering v2
@@ -404,8 +438,7 @@ class Engine:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
                 self.drop('out_of_turn', sid, did)
             else:
-                from . import handshake
-                getattr(handshake, turn[2])(self, status, data)
+                self._step('handshake', turn[2], status, data)
             return
         if key == _NAME_REQUEST:
             self._on_name_request(data)

@@ -13,7 +13,6 @@ _DID_SESSION = const(0)
 _STATUS_OKAY = const(0)
 _STATUS_OPERATION_NOT_PERMITTED = const(6)
 
-NEGOTIATE_MS = 3000    # a session request unanswered this long settles on the original wire, for now
 _LABEL = b'sp-dual v2'
 
 
@@ -49,9 +48,6 @@ def offer(engine):
 
 def on_offer(engine, status, data):
     """Server: answers a valid offer with its own nonce (on the original wire) and speaks v2 from then on."""
-    if engine.is_client or engine.session is not None:
-        engine.drop('out_of_turn', _SID_SESSION_REQUEST, _DID_SESSION)
-        return
     terms = _terms(data)
     if terms is None:
         engine.send_msg(_SID_SESSION_RESPONSE, _DID_SESSION, None, _STATUS_OPERATION_NOT_PERMITTED)
@@ -68,7 +64,7 @@ def on_answer(engine, status, data):
     An answer after the wait ran out comes too late: the client has settled on
     the original wire, and its next frame tells the server so (see follow()).
     """
-    if not engine.is_client or engine.session is not None or engine.nonce is None:
+    if engine.nonce is None:
         engine.drop('out_of_turn', _SID_SESSION_RESPONSE, _DID_SESSION)
         return
     terms = _terms(data) if status == _STATUS_OKAY else None
@@ -77,14 +73,6 @@ def on_answer(engine, status, data):
         return
     _start(engine, engine.nonce, terms[0], terms[1])
     engine.settled()
-
-
-def follow(engine):
-    """Server: an original frame before any v2 frame of its client means the client never heard the answer
-    (lost, or too late) and settled on the original wire; the server follows, unless v2 is required."""
-    if engine.session_v2 != 'required':
-        engine.note('follow')
-        engine.settle_original()
 
 
 def _start(engine, client_nonce, server_nonce, peer_mac):
