@@ -75,24 +75,11 @@ def host_for(dev, role, codec, secret, host_v2=True, **settings):
 @pytest.mark.parametrize('codec', ['pure_json', 'struct_json'])
 @pytest.mark.parametrize('role', ['server', 'client'])
 def test_interop_on_the_32k_board(board, role, codec, secret):
-    """Session v2 with MACs (a secret on both sides) does not fit a 32 KiB heap reliably: the original wire
-    there, on both sides (the board then loads no session code), and v2 with MACs on the 140 KiB board below."""
-    board_v2 = {} if secret is None else {'session_v2': 'off'}
-    host = host_for(board(), role, codec, secret, host_v2=secret is None, **board_v2)
+    """Session v2 on the 32 KiB heap, with MACs when both sides have the secret."""
+    host = host_for(board(), role, codec, secret)
     try:
         exchange(host, role)
-        assert host.session == (1 if secret else 2)
-    finally:
-        host.close()
-
-
-@pytest.mark.parametrize('codec', ['pure_json', 'struct_json'])
-@pytest.mark.parametrize('role', ['server', 'client'])
-def test_session_v2_with_macs_on_the_140k_board(board, role, codec):
-    host = host_for(board('140k'), role, codec, SECRET)
-    try:
-        exchange(host, role)
-        assert host.session == 2 and host.macs
+        assert host.session == 2 and host.macs == (secret is not None)
     finally:
         host.close()
 
