@@ -8,7 +8,7 @@ collector takes it back). The baseline is the bare interpreter's heap in use.
 With --qemu the board is the 32 KiB qemu board (Cortex-M3, 32-bit), the code
 in a ROMFS image (tools.qemu_board), started with MEM on.
 
-    python3 -m benchmarks.bench_device [--heapsize 84k] [--max-frame 1024]
+    python3 -m benchmarks.bench_device [--heapsize 72k] [--max-frame 1024]
     python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
     python3 -m benchmarks.bench_device --ways
 
@@ -174,7 +174,7 @@ def ways(tmp):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--heapsize', default='84k', help='micropython -X heapsize (default 84k, the interop suite\'s cap)')
+    ap.add_argument('--heapsize', default='72k', help='micropython -X heapsize (default 72k, the interop suite\'s cap)')
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
