@@ -242,7 +242,7 @@ def test_ports_lists_or_says_none():
 def test_host_demo_declares_what_the_board_serves():
     tree = ast.parse(open(os.path.join(ROOT, 'sp_micropython', 'demo.py')).read())
     names = vars(__import__('sp_common.const', fromlist=['*']))
-    device = [(tuple(names[e.id] for e in call.args[0].elts), call.args[1].value, call.args[2].value)
+    device = [(tuple(names[e.id.lstrip('_')] for e in call.args[0].elts), call.args[1].value, call.args[2].value)
               for call in ast.walk(tree) if isinstance(call, ast.Call) and getattr(call.func, 'attr', '') == 'add_data']
     assert device == list(DATA)
 
