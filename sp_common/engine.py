@@ -6,8 +6,6 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
-import sys
-
 from .codec import ChecksumError, FormatError, MacError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
@@ -88,14 +86,6 @@ def valid_name(name):
         if not ' ' <= ch <= '~':
             return False
     return True
-
-
-_MICROPYTHON = sys.implementation.name == 'micropython'
-
-
-def _unload(name):
-    sys.modules.pop('sp_common.' + name, None)
-    sys.modules['sp_common'].__dict__.pop(name, None)
 
 
 class Engine:
@@ -236,7 +226,6 @@ class Engine:
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
         if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
             self.settle_original()
-            self._tidy()
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
@@ -379,23 +368,8 @@ class Engine:
             self.drop('downgrade')
 
     def _step(self, name, step, *args):
-        """Runs a step of sp_common.session or .handshake: code a connection needs while it is set up.
-
-        On MicroPython it leaves the heap once the wire (or the trust) is
-        settled, and loads again for the next connection: a board that keeps
-        its code in the heap (.mpy files) serves with about 3 KB more free.
-        """
+        """Runs a step of sp_common.session or .handshake, loaded by the first connection that needs it."""
         getattr(__import__('sp_common.' + name, None, None, (step,)), step)(self, *args)
-        self._tidy()
-
-    def _tidy(self):
-        if _MICROPYTHON:
-            if self.session is not None:
-                _unload('session')
-            if self.auth_settled():
-                _unload('handshake')
-                if self.rx_mac is None:   # MACs keep using it
-                    _unload('auth')
 
     def pop_received(self, service_id, data_id):
         """The oldest buffered message matching the ids (None matches any), or None."""

@@ -247,20 +247,3 @@ def test_an_original_frame_in_v2_is_a_downgrade_however_short():
         link.server.feed(sp.frame(codec.encode(sp.SID_AUTH_REQUEST, 0, 0, None)))
         assert (link.server.counters['downgrade'], link.server.counters['crc_errors']) == (1, 0)
 
-
-def test_connect_time_code_leaves_the_heap_on_micropython_and_comes_back():
-    """session and handshake load for a connection's set-up; on MicroPython they are unloaded once it is done."""
-    import sys
-    micropython = sys.implementation.name == 'micropython'
-    for secret in (None, SECRET):
-        link = pair(secret=secret, auto=True)
-        for _ in range(2):   # a second connection loads them again
-            assert link.client.session == link.server.session == 2
-            assert link.client.is_trusted() == link.server.is_trusted() == (secret is not None)
-            loaded = {name for name in ('session', 'handshake', 'auth') if 'sp_common.' + name in sys.modules}
-            if micropython:
-                assert loaded == ({'auth'} if secret else set())   # the MACs keep using auth
-            else:
-                assert 'session' in loaded
-            assert call(link, 0, 'hello').get_data() == 'hello'
-            link.connect()
