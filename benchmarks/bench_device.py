@@ -10,6 +10,7 @@ in a ROMFS image (tools.qemu_board), started with MEM on.
 
     python3 -m benchmarks.bench_device [--heapsize 72k] [--max-frame 1024]
     python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
+    ... [--wire original] [--secret S]
     python3 -m benchmarks.bench_device --ways
 
 --ways compares the three ways code gets onto a board on the qemu board: the
@@ -63,8 +64,8 @@ class Measured:
 
     def pump(self, done, timeout=10):
         deadline = time.monotonic() + timeout
-        os.write(self.master, self.engine.data_to_send())
         while not done():
+            os.write(self.master, self.engine.data_to_send())   # with a secret the handshake answers
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError('the board did not answer:\n' + self.stderr())
             if select.select([self.master], [], [], 0.05)[0]:
@@ -87,22 +88,23 @@ class Measured:
 class Board(Measured, UnixBoard):
     """The unix board with SP_MEM=1; the host side is the pty's master end."""
 
-    def __init__(self, mpy_dir, heapsize, max_frame):
-        UnixBoard.__init__(self, heapsize, mpy_dir, mem=1, tcp_port=0, max_frame=max_frame)
-        self.engine = Engine(True, codec=pure_json, channel_name='bench')
+    def __init__(self, mpy_dir, heapsize, max_frame, secret):
+        UnixBoard.__init__(self, heapsize, mpy_dir, mem=1, tcp_port=0, max_frame=max_frame,
+                           **({'secret': secret} if secret else {}))
+        self.engine = Engine(True, codec=pure_json, channel_name='bench', secret=secret, auto_auth=True)
 
 
 class QemuMemBoard(Measured, QemuBoard):
     """The 32 KiB qemu board with MEM on; the host side is its port, the figures come from its console log."""
 
-    def __init__(self, image, max_frame):
+    def __init__(self, image, max_frame, secret):
         QemuBoard.__init__(self, image, '32k')
         self.master = None
         try:
             self.exec('import gc\ngc.collect()\nprint("bare alloc=%d" % gc.mem_alloc())\n')
-            self.start(mem=True, max_frame=max_frame)
+            self.start(mem=True, max_frame=max_frame, secret=secret)
             self.master = os.open(self.port, os.O_RDWR | os.O_NOCTTY)
-            self.engine = Engine(True, codec=pure_json, channel_name='bench')
+            self.engine = Engine(True, codec=pure_json, channel_name='bench', secret=secret, auto_auth=True)
         except BaseException:
             self.stop()
             raise
@@ -181,6 +183,7 @@ def main(argv=None):
     ap.add_argument('--ways', action='store_true', help='qemu board: heap of the code as ROMFS, .mpy and .py files')
     ap.add_argument('--wire', choices=('v2', 'original'), default='v2',
                     help='the host offers session v2 (default) or speaks the original wire')
+    ap.add_argument('--secret', help='a secret on both sides: the handshake, and in v2 a MAC on every frame')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as mpy_dir:
         if args.ways:
@@ -189,16 +192,16 @@ def main(argv=None):
         if args.qemu:
             image = build_romfs(device_files('qemu'), os.path.join(mpy_dir, 'sp.romfs'))
             size = os.path.getsize(image)
-            board = QemuMemBoard(image, args.max_frame)
+            board = QemuMemBoard(image, args.max_frame, args.secret)
             base = board.baseline()
         else:
             size = build(mpy_dir)
             base = baseline(args.heapsize)
-            board = Board(mpy_dir, args.heapsize, args.max_frame)
+            board = Board(mpy_dir, args.heapsize, args.max_frame, args.secret)
         try:
             board.engine.session_v2 = args.wire == 'v2'
             board.engine.connection_made()
-            board.pump(lambda: board.engine.counters['rx_messages'] >= 1 and board.engine.ready())
+            board.pump(lambda: board.engine.counters['rx_messages'] >= 1 and board.engine.may_send())
             start = int(re.search(r'mem: start alloc=(\d+)', board.stderr()).group(1))
             rows = []
             for name, sid, did, data in REQUESTS:
@@ -206,11 +209,14 @@ def main(argv=None):
                     rows.append((name, 'over the frame cap'))
                     continue
                 rows.append((name, '%d B' % board.request(sid, did, data)))
+            step, alloc = re.findall(r'mem: step \+(\d+) alloc=(\d+)', board.stderr())[-1]
+            serving = int(alloc) - int(step)   # what the last step left in use: no garbage
         finally:
             board.stop()
     where = 'qemu board (Cortex-M3), 32 KiB heap, code in ROMFS' if args.qemu else \
         'MicroPython unix port, -X heapsize=%s' % args.heapsize
-    print('device heap, %s, frames up to %d B, %s wire' % (where, args.max_frame, args.wire))
+    print('device heap, %s, frames up to %d B, %s wire%s' % (where, args.max_frame, args.wire,
+                                                              ', a secret' if args.secret else ''))
     print('| figure | bytes |')
     print('|---|---:|')
     print('| bare interpreter after start (baseline) | %d B |' % base)
@@ -219,6 +225,7 @@ def main(argv=None):
         print('| ROMFS image: sp_common + sp_micropython + boards/qemu as .mpy | %d B |' % size)
     else:
         print('| .mpy files, sp_common + sp_micropython | %d B |' % size)
+    print('| in use while serving, after the last request | %d B |' % serving)
     for name, value in rows:
         print('| allocated serving %s | %s |' % (name, value))
     return 0
