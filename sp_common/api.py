@@ -24,7 +24,7 @@ class Api:
         """The token of the message sent, or None if it could not go out within timeout."""
         engine = self._engine
         if not self._wait(self._ready, timeout):
-            engine.note('not_settled' if self.is_connected() and not engine.ready() else 'not_connected')
+            engine.note('cannot_send')
             return None
         with self._lock:
             token = engine.send_msg(service_id, data_id, data, status, 0, call)

@@ -43,8 +43,7 @@ TEXTS = {
     'held_from_now': (_W, 'authentification failed: repeated wrong keys, seeds held back from now on'),
     'no_seed': (_W, 'authentification failed: no seed'),
     'rejected': (_W, 'authentification failed: key rejected'),
-    'not_settled': (_W, 'cannot send: the wire is not settled'),
-    'not_connected': (_W, 'cannot send: no connection (with auto_auth: no trusted one)'),
+    'cannot_send': (_W, 'cannot send: no connection, the wire not settled or (with auto_auth) no trust yet'),
     'silent_peer': (_W, 'dropping a peer that did not speak (with a secret: authenticate) in time'),
 }
 

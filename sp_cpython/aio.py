@@ -162,7 +162,7 @@ class AsyncProtocol:
 
     async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
         if not await self._wait(self._engine.may_send, timeout):
-            self._engine.note('not_settled' if self.is_connected() and not self._engine.ready() else 'not_connected')
+            self._engine.note('cannot_send')
             return False
         self._engine.send_msg(service_id, data_id, data, status)
         return await self._flush()

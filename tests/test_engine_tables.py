@@ -33,6 +33,6 @@ def test_every_event_named_in_the_code_has_a_log_text():
             if '.note(' in line or '.drop(' in line:
                 call = line.split('.note(' if '.note(' in line else '.drop(')[1]
                 named.update(re.findall(r"'([a-z0-9_]+)'", re.sub(r"\['\w+'\]", '', call)))   # not msg['data_id']
-    assert {'crc_errors', 'original', 'not_settled', 'stale', 'unsolicited'} <= named
+    assert {'crc_errors', 'original', 'cannot_send', 'stale', 'unsolicited'} <= named
     assert named <= set(logtext.TEXTS)
     assert set(engine.COUNTERS) - {'rx_messages', 'tx_messages', 'framing_errors', 'oversized'} <= set(logtext.TEXTS)
