@@ -45,7 +45,7 @@ REQUESTS = (
 
 
 def build(out_dir):
-    built = compile_mpy(device_files('unix'), out_dir)
+    built = compile_mpy(device_files('unix'), out_dir, where=out_dir + '/')
     return sum(os.path.getsize(local) for local, remote in built if remote.endswith('.mpy'))
 
 

