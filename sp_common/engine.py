@@ -74,6 +74,11 @@ _HANDSHAKE = {
 BUILTIN_DATA = {_SEED_REQUEST: 'seed', _SEED: 'seed', _KEY: 'key', _KEY_RESULT: 'key',
                  _NAME_REQUEST: 'name', _NAME: 'name'}
 _NO_KWARGS = {}
+# Engine methods that live in a module of their own, loaded on first use by
+# Engine.__getattr__: a board that only serves never sends a request, never
+# holds the code that matches answers to requests.
+_ELSEWHERE = {'take_reply': 'replies', 'forget': 'replies', 'pop_received': 'replies', '_on_response': 'replies',
+              '_claim': 'replies', '_store': 'replies', '_drop_buffered': 'replies'}
 
 MAX_NAME = 32
 
@@ -99,6 +104,8 @@ class Engine:
     original wire, byte for byte) or 'required' (no v2, no connection).
     """
 
+    defer = None   # a runtime's hook, defer(coroutine, msg, response sid, seq), for async callbacks
+
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
                  random_bytes=_random_bytes, max_buffered_bytes=None, clock=None, session_v2=True):
@@ -111,7 +118,6 @@ class Engine:
         self.log = log
         self.hexlog = hexlog
         self.clock = clock
-        self.defer = None         # runtime hook: defer(coroutine, msg, response sid, seq) for async callbacks
         self.random_bytes = random_bytes
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
@@ -135,6 +141,17 @@ class Engine:
         for name in COUNTERS:
             self.counters[name] = 0
         self._new_session()
+
+    def __getattr__(self, name):
+        """A method of _ELSEWHERE: its module loads and gives the class all its methods."""
+        home = _ELSEWHERE.get(name)
+        if home is None:
+            raise AttributeError(name)
+        module = __import__('sp_common.' + home, None, None, ('',))
+        for method in _ELSEWHERE:
+            if _ELSEWHERE[method] == home:
+                setattr(Engine, method, getattr(module, method))
+        return getattr(self, name)
 
     # registries ------------------------------------------------------------
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
@@ -271,7 +288,8 @@ class Engine:
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
         resp = self._requests.get(service_id)
-        if resp is not None:
+        # the engine takes the answers to its own requests (seed, key, name) itself: no one waits for them
+        if resp is not None and service_id != _SID_AUTH_REQUEST and service_id != _SID_CHANNEL_NAME_REQUEST:
             if call:
                 self._calls[token] = (resp, data_id)
             else:
@@ -282,15 +300,6 @@ class Engine:
         self.counters['tx_messages'] += 1
         self._out.append(frame(*pieces))
         return token
-
-    def take_reply(self, token):
-        """The answer to the request() call of token, once it is there."""
-        return self._replies.pop(token, None)
-
-    def forget(self, token):
-        """A request() call gave up: an answer that comes later is stale."""
-        self._calls.pop(token, None)
-        self._replies.pop(token, None)
 
     def data_to_send(self):
         """The frames queued since the last call, as one bytes object (b'' if none)."""
@@ -371,16 +380,6 @@ class Engine:
         """Runs a step of sp_common.session or .handshake, loaded by the first connection that needs it."""
         getattr(__import__('sp_common.' + name, None, None, (step,)), step)(self, *args)
 
-    def pop_received(self, service_id, data_id):
-        """The oldest buffered message matching the ids (None matches any), or None."""
-        for i, entry in enumerate(self._buffer):
-            msg = entry[0]
-            if (service_id is None or msg['service_id'] == service_id) and \
-                    (data_id is None or msg['data_id'] == data_id):
-                self._buffered_bytes -= entry[1]
-                return self._buffer.pop(i)[0]
-        return None
-
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):
         self.drop('crc_errors')
@@ -457,57 +456,6 @@ class Engine:
         self.drop('callback_errors', msg['service_id'], msg['data_id'], err)
         self.send_msg(resp, msg['data_id'], None, _STATUS_CALLBACK_ERROR, seq)
 
-    def _on_response(self, sid, did, status, data, size, re):
-        """A response or any other message that asks for nothing back."""
-        key = (sid, did)
-        if self._gated(key) and not (status == _STATUS_AUTH_REQUIRED and data is None):
-            self.drop('auth_rejected', sid, did)
-            return
-        token = self._claim(key, re)
-        msg = make_message(sid, did, status, data)
-        if token:
-            self._replies[token] = msg
-            return
-        entry = self._find_callback(sid, did)
-        if token is None and (re or (entry is None and key not in self._did_names)):
-            self.drop('unknown' if sid not in self._responses else 'stale' if re else 'unsolicited', sid, did)
-        elif entry is not None:
-            try:
-                entry[0](msg, *entry[1], **entry[2])
-            except Exception as err:
-                self.drop('callback_errors', msg['service_id'], msg['data_id'], err)
-        else:
-            self._store(msg, size)
-
-    def _claim(self, key, re):
-        """Who waits for this answer: a request() call's token, 0 for receive(), None for no one.
-
-        In v2 re names the request. The original wire cannot tell: the oldest
-        call on the ids gets it (a peer answers in order), else receive().
-        """
-        calls = self._calls
-        if self.session == 2:
-            if not re:
-                return None
-            if calls.get(re) == key:
-                del calls[re]
-                return re
-            if self._asked.get(key) == re:
-                del self._asked[key]
-                return 0
-            return None
-        token = None
-        for t in calls:
-            if calls[t] == key and (token is None or t < token):
-                token = t
-        if token is not None:
-            del calls[token]
-            return token
-        if key in self._asked:
-            del self._asked[key]
-            return 0
-        return None
-
     def _find_callback(self, sid, did):
         callbacks = self._callbacks
         for key in ((sid, did), (sid, None), (None, did), (None, None)):
@@ -515,28 +463,6 @@ class Engine:
             if entry is not None:
                 return entry
         return None
-
-    def _store(self, msg, size):
-        if size > self.max_buffered_bytes:
-            self.drop('buffer_dropped')
-            return
-        buffer = self._buffer
-        while buffer and (len(buffer) >= self.max_buffered or self._buffered_bytes + size > self.max_buffered_bytes):
-            self._buffered_bytes -= buffer.pop(0)[1]
-            self.drop('buffer_dropped')
-        buffer.append([msg, size])
-        self._buffered_bytes += size
-
-    def _drop_buffered(self, sid, did):
-        buffer = self._buffer
-        i = 0
-        while i < len(buffer):
-            msg = buffer[i][0]
-            if msg['service_id'] == sid and msg['data_id'] == did:
-                self._buffered_bytes -= buffer.pop(i)[1]
-                self.counters['stale'] += 1
-            else:
-                i += 1
 
     def drop(self, counter, sid=None, did=None, detail=None):
         """Counts a dropped message (or event) and logs it; its log line is sp_common.logtext's for counter."""
