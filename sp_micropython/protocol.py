@@ -17,7 +17,8 @@ from sp_common.api import Api
 # the loops that wait on it: pollables, the (object, select event mask) pairs
 # whose readiness means poll() has work (a new tuple whenever they change),
 # and wait_ms(), how long poll() may wait without any of them waking it;
-# ended, true once the stream is gone for good (stdin closed).
+# ended, true once the stream is gone for good (stdin closed); rx_size, the
+# receive buffer it wants (protocol(rx_size=...) overrides it).
 # Each kind lives in its own module (uart, stdio, tcp) so that a board loads
 # only the ones it uses.
 CONNECTED = 'connected'
@@ -28,6 +29,7 @@ class Stream:
     IS_CLIENT = False
     pollables = ()
     ended = False
+    rx_size = 512   # the most one readinto() of poll() takes
 
     def __init__(self):
         self._events = []
@@ -108,17 +110,17 @@ class pure_json_protocol(Api, Engine):
     """
 
     CODEC = pure_json
+    _waiter = None   # made by the first call that waits (receive(), request(), ...)
 
     def __init__(self, stream, secret=None, auto_auth=False, channel_name=None, max_frame=8192,
-                 max_buffered=16, log=None, hexlog=None, rx_size=512, session_v2=True):
+                 max_buffered=16, log=None, hexlog=None, rx_size=None, session_v2=True):
         Engine.__init__(self, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
                         max_frame, max_buffered, log, hexlog, clock=_ms, session_v2=session_v2)
         self.__comm_inst__ = stream
         self._engine = self
         self._lock = self       # one thread: the engine needs no lock
         self._feeding = False
-        self._rx = bytearray(rx_size)
-        self._waiter = None     # for receive() and the other calls that wait
+        self._rx = bytearray(rx_size or stream.rx_size)
         stream.proven = self.proven
 
     # the loop ----------------------------------------------------------------

@@ -53,6 +53,8 @@ class StdioStream(Stream):
         self.pollables = ((sys.stdin, select.POLLIN),)
         self._one = bytearray(1)
         self._tty = _timing((0, 0))
+        if not self._tty:
+            self.rx_size = 64   # read byte by byte: a bigger buffer would only hold heap
         self._kbd_intr = micropython.kbd_intr
         self._kbd_intr(-1)
         self._set(True)
