@@ -7,7 +7,6 @@ import select
 import time
 
 from sp_common import Engine, pure_json
-from sp_common.api import Api
 
 
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
@@ -103,10 +102,18 @@ class Waiter:
         self._poll.ipoll(timeout_ms)
 
 
-class pure_json_protocol(Api, Engine):
+# The calls of sp_common.api, the methods of its Api: they load with the
+# board's first call (pure_json_protocol.__getattr__), so a board that only
+# serves never holds them.
+API_CALLS = ('_settled', '_ready', '_send', 'send', 'request', 'receive', 'authentificate',
+             'check_authentification_state', 'connection_established')
+
+
+class pure_json_protocol(Engine):
     """The protocol on one stream: the engine itself, plus the loop that feeds it from the stream.
 
-    Client or server comes from stream.IS_CLIENT.
+    Client or server comes from stream.IS_CLIENT. send(), request(),
+    receive() and the other calls of sp_common.api load on first use.
     """
 
     CODEC = pure_json
@@ -122,6 +129,14 @@ class pure_json_protocol(Api, Engine):
         self._feeding = False
         self._rx = bytearray(rx_size or stream.rx_size)
         stream.proven = self.proven
+
+    def __getattr__(self, name):
+        if name in API_CALLS:
+            from sp_common.api import Api
+            for call in API_CALLS:
+                setattr(pure_json_protocol, call, getattr(Api, call))
+            return getattr(self, name)
+        return Engine.__getattr__(self, name)
 
     # the loop ----------------------------------------------------------------
     def _events(self):

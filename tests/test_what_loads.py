@@ -31,3 +31,47 @@ def test_the_requester_side_loads_with_the_first_request(interpreter):
     out = subprocess.run([interpreter, '-c', SERVE_THEN_ASK], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
     assert out.stdout.split() == ['True', 'False', 'True', 'False', 'True'], out.stderr
+
+
+SERVE_THEN_SEND = """
+import sys
+from sp_micropython.protocol import Stream, pure_json_protocol
+from sp_common import pure_json
+from sp_common.stp import frame
+
+class Pipe(Stream):
+    def __init__(self, data):
+        Stream.__init__(self)
+        self.data = data
+        self.out = []
+        self._set(True)
+    def readinto(self, buf):
+        n = min(len(buf), len(self.data))
+        buf[:n] = self.data[:n]
+        self.data = self.data[n:]
+        return n
+    def write(self, data):
+        self.out.append(data)
+
+pipe = Pipe(frame(*pure_json.pieces(30, 0, 0, 'x')))
+prot = pure_json_protocol(pipe, session_v2=False)
+prot.register_callback(30, 0, lambda msg: (0, msg.get_data()))
+while prot.poll():
+    pass
+print(len(pipe.out), 'sp_common.api' in sys.modules)
+print(prot.send(31, 0, 'y'), 'sp_common.api' in sys.modules, len(pipe.out))
+"""
+
+
+def test_a_device_that_only_serves_never_loads_the_calls():
+    out = subprocess.run(['micropython', '-c', SERVE_THEN_SEND], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, MICROPYPATH=ROOT))
+    assert out.stdout.split() == ['1', 'False', 'True', 'True', '2'], out.stderr
+
+
+def test_the_device_loads_every_call_of_the_api():
+    code = ("from sp_common.api import Api\nfrom sp_micropython.protocol import API_CALLS\n"
+            "print(sorted(API_CALLS) == sorted(n for n in dir(Api) if not n.startswith('__')), len(API_CALLS))")
+    out = subprocess.run(['micropython', '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, MICROPYPATH=ROOT))
+    assert out.stdout.split() == ['True', '9'], out.stderr
