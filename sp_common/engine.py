@@ -146,7 +146,7 @@ class Engine:
         """A method of _ELSEWHERE: its module loads and gives the class all its methods."""
         home = _ELSEWHERE.get(name)
         if home is None:
-            raise AttributeError(name)
+            raise AttributeError('%r object has no attribute %r' % (type(self).__name__, name))
         module = __import__('sp_common.' + home, None, None, ('',))
         for method in _ELSEWHERE:
             if _ELSEWHERE[method] == home:
