@@ -34,14 +34,16 @@ def hmac_sha256_hex(secret, message):
 
 
 def equal(a, b):
-    """Compares two str or bytes in time independent of where they differ."""
+    """Compares two str or bytes in time independent of where they differ (two bytes: allocating nothing)."""
     if isinstance(a, str):
         a = a.encode()
     if isinstance(b, str):
         b = b.encode()
     diff = len(a) ^ len(b)
-    for x, y in zip(a, b if len(a) == len(b) else a):
-        diff |= x ^ y
+    if diff:
+        b = a
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
     return diff == 0
 
 

@@ -174,7 +174,7 @@ class pure_json:
             return _with_crc((head, data, b'}'))
         tail = b', "seq": %d, "re": %d}' % (seq, re)
         if mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
-            tail = tail[:-1] + _MAC_KEY + hexlify(mac.digest(head, data, tail)[:8]) + b'"}'
+            tail = b', "seq": %d, "re": %d, "mac": "%s"}' % (seq, re, hexlify(mac.digest(head, data, tail)[:8]))
         return _with_crc((head, data, tail))
 
     encode = classmethod(_encode)
@@ -192,9 +192,10 @@ class pure_json:
             at = body.rfind(b', "seq": ')
             raise ChecksumError(sid, did, _head_int(body, b', "seq": ', at)[0] if v2 and at > 0 else None)
         n = len(body) - 4
-        if mac is not None:
-            if n <= _MAC_TAIL or body[n - _MAC_TAIL:n - 18] != _MAC_KEY or body[n - 2:n] != b'"}' or \
-                    not mac.check(body[n - 18:n - 2], memoryview(body)[:n - _MAC_TAIL], b'}'):
+        if mac is not None:   # (the tests of its place allocate nothing)
+            t = n - _MAC_TAIL
+            if t <= 0 or not body.startswith(_MAC_KEY, t) or body[n - 2] != 0x22 or body[n - 1] != 0x7D or \
+                    not mac.check(body[n - 18:n - 2], memoryview(body)[:t], b'}'):
                 raise MacError('wrong MAC')
         obj = _loads(body, 0, n)
         if not isinstance(obj, dict):
