@@ -3,15 +3,35 @@
 Names load from their modules on first use (sp_common.Engine, sp_common.frame,
 sp_common.SID_READ_REQUEST, ...): a board spends heap only on what it touches.
 """
+import gc
+import sys
+
+_MICROPYTHON = sys.implementation.name == 'micropython'
 _HOMES = {'ChecksumError': 'codec', 'FormatError': 'codec', 'pure_json': 'codec', 'struct_json': 'struct_codec',
           'COUNTERS': 'engine', 'Engine': 'engine', 'data_storage': 'message', 'Deframer': 'stp', 'frame': 'stp'}
+
+
+def load(name):
+    """The module of that full name, imported on first use.
+
+    Code loaded while a board serves stays for good; on MicroPython a
+    collection first frees the garbage of the moment, so that the module's
+    objects fill the holes low in the heap instead of landing between
+    garbage and leaving holes when it goes (a long-running heap fragments less).
+    """
+    module = sys.modules.get(name)
+    if module is None:
+        if _MICROPYTHON:
+            gc.collect()
+        module = __import__(name, None, None, ('',))
+    return module
 
 
 def __getattr__(name):
     home = _HOMES.get(name)
     if home is not None:
-        return getattr(__import__('sp_common.' + home, None, None, (name,)), name)
+        return getattr(load('sp_common.' + home), name)
     try:
-        return __import__('sp_common.' + name, None, None, ('',))   # a module of the package
+        return load('sp_common.' + name)   # a module of the package
     except ImportError:
-        return getattr(__import__('sp_common.names', None, None, (name,)), name)
+        return getattr(load('sp_common.names'), name)

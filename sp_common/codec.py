@@ -7,10 +7,10 @@ payload is copied fewer times on its way to the wire. decode() raises ChecksumEr
 the engine counts them and decides what to answer. A board loads only its own codec (heap).
 """
 import json
-import sys
 
 from binascii import hexlify
 
+from . import _MICROPYTHON, load
 from .crc32 import crc32
 
 
@@ -32,7 +32,6 @@ class ChecksumError(ValueError):
         self.seq = seq
 
 
-_MICROPYTHON = sys.implementation.name == 'micropython'
 _SCALARS = (bool, int, float, str)
 _SEQUENCES = (list, tuple)
 _KEYS = (str, int, float)
@@ -68,8 +67,7 @@ if _MICROPYTHON:
         text = json.dumps(obj)
         if len(memoryview(text)) == len(text):
             return text
-        from .nonascii import escape
-        return escape(text)
+        return load('sp_common.nonascii').escape(text)
 else:
     dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
 
@@ -124,8 +122,7 @@ def _loads(body, start, end):
             return json.loads(body[start:end].decode())
         if body.find(b'\\ud', start, end) < 0 and body.find(b'\\uD', start, end) < 0:
             return json.loads(memoryview(body)[start:end])
-        from .nonascii import join_surrogates
-        return json.loads(join_surrogates(body[start:end].decode()))
+        return json.loads(load('sp_common.nonascii').join_surrogates(body[start:end].decode()))
     except (ValueError, UnicodeError):
         raise FormatError('malformed JSON')
 
@@ -214,6 +211,5 @@ class pure_json:
 def __getattr__(name):
     """struct_json lives in its own module: a pure_json board never loads it."""
     if name == 'struct_json':
-        from .struct_codec import struct_json
-        return struct_json
+        return load('sp_common.struct_codec').struct_json
     raise AttributeError(name)

@@ -6,6 +6,7 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
+from . import load
 from .codec import ChecksumError, FormatError, MacError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
@@ -147,7 +148,7 @@ class Engine:
         home = _ELSEWHERE.get(name)
         if home is None:
             raise AttributeError('%r object has no attribute %r' % (type(self).__name__, name))
-        module = __import__('sp_common.' + home, None, None, ('',))
+        module = load('sp_common.' + home)
         for method in _ELSEWHERE:
             if _ELSEWHERE[method] == home:
                 setattr(Engine, method, getattr(module, method))
@@ -378,7 +379,7 @@ class Engine:
 
     def _step(self, name, step, *args):
         """Runs a step of sp_common.session or .handshake, loaded by the first connection that needs it."""
-        getattr(__import__('sp_common.' + name, None, None, (step,)), step)(self, *args)
+        getattr(load('sp_common.' + name), step)(self, *args)
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):
@@ -501,11 +502,9 @@ class Engine:
 
     # logging: the text is built by sp_common.logtext, loaded when a log wants it
     def _trace(self, direction, sid, did, status, data, pieces):
-        from . import logtext
-        logtext.trace(self, direction, sid, did, status, data, pieces)
+        load('sp_common.logtext').trace(self, direction, sid, did, status, data, pieces)
 
     def note(self, what, sid=None, did=None, detail=None):
         """A log line: sp_common.logtext's text and level for what, naming sid/did, ending in detail."""
         if self.log is not None:
-            from . import logtext
-            logtext.note(self, what, sid, did, detail)
+            load('sp_common.logtext').note(self, what, sid, did, detail)

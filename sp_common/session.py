@@ -5,6 +5,7 @@ loads it and keeps the original wire byte for byte.
 """
 from binascii import hexlify
 
+from . import load
 from .engine import const
 
 _SID_SESSION_REQUEST = const(2)     # the values of sp_common.const, as in sp_common.engine
@@ -82,7 +83,7 @@ def _start(engine, client_nonce, server_nonce, peer_mac):
     engine.nonces = client_nonce + server_nonce
     engine.tx_mac = engine.rx_mac = None
     if engine.secret is not None and peer_mac:
-        from .auth import Hmac   # only with MACs: a board without a secret never loads it
+        Hmac = load('sp_common.auth').Hmac   # only with MACs: a board without a secret never loads it
         k = Hmac(Hmac(engine.secret.encode()).digest(_LABEL, engine.nonces.encode()))
         c2s = Hmac(k.digest(b'c2s'))
         s2c = Hmac(k.digest(b's2c'))

@@ -6,7 +6,7 @@ moves bytes between a stream and the engine and waits.
 import select
 import time
 
-from sp_common import Engine, pure_json
+from sp_common import Engine, load, pure_json
 
 
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
@@ -132,7 +132,7 @@ class pure_json_protocol(Engine):
 
     def __getattr__(self, name):
         if name in API_CALLS:
-            from sp_common.api import Api
+            Api = load('sp_common.api').Api
             for call in API_CALLS:
                 setattr(pure_json_protocol, call, getattr(Api, call))
             return getattr(self, name)
