@@ -3,10 +3,6 @@
 Names load from their modules on first use (sp_common.Engine, sp_common.frame,
 sp_common.SID_READ_REQUEST, ...): a board spends heap only on what it touches.
 """
-import gc
-import sys
-
-_MICROPYTHON = sys.implementation.name == 'micropython'
 _HOMES = {'ChecksumError': 'codec', 'FormatError': 'codec', 'pure_json': 'codec', 'struct_json': 'struct_codec',
           'COUNTERS': 'engine', 'Engine': 'engine', 'data_storage': 'message', 'Deframer': 'stp', 'frame': 'stp'}
 
@@ -19,9 +15,11 @@ def load(name):
     objects fill the holes low in the heap instead of landing between
     garbage and leaving holes when it goes (a long-running heap fragments less).
     """
+    import sys
     module = sys.modules.get(name)
     if module is None:
-        if _MICROPYTHON:
+        if sys.implementation.name == 'micropython':
+            import gc
             gc.collect()
         module = __import__(name, None, None, ('',))
     return module

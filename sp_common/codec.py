@@ -7,10 +7,11 @@ payload is copied fewer times on its way to the wire. decode() raises ChecksumEr
 the engine counts them and decides what to answer. A board loads only its own codec (heap).
 """
 import json
+import sys
 
 from binascii import hexlify
 
-from . import _MICROPYTHON, load
+from . import load
 from .crc32 import crc32
 
 
@@ -32,6 +33,7 @@ class ChecksumError(ValueError):
         self.seq = seq
 
 
+_MICROPYTHON = sys.implementation.name == 'micropython'
 _SCALARS = (bool, int, float, str)
 _SEQUENCES = (list, tuple)
 _KEYS = (str, int, float)

@@ -15,7 +15,7 @@ import sp_cpython as sp
 from conftest import ROOT
 from ptys import PtyCable
 
-HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '76k')
+HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '72k')
 MAX_FRAME = os.environ.get('SP_INTEROP_MAX_FRAME', '1024')   # the messages here are small; so is the board
 SECRET = 'shared secret'
 
