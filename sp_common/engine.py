@@ -6,8 +6,10 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
+import sys
+
 from . import load
-from .codec import ChecksumError, FormatError, MacError, pure_json
+from .codec import _MICROPYTHON, ChecksumError, FormatError, MacError, pure_json
 from .entropy import random_bytes as _random_bytes
 from .message import make_message
 from .stp import Deframer, frame
@@ -378,8 +380,16 @@ class Engine:
             self.drop('downgrade')
 
     def _step(self, name, step, *args):
-        """Runs a step of sp_common.session or .handshake, loaded by the first connection that needs it."""
+        """Runs a step of sp_common.session or .handshake, loaded by the first connection that needs it.
+
+        Once the module's part is over (the wire settled, the handshake ended),
+        MicroPython drops it again: a board holds neither while it serves, and
+        load() brings it back, into the hole it left, for the next connection.
+        """
         getattr(load('sp_common.' + name), step)(self, *args)
+        if _MICROPYTHON and (self.session is not None if name == 'session' else self.auth_settled()):
+            sys.modules.pop('sp_common.' + name, None)
+            sys.modules['sp_common'].__dict__.pop(name, None)
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):

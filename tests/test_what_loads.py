@@ -75,3 +75,39 @@ def test_the_device_loads_every_call_of_the_api():
     out = subprocess.run(['micropython', '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT))
     assert out.stdout.split() == ['True', '9'], out.stderr
+
+
+CONNECT_TWICE = """
+import sys
+from sp_common import Engine
+
+def pump(a, b):
+    for _ in range(20):
+        x = a.data_to_send()
+        y = b.data_to_send()
+        if not x and not y:
+            return
+        if x:
+            b.feed(x)
+        if y:
+            a.feed(y)
+
+server = Engine(False, secret='s', clock=lambda: 0)
+client = Engine(True, secret='s', auto_auth=True, clock=lambda: 0)
+for connection in range(2):
+    server.connection_made()
+    client.connection_made()
+    pump(client, server)
+    print(client.is_trusted(), server.is_trusted(), client.session, server.session, client.rx_mac is not None,
+          'sp_common.session' in sys.modules, 'sp_common.handshake' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize('interpreter', [sys.executable, 'micropython'])
+def test_session_and_handshake_code_leaves_a_board_once_done(interpreter):
+    """On MicroPython the negotiation's and the handshake's code go once their part is over, and come back
+    for the next connection; CPython keeps them."""
+    out = subprocess.run([interpreter, '-c', CONNECT_TWICE], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
+    kept = str(interpreter == sys.executable)
+    assert out.stdout.split() == ['True', 'True', '2', '2', 'True', kept, kept] * 2, out.stderr
