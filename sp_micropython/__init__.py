@@ -8,7 +8,7 @@ wifi and demo are imported by name: sp_micropython.wifi.
 """
 from .protocol import CONNECTED, DISCONNECTED, pure_json_protocol, serve  # noqa: F401
 
-_HOMES = {'UartStream': 'uart', 'StdioStream': 'stdio', 'TcpServerStream': 'tcp', 'TcpClientStream': 'tcp_client',
+_HOMES = {'UartStream': 'uart', 'StdioStream': 'stdio', 'TcpServerStream': 'tcp_server', 'TcpClientStream': 'tcp_client',
           'struct_json_protocol': 'struct_protocol', 'PrintLog': 'printlog'}
 
 

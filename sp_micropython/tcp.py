@@ -1,10 +1,10 @@
-"""TCP streams on socket + select.poll (Wi-Fi boards and the unix port): the server here, the client in tcp_client.
+"""TCP streams on socket + select.poll (Wi-Fi boards and the unix port): what server and client share.
 
-A board that serves never loads the client's code.
+The server stream lives in tcp_server, the client in tcp_client: a board
+loads only the one it uses.
 """
 import errno
 import select
-import socket
 import time
 
 from .protocol import Stream
@@ -12,7 +12,6 @@ from .protocol import Stream
 _EAGAIN = errno.EAGAIN
 WRITE_TIMEOUT_MS = 2000    # a link that takes no byte for this long is dropped
 MAX_PENDING = 16384        # and so is one that falls this far behind
-IDLE_MS = 30000            # a trusted client silent this long may be replaced by a newcomer
 
 
 class _SocketStream(Stream):
@@ -117,57 +116,11 @@ class _SocketStream(Stream):
     reconnect = close = _drop
 
 
-class TcpServerStream(_SocketStream):
-    """Listens on host:port and serves one client at a time.
-
-    A newcomer replaces the current client (DISCONNECTED then CONNECTED)
-    unless that client has proven itself (authenticated, or spoke when there
-    is no secret) and was heard within IDLE_MS: then the newcomer is turned
-    away. A client that goes away reports DISCONNECTED; the listener keeps going.
-    """
-
-    def __init__(self, port, host='0.0.0.0'):
-        _SocketStream.__init__(self)
-        addr = socket.getaddrinfo(host, port)[0][-1]
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(addr)
-        srv.listen(2)
-        srv.setblocking(False)
-        self._srv = srv
-        self._srv_poll = select.poll()
-        self._srv_poll.register(srv, select.POLLIN)
-        self._listener = ((srv, select.POLLIN),)
-        self._repoll()
-
-    def readinto(self, buf):
-        n = self._read(buf)   # first, so that a client that left is seen gone before a newcomer is judged
-        if n:
-            return n
-        for entry in self._srv_poll.ipoll(0):
-            try:
-                sock = self._srv.accept()[0]
-            except OSError:
-                return 0
-            if self._sock is not None and self.proven() and \
-                    time.ticks_diff(time.ticks_ms(), self._last_rx) < IDLE_MS:   # the current client stays
-                sock.close()
-            else:
-                self._drop()
-                self._attach(sock)   # the caller sees CONNECTED before the first byte
-            return 0
-        return 0
-
-    def close(self):
-        self._listener = ()
-        self._drop()
-        self._srv.close()
-
-
 def from_config(config, client):
     """A client of TCP_HOST:TCP_PORT, or a server listening there (TCP_HOST defaults to all interfaces)."""
     host = getattr(config, 'TCP_HOST', '0.0.0.0')
     if client:
         from .tcp_client import TcpClientStream
         return TcpClientStream(host, config.TCP_PORT, retry_ms=200)
+    from .tcp_server import TcpServerStream
     return TcpServerStream(config.TCP_PORT, host)
