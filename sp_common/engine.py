@@ -79,9 +79,11 @@ BUILTIN_DATA = {_SEED_REQUEST: 'seed', _SEED: 'seed', _KEY: 'key', _KEY_RESULT: 
 _NO_KWARGS = {}
 # Engine methods that live in a module of their own, loaded on first use by
 # Engine.__getattr__: a board that only serves never sends a request, never
-# holds the code that matches answers to requests.
+# holds the code that matches answers to requests; one that serves only the
+# built-in services never registers more.
 _ELSEWHERE = {'take_reply': 'replies', 'forget': 'replies', 'pop_received': 'replies', '_on_response': 'replies',
-              '_claim': 'replies', '_store': 'replies', '_drop_buffered': 'replies'}
+              '_claim': 'replies', '_store': 'replies', '_drop_buffered': 'replies',
+              'add_service': 'registry', 'add_status': 'registry', 'add_msg_to_auth_whitelist_': 'registry'}
 
 MAX_NAME = 32
 
@@ -157,28 +159,9 @@ class Engine:
         return getattr(self, name)
 
     # registries ------------------------------------------------------------
-    def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
-        taken = req_sid in self._requests or req_sid in self._responses
-        if taken or resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
-            from . import const
-            raise (const.RequestSidExistsError if taken else const.ResponseSidExistsError)(
-                'service id %r is already in use' % (req_sid if taken else resp_sid,))
-        self._requests[req_sid] = resp_sid
-        self._responses[resp_sid] = req_sid
-        if req_name is not None:
-            self._sid_names[req_sid] = req_name
-        if resp_name is not None:
-            self._sid_names[resp_sid] = resp_name
-
     def add_data(self, service_id, data_id, name):
         for sid in service_id if isinstance(service_id, (list, tuple)) else (service_id,):
             self._did_names[(sid, data_id)] = name
-
-    def add_status(self, status, name):
-        self._status_names[status] = name
-
-    def add_msg_to_auth_whitelist_(self, service_id, data_id):
-        self._whitelist.add((service_id, data_id))
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
         """The handshake and channel-name messages stay the engine's own."""

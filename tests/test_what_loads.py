@@ -22,15 +22,17 @@ client = Engine(True, secret='s', auto_auth=True, session_v2=False)
 client.connection_made()   # its channel name and a seed request: the engine takes their answers itself
 print(len(client.data_to_send()) > 0, 'sp_common.replies' in sys.modules)
 server.send_msg(10, 0, None)   # a request of its own: now something waits for an answer
-print('sp_common.replies' in sys.modules)
+print('sp_common.replies' in sys.modules, 'sp_common.registry' in sys.modules)
+server.add_service(40, 41)
+print('sp_common.registry' in sys.modules, server._requests[40])
 """
 
 
 @pytest.mark.parametrize('interpreter', [sys.executable, 'micropython'])
-def test_the_requester_side_loads_with_the_first_request(interpreter):
+def test_the_requester_side_and_the_registries_load_on_first_use(interpreter):
     out = subprocess.run([interpreter, '-c', SERVE_THEN_ASK], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
-    assert out.stdout.split() == ['True', 'False', 'True', 'False', 'True'], out.stderr
+    assert out.stdout.split() == ['True', 'False', 'True', 'False', 'True', 'False', 'True', '41'], out.stderr
 
 
 SERVE_THEN_SEND = """
