@@ -1,8 +1,10 @@
 """CPython host (sp_cpython) <-> MicroPython device (boards/unix/main.py), both roles, serial and TCP.
 
 The device runs on the real MicroPython unix port with its heap capped, from
-.mpy files built by mpy-cross; the serial path is a real pty pair opened with
-pyserial on the host side.
+.mpy files built by mpy-cross that it imports from its working folder, as a
+board imports them from its root (each module's path stays in the heap, so
+it is as short here as on a board, wherever the test's temporary folder is);
+the serial path is a real pty pair opened with pyserial on the host side.
 """
 import os
 import socket
@@ -14,10 +16,19 @@ import pytest
 import sp_cpython as sp
 from conftest import ROOT
 from ptys import PtyCable
+from sp_tool.deploy import compile_mpy
+from sp_tool.files import device_files
 
-HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '72k')
+HEAPSIZE = os.environ.get('SP_INTEROP_HEAPSIZE', '64k')
 MAX_FRAME = os.environ.get('SP_INTEROP_MAX_FRAME', '1024')   # the messages here are small; so is the board
 SECRET = 'shared secret'
+
+
+@pytest.fixture(scope='module')
+def board_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('board'))
+    compile_mpy(device_files('unix'), out, where='./')
+    return out
 
 
 def free_port():
@@ -27,9 +38,9 @@ def free_port():
 
 
 class Setup:
-    def __init__(self, mpy_dir, tmp_path, transport, role, codec, secret, host_v2=True, device_v2='on'):
+    def __init__(self, board_dir, tmp_path, transport, role, codec, secret, host_v2=True, device_v2='on'):
         self.cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
-        env = dict(os.environ, MICROPYPATH=mpy_dir, SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=MAX_FRAME,
+        env = dict(os.environ, MICROPYPATH='.', SP_CODEC=codec, SP_ROLE=role, SP_CHANNEL_NAME='device', SP_MAX_FRAME=MAX_FRAME,
                    SP_SESSION_V2=device_v2)
         env.pop('SP_SECRET', None)
         if secret:
@@ -47,9 +58,9 @@ class Setup:
         self.host = self.cls(comm, secret=secret, auto_auth=bool(secret) and role == 'server',
                              channel_name='host' if role == 'server' else None, session_v2=host_v2)
         self.device = subprocess.Popen(
-            ['micropython', '-X', 'heapsize=' + HEAPSIZE, 'boards/unix/main.py'],
+            ['micropython', '-X', 'heapsize=' + HEAPSIZE, os.path.join(ROOT, 'boards', 'unix', 'main.py')],
             stdin=self.stdin or subprocess.DEVNULL, stdout=self.stdin or subprocess.DEVNULL,
-            stderr=subprocess.PIPE, cwd=ROOT, env=env)
+            stderr=subprocess.PIPE, cwd=board_dir, env=env)
 
     def close(self):
         self.host.close()
@@ -96,8 +107,8 @@ def exchange(host, role):
 @pytest.mark.parametrize('codec', ['pure_json', 'struct_json'])
 @pytest.mark.parametrize('role', ['server', 'client'])
 @pytest.mark.parametrize('transport', ['pty', 'tcp'])
-def test_host_and_device(mpy_dir, tmp_path, transport, role, codec, secret):
-    setup = Setup(mpy_dir, tmp_path, transport, role, codec, secret)
+def test_host_and_device(board_dir, tmp_path, transport, role, codec, secret):
+    setup = Setup(board_dir, tmp_path, transport, role, codec, secret)
     host = setup.host
     try:
         exchange(host, role)
@@ -107,8 +118,8 @@ def test_host_and_device(mpy_dir, tmp_path, transport, role, codec, secret):
     assert 'Traceback' not in stderr and 'MemoryError' not in stderr, stderr
 
 
-def test_wrong_secret_is_refused_by_the_device_on_the_original_wire(mpy_dir, tmp_path):
-    setup = Setup(mpy_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET, host_v2=False)
+def test_wrong_secret_is_refused_by_the_device_on_the_original_wire(board_dir, tmp_path):
+    setup = Setup(board_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET, host_v2=False)
     host = setup.host
     host._engine.secret = 'wrong'
     host._engine.auto_auth = False
@@ -120,9 +131,9 @@ def test_wrong_secret_is_refused_by_the_device_on_the_original_wire(mpy_dir, tmp
         setup.close()
 
 
-def test_wrong_secret_in_session_v2_gets_nothing_but_mac_errors(mpy_dir, tmp_path):
+def test_wrong_secret_in_session_v2_gets_nothing_but_mac_errors(board_dir, tmp_path):
     """With MACs under keys neither side shares, no frame of one side is taken by the other."""
-    setup = Setup(mpy_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET)
+    setup = Setup(board_dir, tmp_path, 'tcp', 'server', 'pure_json', SECRET)
     host = setup.host
     host._engine.secret = 'wrong'
     host._engine.auto_auth = False
