@@ -22,7 +22,7 @@ from sp_common.codec import _with_crc
 from tools.unix_board import UnixBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '144k')   # two protocols with 6 KiB frames, 4 KiB payloads
+HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '128k')   # two protocols with 6 KiB frames, 4 KiB payloads
 MAX_FRAME = 6144   # the device's frame cap in these tests: a 4 KiB payload fits, 8 KiB does not
 TIMEOUT = 5
 
