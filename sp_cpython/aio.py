@@ -20,6 +20,8 @@ from sp_common import Engine, pure_json, struct_json
 from sp_common.const import STATUS_OKAY
 from sp_common.message import data_storage
 
+from .tcp import tcp_server_stp
+
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 WRITE_TIMEOUT = 2.0
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
@@ -234,10 +236,22 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
     return AsyncProtocol(reader, writer, True, **options)
 
 
+async def _end_probation(prot: AsyncProtocol) -> None:
+    """Drops a peer still silent or unauthenticated after tcp_server_stp.PROBATION, as the threaded server does."""
+    await asyncio.sleep(tcp_server_stp.PROBATION)
+    if not prot._engine.proven():
+        prot._engine.note('silent_peer')
+        await prot.close()
+
+
 async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], **options) -> asyncio.AbstractServer:
     """A TCP server: each client gets its own AsyncProtocol, handed to setup() to register its callbacks."""
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         prot = AsyncProtocol(reader, writer, False, **options)
         setup(prot)
-        await prot._pump
+        probation = asyncio.ensure_future(_end_probation(prot))
+        try:
+            await prot._pump
+        finally:
+            probation.cancel()
     return await asyncio.start_server(accepted, host, port)

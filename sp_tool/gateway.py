@@ -33,6 +33,7 @@ from .target import PROTOCOLS, listen_transport, transport
 log = logging.getLogger('sp.gateway')
 CHANNEL_NAME = 'sp-gateway'
 WATCH_S = 0.1          # how often a board's link state is looked at
+WAITING_PER_WORKER = 8  # calls a board's link takes per worker before it answers the rest at once (status 101)
 COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages')
 BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
 LISTEN_SCHEME = 'listen://'     # the board is the TCP client: the gateway is the server it dials
@@ -96,6 +97,21 @@ class BoardLink:
         self._on_message = on_message
         self.prot.register_callback(None, None, self._from_board)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix='gateway-' + spec.name)
+        self.max_waiting = WAITING_PER_WORKER * workers   # calls in the workers' hands and queued for them
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def take_call(self) -> bool:
+        """Counts a call in, unless max_waiting are there already: a flood waits in no queue without end."""
+        with self._lock:
+            if self._waiting >= self.max_waiting:
+                return False
+            self._waiting += 1
+            return True
+
+    def call_done(self) -> None:
+        with self._lock:
+            self._waiting -= 1
 
     def online(self) -> bool:
         return self.prot.connection_established()
@@ -200,18 +216,18 @@ class Gateway:
         board, service, did_text = msg.topic[len(self.prefix) + 1:].split('/')[:3]   # as subscribed: .../req
         props = msg.properties
         reply = None
-        if getattr(props, 'ResponseTopic', None):
-            reply = Reply(props.ResponseTopic, getattr(props, 'CorrelationData', None))
         try:
+            if getattr(props, 'ResponseTopic', None):
+                reply = Reply(wire.reply_topic(props.ResponseTopic, self.prefix), getattr(props, 'CorrelationData', None))
             if len(msg.payload) > self.max_payload:
                 raise ValueError('a payload of %d bytes is over the limit of %d' % (len(msg.payload), self.max_payload))
             try:
                 data = json.loads(msg.payload) if msg.payload else None
-            except ValueError as err:
-                raise ValueError('the payload is not JSON (%s)' % err) from None
+            except (ValueError, RecursionError) as err:
+                raise ValueError('the payload is not JSON (%s)' % type(err).__name__) from None
             if reply is None:
                 topic, envelope_id, data = wire.parse_envelope(data)
-                reply = Reply(topic, None, envelope_id, True)
+                reply = Reply(wire.reply_topic(topic, self.prefix), None, envelope_id, True)
             sid = wire.parse_service(service)
             did = wire.parse_data_id(did_text)
         except ValueError as err:
@@ -225,10 +241,21 @@ class Gateway:
             self.count('offline')
             self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s is offline' % board))
             return
+        if not link.take_call():
+            self.count('timeouts')
+            self._respond(reply, wire.answer(wire.STATUS_TIMEOUT, '%d calls already wait for %s'
+                                             % (link.max_waiting, board)))
+            return
         link.pool.submit(self._serve, link, sid, did, data, reply, time.monotonic() + self.timeout)
 
     def _serve(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, deadline: float) -> None:
         """On a worker: one call to the board, one answer to the caller, whatever happens."""
+        try:
+            self._call(link, sid, did, data, reply, deadline)
+        finally:
+            link.call_done()
+
+    def _call(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, deadline: float) -> None:
         try:
             msg = link.request(sid, did, data, deadline - time.monotonic()) if time.monotonic() < deadline else None
         except Exception as err:    # the codec refused what JSON allowed (e.g. a data id over 16 bits)
@@ -254,12 +281,20 @@ class Gateway:
         elif reply.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = reply.correlation
-        self.client.publish(reply.topic, wire.dumps(body), wire.QOS_CALL, properties=properties)
+        try:
+            self.client.publish(reply.topic, wire.dumps(body), wire.QOS_CALL, properties=properties)
+        except ValueError as err:   # what paho refuses to publish (a topic, a size) is the caller's loss only
+            log.warning('cannot answer on %s: %s', reply.topic, err)
 
     # board side ------------------------------------------------------------------------------
     def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:
         self.count('board_messages')
-        topic = '%s/%s/%d/%s' % (self.prefix, board, msg.get_service_id(), msg.get_data_id())
+        did = msg.get_data_id()
+        if isinstance(did, str) and ('/' in did or '+' in did or '#' in did or '\0' in did):
+            self.count('bad_input')   # a data id that would make its own topic levels or wildcards
+            log.warning('board %s sent data id %r, which is no topic level: dropped', board, did)
+            return
+        topic = '%s/%s/%d/%s' % (self.prefix, board, msg.get_service_id(), did)
         self.client.publish(topic, wire.dumps(wire.answer(msg.get_status(), msg.get_data())), wire.QOS_CALL)
 
     def _watch(self) -> None:

@@ -78,9 +78,12 @@ class BoardClient:
         if slot is None:
             return      # an answer to a call that gave up
         try:
-            slot.append(json.loads(msg.payload))
-        except ValueError:
-            slot.append(wire.answer(wire.STATUS_BAD_REQUEST, 'the gateway answered something that is not JSON'))
+            answer = json.loads(msg.payload)
+        except (ValueError, RecursionError):
+            answer = None
+        if not (isinstance(answer, dict) and isinstance(answer.get('status'), int) and 'status_name' in answer):
+            answer = wire.answer(wire.STATUS_BAD_REQUEST, 'the gateway answered something that is not an answer')
+        slot.append(answer)
         slot[0].set()
 
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:

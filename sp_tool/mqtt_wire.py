@@ -88,6 +88,15 @@ def parse_envelope(payload: Any) -> Tuple[str, Any, Any]:
     return payload['reply_to'], payload.get('id'), payload.get('data')
 
 
+def reply_topic(topic: str, prefix: str) -> str:
+    """A caller's response topic, if the gateway may answer there: no wildcard, and under the gateway's
+    prefix only its reply/ branch, so that no caller makes it speak for a board or publish its status."""
+    mine = topic.startswith(prefix + '/') and not topic.startswith(prefix + '/reply/')
+    if not topic or mine or '+' in topic or '#' in topic or '\0' in topic:
+        raise ValueError('the gateway does not answer on the topic %r' % (topic,))
+    return topic
+
+
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(',', ':')).encode()
 

@@ -142,3 +142,21 @@ def test_a_flood_of_requests_to_a_slow_coroutine_callback_is_bounded():
         assert statuses.count(sp.STATUS_OKAY) == aio.MAX_ANSWERING
         assert statuses.count(sp.STATUS_CALLBACK_ERROR) == 6
     run(main())
+
+
+def test_a_silent_peer_is_dropped_after_probation(monkeypatch):
+    """As with the threaded server: a connection that never speaks is closed, one that does stays."""
+    monkeypatch.setattr(sp.tcp_server_stp, 'PROBATION', 0.3)
+
+    async def main():
+        port = free_port()
+        server = await aio.serve('127.0.0.1', port, lambda prot: None)
+        silent_reader, silent_writer = await asyncio.open_connection('127.0.0.1', port)
+        async with await aio.connect('tcp://127.0.0.1:%d' % port) as prot:
+            assert await asyncio.wait_for(silent_reader.read(), 5) == b''   # closed by the server
+            assert prot.is_connected()
+            answer = await prot.request(sp.SID_READ_REQUEST, 99, timeout=5)   # still served past probation
+            assert answer.get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+        silent_writer.close()
+        server.close()
+    run(main())

@@ -242,6 +242,32 @@ def test_bad_input_gets_error_answers_and_the_gateway_keeps_running(fleet):
         assert client.request('execute', 0, 'still here')['data'] == 'still here'
 
 
+def test_hostile_requests_leave_the_gateway_running_and_speak_for_no_board(fleet):
+    """JSON nested past the parser's depth gets a bad-request answer; response topics with wildcards or on
+    the gateway's own board topics get none (each dropped and counted); the gateway keeps answering."""
+    before = fleet.gateway.counters['bad_input']
+    caller = Inbox(fleet.broker, 'test/hostile')
+    watch = Inbox(fleet.broker, 'sp/a/#')
+    try:
+        caller.ask('sp/a/read/0/req', b'[' * 60000, b'deep', 'test/hostile')
+        caller.ask('sp/a/read/0/req', b'null', b'wildcard', 'sp/#')
+        caller.ask('sp/a/read/0/req', b'null', b'status', 'sp/a/status')
+        caller.client.publish('sp/a/read/0/req', json.dumps({'reply_to': 'sp/+/status', 'id': 1, 'data': None}))
+        caller.wait_for(lambda: b'deep' in caller.answers())
+        assert caller.answers()[b'deep']['status'] == wire.STATUS_BAD_REQUEST
+        deadline = time.monotonic() + WAIT
+        while fleet.gateway.counters['bad_input'] < before + 4:
+            assert time.monotonic() < deadline, fleet.gateway.counters
+            time.sleep(0.05)
+        with BoardClient(fleet.broker.url, 'a') as client:
+            assert client.request('execute', 0, 'still here')['data'] == 'still here'
+        assert [t for t, msg in watch.messages if t.startswith('sp/') and t != 'sp/a/status' and not t.endswith('/req')] == []
+        assert all(msg.payload == b'online' for t, msg in watch.messages if t == 'sp/a/status')
+    finally:
+        caller.close()
+        watch.close()
+
+
 def test_mqtt_311_clients_use_the_envelope(fleet):
     caller = Inbox(fleet.broker, 'test/v3', protocol=mqtt.MQTTv311)
     try:
