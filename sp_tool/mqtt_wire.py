@@ -25,8 +25,9 @@ SCHEMES = {'mqtt': (1883, False), 'mqtts': (8883, True)}
 DEFAULT_PREFIX = 'sp'
 RESERVED_NAMES = ('gateway', 'reply')
 ONLINE, OFFLINE = 'online', 'offline'
-# Calls and answers at QoS 0: an acknowledged publish costs a Nagle delay (40 ms or more) on a broker
-# without set_tcp_nodelay, and a lost one is what the caller's timeout is for. Statuses at QoS 1.
+# Calls and answers at QoS 0: an acknowledged publish waits for the broker's acknowledgement (which a
+# broker without set_tcp_nodelay may hold back), and a lost one is what the caller's timeout is for.
+# Statuses at QoS 1.
 QOS_CALL = 0
 QOS_STATUS = 1
 
