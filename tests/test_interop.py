@@ -128,7 +128,8 @@ def test_wrong_secret_is_refused_by_the_device_on_the_original_wire(board_dir, t
         for sid in (sp.SID_READ_REQUEST, sp.SID_WRITE_REQUEST, sp.SID_EXECUTE_REQUEST):
             assert ask(host, sid, 0).get_status() == sp.STATUS_AUTH_REQUIRED
     finally:
-        setup.close()
+        stderr = setup.close()
+    assert 'Traceback' not in stderr, stderr
 
 
 def test_wrong_secret_in_session_v2_gets_nothing_but_mac_errors(board_dir, tmp_path):
@@ -142,5 +143,7 @@ def test_wrong_secret_in_session_v2_gets_nothing_but_mac_errors(board_dir, tmp_p
         assert host.session == 2
         assert host.request(sp.SID_READ_REQUEST, 0, timeout=1) is None
         assert host.counters['rx_messages'] == 2   # the channel name and the session answer: nothing since
+        assert setup.device.poll() is None   # the device dropped the frames and lives on
     finally:
-        setup.close()
+        stderr = setup.close()
+    assert 'Traceback' not in stderr, stderr

@@ -125,6 +125,7 @@ def test_hostile_frames_leave_the_32k_board_answering(board):
         deadline = time.monotonic() + 20
         while b'"last"}' not in replies and time.monotonic() < deadline:   # the replies to all of them
             replies += port.read(4096)
+    assert b'"last"}' in replies, replies[-500:]
     host = sp.pure_json_protocol(sp.serial_stp(dev.port), channel_name='host')
     try:
         assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'still here').get_data() == 'still here'
@@ -155,6 +156,9 @@ import run_micropython
 """
 
 
+MAX_TOO_BIG = 3   # conformance cases too big for the 140 KiB heap: 1 in the runs measured
+
+
 def test_conformance_suite_on_the_140k_board(image, tmp_path, request):
     with QemuBoard(build_romfs(conformance_files(), str(tmp_path / 'conformance.romfs')), '140k') as dev:
         dev.exec(RUN_CONFORMANCE)
@@ -168,6 +172,7 @@ def test_conformance_suite_on_the_140k_board(image, tmp_path, request):
     reports = out.split('FAIL ')[1:]
     errors = [r.split('\n')[0] for r in reports if 'MemoryError: ' not in r]
     assert not errors, out[-4000:]
+    assert failed <= MAX_TOO_BIG, out[-4000:]
     assert len(reports) == failed and passed + failed == _cpython_cases()
     line = 'conformance on micropython, qemu Cortex-M3 board (140 KiB heap): %d passed, %d failed' % (
         passed, failed) + (' (MemoryError: too big for the heap)' if failed else '')
