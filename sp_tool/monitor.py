@@ -14,6 +14,7 @@ import time
 from typing import Callable, Optional
 
 from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
+from sp_common.codec import _MAC_KEY, _MAC_TAIL
 from sp_common.names import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
                              SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
 from .demo import DATA as DEMO_DATA
@@ -95,8 +96,10 @@ class Monitor:
 
 
 def _has_mac(body: bytes) -> bool:
-    """Whether a session v2 pure_json body ends in its "mac" key (not checked: the monitor has no key)."""
-    return body[-32:-22] == b', "mac": "' and body[-6:-4] == b'"}'
+    """Whether a session v2 pure_json body ends in its "mac" key, where the codec puts it (not checked: the
+    monitor has no key)."""
+    n = len(body) - 4
+    return n > _MAC_TAIL and body.startswith(_MAC_KEY, n - _MAC_TAIL) and body[n - 2:n] == b'"}'
 
 
 def _reader(source: str, baud: int):
