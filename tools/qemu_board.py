@@ -3,7 +3,7 @@
     python3 -m tools.qemu_board [--heap 32k|140k] [--codec struct_json] [--secret S] [--role client]
 
 Builds a ROMFS image from the current sources (sp_common, sp_micropython and
-boards/qemu, compiled to .mpy by `mpremote romfs build`), boots the firmware
+boards/qemu, compiled to .mpy and packed by `mpremote romfs build`), boots the firmware
 with the image at /rom, starts boards/qemu/main.py over the raw REPL and
 prints the board's port (a /dev/pts/N path): `python3 -m tools.talk --port
 PORT` talks to it like to any board. Runs until Ctrl-C.
