@@ -88,6 +88,13 @@ _ELSEWHERE = {'take_reply': 'replies', 'forget': 'replies', 'pop_received': 'rep
 MAX_NAME = 32
 
 
+def _unload(name):
+    """On MicroPython drops module sp_common.<name> from the heap (Engine._step); load() brings it back."""
+    if _MICROPYTHON:
+        sys.modules.pop('sp_common.' + name, None)
+        sys.modules['sp_common'].__dict__.pop(name, None)
+
+
 def valid_name(name):
     """A channel name is a short printable ASCII string (it ends up in log lines)."""
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
@@ -229,6 +236,7 @@ class Engine:
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
         if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
             self.settle_original()
+            _unload('session')   # a client's offer went unanswered: its negotiation is over
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
@@ -370,9 +378,8 @@ class Engine:
         load() brings it back, into the hole it left, for the next connection.
         """
         getattr(load('sp_common.' + name), step)(self, *args)
-        if _MICROPYTHON and (self.session is not None if name == 'session' else self.auth_settled()):
-            sys.modules.pop('sp_common.' + name, None)
-            sys.modules['sp_common'].__dict__.pop(name, None)
+        if self.session is not None if name == 'session' else self.auth_settled():
+            _unload(name)
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):

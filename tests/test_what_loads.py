@@ -113,3 +113,23 @@ def test_session_and_handshake_code_leaves_a_board_once_done(interpreter):
                          env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
     kept = str(interpreter == sys.executable)
     assert out.stdout.split() == ['True', 'True', '2', '2', 'True', kept, kept] * 2, out.stderr
+
+
+OFFER_UNANSWERED = """
+import sys
+from sp_common import Engine
+now = [0]
+client = Engine(True, clock=lambda: now[0])
+client.connection_made()   # its name and its offer of v2, which nobody answers
+print(client.session, 'sp_common.session' in sys.modules)
+now[0] = client.deadline_ms()
+client.tick()
+print(client.session, 'sp_common.session' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize('interpreter', [sys.executable, 'micropython'])
+def test_session_code_leaves_a_board_whose_offer_went_unanswered(interpreter):
+    out = subprocess.run([interpreter, '-c', OFFER_UNANSWERED], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
+    assert out.stdout.split() == ['None', 'True', '1', str(interpreter == sys.executable)], out.stderr
