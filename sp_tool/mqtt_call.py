@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from . import mqtt_wire as wire
-from .call import data_id, service_id
+from .call import data_id
 from .errors import EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError
 
 EXIT_CODES = {wire.STATUS_BOARD_OFFLINE: EXIT_REFUSED, wire.STATUS_TIMEOUT: EXIT_TIMEOUT}
@@ -13,7 +13,10 @@ EXIT_CODES = {wire.STATUS_BOARD_OFFLINE: EXIT_REFUSED, wire.STATUS_TIMEOUT: EXIT
 def call_through_broker(url: str, service: str, did_text: str, data: Any, timeout: float) -> Dict[str, Any]:
     """{"service_id", "data_id", "status", "status_name", "data"} of the board's answer."""
     from .mqtt_client import BoardClient
-    sid = service_id(service)
+    try:
+        sid = wire.parse_service(service)   # the gateway's own rule: refused here, before anything is sent
+    except ValueError as err:
+        raise CommandError(str(err)) from None
     did, _ = data_id(sid, did_text)
     if not isinstance(did, int):
         raise CommandError('through a broker the data id is a number or a demo name, not %r' % did_text)

@@ -316,6 +316,9 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
                                         'data': {'n': 1}}, r.stderr
         r = sp_command('call', url, 'execute', 'fail')
         assert (r.returncode, r.stdout) == (errors.EXIT_STATUS, 'callback error: null\n'), r.stderr
+        for service in ('13', '8', '70000'):   # odd, the engine's own, not 16 bits: refused before it is sent
+            r = sp_command('call', url, service, '0')
+            assert r.returncode == errors.EXIT_USAGE and 'unknown service %r' % service in r.stderr, r.stderr
         r = sp_command('call', fleet.broker.url + '/cli/nobody', 'read', '0', '--timeout', '1')
         assert r.returncode == errors.EXIT_TIMEOUT and 'no answer from board nobody' in r.stderr, r.stderr
         assert server.send(sp.SID_READ_RESPONSE, 5, {'pushed': 1})      # a board's own message
