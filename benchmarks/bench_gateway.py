@@ -11,7 +11,6 @@ latency is a round trip and the rate is what that many callers get.
 """
 import argparse
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import time
 from typing import Callable, List
 
 import sp_cpython as sp
+from benchmarks.stats import median_p99
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
@@ -107,8 +107,8 @@ def through_gateway(broker_url: str, ports: List[int], seconds: float):
 
 
 def ms(latencies: List[float]) -> str:
-    q = statistics.quantiles(latencies, n=100)
-    return '%.2f / %.2f ms' % (q[49] * 1000, q[98] * 1000)
+    median, p99 = median_p99(latencies)
+    return '%.2f / %.2f ms' % (median * 1000, p99 * 1000)
 
 
 def main(argv=None) -> None:

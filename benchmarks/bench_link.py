@@ -30,6 +30,7 @@ import tty
 
 import sp_cpython as sp
 from benchmarks import bench_host
+from benchmarks.stats import median_p99
 from sp_common import Engine, frame, pure_json, struct_json
 from sp_tool.deploy import compile_mpy
 from sp_tool.files import device_files
@@ -177,13 +178,8 @@ def wire_sizes():
     return rows
 
 
-def ms(times):
-    times = sorted(times)
-    return statistics.median(times) * 1000, times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
-
-
 def rt_rows(name, ours, floor):
-    (om, op), (fm, fp) = ms(ours), ms(floor)
+    (om, op), (fm, fp) = (median_p99([t * 1000 for t in times]) for times in (ours, floor))
     return ('round trips %s, median / p99' % name, '%.3f / %.3f ms' % (om, op), '%.3f / %.3f ms' % (fm, fp),
             '%.2f' % (fm / om))
 

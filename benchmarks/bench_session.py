@@ -6,11 +6,11 @@ Two host protocols on loopback TCP; each row times request() round trips
 (median, p99) for one wire, and counts the bytes of one read request on it.
 """
 import argparse
-import statistics
 import sys
 import time
 
 import sp_cpython as sp
+from benchmarks.stats import median_p99
 from sp_common import Engine
 
 WIRES = (('original wire', False, None), ('session v2', True, None), ('session v2 with MACs', True, 'b3nch'))
@@ -25,7 +25,7 @@ def wait_for(predicate, timeout=10.0):
 
 
 def round_trips(session_v2, secret, requests):
-    """Sorted round-trip times in ms of request() over loopback TCP."""
+    """Round-trip times in ms of request() over loopback TCP."""
     server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=secret, session_v2=session_v2)
     server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
     client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port), secret=secret,
@@ -38,7 +38,7 @@ def round_trips(session_v2, secret, requests):
             if client.request(sp.SID_EXECUTE_REQUEST, 0, n, timeout=5) is None:
                 raise RuntimeError('request %d went unanswered' % n)
             times.append((time.perf_counter() - start) * 1000)
-        return sorted(times)
+        return times
     finally:
         client.close()
         server.close()
@@ -64,11 +64,10 @@ def main(argv=None):
     print('|---|---:|---:|---:|')
     base = None
     for name, session_v2, secret in WIRES:
-        times = round_trips(session_v2, secret, args.requests)
-        median = statistics.median(times)
+        median, p99 = median_p99(round_trips(session_v2, secret, args.requests))
         base = base or median
-        print('| %s | %.3f / %.3f ms | %.2f | %d B |' % (
-            name, median, times[int(len(times) * 0.99) - 1], median / base, wire_bytes(session_v2, secret)))
+        print('| %s | %.3f / %.3f ms | %.2f | %d B |' % (name, median, p99, median / base,
+                                                         wire_bytes(session_v2, secret)))
     return 0
 
 
