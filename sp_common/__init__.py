@@ -16,11 +16,12 @@ def load(name):
     garbage and leaving holes when it goes (a long-running heap fragments less).
     """
     import sys
+    if sys.implementation.name != 'micropython':
+        return __import__(name, None, None, ('',))   # waits while another thread is importing it
     module = sys.modules.get(name)
     if module is None:
-        if sys.implementation.name == 'micropython':
-            import gc
-            gc.collect()
+        import gc
+        gc.collect()
         module = __import__(name, None, None, ('',))
     return module
 

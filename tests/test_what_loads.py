@@ -133,3 +133,21 @@ def test_session_code_leaves_a_board_whose_offer_went_unanswered(interpreter):
     out = subprocess.run([interpreter, '-c', OFFER_UNANSWERED], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
     assert out.stdout.split() == ['None', 'True', '1', str(interpreter == sys.executable)], out.stderr
+
+
+def test_a_module_another_thread_is_loading_is_handed_out_whole(tmp_path, monkeypatch):
+    """Host threads (a gateway's boards, a server's connections) load the session code at once on their
+    first connections: the second one waits for the first one's import instead of getting half a module."""
+    import threading
+    import time
+
+    import sp_common
+    (tmp_path / 'slow_to_load.py').write_text('import time\ntime.sleep(0.3)\ndone = True\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    first = threading.Thread(target=lambda: seen.append(sp_common.load('slow_to_load').done))
+    first.start()
+    time.sleep(0.1)   # the first thread is inside the module's import now
+    seen.append(sp_common.load('slow_to_load').done)
+    first.join()
+    assert seen == [True, True]
