@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import termios
-import time
 import tty
 from typing import Any, Awaitable, Callable, Optional, Union
 
@@ -20,15 +19,11 @@ from sp_common import Engine, pure_json, struct_json
 from sp_common.const import STATUS_OKAY
 from sp_common.message import data_storage
 
+from .protocol import WRITE_TIMEOUT, logger, monotonic_ms
 from .tcp import tcp_server_stp
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
-WRITE_TIMEOUT = 2.0
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
-
-
-def _clock() -> int:
-    return int(time.monotonic() * 1000)
 
 
 class AsyncProtocol:
@@ -39,8 +34,9 @@ class AsyncProtocol:
                  channel_name: Optional[str] = None, session_v2: Union[bool, str] = True,
                  max_frame: int = 65536) -> None:
         self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
-                                       channel_name=channel_name, max_frame=max_frame, clock=_clock,
-                                       session_v2=session_v2)
+                                       channel_name=channel_name, max_frame=max_frame, clock=monotonic_ms,
+                                       session_v2=session_v2, log=logger('socket_protocol', channel_name),
+                                       hexlog=logger('comm', channel_name))
         engine.defer = self._defer
         self._reader = reader
         self._writer = writer
@@ -149,25 +145,31 @@ class AsyncProtocol:
         return value
 
     # the API ------------------------------------------------------------------------------
+    async def _send(self, service_id: int, data_id, data, status: int, timeout: float, call: bool) -> Optional[int]:
+        """The token of the message sent, or None if it could not go out within timeout (as sp_common.api's)."""
+        engine = self._engine
+        if not await self._wait(engine.may_send, timeout):
+            engine.note('cannot_send')
+            return None
+        token = engine.send_msg(service_id, data_id, data, status, 0, call)
+        if await self._flush():
+            return token
+        if call:
+            engine.forget(token)
+        return None
+
     async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
         """This call's own answer, or None after timeout; cancelling it forgets the request."""
-        engine = self._engine
-        if not await self._wait(self._engine.may_send, timeout):
+        token = await self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
+        if token is None:
             return None
-        token = engine.send_msg(service_id, data_id, data, STATUS_OKAY, 0, True)
         try:
-            if not await self._flush():
-                return None
-            return await self._wait(lambda: engine.take_reply(token), timeout)
+            return await self._wait(lambda: self._engine.take_reply(token), timeout)
         finally:
-            engine.forget(token)
+            self._engine.forget(token)
 
     async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
-        if not await self._wait(self._engine.may_send, timeout):
-            self._engine.note('cannot_send')
-            return False
-        self._engine.send_msg(service_id, data_id, data, status)
-        return await self._flush()
+        return await self._send(service_id, data_id, data, status, timeout, False) is not None
 
     async def receive(self, service_id: int, data_id, timeout: float = 1) -> Optional[data_storage]:
         return await self._wait(lambda: self._engine.pop_received(service_id, data_id), timeout)

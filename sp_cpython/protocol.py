@@ -19,11 +19,12 @@ from .transport import StreamTransport
 WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts as lost
 
 
-def _clock() -> int:
+def monotonic_ms() -> int:
+    """The engine's clock on the host (threaded and asyncio protocols alike)."""
     return int(time.monotonic() * 1000)
 
 
-def _logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
+def logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
     """'<prefix>.<name>' for a name given in this program; peer text never names a logger."""
     return logging.getLogger(prefix if channel_name is None else '%s.%s' % (prefix, channel_name))
 
@@ -47,9 +48,9 @@ class pure_json_protocol(Api):
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
                               channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
-                              log=_logger('socket_protocol', channel_name),
-                              hexlog=_logger(getattr(comm_instance, 'LOGGER_PREFIX', 'comm'), channel_name),
-                              clock=_clock, session_v2=session_v2)
+                              log=logger('socket_protocol', channel_name),
+                              hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'comm'), channel_name),
+                              clock=monotonic_ms, session_v2=session_v2)
         comm_instance.init_channel_name(channel_name)
         comm_instance.register_callback(self._on_data)
         comm_instance.register_disconnect_callback(self._on_disconnect)

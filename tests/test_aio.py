@@ -160,3 +160,22 @@ def test_a_silent_peer_is_dropped_after_probation(monkeypatch):
         silent_writer.close()
         server.close()
     run(main())
+
+
+def test_events_are_logged_as_by_the_threaded_protocol(caplog):
+    """A peer with another secret: the asyncio client's refused handshake and its call that cannot go out
+    are logged on the socket_protocol loggers, like the threaded protocol's."""
+    server = echo_server(SECRET)
+
+    async def main():
+        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port, secret='another secret',
+                                     auto_auth=True, channel_name='aio-client') as prot:
+            assert await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=0.5) is None
+    caplog.set_level('INFO', logger='socket_protocol')
+    try:
+        run(main())
+    finally:
+        server.close()
+    mine = [r for r in caplog.records if r.name == 'socket_protocol.aio-client']
+    assert any('cannot send' in r.getMessage() and r.levelname == 'WARNING' for r in mine), caplog.text
+    assert any('session v2' in r.getMessage() for r in mine), caplog.text
