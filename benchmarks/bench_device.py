@@ -12,12 +12,17 @@ in a ROMFS image (tools.qemu_board), started with MEM on.
     python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
     ... [--wire original] [--secret S]
     python3 -m benchmarks.bench_device --ways
+    python3 -m benchmarks.bench_device --names
 
 --ways compares the three ways code gets onto a board on the qemu board: the
 heap taken by importing the packages and building the board's protocols,
 with the code in ROMFS (run in place, as frozen code is) and as .mpy or .py
 files served by `mpremote mount` (loaded into the heap, as from a board's
 filesystem).
+
+--names counts the names (qstrs) the qemu board's heap holds after start and
+once the session and handshake code has loaded: past 300 a fifth qstr pool
+takes 2.3 KB.
 """
 import argparse
 import os
@@ -160,6 +165,57 @@ def code_and_start(image, heap, mount=None):
     return '%d B' % int(found.group(1)) if found else 'does not fit (MemoryError)' if 'MemoryError' in out else '?'
 
 
+# Runs on the board: the names (qstrs) its heap holds, bare, after start, and once a connection has
+# loaded the session and handshake code (names stay interned for good).
+NAMES = """import micropython
+micropython.qstr_info()
+import config
+from sp_micropython.board import make_protocols
+prots = make_protocols(config)
+micropython.qstr_info()
+import gc
+gc.collect()
+micropython.mem_info(1)
+from sp_common import auth, handshake, session
+micropython.qstr_info()
+print('names done')
+"""
+
+
+def names(tmp):
+    image = build_romfs(device_files('qemu'), os.path.join(tmp, 'sp.romfs'))
+    with QemuBoard(image, '32k') as board:
+        board.exec(NAMES)
+        board.wait_output(b'names done', 30)
+        out = board.output().decode(errors='replace')
+    counts = re.findall(r'n_qstr=(\d+)', out)
+    print('names (qstrs) in the heap of the qemu board, code in ROMFS; a fifth pool of 320 takes 2.3 KB past 300')
+    print('| when | names |')
+    print('|---|---:|')
+    for when, count in zip(('bare interpreter at its REPL (baseline)', 'board after start',
+                            'with the session and handshake code loaded'), counts):
+        print('| %s | %s |' % (when, count))
+    print('heap of the started board by kind of block (micropython.mem_info(1): 16-byte blocks)')
+    print('| kind | allocations | bytes |')
+    print('|---|---:|---:|')
+    for kind, (n, size) in heap_map(out).items():
+        print('| %s | %d | %d B |' % (KINDS.get(kind, kind), n, size))
+
+
+KINDS = {'h': 'other (qstr pools, buffers, dict tables, code tables)', 'B': 'function objects',
+         'S': 'str and bytes', 'T': 'tuples', 'D': 'dicts', 'L': 'lists', 'M': 'modules', 'A': 'bytearrays'}
+
+
+def heap_map(out):
+    """{kind letter: (allocations, bytes)} from mem_info(1)'s block map: a letter heads an allocation, '=' goes on."""
+    cells = ''.join(line[10:] for line in out.splitlines() if re.match(r'[0-9a-f]{8}: ', line))
+    found = {}
+    for run in re.finditer(r'([^.=])(=*)', cells):
+        n, size = found.get(run.group(1), (0, 0))
+        found[run.group(1)] = (n + 1, size + 16 * (1 + len(run.group(2))))
+    return dict(sorted(found.items(), key=lambda item: -item[1][1]))
+
+
 def ways(tmp):
     files = device_files('qemu')
     image = build_romfs(files, os.path.join(tmp, 'sp.romfs'))
@@ -181,6 +237,7 @@ def main(argv=None):
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
     ap.add_argument('--ways', action='store_true', help='qemu board: heap of the code as ROMFS, .mpy and .py files')
+    ap.add_argument('--names', action='store_true', help='qemu board: the names (qstrs) its heap holds')
     ap.add_argument('--wire', choices=('v2', 'original'), default='v2',
                     help='the host offers session v2 (default) or speaks the original wire')
     ap.add_argument('--secret', help='a secret on both sides: the handshake, and in v2 a MAC on every frame')
@@ -188,6 +245,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as mpy_dir:
         if args.ways:
             ways(mpy_dir)
+            return 0
+        if args.names:
+            names(mpy_dir)
             return 0
         if args.qemu:
             image = build_romfs(device_files('qemu'), os.path.join(mpy_dir, 'sp.romfs'))

@@ -189,3 +189,14 @@ def test_bench_device_reports_the_32k_board(image):
     assert 0 < base < start < 32 * 1024 - 4096, out.stdout   # room left for a request's garbage
     served = [int(n) for n in re.findall(r'allocated serving (?:read|write|echo 16).*?\| (\d+) B', out.stdout)]
     assert len(served) == 3 and all(0 < n < 16384 for n in served), out.stdout
+
+
+def test_bench_device_counts_the_names_and_maps_the_heap_of_the_32k_board(image):
+    out = subprocess.run([sys.executable, '-m', 'benchmarks.bench_device', '--names'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    bare, start, loaded = [int(n) for n in re.findall(r'^\| [^|]+ \| (\d+) \|$', out.stdout, re.M)]
+    assert 0 < bare < start < loaded, out.stdout   # session and handshake code bring names of their own
+    kinds = dict((kind, int(size)) for kind, size in re.findall(r'^\| ([^|]+) \| \d+ \| (\d+) B \|$', out.stdout, re.M))
+    assert kinds['function objects'] > 0 and kinds['str and bytes'] > 0, out.stdout
+    assert 16 * 1024 < sum(kinds.values()) < 32 * 1024, out.stdout   # the started board's heap in use
