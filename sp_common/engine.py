@@ -152,6 +152,7 @@ class Engine:
         self.counters = {}
         for name in COUNTERS:
             self.counters[name] = 0
+        self.token_base = self.tx_seq = 0
         self._new_session()
 
     def __getattr__(self, name):
@@ -193,6 +194,12 @@ class Engine:
         self.refused = False
         self.nonce = self.nonces = self.tx_mac = self.rx_mac = None
         self.negotiating_since = None   # when the wire started to settle (the client's offer, or its name)
+        self.restart_seq()
+
+    def restart_seq(self):
+        """Frame counters start over; tokens go on from where they were (token = token_base + seq): a call
+        still waiting from an earlier session never meets an answer of this one."""
+        self.token_base += self.tx_seq
         self.tx_seq = self.rx_seq = 0
 
     def connection_made(self):
@@ -269,16 +276,16 @@ class Engine:
 
     # bytes in / out ----------------------------------------------------------
     def send_msg(self, service_id, data_id, data, status=_STATUS_OKAY, re=0, call=False):
-        """Queues one message; returns its token (its seq in v2). re: the seq of the request it answers.
+        """Queues one message; returns its token (see restart_seq). re: the seq of the request it answers.
 
         A request sent by a request() call (call=True) waits for its own answer
         (take_reply(token)); any other request makes answers to earlier ones on
         its ids stale and waits for receive().
         """
         self.tx_seq += 1
-        token = self.tx_seq
+        token = self.token_base + self.tx_seq
         if self.session == 2:
-            pieces = self.codec.pieces(service_id, data_id, status, data, token, re, self.tx_mac)
+            pieces = self.codec.pieces(service_id, data_id, status, data, self.tx_seq, re, self.tx_mac)
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
         resp = self._requests.get(service_id)
@@ -383,9 +390,19 @@ class Engine:
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, err):
+        """A broken request is answered so that its requester fails fast. Nothing in it is vouched for: in v2
+        only the next seq is answered, and it is spent, so a forged broken frame cannot make a caller give up
+        a request that then runs."""
         self.drop('crc_errors')
-        if isinstance(err.sid, int) and err.sid in self._requests and isinstance(err.did, (int, str)):
-            self.send_msg(self._requests[err.sid], err.did, None, _STATUS_CHECKSUM_ERROR, err.seq or 0)
+        sid = err.sid
+        if not (isinstance(sid, int) and sid in self._requests and isinstance(err.did, (int, str))):
+            return
+        seq = err.seq or 0
+        if self.session == 2:
+            if seq != self.rx_seq + 1:
+                return
+            self.rx_seq = seq
+        self.send_msg(self._requests[sid], err.did, None, _STATUS_CHECKSUM_ERROR, seq)
 
     def _gated(self, key):
         return self.secret is not None and self.auth_state != _AUTH_STATE_TRUSTED_CONNECTION \

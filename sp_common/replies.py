@@ -34,10 +34,12 @@ def pop_received(self, service_id, data_id):
 def _on_response(self, sid, did, status, data, size, re):
     """A response or any other message that asks for nothing back."""
     key = (sid, did)
-    if self._gated(key) and not (status == _STATUS_AUTH_REQUIRED and data is None):
+    gated = self._gated(key)
+    # an untrusted peer may only tell a request of this side that it needs authentification
+    token = None if gated and not (status == _STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
+    if gated and token is None:
         self.drop('auth_rejected', sid, did)
         return
-    token = self._claim(key, re)
     msg = make_message(sid, did, status, data)
     if token:
         self._replies[token] = msg
@@ -57,17 +59,20 @@ def _on_response(self, sid, did, status, data, size, re):
 def _claim(self, key, re):
     """Who waits for this answer: a request() call's token, 0 for receive(), None for no one.
 
-    In v2 re names the request. The original wire cannot tell: the oldest
-    call on the ids gets it (a peer answers in order), else receive().
+    In v2 re names the request. The original wire cannot tell: a peer answers
+    in order, so the older of the oldest call and the newest send() on the
+    ids gets it.
     """
     calls = self._calls
+    asked = self._asked.get(key)
     if self.session == 2:
         if not re:
             return None
-        if calls.get(re) == key:
-            del calls[re]
-            return re
-        if self._asked.get(key) == re:
+        token = self.token_base + re
+        if calls.get(token) == key:
+            del calls[token]
+            return token
+        if asked == token:
             del self._asked[key]
             return 0
         return None
@@ -75,13 +80,12 @@ def _claim(self, key, re):
     for t in calls:
         if calls[t] == key and (token is None or t < token):
             token = t
-    if token is not None:
-        del calls[token]
-        return token
-    if key in self._asked:
+    if asked is not None and (token is None or asked < token):
         del self._asked[key]
         return 0
-    return None
+    if token is not None:
+        del calls[token]
+    return token
 
 
 def _store(self, msg, size):

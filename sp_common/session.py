@@ -79,7 +79,7 @@ def on_answer(engine, status, data):
 def _start(engine, client_nonce, server_nonce, peer_mac):
     """v2 from the next frame on: counters from 1, and MACs when both sides have a secret."""
     engine.session = 2
-    engine.tx_seq = engine.rx_seq = 0
+    engine.restart_seq()
     engine.nonces = client_nonce + server_nonce
     engine.tx_mac = engine.rx_mac = None
     if engine.secret is not None and peer_mac:

@@ -127,6 +127,9 @@ def test_an_untrusted_peer_cannot_answer_or_trigger_callbacks():
     assert client.counters['auth_rejected'] == 2
     client.feed(wire(11, 0, None, sp.STATUS_AUTH_REQUIRED))   # the requester still learns why
     assert client.pop_received(11, 0).get_status() == sp.STATUS_AUTH_REQUIRED
+    client.register_callback(None, None, lambda msg: calls.append(msg))
+    client.feed(wire(21, 0, None, sp.STATUS_AUTH_REQUIRED) + wire(99, 7, None, sp.STATUS_AUTH_REQUIRED))
+    assert calls == [] and client.counters['auth_rejected'] == 4   # no request of this side waited for those
 
 
 def test_a_new_request_makes_earlier_answers_stale():
@@ -142,6 +145,22 @@ def test_a_new_request_makes_earlier_answers_stale():
     assert link.client.pop_received(11, 0).get_data() == 'second'
     assert link.client.pop_received(11, 0) is None
     assert (link.client.counters['stale'], link.client.counters['unsolicited']) == (1, 1)
+
+
+def test_a_send_and_a_request_on_the_same_ids_each_get_their_own_answer():
+    link = Link()
+    link.connect()
+    link.server.register_callback(10, 0, lambda msg: (0, 'answer to ' + msg.get_data()))
+    link.client.send_msg(10, 0, 'send')
+    token = link.client.send_msg(10, 0, 'request', call=True)
+    link.pump()
+    assert link.client.take_reply(token).get_data() == 'answer to request'
+    assert link.client.pop_received(11, 0).get_data() == 'answer to send'
+    token = link.client.send_msg(10, 0, 'request', call=True)   # and the other way round
+    link.client.send_msg(10, 0, 'send')
+    link.pump()
+    assert link.client.take_reply(token).get_data() == 'answer to request'
+    assert link.client.pop_received(11, 0).get_data() == 'answer to send'
 
 
 def test_a_late_answer_shifts_at_most_one_answer():

@@ -162,6 +162,20 @@ def test_a_late_answer_is_never_taken_for_a_newer_one():
     assert link.client.counters['stale'] == 1
 
 
+def test_a_call_that_outlives_its_connection_never_gets_an_answer_of_the_next():
+    for v2 in (False, True):
+        link = pair(client_v2=v2, server_v2=v2)
+        first = link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'first', call=True)
+        link.client.data_to_send()   # the link breaks before the answer
+        link.client.connection_lost()
+        link.server.connection_lost()
+        link.connect()
+        second = link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'second', call=True)
+        link.pump()
+        assert second != first and link.client.take_reply(first) is None
+        assert link.client.take_reply(second).get_data() == 'second'
+
+
 def injected(link, to_client, frame_bytes):
     (link.client if to_client else link.server).feed(frame_bytes)
 
@@ -265,6 +279,28 @@ def test_a_request_that_arrives_broken_is_answered_with_its_seq():
         link.server.feed(wire)
         link.client.feed(link.server.data_to_send())
         assert link.client.take_reply(token).get_status() == sp.STATUS_CHECKSUM_ERROR
+
+
+def test_a_forged_broken_frame_cannot_make_a_request_that_runs_fail():
+    """Anyone who can write into the stream can send a frame with a bad CRC naming the next seq: the caller is
+    told "checksum error", and the server, having spent that seq, never runs the genuine request."""
+    for codec in (pure_json, struct_json):
+        link = pair(codec, secret=SECRET, auto=True)
+        calls = []
+        link.server.register_callback(sp.SID_WRITE_REQUEST, 0, lambda msg: (calls.append(msg), (0, 'written'))[1])
+        token = link.client.send_msg(sp.SID_WRITE_REQUEST, 0, 'x', call=True)
+        genuine = link.client.data_to_send()
+        seq = link.client.tx_seq
+        for forged_seq in (seq + 1, seq):   # a seq further on is not answered; the next one is, and spent
+            body = bytearray(codec.encode(sp.SID_WRITE_REQUEST, 0, 0, None, forged_seq, 0, link.client.tx_mac))
+            body[-1] ^= 0xFF   # a wrong CRC
+            link.server.feed(sp.frame(bytes(body)))
+        link.server.feed(genuine)
+        link.client.feed(link.server.data_to_send())
+        assert link.client.take_reply(token).get_status() == sp.STATUS_CHECKSUM_ERROR
+        assert calls == [] and link.server.counters['replayed'] == 1 and link.server.counters['crc_errors'] == 2
+        assert link.client.counters['stale'] == 0
+        assert call(link, 1, 'next').get_data() == 'next'   # the session goes on
 
 
 def test_an_original_frame_in_v2_is_a_downgrade_however_short():
