@@ -117,6 +117,7 @@ class Engine:
     """
 
     defer = None   # a runtime's hook, defer(coroutine, msg, response sid, seq), for async callbacks
+    connects = False   # set by a runtime whose link has connects of its own (TCP): see _on_name_request
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
@@ -146,14 +147,13 @@ class Engine:
         self._status_names = {}
         self._whitelist = set()
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
-        self.wrong_keys = 0        # on this connection (see sp_common.handshake)
         self.last_wrong_key = 0
         self._heard = False
         self.counters = {}
         for name in COUNTERS:
             self.counters[name] = 0
         self.token_base = self.tx_seq = 0
-        self._new_session()
+        self.connection_lost()
 
     def __getattr__(self, name):
         """A method of _ELSEWHERE: its module loads and gives the class all its methods."""
@@ -256,7 +256,8 @@ class Engine:
         """Nothing of a link outlives it: its partial frame, trust, buffer, wire and wrong keys."""
         self.deframer.reset()
         self._new_session()
-        self.wrong_keys = 0
+        self.wrong_keys = 0   # on this connection (see sp_common.handshake)
+        self.named = False   # a channel-name request came on this connection
 
     def start_auth(self):
         """Client side: asks for a seed; the answer drives the rest of the handshake."""
@@ -489,11 +490,13 @@ class Engine:
 
     # the channel name ---------------------------------------------------------
     def _on_name_request(self, name):
-        """A client's introduction starts a new session (a serial line has no connects)."""
-        if self.is_client:
+        """A client's introduction starts a new session: on a serial line (no connects) the next program's;
+        on a link with connects only the connection's first, so a frame slipped into it cannot end its session."""
+        if self.is_client or (self.connects and self.named):
             self.drop('out_of_turn', _SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
             return
         self._new_session()
+        self.named = True
         if self.session_v2:   # a v2 client offers v2 right after its name; other clients say something else
             self.negotiating_since = self.clock() if self.clock is not None else 0
         if name is None:

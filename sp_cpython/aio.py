@@ -38,6 +38,7 @@ class AsyncProtocol:
                                        session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('comm', channel_name))
         engine.defer = self._defer
+        engine.connects = True   # this object is one connection, whatever the stream
         self._reader = reader
         self._writer = writer
         self._changed = asyncio.Condition()

@@ -51,6 +51,7 @@ class pure_json_protocol(Api):
                               log=logger('socket_protocol', channel_name),
                               hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'comm'), channel_name),
                               clock=monotonic_ms, session_v2=session_v2)
+        self._engine.connects = getattr(comm_instance, 'CONNECTS', False)
         comm_instance.init_channel_name(channel_name)
         comm_instance.register_callback(self._on_data)
         comm_instance.register_disconnect_callback(self._on_disconnect)

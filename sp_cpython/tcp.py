@@ -13,6 +13,7 @@ _CHUNK = 65536
 
 class _TcpTransport(StreamTransport):
     LOGGER_PREFIX = 'tcp_socket'
+    CONNECTS = True
 
     def _read(self, conn: socket.socket) -> bytes:
         return conn.recv(_CHUNK)

@@ -26,6 +26,7 @@ DISCONNECTED = 'disconnected'
 
 class Stream:
     IS_CLIENT = False
+    CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
     pollables = ()
     ended = False
     rx_size = 512   # the most one readinto() of poll() takes
@@ -124,6 +125,7 @@ class pure_json_protocol(Engine):
         Engine.__init__(self, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
                         max_frame, max_buffered, log, hexlog, clock=_ms, session_v2=session_v2)
         self.__comm_inst__ = stream
+        self.connects = stream.CONNECTS
         self._engine = self
         self._lock = self       # one thread: the engine needs no lock
         self._feeding = False

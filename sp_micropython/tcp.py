@@ -15,6 +15,7 @@ MAX_PENDING = 16384        # and so is one that falls this far behind
 
 
 class _SocketStream(Stream):
+    CONNECTS = True
     _listener = ()   # a server's (listening socket, POLLIN) pair
 
     def __init__(self):

@@ -7,6 +7,7 @@ import pytest
 
 import sp_cpython as sp
 from ptys import PtyCable
+from sp_common import Deframer, frame, pure_json
 from sp_cpython import aio
 from tools.unix_board import UnixBoard
 
@@ -179,3 +180,26 @@ def test_events_are_logged_as_by_the_threaded_protocol(caplog):
     mine = [r for r in caplog.records if r.name == 'socket_protocol.aio-client']
     assert any('cannot send' in r.getMessage() and r.levelname == 'WARNING' for r in mine), caplog.text
     assert any('session v2' in r.getMessage() for r in mine), caplog.text
+
+
+def test_a_second_channel_name_on_a_connection_is_out_of_turn():
+    """Each asyncio connection is one of TCP's: only its first channel-name request names it and starts it."""
+    def wire(sid, did, data):
+        return frame(pure_json.encode(sid, did, 0, data))
+
+    async def main():
+        port = free_port()
+        served = []
+        server = await aio.serve('127.0.0.1', port, served.append)
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)   # an original client, raw
+        writer.write(wire(8, 0, 'first') + wire(10, 99, None) + wire(8, 0, 'second') + wire(10, 99, None))
+        received = b''
+        while received.count(b':>') < 3:
+            received += await asyncio.wait_for(reader.read(4096), 5)
+        await asyncio.sleep(0.2)   # time for a fourth frame, which must not come
+        writer.close()
+        server.close()
+        answers = [pure_json.decode(body)[:3] for body in Deframer(4096).feed(received)]
+        assert answers == [(9, 0, 0), (11, 99, sp.STATUS_SERVICE_OR_DATA_UNKNOWN), (11, 99, sp.STATUS_SERVICE_OR_DATA_UNKNOWN)]
+        assert served[0]._engine.channel_name == 'first' and served[0].counters['out_of_turn'] == 1
+    run(main())

@@ -255,6 +255,21 @@ def test_secret(device, transport):
         assert (msg.get_status(), msg.get_data()) == (sp.STATUS_AUTH_REQUIRED, None)
 
 
+@pytest.mark.parametrize('transport', ['pty', 'tcp'])
+def test_a_slipped_in_channel_name_starts_over_only_on_a_serial_line(device, transport):
+    """A channel-name request is how the next program on a serial line begins; inside a TCP connection it is
+    out of turn, so a frame slipped into the stream cannot end a trusted session."""
+    dev = device(secret='s3cret')
+    host = (dev.host if transport == 'pty' else dev.tcp)(secret='s3cret')
+    assert host.authenticate() and host.engine.session == 2
+    host.link.write(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'next'))   # an original frame, as a new program sends it
+    if transport == 'pty':   # answered on the original wire: the device started over (the host drops that)
+        assert host.pump(lambda: host.engine.counters['downgrade'] == 1)
+    else:
+        assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'still trusted').get_data() == 'still trusted'
+        assert host.engine.counters['downgrade'] == 0
+
+
 def test_secret_file_is_read(device, tmp_path):
     path = tmp_path / 'secret.txt'
     path.write_text('from-file\n')

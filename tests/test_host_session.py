@@ -99,6 +99,9 @@ def test_a_man_in_the_middle_without_the_secret(middle):
     proxy.inject(UP, frame(pure_json.encode(30, 0, 0, 'injected', 10 ** 6, 0)))   # requests nobody sent
     proxy.inject(UP, frame(pure_json.encode(30, 0, 0, 'injected')))
     assert wait_until(lambda: server.counters['mac_errors'] == 2 and server.counters['downgrade'] == 1)
+    proxy.inject(UP, frame(pure_json.encode(8, 0, 0, 'intruder')))   # a channel name: TCP has connects of its own
+    assert wait_until(lambda: server.counters['out_of_turn'] == 1)
+    assert server.session == 2 and server.check_authentification_state()
     proxy.hooks[DOWN] = through
     assert data_of(client.request(sp.SID_EXECUTE_REQUEST, 0, 'after')) == 'after'   # the link still works
     assert middle.calls == ['genuine', 'second', 'third', 'after']

@@ -263,6 +263,19 @@ def test_a_new_program_on_a_serial_line_starts_over():
     assert not link.server.is_trusted() and link.server.session is None
 
 
+def test_on_a_link_with_connects_a_slipped_in_channel_name_ends_nothing():
+    link = pair(secret=SECRET, auto=True)
+    link.server.connects = True   # TCP: each connection starts with its own channel name, once
+    link.server.feed(sp.frame(pure_json.encode(8, 0, 0, 'intruder')))
+    assert link.server.is_trusted() and link.server.session == 2 and link.server.channel_name is None
+    assert link.server.counters['out_of_turn'] == 1 and link.server.data_to_send() == b''
+    assert call(link, 0, 'still here').get_data() == 'still here'
+    link.server.connection_lost()   # the next connection's name starts it over
+    link.client.connection_lost()
+    link.connect()
+    assert link.server.session == 2 and link.server.is_trusted()
+
+
 # Computed with CPython's hmac module, apart from this project's code: secret 'a1b2c3',
 # client nonce '01' * 32, server nonce '65' * 32, the client's first frame (read 0).
 GOLDEN_V2_PURE = (b':<{"data_id":= 0, "service_id":= 10, "status":= 0, "data":= null, "seq":= 1, "re":= 0, '
