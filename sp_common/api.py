@@ -23,11 +23,14 @@ class Api:
     def _send(self, service_id, data_id, data, status, timeout, call):
         """The token of the message sent, or None if it could not go out within timeout."""
         engine = self._engine
-        if not self._wait(self._ready, timeout):
+        token = None
+        if self._wait(self._ready, timeout):
+            with self._lock:   # asked again under the lock: a reconnect in between starts the wire over
+                if engine.may_send():
+                    token = engine.send_msg(service_id, data_id, data, status, 0, call)
+        if token is None:
             engine.note('cannot_send')
             return None
-        with self._lock:
-            token = engine.send_msg(service_id, data_id, data, status, 0, call)
         if self._flush(timeout):
             return token
         if call:

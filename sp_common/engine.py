@@ -148,7 +148,6 @@ class Engine:
         self._whitelist = set()
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self.last_wrong_key = 0
-        self._heard = False
         self.counters = {}
         for name in COUNTERS:
             self.counters[name] = 0
@@ -205,7 +204,6 @@ class Engine:
     def connection_made(self):
         """A new link: forget its predecessor's state; a client introduces itself."""
         self.connection_lost()
-        self._heard = False
         if self.is_client:
             self.send_msg(_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
@@ -257,7 +255,7 @@ class Engine:
         self.deframer.reset()
         self._new_session()
         self.wrong_keys = 0   # on this connection (see sp_common.handshake)
-        self.named = False   # a channel-name request came on this connection
+        self._heard = False   # the peer has sent a valid frame on this connection
 
     def start_auth(self):
         """Client side: asks for a seed; the answer drives the rest of the handshake."""
@@ -411,6 +409,7 @@ class Engine:
 
     def _dispatch(self, sid, did, status, data, size, seq, re):
         self.counters['rx_messages'] += 1
+        late = self._heard
         self._heard = True
         key = (sid, did)
         if self.session_v2:
@@ -433,7 +432,7 @@ class Engine:
                 self._step('handshake', turn[2], status, data)
             return
         if key == _NAME_REQUEST:
-            self._on_name_request(data)
+            self._on_name_request(data, late)
             return
         if key == _NAME:
             self._on_name_response(data)
@@ -489,14 +488,14 @@ class Engine:
         self.note(counter, sid, did, detail)
 
     # the channel name ---------------------------------------------------------
-    def _on_name_request(self, name):
+    def _on_name_request(self, name, late):
         """A client's introduction starts a new session: on a serial line (no connects) the next program's;
-        on a link with connects only the connection's first, so a frame slipped into it cannot end its session."""
-        if self.is_client or (self.connects and self.named):
+        on a link with connects only as the connection's first frame (not late), so a frame slipped into the
+        stream cannot end its session."""
+        if self.is_client or (self.connects and late):
             self.drop('out_of_turn', _SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
             return
         self._new_session()
-        self.named = True
         if self.session_v2:   # a v2 client offers v2 right after its name; other clients say something else
             self.negotiating_since = self.clock() if self.clock is not None else 0
         if name is None:

@@ -216,3 +216,21 @@ def test_a_late_answer_is_never_handed_to_a_later_request(tcp):
         assert ask(client, sp.SID_EXECUTE_REQUEST, 9, n).get_data() == n
     assert client.counters['stale'] == 1
     assert client.receive(sp.SID_EXECUTE_RESPONSE, 9, timeout=0) is None
+
+
+def test_a_reconnect_between_the_wait_and_the_send_sends_nothing(tcp):
+    """The link comes back just after send() saw it ready: the request must not go out before the new
+    connection's wire is settled (it would put the server on the original wire while the client goes v2)."""
+    server, client = tcp.make()
+    assert wait_until(lambda: client.session == 2)
+    wait = client._wait
+
+    def wait_then_reconnect(predicate, timeout):
+        ready = wait(predicate, timeout)
+        with client._lock:
+            client._engine.connection_made()   # what the I/O thread does when the link is back at that moment
+        return ready
+    client._wait = wait_then_reconnect
+    sent = client._engine.counters['tx_messages']
+    assert client.send(sp.SID_EXECUTE_REQUEST, 0, 'x') is False
+    assert client._engine.counters['tx_messages'] == sent + 2   # the new connection's name and offer, nothing else

@@ -274,6 +274,13 @@ def test_on_a_link_with_connects_a_slipped_in_channel_name_ends_nothing():
     link.client.connection_lost()
     link.connect()
     assert link.server.session == 2 and link.server.is_trusted()
+    old = Link(server={'secret': SECRET}, client={'secret': SECRET})   # a client that never gives its name
+    old.server.connects = True
+    old.server.connection_made()
+    old.client.start_auth()
+    old.pump()
+    old.server.feed(sp.frame(pure_json.encode(8, 0, 0, 'intruder')))   # not the connection's first frame
+    assert old.server.is_trusted() and old.server.counters['out_of_turn'] == 1
 
 
 # Computed with CPython's hmac module, apart from this project's code: secret 'a1b2c3',
