@@ -26,6 +26,11 @@ CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
 
 
+def _left(deadline: int) -> float:
+    """Seconds left until deadline (monotonic_ms): one timeout bounds every step of a call."""
+    return max(0, deadline - monotonic_ms()) / 1000
+
+
 class AsyncProtocol:
     """One connection's engine on an asyncio loop (made by connect() or serve())."""
 
@@ -160,12 +165,13 @@ class AsyncProtocol:
         return None
 
     async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
-        """This call's own answer, or None after timeout; cancelling it forgets the request."""
+        """This call's own answer, or None after timeout (one for the whole call); cancelling it forgets the request."""
+        deadline = monotonic_ms() + timeout * 1000
         token = await self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
         if token is None:
             return None
         try:
-            return await self._wait(lambda: self._engine.take_reply(token), timeout)
+            return await self._wait(lambda: self._engine.take_reply(token), _left(deadline))
         finally:
             self._engine.forget(token)
 
@@ -177,11 +183,12 @@ class AsyncProtocol:
 
     async def authentificate(self, timeout: float = 2) -> bool:
         engine = self._engine
+        deadline = monotonic_ms() + timeout * 1000
         if engine.secret is None or not await self._wait(engine.ready, timeout):
             return False
         engine.start_auth()
         await self._flush()
-        await self._wait(engine.auth_settled, timeout)
+        await self._wait(engine.auth_settled, _left(deadline))
         return engine.is_trusted()
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 import sp_cpython as sp
 from ptys import PtyCable
-from sp_common import Deframer, frame, pure_json
+from sp_common import Deframer, Engine, frame, pure_json
 from sp_cpython import aio
 from tools.unix_board import UnixBoard
 
@@ -202,4 +202,25 @@ def test_a_second_channel_name_on_a_connection_is_out_of_turn():
         answers = [pure_json.decode(body)[:3] for body in Deframer(4096).feed(received)]
         assert answers == [(9, 0, 0), (11, 99, sp.STATUS_SERVICE_OR_DATA_UNKNOWN), (11, 99, sp.STATUS_SERVICE_OR_DATA_UNKNOWN)]
         assert served[0]._engine.channel_name == 'first' and served[0].counters['out_of_turn'] == 1
+    run(main())
+
+
+def test_one_timeout_bounds_the_whole_request():
+    """As with the threaded protocol: a wire settled just before the timeout leaves the answer only what is left."""
+    async def main():
+        board = Engine(False)
+        board.connection_made()
+
+        async def late_board(reader, writer):
+            board.feed(await reader.read(4096))   # the name and the session offer
+            await asyncio.sleep(0.8)
+            writer.write(board.data_to_send())    # answered late; what comes next is never answered
+            await asyncio.sleep(3)
+        server = await asyncio.start_server(late_board, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        start = time.monotonic()
+        async with await aio.connect('tcp://127.0.0.1:%d' % port) as prot:
+            assert await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=1) is None
+            assert prot.session == 2 and time.monotonic() - start < 1.5
+        server.close()
     run(main())

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import sp_cpython as sp
-from sp_common import frame, pure_json
+from sp_common import Engine, frame, pure_json
 from test_host import SECRET, Endpoints, ask, serve_demo, wait_until
 
 
@@ -234,3 +234,28 @@ def test_a_reconnect_between_the_wait_and_the_send_sends_nothing(tcp):
     sent = client._engine.counters['tx_messages']
     assert client.send(sp.SID_EXECUTE_REQUEST, 0, 'x') is False
     assert client._engine.counters['tx_messages'] == sent + 2   # the new connection's name and offer, nothing else
+
+
+def test_one_timeout_bounds_the_whole_request(listener):
+    """A board that settles the wire just before the timeout and then reads nothing: request() still returns
+    at its timeout, not after a second one for the answer (nor a third for the write)."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]))
+    try:
+        peer, _ = listener.accept()
+        board = Engine(False)
+        board.connection_made()
+        start = time.monotonic()
+        result = {}
+        caller = threading.Thread(target=lambda: result.update(
+            answer=client.request(sp.SID_EXECUTE_REQUEST, 0, 'x' * 60000, timeout=1)))
+        caller.start()
+        time.sleep(0.2)
+        board.feed(peer.recv(1 << 16))   # the name and the session offer
+        time.sleep(0.6)
+        peer.sendall(board.data_to_send())   # answered late, and never another byte read
+        caller.join(5)
+        assert result == {'answer': None} and client.session == 2
+        assert time.monotonic() - start < 1.5
+        peer.close()
+    finally:
+        client.close()
