@@ -269,6 +269,10 @@ class Engine:
         """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
         return self.is_trusted() if self.secret is not None else self._heard
 
+    def heard(self):
+        """The peer has sent a valid message on this connection."""
+        return self._heard
+
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""
         return self.auth_state == _AUTH_STATE_TRUSTED_CONNECTION or self.auth_state == _AUTH_STATE_UNTRUSTED_CONNECTION

@@ -43,6 +43,10 @@ class Stream:
         """Replaced by the protocol's: whether the peer has shown it belongs here."""
         return False
 
+    def heard(self):
+        """Replaced by the protocol's: whether the peer has sent a valid message on this connection."""
+        return False
+
     def _set(self, up):
         if up != self._up:
             self._up = up
@@ -106,7 +110,7 @@ class Waiter:
 # The calls of sp_common.api, the methods of its Api: they load with the
 # board's first call (pure_json_protocol.__getattr__), so a board that only
 # serves never holds them.
-API_CALLS = ('_settled', '_ready', '_send', 'send', 'request', 'receive', 'authentificate',
+API_CALLS = ('_settled', '_ready', '_deadline', '_left', '_send', 'send', 'request', 'receive', 'authentificate',
              'check_authentification_state', 'connection_established')
 
 
@@ -131,6 +135,7 @@ class pure_json_protocol(Engine):
         self._feeding = False
         self._rx = bytearray(rx_size or stream.rx_size)
         stream.proven = self.proven
+        stream.heard = self.heard
 
     def __getattr__(self, name):
         if name in API_CALLS:

@@ -6,6 +6,7 @@ import time
 from .tcp import _SocketStream
 
 IDLE_MS = 30000   # a trusted client silent this long may be replaced by a newcomer
+GRACE_MS = 1000   # a new client that speaks has this long to prove itself before a newcomer may replace it
 
 
 class TcpServerStream(_SocketStream):
@@ -13,8 +14,11 @@ class TcpServerStream(_SocketStream):
 
     A newcomer replaces the current client (DISCONNECTED then CONNECTED)
     unless that client has proven itself (authenticated, or spoke when there
-    is no secret) and was heard within IDLE_MS: then the newcomer is turned
-    away. A client that goes away reports DISCONNECTED; the listener keeps going.
+    is no secret) and was heard within IDLE_MS, or came less than GRACE_MS ago
+    and has spoken (it is on its way through the handshake): then the
+    newcomer is turned away. So a flood of silent connections cannot cut off
+    a client while it authenticates. A client that goes away reports
+    DISCONNECTED; the listener keeps going.
     """
 
     def __init__(self, port, host='0.0.0.0'):
@@ -29,25 +33,35 @@ class TcpServerStream(_SocketStream):
         self._srv_poll = select.poll()
         self._srv_poll.register(srv, select.POLLIN)
         self._listener = ((srv, select.POLLIN),)
+        self._joined = 0
         self._repoll()
 
     def readinto(self, buf):
+        """The client's bytes; a newcomer is judged on every call, so that a client that keeps its socket
+        full cannot hold the others off (its bytes read here are fed before the caller sees it replaced)."""
         n = self._read(buf)   # first, so that a client that left is seen gone before a newcomer is judged
-        if n:
-            return n
         for entry in self._srv_poll.ipoll(0):
             try:
                 sock = self._srv.accept()[0]
             except OSError:
-                return 0
-            if self._sock is not None and self.proven() and \
-                    time.ticks_diff(time.ticks_ms(), self._last_rx) < IDLE_MS:   # the current client stays
+                break
+            if self._stays():
                 sock.close()
             else:
                 self._drop()
                 self._attach(sock)   # the caller sees CONNECTED before the first byte
-            return 0
-        return 0
+                self._joined = self._last_rx   # now
+            break
+        return n
+
+    def _stays(self):
+        """Whether the current client keeps its place against a newcomer."""
+        if self._sock is None:
+            return False
+        now = time.ticks_ms()
+        if self.proven():
+            return time.ticks_diff(now, self._last_rx) < IDLE_MS
+        return self.heard() and time.ticks_diff(now, self._joined) < GRACE_MS
 
     def close(self):
         self._listener = ()

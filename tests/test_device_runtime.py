@@ -12,6 +12,7 @@ import re
 import select
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -373,6 +374,68 @@ def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
     assert dev.tcp().request(sp.SID_EXECUTE_REQUEST, 0, 'third').get_data() == 'third'
     assert dev.proc.poll() is None
     assert dev.host().request(sp.SID_EXECUTE_REQUEST, 0, 'pty still up').get_data() == 'pty still up'
+
+
+def test_a_client_that_keeps_the_socket_full_does_not_hold_newcomers_off(device):
+    """Junk without a frame in it, faster than the board reads: it proves nothing, and the next client is served."""
+    dev = device(secret='s3cret')
+    flooder = dev.tcp(connect=False).link.sock
+    flooding = threading.Event()
+
+    def flood():
+        try:
+            while not flooding.is_set():
+                flooder.sendall(b'x' * 65536)
+        except OSError:   # the board dropped it
+            pass
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    time.sleep(0.5)   # the board's socket is full by now
+    try:
+        host = dev.tcp(secret='s3cret')
+        assert host.authenticate() and host.engine.is_trusted()
+    finally:
+        flooding.set()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_a_flood_of_silent_connections_does_not_cut_off_a_client_while_it_authenticates(device):
+    dev = device(secret='s3cret')
+    stop = threading.Event()
+
+    def churn():   # a new silent connection every 20 ms
+        socks = []
+        while not stop.is_set():
+            try:
+                socks.append(socket.create_connection(('127.0.0.1', dev.port), timeout=1))
+            except OSError:
+                pass
+            if len(socks) > 20:
+                socks.pop(0).close()
+            time.sleep(0.02)
+        for sock in socks:
+            sock.close()
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        host = dev.tcp(connect=False, secret='s3cret')
+        write = host.link.write
+        writes = []
+
+        def slow_write(data):   # a slow link: every step after the first takes 50 ms
+            if writes:
+                time.sleep(0.05)
+            writes.append(len(data))
+            write(data)
+        host.link.write = slow_write
+        host.connect()
+        assert host.authenticate() and host.engine.is_trusted()
+        assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'in').get_data() == 'in'
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
 
 
 def test_a_newcomer_replaces_a_client_that_never_spoke(device):
