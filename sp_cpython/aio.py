@@ -247,11 +247,17 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
 
 
 async def _end_probation(prot: AsyncProtocol) -> None:
-    """Drops a peer still silent or unauthenticated after tcp_server_stp.PROBATION, as the threaded server does."""
-    await asyncio.sleep(tcp_server_stp.PROBATION)
-    if not prot._engine.proven():
-        prot._engine.note('silent_peer')
-        await prot.close()
+    """Drops a peer silent after tcp_server_stp.SILENCE or unauthenticated after its PROBATION, as the threaded
+    server does."""
+    engine = prot._engine
+    waited = 0.0
+    for after, test in tcp_server_stp.probation(tcp_server_stp, engine):   # the class's settings
+        await asyncio.sleep(after - waited)
+        waited = after
+        if not test():
+            engine.note('silent_peer')
+            await prot.close()
+            return
 
 
 async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], **options) -> asyncio.AbstractServer:

@@ -98,16 +98,15 @@ class pure_json_protocol(Api):
             self._connects += 1
             connects = self._connects
         self._run_engine(self._engine.connection_made)
-        probation = getattr(self.__comm_inst__, 'PROBATION', None)
-        if probation:
-            timer = threading.Timer(probation, self._end_probation, (connects,))
+        for after, test in getattr(self.__comm_inst__, 'probation', lambda engine: ())(self._engine):
+            timer = threading.Timer(after, self._end_probation, (connects, test))
             timer.daemon = True
             timer.start()
 
-    def _end_probation(self, connects: int) -> None:
-        """Drops a peer that is still silent or unauthenticated on the connection it was given."""
+    def _end_probation(self, connects: int, test: Callable[[], bool]) -> None:
+        """Drops a peer that has not passed test (heard, proven) on the connection it was given."""
         with self._lock:
-            silent = connects == self._connects and not self._engine.proven()
+            silent = connects == self._connects and not test()
         if silent and self.is_connected():
             self._engine.note('silent_peer')
             self.__comm_inst__.reconnect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import select
 import socket
 import time
-from typing import Optional
+from typing import Callable, List, Optional, Tuple
 
 from .transport import StreamTransport
 
@@ -66,13 +66,18 @@ class tcp_client_stp(_TcpTransport):
 class tcp_server_stp(_TcpTransport):
     """Listens on host:port (port 0 picks a free one, see .port); one client at a time.
 
-    A client that has not authenticated (with a secret) or sent a valid frame
-    (without one) within PROBATION seconds is dropped, so that an idle
-    connection cannot lock the others out.
+    A client that has sent no valid frame within SILENCE seconds, or has not
+    authenticated (with a secret) within PROBATION seconds, is dropped, so
+    that idle connections cannot lock the others out for long.
     """
 
     IS_CLIENT = False
+    SILENCE = 1.0
     PROBATION = 5.0
+
+    def probation(self, engine) -> List[Tuple[float, Callable[[], bool]]]:
+        """(seconds after a connect, the test of engine its peer must pass by then), in time order."""
+        return sorted(((self.SILENCE, engine.heard), (self.PROBATION, engine.proven)), key=lambda step: step[0])
 
     def __init__(self, host: str, port: int, rx_tx_log_lvl=None) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -19,7 +19,6 @@ class StreamTransport:
 
     IS_CLIENT = True
     LOGGER_PREFIX = 'comm'
-    PROBATION: Optional[float] = None   # seconds a new peer has to prove itself (servers that can drop it)
     CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
 
     def __init__(self) -> None:

@@ -147,7 +147,7 @@ def test_a_flood_of_requests_to_a_slow_coroutine_callback_is_bounded():
 
 def test_a_silent_peer_is_dropped_after_probation(monkeypatch):
     """As with the threaded server: a connection that never speaks is closed, one that does stays."""
-    monkeypatch.setattr(sp.tcp_server_stp, 'PROBATION', 0.3)
+    monkeypatch.setattr(sp.tcp_server_stp, 'SILENCE', 0.3)   # PROBATION stays 5 s: silence alone ends it
 
     async def main():
         port = free_port()

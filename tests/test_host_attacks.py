@@ -146,6 +146,20 @@ def test_an_idle_connection_does_not_lock_the_server(tcp, secret):
     assert received == (wire(sp.SID_CHANNEL_NAME_RESPONSE, 0, None) if secret else b'')   # then dropped
 
 
+def test_silent_connections_queued_ahead_hold_the_server_for_little(tcp):
+    """A peer that sends no valid frame within SILENCE is dropped long before its PROBATION ends."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    comm.SILENCE = 0.3
+    server = sp.pure_json_protocol(comm, secret=SECRET)
+    tcp.closers.append(server.close)
+    serve_demo(server)
+    for _ in range(4):
+        tcp.closers.append(socket.create_connection(('127.0.0.1', comm.port), timeout=5).close)
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', comm.port), secret=SECRET, auto_auth=True)
+    tcp.closers.append(client.close)
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'served', timeout=4).get_data() == 'served'
+
+
 def test_trust_on_a_serial_line_ends_with_the_program_that_earned_it(tmp_path):
     """A serial line has no connects: the next program's channel-name request starts it untrusted."""
     link = Endpoints(tmp_path, 'pty')
