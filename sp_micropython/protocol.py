@@ -17,7 +17,8 @@ from sp_common import Engine, load, pure_json
 # whose readiness means poll() has work (a new tuple whenever they change),
 # and wait_ms(), how long poll() may wait without any of them waking it;
 # ended, true once the stream is gone for good (stdin closed); rx_size, the
-# receive buffer it wants (protocol(rx_size=...) overrides it).
+# receive buffer it wants (protocol(rx_size=...) overrides it); CONNECTS, whether
+# the link has connects of its own. The protocol gives it engine, itself.
 # Each kind lives in its own module (uart, stdio, tcp) so that a board loads
 # only the ones it uses.
 CONNECTED = 'connected'
@@ -26,7 +27,7 @@ DISCONNECTED = 'disconnected'
 
 class Stream:
     IS_CLIENT = False
-    CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
+    CONNECTS = False   # TCP has; a serial line has not
     pollables = ()
     ended = False
     rx_size = 512   # the most one readinto() of poll() takes
@@ -38,14 +39,6 @@ class Stream:
     def wait_ms(self):
         """Milliseconds until poll() is due even if nothing polled wakes it; -1: only when something does."""
         return -1
-
-    def proven(self):
-        """Replaced by the protocol's: whether the peer has shown it belongs here."""
-        return False
-
-    def heard(self):
-        """Replaced by the protocol's: whether the peer has sent a valid message on this connection."""
-        return False
 
     def _set(self, up):
         if up != self._up:
@@ -129,13 +122,13 @@ class pure_json_protocol(Engine):
         Engine.__init__(self, stream.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name,
                         max_frame, max_buffered, log, hexlog, clock=_ms, session_v2=session_v2)
         self.__comm_inst__ = stream
-        self.connects = stream.CONNECTS
+        if stream.CONNECTS:
+            self.connects = True
         self._engine = self
         self._lock = self       # one thread: the engine needs no lock
         self._feeding = False
         self._rx = bytearray(rx_size or stream.rx_size)
-        stream.proven = self.proven
-        stream.heard = self.heard
+        stream.engine = self   # a server stream asks it whether its client has proven itself
 
     def __getattr__(self, name):
         if name in API_CALLS:

@@ -58,10 +58,11 @@ class TcpServerStream(_SocketStream):
         """Whether the current client keeps its place against a newcomer."""
         if self._sock is None:
             return False
+        engine = self.engine
         now = time.ticks_ms()
-        if self.proven():
+        if engine.proven():
             return time.ticks_diff(now, self._last_rx) < IDLE_MS
-        return self.heard() and time.ticks_diff(now, self._joined) < GRACE_MS
+        return engine.heard() and time.ticks_diff(now, self._joined) < GRACE_MS
 
     def close(self):
         self._listener = ()
