@@ -19,7 +19,7 @@ from sp_common import Engine, pure_json, struct_json
 from sp_common.const import STATUS_OKAY
 from sp_common.message import data_storage
 
-from .protocol import WRITE_TIMEOUT, logger, monotonic_ms
+from .protocol import WRITE_TIMEOUT, EngineState, logger, monotonic_ms
 from .tcp import tcp_server_stp
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
@@ -31,7 +31,7 @@ def _left(deadline: int) -> float:
     return max(0, deadline - monotonic_ms()) / 1000
 
 
-class AsyncProtocol:
+class AsyncProtocol(EngineState):
     """One connection's engine on an asyncio loop (made by connect() or serve())."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_client: bool,
@@ -202,14 +202,6 @@ class AsyncProtocol:
 
     def check_authentification_state(self) -> bool:
         return self._engine.is_trusted()
-
-    @property
-    def session(self) -> Optional[int]:
-        return self._engine.session
-
-    @property
-    def counters(self) -> dict:
-        return dict(self._engine.counters)
 
     async def close(self) -> None:
         self._writer.close()

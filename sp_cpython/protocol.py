@@ -29,7 +29,32 @@ def logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
     return logging.getLogger(prefix if channel_name is None else '%s.%s' % (prefix, channel_name))
 
 
-class pure_json_protocol(Api):
+class EngineState:
+    """What a host protocol (threaded or asyncio) tells of its engine's connection; none of it waits."""
+
+    _engine: Engine
+
+    @property
+    def session(self) -> Optional[int]:
+        """The wire this connection settled on: 2 (session v2), 1 (the original), None while it settles."""
+        return self._engine.session
+
+    @property
+    def macs(self) -> bool:
+        """Whether this connection's frames carry MACs (session v2, a secret on both sides)."""
+        return self._engine.rx_mac is not None
+
+    @property
+    def channel_name(self) -> Optional[str]:
+        return self._engine.channel_name
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        """What was received, sent, dropped and rejected, by name (see sp_common.COUNTERS)."""
+        return dict(self._engine.counters)
+
+
+class pure_json_protocol(EngineState, Api):
     """The socket_protocol API on one comm instance; callbacks run on the comm's I/O thread."""
 
     CODEC = pure_json
@@ -173,25 +198,6 @@ class pure_json_protocol(Api):
     # state --------------------------------------------------------------------------
     def is_connected(self) -> bool:
         return not self._closed and self.__comm_inst__.is_connected()
-
-    @property
-    def session(self) -> Optional[int]:
-        """The wire this connection settled on: 2 (session v2), 1 (the original), None while it settles."""
-        return self._engine.session
-
-    @property
-    def macs(self) -> bool:
-        """Whether this connection's frames carry MACs (session v2, a secret on both sides)."""
-        return self._engine.rx_mac is not None
-
-    @property
-    def channel_name(self) -> Optional[str]:
-        return self._engine.channel_name
-
-    @property
-    def counters(self) -> Dict[str, int]:
-        """What was received, sent, dropped and rejected, by name (see sp_common.COUNTERS); never blocks."""
-        return dict(self._engine.counters)
 
     def reconnect(self) -> None:
         self.__comm_inst__.reconnect()

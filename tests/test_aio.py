@@ -34,7 +34,7 @@ def test_concurrent_requests_each_get_their_own_answer():
                                      auto_auth=True) as prot:
             answers = await asyncio.gather(*(prot.request(sp.SID_EXECUTE_REQUEST, 0, n) for n in range(40)))
             assert [a.get_data() for a in answers] == list(range(40))
-            assert prot.session == 2 and prot.check_authentification_state()
+            assert prot.session == 2 and prot.macs and prot.check_authentification_state()
     try:
         run(main())
     finally:
@@ -202,7 +202,7 @@ def test_a_second_channel_name_on_a_connection_is_out_of_turn():
         answers = [pure_json.decode(body)[:3] for body in Deframer(4096).feed(received)]
         unknown = (11, 99, sp.STATUS_SERVICE_OR_DATA_UNKNOWN)
         assert answers == [(9, 0, 0), unknown, unknown]
-        assert served[0]._engine.channel_name == 'first' and served[0].counters['out_of_turn'] == 1
+        assert served[0].channel_name == 'first' and served[0].counters['out_of_turn'] == 1
     run(main())
 
 
