@@ -12,6 +12,17 @@ from .engine import const
 _STATUS_OKAY = const(0)   # sp_common.const.STATUS_OKAY
 
 
+def deadline(engine, timeout):
+    """The engine's clock (ms) when timeout (s) runs out: one timeout bounds every step of a call."""
+    return engine.clock() + timeout * 1000
+
+
+def left(engine, end):
+    """Seconds left until end, a time from deadline()."""
+    ms = end - engine.clock()
+    return ms / 1000 if ms > 0 else 0
+
+
 class Api:
     def _settled(self):
         """Connected, and the wire (original or session v2) settled."""
@@ -20,27 +31,18 @@ class Api:
     def _ready(self):
         return self.is_connected() and self._engine.may_send()
 
-    def _deadline(self, timeout):
-        """The engine's clock (ms) when timeout (s) runs out: one timeout bounds every step of a call."""
-        return self._engine.clock() + timeout * 1000
-
-    def _left(self, deadline):
-        """Seconds left until deadline."""
-        left = deadline - self._engine.clock()
-        return left / 1000 if left > 0 else 0
-
-    def _send(self, service_id, data_id, data, status, deadline, call):
-        """The token of the message sent, or None if it could not go out before deadline."""
+    def _send(self, service_id, data_id, data, status, end, call):
+        """The token of the message sent, or None if it could not go out before end (see deadline())."""
         engine = self._engine
         token = None
-        if self._wait(self._ready, self._left(deadline)):
+        if self._wait(self._ready, left(engine, end)):
             with self._lock:   # asked again under the lock: a reconnect in between starts the wire over
                 if engine.may_send():
                     token = engine.send_msg(service_id, data_id, data, status, 0, call)
         if token is None:
             engine.note('cannot_send')
             return None
-        if self._flush(self._left(deadline)):
+        if self._flush(left(engine, end)):
             return token
         if call:
             with self._lock:
@@ -49,7 +51,7 @@ class Api:
 
     def send(self, service_id, data_id, data, status=_STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""
-        return self._send(service_id, data_id, data, status, self._deadline(timeout), False) is not None
+        return self._send(service_id, data_id, data, status, deadline(self._engine, timeout), False) is not None
 
     def request(self, service_id, data_id, data=None, timeout=2):
         """Sends a request and returns its own response (a data_storage), or None after timeout.
@@ -60,11 +62,11 @@ class Api:
         """
         engine = self._engine
         self._may_block()
-        deadline = self._deadline(timeout)
-        token = self._send(service_id, data_id, data, _STATUS_OKAY, deadline, True)
+        end = deadline(engine, timeout)
+        token = self._send(service_id, data_id, data, _STATUS_OKAY, end, True)
         if token is None:
             return None
-        msg = self._wait(lambda: engine.take_reply(token), self._left(deadline))
+        msg = self._wait(lambda: engine.take_reply(token), left(engine, end))
         if msg is None:
             with self._lock:
                 engine.forget(token)
@@ -85,13 +87,13 @@ class Api:
         """Runs the seed/key handshake; True once the peer accepted the key."""
         engine = self._engine
         self._may_block()
-        deadline = self._deadline(timeout)
+        end = deadline(engine, timeout)
         if engine.secret is None or not self._wait(self._settled, timeout):
             return False
         with self._lock:
             engine.start_auth()
-        self._flush(self._left(deadline))
-        self._wait(engine.auth_settled, self._left(deadline))
+        self._flush(left(engine, end))
+        self._wait(engine.auth_settled, left(engine, end))
         return engine.is_trusted()
 
     def check_authentification_state(self):

@@ -16,6 +16,7 @@ import tty
 from typing import Any, Awaitable, Callable, Optional, Union
 
 from sp_common import Engine, pure_json, struct_json
+from sp_common.api import deadline, left
 from sp_common.const import STATUS_OKAY
 from sp_common.message import data_storage
 
@@ -24,11 +25,6 @@ from .tcp import tcp_server_stp
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
-
-
-def _left(deadline: int) -> float:
-    """Seconds left until deadline (monotonic_ms): one timeout bounds every step of a call."""
-    return max(0, deadline - monotonic_ms()) / 1000
 
 
 class AsyncProtocol(EngineState):
@@ -166,12 +162,12 @@ class AsyncProtocol(EngineState):
 
     async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
         """This call's own answer, or None after timeout (one for the whole call); cancelling it forgets the request."""
-        deadline = monotonic_ms() + timeout * 1000
+        end = deadline(self._engine, timeout)
         token = await self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
         if token is None:
             return None
         try:
-            return await self._wait(lambda: self._engine.take_reply(token), _left(deadline))
+            return await self._wait(lambda: self._engine.take_reply(token), left(self._engine, end))
         finally:
             self._engine.forget(token)
 
@@ -183,12 +179,12 @@ class AsyncProtocol(EngineState):
 
     async def authentificate(self, timeout: float = 2) -> bool:
         engine = self._engine
-        deadline = monotonic_ms() + timeout * 1000
+        end = deadline(engine, timeout)
         if engine.secret is None or not await self._wait(engine.ready, timeout):
             return False
         engine.start_auth()
         await self._flush()
-        await self._wait(engine.auth_settled, _left(deadline))
+        await self._wait(engine.auth_settled, left(engine, end))
         return engine.is_trusted()
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:

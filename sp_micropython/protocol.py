@@ -103,7 +103,7 @@ class Waiter:
 # The calls of sp_common.api, the methods of its Api: they load with the
 # board's first call (pure_json_protocol.__getattr__), so a board that only
 # serves never holds them.
-API_CALLS = ('_settled', '_ready', '_deadline', '_left', '_send', 'send', 'request', 'receive', 'authentificate',
+API_CALLS = ('_settled', '_ready', '_send', 'send', 'request', 'receive', 'authentificate',
              'check_authentification_state', 'connection_established')
 
 
