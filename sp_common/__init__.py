@@ -1,10 +1,10 @@
 """Codec, STP framing and the protocol engine shared by the host and the device runtimes.
 
 Names load from their modules on first use (sp_common.Engine, sp_common.frame,
-sp_common.SID_READ_REQUEST, ...): a board spends heap only on what it touches.
+sp_common.SID_READ_REQUEST, ...; see exports): a board spends heap only on
+what it touches, and one that imports the modules it uses holds not even the
+table of names.
 """
-_HOMES = {'ChecksumError': 'codec', 'FormatError': 'codec', 'pure_json': 'codec', 'struct_json': 'struct_codec',
-          'COUNTERS': 'engine', 'Engine': 'engine', 'data_storage': 'message', 'Deframer': 'stp', 'frame': 'stp'}
 
 
 def load(name):
@@ -30,10 +30,4 @@ def load(name):
 
 
 def __getattr__(name):
-    home = _HOMES.get(name)
-    if home is not None:
-        return getattr(load('sp_common.' + home), name)
-    try:
-        return load('sp_common.' + name)   # a module of the package
-    except ImportError:
-        return getattr(load('sp_common.names'), name)
+    return load('sp_common.exports').find(name)

@@ -48,10 +48,21 @@ _AUTH_STATE_KEY_TRANSFERRED = const(3)
 _AUTH_STATE_TRUSTED_CONNECTION = const(4)
 _NEGOTIATE_MS = const(3000)   # a session request unanswered this long settles on the original wire, for now
 
-COUNTERS = ('rx_messages', 'tx_messages', 'crc_errors', 'format_errors', 'framing_errors',
-            'oversized', 'unknown', 'auth_rejected', 'callback_errors', 'buffer_dropped',
-            'out_of_turn', 'unsolicited', 'stale', 'wrong_keys', 'bad_names',
-            'replayed', 'mac_errors', 'downgrade')
+
+def new_counters():
+    """Every counter at zero. A literal, so that a board holds the names once, as names, not as strings."""
+    return {'rx_messages': 0, 'tx_messages': 0, 'crc_errors': 0, 'format_errors': 0, 'framing_errors': 0,
+            'oversized': 0, 'unknown': 0, 'auth_rejected': 0, 'callback_errors': 0, 'buffer_dropped': 0,
+            'out_of_turn': 0, 'unsolicited': 0, 'stale': 0, 'wrong_keys': 0, 'bad_names': 0,
+            'replayed': 0, 'mac_errors': 0, 'downgrade': 0}
+
+
+def __getattr__(name):
+    """COUNTERS, the counters' names, made when asked for: a board never needs them."""
+    if name == 'COUNTERS':
+        return tuple(new_counters())
+    raise AttributeError(name)
+
 
 _SEED_REQUEST = (_SID_AUTH_REQUEST, _DID_AUTH_SEED)
 _SEED = (_SID_AUTH_RESPONSE, _DID_AUTH_SEED)
@@ -148,9 +159,7 @@ class Engine:
         self._whitelist = set()
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self.last_wrong_key = 0
-        self.counters = {}
-        for name in COUNTERS:
-            self.counters[name] = 0
+        self.counters = new_counters()
         self.token_base = self.tx_seq = 0
         self.connection_lost()
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from micropython import const
-from sp_common import entropy
+from sp_common.entropy import available, set_source
 
 from .demo import add_demo_services
 from .protocol import pure_json_protocol, serve, serve_until_end
@@ -42,8 +42,8 @@ def use_entropy(config, level):
     """config.ENTROPY if given; else os.urandom; else the weak stand-in, with a warning on its first use."""
     source = getattr(config, 'ENTROPY', None)
     if source is not None:
-        entropy.set_source(source)
-    elif not entropy.available():
+        set_source(source)
+    elif not available():
         from .weak_random import install
         install(_WARNING if level is None else level)
 

@@ -6,7 +6,9 @@ moves bytes between a stream and the engine and waits.
 import select
 import time
 
-from sp_common import Engine, load, pure_json
+from sp_common import load
+from sp_common.codec import pure_json
+from sp_common.engine import Engine
 
 
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,

@@ -2,32 +2,16 @@
 import select
 import sys
 
+from sp_common import load
+
 from .protocol import Stream
 
+try:
+    import termios   # the unix port: its stdin may be a terminal, whose timing sp_micropython.tty sets
+except ImportError:   # a board's console
+    termios = None
+
 _READY = select.POLLIN | select.POLLHUP | select.POLLERR
-
-
-def _timing(values):
-    """Sets stdin's terminal timing, VMIN and VTIME, to values; returns the old ones, or None.
-
-    With both 0 one read() returns what is there without waiting: so the unix
-    port reads stdin on a terminal (the virtual board's pty). termios gives
-    these two control characters as ints, the others as bytes. None where
-    there is no termios (a board's console) or stdin is no terminal (a pipe).
-    """
-    try:
-        import termios
-        attrs = termios.tcgetattr(0)
-    except (ImportError, OSError):
-        return None
-    cc = attrs[6]
-    old = []
-    for i in range(len(cc)):
-        if isinstance(cc[i], int):
-            old.append(cc[i])
-            cc[i] = values[len(old) - 1]
-    termios.tcsetattr(0, termios.TCSANOW, attrs)
-    return old
 
 
 class StdioStream(Stream):
@@ -52,7 +36,7 @@ class StdioStream(Stream):
         self._poll.register(sys.stdin, select.POLLIN)
         self.pollables = ((sys.stdin, select.POLLIN),)
         self._one = bytearray(1)
-        self._tty = _timing((0, 0))
+        self._tty = termios and load('sp_micropython.tty').timing((0, 0))
         if not self._tty:
             self.rx_size = 64   # read byte by byte: a bigger buffer would only hold heap
         self._kbd_intr = micropython.kbd_intr
@@ -84,7 +68,7 @@ class StdioStream(Stream):
 
     def _lost(self):
         if self._tty:
-            _timing(self._tty)
+            load('sp_micropython.tty').timing(self._tty)
             self._tty = None
         self._poll.unregister(sys.stdin)
         self.pollables = ()

@@ -1,5 +1,5 @@
 """struct_json_protocol: a module of its own, so that only a board that speaks struct_json loads that codec."""
-from sp_common import struct_json
+from sp_common.struct_codec import struct_json
 
 from .protocol import pure_json_protocol
 

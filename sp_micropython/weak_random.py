@@ -10,7 +10,7 @@ import gc
 import hashlib
 import time
 
-from sp_common import entropy
+from sp_common.entropy import set_source
 
 WARNING = ('no hardware random source on this port: seeds and nonces come from a timing-based stand-in, '
            'so the handshake is weaker here (give the board config an ENTROPY function)')
@@ -25,7 +25,7 @@ def install(log_level=30):
     """
     if log_level is not None:
         _warn.append(log_level)
-    entropy.set_source(random_bytes)
+    set_source(random_bytes)
 
 
 def random_bytes(n):
