@@ -12,7 +12,11 @@ import sys
 from binascii import hexlify
 
 from . import load
-from .crc32 import crc32
+
+try:
+    from binascii import crc32
+except ImportError:  # pragma: no cover - a port built without it loads the table (heap only there)
+    from .crc32 import crc32_table as crc32
 
 
 class FormatError(ValueError):

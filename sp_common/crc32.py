@@ -1,4 +1,4 @@
-"""CRC-32 (zlib polynomial): binascii.crc32 where the port has it, a table otherwise.
+"""CRC-32 (zlib polynomial) from a table, for ports built without binascii.crc32 (sp_common.codec picks).
 
 The table is an array of raw 32-bit words: as a list, the entries above 2**30
 would be 128 long-int objects on a 32-bit port, scattered over the heap for good.
@@ -23,9 +23,3 @@ def crc32_table(data, crc=0):
     for b in data:
         crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
-
-
-try:
-    from binascii import crc32
-except ImportError:  # pragma: no cover - depends on the port's build
-    crc32 = crc32_table
