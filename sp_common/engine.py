@@ -146,7 +146,6 @@ class Engine:
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
-        self._out = []
         self._requests = {}       # request sid -> response sid: const.SID_RESPONSE_DICT, then add_service()
         self._responses = {}      # response sid -> request sid
         for req in (_SID_AUTH_REQUEST, _SID_CHANNEL_NAME_REQUEST, _SID_READ_REQUEST, _SID_WRITE_REQUEST,
@@ -190,7 +189,9 @@ class Engine:
 
     # connection ------------------------------------------------------------
     def _new_session(self):
-        """Trust, seed, buffer and wire start over: nothing passes from one peer to the next."""
+        """Trust, seed, buffer, outbox and wire start over: nothing passes from one peer to the next, not even
+        the answers still queued for the last one."""
+        self._out = []
         self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
         self.seed = None
         self._buffer = []         # [message, size in bytes]
@@ -260,7 +261,7 @@ class Engine:
         return left if left > 0 else 0
 
     def connection_lost(self):
-        """Nothing of a link outlives it: its partial frame, trust, buffer, wire and wrong keys."""
+        """Nothing of a link outlives it: its partial frame, trust, buffer, outbox, wire and wrong keys."""
         self.deframer.reset()
         self._new_session()
         self.wrong_keys = 0   # on this connection (see sp_common.handshake)

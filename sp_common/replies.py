@@ -44,7 +44,7 @@ def _on_response(self, sid, did, status, data, size, re):
     if token:
         self._replies[token] = msg
         return
-    entry = self._find_callback(sid, did)
+    entry = None if gated else self._find_callback(sid, did)   # no callback runs for an untrusted peer
     if token is None and (re or (entry is None and key not in self._did_names)):
         self.drop('unknown' if sid not in self._responses else 'stale' if re else 'unsolicited', sid, did)
     elif entry is not None:

@@ -179,3 +179,56 @@ def test_feeding_a_partial_frame_byte_by_byte_allocates_nothing(mpy_dir, tmp_pat
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ['1', str(len(pure_json.encode(30, 0, 0, 'a:b' * 20)))]   # all of the body, waiting for ':>'
+
+
+SWAP = '''
+import socket, sys, time
+from sp_common import Deframer, frame, pure_json
+from sp_micropython.protocol import pure_json_protocol
+from sp_micropython.tcp_server import TcpServerStream
+
+port = int(sys.argv[1])
+prot = pure_json_protocol(TcpServerStream(port, '127.0.0.1'), secret='s3cret')
+addr = socket.getaddrinfo('127.0.0.1', port)[0][-1]
+
+
+def heard(sock):
+    time.sleep_ms(50)
+    sock.setblocking(False)
+    try:
+        data = sock.read(4096)
+    except OSError:
+        data = None
+    sock.setblocking(True)
+    return [pure_json.decode(body)[:3] for body in Deframer(1024).feed(data or b'')], data == b''
+
+
+hostile = socket.socket()
+hostile.connect(addr)
+for _ in range(5):
+    prot.poll()
+hostile.write(frame(pure_json.encode(2, 0, 0, 'not an offer')) + frame(pure_json.encode(10, 0, 0, None)))
+newcomer = socket.socket()
+newcomer.connect(addr)
+time.sleep_ms(50)
+for _ in range(5):
+    prot.poll()   # the hostile bytes are read and answered, then the newcomer replaces their unproven sender
+print(heard(hostile)[1], heard(newcomer)[0])
+newcomer.write(frame(pure_json.encode(8, 0, 0, 'genuine')))
+for _ in range(5):
+    prot.poll()
+print(heard(newcomer)[0])
+'''
+
+
+def test_answers_to_a_replaced_client_never_reach_the_newcomer(mpy_dir, tmp_path):
+    """A peer that only connects must not speak into the next client's connection (the engine's outbox)."""
+    path = tmp_path / 'swap.py'
+    path.write_text(SWAP)
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.run(['micropython', str(path), str(port)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ['True []', '[(9, 0, 0)]'], proc.stdout   # the hostile one closed; nothing old

@@ -132,6 +132,40 @@ def test_an_untrusted_peer_cannot_answer_or_trigger_callbacks():
     assert calls == [] and client.counters['auth_rejected'] == 4   # no request of this side waited for those
 
 
+def test_the_answer_that_authentification_is_required_runs_no_callback():
+    """It goes to receive() like any answer to a send(); a response callback never runs for an untrusted peer."""
+    server = engine(False)
+    calls = []
+    server.register_callback(21, 0, lambda msg: calls.append(msg))
+    server.send_msg(20, 0, 'asked of the client')
+    server.data_to_send()
+    server.feed(wire(21, 0, None, sp.STATUS_AUTH_REQUIRED))
+    assert calls == [] and server.pop_received(21, 0).get_status() == sp.STATUS_AUTH_REQUIRED
+
+
+def test_answers_queued_for_one_connection_never_reach_the_next():
+    hostile = wire(sp.SID_SESSION_REQUEST, 0, 'not an offer') + wire(10, 0, None)
+    twin = engine(False)
+    twin.feed(hostile)
+    assert len(sent(twin)) == 2   # both answered
+    server = engine(False)
+    server.feed(hostile)   # answered, but the runtime has not sent the answers yet when the link changes
+    server.connection_lost()
+    server.connection_made()
+    assert server.data_to_send() == b''
+    client = engine(True)
+    client.send_msg(10, 0, None)
+    client.connection_lost()
+    client.connection_made()   # a client's new connection opens with its own name, nothing older
+    assert [m[:2] for m in sent(client)] == [(sp.SID_CHANNEL_NAME_REQUEST, 0)]
+
+
+def test_a_new_program_on_a_serial_line_gets_no_answer_meant_for_the_last():
+    server = engine(False, secret=None)
+    server.feed(wire(10, 0, None) + wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'next program'))
+    assert [m[:2] for m in sent(server)] == [(sp.SID_CHANNEL_NAME_RESPONSE, 0)]
+
+
 def test_a_new_request_makes_earlier_answers_stale():
     link = Link()
     link.connect()
