@@ -41,6 +41,8 @@ class TcpServerStream(_SocketStream):
         full cannot hold the others off (its bytes read here are fed before the caller sees it replaced)."""
         n = self._read(buf)   # first, so that a client that left is seen gone before a newcomer is judged
         for entry in self._srv_poll.ipoll(0):
+            if 0 < n < len(buf):   # its socket is drained: its end, if it came with its last bytes, shows now
+                n += self._read(memoryview(buf)[n:])
             try:
                 sock = self._srv.accept()[0]
             except OSError:

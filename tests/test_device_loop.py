@@ -232,3 +232,60 @@ def test_answers_to_a_replaced_client_never_reach_the_newcomer(mpy_dir, tmp_path
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ['True []', '[(9, 0, 0)]'], proc.stdout   # the hostile one closed; nothing old
+
+
+LEFT = '''
+import socket, sys, time
+from sp_common import Deframer, frame, pure_json
+from sp_micropython.protocol import pure_json_protocol
+from sp_micropython.tcp_server import TcpServerStream
+
+port = int(sys.argv[1])
+prot = pure_json_protocol(TcpServerStream(port, '127.0.0.1'), session_v2=False)
+prot.register_callback(30, 0, lambda msg: (0, msg.get_data()))
+addr = socket.getaddrinfo('127.0.0.1', port)[0][-1]
+
+
+def heard(sock):
+    time.sleep_ms(50)
+    sock.setblocking(False)
+    try:
+        data = sock.read(4096)
+    except OSError:
+        data = None
+    sock.setblocking(True)
+    return [pure_json.decode(body)[:4] for body in Deframer(1024).feed(data or b'')]
+
+
+first = socket.socket()
+first.connect(addr)
+first.write(frame(pure_json.encode(30, 0, 0, 'first')))
+for _ in range(5):
+    prot.poll()
+print(heard(first))   # served: it has proven itself
+wire = frame(pure_json.encode(30, 0, 0, 'half written'))
+first.write(wire[:len(wire) // 2])
+first.close()   # its last bytes and its end arrive together with the next client
+second = socket.socket()
+second.connect(addr)
+time.sleep_ms(50)
+for _ in range(5):
+    prot.poll()
+second.write(frame(pure_json.encode(30, 0, 0, 'second')))
+for _ in range(5):
+    prot.poll()
+print(heard(second))
+'''
+
+
+def test_a_client_whose_last_bytes_come_with_its_end_makes_room_for_the_next(mpy_dir, tmp_path):
+    """Read in one poll with a newcomer's connect, a proven client's last bytes must not hide that it has gone."""
+    path = tmp_path / 'left.py'
+    path.write_text(LEFT)
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.run(['micropython', str(path), str(port)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[(31, 0, 0, 'first')]", "[(31, 0, 0, 'second')]"], proc.stdout
