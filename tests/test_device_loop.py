@@ -181,18 +181,32 @@ def test_feeding_a_partial_frame_byte_by_byte_allocates_nothing(mpy_dir, tmp_pat
     assert proc.stdout.split() == ['1', str(len(pure_json.encode(30, 0, 0, 'a:b' * 20)))]   # all of the body, waiting for ':>'
 
 
-SWAP = '''
+# A TCP server board driven poll by poll, and clients of it on real sockets: sys.argv[1] is the port,
+# SERVER_OPTIONS the protocol's keyword arguments.
+TCP_SERVER = '''
 import socket, sys, time
 from sp_common import Deframer, frame, pure_json
 from sp_micropython.protocol import pure_json_protocol
 from sp_micropython.tcp_server import TcpServerStream
 
 port = int(sys.argv[1])
-prot = pure_json_protocol(TcpServerStream(port, '127.0.0.1'), secret='s3cret')
+prot = pure_json_protocol(TcpServerStream(port, '127.0.0.1'), **SERVER_OPTIONS)
 addr = socket.getaddrinfo('127.0.0.1', port)[0][-1]
 
 
-def heard(sock):
+def polls():
+    for _ in range(5):
+        prot.poll()
+
+
+def client():
+    sock = socket.socket()
+    sock.connect(addr)
+    return sock
+
+
+def heard(sock, fields):
+    """(the messages sock has been sent, their first fields; whether the board closed it)"""
     time.sleep_ms(50)
     sock.setblocking(False)
     try:
@@ -200,92 +214,62 @@ def heard(sock):
     except OSError:
         data = None
     sock.setblocking(True)
-    return [pure_json.decode(body)[:3] for body in Deframer(1024).feed(data or b'')], data == b''
+    return [pure_json.decode(body)[:fields] for body in Deframer(1024).feed(data or b'')], data == b''
+'''
 
 
-hostile = socket.socket()
-hostile.connect(addr)
-for _ in range(5):
-    prot.poll()
+def run_tcp_server(script, options, mpy_dir, tmp_path):
+    """script after TCP_SERVER on the MicroPython unix port; its output lines."""
+    path = tmp_path / 'tcp_server.py'
+    path.write_text('SERVER_OPTIONS = %s\n%s\n%s' % (options, TCP_SERVER, script))
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.run(['micropython', str(path), str(port)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+SWAP = '''
+hostile = client()
+polls()
 hostile.write(frame(pure_json.encode(2, 0, 0, 'not an offer')) + frame(pure_json.encode(10, 0, 0, None)))
-newcomer = socket.socket()
-newcomer.connect(addr)
+newcomer = client()
 time.sleep_ms(50)
-for _ in range(5):
-    prot.poll()   # the hostile bytes are read and answered, then the newcomer replaces their unproven sender
-print(heard(hostile)[1], heard(newcomer)[0])
+polls()   # the hostile bytes are read and answered, then the newcomer replaces their unproven sender
+print(heard(hostile, 3)[1], heard(newcomer, 3)[0])
 newcomer.write(frame(pure_json.encode(8, 0, 0, 'genuine')))
-for _ in range(5):
-    prot.poll()
-print(heard(newcomer)[0])
+polls()
+print(heard(newcomer, 3)[0])
 '''
 
 
 def test_answers_to_a_replaced_client_never_reach_the_newcomer(mpy_dir, tmp_path):
     """A peer that only connects must not speak into the next client's connection (the engine's outbox)."""
-    path = tmp_path / 'swap.py'
-    path.write_text(SWAP)
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.run(['micropython', str(path), str(port)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ['True []', '[(9, 0, 0)]'], proc.stdout   # the hostile one closed; nothing old
+    out = run_tcp_server(SWAP, "{'secret': 's3cret'}", mpy_dir, tmp_path)
+    assert out == ['True []', '[(9, 0, 0)]'], out   # the hostile one closed; nothing old
 
 
 LEFT = '''
-import socket, sys, time
-from sp_common import Deframer, frame, pure_json
-from sp_micropython.protocol import pure_json_protocol
-from sp_micropython.tcp_server import TcpServerStream
-
-port = int(sys.argv[1])
-prot = pure_json_protocol(TcpServerStream(port, '127.0.0.1'), session_v2=False)
 prot.register_callback(30, 0, lambda msg: (0, msg.get_data()))
-addr = socket.getaddrinfo('127.0.0.1', port)[0][-1]
-
-
-def heard(sock):
-    time.sleep_ms(50)
-    sock.setblocking(False)
-    try:
-        data = sock.read(4096)
-    except OSError:
-        data = None
-    sock.setblocking(True)
-    return [pure_json.decode(body)[:4] for body in Deframer(1024).feed(data or b'')]
-
-
-first = socket.socket()
-first.connect(addr)
+first = client()
 first.write(frame(pure_json.encode(30, 0, 0, 'first')))
-for _ in range(5):
-    prot.poll()
-print(heard(first))   # served: it has proven itself
+polls()
+print(heard(first, 4)[0])   # served: it has proven itself
 wire = frame(pure_json.encode(30, 0, 0, 'half written'))
 first.write(wire[:len(wire) // 2])
 first.close()   # its last bytes and its end arrive together with the next client
-second = socket.socket()
-second.connect(addr)
+second = client()
 time.sleep_ms(50)
-for _ in range(5):
-    prot.poll()
+polls()
 second.write(frame(pure_json.encode(30, 0, 0, 'second')))
-for _ in range(5):
-    prot.poll()
-print(heard(second))
+polls()
+print(heard(second, 4)[0])
 '''
 
 
 def test_a_client_whose_last_bytes_come_with_its_end_makes_room_for_the_next(mpy_dir, tmp_path):
     """Read in one poll with a newcomer's connect, a proven client's last bytes must not hide that it has gone."""
-    path = tmp_path / 'left.py'
-    path.write_text(LEFT)
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.run(['micropython', str(path), str(port)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["[(31, 0, 0, 'first')]", "[(31, 0, 0, 'second')]"], proc.stdout
+    out = run_tcp_server(LEFT, "{'session_v2': False}", mpy_dir, tmp_path)
+    assert out == ["[(31, 0, 0, 'first')]", "[(31, 0, 0, 'second')]"], out
