@@ -111,6 +111,23 @@ class Fleet:
         self.broker.stop()
 
 
+def side_gateway(fleet, board, prefix, *online, **options):
+    """A second gateway on the fleet's broker, returned once it listens for calls: its own status says online only
+    after it has subscribed (and after the boards named in online are up), so no test call is published into nothing."""
+    gateway = Gateway(wire.parse_broker(fleet.broker.url)[0], [parse_board(board)], prefix=prefix, **options)
+    gateway.start()
+    status = Inbox(fleet.broker, prefix + '/+/status')
+    try:
+        for name in ('gateway',) + online:
+            status.wait_payload('%s/%s/status' % (prefix, name), 'online')
+    except BaseException:
+        gateway.stop()
+        raise
+    finally:
+        status.close()
+    return gateway
+
+
 @pytest.fixture(scope='module')
 def fleet(tmp_path_factory):
     f = Fleet(tmp_path_factory.mktemp('broker'))
@@ -120,7 +137,7 @@ def fleet(tmp_path_factory):
 
 
 def test_four_clients_calling_both_boards_at_once_each_get_their_own_answers(fleet):
-    per_board = 25
+    per_board = fleet.gateway.links['a'].max_waiting // 4     # all of it admitted: what is over is the next test's
     callers = [Inbox(fleet.broker, 'test/reply/%d' % i) for i in range(4)]
     try:
         for i, caller in enumerate(callers):        # everything in flight before the first answer is read
@@ -168,10 +185,7 @@ def test_an_unplugged_board_goes_offline_gets_error_answers_and_comes_back(fleet
 def test_a_board_that_dials_in_is_online_while_connected_and_answers_requests(fleet):
     """listen://: the board is the TCP client (as on Wi-Fi); the gateway is the server it connects to."""
     port = free_port()
-    broker, _ = wire.parse_broker(fleet.broker.url)
-    gateway = Gateway(broker, [parse_board('c=listen://127.0.0.1:%d?secret=%s' % (port, SECRET))],
-                      prefix='dial', timeout=GATEWAY_TIMEOUT)
-    gateway.start()
+    gateway = side_gateway(fleet, 'c=listen://127.0.0.1:%d?secret=%s' % (port, SECRET), 'dial', timeout=GATEWAY_TIMEOUT)
     status = Inbox(fleet.broker, 'dial/c/status')
     board = None
     try:
@@ -196,10 +210,7 @@ def test_a_board_that_dials_in_is_online_while_connected_and_answers_requests(fl
 
 def test_a_board_that_does_not_answer_gets_timeout_answers(fleet):
     silent = socket.create_server(('127.0.0.1', 0))   # accepts, never answers
-    broker, _ = wire.parse_broker(fleet.broker.url)
-    gateway = Gateway(broker, [parse_board('mute=tcp://127.0.0.1:%d' % silent.getsockname()[1])],
-                      prefix='silent', timeout=0.5)
-    gateway.start()
+    gateway = side_gateway(fleet, 'mute=tcp://127.0.0.1:%d' % silent.getsockname()[1], 'silent', 'mute', timeout=0.5)
     try:
         with BoardClient(fleet.broker.url, 'mute', prefix='silent') as client:
             start = time.monotonic()
@@ -209,6 +220,26 @@ def test_a_board_that_does_not_answer_gets_timeout_answers(fleet):
             with pytest.raises(TimeoutError):
                 client.request('read', 0, timeout=0.1)     # the caller's own timeout ends its wait first
     finally:
+        gateway.stop()
+        silent.close()
+
+
+def test_calls_over_what_a_board_may_have_waiting_get_a_timeout_answer_at_once(fleet):
+    """A flood queues nowhere without end: past 8 calls per worker, the next ones are answered at once."""
+    silent = socket.create_server(('127.0.0.1', 0))   # accepts, never answers: the admitted calls stay waiting
+    gateway = side_gateway(fleet, 'mute=tcp://127.0.0.1:%d' % silent.getsockname()[1], 'flood', 'mute',
+                           timeout=WAIT, workers=1)
+    caller = Inbox(fleet.broker, 'test/flood')
+    try:
+        admitted = gateway.links['mute'].max_waiting
+        for n in range(admitted + 3):
+            caller.ask('flood/mute/read/0/req', '', b'%d' % n, 'test/flood')
+        caller.wait_for(lambda: len(caller.answers()) == 3)
+        turned_away = wire.answer(wire.STATUS_TIMEOUT, '%d calls already wait for mute' % admitted)
+        assert caller.answers() == {b'%d' % n: turned_away for n in range(admitted, admitted + 3)}
+        assert gateway.counters['timeouts'] == 3
+    finally:
+        caller.close()
         gateway.stop()
         silent.close()
 
@@ -307,7 +338,8 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith('gateway for h on mqtt://127.0.0.1:'), proc.stderr.read()
-        watcher.wait_payload('cli/h/status', 'online')
+        for name in ('gateway', 'h'):      # the gateway says it is online only once it has subscribed
+            watcher.wait_payload('cli/%s/status' % name, 'online')
         url = fleet.broker.url + '/cli/h'
         r = sp_command('call', url, 'write', 'value', '{"n": 1}')
         assert (r.returncode, r.stdout) == (0, 'okay: null\n'), r.stderr
