@@ -236,7 +236,7 @@ class Engine:
 
     def settle_original(self):
         """The original wire, or, with session_v2='required', no connection at all: nothing is taken or
-        sent until the runtime reconnects."""
+        sent until the runtime reconnects, or, on a line without connects, until the next program's name."""
         if self.session_v2 == 'required':
             self.refused = True
             self.note('refused')
@@ -344,6 +344,7 @@ class Engine:
 
     def _receive(self, body):
         if self.refused:
+            self._while_refused(body)
             return
         v2 = self.session == 2
         try:
@@ -377,6 +378,18 @@ class Engine:
         if self.log is not None or self.hexlog is not None:
             self._trace('RX <-', msg[0], msg[1], msg[2], msg[3], (body,))
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
+
+    def _while_refused(self, body):
+        """A line without connects is never reconnected: there a server takes the next program's name, and
+        only that, to start over."""
+        if self.connects or self.is_client:
+            return
+        try:
+            msg = self.codec.decode(body)
+        except Exception:
+            return
+        if (msg[0], msg[1]) == _NAME_REQUEST and msg[4] is None:
+            self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
 
     def _on_original(self, msg, size):
         """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial

@@ -79,6 +79,31 @@ def test_required_refuses_the_original_wire():
         assert link.client.pop_received(31, 0) is None
 
 
+def test_a_refusal_on_a_line_without_connects_lasts_until_the_next_programs_name():
+    """A serial line is never reconnected: one stray original frame, or an offer lost to noise, must not
+    refuse every later client for good."""
+    for stray in ('original frame', 'lost offer'):
+        link = Link(session_v2='required')
+        link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
+        link.server.connection_made()
+        if stray == 'original frame':
+            link.server.feed(sp.frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'stray')))
+        else:
+            link.client.connection_made()
+            name = sp.Deframer(8192).feed(link.client.data_to_send())[0]    # its offer is lost
+            link.server.feed(sp.frame(name))
+            link.clock.now += 3000
+            link.server.tick()
+        link.server.data_to_send()
+        assert link.server.refused, stray
+        link.server.feed(sp.frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'refused')))
+        assert link.server.data_to_send() == b'', stray    # no answer, no callback while refused
+        link.client.connection_made()      # the next program: its name starts over
+        link.pump()
+        assert not link.server.refused and link.server.session == 2, stray
+        assert call(link, 0, 'served').get_data() == 'served', stray
+
+
 def test_an_unanswered_offer_settles_on_the_original_wire_after_a_while():
     link = Link(session_v2=True)
     link.client.connection_made()
