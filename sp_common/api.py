@@ -93,7 +93,9 @@ class Api:
         with self._lock:
             engine.start_auth()
         self._flush(left(engine, end))
-        self._wait(engine.auth_settled, left(engine, end))
+        if not self._wait(engine.auth_settled, left(engine, end)):
+            with self._lock:
+                engine.give_up_auth()
         return engine.is_trusted()
 
     def check_authentification_state(self):

@@ -268,9 +268,17 @@ class Engine:
         self._heard = False   # the peer has sent a valid frame on this connection
 
     def start_auth(self):
-        """Client side: asks for a seed; the answer drives the rest of the handshake."""
-        self.auth_state = _AUTH_STATE_SEED_REQUESTED
-        self.send_msg(_SID_AUTH_REQUEST, _DID_AUTH_SEED, None)
+        """Client side: asks for a seed, unless a handshake runs already: the server keeps only its newest
+        seed, so a second one would make both fail; the running one settles every caller."""
+        if self.auth_settled():
+            self.auth_state = _AUTH_STATE_SEED_REQUESTED
+            self.send_msg(_SID_AUTH_REQUEST, _DID_AUTH_SEED, None)
+
+    def give_up_auth(self):
+        """A handshake that went unanswered in time ends, so that the next authentificate() starts afresh
+        (a late answer is then out of turn)."""
+        if not self.auth_settled():
+            self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
 
     def is_trusted(self):
         return self.auth_state == _AUTH_STATE_TRUSTED_CONNECTION

@@ -184,7 +184,8 @@ class AsyncProtocol(EngineState):
             return False
         engine.start_auth()
         await self._flush()
-        await self._wait(engine.auth_settled, left(engine, end))
+        if not await self._wait(engine.auth_settled, left(engine, end)):
+            engine.give_up_auth()
         return engine.is_trusted()
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:

@@ -41,6 +41,20 @@ def test_concurrent_requests_each_get_their_own_answer():
         server.close()
 
 
+def test_authentificate_calls_that_overlap_share_one_handshake():
+    server = echo_server(SECRET)
+
+    async def main():
+        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port, secret=SECRET,
+                                     auto_auth=True) as prot:
+            assert await asyncio.gather(*(prot.authentificate(3) for _ in range(3))) == [True, True, True]
+            assert server.counters['wrong_keys'] == 0
+    try:
+        run(main())
+    finally:
+        server.close()
+
+
 def test_a_cancelled_call_leaves_the_connection_usable():
     server = echo_server()
 

@@ -8,7 +8,7 @@ import pytest
 
 import sp_cpython as sp
 from ptys import PtyCable
-from sp_common import frame, pure_json
+from sp_common import Deframer, frame, pure_json
 
 SECRET = 'top secret'
 
@@ -123,6 +123,41 @@ def test_wrong_secret_in_session_v2_is_not_heard_at_all(link):
     assert client.session == 2 and not server.check_authentification_state()
     assert client.request(sp.SID_READ_REQUEST, 0, timeout=0.5) is None
     assert link.calls == [] and server.counters['mac_errors'] >= 2
+
+
+@pytest.mark.parametrize('session_v2', [True, False])
+def test_authentificate_calls_that_overlap_share_one_handshake(link, session_v2):
+    """auto_auth's handshake, then the usual authentificate() and a second thread's: the server keeps only
+    its newest seed, so each call starting its own handshake made them all fail."""
+    server, client = link.make(server_secret=SECRET, client_secret=SECRET, auto_auth=True, session_v2=session_v2)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(client.authentificate(timeout=3))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    results.append(client.authentificate(timeout=3))
+    for thread in threads:
+        thread.join(5)
+    assert results == [True, True, True]
+    assert server.check_authentification_state() and server.counters['wrong_keys'] == 0
+
+
+def test_an_unanswered_handshake_is_given_up_so_the_next_call_starts_afresh():
+    silent = socket.create_server(('127.0.0.1', 0))     # takes the connection, answers nothing
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', silent.getsockname()[1]), secret=SECRET,
+                                   session_v2=False)
+    conn, _ = silent.accept()
+    try:
+        assert client.authentificate(timeout=0.3) is False
+        assert client.authentificate(timeout=0.3) is False
+        deframer, heard = Deframer(4096), []
+        conn.settimeout(2)
+        while len(heard) < 3:
+            heard += [pure_json.decode(body)[:2] for body in deframer.feed(conn.recv(4096))]
+        assert heard == [(sp.SID_CHANNEL_NAME_REQUEST, 0), (sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED), (sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED)]
+    finally:
+        client.close()
+        conn.close()
+        silent.close()
 
 
 def test_eight_threads_share_one_connection(link):
