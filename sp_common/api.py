@@ -39,13 +39,15 @@ class Api:
             with self._lock:   # asked again under the lock: a reconnect in between starts the wire over
                 if engine.may_send():
                     token = engine.send_msg(service_id, data_id, data, status, 0, call)
+                    sent = engine._out[-1]
         if token is None:
             engine.note('cannot_send')
             return None
         if self._flush(left(engine, end)):
             return token
-        if call:
-            with self._lock:
+        with self._lock:
+            engine.withdraw(sent)
+            if call:
                 engine.forget(token)
         return None
 

@@ -323,6 +323,15 @@ class Engine:
         self._out.append(frame(*pieces))
         return token
 
+    def withdraw(self, sent):
+        """Takes back sent (a frame send_msg queued) if no writer has taken it yet: a call that gave up
+        must not go out later, or its caller's retry would run twice."""
+        out = self._out
+        for i in range(len(out)):
+            if out[i] is sent:
+                del out[i]
+                return
+
     def data_to_send(self):
         """The frames queued since the last call, as one bytes object (b'' if none)."""
         out = self.frames_to_send()

@@ -78,6 +78,29 @@ def test_send_to_a_peer_that_stopped_reading_returns_within_its_timeout(listener
         client.close()
 
 
+def test_a_send_that_gives_up_while_another_write_holds_the_link_never_goes_out(listener):
+    """False means not sent: a frame still queued when its send() gives up is taken back, or the caller's
+    retry would run it twice."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    try:
+        peer, _ = listener.accept()
+        assert wait_until(client.is_connected)
+        big = threading.Thread(target=client.send, args=(sp.SID_WRITE_REQUEST, 0, 'x' * (4 << 20)),
+                               kwargs={'timeout': 10})
+        big.start()
+        assert wait_until(lambda: queued(peer) > 1000)   # the big write has begun and holds the link
+        assert client.send(sp.SID_EXECUTE_REQUEST, 7, 'launch', timeout=0.3) is False
+        heard = []      # the peer reads again, to the end: the big write ends, the next send goes out
+        threading.Thread(target=lambda: heard.extend(iter(lambda: peer.recv(1 << 16), b'')), daemon=True).start()
+        big.join(10)
+        assert client.send(sp.SID_EXECUTE_REQUEST, 7, 'after', timeout=2)
+        assert wait_until(lambda: b'"after"' in b''.join(heard))
+        assert b'launch' not in b''.join(heard)
+        peer.close()
+    finally:
+        client.close()
+
+
 def test_close_wakes_every_waiter(tcp):
     """receive() waiting on a connection and send() waiting for one both return when the protocol closes."""
     _, client = tcp.make()
