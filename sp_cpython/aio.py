@@ -139,6 +139,8 @@ class AsyncProtocol(EngineState):
             nonlocal value
             value = predicate()
             return value or not self._connected
+        if ready() or (timeout is not None and timeout <= 0):    # wait_for(..., 0) before 3.12 never looks
+            return value
         try:
             async with self._changed:
                 await asyncio.wait_for(self._changed.wait_for(ready), timeout)

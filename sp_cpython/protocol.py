@@ -155,6 +155,7 @@ class pure_json_protocol(EngineState, Api):
         """Writes what the engine queued, oldest first; inside a callback it is left for the I/O thread."""
         if self._feeding == threading.get_ident():
             return True
+        end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
         if not self._write_lock.acquire(timeout=timeout):
             return False
         try:
@@ -163,7 +164,7 @@ class pure_json_protocol(EngineState, Api):
             if not data:
                 return True
             if self._timed_writes:
-                return self.__comm_inst__.send(data, timeout=timeout)
+                return self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
             return self.__comm_inst__.send(data) is not False
         finally:
             self._write_lock.release()

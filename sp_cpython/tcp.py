@@ -21,13 +21,14 @@ class _TcpTransport(StreamTransport):
     def _write(self, conn: socket.socket, data: bytes, deadline: Optional[float]) -> None:
         view = memoryview(data)
         while view:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and (wait <= 0 or not select.select((), (conn,), (), wait)[1]):
-                raise socket.timeout('the peer stopped reading (%d bytes not taken)' % len(view))
-            try:
-                view = view[conn.send(view, socket.MSG_DONTWAIT if wait is not None else 0):]
-            except BlockingIOError:
+            try:    # what the socket takes at once goes, however little time is left
+                view = view[conn.send(view, 0 if deadline is None else socket.MSG_DONTWAIT):]
                 continue
+            except BlockingIOError:
+                pass
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select((), (conn,), (), wait)[1]:
+                raise socket.timeout('the peer stopped reading (%d bytes not taken)' % len(view))
 
     def _shut(self, conn: socket.socket) -> None:
         try:

@@ -55,6 +55,25 @@ def test_authentificate_calls_that_overlap_share_one_handshake():
         server.close()
 
 
+def test_timeout_zero_looks_once_and_does_not_wait():
+    server = echo_server()
+
+    async def main():
+        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port) as prot:
+            assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'settles the wire', timeout=3)
+            assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'now', timeout=0)
+            for _ in range(200):
+                msg = await prot.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=0)
+                if msg is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert msg.get_data() == 'now'
+    try:
+        run(main())
+    finally:
+        server.close()
+
+
 def test_a_cancelled_call_leaves_the_connection_usable():
     server = echo_server()
 

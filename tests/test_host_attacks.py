@@ -101,6 +101,42 @@ def test_a_send_that_gives_up_while_another_write_holds_the_link_never_goes_out(
         client.close()
 
 
+def test_the_wait_for_another_write_and_the_own_write_share_one_timeout(listener):
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    try:
+        peer, _ = listener.accept()
+        peer.settimeout(5)
+        assert wait_until(client.is_connected)
+        other = threading.Thread(target=client.send, args=(sp.SID_WRITE_REQUEST, 0, 'x' * (4 << 20)),
+                                 kwargs={'timeout': 10})
+        other.start()
+        assert wait_until(lambda: queued(peer) > 1000)   # the other write has begun and holds the link
+        result = {}
+
+        def caller():
+            start = time.monotonic()
+            result['sent'] = client.send(sp.SID_EXECUTE_REQUEST, 0, 'y' * (8 << 20), timeout=1)
+            result['took'] = time.monotonic() - start
+        own = threading.Thread(target=caller)
+        own.start()
+        time.sleep(0.7)
+        while other.is_alive():     # the peer takes the other write, just before the caller's timeout, then stops
+            peer.recv(1 << 16)
+        own.join(5)
+        assert result['sent'] is False and result['took'] < 1.5    # not 0.7 s of waiting plus a whole second
+        peer.close()
+    finally:
+        client.close()
+
+
+def test_a_send_with_timeout_zero_goes_out_on_a_link_that_takes_it(tcp):
+    server, client = tcp.make()
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'settles the wire').get_data() == 'settles the wire'
+    assert client.send(sp.SID_EXECUTE_REQUEST, 0, 'now', timeout=0)
+    assert client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=3).get_data() == 'now'
+    assert client.is_connected()
+
+
 def test_close_wakes_every_waiter(tcp):
     """receive() waiting on a connection and send() waiting for one both return when the protocol closes."""
     _, client = tcp.make()
