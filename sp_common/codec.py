@@ -77,6 +77,9 @@ if _MICROPYTHON:
 else:
     dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
 
+    def _not_json(word):
+        raise ValueError(word + ' is not JSON')   # MicroPython's json refuses NaN and Infinity too
+
 
 def _with_crc(pieces):
     crc = 0
@@ -125,7 +128,7 @@ def _loads(body, start, end):
         raise FormatError('JSON nested deeper than %d' % MAX_DEPTH)
     try:
         if not _MICROPYTHON:
-            return json.loads(body[start:end].decode())
+            return json.loads(body[start:end].decode(), parse_constant=_not_json)
         if body.find(b'\\ud', start, end) < 0 and body.find(b'\\uD', start, end) < 0:
             return json.loads(memoryview(body)[start:end])
         return json.loads(load('sp_common.nonascii').join_surrogates(body[start:end].decode()))

@@ -92,6 +92,14 @@ def test_escaped_backslash_before_u_stays_text():
     assert pure_json.decode(body)[3] == '\\ud83d\\ude00'
 
 
+def test_nan_and_infinity_are_not_json_on_either_side():
+    """CPython's json.loads takes them, MicroPython's does not: the one would hand nan to a callback."""
+    from sp_common.codec import _with_crc
+    for word in (b'NaN', b'Infinity', b'-Infinity', b'[1, NaN]'):
+        bad = b'{"data_id": 0, "service_id": 30, "status": 0, "data": ' + word + b'}'
+        raises(FormatError, pure_json.decode, b"".join(_with_crc((bad,))))
+
+
 def test_unencodable_data_raises_type_error():
     for data in (object(), b'bytes', [1, {'k': set()}], {(1, 2): 3}):
         raises(TypeError, pure_json.encode, 10, 0, 0, data)
