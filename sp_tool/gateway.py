@@ -11,8 +11,10 @@ answer in time gets an error answer with a status that says which.
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -34,7 +36,8 @@ log = logging.getLogger('sp.gateway')
 CHANNEL_NAME = 'sp-gateway'
 WATCH_S = 0.1          # how often a board's link state is looked at
 WAITING_PER_WORKER = 8  # calls a board's link takes per worker before it answers the rest at once (status 101)
-COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages')
+UNSENT_PER_BOARD = 256  # a board's messages the broker has not taken yet; past that the next ones are dropped
+COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages', 'board_dropped')
 BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
 LISTEN_SCHEME = 'listen://'     # the board is the TCP client: the gateway is the server it dials
 
@@ -160,6 +163,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._published: Dict[str, Optional[bool]] = dict.fromkeys(names)
+        self._unsent = {name: collections.deque() for name in names}   # MQTTMessageInfo of each board's messages
         self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board) for spec in boards}
         self.gateway_topic = wire.status_topic(prefix, 'gateway')
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='sp-gateway-' + uuid.uuid4().hex[:12],
@@ -185,10 +189,17 @@ class Gateway:
         infos = [self.client.publish(wire.status_topic(self.prefix, name), wire.OFFLINE, wire.QOS_STATUS, retain=True)
                  for name in self.links]
         infos.append(self.client.publish(self.gateway_topic, wire.OFFLINE, wire.QOS_STATUS, retain=True))
+        end = time.monotonic() + 2.0
         for info in infos:
             if self.client.is_connected():
-                info.wait_for_publish(2.0)
+                info.wait_for_publish(max(0.0, end - time.monotonic()))
         self.client.disconnect()
+        sock = self.client.socket()
+        if sock is not None and not all(info.is_published() for info in infos):
+            try:    # a broker that takes nothing: paho's loop would wait for it until the keepalive ran out
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.client.loop_stop()
         for link in self.links.values():
             link.close()
@@ -208,6 +219,7 @@ class Gateway:
         with self._lock:
             for name in self.links:
                 self._published[name] = None    # a restarted broker forgot them: publish again
+                self._unsent[name].clear()      # what the last connection never sent is gone with it
         self._publish_states()
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -295,7 +307,19 @@ class Gateway:
             log.warning('board %s sent data id %r, which is no topic level: dropped', board, did)
             return
         topic = '%s/%s/%d/%s' % (self.prefix, board, msg.get_service_id(), did)
-        self.client.publish(topic, wire.dumps(wire.answer(msg.get_status(), msg.get_data())), wire.QOS_CALL)
+        payload = wire.dumps(wire.answer(msg.get_status(), msg.get_data()))
+        with self._lock:    # a board that outruns the broker fills no queue without end
+            unsent = self._unsent[board]
+            while unsent and unsent[0].is_published():
+                unsent.popleft()
+            if len(unsent) < UNSENT_PER_BOARD:
+                unsent.append(self.client.publish(topic, payload, wire.QOS_CALL))
+                return
+            self.counters['board_dropped'] += 1
+            dropped = self.counters['board_dropped']
+        if dropped % 1000 == 1:     # a flood is logged, not each message of it
+            log.warning('board %s: %d of its messages wait for the broker already: dropped (%d so far)', board,
+                        UNSENT_PER_BOARD, dropped)
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_S):

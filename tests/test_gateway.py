@@ -21,7 +21,7 @@ from conftest import ROOT, interrupt
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
-from sp_tool.gateway import Gateway, parse_board
+from sp_tool.gateway import UNSENT_PER_BOARD, Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
@@ -361,6 +361,40 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
         watcher.wait_payload('cli/h/status', 'offline')
         watcher.close()
         server.close()
+
+
+def test_a_board_that_outruns_a_stuck_broker_fills_no_queue_without_end():
+    """The broker takes the connection, then reads nothing: a board's messages past UNSENT_PER_BOARD are dropped
+    and counted, not queued in the gateway's memory."""
+    stuck = socket.create_server(('127.0.0.1', 0))
+    accepted = []
+
+    def broker():
+        conn, _ = stuck.accept()
+        accepted.append(conn)
+        conn.recv(4096)                                     # CONNECT
+        conn.sendall(bytes([0x20, 0x03, 0x00, 0x00, 0x00]))   # CONNACK (MQTT 5, success), then never a read
+    threading.Thread(target=broker, daemon=True).start()
+    board = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
+    gateway = Gateway(wire.Broker('127.0.0.1', stuck.getsockname()[1]),
+                      [parse_board('b=tcp://127.0.0.1:%d' % board.__comm_inst__.port)])
+    gateway.start()
+    try:
+        flood = 600
+        for n in range(flood):
+            assert board.send(sp.SID_READ_RESPONSE, n, 'z' * 20000, timeout=WAIT)    # nobody asked for these
+        deadline = time.monotonic() + WAIT
+        while gateway.counters['board_messages'] < flood and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gateway.counters['board_messages'] == flood
+        assert gateway.counters['board_dropped'] > 0
+        assert len(gateway._unsent['b']) == UNSENT_PER_BOARD
+    finally:
+        gateway.stop()
+        board.close()
+        for conn in accepted:
+            conn.close()
+        stuck.close()
 
 
 def test_gateway_help_and_bad_command_lines():
