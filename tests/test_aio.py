@@ -26,40 +26,35 @@ def echo_server(secret=None):
     return server
 
 
-def test_concurrent_requests_each_get_their_own_answer():
-    server = echo_server(SECRET)
+def against_echo_server(main, secret=None):
+    """Runs main(url) against a fresh echo_server(secret), which is closed afterwards; returns the server."""
+    server = echo_server(secret)
+    try:
+        run(main('tcp://127.0.0.1:%d' % server.__comm_inst__.port))
+    finally:
+        server.close()
+    return server
 
-    async def main():
-        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port, secret=SECRET,
-                                     auto_auth=True) as prot:
+
+def test_concurrent_requests_each_get_their_own_answer():
+    async def main(url):
+        async with await aio.connect(url, secret=SECRET, auto_auth=True) as prot:
             answers = await asyncio.gather(*(prot.request(sp.SID_EXECUTE_REQUEST, 0, n) for n in range(40)))
             assert [a.get_data() for a in answers] == list(range(40))
             assert prot.session == 2 and prot.macs and prot.check_authentification_state()
-    try:
-        run(main())
-    finally:
-        server.close()
+    against_echo_server(main, SECRET)
 
 
 def test_authentificate_calls_that_overlap_share_one_handshake():
-    server = echo_server(SECRET)
-
-    async def main():
-        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port, secret=SECRET,
-                                     auto_auth=True) as prot:
+    async def main(url):
+        async with await aio.connect(url, secret=SECRET, auto_auth=True) as prot:
             assert await asyncio.gather(*(prot.authentificate(3) for _ in range(3))) == [True, True, True]
-            assert server.counters['wrong_keys'] == 0
-    try:
-        run(main())
-    finally:
-        server.close()
+    assert against_echo_server(main, SECRET).counters['wrong_keys'] == 0
 
 
 def test_timeout_zero_looks_once_and_does_not_wait():
-    server = echo_server()
-
-    async def main():
-        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port) as prot:
+    async def main(url):
+        async with await aio.connect(url) as prot:
             assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'settles the wire', timeout=3)
             assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'now', timeout=0)
             for _ in range(200):
@@ -68,26 +63,18 @@ def test_timeout_zero_looks_once_and_does_not_wait():
                     break
                 await asyncio.sleep(0.01)
             assert msg.get_data() == 'now'
-    try:
-        run(main())
-    finally:
-        server.close()
+    against_echo_server(main)
 
 
 def test_a_cancelled_call_leaves_the_connection_usable():
-    server = echo_server()
-
-    async def main():
-        prot = await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port)
+    async def main(url):
+        prot = await aio.connect(url)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(prot.request(sp.SID_EXECUTE_REQUEST, 9), 0.3)   # cancelled while waiting
         assert (await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'next', timeout=3)).get_data() == 'next'
         assert prot.counters['stale'] == 1   # the slow answer came late and went to no one
         await prot.close()
-    try:
-        run(main())
-    finally:
-        server.close()
+    against_echo_server(main)
 
 
 def test_over_a_pty_with_a_threaded_server(tmp_path):
@@ -199,17 +186,12 @@ def test_a_silent_peer_is_dropped_after_probation(monkeypatch):
 def test_events_are_logged_as_by_the_threaded_protocol(caplog):
     """A peer with another secret: the asyncio client's refused handshake and its call that cannot go out
     are logged on the socket_protocol loggers, like the threaded protocol's."""
-    server = echo_server(SECRET)
-
-    async def main():
-        async with await aio.connect('tcp://127.0.0.1:%d' % server.__comm_inst__.port, secret='another secret',
+    async def main(url):
+        async with await aio.connect(url, secret='another secret',
                                      auto_auth=True, channel_name='aio-client') as prot:
             assert await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=0.5) is None
     caplog.set_level('INFO', logger='socket_protocol')
-    try:
-        run(main())
-    finally:
-        server.close()
+    against_echo_server(main, SECRET)
     mine = [r for r in caplog.records if r.name == 'socket_protocol.aio-client']
     assert any('cannot send' in r.getMessage() and r.levelname == 'WARNING' for r in mine), caplog.text
     assert any('session v2' in r.getMessage() for r in mine), caplog.text

@@ -48,85 +48,82 @@ def returns_at_once(call):
     return value
 
 
-def test_send_to_a_peer_that_stopped_reading_returns_within_its_timeout(listener):
-    """A blocking write must not hold the protocol: receive() and counters answer meanwhile, send() gives up."""
-    # the peer never speaks, so the original wire: a v2 client would wait for the session answer first
+@pytest.fixture
+def unread(listener):
+    """An original-wire client (a v2 one would wait for the session answer first) and the raw peer it is
+    connected to, which reads nothing until the test makes it."""
     client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
     try:
         peer, _ = listener.accept()
         assert wait_until(client.is_connected)
-        result = {}
-
-        def sender():
-            start = time.monotonic()
-            result['sent'] = client.send(sp.SID_EXECUTE_REQUEST, 0, 'x' * (16 << 20), timeout=2)
-            result['took'] = time.monotonic() - start
-        thread = threading.Thread(target=sender)
-        thread.start()
-        assert wait_until(lambda: queued(peer) > 1000)   # the big write has begun (the channel name is 80 bytes)
-        checks = 0
-        while thread.is_alive():
-            returns_at_once(lambda: client.counters)
-            assert returns_at_once(lambda: client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=0)) is None
-            checks += 1
-            time.sleep(0.05)
-        thread.join()
-        assert checks > 3
-        assert result['sent'] is False and result['took'] < 4
+        yield client, peer
         peer.close()
     finally:
         client.close()
 
 
-def test_a_send_that_gives_up_while_another_write_holds_the_link_never_goes_out(listener):
+def timed_send(client, *args, **kwargs):
+    """client.send(*args, **kwargs) on a thread of its own; the dict gets 'sent' and 'took' (seconds)."""
+    result = {}
+
+    def send():
+        start = time.monotonic()
+        result['sent'] = client.send(*args, **kwargs)
+        result['took'] = time.monotonic() - start
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread, result
+
+
+def hold_the_link(client, peer):
+    """A 4 MiB write that has begun and holds the link until the peer reads again."""
+    thread = threading.Thread(target=client.send, args=(sp.SID_WRITE_REQUEST, 0, 'x' * (4 << 20)),
+                              kwargs={'timeout': 10})
+    thread.start()
+    assert wait_until(lambda: queued(peer) > 1000)   # the channel name is 80 bytes
+    return thread
+
+
+def test_send_to_a_peer_that_stopped_reading_returns_within_its_timeout(unread):
+    """A blocking write must not hold the protocol: receive() and counters answer meanwhile, send() gives up."""
+    client, peer = unread
+    thread, result = timed_send(client, sp.SID_EXECUTE_REQUEST, 0, 'x' * (16 << 20), timeout=2)
+    assert wait_until(lambda: queued(peer) > 1000)   # the big write has begun (the channel name is 80 bytes)
+    checks = 0
+    while thread.is_alive():
+        returns_at_once(lambda: client.counters)
+        assert returns_at_once(lambda: client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=0)) is None
+        checks += 1
+        time.sleep(0.05)
+    thread.join()
+    assert checks > 3
+    assert result['sent'] is False and result['took'] < 4
+
+
+def test_a_send_that_gives_up_while_another_write_holds_the_link_never_goes_out(unread):
     """False means not sent: a frame still queued when its send() gives up is taken back, or the caller's
     retry would run it twice."""
-    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
-    try:
-        peer, _ = listener.accept()
-        assert wait_until(client.is_connected)
-        big = threading.Thread(target=client.send, args=(sp.SID_WRITE_REQUEST, 0, 'x' * (4 << 20)),
-                               kwargs={'timeout': 10})
-        big.start()
-        assert wait_until(lambda: queued(peer) > 1000)   # the big write has begun and holds the link
-        assert client.send(sp.SID_EXECUTE_REQUEST, 7, 'launch', timeout=0.3) is False
-        heard = []      # the peer reads again, to the end: the big write ends, the next send goes out
-        threading.Thread(target=lambda: heard.extend(iter(lambda: peer.recv(1 << 16), b'')), daemon=True).start()
-        big.join(10)
-        assert client.send(sp.SID_EXECUTE_REQUEST, 7, 'after', timeout=2)
-        assert wait_until(lambda: b'"after"' in b''.join(heard))
-        assert b'launch' not in b''.join(heard)
-        peer.close()
-    finally:
-        client.close()
+    client, peer = unread
+    big = hold_the_link(client, peer)
+    assert client.send(sp.SID_EXECUTE_REQUEST, 7, 'launch', timeout=0.3) is False
+    heard = []      # the peer reads again, to the end: the big write ends, the next send goes out
+    threading.Thread(target=lambda: heard.extend(iter(lambda: peer.recv(1 << 16), b'')), daemon=True).start()
+    big.join(10)
+    assert client.send(sp.SID_EXECUTE_REQUEST, 7, 'after', timeout=2)
+    assert wait_until(lambda: b'"after"' in b''.join(heard))
+    assert b'launch' not in b''.join(heard)
 
 
-def test_the_wait_for_another_write_and_the_own_write_share_one_timeout(listener):
-    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
-    try:
-        peer, _ = listener.accept()
-        peer.settimeout(5)
-        assert wait_until(client.is_connected)
-        other = threading.Thread(target=client.send, args=(sp.SID_WRITE_REQUEST, 0, 'x' * (4 << 20)),
-                                 kwargs={'timeout': 10})
-        other.start()
-        assert wait_until(lambda: queued(peer) > 1000)   # the other write has begun and holds the link
-        result = {}
-
-        def caller():
-            start = time.monotonic()
-            result['sent'] = client.send(sp.SID_EXECUTE_REQUEST, 0, 'y' * (8 << 20), timeout=1)
-            result['took'] = time.monotonic() - start
-        own = threading.Thread(target=caller)
-        own.start()
-        time.sleep(0.7)
-        while other.is_alive():     # the peer takes the other write, just before the caller's timeout, then stops
-            peer.recv(1 << 16)
-        own.join(5)
-        assert result['sent'] is False and result['took'] < 1.5    # not 0.7 s of waiting plus a whole second
-        peer.close()
-    finally:
-        client.close()
+def test_the_wait_for_another_write_and_the_own_write_share_one_timeout(unread):
+    client, peer = unread
+    peer.settimeout(5)
+    other = hold_the_link(client, peer)
+    own, result = timed_send(client, sp.SID_EXECUTE_REQUEST, 0, 'y' * (8 << 20), timeout=1)
+    time.sleep(0.7)
+    while other.is_alive():     # the peer takes the other write, just before the caller's timeout, then stops
+        peer.recv(1 << 16)
+    own.join(5)
+    assert result['sent'] is False and result['took'] < 1.5    # not 0.7 s of waiting plus a whole second
 
 
 def test_a_send_with_timeout_zero_goes_out_on_a_link_that_takes_it(tcp):
