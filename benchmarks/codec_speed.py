@@ -15,7 +15,7 @@ import time
 try:
     from binascii import crc32
 except ImportError:   # pragma: no cover - a port without it
-    from sp_common.crc32 import crc32_table as crc32
+    from sp_common.crc32 import crc32
 from sp_common import Deframer, frame, pure_json
 
 MESSAGE = (31, 1, 0, {'n': 42, 'list': [1, 2.5, 'x'], 'text': 'hello'})

@@ -16,7 +16,7 @@ from . import load
 try:
     from binascii import crc32
 except ImportError:  # pragma: no cover - a port built without it loads the table (heap only there)
-    from .crc32 import crc32_table as crc32
+    from .crc32 import crc32
 
 
 class FormatError(ValueError):
@@ -75,10 +75,7 @@ if _MICROPYTHON:
             return text
         return load('sp_common.nonascii').escape(text)
 else:
-    dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
-
-    def _not_json(word):
-        raise ValueError(word + ' is not JSON')   # MicroPython's json refuses NaN and Infinity too
+    from .host_json import dumps, loads
 
 
 def _with_crc(pieces):
@@ -128,7 +125,7 @@ def _loads(body, start, end):
         raise FormatError('JSON nested deeper than %d' % MAX_DEPTH)
     try:
         if not _MICROPYTHON:
-            return json.loads(body[start:end].decode(), parse_constant=_not_json)
+            return loads(body[start:end].decode())
         if body.find(b'\\ud', start, end) < 0 and body.find(b'\\uD', start, end) < 0:
             return json.loads(memoryview(body)[start:end])
         return json.loads(load('sp_common.nonascii').join_surrogates(body[start:end].decode()))

@@ -8,7 +8,7 @@ from array import array
 _table = None
 
 
-def crc32_table(data, crc=0):
+def crc32(data, crc=0):
     """Table-driven CRC-32 for ports built without binascii.crc32."""
     global _table
     if _table is None:

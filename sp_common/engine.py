@@ -10,7 +10,7 @@ import sys
 
 from . import load
 from .codec import _MICROPYTHON, ChecksumError, FormatError, MacError, pure_json
-from .entropy import random_bytes as _random_bytes
+from . import entropy
 from .message import make_message
 from .stp import Deframer, frame
 
@@ -57,17 +57,6 @@ def new_counters():
             'replayed': 0, 'mac_errors': 0, 'downgrade': 0}
 
 
-def __getattr__(name):
-    """COUNTERS, the counters' names, made when asked for: a board never needs them."""
-    if name == 'COUNTERS':
-        return tuple(new_counters())
-    raise AttributeError(name)
-
-
-_SEED_REQUEST = (_SID_AUTH_REQUEST, _DID_AUTH_SEED)
-_SEED = (_SID_AUTH_RESPONSE, _DID_AUTH_SEED)
-_KEY = (_SID_AUTH_REQUEST, _DID_AUTH_KEY)
-_KEY_RESULT = (_SID_AUTH_RESPONSE, _DID_AUTH_KEY)
 _NAME_REQUEST = (_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
 _NAME = (_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME)
 # Session v2's negotiation (DESIGN 9), like the handshake: message -> (acted on by a
@@ -79,14 +68,14 @@ _SESSION = {(_SID_SESSION_REQUEST, _DID_SESSION): (False, 'on_offer'),
 # states it is acted on in or None for any, the step in sp_common.handshake).
 # Anything else is out of turn: dropped and counted, never answered, never signed.
 _HANDSHAKE = {
-    _SEED_REQUEST: (False, None, 'seed_request'),
-    _SEED: (True, (_AUTH_STATE_SEED_REQUESTED,), 'seed'),
-    _KEY: (False, (_AUTH_STATE_SEED_TRANSFERRED,), 'key'),
-    _KEY_RESULT: (True, (_AUTH_STATE_KEY_TRANSFERRED,), 'key_result'),
+    (_SID_AUTH_REQUEST, _DID_AUTH_SEED): (False, None, 'seed_request'),
+    (_SID_AUTH_RESPONSE, _DID_AUTH_SEED): (True, (_AUTH_STATE_SEED_REQUESTED,), 'seed'),
+    (_SID_AUTH_REQUEST, _DID_AUTH_KEY): (False, (_AUTH_STATE_SEED_TRANSFERRED,), 'key'),
+    (_SID_AUTH_RESPONSE, _DID_AUTH_KEY): (True, (_AUTH_STATE_KEY_TRANSFERRED,), 'key_result'),
 }
 # The built-in data: names for the logs; these pass before authentification.
-BUILTIN_DATA = {_SEED_REQUEST: 'seed', _SEED: 'seed', _KEY: 'key', _KEY_RESULT: 'key',
-                 _NAME_REQUEST: 'name', _NAME: 'name'}
+BUILTIN_DATA = {key: 'key' if key[1] == _DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
+BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 _NO_KWARGS = {}
 # Engine methods that live in a module of their own, loaded on first use by
 # Engine.__getattr__: a board that only serves never sends a request, never
@@ -132,7 +121,7 @@ class Engine:
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
-                 random_bytes=_random_bytes, max_buffered_bytes=None, clock=None, session_v2=True):
+                 random_bytes=None, max_buffered_bytes=None, clock=None, session_v2=True):
         self.is_client = is_client
         self.session_v2 = session_v2
         self.codec = codec
@@ -142,7 +131,7 @@ class Engine:
         self.log = log
         self.hexlog = hexlog
         self.clock = clock
-        self.random_bytes = random_bytes
+        self.random_bytes = random_bytes or entropy.random_bytes
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
@@ -318,7 +307,7 @@ class Engine:
                 self._drop_buffered(resp, data_id)
                 self._asked[(resp, data_id)] = token
         if self.log is not None or self.hexlog is not None:
-            self._trace('TX ->', service_id, data_id, status, data, pieces)
+            self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
         self._out.append(frame(*pieces))
         return token
@@ -393,7 +382,7 @@ class Engine:
             self.drop('format_errors', detail='a session v2 frame outside a v2 session')
             return
         if self.log is not None or self.hexlog is not None:
-            self._trace('RX <-', msg[0], msg[1], msg[2], msg[3], (body,))
+            self._trace(False, msg[0], msg[1], msg[2], msg[3], (body,))
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
 
     def _while_refused(self, body):
@@ -564,8 +553,8 @@ class Engine:
                 self.drop('bad_names')
 
     # logging: the text is built by sp_common.logtext, loaded when a log wants it
-    def _trace(self, direction, sid, did, status, data, pieces):
-        load('sp_common.logtext').trace(self, direction, sid, did, status, data, pieces)
+    def _trace(self, sent, sid, did, status, data, pieces):
+        load('sp_common.logtext').trace(self, sent, sid, did, status, data, pieces)
 
     def note(self, what, sid=None, did=None, detail=None):
         """A log line: sp_common.logtext's text and level for what, naming sid/did, ending in detail."""

@@ -87,8 +87,9 @@ def note(engine, what, sid, did, detail):
     log.log(level, printable('prot%s: %s' % (_side(engine), text)))
 
 
-def trace(engine, direction, sid, did, status, data, pieces):
-    """The message line (at its status's level) and the hex line (DEBUG) of one message."""
+def trace(engine, sent, sid, did, status, data, pieces):
+    """The message line (at its status's level) and the hex line (DEBUG) of one message, sent or received."""
+    direction = 'TX ->' if sent else 'RX <-'
     log = engine.log
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
     if log is not None and log.isEnabledFor(level):

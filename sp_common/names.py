@@ -3,6 +3,7 @@
 Kept apart from const so that a board that does not log never loads them.
 """
 from .const import *  # noqa: F401,F403
+from .engine import new_counters
 
 SID__NAMES = {
     SID_AUTH_REQUEST: 'authentification request',
@@ -49,3 +50,5 @@ AUTH_STATE__NAMES = {
     AUTH_STATE_KEY_TRANSFERRED: 'Key has been sent',
     AUTH_STATE_TRUSTED_CONNECTION: 'Trusted Connection',
 }
+
+COUNTERS = tuple(new_counters())   # the names of an engine's counters, in the order of Engine.counters

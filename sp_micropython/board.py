@@ -19,25 +19,6 @@ from .protocol import pure_json_protocol, serve, serve_until_end
 _WARNING = const(30)   # sp_common.const.WARNING
 
 
-def read_secret(path):
-    """The first line of path, or None if there is no such file (or it is empty)."""
-    try:
-        with open(path) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
-
-
-_SESSION_V2 = {'off': False, 'required': 'required'}   # config.SESSION_V2 'on' (default), 'off' or 'required'
-
-
-def make_stream(config, name, client):
-    """The stream for one STREAMS entry (the module of that name builds it), or None if unusable."""
-    if name not in ('uart', 'stdio', 'tcp', 'wifi'):
-        raise ValueError('unknown stream %r in config.STREAMS' % (name,))
-    return __import__('sp_micropython.' + name, None, None, ('from_config',)).from_config(config, client)
-
-
 def use_entropy(config, level):
     """config.ENTROPY if given; else os.urandom; else the weak stand-in, with a warning on its first use."""
     source = getattr(config, 'ENTROPY', None)
@@ -49,7 +30,11 @@ def use_entropy(config, level):
 
 
 def make_protocols(config):
-    """One protocol with the demo services per usable stream; a client authenticates by itself."""
+    """One protocol with the demo services per usable stream of config.STREAMS; a client authenticates by itself.
+
+    Names stay interned for good on MicroPython, this module's too: it is one
+    function rather than several small ones.
+    """
     protocol = pure_json_protocol
     if config.CODEC == 'struct_json':
         from .struct_protocol import struct_json_protocol as protocol
@@ -58,11 +43,21 @@ def make_protocols(config):
         from .printlog import PrintLog
     use_entropy(config, level)
     client = getattr(config, 'ROLE', 'server') == 'client'
-    secret = getattr(config, 'SECRET', None) or read_secret(config.SECRET_FILE)
-    session_v2 = _SESSION_V2.get(getattr(config, 'SESSION_V2', 'on'), True)
+    secret = getattr(config, 'SECRET', None)
+    if secret is None:   # else the first line of SECRET_FILE, if there is one
+        try:
+            with open(config.SECRET_FILE) as f:
+                secret = f.read().strip() or None
+        except OSError:
+            pass
+    session_v2 = getattr(config, 'SESSION_V2', 'on')   # 'on' (default), 'off' or 'required'
+    session_v2 = session_v2 if session_v2 == 'required' else session_v2 != 'off'
     prots = []
     for name in config.STREAMS:
-        stream = make_stream(config, name, client)
+        if name not in ('uart', 'stdio', 'tcp', 'wifi'):
+            raise ValueError('unknown stream %r in config.STREAMS' % (name,))
+        # each kind of stream lives in the module of its name; None if unusable
+        stream = __import__('sp_micropython.' + name, None, None, ('from_config',)).from_config(config, client)
         if stream is not None:
             prot = protocol(stream, secret=secret, auto_auth=True, channel_name=config.CHANNEL_NAME,
                             max_frame=config.MAX_FRAME, log=None if level is None else PrintLog(level),

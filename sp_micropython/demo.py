@@ -18,30 +18,28 @@ _SID_EXECUTE_REQUEST = const(30)
 _SID_EXECUTE_RESPONSE = const(31)
 _STATUS_OKAY = const(0)
 
-_DAYS = 'MonTueWedThuFriSatSun'
-_MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec'
+_NAMES = 'MonTueWedThuFriSatSunJanFebMarAprMayJunJulAugSepOctNovDec'   # the days, then the months
 
 # shared by every protocol the board serves, so a value written over TCP reads back over UART
 values = {1: None}
 _START = time.ticks_ms()
 
 
-def uptime():
-    """A time.localtime() tuple for a port without a clock: time since start from 2000-01-01 (a Saturday).
-
-    Counted in ticks, so it starts over after the tick period (12 days on a 32-bit port).
-    """
-    s = (time.ticks_ms() - _START) % (time.ticks_add(0, -1) + 1) // 1000
-    days = s // 86400
-    return 2000, 1, 1 + days, s // 3600 % 24, s // 60 % 60, s % 60, (5 + days) % 7
-
-
 def asctime(t=None):
-    """time.asctime() style, e.g. 'Sun Feb  2 00:00:44 2025', from a time.localtime() tuple."""
-    t = t or (time.localtime() if hasattr(time, 'localtime') else uptime())
+    """time.asctime() style, e.g. 'Sun Feb  2 00:00:44 2025', from a time.localtime() tuple.
+
+    Without one, time.localtime(); a port without a clock counts from start, from 2000-01-01 (a Saturday),
+    in ticks, so it starts over after the tick period (12 days on a 32-bit port).
+    """
+    if t is None and hasattr(time, 'localtime'):
+        t = time.localtime()
+    elif t is None:
+        s = (time.ticks_ms() - _START) % (time.ticks_add(0, -1) + 1) // 1000
+        days = s // 86400
+        t = 2000, 1, 1 + days, s // 3600 % 24, s // 60 % 60, s % 60, (5 + days) % 7
     day = t[6] * 3
-    month = t[1] * 3 - 3
-    return '%s %s %2d %02d:%02d:%02d %d' % (_DAYS[day:day + 3], _MONTHS[month:month + 3], t[2], t[3], t[4], t[5], t[0])
+    month = 18 + t[1] * 3
+    return '%s %s %2d %02d:%02d:%02d %d' % (_NAMES[day:day + 3], _NAMES[month:month + 3], t[2], t[3], t[4], t[5], t[0])
 
 
 def _read_time(msg):
@@ -65,13 +63,13 @@ def _fail(msg):
     raise ValueError('this service always fails')
 
 
-def add_demo_services(prot):
-    prot.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE), 0, 'asc_time')
-    prot.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE, _SID_WRITE_REQUEST, _SID_WRITE_RESPONSE), 1, 'value')
-    prot.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 0, 'echo')
-    prot.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 1, 'fail')
-    prot.register_callback(_SID_READ_REQUEST, 0, _read_time)
-    prot.register_callback(_SID_READ_REQUEST, 1, _read_value)
-    prot.register_callback(_SID_WRITE_REQUEST, 1, _write_value)
-    prot.register_callback(_SID_EXECUTE_REQUEST, 0, _echo)
-    prot.register_callback(_SID_EXECUTE_REQUEST, 1, _fail)
+def add_demo_services(protocol):
+    protocol.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE), 0, 'asc_time')
+    protocol.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE, _SID_WRITE_REQUEST, _SID_WRITE_RESPONSE), 1, 'value')
+    protocol.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 0, 'echo')
+    protocol.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 1, 'fail')
+    protocol.register_callback(_SID_READ_REQUEST, 0, _read_time)
+    protocol.register_callback(_SID_READ_REQUEST, 1, _read_value)
+    protocol.register_callback(_SID_WRITE_REQUEST, 1, _write_value)
+    protocol.register_callback(_SID_EXECUTE_REQUEST, 0, _echo)
+    protocol.register_callback(_SID_EXECUTE_REQUEST, 1, _fail)

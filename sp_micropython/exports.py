@@ -1,9 +1,8 @@
 """The package's names and the module each lives in, for sp_micropython.__getattr__."""
 from sp_common import load
 
-_HOMES = {'pure_json_protocol': 'protocol', 'serve': 'protocol', 'CONNECTED': 'protocol', 'DISCONNECTED': 'protocol',
-          'UartStream': 'uart', 'StdioStream': 'stdio', 'TcpServerStream': 'tcp_server',
-          'TcpClientStream': 'tcp_client', 'struct_json_protocol': 'struct_protocol', 'PrintLog': 'printlog'}
+_HOMES = {'pure_json_protocol': 'protocol', 'serve': 'protocol', 'UartStream': 'uart', 'StdioStream': 'stdio',
+          'TcpServerStream': 'tcp_server', 'TcpClientStream': 'tcp_client', 'struct_json_protocol': 'struct_protocol', 'PrintLog': 'printlog'}
 
 
 def find(name):

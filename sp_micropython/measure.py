@@ -1,4 +1,7 @@
-"""serve() for a board's MEM setting (SP_MEM=1 on the unix board): heap figures on stderr, start and per step."""
+"""serve() for a board's MEM setting (SP_MEM=1 on the unix board): the heap figures of each step on stderr.
+
+The board's main.py writes the start figure before this module loads.
+"""
 import gc
 import sys
 
@@ -15,6 +18,4 @@ def _measured(prots):
 
 
 def serve_measured(*prots, until):
-    gc.collect()
-    sys.stderr.write('mem: start alloc=%d free=%d\n' % (gc.mem_alloc(), gc.mem_free()))
     serve(*prots, until=until, step=_measured)

@@ -13,8 +13,8 @@ from sp_common.engine import Engine
 
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
 # 0 when nothing is there), write(data) (never blocks or raises: what a link
-# cannot take is kept for later, a dead or stuck link is dropped), poll_event() -> CONNECTED, DISCONNECTED or None (each change is
-# reported once, in order), is_connected(), reconnect() and close(); and for
+# cannot take is kept for later, a dead or stuck link is dropped), poll_event() -> True (connected), False
+# (disconnected) or None (each change is reported once, in order), is_connected(), reconnect() and close(); and for
 # the loops that wait on it: pollables, the (object, select event mask) pairs
 # whose readiness means poll() has work (a new tuple whenever they change),
 # and wait_ms(), how long poll() may wait without any of them waking it;
@@ -23,8 +23,6 @@ from sp_common.engine import Engine
 # the link has connects of its own. The protocol gives it engine, itself.
 # Each kind lives in its own module (uart, stdio, tcp) so that a board loads
 # only the ones it uses.
-CONNECTED = 'connected'
-DISCONNECTED = 'disconnected'
 
 
 class Stream:
@@ -45,7 +43,7 @@ class Stream:
     def _set(self, up):
         if up != self._up:
             self._up = up
-            self._events.append(CONNECTED if up else DISCONNECTED)
+            self._events.append(up)
 
     def poll_event(self):
         return self._events.pop(0) if self._events else None
@@ -146,9 +144,9 @@ class pure_json_protocol(Engine):
         event = stream.poll_event()
         busy = event is not None
         while event is not None:
-            if event == CONNECTED:
+            if event:
                 self.connection_made()
-            elif event == DISCONNECTED:
+            else:
                 self.connection_lost()
             event = stream.poll_event()
         return busy

@@ -2,6 +2,8 @@
 import select
 import sys
 
+import micropython
+from micropython import const
 from sp_common import load
 
 from .protocol import Stream
@@ -11,7 +13,7 @@ try:
 except ImportError:   # a board's console
     termios = None
 
-_READY = select.POLLIN | select.POLLHUP | select.POLLERR
+_READY = const(0x19)   # select.POLLIN | POLLERR | POLLHUP
 
 
 class StdioStream(Stream):
@@ -22,12 +24,11 @@ class StdioStream(Stream):
     takes what has arrived in one call where the port allows it (the unix port
     on a terminal); a board's console reads block until the buffer is full, so
     there stdin is read byte by byte while select.poll says a byte is ready.
-    End of input (unix port: the pty or pipe closed) reports DISCONNECTED and
+    End of input (unix port: the pty or pipe closed) reports a disconnect and
     sets ended.
     """
 
     def __init__(self, is_client=False):
-        import micropython
         Stream.__init__(self)
         self.IS_CLIENT = is_client
         self._in = sys.stdin.buffer
@@ -39,8 +40,7 @@ class StdioStream(Stream):
         self._tty = termios and load('sp_micropython.tty').timing((0, 0))
         if not self._tty:
             self.rx_size = 64   # read byte by byte: a bigger buffer would only hold heap
-        self._kbd_intr = micropython.kbd_intr
-        self._kbd_intr(-1)
+        micropython.kbd_intr(-1)
         self._set(True)
 
     def _ready(self):
@@ -82,7 +82,7 @@ class StdioStream(Stream):
     def close(self):
         if self._up:
             self._lost()
-        self._kbd_intr(3)
+        micropython.kbd_intr(3)
 
 
 def from_config(config, client):

@@ -12,13 +12,13 @@ GRACE_MS = 1000   # a new client that speaks has this long to prove itself befor
 class TcpServerStream(_SocketStream):
     """Listens on host:port and serves one client at a time.
 
-    A newcomer replaces the current client (DISCONNECTED then CONNECTED)
+    A newcomer replaces the current client (a disconnect, then a connect)
     unless that client has proven itself (authenticated, or spoke when there
     is no secret) and was heard within IDLE_MS, or came less than GRACE_MS ago
     and has spoken (it is on its way through the handshake): then the
     newcomer is turned away. So a flood of silent connections cannot cut off
-    a client while it authenticates. A client that goes away reports
-    DISCONNECTED; the listener keeps going.
+    a client while it authenticates. A client that goes away reports a
+    disconnect; the listener keeps going.
     """
 
     def __init__(self, port, host='0.0.0.0'):
@@ -51,7 +51,7 @@ class TcpServerStream(_SocketStream):
                 sock.close()
             else:
                 self._drop()
-                self._attach(sock)   # the caller sees CONNECTED before the first byte
+                self._attach(sock)   # the caller sees the connect before the first byte
                 self._joined = self._last_rx   # now
             break
         return n

@@ -12,26 +12,25 @@ import time
 
 from sp_common.entropy import set_source
 
-WARNING = ('no hardware random source on this port: seeds and nonces come from a timing-based stand-in, '
-           'so the handshake is weaker here (give the board config an ENTROPY function)')
-_state = [b'sp weak random']
-_warn = []
+_state = [b'sp weak random', None]   # the hash chain; the log level of the warning not yet printed
 
 
-def install(log_level=30):
-    """Makes this the source of sp_common.entropy; its first use logs WARNING on a PrintLog at log_level.
+def install(level=30):
+    """Makes this the source of sp_common.entropy; its first use prints a warning on a PrintLog at level.
 
-    The PrintLog loads only then; log_level None: no warning.
+    The PrintLog loads only then; level None: no warning.
     """
-    if log_level is not None:
-        _warn.append(log_level)
+    _state[1] = level
     set_source(random_bytes)
 
 
 def random_bytes(n):
-    while _warn:
+    if _state[1] is not None:
         from .printlog import PrintLog
-        PrintLog(_warn.pop()).warning(WARNING)
+        PrintLog(_state[1]).warning('no hardware random source on this port: seeds and nonces come from a '
+                                    'timing-based stand-in, so the handshake is weaker here (give the board '
+                                    'config an ENTROPY function)')
+        _state[1] = None
     h = hashlib.sha256(_state[0])
     h.update(b'%d %d %d' % (time.ticks_us(), time.ticks_cpu(), gc.mem_free()))
     state = h.digest()

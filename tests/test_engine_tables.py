@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 
-from sp_common import api, const, engine, handshake, replies, session
+from sp_common import api, const, engine, handshake, names, replies, session
 
 
 @pytest.mark.parametrize('module', [api, engine, handshake, replies, session])
@@ -35,4 +35,4 @@ def test_every_event_named_in_the_code_has_a_log_text():
                 named.update(re.findall(r"'([a-z0-9_]+)'", re.sub(r"\['\w+'\]", '', call)))   # not msg['data_id']
     assert {'crc_errors', 'original', 'cannot_send', 'stale', 'unsolicited'} <= named
     assert named <= set(logtext.TEXTS)
-    assert set(engine.COUNTERS) - {'rx_messages', 'tx_messages', 'framing_errors', 'oversized'} <= set(logtext.TEXTS)
+    assert set(names.COUNTERS) - {'rx_messages', 'tx_messages', 'framing_errors', 'oversized'} <= set(logtext.TEXTS)

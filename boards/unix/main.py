@@ -26,6 +26,10 @@ import overrides  # noqa: E402
 overrides.apply()
 mem = overrides.knob('MEM') == '1'
 del overrides, sys.modules['overrides']   # start-up code leaves the heap: this module, and board.start's
-if mem:
+prots = sp_micropython.board.start(config)   # board.start's module leaves the heap
+if mem:   # heap figures on stderr: the board as started, before the measuring code loads, then per step
+    import gc
+    gc.collect()
+    sys.stderr.write('mem: start alloc=%d free=%d\n' % (gc.mem_alloc(), gc.mem_free()))
     from sp_micropython.measure import serve_measured as serve   # noqa: F811
-serve_until_end(sp_micropython.board.start(config), serve)
+serve_until_end(prots, serve)

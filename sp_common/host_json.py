@@ -1,0 +1,12 @@
+"""JSON on CPython, as a board writes and refuses it (sp_common.codec on MicroPython loads none of this)."""
+import json
+
+dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
+
+
+def _not_json(word):
+    raise ValueError(word + ' is not JSON')   # MicroPython's json refuses NaN and Infinity too
+
+
+def loads(text):
+    return json.loads(text, parse_constant=_not_json)
