@@ -6,7 +6,7 @@ requests from the host and reads the heap the device reports: in use after
 start, and allocated while serving each request (garbage included; the
 collector takes it back). The baseline is the bare interpreter's heap in use.
 With --qemu the board is the 32 KiB qemu board (Cortex-M3, 32-bit), the code
-in a ROMFS image (tools.qemu_board), started with MEM on.
+in a ROMFS image (tools.qemu_board), started as its main.py starts it (QEMU_START).
 
     python3 -m benchmarks.bench_device [--heapsize 72k] [--max-frame 1024]
     python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
@@ -99,6 +99,21 @@ class Board(Measured, UnixBoard):
         self.engine = Engine(True, codec=pure_json, channel_name='bench', secret=secret, auto_auth=True)
 
 
+# The qemu board's main.py, in three pastes: its start, the start figure, then its loop with the figures
+# of every step (sp_micropython.measure). A paste is compiled before it runs, so the measuring code's
+# names reach the heap only after the start figure.
+QEMU_START = """import sp_micropython.board
+from sp_micropython.protocol import serve_until_end
+prots = sp_micropython.board.start(config)
+"""
+QEMU_FIGURE = """gc.collect()
+print('mem: start alloc=%d free=%d' % (gc.mem_alloc(), gc.mem_free()))
+"""
+QEMU_LOOP = """from sp_micropython.measure import serve_measured
+serve_until_end(prots, serve_measured)
+"""
+
+
 class QemuMemBoard(Measured, QemuBoard):
     """The 32 KiB qemu board with MEM on; the host side is its port, the figures come from its console log."""
 
@@ -107,7 +122,9 @@ class QemuMemBoard(Measured, QemuBoard):
         self.master = None
         try:
             self.exec('import gc\ngc.collect()\nprint("bare alloc=%d" % gc.mem_alloc())\n')
-            self.start(mem=True, max_frame=max_frame, secret=secret)
+            self.start(QEMU_START, max_frame=max_frame, secret=secret)
+            self.exec(QEMU_FIGURE)
+            self.exec(QEMU_LOOP)
             self.master = os.open(self.port, os.O_RDWR | os.O_NOCTTY)
             self.engine = Engine(True, codec=pure_json, channel_name='bench', secret=secret, auto_auth=True)
         except BaseException:
@@ -165,18 +182,17 @@ def code_and_start(image, heap, mount=None):
     return '%d B' % int(found.group(1)) if found else 'does not fit (MemoryError)' if 'MemoryError' in out else '?'
 
 
-# Runs on the board: the names (qstrs) its heap holds, bare, after start, and once a connection has
-# loaded the session and handshake code (names stay interned for good).
-NAMES = """import micropython
+# Run on the board around QEMU_START: the names (qstrs) its heap holds, bare, after start, and once a
+# connection has loaded the session and handshake code (names stay interned for good).
+NAMES_BARE = """import gc
+import micropython
 micropython.qstr_info()
-import config
-from sp_micropython.board import make_protocols
-prots = make_protocols(config)
-micropython.qstr_info()
-import gc
+"""
+NAMES_STARTED = """micropython.qstr_info()
 gc.collect()
 micropython.mem_info(1)
-from sp_common import auth, handshake, session
+"""
+NAMES_SESSION = """from sp_common import auth, handshake, session
 micropython.qstr_info()
 print('names done')
 """
@@ -185,7 +201,10 @@ print('names done')
 def names(tmp):
     image = build_romfs(device_files('qemu'), os.path.join(tmp, 'sp.romfs'))
     with QemuBoard(image, '32k') as board:
-        board.exec(NAMES)
+        board.exec(NAMES_BARE)
+        board.start(QEMU_START)
+        board.exec(NAMES_STARTED)
+        board.exec(NAMES_SESSION)
         board.wait_output(b'names done', 30)
         out = board.output().decode(errors='replace')
     counts = re.findall(r'n_qstr=(\d+)', out)

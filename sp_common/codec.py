@@ -18,6 +18,12 @@ try:
 except ImportError:  # pragma: no cover - a port built without it loads the table (heap only there)
     from .crc32 import crc32
 
+try:
+    from micropython import const   # the compiler inlines _NAME = const(n): no name, no global on a board
+except ImportError:   # CPython
+    def const(value):
+        return value
+
 
 class FormatError(ValueError):
     """The body passed its CRC but is not a message."""
@@ -43,27 +49,27 @@ _SEQUENCES = (list, tuple)
 _KEYS = (str, int, float)
 
 
-def _check(obj):
+def _check(value):
     # MicroPython's json.dumps writes '<object>' for what it cannot encode and inf, nan as bare words; CPython raises.
-    if type(obj) is float:
-        if obj - obj != 0:   # inf - inf and nan - nan are nan
+    if type(value) is float:
+        if value - value != 0:   # inf - inf and nan - nan are nan
             raise ValueError('Out of range float values are not JSON compliant')
         return
-    if obj is None or isinstance(obj, _SCALARS):
+    if value is None or isinstance(value, _SCALARS):
         return
-    if isinstance(obj, _SEQUENCES):
-        for item in obj:
+    if isinstance(value, _SEQUENCES):
+        for item in value:
             _check(item)
         return
-    if isinstance(obj, dict):
-        for key in obj:
+    if isinstance(value, dict):
+        for key in value:
             if not (key is None or isinstance(key, _KEYS)):
                 raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
             if type(key) is float:
                 _check(key)
-            _check(obj[key])
+            _check(value[key])
         return
-    raise TypeError('Object of type %s is not JSON serializable' % type(obj).__name__)
+    raise TypeError('Object of type %s is not JSON serializable' % type(value).__name__)
 
 
 if _MICROPYTHON:
@@ -90,12 +96,12 @@ def _crc_ok(body):
     return n > 0 and (crc32(memoryview(body)[:n]) & 0xFFFFFFFF) == int.from_bytes(body[n:], 'big')
 
 
-MAX_DEPTH = 32   # nesting of JSON arrays and objects, the envelope included
+_MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope included
 
 
 def _too_deep(body, start, end):
-    """True if the JSON in body[start:end] nests deeper than MAX_DEPTH (checked before parsing)."""
-    if body.count(b'[', start, end) + body.count(b'{', start, end) <= MAX_DEPTH:
+    """True if the JSON in body[start:end] nests deeper than _MAX_DEPTH (checked before parsing)."""
+    if body.count(b'[', start, end) + body.count(b'{', start, end) <= _MAX_DEPTH:
         return False
     depth = 0
     in_str = escaped = False
@@ -112,7 +118,7 @@ def _too_deep(body, start, end):
             in_str = True
         elif b == 0x5B or b == 0x7B:
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > _MAX_DEPTH:
                 return True
         elif b == 0x5D or b == 0x7D:
             depth -= 1
@@ -122,7 +128,7 @@ def _too_deep(body, start, end):
 def _loads(body, start, end):
     """The JSON in body[start:end]; on MicroPython parsed in place unless it holds an escaped surrogate."""
     if _too_deep(body, start, end):
-        raise FormatError('JSON nested deeper than %d' % MAX_DEPTH)
+        raise FormatError('JSON nested deeper than %d' % _MAX_DEPTH)
     try:
         if not _MICROPYTHON:
             return loads(body[start:end].decode())
@@ -133,20 +139,20 @@ def _loads(body, start, end):
         raise FormatError('malformed JSON')
 
 
-def _head_int(body, key, at):
-    """The integer after key at body[at:], and where it ends; (None, at) if it is not there."""
-    if body[at:at + len(key)] != key:
-        return None, at
-    at += len(key)
+def _head_int(body, key, start):
+    """The integer after key at body[start:], and where it ends; (None, start) if it is not there."""
+    if body[start:start + len(key)] != key:
+        return None, start
+    at = start + len(key)
     end = body.find(b',', at, at + 12)
     try:
         return int(body[at:end]), end + 1
     except ValueError:
-        return None, at
+        return None, start
 
 
 def _id(value):
-    return '%d' % value if type(value) is int else dumps(value)
+    return str(value) if type(value) is int else dumps(value)
 
 
 def _is_int(value):
@@ -159,7 +165,7 @@ def _encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
 
 
 _MAC_KEY = b', "mac": "'
-_MAC_TAIL = 28   # len(', "mac": "' + 16 hex digits + '"}')
+_MAC_TAIL = const(28)   # len(', "mac": "' + 16 hex digits + '"}')
 
 
 class pure_json:

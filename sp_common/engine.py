@@ -9,16 +9,10 @@ drain its outbox and may lend it a clock (milliseconds that only grow).
 import sys
 
 from . import load
-from .codec import _MICROPYTHON, ChecksumError, FormatError, MacError, pure_json
+from .codec import _MICROPYTHON, ChecksumError, FormatError, MacError, const, pure_json
 from . import entropy
 from .message import make_message
 from .stp import Deframer, frame
-
-try:
-    from micropython import const
-except ImportError:   # CPython
-    def const(value):
-        return value
 
 # The values of sp_common.const the engine uses, inlined by the MicroPython
 # compiler so that a board need not load that module (tests check they agree).
@@ -80,12 +74,12 @@ _NO_KWARGS = {}
 # Engine methods that live in a module of their own, loaded on first use by
 # Engine.__getattr__: a board that only serves never sends a request, never
 # holds the code that matches answers to requests; one that serves only the
-# built-in services never registers more.
-_ELSEWHERE = {'take_reply': 'replies', 'forget': 'replies', 'pop_received': 'replies', '_on_response': 'replies',
-              '_claim': 'replies', '_store': 'replies', '_drop_buffered': 'replies',
-              'add_service': 'registry', 'add_status': 'registry', 'add_msg_to_auth_whitelist_': 'registry'}
+# built-in services never registers more. The methods are one string per
+# module, not a table: a board holds two strings rather than ten names.
+_ELSEWHERE = (('replies', ' take_reply forget pop_received _on_response _claim _store _drop_buffered '),
+              ('registry', ' add_service add_status add_msg_to_auth_whitelist_ '))
 
-MAX_NAME = 32
+_MAX_NAME = const(32)
 
 
 def _unload(name):
@@ -97,10 +91,10 @@ def _unload(name):
 
 def valid_name(name):
     """A channel name is a short printable ASCII string (it ends up in log lines)."""
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+    if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
         return False
-    for ch in name:
-        if not ' ' <= ch <= '~':
+    for b in name.encode():
+        if not 0x20 <= b <= 0x7E:
             return False
     return True
 
@@ -153,14 +147,13 @@ class Engine:
 
     def __getattr__(self, name):
         """A method of _ELSEWHERE: its module loads and gives the class all its methods."""
-        home = _ELSEWHERE.get(name)
-        if home is None:
-            raise AttributeError('%r object has no attribute %r' % (type(self).__name__, name))
-        module = load('sp_common.' + home)
-        for method in _ELSEWHERE:
-            if _ELSEWHERE[method] == home:
-                setattr(Engine, method, getattr(module, method))
-        return getattr(self, name)
+        for home, methods in _ELSEWHERE:
+            if ' %s ' % name in methods:
+                module = load('sp_common.' + home)
+                for method in methods.split():
+                    setattr(Engine, method, getattr(module, method))
+                return getattr(self, name)
+        raise AttributeError('%r object has no attribute %r' % (type(self).__name__, name))
 
     # registries ------------------------------------------------------------
     def add_data(self, service_id, data_id, name):
@@ -397,7 +390,7 @@ class Engine:
         if (msg[0], msg[1]) == _NAME_REQUEST and msg[4] is None:
             self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
 
-    def _on_original(self, msg, size):
+    def _on_original(self, msg, length):
         """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
         line) and a server's first frame from a client that never heard its session answer."""
         name = (msg[0], msg[1]) == _NAME_REQUEST
@@ -405,7 +398,7 @@ class Engine:
             self.note('follow')   # the client never heard the session answer and settled on the original wire
             self.settle_original()
         if not self.is_client and (name or self.session == 1):
-            self._dispatch(msg[0], msg[1], msg[2], msg[3], size, None, None)
+            self._dispatch(msg[0], msg[1], msg[2], msg[3], length, None, None)
         else:
             self.drop('downgrade')
 
@@ -421,26 +414,26 @@ class Engine:
             _unload(name)
 
     # dispatch --------------------------------------------------------------
-    def _on_bad_checksum(self, err):
+    def _on_bad_checksum(self, error):
         """A broken request is answered so that its requester fails fast. Nothing in it is vouched for: in v2
         only the next seq is answered, and it is spent, so a forged broken frame cannot make a caller give up
         a request that then runs."""
         self.drop('crc_errors')
-        sid = err.sid
-        if not (isinstance(sid, int) and sid in self._requests and isinstance(err.did, (int, str))):
+        sid = error.sid
+        if not (isinstance(sid, int) and sid in self._requests and isinstance(error.did, (int, str))):
             return
-        seq = err.seq or 0
+        seq = error.seq or 0
         if self.session == 2:
             if seq != self.rx_seq + 1:
                 return
             self.rx_seq = seq
-        self.send_msg(self._requests[sid], err.did, None, _STATUS_CHECKSUM_ERROR, seq)
+        self.send_msg(self._requests[sid], error.did, None, _STATUS_CHECKSUM_ERROR, seq)
 
     def _gated(self, key):
         return self.secret is not None and self.auth_state != _AUTH_STATE_TRUSTED_CONNECTION \
             and key not in BUILTIN_DATA and key not in self._whitelist
 
-    def _dispatch(self, sid, did, status, data, size, seq, re):
+    def _dispatch(self, sid, did, status, data, length, seq, re):
         self.counters['rx_messages'] += 1
         late = self._heard
         self._heard = True
@@ -474,11 +467,11 @@ class Engine:
         if resp is None and sid not in self._responses and sid % 2 == 0 and (sid + 1) not in self._requests:
             resp = sid + 1   # unknown request: answer on the conventional response sid
         if resp is None:
-            self._on_response(sid, did, status, data, size, re)
+            self._on_response(sid, did, status, data, length, re)
         else:
-            self._on_request(sid, did, resp, status, data, size, seq or 0)
+            self._on_request(sid, did, resp, status, data, length, seq or 0)
 
-    def _on_request(self, sid, did, resp, status, data, size, seq):
+    def _on_request(self, sid, did, resp, status, data, length, seq):
         if self._gated((sid, did)):
             self.drop('auth_rejected', sid, did)
             self.send_msg(resp, did, None, _STATUS_AUTH_REQUIRED, seq)
@@ -487,7 +480,7 @@ class Engine:
         msg = make_message(sid, did, status, data)
         if entry is None:
             if sid in self._requests and (sid, did) in self._did_names:
-                self._store(msg, size)
+                self._store(msg, length)
             else:
                 self.drop('unknown', sid, did)
                 self.send_msg(resp, did, None, _STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
@@ -502,9 +495,9 @@ class Engine:
         except Exception as err:
             self.answer_failed(msg, err, resp, seq)
 
-    def answer_failed(self, msg, err, resp, seq):
+    def answer_failed(self, msg, error, resp, seq):
         """A request callback raised: the error logged and counted, the requester told."""
-        self.drop('callback_errors', msg['service_id'], msg['data_id'], err)
+        self.drop('callback_errors', msg['service_id'], msg['data_id'], error)
         self.send_msg(resp, msg['data_id'], None, _STATUS_CALLBACK_ERROR, seq)
 
     def _find_callback(self, sid, did):
@@ -515,10 +508,10 @@ class Engine:
                 return entry
         return None
 
-    def drop(self, counter, sid=None, did=None, detail=None):
-        """Counts a dropped message (or event) and logs it; its log line is sp_common.logtext's for counter."""
-        self.counters[counter] += 1
-        self.note(counter, sid, did, detail)
+    def drop(self, name, sid=None, did=None, detail=None):
+        """Counts a dropped message (or event) on the counter of that name and logs it (sp_common.logtext's line)."""
+        self.counters[name] += 1
+        self.note(name, sid, did, detail)
 
     # the channel name ---------------------------------------------------------
     def _on_name_request(self, name, late):
@@ -556,7 +549,7 @@ class Engine:
     def _trace(self, sent, sid, did, status, data, pieces):
         load('sp_common.logtext').trace(self, sent, sid, did, status, data, pieces)
 
-    def note(self, what, sid=None, did=None, detail=None):
-        """A log line: sp_common.logtext's text and level for what, naming sid/did, ending in detail."""
+    def note(self, event, sid=None, did=None, detail=None):
+        """A log line: sp_common.logtext's text and level for event, naming sid/did, ending in detail."""
         if self.log is not None:
-            load('sp_common.logtext').note(self, what, sid, did, detail)
+            load('sp_common.logtext').note(self, event, sid, did, detail)

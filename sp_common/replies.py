@@ -31,7 +31,7 @@ def pop_received(self, service_id, data_id):
     return None
 
 
-def _on_response(self, sid, did, status, data, size, re):
+def _on_response(self, sid, did, status, data, length, re):
     """A response or any other message that asks for nothing back."""
     key = (sid, did)
     gated = self._gated(key)
@@ -53,7 +53,7 @@ def _on_response(self, sid, did, status, data, size, re):
         except Exception as err:
             self.drop('callback_errors', msg['service_id'], msg['data_id'], err)
     else:
-        self._store(msg, size)
+        self._store(msg, length)
 
 
 def _claim(self, key, re):
@@ -88,16 +88,16 @@ def _claim(self, key, re):
     return token
 
 
-def _store(self, msg, size):
-    if size > self.max_buffered_bytes:
+def _store(self, msg, length):
+    if length > self.max_buffered_bytes:
         self.drop('buffer_dropped')
         return
     buffer = self._buffer
-    while buffer and (len(buffer) >= self.max_buffered or self._buffered_bytes + size > self.max_buffered_bytes):
+    while buffer and (len(buffer) >= self.max_buffered or self._buffered_bytes + length > self.max_buffered_bytes):
         self._buffered_bytes -= buffer.pop(0)[1]
         self.drop('buffer_dropped')
-    buffer.append([msg, size])
-    self._buffered_bytes += size
+    buffer.append([msg, length])
+    self._buffered_bytes += length
 
 
 def _drop_buffered(self, sid, did):

@@ -37,15 +37,15 @@ class Deframer:
         self._in_frame = self._sync = self._over = False
         self._len = 0
 
-    def _room(self, k):
-        """Whether k more bytes fit; if not, the frame is over the size."""
-        if self._over or self._len + k > self.max_size:
+    def _room(self, n):
+        """Whether n more bytes fit; if not, the frame is over the size."""
+        if self._over or self._len + n > self.max_size:
             self._over = True
         return not self._over
 
-    def _put(self, byte):
+    def _put(self, b):
         if self._room(1):
-            self._buf[self._len] = byte
+            self._buf[self._len] = b
             self._len += 1
 
     def _whole(self, data, i, end, out):

@@ -19,16 +19,6 @@ from .protocol import pure_json_protocol, serve, serve_until_end
 _WARNING = const(30)   # sp_common.const.WARNING
 
 
-def use_entropy(config, level):
-    """config.ENTROPY if given; else os.urandom; else the weak stand-in, with a warning on its first use."""
-    source = getattr(config, 'ENTROPY', None)
-    if source is not None:
-        set_source(source)
-    elif not available():
-        from .weak_random import install
-        install(_WARNING if level is None else level)
-
-
 def make_protocols(config):
     """One protocol with the demo services per usable stream of config.STREAMS; a client authenticates by itself.
 
@@ -41,7 +31,12 @@ def make_protocols(config):
     level = getattr(config, 'LOG_LEVEL', None)
     if level is not None:
         from .printlog import PrintLog
-    use_entropy(config, level)
+    source = getattr(config, 'ENTROPY', None)   # else os.urandom; else the weak stand-in, which warns once
+    if source is not None:
+        set_source(source)
+    elif not available():
+        from .weak_random import install
+        install(_WARNING if level is None else level)
     client = getattr(config, 'ROLE', 'server') == 'client'
     secret = getattr(config, 'SECRET', None)
     if secret is None:   # else the first line of SECRET_FILE, if there is one

@@ -42,21 +42,9 @@ def asctime(t=None):
     return '%s %s %2d %02d:%02d:%02d %d' % (_NAMES[day:day + 3], _NAMES[month:month + 3], t[2], t[3], t[4], t[5], t[0])
 
 
-def _read_time(msg):
-    return _STATUS_OKAY, asctime()
-
-
-def _read_value(msg):
-    return _STATUS_OKAY, values[1]
-
-
 def _write_value(msg):
     values[1] = msg.get_data()
     return _STATUS_OKAY, None
-
-
-def _echo(msg):
-    return _STATUS_OKAY, msg.get_data()
 
 
 def _fail(msg):
@@ -68,8 +56,8 @@ def add_demo_services(protocol):
     protocol.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE, _SID_WRITE_REQUEST, _SID_WRITE_RESPONSE), 1, 'value')
     protocol.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 0, 'echo')
     protocol.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 1, 'fail')
-    protocol.register_callback(_SID_READ_REQUEST, 0, _read_time)
-    protocol.register_callback(_SID_READ_REQUEST, 1, _read_value)
+    protocol.register_callback(_SID_READ_REQUEST, 0, lambda msg: (_STATUS_OKAY, asctime()))
+    protocol.register_callback(_SID_READ_REQUEST, 1, lambda msg: (_STATUS_OKAY, values[1]))
     protocol.register_callback(_SID_WRITE_REQUEST, 1, _write_value)
-    protocol.register_callback(_SID_EXECUTE_REQUEST, 0, _echo)
+    protocol.register_callback(_SID_EXECUTE_REQUEST, 0, lambda msg: (_STATUS_OKAY, msg.get_data()))
     protocol.register_callback(_SID_EXECUTE_REQUEST, 1, _fail)

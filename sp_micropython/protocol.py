@@ -40,10 +40,10 @@ class Stream:
         """Milliseconds until poll() is due even if nothing polled wakes it; -1: only when something does."""
         return -1
 
-    def _set(self, up):
-        if up != self._up:
-            self._up = up
-            self._events.append(up)
+    def _set(self, on):
+        if on != self._up:
+            self._up = on
+            self._events.append(on)
 
     def poll_event(self):
         return self._events.pop(0) if self._events else None
@@ -72,13 +72,13 @@ def _ms():
 class Waiter:
     """One select.poll over the streams of some protocols: sleeps until one is ready or a deadline is due."""
 
-    def __init__(self, protocols):
-        self._prots = protocols
-        self._seen = [None] * len(protocols)   # the streams' pollables as registered
+    def __init__(self, prots):
+        self._prots = prots
+        self._seen = [None] * len(prots)   # the streams' pollables as registered
         self._poll = None
 
-    def wait(self, timeout_ms=-1):
-        """Returns when a stream is ready, a protocol's wait_ms() has passed or timeout_ms (-1: none) has.
+    def wait(self, timeout=-1):
+        """Returns when a stream is ready, a protocol's wait_ms() has passed or timeout ms (-1: none) have.
 
         The streams' pollables are registered anew when one of them changed
         (a connect, a drop, output pending).
@@ -95,9 +95,9 @@ class Waiter:
                 break
         for prot in prots:
             ms = prot.wait_ms()
-            if ms >= 0 and (timeout_ms < 0 or ms < timeout_ms):
-                timeout_ms = ms
-        self._poll.ipoll(timeout_ms)
+            if ms >= 0 and (timeout < 0 or ms < timeout):
+                timeout = ms
+        self._poll.ipoll(timeout)
 
 
 # The calls of sp_common.api, the methods of its Api: they load with the
@@ -174,8 +174,7 @@ class pure_json_protocol(Engine):
 
     def run(self):
         """An asyncio task that serves this protocol (sp_micropython.aio): await prot.run()."""
-        from .aio import serve_task
-        return serve_task(self)
+        return load('sp_micropython.aio').serve_task(self)
 
     def wait_ms(self):
         """Milliseconds poll() may wait for its stream to wake it (-1: as long as it takes); the engine's timers count."""
@@ -227,10 +226,10 @@ class pure_json_protocol(Engine):
         self._events()
 
 
-def poll_all(protocols):
+def poll_all(prots):
     """One poll() of each protocol; True if any had work."""
     busy = False
-    for prot in protocols:
+    for prot in prots:
         if prot.poll():
             busy = True
     return busy
@@ -247,19 +246,19 @@ def serve(*protocols, until=None, step=poll_all):
             waiter.wait()
 
 
-def serve_until_end(protocols, loop=serve):
-    """A board's main loop: loop(*protocols, until=...) until a stream has ended, then closes the protocols.
+def serve_until_end(prots, loop=serve):
+    """A board's main loop: loop(*prots, until=...) until a stream has ended, then closes the protocols.
 
     It returns when a stdio stream reaches the end of its input (the unix
     port's stdin closed); a real board serves until reset.
     """
     def until():
-        for prot in protocols:
+        for prot in prots:
             if prot.__comm_inst__.ended:
                 return True
         return False
     try:
-        loop(*protocols, until=until)
+        loop(*prots, until=until)
     finally:
-        for prot in protocols:
+        for prot in prots:
             prot.close()

@@ -32,11 +32,13 @@ def run(code):
 def test_weak_stand_in_is_used_with_one_warning():
     out, err = run("""
 from sp_common import entropy
-from sp_micropython.board import use_entropy
+from sp_micropython.board import make_protocols
 assert not entropy.available()
 class Config:
-    LOG_LEVEL = None
-use_entropy(Config, None)
+    STREAMS = ()
+    CODEC = 'pure_json'
+    SECRET = 's'
+make_protocols(Config)
 seeds = set(entropy.random_bytes(32) for i in range(20))
 print(len(seeds), len(entropy.random_bytes(40)))
 """)
@@ -48,10 +50,13 @@ print(len(seeds), len(entropy.random_bytes(40)))
 def test_a_board_entropy_function_wins_and_warns_nothing():
     out, err = run("""
 from sp_common import entropy
-from sp_micropython.board import use_entropy
+from sp_micropython.board import make_protocols
 class Config:
+    STREAMS = ()
+    CODEC = 'pure_json'
+    SECRET = 's'
     ENTROPY = lambda n: bytes(range(n))
-use_entropy(Config, None)
+make_protocols(Config)
 print(entropy.random_bytes(4))
 """)
     assert out.strip() == "b'\\x00\\x01\\x02\\x03'"
@@ -71,9 +76,12 @@ except OSError as e:
 
 def test_asc_time_counts_from_start_without_a_clock():
     out, err = run("""
-from sp_micropython.demo import _read_time, asctime
+from sp_common.engine import Engine
+from sp_micropython.demo import add_demo_services, asctime
+engine = Engine(False)
+add_demo_services(engine)
 print(asctime())
-print(_read_time(None)[1])
+print(engine._callbacks[(10, 0)][0](None)[1])
 """)
     lines = out.splitlines()
     assert lines[0] == lines[1]

@@ -137,11 +137,14 @@ class QemuBoard:
         if not self.wait_output(RAW_REPL + b'OK', timeout, mark):
             raise QemuBoardError('the qemu board did not take the code: %r' % self.output()[mark:][-300:])
 
-    def start(self, **settings):
-        """Starts main.py with config values set first (start(codec='struct_json', secret='x'))."""
+    def start(self, main='import main', **settings):
+        """Starts main.py with config values set first (start(codec='struct_json', secret='x')).
+
+        main: the code that starts the board once config is set (benchmarks.bench_device's measuring start).
+        """
         lines = ['import micropython', 'micropython.kbd_intr(-1)', 'import config']
         lines += ['config.%s = %r' % (name.upper(), value) for name, value in sorted(settings.items())]
-        self.exec('\n'.join(lines + ['import main', '']))
+        self.exec('\n'.join(lines + [main, '']))
 
     def stop(self):
         if self.proc.poll() is None:

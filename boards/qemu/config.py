@@ -13,4 +13,3 @@ MAX_FRAME = 1024
 LOG_LEVEL = None             # engine log on the console, between frames: 10 debug .. 40 error
 STARTUP_DELAY_MS = 0
 ENTROPY = None               # no hardware RNG here: the weak stand-in is used, with a warning
-MEM = False                  # heap figures on the console (tools.bench_device --qemu)

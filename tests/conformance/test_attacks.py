@@ -4,7 +4,7 @@ from link import Link
 import sp_common as sp
 from sp_common import Engine, pure_json
 from sp_common.auth import hmac_sha256_hex
-from sp_common.codec import MAX_DEPTH, _with_crc
+from sp_common.codec import _with_crc
 
 SEED = 'a' * 64
 
@@ -257,7 +257,7 @@ def test_deep_nesting_is_one_dropped_frame():
     assert link.server.counters['format_errors'] == 1 and link.server.data_to_send() == b''
     nested = [[[[['ok']]]]]
     assert link.request(30, 0, nested).get_data() == nested
-    text = '[' * (2 * MAX_DEPTH)   # brackets inside a string are text, not nesting
+    text = '[' * 64   # twice the nesting limit (32), inside a string: text, not nesting
     assert link.request(30, 0, text).get_data() == text
 
 
