@@ -16,12 +16,9 @@ def load(name):
     garbage and leaving holes when it goes (a long-running heap fragments less).
     """
     import sys
-    module = sys.modules.get(name)
     if sys.implementation.name != 'micropython':
-        # a module another thread is still importing: __import__ waits for the whole of it
-        if module is None or getattr(module.__spec__, '_initializing', False):
-            module = __import__(name, None, None, ('',))
-        return module
+        return __import__(name, None, None, ('',))   # it waits for a module another thread is still importing
+    module = sys.modules.get(name)
     if module is None:
         import gc
         gc.collect()

@@ -21,8 +21,7 @@ except ImportError:  # pragma: no cover - a port built without it loads the tabl
 try:
     from micropython import const   # the compiler inlines _NAME = const(n): no name, no global on a board
 except ImportError:   # CPython
-    def const(value):
-        return value
+    const = int
 
 
 class FormatError(ValueError):
@@ -44,9 +43,8 @@ class ChecksumError(ValueError):
 
 
 _MICROPYTHON = sys.implementation.name == 'micropython'
-_SCALARS = (bool, int, float, str)
+_SCALARS = (bool, int, float, str)   # and the types of JSON's keys, with None
 _SEQUENCES = (list, tuple)
-_KEYS = (str, int, float)
 
 
 def _check(value):
@@ -63,7 +61,7 @@ def _check(value):
         return
     if isinstance(value, dict):
         for key in value:
-            if not (key is None or isinstance(key, _KEYS)):
+            if not (key is None or isinstance(key, _SCALARS)):
                 raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
             if type(key) is float:
                 _check(key)
@@ -73,10 +71,10 @@ def _check(value):
 
 
 if _MICROPYTHON:
-    def dumps(obj):
+    def dumps(value):
         """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold)."""
-        _check(obj)
-        text = json.dumps(obj)
+        _check(value)
+        text = json.dumps(value)
         if len(memoryview(text)) == len(text):
             return text
         return load('sp_common.nonascii').escape(text)
@@ -159,9 +157,9 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _encode(cls, service_id, data_id, status, data, seq=None, re=0, mac=None):
+def _encode(codec, service_id, data_id, status, data, seq=None, re=0, mac=None):
     """Both codecs' encode(): the body as one byte string."""
-    return b''.join(cls.pieces(service_id, data_id, status, data, seq, re, mac))
+    return b''.join(codec.pieces(service_id, data_id, status, data, seq, re, mac))
 
 
 _MAC_KEY = b', "mac": "'

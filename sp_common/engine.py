@@ -10,8 +10,7 @@ import sys
 
 from . import load
 from .codec import _MICROPYTHON, ChecksumError, FormatError, MacError, const, pure_json
-from . import entropy
-from .message import make_message
+from .entropy import random_bytes
 from .stp import Deframer, frame
 
 # The values of sp_common.const the engine uses, inlined by the MicroPython
@@ -41,6 +40,31 @@ _AUTH_STATE_SEED_TRANSFERRED = const(2)
 _AUTH_STATE_KEY_TRANSFERRED = const(3)
 _AUTH_STATE_TRUSTED_CONNECTION = const(4)
 _NEGOTIATE_MS = const(3000)   # a session request unanswered this long settles on the original wire, for now
+
+
+class data_storage(dict):
+    """A received message, as the original API hands it to callbacks and receive()."""
+
+    KEY_STATUS = 'status'
+    KEY_SERVICE_ID = 'service_id'
+    KEY_DATA_ID = 'data_id'
+    KEY_DATA = 'data'
+
+    def get_status(self, default=None):
+        return self.get(self.KEY_STATUS, default)
+
+    def get_service_id(self, default=None):
+        return self.get(self.KEY_SERVICE_ID, default)
+
+    def get_data_id(self, default=None):
+        return self.get(self.KEY_DATA_ID, default)
+
+    def get_data(self, default=None):
+        return self.get(self.KEY_DATA, default)
+
+
+def make_message(service_id, data_id, status, data):
+    return data_storage(service_id=service_id, data_id=data_id, status=status, data=data)
 
 
 def new_counters():
@@ -115,7 +139,7 @@ class Engine:
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
-                 random_bytes=None, max_buffered_bytes=None, clock=None, session_v2=True):
+                 random_bytes=random_bytes, max_buffered_bytes=None, clock=None, session_v2=True):
         self.is_client = is_client
         self.session_v2 = session_v2
         self.codec = codec
@@ -125,7 +149,7 @@ class Engine:
         self.log = log
         self.hexlog = hexlog
         self.clock = clock
-        self.random_bytes = random_bytes or entropy.random_bytes
+        self.random_bytes = random_bytes
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
@@ -435,7 +459,7 @@ class Engine:
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
         self.counters['rx_messages'] += 1
-        late = self._heard
+        heard = self._heard
         self._heard = True
         key = (sid, did)
         if self.session_v2:
@@ -458,7 +482,7 @@ class Engine:
                 self._step('handshake', turn[2], status, data)
             return
         if key == _NAME_REQUEST:
-            self._on_name_request(data, late)
+            self._on_name_request(data, heard)
             return
         if key == _NAME:
             self._on_name_response(data)
@@ -514,11 +538,11 @@ class Engine:
         self.note(name, sid, did, detail)
 
     # the channel name ---------------------------------------------------------
-    def _on_name_request(self, name, late):
+    def _on_name_request(self, name, heard):
         """A client's introduction starts a new session: on a serial line (no connects) the next program's;
-        on a link with connects only as the connection's first frame (not late), so a frame slipped into the
+        on a link with connects only as the connection's first frame (nothing heard before), so a frame slipped into the
         stream cannot end its session."""
-        if self.is_client or (self.connects and late):
+        if self.is_client or (self.connects and heard):
             self.drop('out_of_turn', _SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
             return
         self._new_session()

@@ -2,7 +2,7 @@
 from . import load
 
 _HOMES = {'ChecksumError': 'codec', 'FormatError': 'codec', 'pure_json': 'codec', 'struct_json': 'struct_codec',
-          'Engine': 'engine', 'data_storage': 'message', 'Deframer': 'stp', 'frame': 'stp'}
+          'Engine': 'engine', 'data_storage': 'engine', 'Deframer': 'stp', 'frame': 'stp'}
 
 
 def find(name):

@@ -3,8 +3,7 @@
 Loaded on first use (see Engine.__getattr__): a board that only serves
 never sends a request and never holds this code.
 """
-from .engine import const
-from .message import make_message
+from .engine import const, make_message
 
 _STATUS_AUTH_REQUIRED = const(3)   # sp_common.const.STATUS_AUTH_REQUIRED, as in sp_common.engine
 

@@ -1,4 +1,9 @@
 """STP framing: b':<' + body (':' escaped as ':=') + b':>', with an incremental deframer."""
+try:
+    from micropython import const
+except ImportError:   # CPython
+    const = int
+
 
 def frame(body, *more):
     """The frame of body, or of the body made of body and more joined (each piece escaped on its own)."""
@@ -9,7 +14,7 @@ def frame(body, *more):
     return b''.join(out)
 
 
-WHOLE = 512   # frames up to this size are cut out of a chunk that holds all of them in one step
+_WHOLE = const(512)   # frames up to this size are cut out of a chunk that holds all of them in one step
 
 
 class Deframer:
@@ -52,9 +57,9 @@ class Deframer:
         """A small frame whose end is in data: its body cut out in one step; where it ended, or 0.
 
         The body is copied twice (the cut and the unescaping), so frames longer
-        than WHOLE go byte runs by byte runs through the buffer instead.
+        than _WHOLE go byte runs by byte runs through the buffer instead.
         """
-        e = data.find(b':>', i, min(end, i + WHOLE + 1))
+        e = data.find(b':>', i, min(end, i + _WHOLE + 1))
         if e < 0:
             return 0
         colons = data.count(b':', i, e)

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 from sp_common import Engine, pure_json, struct_json
 from sp_common.api import deadline, left
 from sp_common.const import STATUS_OKAY
-from sp_common.message import data_storage
+from sp_common.engine import data_storage
 
 from .protocol import WRITE_TIMEOUT, EngineState, logger, monotonic_ms
 from .tcp import tcp_server_stp

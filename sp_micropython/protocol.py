@@ -58,15 +58,16 @@ class Stream:
         self._set(False)
 
 
-_clock = [time.ticks_ms(), 0]   # the last ticks_ms() read, milliseconds since start
+def _ms(clock=[time.ticks_ms(), 0]):
+    """Milliseconds since start that only grow, for the engine (ticks_ms wraps).
 
-
-def _ms():
-    """Milliseconds since start that only grow, for the engine (ticks_ms wraps)."""
+    clock, the last ticks_ms() read and the milliseconds since start, is the
+    function's own state (a default, made once).
+    """
     now = time.ticks_ms()
-    _clock[1] += time.ticks_diff(now, _clock[0])
-    _clock[0] = now
-    return _clock[1]
+    clock[1] += time.ticks_diff(now, clock[0])
+    clock[0] = now
+    return clock[1]
 
 
 class Waiter:
@@ -102,9 +103,10 @@ class Waiter:
 
 # The calls of sp_common.api, the methods of its Api: they load with the
 # board's first call (pure_json_protocol.__getattr__), so a board that only
-# serves never holds them.
-API_CALLS = ('_settled', '_ready', '_send', 'send', 'request', 'receive', 'authentificate',
-             'check_authentification_state', 'connection_established')
+# serves never holds them. One string, not a tuple of them: less heap.
+API_CALLS = (' _settled _ready _send send request receive authentificate check_authentification_state'
+             ' connection_established ')
+
 
 
 class pure_json_protocol(Engine):
@@ -131,9 +133,9 @@ class pure_json_protocol(Engine):
         stream.engine = self   # a server stream asks it whether its client has proven itself
 
     def __getattr__(self, name):
-        if name in API_CALLS:
+        if ' %s ' % name in API_CALLS:
             Api = load('sp_common.api').Api
-            for call in API_CALLS:
+            for call in API_CALLS.split():
                 setattr(pure_json_protocol, call, getattr(Api, call))
             return getattr(self, name)
         return Engine.__getattr__(self, name)

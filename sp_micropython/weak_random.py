@@ -25,12 +25,12 @@ def install(level=30):
 
 
 def random_bytes(n):
-    if _state[1] is not None:
+    if _state[1] is not None and _state[1] <= 30:   # a warning, at the log level given
         from .printlog import PrintLog
-        PrintLog(_state[1]).warning('no hardware random source on this port: seeds and nonces come from a '
+        PrintLog(_state[1]).log(30, 'no hardware random source on this port: seeds and nonces come from a '
                                     'timing-based stand-in, so the handshake is weaker here (give the board '
                                     'config an ENTROPY function)')
-        _state[1] = None
+    _state[1] = None
     h = hashlib.sha256(_state[0])
     h.update(b'%d %d %d' % (time.ticks_us(), time.ticks_cpu(), gc.mem_free()))
     state = h.digest()

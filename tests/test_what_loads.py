@@ -73,7 +73,7 @@ def test_a_device_that_only_serves_never_loads_the_calls():
 
 def test_the_device_loads_every_call_of_the_api():
     code = ("from sp_common.api import Api\nfrom sp_micropython.protocol import API_CALLS\n"
-            "print(sorted(API_CALLS) == sorted(n for n in dir(Api) if not n.startswith('__')), len(API_CALLS))")
+            "print(sorted(API_CALLS.split()) == sorted(n for n in dir(Api) if not n.startswith('__')), len(API_CALLS.split()))")
     out = subprocess.run(['micropython', '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT))
     assert out.stdout.split() == ['True', '9'], out.stderr
