@@ -62,7 +62,7 @@ def baseline(heapsize):
 
 
 class Measured:
-    """The host side of a board started with MEM on: a bare engine on the board's console, self.master.
+    """The host side of a board that reports its heap figures: a bare engine on the board's console, self.master.
 
     The board prints its heap figures where stderr() reads them.
     """
@@ -115,7 +115,10 @@ serve_until_end(prots, serve_measured)
 
 
 class QemuMemBoard(Measured, QemuBoard):
-    """The 32 KiB qemu board with MEM on; the host side is its port, the figures come from its console log."""
+    """The 32 KiB qemu board started for its heap figures (QEMU_START).
+
+    The host side is its port; the figures come from its console log.
+    """
 
     def __init__(self, image, max_frame, secret):
         QemuBoard.__init__(self, image, '32k')

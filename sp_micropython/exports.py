@@ -2,7 +2,8 @@
 from sp_common import load
 
 _HOMES = {'pure_json_protocol': 'protocol', 'serve': 'protocol', 'UartStream': 'uart', 'StdioStream': 'stdio',
-          'TcpServerStream': 'tcp_server', 'TcpClientStream': 'tcp_client', 'struct_json_protocol': 'struct_protocol', 'PrintLog': 'printlog'}
+          'TcpServerStream': 'tcp_server', 'TcpClientStream': 'tcp_client', 'struct_json_protocol': 'struct_protocol',
+          'PrintLog': 'printlog'}
 
 
 def find(name):

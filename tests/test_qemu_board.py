@@ -196,7 +196,8 @@ def test_bench_device_counts_the_names_and_maps_the_heap_of_the_32k_board(image)
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     bare, start, loaded = [int(n) for n in re.findall(r'^\| [^|]+ \| (\d+) \|$', out.stdout, re.M)]
-    assert 0 <= bare < start < loaded, out.stdout   # a bare interpreter holds no names of its own; session and handshake code bring theirs
+    # a bare interpreter holds no names of its own; the session and handshake code bring theirs
+    assert 0 <= bare < start < loaded, out.stdout
     assert start <= 300, out.stdout   # four pools of names (20 + 40 + 80 + 160): the 301st costs a fifth of 2,272 B
     kinds = dict((kind, int(size)) for kind, size in re.findall(r'^\| ([^|]+) \| \d+ \| (\d+) B \|$', out.stdout, re.M))
     assert kinds['function objects'] > 0 and kinds['str and bytes'] > 0, out.stdout
