@@ -100,8 +100,8 @@ _NO_KWARGS = {}
 # holds the code that matches answers to requests; one that serves only the
 # built-in services never registers more. The methods are one string per
 # module, not a table: a board holds two strings rather than ten names.
-_ELSEWHERE = (('replies', ' take_reply forget pop_received _on_response _claim _store _drop_buffered '),
-              ('registry', ' add_service add_status add_msg_to_auth_whitelist_ '))
+_ELSEWHERE = (('replies', 'take_reply forget pop_received _on_response _claim _store _drop_buffered'),
+              ('registry', 'add_service add_status add_msg_to_auth_whitelist_'))
 
 _MAX_NAME = const(32)
 
@@ -172,9 +172,10 @@ class Engine:
     def __getattr__(self, name):
         """A method of _ELSEWHERE: its module loads and gives the class all its methods."""
         for home, methods in _ELSEWHERE:
-            if ' %s ' % name in methods:
+            methods = methods.split()
+            if name in methods:
                 module = load('sp_common.' + home)
-                for method in methods.split():
+                for method in methods:
                     setattr(Engine, method, getattr(module, method))
                 return getattr(self, name)
         raise AttributeError('%r object has no attribute %r' % (type(self).__name__, name))
@@ -540,8 +541,8 @@ class Engine:
     # the channel name ---------------------------------------------------------
     def _on_name_request(self, name, heard):
         """A client's introduction starts a new session: on a serial line (no connects) the next program's;
-        on a link with connects only as the connection's first frame (nothing heard before), so a frame slipped into the
-        stream cannot end its session."""
+        on a link with connects only as the connection's first frame (nothing heard before), so a frame
+        slipped into the stream cannot end its session."""
         if self.is_client or (self.connects and heard):
             self.drop('out_of_turn', _SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
             return

@@ -1,8 +1,5 @@
 """STP framing: b':<' + body (':' escaped as ':=') + b':>', with an incremental deframer."""
-try:
-    from micropython import const
-except ImportError:   # CPython
-    const = int
+from .codec import const
 
 
 def frame(body, *more):

@@ -13,8 +13,9 @@ from sp_common.engine import Engine
 
 # What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
 # 0 when nothing is there), write(data) (never blocks or raises: what a link
-# cannot take is kept for later, a dead or stuck link is dropped), poll_event() -> True (connected), False
-# (disconnected) or None (each change is reported once, in order), is_connected(), reconnect() and close(); and for
+# cannot take is kept for later, a dead or stuck link is dropped), poll_event()
+# -> True (connected), False (disconnected) or None (each change is reported
+# once, in order), is_connected(), reconnect() and close(); and for
 # the loops that wait on it: pollables, the (object, select event mask) pairs
 # whose readiness means poll() has work (a new tuple whenever they change),
 # and wait_ms(), how long poll() may wait without any of them waking it;
@@ -104,10 +105,8 @@ class Waiter:
 # The calls of sp_common.api, the methods of its Api: they load with the
 # board's first call (pure_json_protocol.__getattr__), so a board that only
 # serves never holds them. One string, not a tuple of them: less heap.
-API_CALLS = (' _settled _ready _send send request receive authentificate check_authentification_state'
-             ' connection_established ')
-
-
+API_CALLS = ('_settled _ready _send send request receive authentificate check_authentification_state'
+             ' connection_established')
 
 class pure_json_protocol(Engine):
     """The protocol on one stream: the engine itself, plus the loop that feeds it from the stream.
@@ -133,9 +132,10 @@ class pure_json_protocol(Engine):
         stream.engine = self   # a server stream asks it whether its client has proven itself
 
     def __getattr__(self, name):
-        if ' %s ' % name in API_CALLS:
+        calls = API_CALLS.split()
+        if name in calls:
             Api = load('sp_common.api').Api
-            for call in API_CALLS.split():
+            for call in calls:
                 setattr(pure_json_protocol, call, getattr(Api, call))
             return getattr(self, name)
         return Engine.__getattr__(self, name)

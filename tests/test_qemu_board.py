@@ -201,4 +201,5 @@ def test_bench_device_counts_the_names_and_maps_the_heap_of_the_32k_board(image)
     assert start <= 300, out.stdout   # four pools of names (20 + 40 + 80 + 160): the 301st costs a fifth of 2,272 B
     kinds = dict((kind, int(size)) for kind, size in re.findall(r'^\| ([^|]+) \| \d+ \| (\d+) B \|$', out.stdout, re.M))
     assert kinds['function objects'] > 0 and kinds['str and bytes'] > 0, out.stdout
-    assert 1024 < sum(kinds.values()) < 32 * 1024, out.stdout   # the started board's heap: its 1 KiB frame buffer and more, within the heap
+    # the started board's heap: its 1 KiB frame buffer and more, within the heap
+    assert 1024 < sum(kinds.values()) < 32 * 1024, out.stdout
