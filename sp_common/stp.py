@@ -20,6 +20,10 @@ class Deframer:
     Frame content goes into one preallocated buffer of max_size bytes; longer
     frames are dropped whole. framing_errors counts partial frames dropped by a
     bad escape or a new ':<'; oversized counts frames over max_size.
+
+    watch: a byte (e.g. b'\x03', Ctrl-C) to look out for between frames, where
+    a console's REPL tools send it; watched turns true when it comes there.
+    Inside a frame the same byte is data.
     """
 
     def __init__(self, max_size):
@@ -33,6 +37,8 @@ class Deframer:
         self._bodies = []      # what feed() returns, reused
         self.framing_errors = 0
         self.oversized = 0
+        self.watch = None
+        self.watched = False
 
     def reset(self):
         """Forget a partial frame, e.g. after the connection was lost."""
@@ -105,6 +111,8 @@ class Deframer:
                     self._len = 0
                 elif not self._in_frame:
                     self._sync = c == 0x3A
+                    if self.watch is not None and c == self.watch[0]:
+                        self.watched = True
                 elif c == 0x3D:   # ':=' is an escaped ':'
                     self._put(0x3A)
                 elif c == 0x3E:   # ':>' ends it
@@ -125,6 +133,8 @@ class Deframer:
                     continue
             j = data.find(b':', i, end)
             stop = end if j < 0 else j
+            if not self._in_frame and self.watch is not None and data.find(self.watch, i, stop) >= 0:
+                self.watched = True
             if self._in_frame and stop == i + 1:
                 self._put(data[i])
             elif self._in_frame and stop > i and self._room(stop - i):

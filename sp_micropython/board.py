@@ -3,7 +3,8 @@
 Settings (see boards/*/config.py): STREAMS, any of 'uart', 'stdio', 'wifi'
 (join Wi-Fi, then TCP) and 'tcp' (TCP on a network that is already up);
 ROLE 'server' (default) or 'client'; CODEC, CHANNEL_NAME, MAX_FRAME, SESSION_V2,
-SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, UART_*, WIFI_*, TCP_*, and
+SECRET or SECRET_FILE, LOG_LEVEL, STARTUP_DELAY_MS, REPL (stdio: Ctrl-C gives the REPL back),
+UART_*, WIFI_*, TCP_*, and
 ENTROPY: a function n -> n random bytes, for a port without os.urandom.
 Needed only to start: start() drops this module once the protocols are built.
 """

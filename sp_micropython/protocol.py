@@ -21,7 +21,9 @@ from sp_common.engine import Engine
 # and wait_ms(), how long poll() may wait without any of them waking it;
 # ended, true once the stream is gone for good (stdin closed); rx_size, the
 # receive buffer it wants (protocol(rx_size=...) overrides it); CONNECTS, whether
-# the link has connects of its own. The protocol gives it engine, itself.
+# the link has connects of its own; watch, a byte that means something between
+# frames (the console's Ctrl-C) or None, and interrupted(), called when it came
+# there. The protocol gives it engine, itself.
 # Each kind lives in its own module (uart, stdio, tcp) so that a board loads
 # only the ones it uses.
 
@@ -32,6 +34,7 @@ class Stream:
     pollables = ()
     ended = False
     rx_size = 512   # the most one readinto() of poll() takes
+    watch = None
 
     def __init__(self):
         self._events = []
@@ -129,6 +132,7 @@ class pure_json_protocol(Engine):
         self._lock = self       # one thread: the engine needs no lock
         self._feeding = False
         self._rx = bytearray(rx_size or stream.rx_size)
+        self.deframer.watch = stream.watch
         stream.engine = self   # a server stream asks it whether its client has proven itself
 
     def __getattr__(self, name):
@@ -163,6 +167,9 @@ class pure_json_protocol(Engine):
                 self.feed(self._rx, n)
             finally:
                 self._feeding = False
+            if self.deframer.watched:
+                self.deframer.watched = False
+                self.__comm_inst__.interrupted()
         busy = self._events() or busy or n > 0
         if self.session is None:
             self.tick()

@@ -14,23 +14,28 @@ except ImportError:   # a board's console
     termios = None
 
 _READY = const(0x19)   # select.POLLIN | POLLERR | POLLHUP
+_CTRL_C = b'\x03'
 
 
 class StdioStream(Stream):
     """The USB serial console: sys.stdin.buffer / sys.stdout.buffer.
 
     Ctrl-C is switched off (micropython.kbd_intr(-1)) while it owns stdin,
-    because frames contain 0x03 bytes; close() switches it back on. A read
-    takes what has arrived in one call where the port allows it (the unix port
-    on a terminal); a board's console reads block until the buffer is full, so
-    there stdin is read byte by byte while select.poll says a byte is ready.
-    End of input (unix port: the pty or pipe closed) reports a disconnect and
-    sets ended.
+    because frames contain 0x03 bytes; close() switches it back on. With
+    repl=True a Ctrl-C between frames (as mpremote, Thonny and Belay send
+    it) closes the stream: the board's loop ends and the console is the
+    REPL's again. A read takes what has arrived in one call where the port
+    allows it (the unix port on a terminal); a board's console reads block
+    until the buffer is full, so there stdin is read byte by byte while
+    select.poll says a byte is ready, stopping after a Ctrl-C byte so that
+    what follows it stays for the REPL. End of input (unix port: the pty or
+    pipe closed) reports a disconnect and sets ended.
     """
 
-    def __init__(self, is_client=False):
+    def __init__(self, is_client=False, repl=False):
         Stream.__init__(self)
         self.IS_CLIENT = is_client
+        self.watch = _CTRL_C if repl else None
         self._in = sys.stdin.buffer
         self._out = sys.stdout.buffer
         self._poll = select.poll()
@@ -39,7 +44,7 @@ class StdioStream(Stream):
         self._one = bytearray(1)
         self._tty = termios and load('sp_micropython.tty').timing((0, 0))
         if not self._tty:
-            self.rx_size = 64   # read byte by byte: a bigger buffer would only hold heap
+            self.rx_size = 128   # read byte by byte: a bigger buffer would only hold heap
         micropython.kbd_intr(-1)
         self._set(True)
 
@@ -57,14 +62,34 @@ class StdioStream(Stream):
             if self._tty:
                 n = self._in.readinto(buf)
             else:
-                while n < len(buf) and (n == 0 or self._ready()) and self._in.readinto(self._one):
-                    buf[n] = self._one[0]
-                    n += 1
+                n = self._bytewise(buf)
         except OSError:
             pass
         if not n:   # ready, yet nothing to read: the end of input
             self._lost()
         return n
+
+    def _bytewise(self, buf):
+        one = self._one
+        read = self._in.readinto
+        ready = self._poll.ipoll
+        stop = 0x03 if self.watch else -1
+        size = len(buf)
+        n = 0
+        while n < size and read(one):
+            buf[n] = one[0]
+            n += 1
+            if one[0] == stop:
+                break
+            for _ in ready(0):   # another byte waits
+                break
+            else:
+                break
+        return n
+
+    def interrupted(self):
+        """A Ctrl-C came between frames: the console goes back to the REPL."""
+        self.close()
 
     def _lost(self):
         if self._tty:
@@ -86,4 +111,5 @@ class StdioStream(Stream):
 
 
 def from_config(config, client):
-    return StdioStream(is_client=client)
+    """REPL (default False): a Ctrl-C between frames hands the console back to the REPL (see StdioStream)."""
+    return StdioStream(is_client=client, repl=getattr(config, 'REPL', False))

@@ -1,7 +1,8 @@
 """ESP32 board settings. Copy to the board as /config.py (tools or: mpremote cp boards/esp32/config.py :config.py)."""
 CHANNEL_NAME = 'esp32'
 CODEC = 'pure_json'           # or 'struct_json'
-STREAMS = ('uart', 'wifi')    # any of 'uart', 'wifi' (join it, then TCP), 'stdio' (takes over the USB REPL)
+STREAMS = ('uart', 'wifi')    # any of 'uart', 'wifi' (join it, then TCP), 'stdio' (the USB console)
+REPL = True                   # with 'stdio': Ctrl-C between frames (mpremote, Thonny) hands the console back to the REPL
 UART_ID = 1
 UART_TX = 17
 UART_RX = 16

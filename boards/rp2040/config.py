@@ -1,7 +1,8 @@
 """RP2040 (Raspberry Pi Pico / Pico W) board settings. Copy to the board as /config.py."""
 CHANNEL_NAME = 'rp2040'
 CODEC = 'pure_json'           # or 'struct_json'
-STREAMS = ('uart',)           # any of 'uart', 'wifi' (Pico W), 'stdio' (takes over the USB REPL)
+STREAMS = ('stdio',)          # the USB cable; add 'uart' (UART0 on GP0/GP1) and, on a Pico W, 'wifi'
+REPL = True                   # Ctrl-C between frames (mpremote, Thonny) hands the USB console back to the REPL
 UART_ID = 0
 UART_TX = 0                   # GP0
 UART_RX = 1                   # GP1
