@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Iterator, List, Optional
 
 from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, CommandError
-from .target import PROTOCOLS, board_env, check_tcp_port_free, virtual_board_tcp_port
+from .target import PROTOCOLS, board_env, check_tcp_port_free, read_secret_file, virtual_board_tcp_port
 
 CODECS = tuple(PROTOCOLS)
 
@@ -39,13 +39,13 @@ def _stop_on_signals() -> threading.Event:
 
 
 @contextmanager
-def _board_port(args) -> Iterator[str]:
+def _board_port(args, secret: Optional[str]) -> Iterator[str]:
     """args.target, or the port of a virtual board started for this command when there is none."""
     if args.target is not None:
         yield args.target
         return
     from .virtual_board import VirtualBoard
-    with VirtualBoard(boot=True, env=board_env(args.secret, args.codec, 0)) as board:
+    with VirtualBoard(boot=True, env=board_env(secret, args.codec, 0)) as board:
         logging.getLogger('sp').info('virtual board (MicroPython unix port) on %s', board.port)
         yield board.port
 
@@ -84,8 +84,20 @@ def argparse_call(p: argparse.ArgumentParser) -> None:
 
 def _add_link_options(p: argparse.ArgumentParser, secret_help: str = 'shared secret: authenticate first',
                       baud: bool = True) -> None:
-    p.add_argument('--secret', help=secret_help)
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument('--secret', help=secret_help + ' (any user sees it in ps: better --secret-file or '
+                                                       '$SP_SECRET)')
+    secret.add_argument('--secret-file', metavar='PATH', help='read the secret from this file (chmod 600 it)')
     _add_wire_options(p, baud)
+
+
+def _secret(args) -> Optional[str]:
+    """--secret, the content of --secret-file, or $SP_SECRET: the last two keep it out of ps."""
+    if args.secret is not None:
+        return args.secret
+    if args.secret_file is not None:
+        return read_secret_file(args.secret_file)
+    return os.environ.get('SP_SECRET') or None
 
 
 def _add_wire_options(p: argparse.ArgumentParser, baud: bool = True) -> None:
@@ -120,9 +132,10 @@ def do_call(args) -> int:
         return _call_through_broker(args, service, did_text, data)
     sid = service_id(service)
     did, name = data_id(sid, did_text)
-    with _board_port(args) as where:
+    secret = _secret(args)
+    with _board_port(args, secret) as where:
         comm = open_transport(where, args.baud, args.timeout)
-        answer, counters = call(comm, where, sid, did, name, data, args.codec, args.secret, args.timeout)
+        answer, counters = call(comm, where, sid, did, name, data, args.codec, secret, args.timeout)
     status = answer.get_status()
     _print_answer(args, {'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(),
                          'status': status, 'status_name': _status_name(status), 'data': answer.get_data()})
@@ -135,9 +148,9 @@ def do_call(args) -> int:
 def _call_through_broker(args, service: str, did_text: str, data) -> int:
     """mqtt://HOST:PORT/BOARD: the gateway holds the link, its secret and codec."""
     from .mqtt_call import call_through_broker, verdict
-    if args.secret is not None or args.codec != 'pure_json':
+    if args.secret is not None or args.secret_file is not None or args.codec != 'pure_json':
         raise CommandError('through a broker the gateway holds the board\'s secret and codec: '
-                           'leave out --secret and --codec')
+                           'leave out --secret, --secret-file and --codec')
     answer = call_through_broker(args.target, service, did_text, data, args.timeout)
     _print_answer(args, answer)
     if answer['status'] != 0:
@@ -146,10 +159,12 @@ def _call_through_broker(args, service: str, did_text: str, data) -> int:
 
 
 def _print_answer(args, answer: dict) -> None:
+    """The answer as JSON, or its status name (which a gateway or broker relays: escaped) and data."""
+    from sp_common.logtext import printable
     if args.json:
         print(json.dumps(answer))
     else:
-        print('%s: %s' % (answer['status_name'], json.dumps(answer['data'])))
+        print(printable('%s: %s' % (answer['status_name'], json.dumps(answer['data']))))
 
 
 def _status_name(status: int) -> str:
@@ -172,6 +187,7 @@ def argparse_serve(p: argparse.ArgumentParser) -> None:
 def do_serve(args) -> int:
     from .demo import add_demo_services
     from .target import listen_transport, open_transport
+    secret = _secret(args)
     if args.port:
         comm = open_transport(args.port, args.baud, 2.0, is_client=False)
         where = args.port
@@ -179,7 +195,7 @@ def do_serve(args) -> int:
         comm = listen_transport(args.tcp)
         where = 'tcp://%s:%d' % (comm.host, comm.port)
     stop = _stop_on_signals()
-    prot = PROTOCOLS[args.codec](comm, secret=args.secret, channel_name='sp-serve')
+    prot = PROTOCOLS[args.codec](comm, secret=secret, channel_name='sp-serve')
     try:
         add_demo_services(prot)
         print('serving the demo services on %s' % where, flush=True)
@@ -229,7 +245,7 @@ def do_board(args) -> int:
         check_tcp_port_free(tcp_port)
     stop = _stop_on_signals()
     board = VirtualBoard(fs_dir=args.fs, heapsize=args.heapsize, boot=True, install=not (args.empty or args.fs),
-                         env=board_env(args.secret, args.codec, tcp_port))
+                         env=board_env(_secret(args), args.codec, tcp_port))
     try:
         signal.signal(signal.SIGUSR1, lambda *_: _reset(board))
         threading.Thread(target=_reset_on_enter, args=(board,), daemon=True).start()
@@ -337,7 +353,7 @@ def do_deploy(args) -> int:
 def argparse_secret(p: argparse.ArgumentParser) -> None:
     p.description = ('Print a new random secret (24 random bytes, hex): anyone who records an exchange can try '
                      'guesses of a weak secret offline, so a secret must be random.')
-    p.epilog = 'example: sp secret > secret.txt'
+    p.epilog = 'example: (umask 077; sp secret > secret.txt)'
 
 
 def do_secret(args) -> int:
@@ -384,7 +400,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.handler(args)
     except CommandError as err:
-        print('sp %s: error: %s' % (args.command, err), file=sys.stderr)
+        from sp_common.logtext import printable     # an error may quote what a peer sent
+        print(printable('sp %s: error: %s' % (args.command, err)), file=sys.stderr)
         return err.code
     except KeyboardInterrupt:
         print('sp %s: interrupted' % args.command, file=sys.stderr)

@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 import sp_cpython as sp
 
 from . import mqtt_wire as wire
-from .target import PROTOCOLS, listen_transport, transport
+from .target import PROTOCOLS, listen_transport, read_secret_file, transport
 
 log = logging.getLogger('sp.gateway')
 CHANNEL_NAME = 'sp-gateway'
@@ -72,8 +72,7 @@ def parse_board(text: str) -> BoardSpec:
     if spec.codec not in PROTOCOLS:
         raise ValueError('board %s: codec is one of %s' % (name, ', '.join(PROTOCOLS)))
     if 'secret_file' in ours:
-        with open(ours['secret_file']) as f:
-            spec.secret = f.read().strip()
+        spec.secret = read_secret_file(ours['secret_file'])
     if 'baud' in ours:
         if not ours['baud'].isdigit():
             raise ValueError('board %s: baud is a number' % name)
@@ -140,12 +139,16 @@ class BoardLink:
 
 @dataclass
 class Reply:
-    """Where an answer goes: an MQTT 5 response topic and correlation data, or a 3.1.1 envelope's reply_to and id."""
+    """Where an answer goes (an MQTT 5 response topic and correlation data, or a 3.1.1 envelope's reply_to and
+    id) and what it names: the board, and the response's Service-ID and Data-ID once they are known."""
 
     topic: str
+    board: str
     correlation: Optional[bytes] = None
     envelope_id: Any = None
     envelope: bool = False
+    service_id: Optional[int] = None
+    data_id: Optional[int] = None
 
 
 class Gateway:
@@ -223,14 +226,24 @@ class Gateway:
         self._publish_states()
 
     def _on_message(self, client, userdata, msg) -> None:
-        """On paho's thread: checks the request and hands it to the board's workers; never blocks, never raises."""
+        """On paho's thread, which ends with any exception a callback raises: whatever a message holds, it ends
+        here, so no message can stop the gateway's network loop."""
         self.count('requests')
+        try:
+            self._take(msg)
+        except Exception as err:    # a flaw a message found: that message is lost, the gateway runs on
+            self.count('bad_input')
+            log.error('request on %r dropped: %s', msg.topic, type(err).__name__)
+
+    def _take(self, msg) -> None:
+        """Checks the request and hands it to the board's workers; never blocks."""
         board, service, did_text = msg.topic[len(self.prefix) + 1:].split('/')[:3]   # as subscribed: .../req
         props = msg.properties
         reply = None
         try:
             if getattr(props, 'ResponseTopic', None):
-                reply = Reply(wire.reply_topic(props.ResponseTopic, self.prefix), getattr(props, 'CorrelationData', None))
+                reply = Reply(wire.reply_topic(props.ResponseTopic, self.prefix), board,
+                              getattr(props, 'CorrelationData', None))
             if len(msg.payload) > self.max_payload:
                 raise ValueError('a payload of %d bytes is over the limit of %d' % (len(msg.payload), self.max_payload))
             try:
@@ -239,12 +252,13 @@ class Gateway:
                 raise ValueError('the payload is not JSON (%s)' % type(err).__name__) from None
             if reply is None:
                 topic, envelope_id, data = wire.parse_envelope(data)
-                reply = Reply(wire.reply_topic(topic, self.prefix), None, envelope_id, True)
+                reply = Reply(wire.reply_topic(topic, self.prefix), board, None, envelope_id, True)
             sid = wire.parse_service(service)
-            did = wire.parse_data_id(did_text)
+            reply.service_id = sid + 1
+            did = reply.data_id = wire.parse_data_id(did_text)
         except ValueError as err:
             self.count('bad_input')
-            log.warning('bad request on %s: %s%s', msg.topic, err, '' if reply else ' (no response topic: dropped)')
+            log.warning('bad request on %r: %s%s', msg.topic, err, '' if reply else ' (nowhere to answer: dropped)')
             if reply is not None:
                 self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
             return
@@ -287,27 +301,27 @@ class Gateway:
                                              % (link.name, self.timeout)))
 
     def _respond(self, reply: Reply, body: Dict[str, Any]) -> None:
+        """Publishes body, naming what it answers, where the caller asked (a topic checked on arrival)."""
+        body = wire.addressed(body, reply.board, reply.service_id, reply.data_id)
         properties = None
         if reply.envelope:
             body['id'] = reply.envelope_id
         elif reply.correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = reply.correlation
-        try:
-            self.client.publish(reply.topic, wire.dumps(body), wire.QOS_CALL, properties=properties)
-        except ValueError as err:   # what paho refuses to publish (a topic, a size) is the caller's loss only
-            log.warning('cannot answer on %s: %s', reply.topic, err)
+        self.client.publish(reply.topic, wire.dumps(body), wire.QOS_CALL, properties=properties)
 
     # board side ------------------------------------------------------------------------------
     def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:
         self.count('board_messages')
-        did = msg.get_data_id()
-        if isinstance(did, str) and ('/' in did or '+' in did or '#' in did or '\0' in did):
-            self.count('bad_input')   # a data id that would make its own topic levels or wildcards
-            log.warning('board %s sent data id %r, which is no topic level: dropped', board, did)
+        sid, did = msg.get_service_id(), msg.get_data_id()
+        topic = '%s/%s/%d/%s' % (self.prefix, board, sid, did)
+        fault = 'a topic level of its own' if isinstance(did, str) and '/' in did else wire.topic_fault(topic)
+        if fault:   # a topic the broker refuses would cost the gateway its connection
+            self.count('bad_input')
+            log.warning('board %s sent data id %.200r, which is no topic level (%s): dropped', board, did, fault)
             return
-        topic = '%s/%s/%d/%s' % (self.prefix, board, msg.get_service_id(), did)
-        payload = wire.dumps(wire.answer(msg.get_status(), msg.get_data()))
+        payload = wire.dumps(wire.addressed(wire.answer(msg.get_status(), msg.get_data()), board, sid, did))
         with self._lock:    # a board that outruns the broker fills no queue without end
             unsent = self._unsent[board]
             while unsent and unsent[0].is_published():

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
 from sp_common.codec import _MAC_KEY, _MAC_TAIL
+from sp_common.logtext import printable
 from sp_common.names import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
                              SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
 from .demo import DATA as DEMO_DATA
@@ -64,8 +65,8 @@ class Monitor:
                 self.out('%s framing error: partial frame dropped' % where)
             if deframer.oversized > before[1]:
                 self.out('%s oversized frame dropped (over %d bytes)' % (where, MAX_FRAME))
-            for body in bodies:
-                self.out('%s %s' % (where, self.describe(body)))
+            for body in bodies:     # a string data id is the peer's text: escaped for the terminal
+                self.out('%s %s' % (where, printable(self.describe(body))))
 
     def describe(self, body: bytes) -> str:
         try:

@@ -2,12 +2,17 @@
 
 Each request goes out with its own Correlation Data and this client's
 response topic, so any number of threads may call at once and each gets its
-own answer.
+own answer. Whoever may call some board can make the gateway answer on any
+topic, this client's too: an answer counts only with the call's Correlation
+Data (16 random bytes, not to be guessed) and naming the call's board,
+service and data id; anything else on the response topic is dropped and
+counted.
 """
 from __future__ import annotations
 
-import itertools
 import json
+import logging
+import os
 import threading
 import uuid
 from typing import Any, Dict, Optional, Union
@@ -18,6 +23,23 @@ from paho.mqtt.properties import Properties
 
 from . import mqtt_wire as wire
 
+log = logging.getLogger('sp.mqtt_client')
+CORRELATION_BYTES = 16
+
+
+class _Call:
+    """A request waiting for its answer, and what that answer must name."""
+
+    def __init__(self, expected: Dict[str, Any]) -> None:
+        self.expected = expected
+        self.done = threading.Event()
+        self.answer: Optional[Dict[str, Any]] = None
+
+    def matches(self, answer: Any) -> bool:
+        return (isinstance(answer, dict) and type(answer.get('status')) is int
+                and isinstance(answer.get('status_name'), str)
+                and all(answer.get(key) == value for key, value in self.expected.items()))
+
 
 class BoardClient:
     """BoardClient('mqtt://HOST:PORT', 'kitchen').request('read', 0) -> {"status", "status_name", "data"}.
@@ -25,6 +47,7 @@ class BoardClient:
     The board may also be named in the URL's path: mqtt://HOST:PORT/[PREFIX/]BOARD.
     Raises ConnectionError when the broker cannot be reached within
     connect_timeout, TimeoutError when no answer came within a request's timeout.
+    counters['dropped'] counts what came on the response topic and answers no waiting call.
     """
 
     def __init__(self, broker_url: str, board: Optional[str] = None, prefix: str = wire.DEFAULT_PREFIX,
@@ -41,8 +64,8 @@ class BoardClient:
         client_id = 'sp-client-' + uuid.uuid4().hex[:12]
         self.reply_topic = '%s/reply/%s' % (prefix, client_id)
         self._lock = threading.Lock()
-        self._pending: Dict[bytes, list] = {}
-        self._ids = itertools.count(1)
+        self._pending: Dict[bytes, _Call] = {}
+        self.counters = {'answers': 0, 'dropped': 0}
         self._subscribed = threading.Event()
         self._refused: Optional[str] = None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -72,39 +95,49 @@ class BoardClient:
         client.subscribe(self.reply_topic, wire.QOS_CALL)
 
     def _on_message(self, client, userdata, msg) -> None:
+        """Hands an answer to its call: the first that has the call's Correlation Data and names what it asked."""
         correlation = getattr(msg.properties, 'CorrelationData', None)
-        with self._lock:
-            slot = self._pending.get(correlation)
-        if slot is None:
-            return      # an answer to a call that gave up
         try:
             answer = json.loads(msg.payload)
         except (ValueError, RecursionError):
             answer = None
-        if not (isinstance(answer, dict) and isinstance(answer.get('status'), int) and 'status_name' in answer):
-            answer = wire.answer(wire.STATUS_BAD_REQUEST, 'the gateway answered something that is not an answer')
-        slot.append(answer)
-        slot[0].set()
+        with self._lock:
+            call = self._pending.get(correlation)
+            if call is not None and call.matches(answer):
+                del self._pending[correlation]
+                self.counters['answers'] += 1
+            else:
+                call = None
+                self.counters['dropped'] += 1
+                dropped = self.counters['dropped']
+        if call is None:
+            if dropped % 1000 == 1:     # a flood is logged, not each message of it
+                log.warning('dropped a message on %s that answers no call of this client (%d so far)',
+                            self.reply_topic, dropped)
+            return
+        call.answer = {key: value for key, value in answer.items() if key not in wire.ANSWER_IDS}
+        call.done.set()
 
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:
-        """One call to the board: service is read, write, execute or a request Service-ID."""
-        correlation = b'%d' % next(self._ids)
-        slot = [threading.Event()]
+        """One call to the board: service is read, write, execute or a request Service-ID (ValueError otherwise)."""
+        sid = wire.parse_service(str(service))
+        call = _Call({'board': self.board, 'service_id': sid + 1, 'data_id': data_id})
+        correlation = os.urandom(CORRELATION_BYTES)
         with self._lock:
-            self._pending[correlation] = slot
+            self._pending[correlation] = call
         try:
             properties = Properties(PacketTypes.PUBLISH)
             properties.ResponseTopic = self.reply_topic
             properties.CorrelationData = correlation
             self.client.publish(wire.request_topic(self.prefix, self.board, str(service), data_id),
                                 wire.dumps(data), wire.QOS_CALL, properties=properties)
-            if not slot[0].wait(timeout):
+            if not call.done.wait(timeout):
                 raise TimeoutError('no answer from board %s through %s within %g s'
                                    % (self.board, self.broker.url, timeout))
-            return slot[1]
+            return call.answer
         finally:
             with self._lock:
-                del self._pending[correlation]
+                self._pending.pop(correlation, None)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -12,6 +12,7 @@ two can only disagree by a version change of this module.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -38,6 +39,13 @@ STATUS_BAD_REQUEST = 102
 GATEWAY_STATUS_NAMES = {STATUS_BOARD_OFFLINE: 'board offline', STATUS_TIMEOUT: 'timeout',
                         STATUS_BAD_REQUEST: 'bad request'}
 FIRST_APPLICATION_SID = sp.SID_READ_REQUEST
+ANSWER_IDS = ('board', 'service_id', 'data_id')     # what an answer names besides its status and data
+MAX_ID_TEXT = 128       # an envelope's id as JSON: a scalar or a short string
+MAX_TOPIC_BYTES = 65535
+# What MQTT's UTF-8 rules forbid in a topic and mosquitto enforces by dropping the sender: U+0000, control
+# characters, surrogates and non-characters (U+FDD0..U+FDEF and the last two code points of every plane).
+_UNFIT = re.compile('[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef%s]' % ''.join(
+    chr(plane | 0xfffe) + chr(plane | 0xffff) for plane in range(0, 0x110000, 0x10000)))
 
 
 def status_name(status: int) -> str:
@@ -47,6 +55,11 @@ def status_name(status: int) -> str:
 def answer(status: int, data: Any = None) -> Dict[str, Any]:
     """The payload of a response: {"status", "status_name", "data"}."""
     return {'status': status, 'status_name': status_name(status), 'data': data}
+
+
+def addressed(body: Dict[str, Any], board: str, service_id: Optional[int], data_id: Optional[int]) -> Dict[str, Any]:
+    """body naming what it answers (the response's Service-ID): a caller drops an answer to another call."""
+    return dict(body, board=board, service_id=service_id, data_id=data_id)
 
 
 def request_topic(prefix: str, board: str, service: str, data_id: int) -> str:
@@ -83,18 +96,48 @@ def parse_data_id(text: str) -> int:
 
 
 def parse_envelope(payload: Any) -> Tuple[str, Any, Any]:
-    """(reply_to, id, data) of an MQTT 3.1.1 request: {"reply_to": TOPIC, "id": ANY, "data": ANY}."""
+    """(reply_to, id, data) of an MQTT 3.1.1 request: {"reply_to": TOPIC, "id": ID, "data": ANY}."""
     if not isinstance(payload, dict) or not isinstance(payload.get('reply_to'), str) or not payload['reply_to']:
         raise ValueError('no response topic: MQTT 3.1.1 requests are {"reply_to": TOPIC, "id": ..., "data": ...}')
-    return payload['reply_to'], payload.get('id'), payload.get('data')
+    return payload['reply_to'], envelope_id(payload.get('id')), payload.get('data')
+
+
+def envelope_id(value: Any) -> Any:
+    """An envelope's id, which its answer echoes: a scalar or a short string. Echoing a nested one could cost
+    more stack than parsing it did."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        try:
+            if len(json.dumps(value, allow_nan=False)) <= MAX_ID_TEXT:
+                return value
+        except ValueError:
+            pass
+    raise ValueError('an envelope\'s id is null, true, false, a number or a string, at most %d characters as JSON'
+                     % MAX_ID_TEXT)
+
+
+def topic_fault(topic: str) -> Optional[str]:
+    """Why a broker would refuse topic in a publish (mosquitto drops the client that sends it), or None."""
+    if not topic:
+        return 'an empty topic'
+    unfit = _UNFIT.search(topic)
+    if unfit:
+        return 'the character U+%04X' % ord(unfit.group())
+    if '+' in topic or '#' in topic:
+        return 'a wildcard'
+    if len(topic.encode()) > MAX_TOPIC_BYTES:
+        return 'over %d bytes' % MAX_TOPIC_BYTES
+    return None
 
 
 def reply_topic(topic: str, prefix: str) -> str:
-    """A caller's response topic, if the gateway may answer there: no wildcard, and under the gateway's
-    prefix only its reply/ branch, so that no caller makes it speak for a board or publish its status."""
-    mine = topic.startswith(prefix + '/') and not topic.startswith(prefix + '/reply/')
-    if not topic or mine or '+' in topic or '#' in topic or '\0' in topic:
-        raise ValueError('the gateway does not answer on the topic %r' % (topic,))
+    """A caller's response topic, if the gateway may answer there: one the broker takes (a topic it refuses
+    would cost the gateway its connection), and under the gateway's prefix only its reply/ branch, so that no
+    caller makes it speak for a board or publish its status."""
+    fault = topic_fault(topic)
+    if fault is None and topic.startswith(prefix + '/') and not topic.startswith(prefix + '/reply/'):
+        fault = 'the gateway\'s own topics'
+    if fault:
+        raise ValueError('the gateway does not answer on the topic %.200r (%s)' % (topic, fault))
     return topic
 
 

@@ -10,6 +10,7 @@ import errno
 import os
 import runpy
 import socket
+import sys
 from typing import Dict, Optional, Tuple
 
 import serial
@@ -102,6 +103,25 @@ def check_tcp_port_free(port: int) -> None:
                 raise
             raise CommandError('TCP port %d is taken (another virtual board?): choose another with '
                                '--tcp-port N, or --tcp-port 0 for none' % port, EXIT_BOARD) from None
+
+
+def read_secret_file(path: str) -> str:
+    """The secret in a file, whitespace around it stripped; a warning on stderr when the file is open to its
+    group or others, who could read the secret there."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            mode = os.fstat(f.fileno()).st_mode
+            secret = f.read().strip()
+    except OSError as err:
+        raise CommandError('cannot read the secret file %s: %s' % (path, err.strerror or err)) from None
+    except UnicodeDecodeError:
+        raise CommandError('the secret file %s is not UTF-8 text' % path) from None
+    if not secret:
+        raise CommandError('the secret file %s is empty' % path)
+    if mode & 0o077:
+        print('sp: warning: the secret file %s is open to its group or others (mode %03o): chmod 600 it'
+              % (path, mode & 0o777), file=sys.stderr)
+    return secret
 
 
 def board_env(secret: Optional[str], codec: str, tcp_port: int) -> Dict[str, str]:

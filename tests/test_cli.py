@@ -35,11 +35,11 @@ def free_port():
 class Board:
     """sp board in a subprocess: .port is its pty, .tcp its TCP address."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.tcp_port = free_port()
         self.proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'board', '--tcp-port', str(self.tcp_port)]
                                      + list(args), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, env=env)
         self.port = self.proc.stdout.readline().strip()
         assert self.port.startswith('/dev/pts/'), self.proc.stderr.read()
         self.tcp = 'tcp://127.0.0.1:%d' % self.tcp_port

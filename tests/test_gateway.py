@@ -149,7 +149,7 @@ def test_four_clients_calling_both_boards_at_once_each_get_their_own_answers(fle
             caller.wait_for(lambda: len(caller.answers()) == 2 * per_board)
             for correlation, answer in caller.answers().items():
                 caller_no, n, board = correlation.decode().split('/')
-                assert answer == {'status': 0, 'status_name': 'okay',
+                assert answer == {'status': 0, 'status_name': 'okay', 'board': board, 'service_id': 31, 'data_id': 0,
                                   'data': {'caller': int(caller_no), 'n': int(n), 'board': board}}
                 assert int(caller_no) == i
         assert fleet.gateway.counters['timeouts'] == 0
@@ -235,7 +235,8 @@ def test_calls_over_what_a_board_may_have_waiting_get_a_timeout_answer_at_once(f
         for n in range(admitted + 3):
             caller.ask('flood/mute/read/0/req', '', b'%d' % n, 'test/flood')
         caller.wait_for(lambda: len(caller.answers()) == 3)
-        turned_away = wire.answer(wire.STATUS_TIMEOUT, '%d calls already wait for mute' % admitted)
+        turned_away = wire.addressed(wire.answer(wire.STATUS_TIMEOUT, '%d calls already wait for mute' % admitted),
+                                     'mute', 11, 0)
         assert caller.answers() == {b'%d' % n: turned_away for n in range(admitted, admitted + 3)}
         assert gateway.counters['timeouts'] == 3
     finally:
@@ -304,7 +305,8 @@ def test_mqtt_311_clients_use_the_envelope(fleet):
     try:
         caller.client.publish('sp/b/execute/0/req', json.dumps({'reply_to': 'test/v3', 'id': 7, 'data': 'hi'}))
         caller.wait_for(lambda: caller.last('test/v3') is not None)
-        assert json.loads(caller.last('test/v3').payload) == {'status': 0, 'status_name': 'okay', 'data': 'hi', 'id': 7}
+        assert json.loads(caller.last('test/v3').payload) == {'status': 0, 'status_name': 'okay', 'data': 'hi', 'id': 7,
+                                                              'board': 'b', 'service_id': 31, 'data_id': 0}
     finally:
         caller.close()
 
@@ -355,7 +357,8 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
         assert r.returncode == errors.EXIT_TIMEOUT and 'no answer from board nobody' in r.stderr, r.stderr
         assert server.send(sp.SID_READ_RESPONSE, 5, {'pushed': 1})      # a board's own message
         watcher.wait_for(lambda: watcher.last('cli/h/11/5') is not None)
-        assert json.loads(watcher.last('cli/h/11/5').payload) == wire.answer(sp.STATUS_OKAY, {'pushed': 1})
+        assert json.loads(watcher.last('cli/h/11/5').payload) == wire.addressed(wire.answer(sp.STATUS_OKAY, {'pushed': 1}),
+                                                                                'h', 11, 5)
     finally:
         interrupt(proc)
         watcher.wait_payload('cli/h/status', 'offline')

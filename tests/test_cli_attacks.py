@@ -1,0 +1,126 @@
+"""The sp command against a hostile peer and a prying user of the same machine: what a peer sends reaches the
+terminal only escaped, and a secret need not be on a command line, where ps shows it to everyone."""
+import os
+import secrets
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, interrupt
+from sp_common import frame, pure_json
+from sp_tool import errors
+from test_cli import Board, fails, sp
+
+SECRET = secrets.token_hex(12)     # not the other tests' secret: ps must show this one nowhere
+ESCAPES = '\x1b[2J\x1b]0;owned\x07\r'
+
+
+def test_monitor_prints_a_peers_data_id_escaped(tmp_path):
+    """A pure_json data id may be a string: ESC, BEL and CR from the peer must not reach the terminal."""
+    capture = tmp_path / 'hostile.bin'
+    capture.write_bytes(frame(pure_json.encode(11, ESCAPES, 0, ESCAPES)))
+    r = sp('monitor', str(capture))
+    assert r.returncode == 0, r.stderr
+    assert not any(c in r.stdout for c in '\x1b\x07\r'), r.stdout
+    assert r.stdout.endswith(' read data response, data_id: \\x1b[2J\\x1b]0;owned\\x07\\x0d, status: okay, '
+                             'data: "\\u001b[2J\\u001b]0;owned\\u0007\\r", crc: ok\n'), r.stdout
+
+
+def secret_file(tmp_path, mode=0o600, text=SECRET + '\n'):
+    path = tmp_path / ('secret-%o' % mode)
+    path.write_text(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+def env_with(secret=None):
+    env = {key: value for key, value in os.environ.items() if key != 'SP_SECRET'}
+    if secret is not None:
+        env['SP_SECRET'] = secret
+    return env
+
+
+def command_lines():
+    """Every process's command line, as ps shows them."""
+    lines = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                lines.append(f.read().replace(b'\0', b' ').decode(errors='replace'))
+        except OSError:
+            pass
+    return lines
+
+
+@pytest.fixture(scope='module')
+def board(tmp_path_factory):
+    """sp board with its secret from a file: it shows in no process's command line."""
+    b = Board('--secret-file', secret_file(tmp_path_factory.mktemp('secret')), env=env_with())
+    yield b
+    assert b.stop() == 0
+
+
+def test_a_board_started_with_a_secret_file_shows_its_secret_in_no_command_line(board):
+    assert [line for line in command_lines() if SECRET in line] == []
+    fails(sp('call', board.tcp, 'read', 'asc_time', env=env_with()), errors.EXIT_AUTH, 'give --secret')
+
+
+def test_call_takes_the_secret_from_a_file(board, tmp_path):
+    r = sp('call', board.tcp, 'execute', 'echo', '"file"', '--secret-file', secret_file(tmp_path), env=env_with())
+    assert (r.returncode, r.stdout, r.stderr) == (0, 'okay: "file"\n', '')
+
+
+def test_call_takes_the_secret_from_the_environment(board):
+    r = sp('call', board.port, 'execute', 'echo', '"env"', env=env_with(SECRET))
+    assert (r.returncode, r.stdout) == (0, 'okay: "env"\n'), r.stderr
+    fails(sp('call', board.port, 'execute', 'echo', '"env"', env=env_with('pear')), errors.EXIT_AUTH, 'refused')
+
+
+def test_a_secret_file_others_may_read_is_warned_about(board, tmp_path):
+    path = secret_file(tmp_path, 0o644)
+    r = sp('call', board.tcp, 'execute', 'echo', '"open"', '--secret-file', path, env=env_with())
+    assert (r.returncode, r.stdout) == (0, 'okay: "open"\n'), r.stderr
+    assert r.stderr == ('sp: warning: the secret file %s is open to its group or others (mode 644): chmod 600 it\n'
+                        % path)
+
+
+def test_bad_secret_options_are_named(tmp_path):
+    fails(sp('call', 'read', '0', '--secret', 'x', '--secret-file', 'y'), errors.EXIT_USAGE, 'not allowed with')
+    fails(sp('call', 'read', '0', '--secret-file', str(tmp_path / 'none')), errors.EXIT_USAGE,
+          'cannot read the secret file', 'No such file')
+    fails(sp('call', 'read', '0', '--secret-file', secret_file(tmp_path, text=' \n')), errors.EXIT_USAGE, 'is empty')
+    fails(sp('call', 'mqtt://127.0.0.1:1/kitchen', 'read', '0', '--secret-file', secret_file(tmp_path)),
+          errors.EXIT_USAGE, 'the gateway holds')
+    # the environment's secret is for links: through a broker it is left alone, not an error
+    fails(sp('call', 'mqtt://127.0.0.1:1/kitchen', 'read', '0', env=env_with(SECRET)), errors.EXIT_REFUSED,
+          'cannot reach the broker')
+
+
+def test_serve_takes_the_secret_from_the_environment(tmp_path):
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'serve', '--tcp', '127.0.0.1:0'], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with(SECRET))
+    try:
+        where = proc.stdout.readline().split()[-1]
+        assert where.startswith('tcp://'), proc.stderr.read()
+        assert [line for line in command_lines() if SECRET in line] == []
+        r = sp('call', where, 'execute', 'echo', '"served"', '--secret-file', secret_file(tmp_path), env=env_with())
+        assert (r.returncode, r.stdout) == (0, 'okay: "served"\n'), r.stderr
+        fails(sp('call', where, 'execute', 'echo', '"x"', env=env_with()), errors.EXIT_AUTH, 'give --secret')
+    finally:
+        interrupt(proc)
+
+
+def test_gateway_warns_about_a_board_secret_file_others_may_read(tmp_path):
+    path = secret_file(tmp_path, 0o640)
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', 'mqtt://127.0.0.1:1',
+                             'k=tcp://127.0.0.1:1?secret_file=' + path], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith('gateway for k on mqtt://127.0.0.1:1')
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+    assert proc.stderr.read() == ('sp: warning: the secret file %s is open to its group or others (mode 640): '
+                                  'chmod 600 it\n' % path)
+    proc.stdout.close()
+    proc.stderr.close()

@@ -1,0 +1,250 @@
+"""Attacks on sp gateway and BoardClient through a real mosquitto, each as a hostile caller (or board) would make it.
+
+One message must not stop the gateway or get it thrown off the broker, and no caller may get its words taken
+for the answer to another caller's call.
+"""
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+import sp_cpython as sp
+from conftest import ROOT
+from sp_tool import mqtt_wire as wire
+from sp_tool.demo import add_demo_services
+from sp_tool.mqtt_client import BoardClient
+from test_gateway import WAIT, Inbox, fleet, side_gateway  # noqa: F401 (fleet is a fixture)
+
+
+def wait_counter(gateway, name, value):
+    deadline = time.monotonic() + WAIT
+    while gateway.counters[name] < value:
+        assert time.monotonic() < deadline, gateway.counters
+        time.sleep(0.05)
+
+
+def still_answers(fleet, board='a'):
+    with BoardClient(fleet.broker.url, board) as client:
+        assert client.request('execute', 0, 'still here', timeout=WAIT)['data'] == 'still here'
+
+
+def test_a_deeply_nested_envelope_id_does_not_stop_the_gateway(fleet, caplog):
+    """Ids nested around the depth where parsing still works and echoing them back no longer does, on a call the
+    gateway answers from its network thread (an unknown service) and on one its workers answer: each one is
+    refused (counted and logged once) and the gateway keeps answering."""
+    caplog.set_level(logging.WARNING, 'sp.gateway')
+    before = fleet.gateway.counters['bad_input']
+    topics = ('sp/a/fly/0/req', 'sp/a/read/0/req')
+    depths = range(850, 1001)
+    caller = Inbox(fleet.broker, 'test/nested', protocol=mqtt.MQTTv311)
+    try:
+        for depth in depths:
+            envelope = '{"reply_to": "test/nested", "id": %s1%s, "data": null}' % ('[' * depth, ']' * depth)
+            for topic in topics:
+                caller.client.publish(topic, envelope)
+        sent = len(depths) * len(topics)
+        wait_counter(fleet.gateway, 'bad_input', before + sent)
+        still_answers(fleet)
+        assert fleet.gateway.counters['bad_input'] == before + sent
+        assert [t for t, _ in caller.messages if t == 'test/nested'] == []
+        assert fleet.status.last('sp/gateway/status').payload == b'online'
+        refusals = [r for r in caplog.records if r.name == 'sp.gateway' and any(t in r.getMessage() for t in topics)]
+        assert len(refusals) == sent
+    finally:
+        caller.close()
+
+
+@pytest.mark.parametrize('id_', [[1], {'a': 1}, 'x' * 1000, 10 ** 200], ids=['list', 'object', 'long', 'big'])
+def test_envelope_ids_are_scalars_or_short_strings(fleet, id_):
+    before = fleet.gateway.counters['bad_input']
+    caller = Inbox(fleet.broker, 'test/ids', protocol=mqtt.MQTTv311)
+    try:
+        caller.client.publish('sp/b/execute/0/req', json.dumps({'reply_to': 'test/ids', 'id': id_, 'data': 'x'}))
+        caller.client.publish('sp/b/execute/0/req', json.dumps({'reply_to': 'test/ids', 'id': 'ok', 'data': 'y'}))
+        caller.wait_for(lambda: caller.last('test/ids') is not None)
+        assert json.loads(caller.last('test/ids').payload)['id'] == 'ok'
+        assert fleet.gateway.counters['bad_input'] == before + 1
+    finally:
+        caller.close()
+
+
+HOSTILE_TOPICS = ['test/\x01', 'test/\x1b[2J', 'test/\x7f', 'test/\x9b', 'test/\uffff', 'test/\ufdd0',
+                  'test/\U0010fffe', 'test/\ud800', 'test/+', 'test/#', '']
+
+
+def test_reply_topics_the_broker_rejects_do_not_get_the_gateway_thrown_off(fleet):
+    """An envelope's reply_to is anything JSON holds: a topic mosquitto takes for malformed would cost the
+    gateway its connection (and every call in flight). Each is refused and counted; the gateway stays online."""
+    before = fleet.gateway.counters['bad_input']
+    caller = Inbox(fleet.broker, 'test/#', protocol=mqtt.MQTTv311)
+    try:
+        for topic in HOSTILE_TOPICS:
+            caller.client.publish('sp/b/read/0/req', json.dumps({'reply_to': topic, 'id': 1, 'data': None}))
+        wait_counter(fleet.gateway, 'bad_input', before + len(HOSTILE_TOPICS))
+        still_answers(fleet, 'b')
+        assert fleet.gateway.client.is_connected()
+        assert [msg.payload for t, msg in fleet.status.messages if t == 'sp/gateway/status'][-1:] == [b'online']
+        assert b'offline' not in [msg.payload for t, msg in fleet.status.messages if t == 'sp/gateway/status']
+        assert [t for t, _ in caller.messages if t.startswith('test/')] == []
+    finally:
+        caller.close()
+
+
+@pytest.mark.parametrize('topic', HOSTILE_TOPICS + ['t/' + 'x' * 65535, 't/' + '\xe9' * 33000], ids=lambda topic: ascii(topic)[:24])
+def test_reply_topics_brokers_reject_are_refused_as_mqtt_5_response_topics_too(topic):
+    """mosquitto checks a Response Topic itself and drops its sender, but not every broker does."""
+    with pytest.raises(ValueError):
+        wire.reply_topic(topic, 'sp')
+
+
+def test_a_board_that_sends_a_data_id_no_topic_can_hold_does_not_get_the_gateway_thrown_off(fleet):
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    board = sp.pure_json_protocol(comm, channel_name='hostile-board')
+    add_demo_services(board)
+    gateway = side_gateway(fleet, 'h=tcp://127.0.0.1:%d' % comm.port, 'hb', 'h')
+    watch = Inbox(fleet.broker, 'hb/#')
+    try:
+        for did in ('\x01', '\x1b[2J', '\ufffe', 'a/b', '+'):
+            assert board.send(sp.SID_READ_RESPONSE, did, 'junk', timeout=WAIT)
+        wait_counter(gateway, 'bad_input', 5)
+        assert board.send(sp.SID_READ_RESPONSE, 'fine', 'after', timeout=WAIT)
+        watch.wait_for(lambda: watch.last('hb/h/11/fine') is not None)
+        assert gateway.client.is_connected()
+        assert b'offline' not in [msg.payload for t, msg in watch.messages if t == 'hb/gateway/status']
+    finally:
+        watch.close()
+        gateway.stop()
+        board.close()
+
+
+class Forger:
+    """A second caller on the same broker: it sees requests (read access on the request topics) and publishes
+    answers of its own, directly to another caller's reply topic or through the gateway."""
+
+    def __init__(self, fleet, watched):
+        self.inbox = Inbox(fleet.broker, watched)
+
+    def seen(self):
+        return [msg for t, msg in self.inbox.messages if msg is not None and t.endswith('/req')]
+
+    def answer_directly(self, topic, correlation, body):
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = correlation
+        self.inbox.client.publish(topic, json.dumps(body), properties=properties)
+
+
+@pytest.fixture
+def mute(fleet):
+    """A gateway (prefix forge) for a board that never answers: a victim's call stays in flight for 2 s."""
+    silent = socket.create_server(('127.0.0.1', 0))
+    gateway = side_gateway(fleet, 'mute=tcp://127.0.0.1:%d' % silent.getsockname()[1], 'forge', 'mute', timeout=2.0)
+    yield gateway
+    gateway.stop()
+    silent.close()
+
+
+def call_in_flight(victim, forger):
+    """The victim's read on the mute board, started; returns once the forger has seen its request."""
+    result = []
+    call = threading.Thread(target=lambda: result.append(victim.request('read', 0, timeout=WAIT)))
+    call.start()
+    forger.inbox.wait_for(lambda: forger.seen())
+    return call, result
+
+
+def test_guessed_correlations_forge_no_answer_into_another_callers_call(fleet, mute):
+    """The victim's call waits on a board that does not answer; the forger publishes answers with the correlation
+    data a counter would have (1..50) and with everything else right. The victim gets the gateway's answer."""
+    forger = Forger(fleet, 'forge/+/+/+/req')
+    try:
+        with BoardClient(fleet.broker.url, 'mute', prefix='forge') as victim:
+            call, result = call_in_flight(victim, forger)
+            forged = dict(wire.answer(sp.STATUS_OKAY, 'forged'), board='mute', service_id=11, data_id=0)
+            for n in range(1, 51):
+                forger.answer_directly(victim.reply_topic, b'%d' % n, forged)
+            call.join(WAIT)
+            assert result == [wire.answer(wire.STATUS_TIMEOUT, 'no answer from mute within 2 s')]
+            assert victim.counters['dropped'] == 50
+            assert len(forger.seen()[0].properties.CorrelationData) == 16
+    finally:
+        forger.inbox.close()
+
+
+def test_an_answer_from_another_board_is_not_taken_for_the_call_even_with_its_correlation(fleet, mute):
+    """Past the broker's ACL: the forger, who may call board b, saw the victim's request to the silent board and
+    asks board b with the victim's reply topic and correlation data. The gateway answers there, but the answer
+    names board b, so the victim drops it and keeps waiting for its own."""
+    forger = Forger(fleet, 'forge/mute/+/+/req')
+    try:
+        with BoardClient(fleet.broker.url, 'mute', prefix='forge') as victim:
+            call, result = call_in_flight(victim, forger)
+            request = forger.seen()[0]
+            forger.inbox.ask('sp/b/read/0/req', b'null', request.properties.CorrelationData,
+                             request.properties.ResponseTopic)
+            forger.inbox.ask('sp/b/execute/0/req', b'"forged"', request.properties.CorrelationData,
+                             request.properties.ResponseTopic)
+            call.join(WAIT)
+            assert result == [wire.answer(wire.STATUS_TIMEOUT, 'no answer from mute within 2 s')]
+            assert victim.counters['dropped'] == 2
+    finally:
+        forger.inbox.close()
+
+
+def test_answers_name_their_board_service_and_data_id(fleet):
+    caller = Inbox(fleet.broker, 'test/named')
+    try:
+        caller.ask('sp/b/execute/0/req', b'"hi"', b'c1', 'test/named')
+        caller.ask('sp/a/fly/0/req', b'null', b'c2', 'test/named')
+        caller.wait_for(lambda: len(caller.answers()) == 2)
+        assert caller.answers()[b'c1'] == {'status': 0, 'status_name': 'okay', 'data': 'hi', 'board': 'b',
+                                           'service_id': 31, 'data_id': 0}
+        bad = caller.answers()[b'c2']
+        assert (bad['status'], bad['board'], bad['service_id'], bad['data_id']) == (wire.STATUS_BAD_REQUEST, 'a',
+                                                                                   None, None)
+    finally:
+        caller.close()
+
+
+class RogueGateway:
+    """Answers every request on PREFIX/BOARD with the right correlation and ids and a status name and data of
+    terminal escapes: what a broker relays reaches the terminal of whoever runs sp call."""
+
+    def __init__(self, fleet, prefix, board, status, status_name, data):
+        self.body = {'status': status, 'status_name': status_name, 'data': data, 'board': board}
+        self.inbox = Inbox(fleet.broker, '%s/%s/+/+/req' % (prefix, board))
+        self.inbox.client.on_message = self._answer
+
+    def _answer(self, client, userdata, msg):
+        service, did = msg.topic.split('/')[2:4]
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = msg.properties.CorrelationData
+        body = dict(self.body, service_id=wire.parse_service(service) + 1, data_id=int(did))
+        client.publish(msg.properties.ResponseTopic, json.dumps(body), properties=properties)
+
+
+ESCAPES = '\x1b[2J\x1b]0;owned\x07\r'
+
+
+@pytest.mark.parametrize('status', [0, 1, wire.STATUS_BAD_REQUEST])
+def test_sp_call_through_a_broker_prints_what_comes_back_escaped(fleet, status):
+    rogue = RogueGateway(fleet, 'rogue', 'x', status, 'okay' + ESCAPES, ESCAPES)
+    try:
+        for extra in ([], ['--json']):
+            r = subprocess.run([sys.executable, '-m', 'sp_tool', 'call', fleet.broker.url + '/rogue/x', 'read', '0',
+                                '--timeout', '5'] + extra, capture_output=True, timeout=60, cwd=ROOT,
+                               stdin=subprocess.DEVNULL)
+            assert r.stdout.strip(), r.stderr
+            assert r.returncode == {0: 0, 1: 1, wire.STATUS_BAD_REQUEST: 1}[status], r.stderr
+            for out in (r.stdout, r.stderr):
+                assert not any(c in out for c in b'\x1b\x07\r'), out
+            assert b'\\x1b[2J' in r.stdout + r.stderr or b'\\u001b[2J' in r.stdout
+    finally:
+        rogue.inbox.close()
