@@ -3,6 +3,7 @@
 One message must not stop the gateway or get it thrown off the broker, and no caller may get its words taken
 for the answer to another caller's call.
 """
+import getpass
 import json
 import logging
 import socket
@@ -20,8 +21,10 @@ import sp_cpython as sp
 from conftest import ROOT
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
+from sp_tool.gateway import Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from test_gateway import WAIT, Inbox, fleet, side_gateway  # noqa: F401 (fleet is a fixture)
+from tools.mosquitto import Mosquitto
 
 
 def wait_counter(gateway, name, value):
@@ -248,3 +251,92 @@ def test_sp_call_through_a_broker_prints_what_comes_back_escaped(fleet, status):
             assert b'\\x1b[2J' in r.stdout + r.stderr or b'\\u001b[2J' in r.stdout
     finally:
         rogue.inbox.close()
+
+
+ACL = '''user gateway
+topic read sp/+/+/+/req
+topic write sp/#
+
+user dashboard
+topic write sp/kitchen/+/+/req
+topic write sp/garage/read/+/req
+topic read sp/+/status
+
+user porch-camera
+topic write sp/porch/+/+/req
+topic read sp/porch/status
+
+pattern read sp/reply/%c
+'''
+
+
+@pytest.fixture(scope='module')
+def locked_broker(tmp_path_factory):
+    """mosquitto with logins and the ACL of docs/fleets.md, two host boards (kitchen, porch) and a gateway."""
+    folder = tmp_path_factory.mktemp('acl')
+    broker = Mosquitto(str(folder))
+    broker.stop()
+    passwd, acl = folder / 'passwd', folder / 'acl'
+    for user in ('gateway', 'dashboard', 'porch-camera'):
+        subprocess.run(['mosquitto_passwd', '-b'] + (['-c'] if user == 'gateway' else []) + [str(passwd), user,
+                       user + '-pw'], check=True, capture_output=True)
+    acl.write_text(ACL)
+    with open(broker.config, 'w') as f:
+        f.write('listener %d 127.0.0.1\nallow_anonymous false\npersistence false\npassword_file %s\nacl_file %s\n'
+                'user %s\n' % (broker.port, passwd, acl, getpass.getuser()))   # root's mosquitto reads as that user
+    broker.start()
+    boards = {name: sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), channel_name=name)
+              for name in ('kitchen', 'porch')}
+    for board in boards.values():
+        add_demo_services(board)
+    gateway = Gateway(wire.Broker('127.0.0.1', broker.port, username='gateway', password='gateway-pw'),
+                      [parse_board('%s=tcp://127.0.0.1:%d' % (name, board.__comm_inst__.port))
+                       for name, board in boards.items()], timeout=2.0)
+    gateway.start()
+    try:
+        yield broker
+    finally:
+        gateway.stop()
+        for board in boards.values():
+            board.close()
+        broker.stop()
+
+
+def logged_in(broker, user, board):
+    client = BoardClient('mqtt://%s:%s-pw@127.0.0.1:%d' % (user, user, broker.port), board)
+    deadline = time.monotonic() + WAIT
+    while True:     # the gateway subscribes on its own time: the first calls may go into nothing
+        try:
+            client.request('read', 0, timeout=0.5)
+            return client
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                client.close()
+                raise
+
+
+def test_the_documented_acl_confines_callers_to_their_boards_and_reply_topics(locked_broker):
+    """The ACL of docs/fleets.md: porch-camera calls the porch and not the kitchen, and cannot publish on the
+    dashboard's reply topic. What it can do is make the gateway answer there: that answer is dropped."""
+    dashboard = logged_in(locked_broker, 'dashboard', 'kitchen')
+    camera = logged_in(locked_broker, 'porch-camera', 'porch')
+    try:
+        assert camera.request('execute', 0, 'porch') == wire.answer(sp.STATUS_OKAY, 'porch')
+        kitchen = BoardClient('mqtt://porch-camera:porch-camera-pw@127.0.0.1:%d' % locked_broker.port, 'kitchen')
+        with kitchen, pytest.raises(TimeoutError):
+            kitchen.request('execute', 0, 'not mine', timeout=3)
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = b'1'
+        forged = dict(wire.answer(sp.STATUS_OKAY, 'forged'), board='kitchen', service_id=11, data_id=0)
+        camera.client.publish(dashboard.reply_topic, json.dumps(forged), properties=properties)   # denied
+        properties.ResponseTopic = dashboard.reply_topic
+        camera.client.publish('sp/porch/read/0/req', b'null', properties=properties)   # relayed by the gateway
+        deadline = time.monotonic() + WAIT
+        while dashboard.counters['dropped'] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert dashboard.request('execute', 0, 'mine') == wire.answer(sp.STATUS_OKAY, 'mine')
+        assert dashboard.counters['dropped'] == 1
+    finally:
+        dashboard.close()
+        camera.close()
