@@ -357,8 +357,8 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
         assert r.returncode == errors.EXIT_TIMEOUT and 'no answer from board nobody' in r.stderr, r.stderr
         assert server.send(sp.SID_READ_RESPONSE, 5, {'pushed': 1})      # a board's own message
         watcher.wait_for(lambda: watcher.last('cli/h/11/5') is not None)
-        assert json.loads(watcher.last('cli/h/11/5').payload) == wire.addressed(wire.answer(sp.STATUS_OKAY, {'pushed': 1}),
-                                                                                'h', 11, 5)
+        pushed = wire.addressed(wire.answer(sp.STATUS_OKAY, {'pushed': 1}), 'h', 11, 5)
+        assert json.loads(watcher.last('cli/h/11/5').payload) == pushed
     finally:
         interrupt(proc)
         watcher.wait_payload('cli/h/status', 'offline')

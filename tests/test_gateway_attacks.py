@@ -101,7 +101,8 @@ def test_reply_topics_the_broker_rejects_do_not_get_the_gateway_thrown_off(fleet
         caller.close()
 
 
-@pytest.mark.parametrize('topic', HOSTILE_TOPICS + ['t/' + 'x' * 65535, 't/' + '\xe9' * 33000], ids=lambda topic: ascii(topic)[:24])
+@pytest.mark.parametrize('topic', HOSTILE_TOPICS + ['t/' + 'x' * 65535, 't/' + '\xe9' * 33000],
+                         ids=lambda topic: ascii(topic)[:24])
 def test_reply_topics_brokers_reject_are_refused_as_mqtt_5_response_topics_too(topic):
     """mosquitto checks a Response Topic itself and drops its sender, but not every broker does."""
     with pytest.raises(ValueError):
