@@ -88,8 +88,14 @@ class StdioStream(Stream):
         return n
 
     def interrupted(self):
-        """A Ctrl-C came between frames: the console goes back to the REPL."""
-        self.close()
+        """A Ctrl-C came between frames: the stream ends and the console goes back to the REPL.
+
+        Ctrl-C stays off until the REPL takes over and sets it as it needs: a
+        second Ctrl-C that arrives meanwhile (tools send two) is then a key for
+        the REPL, not a KeyboardInterrupt waiting for the next code it runs.
+        """
+        if self._up:
+            self._lost()
 
     def _lost(self):
         if self._tty:

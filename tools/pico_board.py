@@ -137,7 +137,7 @@ class PicoBoard:
     def exec(self, code, timeout=10.0):
         """Runs code at the raw REPL and leaves it running, so a host may open the console afterwards."""
         with serial.Serial(self.usb, 115200, timeout=timeout, exclusive=True) as port:
-            port.write(b'\r\x03\x03')
+            port.write(b'\r\x03')   # one Ctrl-C, as mpremote sends it
             time.sleep(0.1)
             port.reset_input_buffer()
             port.write(b'\r\x01')
@@ -151,7 +151,8 @@ class PicoBoard:
 
     def start(self, **settings):
         """Starts the deployed main.py with config values set first (start(streams=('stdio',), secret='x'))."""
-        lines = ['import config', 'config.STARTUP_DELAY_MS = 0']
+        lines = ['import micropython', 'micropython.kbd_intr(-1)',   # bytes sent before it serves are not Ctrl-C
+                 'import config', 'config.STARTUP_DELAY_MS = 0']
         lines += ['config.%s = %r' % (name.upper(), value) for name, value in sorted(settings.items())]
         self.exec('\n'.join(lines + ['import main', '']))
 

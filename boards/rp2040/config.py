@@ -12,4 +12,4 @@ WIFI_PASSWORD = None
 TCP_PORT = 57321
 SECRET_FILE = 'secret.txt'
 MAX_FRAME = 8192
-STARTUP_DELAY_MS = 2000
+STARTUP_DELAY_MS = 0          # serves at once: Ctrl-C between frames takes the REPL back (REPL)

@@ -5,7 +5,11 @@ root (and secret.txt for a secret): `sp deploy rp2040`. The board serves its
 USB console; mpremote, Thonny and Belay take it back with Ctrl-C as from any
 program (config.REPL).
 """
+import micropython
+
 import config
 from sp_micropython.board import run
 
+if 'stdio' in config.STREAMS:   # a host's frames (0x03 bytes) may come before the board serves: they are not Ctrl-C
+    micropython.kbd_intr(-1)
 run(config)

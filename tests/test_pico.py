@@ -1,0 +1,224 @@
+"""The device on a Raspberry Pi Pico: MicroPython's RP2040 port under the rp2040js emulator (tools.pico_board).
+
+What a Pico user does, on the real firmware: `sp deploy rp2040` with
+mpremote over the USB console, a reset, `sp call` over the same cable, and
+mpremote taking the board back while it serves; the interop cases over USB and
+over UART0; the conformance suite and hostile frames on the board.
+
+The launcher and firmware come from ../shared/rp2040-board (or
+$SP_RP2040_BOARD_DIR); when they, node, npm or socat are missing these tests
+skip and say why, except under CI (CI set to anything but empty, 0 or false),
+where that is a failure.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import serial
+
+import sp_cpython as sp
+from conftest import ROOT
+from test_conformance_micropython import _cpython_cases
+from test_interop import SECRET, ask, exchange
+from test_qemu_board import HEADER, crc_frame, hostile_frames
+from tools.pico_board import PicoBoard, missing
+
+CONFORMANCE = os.path.join(ROOT, 'tests', 'conformance')
+
+
+def sp_cmd(*args, timeout=60):
+    return subprocess.run([sys.executable, '-m', 'sp_tool', *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def mpremote(port, *args, timeout=60):
+    return subprocess.run([sys.executable, '-m', 'mpremote', 'connect', port, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def pico():
+    """One emulated Pico with the project deployed as .mpy by `sp deploy rp2040 --mpy` over its USB console."""
+    reason = missing()
+    if reason:
+        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    board = PicoBoard()
+    try:
+        done = sp_cmd('deploy', 'rp2040', '--port', board.usb, '--mpy', timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield board
+    finally:
+        board.stop()
+
+
+def call_usb(board, *args, timeout=20):
+    """`sp call USB ...`, retried while the board is still starting main.py (it answers REPL, exit 7, or nothing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = sp_cmd('call', board.usb, *args, '--timeout', '3')
+        if done.returncode not in (5, 7) or time.monotonic() > deadline:
+            return done
+        time.sleep(0.5)
+
+
+def assert_taken_back(board):
+    """mpremote takes the serving board back, as from any MicroPython program."""
+    done = mpremote(board.usb, 'exec', 'print("at the REPL", 6 * 7)')
+    assert done.returncode == 0 and 'at the REPL 42' in done.stdout, done.stdout + done.stderr
+
+
+def test_deploy_reset_and_call_over_the_usb_cable(pico):
+    """The newcomer's path: deployed, reset, and the USB cable answers; then mpremote has the board again."""
+    lines = pico.lines()
+    assert mpremote(pico.usb, 'reset').returncode == 0
+    assert pico.wait_line('USB-CONNECTED', 20, lines)
+    done = call_usb(pico, 'read', 'asc_time')
+    assert done.returncode == 0 and done.stdout.startswith('okay: "'), done.stdout + done.stderr
+    assert_taken_back(pico)
+    done = sp_cmd('call', pico.usb, 'read', 'asc_time', '--timeout', '3')
+    assert done.returncode == 7 and 'REPL' in done.stderr, done.stderr
+
+
+def power_cycle(pico):
+    """Power off and on, then wait until main.py serves (a Ctrl-C while it imports would stop it)."""
+    pico.power_cycle()
+    done = call_usb(pico, 'execute', 'echo', '"after power"')
+    assert done.returncode == 0 and done.stdout.strip() == 'okay: "after power"', done.stdout + done.stderr
+
+
+def test_the_board_serves_again_after_a_power_cycle(pico):
+    power_cycle(pico)
+    assert_taken_back(pico)
+
+
+def host_on(port, codec, secret):
+    cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
+    return cls(sp.serial_stp(port), secret=secret, auto_auth=bool(secret), channel_name='host')
+
+
+@pytest.mark.parametrize('session_v2', ['on', 'off'])
+@pytest.mark.parametrize('secret', [None, SECRET])
+@pytest.mark.parametrize('codec', ['pure_json', 'struct_json'])
+def test_interop_over_usb_and_uart0(pico, codec, secret, session_v2):
+    pico.start(streams=('stdio', 'uart'), codec=codec, secret=secret, session_v2=session_v2,
+               channel_name='device')
+    for port in (pico.usb, pico.uart0):
+        host = host_on(port, codec, secret)
+        try:
+            exchange(host, 'server')
+            assert host.session == (2 if session_v2 == 'on' else 1)
+            assert host.macs == (session_v2 == 'on' and secret is not None)
+        finally:
+            host.close()
+    assert_taken_back(pico)
+
+
+def test_wrong_secret_is_refused_over_usb(pico):
+    pico.start(secret=SECRET)
+    host = sp.pure_json_protocol(sp.serial_stp(pico.usb), secret='wrong', channel_name='host', session_v2=False)
+    try:
+        assert host.authentificate(timeout=10) is False
+        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
+    finally:
+        host.close()
+    assert_taken_back(pico)
+
+
+def send_hostile(port, max_frame):
+    with serial.Serial(port, 115200, timeout=0.2) as link:
+        for chunk in hostile_frames(max_frame) + [crc_frame(HEADER + b'"last"}')]:
+            link.write(chunk)
+        replies = b''
+        deadline = time.monotonic() + 60
+        while b'"last"}' not in replies and time.monotonic() < deadline:   # the replies to all of them
+            replies += link.read(4096)
+    assert b'"last"}' in replies, replies[-500:]
+
+
+@pytest.mark.parametrize('where', ['uart0', 'usb'])
+def test_hostile_frames_leave_the_pico_answering(pico, where):
+    """Garbage (Ctrl-C bytes included: with REPL off they are data), deep nesting, huge numbers and strings."""
+    pico.start(streams=('stdio', 'uart'), max_frame=1024, repl=False, session_v2='off')
+    port = getattr(pico, where)
+    send_hostile(port, 1024)
+    host = sp.pure_json_protocol(sp.serial_stp(port), channel_name='host')
+    try:
+        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'still here').get_data() == 'still here'
+        assert ask(host, sp.SID_READ_REQUEST, 0).get_status() == sp.STATUS_OKAY
+    finally:
+        host.close()
+    power_cycle(pico)   # with REPL off only a reset takes the console back
+
+
+def test_ctrl_c_inside_a_frame_is_data_and_between_frames_gives_the_repl_back(pico):
+    pico.start()
+    host = sp.pure_json_protocol(sp.serial_stp(pico.usb), channel_name='host')
+    try:
+        data = '\x03' * 8 + ':>:<'   # JSON escapes it, but 0x03 bytes come in CRCs and seqs: 40 frames hold some
+        for n in range(40):
+            assert host.request(sp.SID_EXECUTE_REQUEST, 0, [n, data], timeout=10).get_data() == [n, data]
+    finally:
+        host.close()
+    with serial.Serial(pico.usb, 115200, timeout=5) as port:
+        port.write(b'\r\x03')   # as mpremote sends it, then Ctrl-A for the raw REPL
+        time.sleep(0.3)
+        port.write(b'\r\x01')
+        got = port.read_until(b'raw REPL; CTRL-B to exit\r\n>')
+    assert got.endswith(b'raw REPL; CTRL-B to exit\r\n>'), got
+
+
+RUN_CONFORMANCE = """from sp_common import stp
+_deframer = stp.Deframer.__init__
+def _board_sized(self, max_size):
+    _deframer(self, min(max_size, 8192))
+stp.Deframer.__init__ = _board_sized
+import sys
+sys.argv[:] = ['run_micropython.py', '/']
+import run_micropython
+"""
+
+
+MAX_TOO_BIG = 1   # conformance cases too big for the Pico's heap: 1 in the runs measured
+
+
+def test_conformance_suite_on_the_pico(pico, tmp_path, request):
+    suite = sorted(name for name in os.listdir(CONFORMANCE) if name.endswith('.py'))
+    done = mpremote(pico.usb, 'mkdir', ':tests', '+', 'mkdir', ':tests/conformance', '+', 'cp',
+                    *[os.path.join(CONFORMANCE, name) for name in suite], ':tests/conformance/')
+    assert done.returncode == 0, done.stderr
+    runner = tmp_path / 'run.py'
+    runner.write_text(RUN_CONFORMANCE.replace('import run_micropython',
+                                              "sys.path.insert(0, '/tests/conformance')\nimport run_micropython"))
+    done = mpremote(pico.usb, 'run', str(runner), timeout=600)
+    out = done.stdout
+    match = re.search(r'conformance on micropython: (\d+) passed, (\d+) failed', out)
+    assert match, out[-3000:] + done.stderr
+    passed, failed = int(match.group(1)), int(match.group(2))
+    # A failure is acceptable only as a test too big for this heap (a host-sized 70 kB frame); anything else
+    # is a difference of the port.
+    reports = out.split('FAIL ')[1:]
+    errors = [r.split('\n')[0] for r in reports if 'MemoryError: ' not in r]
+    assert not errors and failed <= MAX_TOO_BIG, out[-4000:]
+    assert len(reports) == failed and passed + failed == _cpython_cases()
+    line = 'conformance on micropython, emulated Pico (RP2040 port): %d passed, %d failed' % (passed, failed) + (
+        ' (MemoryError: too big for the heap)' if failed else '')
+    request.config.sp_conformance_lines = getattr(request.config, 'sp_conformance_lines', []) + [line]
+    assert mpremote(pico.usb, 'rm', '-r', ':tests').returncode == 0
+
+
+def test_deploy_as_py_then_reset_serves(pico):
+    done = sp_cmd('deploy', 'rp2040', '--port', pico.usb, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listing = mpremote(pico.usb, 'ls', ':sp_common').stdout
+    assert 'engine.py' in listing and '.mpy' not in listing, listing
+    lines = pico.lines()
+    assert mpremote(pico.usb, 'reset').returncode == 0
+    assert pico.wait_line('USB-CONNECTED', 20, lines)
+    done = call_usb(pico, 'write', 'value', '{"n": 1}')
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_taken_back(pico)
