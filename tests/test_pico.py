@@ -222,3 +222,38 @@ def test_deploy_as_py_then_reset_serves(pico):
     done = call_usb(pico, 'write', 'value', '{"n": 1}')
     assert done.returncode == 0, done.stdout + done.stderr
     assert_taken_back(pico)
+
+
+def readme_pico_lines():
+    """The commands of the README's Pico quick start, each with what its comment says it gives."""
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        text = f.read()
+    block = text.split('## Quick start: a Raspberry Pi Pico', 1)[1].split('```sh\n', 1)[1].split('```', 1)[0]
+    lines = []
+    for line in block.strip().split('\n'):
+        command, _, comment = line.partition('   #')
+        comment = comment.strip()
+        code = int(comment.split()[1].rstrip(':')) if comment.startswith('exit ') else 0
+        lines.append((command.strip(), code, comment[len('okay: '):] if comment.startswith('okay: ') else None))
+    return lines
+
+
+def test_the_readme_pico_quick_start_runs_as_written(pico, tmp_path):
+    lines = readme_pico_lines()
+    assert len(lines) >= 8 and lines[0][0].startswith('sp deploy rp2040')
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    try:
+        for command, code, okay in lines:
+            command = command.replace('/dev/ttyACM0', pico.usb)
+            if command.startswith('sp call'):   # after a reset the board needs a moment to serve
+                time.sleep(1.5)
+            done = subprocess.run(['bash', '-c', command], cwd=str(tmp_path), env=env, capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == code, (command, done.stdout, done.stderr)
+            if okay and not okay.startswith('"Fri'):   # the board's clock is its own
+                assert done.stdout.strip() == 'okay: ' + okay, (command, done.stdout)
+            elif okay:
+                assert done.stdout.startswith('okay: "'), (command, done.stdout)
+        assert 'back at the REPL' in done.stdout
+    finally:
+        mpremote(pico.usb, 'rm', ':secret.txt')
