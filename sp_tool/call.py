@@ -18,6 +18,11 @@ REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent c
               ('"%s"' % CHANNEL_NAME).encode())
 _POLL_S = 0.05
 REPL_GRACE_S = 0.5
+REPL_ADVICE = ('the board on %(port)s answers with a MicroPython REPL, not the protocol. A board serves the '
+               'streams its config.py names in STREAMS: boards/rp2040 its USB console, boards/esp32 UART1 '
+               '(GPIO17/16), boards/qemu its console. Its main.py is not running here: reset it '
+               '(mpremote connect %(port)s reset), or deploy first (sp deploy BOARD --port %(port)s). If it '
+               'serves another stream, call that port instead (a USB-UART adapter on the pins above)')
 
 DataId = Union[int, str]
 
@@ -67,9 +72,7 @@ def _wait(predicate, deadline: float, sniffer: ReplSniffer, where: str) -> bool:
         if predicate():
             return True
         if sniffer.sure():
-            raise CommandError('the board on %s answers with a MicroPython REPL, not the protocol: '
-                               'reset it to start main.py, or deploy first (sp deploy BOARD --port %s)'
-                               % (where, where), EXIT_REPL)
+            raise CommandError(REPL_ADVICE % {'port': where}, EXIT_REPL)
         if time.monotonic() >= deadline:
             return False
         time.sleep(_POLL_S)
