@@ -174,8 +174,11 @@ class pure_json:
     @staticmethod
     def pieces(service_id, data_id, status, data, seq=None, re=0, mac=None):
         """The body; with a seq, the session v2 body (seq, re and, with a mac key, the MAC last)."""
-        head = ('{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
-            _id(data_id), _id(service_id), _id(status))).encode()
+        if type(data_id) is int and type(service_id) is int and type(status) is int:   # the common case, at once
+            head = b'{"data_id": %d, "service_id": %d, "status": %d, "data": ' % (data_id, service_id, status)
+        else:
+            head = ('{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
+                _id(data_id), _id(service_id), _id(status))).encode()
         data = dumps(data).encode()
         if seq is None:
             return _with_crc((head, data, b'}'))
