@@ -440,10 +440,14 @@ class Engine:
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, error):
-        """A broken request is answered so that its requester fails fast. Nothing in it is vouched for: in v2
-        only the next seq is answered, and it is spent, so a forged broken frame cannot make a caller give up
-        a request that then runs."""
+        """A broken request is answered so that its requester fails fast. Nothing in it is vouched for, so it
+        is not answered while the wire settles (the answer would be taken for the peer's first words) nor with
+        MACs, where it changes nothing, not even a seq (else a blind injector spends the genuine peer's seqs);
+        in v2 without MACs only the next seq is answered, and it is spent, so a forged broken frame cannot
+        make a caller give up a request that then runs."""
         self.drop('crc_errors')
+        if self.rx_mac is not None or self.session is None:
+            return
         sid = error.sid
         if not (isinstance(sid, int) and sid in self._requests and isinstance(error.did, (int, str))):
             return

@@ -109,6 +109,45 @@ def test_a_man_in_the_middle_without_the_secret(middle):
     assert proxy.connections == 1
 
 
+def broken_frames_around(codec, body):
+    """A blind injector's traffic around one genuine frame: frames with wrong CRCs naming the seqs that
+    frame and the next few may have (its own seq, read off the wire, is no secret), then the frame."""
+    try:
+        seq = codec.decode(body)[4] or 0
+    except ValueError:   # a v2 frame with a MAC: its seq as an original decoder would read it, or a guess
+        seq = 0
+    out = []
+    for n in range(seq, seq + 8):
+        for sid in (sp.SID_EXECUTE_REQUEST, sp.SID_EXECUTE_RESPONSE):
+            broken = bytearray(codec.encode(sid, 0, 0, 'injected', max(n, 1), max(n - 1, 0)))
+            broken[-1] ^= 0xFF
+            out.append(frame(bytes(broken)))
+    return b''.join(out) + frame(body)
+
+
+@pytest.mark.parametrize('cls', CODECS)
+def test_broken_frames_injected_between_genuine_ones_cut_off_nothing(cls):
+    """Hundreds of frames with wrong CRCs and plausible seqs, both ways, between the frames of a session with
+    MACs: none is answered or spends a seq, and every genuine request is answered."""
+    server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
+    calls = serve_demo(server)
+    proxy = Proxy(server.__comm_inst__.port)
+    proxy.hooks = {direction: lambda body: broken_frames_around(cls.CODEC, body) for direction in (UP, DOWN)}
+    client = cls(sp.tcp_client_stp('127.0.0.1', proxy.port), secret=SECRET, auto_auth=True)
+    try:
+        answers = [data_of(client.request(sp.SID_EXECUTE_REQUEST, 0, n, timeout=5)) for n in range(30)]
+        assert answers == list(range(30)) and calls == answers
+        assert client.macs and server.macs and server.check_authentification_state()
+        injected = server.counters['crc_errors'] + client.counters['crc_errors']
+        assert injected >= 2 * 34 * 16
+        assert server.counters['replayed'] == client.counters['replayed'] == 0
+        assert proxy.connections == 1
+    finally:
+        client.close()
+        server.close()
+        proxy.close()
+
+
 def session_refused(codec):
     """A proxy hook that turns the server's session answer into the answer of a side that knows no v2."""
     def hook(body):

@@ -315,9 +315,16 @@ GOLDEN_V2_PURE = (b':<{"data_id":= 0, "service_id":= 10, "status":= 0, "data":= 
 GOLDEN_V2_STRUCT = b':<\x00\n\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00null\xc9\\B\x99\xb6\x1bw\x13\x89u u:>'
 
 
-def test_a_request_that_arrives_broken_is_answered_with_its_seq():
+def broken(codec, sid, seq, mac):
+    """A v2 frame of sid/0 naming seq, with a wrong CRC."""
+    body = bytearray(codec.encode(sid, 0, 0, None, seq, 0, mac))
+    body[-1] ^= 0xFF
+    return sp.frame(bytes(body))
+
+
+def test_a_request_that_arrives_broken_is_answered_with_its_seq_without_macs():
     for codec in (pure_json, struct_json):
-        link = pair(codec, secret=SECRET, auto=True)
+        link = pair(codec, auto=True)
         token = link.client.send_msg(sp.SID_WRITE_REQUEST, 1, 12345, call=True)
         wire = bytearray(link.client.data_to_send())
         wire[-4] ^= 0xFF   # inside the CRC
@@ -326,26 +333,73 @@ def test_a_request_that_arrives_broken_is_answered_with_its_seq():
         assert link.client.take_reply(token).get_status() == sp.STATUS_CHECKSUM_ERROR
 
 
-def test_a_forged_broken_frame_cannot_make_a_request_that_runs_fail():
-    """Anyone who can write into the stream can send a frame with a bad CRC naming the next seq: the caller is
-    told "checksum error", and the server, having spent that seq, never runs the genuine request."""
+def test_a_forged_broken_frame_cannot_make_a_request_that_runs_fail_without_macs():
+    """Without MACs anyone who can write into the stream can send a frame with a bad CRC naming the next seq:
+    the caller is told "checksum error", and the server, having spent that seq, never runs the genuine request."""
     for codec in (pure_json, struct_json):
-        link = pair(codec, secret=SECRET, auto=True)
+        link = pair(codec, auto=True)
         calls = []
         link.server.register_callback(sp.SID_WRITE_REQUEST, 0, lambda msg: (calls.append(msg), (0, 'written'))[1])
         token = link.client.send_msg(sp.SID_WRITE_REQUEST, 0, 'x', call=True)
         genuine = link.client.data_to_send()
         seq = link.client.tx_seq
         for forged_seq in (seq + 1, seq):   # a seq further on is not answered; the next one is, and spent
-            body = bytearray(codec.encode(sp.SID_WRITE_REQUEST, 0, 0, None, forged_seq, 0, link.client.tx_mac))
-            body[-1] ^= 0xFF   # a wrong CRC
-            link.server.feed(sp.frame(bytes(body)))
+            link.server.feed(broken(codec, sp.SID_WRITE_REQUEST, forged_seq, None))
         link.server.feed(genuine)
         link.client.feed(link.server.data_to_send())
         assert link.client.take_reply(token).get_status() == sp.STATUS_CHECKSUM_ERROR
         assert calls == [] and link.server.counters['replayed'] == 1 and link.server.counters['crc_errors'] == 2
         assert link.client.counters['stale'] == 0
         assert call(link, 1, 'next').get_data() == 'next'   # the session goes on
+
+
+def state(engine):
+    return (engine.rx_seq, engine.tx_seq, engine.token_base, engine.session, engine.auth_state, engine.seed,
+            engine.wrong_keys, engine.channel_name, engine.heard(), dict(engine._calls), dict(engine._asked),
+            len(engine._buffer), engine.counters['rx_messages'], engine.counters['tx_messages'])
+
+
+def test_broken_frames_change_nothing_in_a_session_with_macs():
+    """A blind injector sends frames with wrong CRCs naming every seq (the next ones above all): with MACs
+    none is answered or spends a seq, and the genuine frames that follow are taken, both ways."""
+    for codec in (pure_json, struct_json):
+        link = pair(codec, secret=SECRET, auto=True)
+        server, client = link.server, link.client
+        assert call(link, 0, 'first').get_data() == 'first'
+        token = client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'genuine', call=True)
+        genuine = client.data_to_send()
+        before = state(server), state(client)
+        for seq in range(1, 60):
+            for sid in (sp.SID_EXECUTE_REQUEST, sp.SID_AUTH_REQUEST, sp.SID_CHANNEL_NAME_REQUEST):
+                server.feed(broken(codec, sid, seq, client.tx_mac))
+                client.feed(broken(codec, sid, seq, server.tx_mac))
+            client.feed(broken(codec, sp.SID_EXECUTE_RESPONSE, seq, server.tx_mac))
+        assert (state(server), state(client)) == before
+        assert server.data_to_send() == b'' and client.data_to_send() == b''
+        assert server.counters['crc_errors'] == client.counters['crc_errors'] - 59 == 3 * 59
+        server.feed(genuine)
+        client.feed(server.data_to_send())
+        assert client.take_reply(token).get_data() == 'genuine'
+        assert call(link, 1, 'next').get_data() == 'next' and server.is_trusted() and client.is_trusted()
+        assert server.counters['replayed'] == client.counters['replayed'] == 0
+
+
+def test_a_broken_frame_gets_no_answer_while_the_wire_settles():
+    """Answered, it would be the client's first words before its offer, or a frame it sends before the
+    wire is settled: either side would take the answer for the other's choice of the original wire."""
+    for codec in (pure_json, struct_json):
+        link = Link(codec, session_v2=True, client={'secret': SECRET, 'auto_auth': True}, server={'secret': SECRET})
+        link.server.connection_made()
+        link.client.connection_made()
+        offer = link.client.data_to_send()
+        for engine in (link.server, link.client):
+            body = bytearray(codec.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'injected'))
+            body[-1] ^= 0xFF
+            engine.feed(sp.frame(bytes(body)))
+            assert engine.data_to_send() == b'' and engine.counters['crc_errors'] == 1
+        link.server.feed(offer)
+        link.pump()
+        assert (link.client.session, link.server.session) == (2, 2) and link.server.is_trusted()
 
 
 def test_an_original_frame_in_v2_is_a_downgrade_however_short():
