@@ -38,6 +38,7 @@ from sp_common import Engine, pure_json
 from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQUEST
 from sp_tool.deploy import build_romfs, compile_mpy
 from sp_tool.files import device_files
+from sp_tool.virtual_board import micropython_command
 from tools.qemu_board import QemuBoard
 from tools.unix_board import UnixBoard
 
@@ -56,7 +57,7 @@ def build(out_dir):
 
 def baseline(heapsize):
     code = 'import gc; gc.collect(); print(gc.mem_alloc())'
-    out = subprocess.run(['micropython', '-X', 'heapsize=' + heapsize, '-c', code], capture_output=True, text=True,
+    out = subprocess.run([micropython_command(), '-X', 'heapsize=' + heapsize, '-c', code], capture_output=True, text=True,
                          check=True)
     return int(out.stdout)
 

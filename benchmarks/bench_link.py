@@ -34,6 +34,7 @@ from benchmarks.stats import median_p99
 from sp_common import Engine, frame, pure_json, struct_json
 from sp_tool.deploy import compile_mpy
 from sp_tool.files import device_files
+from sp_tool.virtual_board import micropython_command
 from tools.unix_board import ROOT, UnixBoard
 
 HEAP = '144k'
@@ -135,7 +136,7 @@ def start_echo():
     port = free_port()
     master, slave = os.openpty()
     tty.setraw(slave)
-    proc = subprocess.Popen(['micropython', '-X', 'heapsize=' + HEAP, 'benchmarks/echo_board.py', str(port)],
+    proc = subprocess.Popen([micropython_command(), '-X', 'heapsize=' + HEAP, 'benchmarks/echo_board.py', str(port)],
                             stdin=slave, stdout=slave, cwd=ROOT)
     os.close(slave)
     return proc, master, port
@@ -159,7 +160,7 @@ def codec_rates(mpy_dir, n):
     script = os.path.join(ROOT, 'benchmarks', 'codec_speed.py')
     rates = {}
     for name, cmd, env in (('CPython', [sys.executable, script, str(n)], dict(os.environ, PYTHONPATH=ROOT)),
-                           ('MicroPython', ['micropython', '-X', 'heapsize=' + HEAP, script, str(n // 4)],
+                           ('MicroPython', [micropython_command(), '-X', 'heapsize=' + HEAP, script, str(n // 4)],
                             dict(os.environ, MICROPYPATH=mpy_dir))):
         out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
         rates[name] = (int(out[0]), int(out[1]))
@@ -197,7 +198,7 @@ def main(argv=None):
         echo, echo_pty, echo_port = start_echo()
         port = free_port()
         board = UnixBoard(HEAP, mpy_dir, tcp_port=port, max_frame=MAX_FRAME)
-        bare = subprocess.Popen(['micropython', '-c', 'import select, sys\np = select.poll()\n'
+        bare = subprocess.Popen([micropython_command(), '-c', 'import select, sys\np = select.poll()\n'
                                  'p.register(sys.stdin, select.POLLIN)\np.poll(-1)'], stdin=subprocess.PIPE)
         try:
             pty, raw_pty = Fd(board.master), Fd(echo_pty)

@@ -41,6 +41,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import termios
 import threading
@@ -60,6 +61,12 @@ _CHUNK = 4096
 _MAX_PENDING = 1 << 16  # board output waiting for the host before the board is held back
 _LOG_MAX = 1 << 18  # bytes of board output kept for diagnostics
 _POLL_S = 0.02
+
+
+def micropython_command() -> str:
+    """$MICROPYTHON, else the micropython installed beside this Python (a venv that is not activated), else PATH's."""
+    beside = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return os.environ.get("MICROPYTHON") or (beside if os.access(beside, os.X_OK) else "micropython")
 
 
 class VirtualBoardError(CommandError):
@@ -109,7 +116,7 @@ class VirtualBoard:
         of boards/unix/main.py).
     install: copy sp_common, sp_micropython and boards/unix into fs_dir first;
         None means: only for boot=True with a new temp folder.
-    micropython: the interpreter command (default: $MICROPYTHON or "micropython").
+    micropython: the interpreter command (default: micropython_command()).
     ready_timeout: seconds to wait for the REPL prompt (not waited for when main.py runs).
     """
 
@@ -117,7 +124,7 @@ class VirtualBoard:
                  micropython=None, ready_timeout=20.0):
         self.boot = boot
         self.heapsize = heapsize
-        self.micropython = micropython or os.environ.get("MICROPYTHON") or "micropython"
+        self.micropython = micropython or micropython_command()
         self._own_dir = fs_dir is None
         self.fs_dir = os.path.abspath(fs_dir) if fs_dir else tempfile.mkdtemp(prefix="vboard-")
         if install is None:

@@ -8,6 +8,8 @@ import subprocess
 import tempfile
 import tty
 
+from sp_tool.virtual_board import micropython_command
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -22,7 +24,7 @@ class UnixBoard:
         master, slave = os.openpty()
         tty.setraw(slave)
         self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(['micropython', '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
+        self.proc = subprocess.Popen([micropython_command(), '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
                                      stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT, env=env)
         os.close(slave)
         self.master = master
