@@ -272,7 +272,9 @@ class Engine:
         self.deframer.reset()
         self._new_session()
         self.wrong_keys = 0   # on this connection (see sp_common.handshake)
-        self._heard = False   # the peer has sent a valid frame on this connection
+        # when the connection began and its peer last sent a valid frame (None: never), for sp_common.admission
+        self.since = self.clock() if self.clock is not None else 0
+        self.heard_at = None
 
     def start_auth(self):
         """Client side: asks for a seed, unless a handshake runs already: the server keeps only its newest
@@ -292,11 +294,11 @@ class Engine:
 
     def proven(self):
         """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
-        return self.is_trusted() if self.secret is not None else self._heard
+        return self.is_trusted() if self.secret is not None else self.heard_at is not None
 
     def heard(self):
         """The peer has sent a valid message on this connection."""
-        return self._heard
+        return self.heard_at is not None
 
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""
@@ -464,8 +466,8 @@ class Engine:
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
         self.counters['rx_messages'] += 1
-        heard = self._heard
-        self._heard = True
+        heard = self.heard_at is not None
+        self.heard_at = self.clock() if self.clock is not None else 0
         key = (sid, did)
         if self.session_v2:
             turn = _SESSION.get(key)

@@ -15,16 +15,19 @@ import termios
 import tty
 from typing import Any, Awaitable, Callable, Optional, Union
 
-from sp_common import Engine, pure_json, struct_json
+from sp_common import Deframer, Engine, admission, pure_json, struct_json
 from sp_common.api import deadline, left
 from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 
 from .protocol import WRITE_TIMEOUT, EngineState, logger, monotonic_ms
-from .tcp import tcp_server_stp
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
+MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.admission)
+MAX_CLIENTS = 64     # and its proven clients
+PROBATION_FRAME = 1024   # the longest frame a peer on probation may send: the handshake takes a few hundred bytes
+READ_LIMIT = 16384       # a server's connection stops reading at twice this many bytes not yet taken
 
 
 class AsyncProtocol(EngineState):
@@ -33,11 +36,16 @@ class AsyncProtocol(EngineState):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_client: bool,
                  codec: str = 'pure_json', secret: Optional[str] = None, auto_auth: bool = False,
                  channel_name: Optional[str] = None, session_v2: Union[bool, str] = True,
-                 max_frame: int = 65536) -> None:
+                 max_frame: int = 65536, probation_frame: Optional[int] = None) -> None:
+        """probation_frame: the longest frame taken before the peer has proven itself (a server's
+        connections); max_frame from then on."""
         self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
-                                       channel_name=channel_name, max_frame=max_frame, clock=monotonic_ms,
+                                       channel_name=channel_name, max_frame=min(probation_frame or max_frame, max_frame),
+                                       max_buffered_bytes=2 * max_frame, clock=monotonic_ms,
                                        session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('comm', channel_name))
+        self._max_frame = max_frame
+        self.on_proven: Optional[Callable[['AsyncProtocol'], None]] = None   # serve()'s admission
         engine.defer = self._defer
         engine.connects = True   # this object is one connection, whatever the stream
         self._reader = reader
@@ -60,11 +68,13 @@ class AsyncProtocol(EngineState):
     # the loop ---------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         try:
-            while True:
-                data = await self._reader.read(65536)
+            while True:   # while the peer has not proven itself, chunks as small as the frames it may send
+                data = await self._reader.read(max(self._engine.deframer.max_size, 4096))
                 if not data:
                     break
                 self._engine.feed(data)
+                if self._engine.deframer.max_size < self._max_frame and self._engine.proven():
+                    self._proven(data)
                 await self._settle()
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -72,6 +82,18 @@ class AsyncProtocol(EngineState):
             self._connected = False
             self._engine.connection_lost()
             await self._notify()
+
+    def _proven(self, data: bytes) -> None:
+        """The peer has proven itself with a frame of data: from now on it may send frames up to max_frame.
+        The frame data leaves open, if any, began after that one: the new deframer takes it from its start."""
+        narrow = self._engine.deframer
+        wide = self._engine.deframer = Deframer(self._max_frame)
+        wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
+        start = data.rfind(b':<')
+        if start >= 0 and data.find(b':>', start) < 0:
+            wide.feed(data[start:])
+        if self.on_proven is not None:
+            self.on_proven(self)
 
     async def _settle(self) -> None:
         """After an engine step: write what it queued, wake the waiters, arm its timer, drop a refused link."""
@@ -237,28 +259,61 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
     return AsyncProtocol(reader, writer, True, **options)
 
 
-async def _end_probation(prot: AsyncProtocol) -> None:
-    """Drops a peer silent after tcp_server_stp.SILENCE or unauthenticated after its PROBATION, as the threaded
-    server does."""
+async def _probation(prot: AsyncProtocol) -> None:
+    """Closes a connection whose probation is over (sp_common.admission), as the threaded server does."""
     engine = prot._engine
-    waited = 0.0
-    for after, test in tcp_server_stp.probation(tcp_server_stp, engine):   # the class's settings
-        await asyncio.sleep(after - waited)
-        waited = after
-        if not test():
+    while True:
+        due = admission.due_ms(engine, False)
+        if due is None:
+            return
+        await asyncio.sleep(due / 1000)
+        if admission.expired(engine):
             engine.note('silent_peer')
             await prot.close()
             return
 
 
-async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], **options) -> asyncio.AbstractServer:
-    """A TCP server: each client gets its own AsyncProtocol, handed to setup() to register its callbacks."""
+def _make_room(prots: list, proven: bool, limit: int) -> None:
+    """Closes the connections, proven or on probation, quiet the longest, until no more than limit remain."""
+    while True:
+        engines = [prot._engine for prot in prots if prot._engine.proven() == proven]
+        if len(engines) <= limit:
+            return
+        stalest = admission.stalest(engines)
+        for prot in prots:
+            if prot._engine is stalest:
+                stalest.note('made_room')
+                prots.remove(prot)
+                asyncio.ensure_future(prot.close())
+                break
+
+
+async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], max_unproven: int = MAX_UNPROVEN,
+                max_clients: int = MAX_CLIENTS, **options) -> asyncio.AbstractServer:
+    """A TCP server: each client gets its own AsyncProtocol, handed to setup() to register its callbacks.
+
+    Clients are served at once, side by side, admitted by sp_common.admission:
+    beyond max_unproven connections on probation a newcomer takes the place
+    of the one quiet the longest, and beyond max_clients proven ones a
+    newcomer that proves itself takes the place of the proven client silent
+    the longest. A peer on probation may send frames up to PROBATION_FRAME.
+    """
+    held: list = []
+
+    def proven(prot: AsyncProtocol) -> None:
+        _make_room(held, True, max_clients)
+
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        prot = AsyncProtocol(reader, writer, False, **options)
+        prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)
+        prot.on_proven = proven
+        held.append(prot)
+        _make_room(held, False, max_unproven)
         setup(prot)
-        probation = asyncio.ensure_future(_end_probation(prot))
+        probation = asyncio.ensure_future(_probation(prot))
         try:
-            await prot._pump
+            await asyncio.wait((prot._pump,))   # a pump cancelled by close() ends the connection, not this task
         finally:
             probation.cancel()
-    return await asyncio.start_server(accepted, host, port)
+            if prot in held:
+                held.remove(prot)
+    return await asyncio.start_server(accepted, host, port, limit=READ_LIMIT)

@@ -67,7 +67,6 @@ class pure_json_protocol(EngineState, Api):
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._closed = False
-        self._connects = 0
         self._timer: Optional[threading.Timer] = None
         self._feeding: Optional[int] = None     # the thread running engine.feed(), i.e. callbacks
         self._timed_writes = isinstance(comm_instance, StreamTransport)
@@ -77,6 +76,8 @@ class pure_json_protocol(EngineState, Api):
                               hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'comm'), channel_name),
                               clock=monotonic_ms, session_v2=session_v2)
         self._engine.connects = getattr(comm_instance, 'CONNECTS', False)
+        if self._timed_writes:
+            comm_instance.engine = self._engine
         comm_instance.init_channel_name(channel_name)
         comm_instance.register_callback(self._on_data)
         comm_instance.register_disconnect_callback(self._on_disconnect)
@@ -119,22 +120,7 @@ class pure_json_protocol(EngineState, Api):
         self._run_engine(lambda: self._engine.feed(data))
 
     def _on_connect(self) -> None:
-        with self._lock:
-            self._connects += 1
-            connects = self._connects
         self._run_engine(self._engine.connection_made)
-        for after, test in getattr(self.__comm_inst__, 'probation', lambda engine: ())(self._engine):
-            timer = threading.Timer(after, self._end_probation, (connects, test))
-            timer.daemon = True
-            timer.start()
-
-    def _end_probation(self, connects: int, test: Callable[[], bool]) -> None:
-        """Drops a peer that has not passed test (heard, proven) on the connection it was given."""
-        with self._lock:
-            silent = connects == self._connects and not test()
-        if silent and self.is_connected():
-            self._engine.note('silent_peer')
-            self.__comm_inst__.reconnect()
 
     def _on_disconnect(self) -> None:
         self._run_engine(self._engine.connection_lost)

@@ -1,10 +1,12 @@
-"""TCP comm instances: tcp_client_stp reconnects, tcp_server_stp serves one client after another."""
+"""TCP comm instances: tcp_client_stp reconnects, tcp_server_stp serves one client at a time."""
 from __future__ import annotations
 
 import select
 import socket
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Optional
+
+from sp_common import admission
 
 from .transport import StreamTransport
 
@@ -65,29 +67,46 @@ class tcp_client_stp(_TcpTransport):
 
 
 class tcp_server_stp(_TcpTransport):
-    """Listens on host:port (port 0 picks a free one, see .port); one client at a time.
+    """Listens on host:port (port 0 picks a free one, see .port); serves one client at a time.
 
-    A client that has sent no valid frame within SILENCE seconds, or has not
-    authenticated (with a secret) within PROBATION seconds, is dropped, so
-    that idle connections cannot lock the others out for long.
+    Who is served follows sp_common.admission: a client whose probation is
+    over is dropped, and while one is served a newcomer waits in the listen
+    backlog until that client makes room (it stalled unproven, or a proven
+    one fell silent), so that connections which never prove themselves
+    cannot hold a genuine client off.
     """
 
     IS_CLIENT = False
-    SILENCE = 1.0
-    PROBATION = 5.0
-
-    def probation(self, engine) -> List[Tuple[float, Callable[[], bool]]]:
-        """(seconds after a connect, the test of engine its peer must pass by then), in time order."""
-        return sorted(((self.SILENCE, engine.heard), (self.PROBATION, engine.proven)), key=lambda step: step[0])
 
     def __init__(self, host: str, port: int, rx_tx_log_lvl=None) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, port))
-        self._listener.listen(8)
+        self._listener.listen(admission.BACKLOG)
         self.host = host
         self.port = self._listener.getsockname()[1]
         super().__init__()
+
+    def _read(self, conn: socket.socket) -> bytes:
+        """The client's bytes, or b'' (lost) once admission says it goes: its probation is over, or a
+        newcomer waits and it makes room."""
+        waiting = False
+        while True:
+            engine = self.engine
+            if engine is None:
+                return conn.recv(_CHUNK)
+            due = admission.due_ms(engine, waiting)
+            watched = (conn,) if waiting else (conn, self._listener)
+            ready = select.select(watched, (), (), None if due is None else due / 1000)[0]
+            waiting = waiting or self._listener in ready
+            if admission.expired(engine):   # judged first: a client that keeps its socket full is judged too
+                engine.note('silent_peer')
+                return b''
+            if waiting and admission.gives_way(engine):
+                engine.note('made_room')
+                return b''
+            if conn in ready:
+                return conn.recv(_CHUNK)
 
     def _open(self) -> Optional[socket.socket]:
         try:

@@ -20,6 +20,7 @@ class StreamTransport:
     IS_CLIENT = True
     LOGGER_PREFIX = 'comm'
     CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
+    engine = None      # the protocol's engine, set by the protocol: a server admits clients by it
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -130,8 +131,10 @@ class StreamTransport:
                     callback()
                 self._conn = None
                 self._release(conn)
-            # A link lost at once (a peer that accepts and hangs up, a write that fails) must not spin.
-            pause = min(max(pause * 2, 0.05), 1.0) if time.monotonic() - opened < 1.0 else 0.0
+            # A link lost at once (a peer that accepts and hangs up, a write that fails) must not spin; a TCP
+            # server waits for its next client in accept() (a pause would hold off the one that waits).
+            spins = self.IS_CLIENT or not self.CONNECTS
+            pause = min(max(pause * 2, 0.05), 1.0) if spins and time.monotonic() - opened < 1.0 else 0.0
             self._wait_retry(pause)
         self._stop_opening()
 

@@ -1,24 +1,21 @@
 """The TCP server stream: a board that listens for its host (ROLE='server' on Wi-Fi, the unix port)."""
 import select
 import socket
-import time
+
+from sp_common.admission import BACKLOG, due_ms, expired, gives_way
 
 from .tcp import _SocketStream
 
-IDLE_MS = 30000   # a trusted client silent this long may be replaced by a newcomer
-GRACE_MS = 1000   # a new client that speaks has this long to prove itself before a newcomer may replace it
-
 
 class TcpServerStream(_SocketStream):
-    """Listens on host:port and serves one client at a time.
+    """Listens on host:port and serves one client at a time, admitted by sp_common.admission.
 
-    A newcomer replaces the current client (a disconnect, then a connect)
-    unless that client has proven itself (authenticated, or spoke when there
-    is no secret) and was heard within IDLE_MS, or came less than GRACE_MS ago
-    and has spoken (it is on its way through the handshake): then the
-    newcomer is turned away. So a flood of silent connections cannot cut off
-    a client while it authenticates. A client that goes away reports a
-    disconnect; the listener keeps going.
+    A client whose probation is over is dropped; a newcomer waits in the
+    listen backlog until the client served makes room (it stalled before
+    proving itself, or fell silent after), so connections that never prove
+    themselves cannot hold a genuine client off, nor cut one off while it
+    authenticates. A client that goes away reports a disconnect; the listener
+    keeps going.
     """
 
     def __init__(self, port, host='0.0.0.0'):
@@ -27,46 +24,62 @@ class TcpServerStream(_SocketStream):
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(addr)
-        srv.listen(2)
+        srv.listen(BACKLOG)
         srv.setblocking(False)
         self._srv = srv
         self._srv_poll = select.poll()
         self._srv_poll.register(srv, select.POLLIN)
-        self._listener = ((srv, select.POLLIN),)
-        self._joined = 0
+        self._polled = ((srv, select.POLLIN),)
+        self._wait(False)
+
+    def _newcomer(self):
+        for _ in self._srv_poll.ipoll(0):
+            return True
+        return False
+
+    def _wait(self, waiting):
+        """While a newcomer waits, the listener is not polled (it would wake the loop at once): wait_ms()
+        wakes it when the client served may have to make room."""
+        self._waiting = waiting
+        self._listener = () if waiting else self._polled
         self._repoll()
 
+    def wait_ms(self):
+        ms = _SocketStream.wait_ms(self)
+        if self._sock is not None:
+            due = due_ms(self.engine, self._waiting)
+            if due is not None and (ms < 0 or due < ms):
+                ms = due
+        return ms
+
     def readinto(self, buf):
-        """The client's bytes; a newcomer is judged on every call, so that a client that keeps its socket
-        full cannot hold the others off (its bytes read here are fed before the caller sees it replaced)."""
-        n = self._read(buf)   # first, so that a client that left is seen gone before a newcomer is judged
-        for entry in self._srv_poll.ipoll(0):
-            if 0 < n < len(buf):   # its socket is drained: its end, if it came with its last bytes, shows now
-                n += self._read(memoryview(buf)[n:])
-            try:
-                sock = self._srv.accept()[0]
-            except OSError:
-                break
-            if self._stays():
-                sock.close()
-            else:
+        """The client's bytes. The client is judged first, on what the engine has been fed, on every call, so
+        that one that keeps its socket full cannot hold newcomers off (its bytes read here are fed before the
+        caller sees it replaced)."""
+        engine = self.engine
+        if self._sock is not None:
+            if not self._waiting and self._newcomer():
+                self._wait(True)
+            if expired(engine):
+                engine.note('silent_peer')
                 self._drop()
-                self._attach(sock)   # the caller sees the connect before the first byte
-                self._joined = self._last_rx   # now
-            break
+            elif self._waiting and gives_way(engine):
+                engine.note('made_room')
+                self._drop()
+        n = self._read(buf)
+        if 0 < n < len(buf):   # its socket is drained: its end, if it came with its last bytes, shows now
+            n += self._read(memoryview(buf)[n:])
+        if self._sock is None and self._newcomer():
+            try:
+                self._attach(self._srv.accept()[0])   # the caller sees the connect before the first byte
+            except OSError:
+                pass
+            self._wait(self._newcomer())
+        elif self._sock is None and self._waiting:
+            self._wait(False)
         return n
 
-    def _stays(self):
-        """Whether the current client keeps its place against a newcomer."""
-        if self._sock is None:
-            return False
-        engine = self.engine
-        now = time.ticks_ms()
-        if engine.proven():
-            return time.ticks_diff(now, self._last_rx) < IDLE_MS
-        return engine.heard() and time.ticks_diff(now, self._joined) < GRACE_MS
-
     def close(self):
-        self._listener = ()
+        self._polled = self._listener = ()
         self._drop()
         self._srv.close()

@@ -7,7 +7,7 @@ import pytest
 
 import sp_cpython as sp
 from ptys import PtyCable
-from sp_common import Deframer, Engine, frame, pure_json
+from sp_common import Deframer, Engine, admission, frame, pure_json
 from sp_cpython import aio
 from tools.unix_board import UnixBoard
 
@@ -167,7 +167,7 @@ def test_a_flood_of_requests_to_a_slow_coroutine_callback_is_bounded():
 
 def test_a_silent_peer_is_dropped_after_probation(monkeypatch):
     """As with the threaded server: a connection that never speaks is closed, one that does stays."""
-    monkeypatch.setattr(sp.tcp_server_stp, 'SILENCE', 0.3)   # PROBATION stays 5 s: silence alone ends it
+    monkeypatch.setattr(admission, 'SILENCE_MS', 300)   # PROBATION stays 5 s: silence alone ends it
 
     async def main():
         port = free_port()

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import sp_cpython as sp
-from sp_common import Engine, frame, pure_json
+from sp_common import Engine, admission, frame, pure_json
 from test_host import SECRET, Endpoints, ask, serve_demo, wait_until
 
 
@@ -179,10 +179,10 @@ def test_receive_with_a_timeout_inside_a_callback_raises_at_once(tcp):
 
 
 @pytest.mark.parametrize('secret', [None, SECRET])
-def test_an_idle_connection_does_not_lock_the_server(tcp, secret):
+def test_an_idle_connection_does_not_lock_the_server(tcp, secret, monkeypatch):
     """Without a secret a silent peer, with one a peer that never authenticates, is dropped after PROBATION."""
+    monkeypatch.setattr(admission, 'PROBATION_MS', 500)
     comm = sp.tcp_server_stp('127.0.0.1', 0)
-    comm.PROBATION = 0.5
     server = sp.pure_json_protocol(comm, secret=secret)
     tcp.closers.append(server.close)
     serve_demo(server)
@@ -202,10 +202,10 @@ def test_an_idle_connection_does_not_lock_the_server(tcp, secret):
     assert received == (wire(sp.SID_CHANNEL_NAME_RESPONSE, 0, None) if secret else b'')   # then dropped
 
 
-def test_silent_connections_queued_ahead_hold_the_server_for_little(tcp):
+def test_silent_connections_queued_ahead_hold_the_server_for_little(tcp, monkeypatch):
     """A peer that sends no valid frame within SILENCE is dropped long before its PROBATION ends."""
+    monkeypatch.setattr(admission, 'SILENCE_MS', 300)
     comm = sp.tcp_server_stp('127.0.0.1', 0)
-    comm.SILENCE = 0.3
     server = sp.pure_json_protocol(comm, secret=SECRET)
     tcp.closers.append(server.close)
     serve_demo(server)

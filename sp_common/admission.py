@@ -1,0 +1,60 @@
+"""Who a TCP server admits: one rule for the host's threaded and asyncio servers and the board's.
+
+A connection is on probation until its peer proves itself (engine.proven():
+authenticated when there is a secret, any valid frame when not). On
+probation it must go when it has sent no valid frame within SILENCE_MS or is
+not proven within PROBATION_MS, and it makes room for a newcomer once it has
+stalled: no valid frame for PATIENCE_MS (a client on its way through the
+handshake answers within a round trip; a peer that only gave its name does
+not). A proven client makes room only after IDLE_MS of silence. Quiet time
+counts from the last valid frame, or from the connect; all from the engine's
+clock (milliseconds).
+"""
+
+SILENCE_MS = 1000
+PROBATION_MS = 5000
+PATIENCE_MS = 250
+IDLE_MS = 30000
+BACKLOG = 16   # newcomers that wait their turn at a server serving one client at a time; more are refused
+
+
+def _last(engine):
+    """When the peer last sent a valid frame, or connected."""
+    return engine.since if engine.heard_at is None else engine.heard_at
+
+
+def expired(engine):
+    """Whether its probation is over: the connection goes, newcomer or not."""
+    if engine.proven():
+        return False
+    age = engine.clock() - engine.since
+    return age >= PROBATION_MS or age >= SILENCE_MS and engine.heard_at is None
+
+
+def gives_way(engine):
+    """Whether the connection makes room for a newcomer who waits."""
+    return engine.clock() - _last(engine) >= (IDLE_MS if engine.proven() else PATIENCE_MS)
+
+
+def due_ms(engine, waiting):
+    """Milliseconds until expired(), or gives_way() when a newcomer waits, may turn true (unless a frame
+    comes first); None: not without one."""
+    now = engine.clock()
+    proven = engine.proven()
+    due = None
+    if not proven:
+        due = engine.since + (PROBATION_MS if engine.heard_at is not None else SILENCE_MS) - now
+    if waiting:
+        way = (IDLE_MS if proven else PATIENCE_MS) - (now - _last(engine))
+        if due is None or way < due:
+            due = way
+    return None if due is None else max(0, due)
+
+
+def stalest(engines):
+    """Of engines, the one whose peer has been quiet the longest: the first to make room."""
+    found = None
+    for engine in engines:
+        if found is None or _last(engine) < _last(found):
+            found = engine
+    return found

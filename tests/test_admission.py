@@ -1,0 +1,180 @@
+"""Who the TCP servers admit (sp_common.admission), attacked: the host's threaded and asyncio servers and the
+board's. Squatters take a server's place and never prove themselves; a genuine client must still be served."""
+import asyncio
+import gc
+import select
+import socket
+import threading
+import time
+import tracemalloc
+
+import pytest
+
+import sp_cpython as sp
+from sp_common import frame, pure_json
+from sp_cpython import aio
+from tools.unix_board import UnixBoard
+
+SECRET = 'admission secret'
+NAME = frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'squatter'))
+
+
+class Squatters:
+    """count connections to port that each give a channel name (whitelisted) and then say nothing; each one
+    the server drops is opened again at once."""
+
+    def __init__(self, port, count=10):
+        self.port = port
+        self.opened = 0
+        self._stop = threading.Event()
+        self._socks = [self._open() for _ in range(count)]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        sock = socket.create_connection(('127.0.0.1', self.port), timeout=5)
+        sock.sendall(NAME)
+        self.opened += 1
+        return sock
+
+    def _run(self):
+        while not self._stop.is_set():
+            for sock in select.select(self._socks, (), (), 0.05)[0]:
+                try:
+                    gone = not sock.recv(4096)
+                except OSError:
+                    gone = True
+                if gone:
+                    sock.close()
+                    self._socks[self._socks.index(sock)] = self._open()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        for sock in self._socks:
+            sock.close()
+
+
+def served_in(port, secret=SECRET, timeout=10):
+    """Seconds a genuine client with the secret takes from its connect to its first answer."""
+    start = time.monotonic()
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port), secret=secret, auto_auth=True)
+    try:
+        answer = client.request(sp.SID_EXECUTE_REQUEST, 0, 'genuine', timeout=timeout)
+        assert answer is not None and answer.get_data() == 'genuine'
+        return time.monotonic() - start
+    finally:
+        client.close()
+
+
+def test_squatters_cannot_lock_out_the_threaded_server():
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    squatters = Squatters(server.__comm_inst__.port)
+    try:
+        time.sleep(0.5)
+        assert served_in(server.__comm_inst__.port) < 4
+        assert squatters.opened > 10   # they were dropped, and came back
+    finally:
+        squatters.close()
+        server.close()
+
+
+def test_squatters_cannot_lock_out_the_board():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    board = UnixBoard('256k', role='server', tcp_host='127.0.0.1', tcp_port=port, stdio=0, secret=SECRET)
+    squatters = None
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, board.stderr()
+                time.sleep(0.1)
+        squatters = Squatters(port)
+        time.sleep(0.5)
+        assert served_in(port) < 4, board.stderr()[-3000:]
+        assert squatters.opened > 10
+    finally:
+        if squatters is not None:
+            squatters.close()
+        board.stop()
+
+
+def echo(prot):
+    prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+
+
+def test_squatters_cannot_lock_out_the_asyncio_server():
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, echo, secret=SECRET)
+        port = server.sockets[0].getsockname()[1]
+        squatters = await asyncio.get_running_loop().run_in_executor(None, Squatters, port)
+        try:
+            await asyncio.sleep(0.5)
+            took = await asyncio.get_running_loop().run_in_executor(None, served_in, port)
+            assert took < 2
+        finally:
+            squatters.close()
+            server.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def open_sockets(socks):
+    """How many of socks the server has not closed."""
+    count = 0
+    for sock in socks:
+        try:
+            count += sock.recv(4096, socket.MSG_DONTWAIT | socket.MSG_PEEK) != b''
+        except BlockingIOError:
+            count += 1
+        except OSError:
+            pass
+    return count
+
+
+@pytest.mark.parametrize('secret', [None, SECRET])
+def test_many_connections_to_the_asyncio_server_are_capped_in_number_and_memory(secret):
+    """200 connections, each sending most of a 64 KiB frame: the server keeps MAX_UNPROVEN of them (without a
+    secret, the one frame that proves a peer never comes), each taking no more than PROBATION_FRAME of it, and
+    a genuine client is served."""
+    async def main():
+        tracemalloc.start()
+        try:
+            server = await aio.serve('127.0.0.1', 0, echo, secret=secret)
+            port = server.sockets[0].getsockname()[1]
+            loop = asyncio.get_running_loop()
+            base = tracemalloc.get_traced_memory()[0]
+            socks = []
+            for _ in range(200):
+                sock = socket.socket()
+                sock.setblocking(False)
+                try:
+                    sock.connect(('127.0.0.1', port))
+                except BlockingIOError:
+                    pass
+                socks.append(sock)
+            await asyncio.sleep(0.2)
+            for sock in socks:
+                try:
+                    sock.send(b':<' + b'x' * 60000)   # a frame that never ends
+                except OSError:
+                    pass
+            await asyncio.sleep(1)
+            gc.collect()
+            used = tracemalloc.get_traced_memory()[0] - base
+            held = open_sockets(socks)
+            assert held <= 16   # aio.MAX_UNPROVEN
+            assert used < 2 * 1024 * 1024, used   # 200 x 64 KiB deframers took 13 MB
+            took = await loop.run_in_executor(None, served_in, port, secret)
+            assert took < 2
+            for sock in socks:
+                sock.close()
+            server.close()
+        finally:
+            tracemalloc.stop()
+    asyncio.run(asyncio.wait_for(main(), 60))
