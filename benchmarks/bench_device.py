@@ -6,10 +6,11 @@ requests from the host and reads the heap the device reports: in use after
 start, and allocated while serving each request (garbage included; the
 collector takes it back). The baseline is the bare interpreter's heap in use.
 With --qemu the board is the 32 KiB qemu board (Cortex-M3, 32-bit), the code
-in a ROMFS image (tools.qemu_board), started as its main.py starts it (QEMU_START).
+in a ROMFS image (tools.qemu_board), or with --frozen frozen into the firmware
+(tools.frozen_firmware), started as its main.py starts it (QEMU_START).
 
     python3 -m benchmarks.bench_device [--heapsize 72k] [--max-frame 1024]
-    python3 -m benchmarks.bench_device --qemu [--max-frame 1024]
+    python3 -m benchmarks.bench_device --qemu [--frozen] [--max-frame 1024]
     ... [--wire original] [--secret S]
     python3 -m benchmarks.bench_device --ways
     python3 -m benchmarks.bench_device --names
@@ -39,6 +40,7 @@ from sp_common.const import SID_EXECUTE_REQUEST, SID_READ_REQUEST, SID_WRITE_REQ
 from sp_tool.deploy import build_romfs, compile_mpy
 from sp_tool.files import device_files
 from sp_tool.virtual_board import micropython_command
+from tools.frozen_firmware import frozen_firmware
 from tools.qemu_board import QemuBoard
 from tools.unix_board import UnixBoard
 
@@ -121,8 +123,8 @@ class QemuMemBoard(Measured, QemuBoard):
     The host side is its port; the figures come from its console log.
     """
 
-    def __init__(self, image, max_frame, secret):
-        QemuBoard.__init__(self, image, '32k')
+    def __init__(self, image, max_frame, secret, elf=None):
+        QemuBoard.__init__(self, image, '32k', elf=elf)
         self.master = None
         try:
             self.exec('import gc\ngc.collect()\nprint("bare alloc=%d" % gc.mem_alloc())\n')
@@ -259,6 +261,8 @@ def main(argv=None):
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
+    ap.add_argument('--frozen', action='store_true', help='with --qemu: the code frozen into the firmware '
+                    '(tools.frozen_firmware builds it) instead of ROMFS')
     ap.add_argument('--ways', action='store_true', help='qemu board: heap of the code as ROMFS, .mpy and .py files')
     ap.add_argument('--names', action='store_true', help='qemu board: the names (qstrs) its heap holds')
     ap.add_argument('--wire', choices=('v2', 'original'), default='v2',
@@ -272,7 +276,11 @@ def main(argv=None):
         if args.names:
             names(mpy_dir)
             return 0
-        if args.qemu:
+        if args.qemu and args.frozen:
+            size = None
+            board = QemuMemBoard(None, args.max_frame, args.secret, elf=frozen_firmware('32k'))
+            base = board.baseline()
+        elif args.qemu:
             image = build_romfs(device_files('qemu'), os.path.join(mpy_dir, 'sp.romfs'))
             size = os.path.getsize(image)
             board = QemuMemBoard(image, args.max_frame, args.secret)
@@ -296,17 +304,18 @@ def main(argv=None):
             serving = int(alloc) - int(step)   # what the last step left in use: no garbage
         finally:
             board.stop()
-    where = 'qemu board (Cortex-M3), 32 KiB heap, code in ROMFS' if args.qemu else \
-        'MicroPython unix port, -X heapsize=%s' % args.heapsize
+    where = 'MicroPython unix port, -X heapsize=%s' % args.heapsize
+    if args.qemu:
+        where = 'qemu board (Cortex-M3), 32 KiB heap, code %s' % ('frozen' if args.frozen else 'in ROMFS')
     print('device heap, %s, frames up to %d B, %s wire%s' % (where, args.max_frame, args.wire,
                                                               ', a secret' if args.secret else ''))
     print('| figure | bytes |')
     print('|---|---:|')
     print('| bare interpreter after start (baseline) | %d B |' % base)
     print('| board after start: stdio protocol, demo services | %d B (+%d) |' % (start, start - base))
-    if args.qemu:
+    if args.qemu and size is not None:
         print('| ROMFS image: sp_common + sp_micropython + boards/qemu as .mpy | %d B |' % size)
-    else:
+    elif not args.qemu:
         print('| .mpy files, sp_common + sp_micropython | %d B |' % size)
     print('| in use while serving, after the last request | %d B |' % serving)
     for name, value in rows:

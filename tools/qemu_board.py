@@ -70,18 +70,20 @@ def _die_with_parent():
 
 
 class QemuBoard:
-    """One boot of the firmware with a ROMFS image; self.port is its console UART, a pty.
+    """One boot of the firmware with a ROMFS image (or code frozen in); self.port is its console UART, a pty.
 
     The board sits at its REPL; start() sets config values and imports main.
     """
 
-    def __init__(self, image, heap='32k', boot_timeout=20):
+    def __init__(self, image, heap='32k', boot_timeout=20, elf=None):
+        """image: a ROMFS image put at /rom, or None; elf: a firmware of its own (tools.frozen_firmware's)."""
         self._dir = tempfile.mkdtemp(prefix='qemu-board-')
         self._log = os.path.join(self._dir, 'console.log')
         cmd = ['qemu-system-arm', '-machine', 'mps2-an385', '-nographic', '-monitor', 'null', '-semihosting',
                '-chardev', 'pty,id=con,logfile=%s' % self._log, '-serial', 'chardev:con',
-               '-kernel', firmware(heap),
-               '-device', 'loader,file=%s,addr=0x%x,force-raw=on' % (os.path.abspath(image), ROMFS_ADDR)]
+               '-kernel', elf or firmware(heap)]
+        if image:
+            cmd += ['-device', 'loader,file=%s,addr=0x%x,force-raw=on' % (os.path.abspath(image), ROMFS_ADDR)]
         with open(os.path.join(self._dir, 'qemu.out'), 'wb') as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          preexec_fn=_die_with_parent)
