@@ -1,10 +1,10 @@
 """Message bodies: pure_json (the default) here, struct_json (compact, deprecated) in struct_codec.
 
 A codec turns (service_id, data_id, status, data) into a body that ends in a
-big-endian CRC-32, and back. pieces() gives the same body as a few byte
-strings, so that the framer escapes them without first joining them: a big
-payload is copied fewer times on its way to the wire. decode() raises ChecksumError or FormatError;
-the engine counts them and decides what to answer. A board loads only its own codec (heap).
+big-endian CRC-32, and back. pieces() gives the body as a few byte strings,
+the CRC last, so that the framer escapes them without first joining them.
+decode() raises ChecksumError or FormatError; the engine counts them and
+decides what to answer. A board loads only its own codec (heap).
 """
 import json
 import sys
@@ -130,7 +130,8 @@ def _loads(body, start, end):
     try:
         if not _MICROPYTHON:
             return loads(body[start:end].decode())
-        if body.find(b'\\ud', start, end) < 0 and body.find(b'\\uD', start, end) < 0:
+        if body.find(b'\\u', start, end) < 0 or body.find(b'\\ud', start, end) < 0 and \
+                body.find(b'\\uD', start, end) < 0:
             return json.loads(memoryview(body)[start:end])
         return json.loads(load('sp_common.nonascii').join_surrogates(body[start:end].decode()))
     except (ValueError, UnicodeError):
@@ -162,6 +163,8 @@ def _encode(codec, service_id, data_id, status, data, seq=None, re=0, mac=None):
     return b''.join(codec.pieces(service_id, data_id, status, data, seq, re, mac))
 
 
+_BODY = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s}'
+_BODY_V2 = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s, "seq": %d, "re": %d}'
 _MAC_KEY = b', "mac": "'
 _MAC_TAIL = const(28)   # len(', "mac": "' + 16 hex digits + '"}')
 
@@ -173,19 +176,18 @@ class pure_json:
 
     @staticmethod
     def pieces(service_id, data_id, status, data, seq=None, re=0, mac=None):
-        """The body; with a seq, the session v2 body (seq, re and, with a mac key, the MAC last)."""
-        if type(data_id) is int and type(service_id) is int and type(status) is int:   # the common case, at once
-            head = b'{"data_id": %d, "service_id": %d, "status": %d, "data": ' % (data_id, service_id, status)
-        else:
-            head = ('{"data_id": %s, "service_id": %s, "status": %s, "data": ' % (
-                _id(data_id), _id(service_id), _id(status))).encode()
-        data = dumps(data).encode()
+        """The body and its CRC; with a seq, the session v2 body (seq, re and, with a mac key, the MAC last).
+
+        One format makes the whole JSON text: on a board each call costs more than the bytes it copies.
+        """
+        if not (type(data_id) is int and type(service_id) is int and type(status) is int):
+            data_id, service_id, status = _id(data_id), _id(service_id), _id(status)
         if seq is None:
-            return _with_crc((head, data, b'}'))
-        tail = b', "seq": %d, "re": %d}' % (seq, re)
+            return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
+        body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
         if mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
-            tail = b', "seq": %d, "re": %d, "mac": "%s"}' % (seq, re, hexlify(mac.digest(head, data, tail)[:8]))
-        return _with_crc((head, data, tail))
+            body = body[:-1] + _MAC_KEY + hexlify(mac.digest(body)[:8]) + b'"}'
+        return _with_crc((body,))
 
     encode = classmethod(_encode)
 
