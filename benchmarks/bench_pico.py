@@ -14,7 +14,8 @@ so the ratios travel, the absolute figures do not):
   byte while select.poll says a byte is ready (what a reader that must not
   block can do); on UART0 what any() says has come, echoed at once;
 - the codec on the board: encode + frame and deframe + decode of that
-  message, beside a naive json.dumps + crc32 + json.loads of the same dict.
+  message, beside a naive json.dumps + crc32 + json.loads of the same dict;
+- the heap after start, beside the bare interpreter's.
 """
 import argparse
 import os
@@ -87,6 +88,20 @@ for name, f in (('ours', ours), ('naive', naive)):
 """ % DATA
 
 
+HEAP = """import gc
+gc.collect()
+print('heap bare', gc.mem_alloc())
+import config
+config.STREAMS = ('stdio',)
+import sp_micropython.board
+prots = sp_micropython.board.start(config)
+gc.collect()
+print('heap start', gc.mem_alloc(), gc.mem_free())
+for prot in prots:
+    prot.close()
+"""
+
+
 def rate(ask, rounds):
     for _ in range(3):
         ask()
@@ -124,16 +139,22 @@ def protocol_echo(board, port, rounds):
         host.close()
 
 
-def codec_on_board(board):
+def run_on_board(board, code, mark):
+    """The figures a script run with mpremote (after a soft reset) prints on lines starting with mark."""
     with tempfile.NamedTemporaryFile('w', suffix='.py', delete=False) as f:
-        f.write(CODEC)
+        f.write(code)
     try:
         out = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', board.usb, 'run', f.name],
                              capture_output=True, text=True, timeout=120).stdout
     finally:
         os.unlink(f.name)
-    figures = dict((line.split()[1], float(line.split()[2])) for line in out.splitlines() if line.startswith('codec'))
-    return figures['ours'], figures['naive']
+    return dict((line.split()[1], [float(n) for n in line.split()[2:]]) for line in out.splitlines()
+                if line.startswith(mark))
+
+
+def codec_on_board(board):
+    figures = run_on_board(board, CODEC, 'codec')
+    return figures['ours'][0], figures['naive'][0]
 
 
 def main(argv=None):
@@ -151,6 +172,7 @@ def main(argv=None):
             print('bench_pico: deploy failed: %s' % deployed.stderr, file=sys.stderr)
             return 1
         ours, naive = codec_on_board(board)
+        heap = run_on_board(board, HEAP, 'heap')
         whole = raw_echo(board, RAW_USB_WHOLE, board.usb, args.rounds)
         bytewise = raw_echo(board, RAW_USB_BYTEWISE, board.usb, args.rounds)
         uart = raw_echo(board, RAW_UART, board.uart0, args.rounds)
@@ -170,6 +192,9 @@ def main(argv=None):
     print('| codec on the board, encode + frame + deframe + decode of one message, us (emulated) vs naive json + '
           'crc32 | %.0f | %.0f '
           '| %.2f |' % (ours, naive, naive / ours))
+    print()
+    print('heap after start (code as .mpy, USB console served, demo services): %d B allocated (bare interpreter: '
+          '%d B), %d B free' % (heap['start'][0], heap['bare'][0], heap['start'][1]))
     return 0
 
 

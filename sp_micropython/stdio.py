@@ -14,7 +14,6 @@ except ImportError:   # a board's console
     termios = None
 
 _READY = const(0x19)   # select.POLLIN | POLLERR | POLLHUP
-_CTRL_C = b'\x03'
 
 
 class StdioStream(Stream):
@@ -35,7 +34,7 @@ class StdioStream(Stream):
     def __init__(self, is_client=False, repl=False):
         Stream.__init__(self)
         self.IS_CLIENT = is_client
-        self.watch = _CTRL_C if repl else None
+        self.watch = b'\x03' if repl else None   # Ctrl-C
         self._in = sys.stdin.buffer
         self._out = sys.stdout.buffer
         self._poll = select.poll()
@@ -54,7 +53,11 @@ class StdioStream(Stream):
         return 0
 
     def readinto(self, buf):
-        """What has arrived: in one read on a terminal, else byte by byte while one is ready."""
+        """What has arrived: in one read on a terminal, else byte by byte while one is ready.
+
+        Byte by byte, a read stops after a Ctrl-C byte when watch is set, so that what follows it stays
+        for the REPL. Methods are called through self (not cached in locals: a bound method is an object).
+        """
         if not self._up or not self._ready():
             return 0
         n = 0
@@ -62,29 +65,21 @@ class StdioStream(Stream):
             if self._tty:
                 n = self._in.readinto(buf)
             else:
-                n = self._bytewise(buf)
+                one = self._one
+                stop = 0x03 if self.watch else -1
+                while n < len(buf) and self._in.readinto(one):
+                    buf[n] = one[0]
+                    n += 1
+                    if one[0] == stop:
+                        break
+                    for _ in self._poll.ipoll(0):   # another byte waits
+                        break
+                    else:
+                        break
         except OSError:
             pass
         if not n:   # ready, yet nothing to read: the end of input
             self._lost()
-        return n
-
-    def _bytewise(self, buf):
-        one = self._one
-        read = self._in.readinto
-        ready = self._poll.ipoll
-        stop = 0x03 if self.watch else -1
-        size = len(buf)
-        n = 0
-        while n < size and read(one):
-            buf[n] = one[0]
-            n += 1
-            if one[0] == stop:
-                break
-            for _ in ready(0):   # another byte waits
-                break
-            else:
-                break
         return n
 
     def interrupted(self):
