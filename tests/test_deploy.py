@@ -2,6 +2,7 @@
 import binascii
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import serial
 
 from sp_common import Engine
 from sp_tool.deploy import ROMFS_MAIN, build_romfs
-from sp_tool.errors import EXIT_DEPLOY
+from sp_tool.errors import EXIT_DEPLOY, EXIT_USAGE
 from sp_tool.files import device_files
 from sp_tool.virtual_board import VirtualBoard
 
@@ -34,9 +35,9 @@ sys.modules['vfs'] = vfs
 READ_ROMFS = "import binascii, vfs; print(binascii.hexlify(vfs.rom_ioctl(2)).decode())"
 
 
-def run_deploy(*args, timeout=60):
+def run_deploy(*args, timeout=60, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "sp_tool", "deploy"] + list(args), capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+                          text=True, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL)
 
 
 def mpremote(port, *args):
@@ -116,6 +117,36 @@ def test_redeploy_py_over_mpy_replaces_the_packages(board):
     r = run_deploy("unix", "--port", board.port)
     assert r.returncode == 0, r.stderr
     assert board_tree(board.fs_dir) == expected_files(".py")
+
+
+def test_redeploy_sends_only_what_changed_and_removes_stale_files(board):
+    assert run_deploy("unix", "--port", board.port).returncode == 0
+    r = run_deploy("unix", "--port", board.port)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("(unchanged)") == len(expected_files(".py")), r.stdout
+    with open(os.path.join(board.fs_dir, "main.py"), "w") as f:
+        f.write("print('edited on the board')\n")
+    with open(os.path.join(board.fs_dir, "sp_common", "gone.py"), "w") as f:
+        f.write("STALE = 1\n")   # a module that no longer exists here
+    r = run_deploy("unix", "--port", board.port)
+    assert r.returncode == 0, r.stderr
+    copied = [line for line in r.stdout.splitlines() if line.startswith("[") and not line.endswith("(unchanged)")]
+    assert len(copied) == 1 and "] main.py (" in copied[0], r.stdout
+    assert "1 unchanged" not in r.stdout and "%d unchanged" % (len(expected_files(".py")) - 1) in r.stdout
+    assert board_tree(board.fs_dir) == expected_files(".py")
+    with open(os.path.join(board.fs_dir, "main.py")) as f, open(os.path.join(ROOT, "boards", "unix", "main.py")) as g:
+        assert f.read() == g.read()
+
+
+def test_deploy_a_board_folder_of_ones_own(board, tmp_path):
+    shutil.copytree(os.path.join(ROOT, "boards", "unix"), str(tmp_path / "myboard"))
+    with open(str(tmp_path / "myboard" / "extra.py"), "w") as f:
+        f.write("MINE = 42\n")
+    r = run_deploy("./myboard", "--port", board.port, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert board_tree(board.fs_dir) == expected_files(".py") | {"extra.py"}
+    r = run_deploy(str(tmp_path / "nothing-here"), "--port", board.port)
+    assert r.returncode == EXIT_USAGE and "no board folder" in r.stderr, r.stderr
 
 
 def test_deployed_board_boots_and_answers_read_asc_time(board):

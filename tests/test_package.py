@@ -1,4 +1,5 @@
-"""What a user installs: the wheel, run from a fresh virtual environment outside the checkout; the mip package.json."""
+"""What a user installs: the wheel, run from a fresh virtual environment outside the checkout; the library with
+pyserial alone; the sdist; the mip package.json."""
 import json
 import os
 import shutil
@@ -6,13 +7,17 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
+
+import serial
 
 import pytest
 
 from conftest import ROOT
 from sp_common import frame
-from sp_tool.files import DEVICE_PACKAGES
+from sp_tool.errors import EXIT_DEPLOY
+from sp_tool.files import board_names, package_json
 from sp_tool.virtual_board import VirtualBoard
 
 SOURCES = shutil.ignore_patterns('.*', '__pycache__', '*.egg-info', 'build', 'dist', '*.pyc', '*.mpy')
@@ -28,8 +33,10 @@ def venv(tmp_path_factory):
     """
     tmp = tmp_path_factory.mktemp('wheel')
     shutil.copytree(ROOT, tmp / 'src', ignore=SOURCES)
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
-                    str(tmp / 'dist'), str(tmp / 'src')], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-v', '-w',
+                            str(tmp / 'dist'), str(tmp / 'src')], check=True, capture_output=True, text=True)
+    warnings = [line for line in (built.stdout + built.stderr).splitlines() if 'warn' in line.lower()]
+    assert not [line for line in warnings if 'licen' in line.lower() or 'deprecat' in line.lower()], warnings
     wheel, = (tmp / 'dist').iterdir()
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(tmp / 'venv')], check=True)
     python = str(tmp / 'venv' / 'bin' / 'python')
@@ -56,6 +63,9 @@ def test_the_installed_wheel_is_what_runs(venv):
     assert r.returncode == 0, r.stderr
     module, boards = r.stdout.split()
     assert module.startswith(str(venv[0].parent)) and boards == os.path.join(os.path.dirname(module), 'boards')
+    assert sorted(os.listdir(boards)) == board_names()
+    for package in ('sp_cpython', 'sp_tool'):   # type hints for the users' checkers
+        assert os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(module)), package, 'py.typed'))
     r = run(venv, 'sp', '--help')
     assert r.returncode == 0 and r.stdout.startswith('usage: sp '), r.stderr
     assert 'deploy' in r.stdout and 'monitor' in r.stdout
@@ -94,15 +104,65 @@ def test_monitor_from_the_wheel(venv):
     assert r.stdout == '@71 read data request, data_id: asc_time, status: okay, data: null, crc: ok\n'
 
 
-def test_package_json_lists_every_device_file():
+@pytest.fixture(scope='module')
+def bare_venv(tmp_path_factory):
+    """A venv where only this checkout and pyserial can be imported: the library as it installs where pyserial
+    does, without the deploy, board or gateway extras."""
+    tmp = tmp_path_factory.mktemp('bare')
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(tmp / 'venv')], check=True)
+    python = str(tmp / 'venv' / 'bin' / 'python')
+    inner = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    os.symlink(os.path.dirname(serial.__file__), os.path.join(inner, 'serial'))
+    with open(os.path.join(inner, 'checkout.pth'), 'w') as f:
+        f.write(ROOT + '\n')
+    return python
+
+
+def bare(python, *args, timeout=60):
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return subprocess.run([python, '-m', 'sp_tool'] + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def test_the_library_alone_serves_and_calls(bare_venv):
+    r = subprocess.run([bare_venv, '-c', 'import mpremote'], capture_output=True)
+    assert r.returncode != 0   # truly bare
+    serve = subprocess.Popen([bare_venv, '-m', 'sp_tool', 'serve', '--tcp', '127.0.0.1:0'], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        line = serve.stdout.readline()
+        assert line.startswith('serving the demo services on tcp://'), serve.stderr.read()
+        r = bare(bare_venv, 'call', line.split()[-1], 'execute', 'echo', '"bare"')
+        assert (r.returncode, r.stdout) == (0, 'okay: "bare"\n'), r.stderr
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(10)
+        serve.stdout.close()
+        serve.stderr.close()
+
+
+@pytest.mark.parametrize('how', [[], ['--mpy'], ['--romfs']])
+def test_deploy_without_mpremote_names_the_extra(bare_venv, how):
+    r = bare(bare_venv, 'deploy', 'unix', '--port', '/dev/null', *how)
+    assert r.returncode == EXIT_DEPLOY, r.stderr
+    assert "pip install 'sp-dual[deploy]'" in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_sdist_carries_the_mip_package_list(tmp_path):
+    shutil.copytree(ROOT, tmp_path / 'src', ignore=SOURCES)
+    r = subprocess.run([sys.executable, '-c', 'from setuptools import build_meta; '
+                                              'print(build_meta.build_sdist(%r))' % str(tmp_path / 'dist')],
+                       cwd=str(tmp_path / 'src'), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(str(tmp_path / 'dist' / r.stdout.split()[-1])) as sdist:
+        names = {name.split('/', 1)[1] for name in sdist.getnames() if '/' in name}
+    assert {'package.json', 'manifest.py', 'LICENSE', 'boards/unix/main.py'} <= names
+
+
+def test_package_json_is_generated_from_the_device_files():
     with open(os.path.join(ROOT, 'package.json')) as f:
-        urls = json.load(f)['urls']
-    on_disk = sorted(pkg + '/' + n for pkg in DEVICE_PACKAGES for n in os.listdir(os.path.join(ROOT, pkg))
-                     if n.endswith('.py'))
-    listed = sorted(dest for dest, _src in urls)
-    assert listed == on_disk, 'package.json is stale: add %s, remove %s' % (
-        sorted(set(on_disk) - set(listed)), sorted(set(listed) - set(on_disk)))
-    assert all(dest == src for dest, src in urls)
+        assert f.read() == package_json(), 'package.json is stale: python -m sp_tool.files --package-json > package.json'
 
 
 def test_mip_install_from_the_local_package_json():
