@@ -22,6 +22,17 @@ def mpy_dir(tmp_path_factory):
     return out
 
 
+def skip_or_fail(reason):
+    """A test that needs what is missing (reason, or None) skips and says why; under CI that is a failure.
+
+    CI is set to anything but empty, 0 or false, as CI services do.
+    """
+    if reason:
+        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def interrupt(proc):
     """Ctrl-C to a long-running sp command: it ends with status 0 and no traceback."""
     proc.send_signal(signal.SIGINT)

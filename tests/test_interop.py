@@ -78,6 +78,16 @@ def ask(host, sid, did, data=None):
     return host.receive(sid + 1, did, timeout=10)
 
 
+def refuses_a_wrong_secret(port):
+    """A board with a secret on port refuses a host with another one, and serves it nothing."""
+    host = sp.pure_json_protocol(sp.serial_stp(port), secret='wrong', channel_name='host', session_v2=False)
+    try:
+        assert host.authentificate(timeout=10) is False
+        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
+    finally:
+        host.close()
+
+
 def exchange(host, role):
     """The demo services, errors included, from a host protocol linked to a device in role; asserts each answer."""
     end = time.monotonic() + 10

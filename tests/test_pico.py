@@ -20,10 +20,10 @@ import pytest
 import serial
 
 import sp_cpython as sp
-from conftest import ROOT
+from conftest import ROOT, skip_or_fail
 from test_conformance_micropython import _cpython_cases
-from test_interop import SECRET, ask, exchange
-from test_qemu_board import HEADER, crc_frame, hostile_frames
+from test_interop import SECRET, ask, exchange, refuses_a_wrong_secret
+from test_qemu_board import send_hostile
 from tools.pico_board import PicoBoard, missing
 
 CONFORMANCE = os.path.join(ROOT, 'tests', 'conformance')
@@ -42,11 +42,7 @@ def mpremote(port, *args, timeout=60):
 @pytest.fixture(scope='module')
 def pico():
     """One emulated Pico with the project deployed as .mpy by `sp deploy rp2040 --mpy` over its USB console."""
-    reason = missing()
-    if reason:
-        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    skip_or_fail(missing())
     board = PicoBoard()
     try:
         done = sp_cmd('deploy', 'rp2040', '--port', board.usb, '--mpy', timeout=180)
@@ -120,24 +116,8 @@ def test_interop_over_usb_and_uart0(pico, codec, secret, session_v2):
 
 def test_wrong_secret_is_refused_over_usb(pico):
     pico.start(secret=SECRET)
-    host = sp.pure_json_protocol(sp.serial_stp(pico.usb), secret='wrong', channel_name='host', session_v2=False)
-    try:
-        assert host.authentificate(timeout=10) is False
-        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
-    finally:
-        host.close()
+    refuses_a_wrong_secret(pico.usb)
     assert_taken_back(pico)
-
-
-def send_hostile(port, max_frame):
-    with serial.Serial(port, 115200, timeout=0.2) as link:
-        for chunk in hostile_frames(max_frame) + [crc_frame(HEADER + b'"last"}')]:
-            link.write(chunk)
-        replies = b''
-        deadline = time.monotonic() + 60
-        while b'"last"}' not in replies and time.monotonic() < deadline:   # the replies to all of them
-            replies += link.read(4096)
-    assert b'"last"}' in replies, replies[-500:]
 
 
 @pytest.mark.parametrize('where', ['uart0', 'usb'])
@@ -145,7 +125,7 @@ def test_hostile_frames_leave_the_pico_answering(pico, where):
     """Garbage (Ctrl-C bytes included: with REPL off they are data), deep nesting, huge numbers and strings."""
     pico.start(streams=('stdio', 'uart'), max_frame=1024, repl=False, session_v2='off')
     port = getattr(pico, where)
-    send_hostile(port, 1024)
+    send_hostile(port, 1024, 60)
     host = sp.pure_json_protocol(sp.serial_stp(port), channel_name='host')
     try:
         assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'still here').get_data() == 'still here'

@@ -24,25 +24,18 @@ import pytest
 import serial
 
 import sp_cpython as sp
-from conftest import ROOT
+from conftest import ROOT, skip_or_fail
 from sp_common.stp import frame
 from sp_tool.deploy import build_romfs
 from sp_tool.files import device_files
 from test_conformance_micropython import _cpython_cases
-from test_interop import SECRET, ask, exchange
+from test_interop import SECRET, ask, exchange, refuses_a_wrong_secret
 from tools.frozen_firmware import frozen_firmware
 from tools.frozen_firmware import missing as firmware_missing
 from tools.qemu_board import QemuBoard, missing
 
 CONFORMANCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conformance')
 HEADER = b'{"data_id": 0, "service_id": 30, "status": 0, "data": '
-
-
-def skip_or_fail(reason):
-    if reason:
-        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope='module')
@@ -117,12 +110,7 @@ def test_interop_on_the_32k_board_from_romfs(board, secret):
 def test_wrong_secret_is_refused_by_the_32k_board(board):
     dev = board()
     dev.start(secret=SECRET)
-    host = sp.pure_json_protocol(sp.serial_stp(dev.port), secret='wrong', channel_name='host', session_v2=False)
-    try:
-        assert host.authentificate(timeout=10) is False
-        assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
-    finally:
-        host.close()
+    refuses_a_wrong_secret(dev.port)
     # the seed came from the stand-in random source, which said so once on the console
     assert dev.output().count(b'no hardware random source on this port') == 1
 
@@ -143,19 +131,23 @@ def hostile_frames(max_frame):
     return [garbage] + [crc_frame(body) for body in bodies]
 
 
+def send_hostile(port, max_frame, timeout):
+    """The hostile frames, then a last request; returns when the board has answered them all."""
+    with serial.Serial(port, 115200, timeout=0.2) as link:
+        for chunk in hostile_frames(max_frame) + [crc_frame(HEADER + b'"last"}')]:
+            link.write(chunk)
+        replies = b''
+        deadline = time.monotonic() + timeout
+        while b'"last"}' not in replies and time.monotonic() < deadline:   # the replies to all of them
+            replies += link.read(4096)
+    assert b'"last"}' in replies, replies[-500:]
+
+
 def test_hostile_frames_leave_the_32k_board_answering(board):
     dev = board()
     dev.start()
-    frames = hostile_frames(1024)
-    assert all(len(f) <= 1024 + 64 for f in frames[1:])
-    with serial.Serial(dev.port, 115200, timeout=0.2) as port:
-        for chunk in frames + [crc_frame(HEADER + b'"last"}')]:
-            port.write(chunk)
-        replies = b''
-        deadline = time.monotonic() + 20
-        while b'"last"}' not in replies and time.monotonic() < deadline:   # the replies to all of them
-            replies += port.read(4096)
-    assert b'"last"}' in replies, replies[-500:]
+    assert all(len(f) <= 1024 + 64 for f in hostile_frames(1024)[1:])
+    send_hostile(dev.port, 1024, 20)
     host = sp.pure_json_protocol(sp.serial_stp(dev.port), channel_name='host')
     try:
         assert ask(host, sp.SID_EXECUTE_REQUEST, 0, 'still here').get_data() == 'still here'

@@ -22,6 +22,8 @@ import tarfile
 import tempfile
 
 from sp_tool.files import DEVICE_PACKAGES, device_files
+from tools import needs
+from tools.needs import shared_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARBALL = 'micropython-1c3c201149-qemu.tar.gz'
@@ -38,20 +40,13 @@ class FirmwareBuildError(RuntimeError):
 
 
 def tarball():
-    folder = os.environ.get('SP_MICROPYTHON_SRC') or os.path.join(os.path.dirname(ROOT), 'shared', 'micropython-src')
-    return os.path.join(folder, TARBALL)
+    return os.path.join(shared_dir('SP_MICROPYTHON_SRC', 'micropython-src'), TARBALL)
 
 
 def missing():
     """Why the frozen firmware cannot be built here and how to fix it, or None when it can."""
-    if not os.path.isfile(tarball()):
-        return ('no MicroPython source: %s not found. Put it in ../shared/micropython-src beside the repository '
-                'or point SP_MICROPYTHON_SRC at its folder' % tarball())
-    tools = [name for name in ('make', 'arm-none-eabi-gcc') if shutil.which(name) is None]
-    if tools:
-        return ('%s not installed (Debian: apt-get install make gcc-arm-none-eabi libnewlib-arm-none-eabi)'
-                % ', '.join(tools))
-    return None
+    return needs.missing('MicroPython source', 'SP_MICROPYTHON_SRC', 'micropython-src', (TARBALL,),
+                         ('make', 'arm-none-eabi-gcc'), 'make gcc-arm-none-eabi libnewlib-arm-none-eabi')
 
 
 def _key(heap):

@@ -25,7 +25,9 @@ import time
 
 import serial
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools import needs
+from tools.needs import shared_dir
+
 FILES = ('run-pico.mjs', 'firmware.uf2', 'bootrom-b1.bin', 'package.json', 'package-lock.json')
 RAW_REPL = b'raw REPL; CTRL-B to exit\r\n>'
 
@@ -35,21 +37,13 @@ class PicoBoardError(RuntimeError):
 
 
 def source_dir():
-    return os.environ.get('SP_RP2040_BOARD_DIR') or os.path.join(os.path.dirname(ROOT), 'shared', 'rp2040-board')
+    return shared_dir('SP_RP2040_BOARD_DIR', 'rp2040-board')
 
 
 def missing():
     """Why the emulated Pico cannot run here and how to fix it, or None when it can."""
-    folder = source_dir()
-    absent = [name for name in FILES if not os.path.isfile(os.path.join(folder, name))]
-    if absent:
-        return ('no emulated Pico: %s not found in %s. Put the rp2040js launcher and the RPI_PICO firmware '
-                '(see docs/testing.md) in ../shared/rp2040-board beside the repository or point '
-                'SP_RP2040_BOARD_DIR at them' % (', '.join(absent), folder))
-    tools = [name for name in ('node', 'npm', 'socat') if shutil.which(name) is None]
-    if tools:
-        return '%s not installed (Debian: apt-get install nodejs npm socat)' % ', '.join(tools)
-    return None
+    return needs.missing('emulated Pico (the rp2040js launcher and the RPI_PICO firmware)', 'SP_RP2040_BOARD_DIR',
+                         'rp2040-board', FILES, ('node', 'npm', 'socat'), 'nodejs npm socat')
 
 
 def launcher_dir():

@@ -28,8 +28,9 @@ import serial
 from sp_tool.deploy import build_romfs
 from sp_tool.errors import CommandError
 from sp_tool.files import device_files
+from tools import needs
+from tools.needs import shared_dir
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = {'32k': 'micropython-mps2-an385-heap32k.elf', '140k': 'micropython-mps2-an385-heap140k.elf'}
 ROMFS_ADDR = 0x21000000
 RAW_REPL = b'raw REPL; CTRL-B to exit\r\n>'
@@ -40,21 +41,14 @@ class QemuBoardError(RuntimeError):
 
 
 def firmware_dir():
-    return os.environ.get('SP_QEMU_FIRMWARE_DIR') or os.path.join(os.path.dirname(ROOT), 'shared', 'qemu-board')
+    return shared_dir('SP_QEMU_FIRMWARE_DIR', 'qemu-board')
 
 
 def missing():
     """Why the qemu board cannot run here and how to fix it, or None when it can."""
-    folder = firmware_dir()
-    absent = [name for name in FIRMWARE.values() if not os.path.isfile(os.path.join(folder, name))]
-    if absent:
-        return ('no qemu board firmware: %s not found in %s. Put the MicroPython qemu-port builds '
-                '(MPS2-AN385, 32 KiB and 140 KiB heaps; see "How it is tested" in README.md) in '
-                '../shared/qemu-board beside the repository or point SP_QEMU_FIRMWARE_DIR at them'
-                % (', '.join(absent), folder))
-    if shutil.which('qemu-system-arm') is None:
-        return 'qemu-system-arm is not installed (Debian: apt-get install qemu-system-arm)'
-    return None
+    return needs.missing('qemu board firmware (MicroPython qemu-port builds for MPS2-AN385, 32 KiB and 140 KiB '
+                         'heaps)', 'SP_QEMU_FIRMWARE_DIR', 'qemu-board', FIRMWARE.values(), ('qemu-system-arm',),
+                         'qemu-system-arm')
 
 
 def firmware(heap):
