@@ -318,7 +318,7 @@ class Engine:
             pieces = self.codec.pieces(service_id, data_id, status, data, self.tx_seq, re, self.tx_mac)
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
-        resp = self._requests.get(service_id)
+        resp = self._response_sid(service_id)
         # the engine takes the answers to its own requests (seed, key, name) itself: no one waits for them
         if resp is not None and service_id != _SID_AUTH_REQUEST and service_id != _SID_CHANNEL_NAME_REQUEST:
             if call:
@@ -331,6 +331,16 @@ class Engine:
         self.counters['tx_messages'] += 1
         self._out.append(frame(*pieces))
         return token
+
+    def _response_sid(self, sid):
+        """Where the answer to a request on sid comes: its service's response sid, or for an unknown even
+        sid the conventional sid + 1, on which a peer that knows no such service says so; None for a
+        response."""
+        resp = self._requests.get(sid)
+        if resp is None and isinstance(sid, int) and sid % 2 == 0 and sid not in self._responses and \
+                (sid + 1) not in self._requests:
+            resp = sid + 1
+        return resp
 
     def withdraw(self, sent):
         """Takes back sent (a frame send_msg queued) if no writer has taken it yet: a call that gave up
@@ -494,9 +504,7 @@ class Engine:
         if key == _NAME:
             self._on_name_response(data)
             return
-        resp = self._requests.get(sid)
-        if resp is None and sid not in self._responses and sid % 2 == 0 and (sid + 1) not in self._requests:
-            resp = sid + 1   # unknown request: answer on the conventional response sid
+        resp = self._response_sid(sid)
         if resp is None:
             self._on_response(sid, did, status, data, length, re)
         else:

@@ -81,6 +81,23 @@ def test_unknown_service_or_data():
     assert link.server.counters['unknown'] == 3
 
 
+def test_the_answer_to_a_service_this_side_never_declared_reaches_its_caller():
+    """A request on an even sid this side knows nothing of waits on sid + 1, where a peer that knows no such
+    service says so: the caller gets that answer at once, on both wires, not a timeout."""
+    for session_v2 in (False, True):
+        link = Link(session_v2=session_v2)
+        link.connect()
+        token = link.client.send_msg(98, 0, 'x', call=True)
+        link.pump()
+        msg = link.client.take_reply(token)
+        assert msg is not None and msg.get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN, session_v2
+        assert (msg.get_service_id(), msg.get_data_id()) == (99, 0)
+        link.client.send_msg(96, 1, None)   # send() + receive() alike
+        link.pump()
+        assert link.client.pop_received(97, 1).get_status() == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+        assert link.client.counters['unsolicited'] == link.client.counters['unknown'] == 0
+
+
 def test_known_request_without_callback_is_buffered():
     link = Link()
     link.connect()
