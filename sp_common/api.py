@@ -62,17 +62,29 @@ class Api:
         answer is matched by its request's seq; the original wire cannot tell,
         so there each call takes the oldest answer still due on its ids.
         """
+        return self._ask(service_id, data_id, data, timeout)[1]
+
+    def call(self, service_id, data_id, data=None, timeout=2):
+        """request() with typed errors: the answer's data, or NotConnected, NoAnswer, ErrorAnswer (AuthRequired).
+
+        (sp_common.errors; request() keeps socket_protocol's None.)
+        """
+        from . import errors
+        return errors.answer_data(*self._ask(service_id, data_id, data, timeout))
+
+    def _ask(self, service_id, data_id, data, timeout):
+        """(sent, answer): whether the request went out in time, and its own answer or None."""
         engine = self._engine
         self._may_block()
         end = deadline(engine, timeout)
         token = self._send(service_id, data_id, data, _STATUS_OKAY, end, True)
         if token is None:
-            return None
+            return False, None
         msg = self._wait(lambda: engine.take_reply(token), left(engine, end))
         if msg is None:
             with self._lock:
                 engine.forget(token)
-        return msg
+        return True, msg
 
     def receive(self, service_id, data_id, timeout=1):
         """The next buffered message for these ids, waiting up to timeout; None if none came."""

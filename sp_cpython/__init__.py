@@ -3,6 +3,7 @@ import logging as _logging
 
 from sp_common.names import *  # noqa: F401,F403  (the constants of sp_common.const and their names)
 from sp_common.engine import data_storage  # noqa: F401
+from sp_common.errors import AuthRequired, ErrorAnswer, NoAnswer, NotConnected, ProtocolError  # noqa: F401
 
 from .protocol import pure_json_protocol, struct_json_protocol  # noqa: F401
 from .serial_port import serial_stp  # noqa: F401

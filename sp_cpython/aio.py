@@ -13,12 +13,13 @@ import asyncio
 import os
 import termios
 import tty
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from sp_common import Deframer, Engine, admission, pure_json, struct_json
 from sp_common.api import deadline, left
 from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
+from sp_common.errors import answer_data
 
 from .protocol import WRITE_TIMEOUT, EngineState, logger, monotonic_ms
 
@@ -186,12 +187,19 @@ class AsyncProtocol(EngineState):
 
     async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
         """This call's own answer, or None after timeout (one for the whole call); cancelling it forgets the request."""
+        return (await self._ask(service_id, data_id, data, timeout))[1]
+
+    async def call(self, service_id: int, data_id, data=None, timeout: float = 2):
+        """request() with typed errors: the answer's data, or NotConnected, NoAnswer, ErrorAnswer (sp_common.errors)."""
+        return answer_data(*await self._ask(service_id, data_id, data, timeout))
+
+    async def _ask(self, service_id: int, data_id, data, timeout: float) -> Tuple[bool, Optional[data_storage]]:
         end = deadline(self._engine, timeout)
         token = await self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
         if token is None:
-            return None
+            return False, None
         try:
-            return await self._wait(lambda: self._engine.take_reply(token), left(self._engine, end))
+            return True, await self._wait(lambda: self._engine.take_reply(token), left(self._engine, end))
         finally:
             self._engine.forget(token)
 

@@ -108,7 +108,7 @@ class Waiter:
 # The calls of sp_common.api, the methods of its Api: they load with the
 # board's first call (pure_json_protocol.__getattr__), so a board that only
 # serves never holds them. One string, not a tuple of them: less heap.
-API_CALLS = ('_settled _ready _send send request receive authentificate check_authentification_state'
+API_CALLS = ('_settled _ready _send send request call _ask receive authentificate check_authentification_state'
              ' connection_established')
 
 class pure_json_protocol(Engine):

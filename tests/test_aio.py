@@ -240,3 +240,15 @@ def test_one_timeout_bounds_the_whole_request():
             assert prot.session == 2 and time.monotonic() - start < 1.5
         server.close()
     run(main())
+
+
+def test_call_raises_what_request_returns_as_none():
+    async def main(url):
+        async with await aio.connect(url) as prot:
+            assert await prot.call(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=5) == 'x'
+            with pytest.raises(sp.ErrorAnswer) as err:
+                await prot.call(98, 0, timeout=5)
+            assert err.value.status == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+            with pytest.raises(sp.NoAnswer):
+                await prot.call(sp.SID_EXECUTE_REQUEST, 9, timeout=0.3)   # the slow service
+    against_echo_server(main)

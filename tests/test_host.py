@@ -260,3 +260,30 @@ def test_send_without_connection_times_out():
         assert client.receive(sp.SID_READ_RESPONSE, 0, timeout=0.1) is None
     finally:
         client.close()
+
+
+def test_call_raises_what_request_returns_as_none():
+    """call() tells the causes apart that request() answers with None or an error status."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), channel_name='server')
+    port = server.__comm_inst__.port
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port), channel_name='client')
+    try:
+        assert client.call(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=5) == 'x'
+        with pytest.raises(sp.ErrorAnswer) as err:
+            client.call(98, 0, timeout=5)
+        assert err.value.status == sp.STATUS_SERVICE_OR_DATA_UNKNOWN
+        server.add_data((sp.SID_READ_REQUEST, sp.SID_READ_RESPONSE), 5, 'later')   # buffered there, not answered
+        with pytest.raises(sp.NoAnswer) as late:
+            client.call(sp.SID_READ_REQUEST, 5, timeout=0.5)
+        assert isinstance(late.value, TimeoutError)
+    finally:
+        client.close()
+        server.close()
+    silent = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port), channel_name='nobody')
+    try:
+        with pytest.raises(sp.NotConnected) as refused:   # the server is gone: nothing to connect to
+            silent.call(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=0.5)
+        assert isinstance(refused.value, ConnectionError)
+    finally:
+        silent.close()

@@ -76,7 +76,7 @@ def test_the_device_loads_every_call_of_the_api():
             "print(sorted(API_CALLS.split()) == sorted(n for n in dir(Api) if not n.startswith('__')), len(API_CALLS.split()))")
     out = subprocess.run(['micropython', '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT))
-    assert out.stdout.split() == ['True', '9'], out.stderr
+    assert out.stdout.split() == ['True', '11'], out.stderr
 
 
 CONNECT_TWICE = """

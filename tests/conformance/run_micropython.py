@@ -4,7 +4,7 @@ import sys
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else '.')
 sys.path.insert(0, sys.path[1] + '/tests/conformance')
 
-MODULES = ('test_attacks', 'test_codec', 'test_crc', 'test_engine', 'test_session', 'test_stp')
+MODULES = ('test_attacks', 'test_codec', 'test_crc', 'test_engine', 'test_errors', 'test_session', 'test_stp')
 
 passed = failed = 0
 for name in MODULES:

@@ -1,0 +1,61 @@
+"""What call() raises where request() returns None or an error answer: the causes a caller acts on.
+
+The same causes as the sp command's exit codes: the request could not go out
+(no connection, the wire not settled, with auto_auth no trust) in time; it went
+out and no answer came in time; the peer answered with an error status. On
+CPython NotConnected is also a ConnectionError and NoAnswer a TimeoutError;
+MicroPython has neither (nor a class with two exception bases).
+"""
+import sys
+
+from .engine import const
+
+_STATUS_OKAY = const(0)             # sp_common.const.STATUS_OKAY
+_STATUS_AUTH_REQUIRED = const(3)    # sp_common.const.STATUS_AUTH_REQUIRED
+
+
+class ProtocolError(Exception):
+    """Base of the errors call() raises."""
+
+
+if sys.implementation.name == 'micropython':
+    _Connection = _Timeout = ProtocolError
+else:
+    class _Connection(ProtocolError, ConnectionError):
+        pass
+
+    class _Timeout(ProtocolError, TimeoutError):
+        pass
+
+
+class NotConnected(_Connection):
+    """The request could not go out within the timeout: no connection, or none ready (settled, trusted)."""
+
+
+class NoAnswer(_Timeout):
+    """The request went out; no answer came within the timeout."""
+
+
+class ErrorAnswer(ProtocolError):
+    """The peer answered with a status other than okay; answer is its message (a data_storage)."""
+
+    def __init__(self, answer):
+        super().__init__('the peer answered with status %r' % (answer.get_status(),))
+        self.answer = answer
+        self.status = answer.get_status()
+
+
+class AuthRequired(ErrorAnswer):
+    """The peer requires authentification first (STATUS_AUTH_REQUIRED)."""
+
+
+def answer_data(sent, answer):
+    """The data of an okay answer; else the error that says why there is none."""
+    if not sent:
+        raise NotConnected('the request could not go out in time')
+    if answer is None:
+        raise NoAnswer('no answer in time')
+    status = answer.get_status()
+    if status == _STATUS_OKAY:
+        return answer.get_data()
+    raise (AuthRequired if status == _STATUS_AUTH_REQUIRED else ErrorAnswer)(answer)
