@@ -1,6 +1,7 @@
 """Serial comm instance over pyserial: any device path or URL, reopened after the device comes back."""
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from typing import Optional
@@ -25,14 +26,26 @@ class serial_stp(StreamTransport):
         self.IS_CLIENT = is_client
         self._retry = retry
         self._drop = threading.Event()
+        self._in_use_said = False
         super().__init__()
 
     def _open(self) -> Optional[serial.SerialBase]:
+        """Exclusively: a second program on the port would take part of what the board sends (pyserial locks with
+        flock on POSIX, which mpremote and other exclusive openers honour; Windows never shares a port)."""
         try:
-            return serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.2, exclusive=None)
-        except (serial.SerialException, OSError, ValueError):
+            conn = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.2, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as err:
+            self._say_in_use(err)
             self._wait_retry(self._retry)
             return None
+        self._in_use_said = False
+        return conn
+
+    def _say_in_use(self, err: Exception) -> None:
+        """Once per streak: the retries go on quietly until the other program lets go."""
+        if getattr(err, 'errno', None) in (errno.EAGAIN, errno.EWOULDBLOCK) and not self._in_use_said:
+            self._in_use_said = True
+            self.logger.warning('%s: %s is in use by another program; retrying', self._prefix(), self.url)
 
     def _read(self, conn: serial.SerialBase) -> bytes:
         while not self._drop.is_set():

@@ -1,6 +1,7 @@
 """One request from the command line: send it, wait for its answer, and name what went wrong if none came."""
 from __future__ import annotations
 
+import difflib
 import time
 from typing import Optional, Tuple, Union
 
@@ -46,6 +47,10 @@ class ReplSniffer:
         return self.seen_at is not None and time.monotonic() - self.seen_at >= REPL_GRACE_S
 
 
+def is_service(text: str) -> bool:
+    return text in SERVICES or text.lstrip('-').isdigit()
+
+
 def service_id(text: str) -> int:
     """read / write / execute, or a request Service-ID as a number."""
     if text in SERVICES:
@@ -53,7 +58,9 @@ def service_id(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise CommandError('unknown service %r: read, write, execute or a number' % text) from None
+        close = difflib.get_close_matches(text, SERVICES, 1)
+        raise CommandError('unknown service %r%s: read, write, execute or a number'
+                           % (text, ' (did you mean %s?)' % close[0] if close else '')) from None
 
 
 def data_id(service: int, text: str) -> Tuple[DataId, str]:

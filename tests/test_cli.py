@@ -1,5 +1,6 @@
 """The sp command end to end against the virtual board: answers, and every failure with its exit code and message."""
 import ast
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT, interrupt
+from ptys import PtyCable
 from sp_common import frame, pure_json
 from sp_common.auth import Hmac
 from sp_tool import errors
@@ -57,7 +59,7 @@ class Board:
 def board():
     b = Board('--secret', SECRET)
     yield b
-    assert b.stop() == 0   # Ctrl-C is how sp board ends: no error
+    assert b.stop() == errors.EXIT_INTERRUPTED   # Ctrl-C ends sp board as the shell reports it, no traceback
 
 
 @pytest.fixture(scope='module')
@@ -97,6 +99,7 @@ def test_verbose_logs_the_messages_and_their_bytes(board):
     assert (r.returncode, r.stdout) == (0, 'okay: "hi"\n'), r.stderr
     assert 'prot-client: RX <- service: execute response, data_id: echo, status: okay' in r.stderr
     assert 'comm-client: TX -> "(' in r.stderr
+    assert all(re.match(r'\d\d:\d\d:\d\d\.\d{3} ', line) for line in r.stderr.splitlines()), r.stderr
 
 
 def test_port_that_cannot_be_opened_fails_at_once():
@@ -137,7 +140,7 @@ def test_a_board_at_its_repl_is_named_at_once():
         fails(r, errors.EXIT_REPL, 'MicroPython REPL', 'reset it', 'deploy first')
         assert time.monotonic() - start < 5
     finally:
-        assert empty.stop() == 0
+        assert empty.stop() == errors.EXIT_INTERRUPTED
 
 
 class CorruptingRelay:
@@ -147,16 +150,19 @@ class CorruptingRelay:
     vouched for, so the board stays silent. A broken answer is what the host can name.)
     """
 
-    def __init__(self, port):
-        self.listener = socket.create_server(('127.0.0.1', 0))
-        self.address = 'tcp://127.0.0.1:%d' % self.listener.getsockname()[1]
+    corrupt = True
+
+    def __init__(self, port, host='127.0.0.1', family=socket.AF_INET):
+        self.listener = socket.create_server((host, 0), family=family)
+        self.address = 'tcp://%s:%d' % (host if family == socket.AF_INET else '[%s]' % host,
+                                        self.listener.getsockname()[1])
         threading.Thread(target=self._serve, args=(port,), daemon=True).start()
 
     def _serve(self, port):
         while True:
             client, _ = self.listener.accept()
             board = socket.create_connection(('127.0.0.1', port))
-            threading.Thread(target=self._pipe, args=(board, client, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(board, client, self.corrupt), daemon=True).start()
             threading.Thread(target=self._pipe, args=(client, board, False), daemon=True).start()
 
     @staticmethod
@@ -166,10 +172,97 @@ class CorruptingRelay:
                 data = src.recv(65536)
             except OSError:
                 data = b''
-            if not data:
+            if not data:   # shutdown, not only close: the other direction's recv holds the socket open
+                try:
+                    dst.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 dst.close()
                 return
             dst.sendall(data.replace(b'"data":= 12345', b'"data":= 12346') if corrupt else data)
+
+
+class Relay(CorruptingRelay):
+    corrupt = False
+
+
+def test_call_over_ipv6(board):
+    try:
+        relay = Relay(board.tcp_port, '::1', socket.AF_INET6)
+    except OSError as err:
+        pytest.skip('no IPv6 loopback here: %s' % err)
+    r = sp('call', relay.address, 'execute', 'echo', '"v6"', '--secret', SECRET)
+    assert (r.returncode, r.stdout) == (0, 'okay: "v6"\n'), r.stderr
+
+
+def test_json_failures_are_one_object_with_the_answers_keys(board, silent_port):
+    r = sp('call', board.tcp, 'execute', 'fail', '--secret', SECRET, '--json')
+    assert r.returncode == errors.EXIT_STATUS
+    assert json.loads(r.stdout) == {'service_id': 31, 'data_id': 1, 'status': 2, 'status_name': 'callback error',
+                                    'data': None, 'error': 'the board on %s answered: callback error' % board.tcp,
+                                    'exit': errors.EXIT_STATUS}
+    r = sp('call', silent_port, 'read', 'asc_time', '--timeout', '1', '--json')
+    assert r.returncode == errors.EXIT_TIMEOUT
+    answer = json.loads(r.stdout)
+    assert answer.pop('error').startswith('no answer from %s within 1 s' % silent_port)
+    assert answer == {'service_id': 11, 'data_id': 0, 'status': None, 'status_name': None, 'data': None,
+                      'exit': errors.EXIT_TIMEOUT}   # data_id a number, as in an answer
+    r = sp('call', '/dev/does-not-exist', 'read', '7', '--json')
+    assert r.returncode == errors.EXIT_PORT and json.loads(r.stdout)['data_id'] == 7
+    r = sp('call', 'reed', '0', '--json')
+    assert json.loads(r.stdout) == {'error': "unknown service 'reed' (did you mean read?): read, write, execute or a "
+                                             "number", 'exit': errors.EXIT_USAGE}
+
+
+@pytest.mark.parametrize('words', [['reed', 'asc_time'], ['reed', 'asc_time', '5'], ['/dev/ttyX', 'reed', '0']])
+def test_a_mistyped_service_is_named_not_opened(words):
+    fails(sp('call', *words), errors.EXIT_USAGE, "unknown service 'reed' (did you mean read?)")
+
+
+def test_call_without_words_shows_what_is_optional():
+    r = sp('call')
+    fails(r, errors.EXIT_USAGE, 'usage: sp call [options] [TARGET] SERVICE DATA_ID [DATA_JSON]',
+          'TARGET and DATA_JSON are optional')
+
+
+@pytest.mark.parametrize('address', ['127.0.0.1:99999', '127.0.0.1', 'localhost:http'])
+def test_serve_on_a_wrong_address_is_named(address):
+    fails(sp('serve', '--tcp', address), errors.EXIT_USAGE, 'listen on HOST:PORT (port 0 to 65535), not %r' % address)
+
+
+def test_a_port_in_use_is_named_at_once(tmp_path):
+    cable = PtyCable(str(tmp_path))
+    watcher = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', cable.path_a], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:   # the monitor has the port once a call finds it taken
+            start = time.monotonic()
+            r = sp('call', cable.path_a, 'read', 'asc_time', '--timeout', '1')
+            if r.returncode == errors.EXIT_PORT or time.monotonic() > deadline:
+                break
+        fails(r, errors.EXIT_PORT, 'cannot open %s: in use by another program' % cable.path_a, 'sp monitor --tap')
+        assert time.monotonic() - start < 5
+    finally:
+        interrupt(watcher)   # Ctrl-C ends a live monitor with 130
+        cable.close()
+
+
+def test_tap_shares_the_port_and_shows_both_directions(board):
+    tap = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', '--tap', board.port], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        shared = tap.stdout.readline().strip()
+        assert shared.startswith('/dev/pts/'), tap.stderr.read()
+        r = sp('call', shared, 'execute', 'echo', '"through the tap"', '--secret', SECRET)
+        assert (r.returncode, r.stdout) == (0, 'okay: "through the tap"\n'), r.stderr
+        fails(sp('call', board.port, 'read', 'asc_time'), errors.EXIT_PORT, 'in use')
+        seen = []
+        while not any(line.startswith('<- execute response') for line in seen):
+            seen.append(tap.stdout.readline().split(' ', 1)[1].strip())
+        assert '-> execute request, data_id: echo, status: okay, data: "through the tap"' in ' '.join(seen), seen
+    finally:
+        interrupt(tap)
 
 
 def test_crc_errors_are_named(board):

@@ -59,7 +59,7 @@ def board(tmp_path_factory):
     """sp board with its secret from a file: it shows in no process's command line."""
     b = Board('--secret-file', secret_file(tmp_path_factory.mktemp('secret')), env=env_with())
     yield b
-    assert b.stop() == 0
+    assert b.stop() == errors.EXIT_INTERRUPTED
 
 
 def test_a_board_started_with_a_secret_file_shows_its_secret_in_no_command_line(board):
@@ -119,7 +119,7 @@ def test_gateway_warns_about_a_board_secret_file_others_may_read(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith('gateway for k on mqtt://127.0.0.1:1')
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(10) == 0
+    assert proc.wait(10) == errors.EXIT_INTERRUPTED
     assert proc.stderr.read() == ('sp: warning: the secret file %s is open to its group or others (mode 640): '
                                   'chmod 600 it\n' % path)
     proc.stdout.close()

@@ -91,7 +91,7 @@ def test_board_deploy_reset_call_from_the_wheel(venv):
         assert time.strptime(r.stdout.strip()[len('okay: "'):-1])
     finally:
         board.send_signal(signal.SIGINT)
-        assert board.wait(10) == 0
+        assert board.wait(10) == 130
         for f in (board.stdin, board.stdout, board.stderr):
             f.close()
 
@@ -140,6 +140,14 @@ def test_the_library_alone_serves_and_calls(bare_venv):
         serve.wait(10)
         serve.stdout.close()
         serve.stderr.close()
+
+
+@pytest.mark.parametrize('command', [['call', 'mqtt://127.0.0.1:1/kitchen', 'read', '0'],
+                                     ['gateway', '--broker', 'mqtt://127.0.0.1:1', 'k=tcp://127.0.0.1:1']])
+def test_mqtt_without_paho_names_the_extra(bare_venv, command):
+    r = bare(bare_venv, *command)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    assert "paho-mqtt is not installed: pip install 'sp-dual[gateway]'" in r.stderr
 
 
 @pytest.mark.parametrize('how', [[], ['--mpy'], ['--romfs']])
