@@ -9,6 +9,7 @@ from .protocol import pure_json_protocol, struct_json_protocol  # noqa: F401
 from .serial_port import serial_stp  # noqa: F401
 from .tcp import tcp_client_stp, tcp_server_stp  # noqa: F401
 
-# A library stays quiet until the application configures logging (the loggers keep the original names).
-for _name in ('socket_protocol', 'tcp_socket', 'serial_port', 'comm'):
+# A library stays quiet until the application configures logging. socket_protocol and tcp_socket are the
+# original module's names, kept for compatibility; the loggers it did not have live under this package.
+for _name in ('socket_protocol', 'tcp_socket', 'sp_cpython'):
     _logging.getLogger(_name).addHandler(_logging.NullHandler())

@@ -44,7 +44,7 @@ class AsyncProtocol(EngineState):
                                        channel_name=channel_name, max_frame=min(probation_frame or max_frame, max_frame),
                                        max_buffered_bytes=2 * max_frame, clock=monotonic_ms,
                                        session_v2=session_v2, log=logger('socket_protocol', channel_name),
-                                       hexlog=logger('comm', channel_name))
+                                       hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame
         self.on_proven: Optional[Callable[['AsyncProtocol'], None]] = None   # serve()'s admission
         engine.defer = self._defer

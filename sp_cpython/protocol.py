@@ -73,7 +73,7 @@ class pure_json_protocol(EngineState, Api):
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
                               channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
                               log=logger('socket_protocol', channel_name),
-                              hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'comm'), channel_name),
+                              hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'sp_cpython.comm'), channel_name),
                               clock=monotonic_ms, session_v2=session_v2)
         self._engine.connects = getattr(comm_instance, 'CONNECTS', False)
         if self._timed_writes:

@@ -18,7 +18,7 @@ class serial_stp(StreamTransport):
     like a TCP client.
     """
 
-    LOGGER_PREFIX = 'serial_port'
+    LOGGER_PREFIX = 'sp_cpython.serial'
 
     def __init__(self, url: str, baudrate: int = 115200, is_client: bool = True, retry: float = 0.25) -> None:
         self.url = url

@@ -18,7 +18,7 @@ class StreamTransport:
     """
 
     IS_CLIENT = True
-    LOGGER_PREFIX = 'comm'
+    LOGGER_PREFIX = 'sp_cpython.comm'
     CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
     engine = None      # the protocol's engine, set by the protocol: a server admits clients by it
 

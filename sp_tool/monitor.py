@@ -207,11 +207,16 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
         print(os.ttyname(slave), flush=True)
         print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
               file=sys.stderr, flush=True)
-        threading.Thread(target=_watch, args=(lambda n: port.read(port.in_waiting or 1), board, '<-', stop, save,
-                                              lambda data: _write_all(master, data)), daemon=True).start()
-        threading.Thread(target=_watch, args=(lambda n: _read_pty(master, n), host, '->', stop, None, port.write),
-                         daemon=True).start()
+        watchers = [
+            threading.Thread(target=_watch, args=(lambda n: port.read(port.in_waiting or 1), board, '<-', stop, save,
+                                                  lambda data: _write_all(master, data)), daemon=True),
+            threading.Thread(target=_watch, args=(lambda n: _read_pty(master, n), host, '->', stop, None, port.write),
+                             daemon=True)]
+        for watcher in watchers:
+            watcher.start()
         stop.wait()
+        for watcher in watchers:   # each read returns within 0.2 s: the port and pty close after the last one
+            watcher.join(2)
     finally:
         port.close()
         os.close(master)
