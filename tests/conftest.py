@@ -22,6 +22,16 @@ def mpy_dir(tmp_path_factory):
     return out
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'engine: the pure-engine tier (tests/conformance): no I/O, about a second')
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if '/conformance/' in str(item.fspath).replace('\\', '/'):
+            item.add_marker(pytest.mark.engine)
+
+
 def skip_or_fail(reason):
     """A test that needs what is missing (reason, or None) skips and says why; under CI that is a failure.
 
