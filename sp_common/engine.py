@@ -95,13 +95,6 @@ _HANDSHAKE = {
 BUILTIN_DATA = {key: 'key' if key[1] == _DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
 BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 _NO_KWARGS = {}
-# Engine methods that live in a module of their own, loaded on first use by
-# Engine.__getattr__: a board that only serves never sends a request, never
-# holds the code that matches answers to requests; one that serves only the
-# built-in services never registers more. The methods are one string per
-# module, not a table: a board holds two strings rather than ten names.
-_ELSEWHERE = (('replies', 'take_reply forget pop_received _on_response _claim _store _drop_buffered'),
-              ('registry', 'add_service add_status add_msg_to_auth_whitelist_'))
 
 _MAX_NAME = const(32)
 
@@ -169,18 +162,26 @@ class Engine:
         self.token_base = self.tx_seq = 0
         self.connection_lost()
 
-    def __getattr__(self, name):
-        """A method of _ELSEWHERE: its module loads and gives the class all its methods."""
-        for home, methods in _ELSEWHERE:
-            methods = methods.split()
-            if name in methods:
-                module = load('sp_common.' + home)
-                for method in methods:
-                    setattr(Engine, method, getattr(module, method))
-                return getattr(self, name)
-        raise AttributeError('%r object has no attribute %r' % (type(self).__name__, name))
-
     # registries ------------------------------------------------------------
+    def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
+        taken = req_sid in self._requests or req_sid in self._responses
+        if taken or resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
+            from . import const
+            raise (const.RequestSidExistsError if taken else const.ResponseSidExistsError)(
+                'service id %r is already in use' % (req_sid if taken else resp_sid,))
+        self._requests[req_sid] = resp_sid
+        self._responses[resp_sid] = req_sid
+        if req_name is not None:
+            self._sid_names[req_sid] = req_name
+        if resp_name is not None:
+            self._sid_names[resp_sid] = resp_name
+
+    def add_status(self, status, name):
+        self._status_names[status] = name
+
+    def add_msg_to_auth_whitelist_(self, service_id, data_id):
+        self._whitelist.add((service_id, data_id))
+
     def add_data(self, service_id, data_id, name):
         for sid in service_id if isinstance(service_id, (list, tuple)) else (service_id,):
             self._did_names[(sid, data_id)] = name
@@ -201,16 +202,31 @@ class Engine:
         self._out = []
         self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
         self.seed = None
-        self._buffer = []         # [message, size in bytes]
-        self._buffered_bytes = 0
-        self._asked = {}          # (response sid, did) -> token of the newest request that waits on them
-        self._calls = {}          # token -> (response sid, did) of request() calls still waiting
-        self._replies = {}        # token -> their answers
+        self._calls = None        # the calls part (answers to this end's requests, the receive buffer): calls()
         self.session = None if self.session_v2 else 1   # None while the wire is not settled
         self.refused = False
         self.nonce = self.nonces = self.tx_mac = self.rx_mac = None
         self.negotiating_since = None   # when the wire started to settle (the client's offer, or its name)
         self.restart_seq()
+
+    def calls(self):
+        """This session's calls part (sp_common.calls), made on first use: a board that only serves holds none."""
+        if self._calls is None:
+            from .calls import Calls
+            self._calls = Calls(self)
+        return self._calls
+
+    def take_reply(self, token):
+        """The answer to the request() call of token, once it is there."""
+        return self.calls().take_reply(token)
+
+    def forget(self, token):
+        """A request() call gave up: an answer that comes later is stale."""
+        self.calls().forget(token)
+
+    def pop_received(self, service_id, data_id):
+        """The oldest buffered message matching the ids (None matches any), or None."""
+        return self.calls().pop_received(service_id, data_id)
 
     def restart_seq(self):
         """Frame counters start over; tokens go on from where they were (token = token_base + seq): a call
@@ -321,11 +337,7 @@ class Engine:
         resp = self._response_sid(service_id)
         # the engine takes the answers to its own requests (seed, key, name) itself: no one waits for them
         if resp is not None and service_id != _SID_AUTH_REQUEST and service_id != _SID_CHANNEL_NAME_REQUEST:
-            if call:
-                self._calls[token] = (resp, data_id)
-            else:
-                self._drop_buffered(resp, data_id)
-                self._asked[(resp, data_id)] = token
+            self.calls().sent(token, (resp, data_id), call)
         if self.log is not None or self.hexlog is not None:
             self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
@@ -506,7 +518,7 @@ class Engine:
             return
         resp = self._response_sid(sid)
         if resp is None:
-            self._on_response(sid, did, status, data, length, re)
+            self.calls().on_response(sid, did, status, data, length, re)
         else:
             self._on_request(sid, did, resp, status, data, length, seq or 0)
 
@@ -519,7 +531,7 @@ class Engine:
         msg = make_message(sid, did, status, data)
         if entry is None:
             if sid in self._requests and (sid, did) in self._did_names:
-                self._store(msg, length)
+                self.calls().store(msg, length)
             else:
                 self.drop('unknown', sid, did)
                 self.send_msg(resp, did, None, _STATUS_SERVICE_OR_DATA_UNKNOWN, seq)

@@ -7,6 +7,7 @@ import select
 import time
 
 from sp_common import load
+from sp_common.api import Api
 from sp_common.codec import pure_json
 from sp_common.engine import Engine
 
@@ -105,17 +106,12 @@ class Waiter:
         self._poll.ipoll(timeout)
 
 
-# The calls of sp_common.api, the methods of its Api: they load with the
-# board's first call (pure_json_protocol.__getattr__), so a board that only
-# serves never holds them. One string, not a tuple of them: less heap.
-API_CALLS = ('_settled _ready _send send request call _ask receive authentificate check_authentification_state'
-             ' connection_established')
-
-class pure_json_protocol(Engine):
+class pure_json_protocol(Engine, Api):
     """The protocol on one stream: the engine itself, plus the loop that feeds it from the stream.
 
-    Client or server comes from stream.IS_CLIENT. send(), request(),
-    receive() and the other calls of sp_common.api load on first use.
+    Client or server comes from stream.IS_CLIENT. send(), request(), call(),
+    receive() and authentificate() are sp_common.api's, written once for
+    both runtimes; this class gives them the loop that waits.
     """
 
     CODEC = pure_json
@@ -134,15 +130,6 @@ class pure_json_protocol(Engine):
         self._rx = bytearray(rx_size or stream.rx_size)
         self.deframer.watch = stream.watch
         stream.engine = self   # a server stream asks it whether its client has proven itself
-
-    def __getattr__(self, name):
-        calls = API_CALLS.split()
-        if name in calls:
-            Api = load('sp_common.api').Api
-            for call in calls:
-                setattr(pure_json_protocol, call, getattr(Api, call))
-            return getattr(self, name)
-        return Engine.__getattr__(self, name)
 
     # the loop ----------------------------------------------------------------
     def _events(self):

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import ROOT
 
-from sp_common import api, const, engine, handshake, names, replies, session
+from sp_common import api, calls, const, engine, handshake, names, session
 
 
-@pytest.mark.parametrize('module', [api, engine, handshake, replies, session])
+@pytest.mark.parametrize('module', [api, calls, engine, handshake, session])
 def test_inlined_constants_are_those_of_const(module):
     inlined = {name[1:]: getattr(module, name) for name in dir(module)
                if name.startswith('_') and name[1:] in vars(const)}

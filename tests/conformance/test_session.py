@@ -354,9 +354,10 @@ def test_a_forged_broken_frame_cannot_make_a_request_that_runs_fail_without_macs
 
 
 def state(engine):
+    calls = engine.calls()
     return (engine.rx_seq, engine.tx_seq, engine.token_base, engine.session, engine.auth_state, engine.seed,
-            engine.wrong_keys, engine.channel_name, engine.heard(), dict(engine._calls), dict(engine._asked),
-            len(engine._buffer), engine.counters['rx_messages'], engine.counters['tx_messages'])
+            engine.wrong_keys, engine.channel_name, engine.heard(), dict(calls.waiting), dict(calls.asked),
+            len(calls.buffer), engine.counters['rx_messages'], engine.counters['tx_messages'])
 
 
 def test_broken_frames_change_nothing_in_a_session_with_macs():

@@ -1,0 +1,135 @@
+"""The engine's calls part: the answers to this end's own requests (by token) and the receive buffer.
+
+Made on first use by Engine.calls(), anew for every session: a board that
+only serves and never buffers holds neither this code nor its state.
+"""
+from .engine import const, make_message
+
+_STATUS_AUTH_REQUIRED = const(3)   # sp_common.const.STATUS_AUTH_REQUIRED, as in sp_common.engine
+
+
+class Calls:
+    """Which request waits for which answer, the answers taken for them, and the messages kept for receive()."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.asked = {}      # (response sid, did) -> token of the newest send() that waits on them
+        self.waiting = {}    # token -> (response sid, did) of request() calls still waiting
+        self.replies = {}    # token -> their answers
+        self.buffer = []     # [message, size in bytes], oldest first
+        self.buffered_bytes = 0
+
+    # requests going out ---------------------------------------------------------
+    def sent(self, token, key, call):
+        """A request went out on key (its response sid and did): a call() waits by token, a send() on the ids.
+
+        A send() makes answers to earlier ones on its ids stale.
+        """
+        if call:
+            self.waiting[token] = key
+        else:
+            self.drop_buffered(key)
+            self.asked[key] = token
+
+    def take_reply(self, token):
+        """The answer to the request() call of token, once it is there."""
+        return self.replies.pop(token, None)
+
+    def forget(self, token):
+        """A request() call gave up: an answer that comes later is stale."""
+        self.waiting.pop(token, None)
+        self.replies.pop(token, None)
+
+    # messages coming in ---------------------------------------------------------
+    def on_response(self, sid, did, status, data, length, re):
+        """A response or any other message that asks for nothing back."""
+        engine = self.engine
+        key = (sid, did)
+        gated = engine._gated(key)
+        # an untrusted peer may only tell a request of this side that it needs authentification
+        token = None if gated and not (status == _STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
+        if gated and token is None:
+            engine.drop('auth_rejected', sid, did)
+            return
+        msg = make_message(sid, did, status, data)
+        if token:
+            self.replies[token] = msg
+            return
+        entry = None if gated else engine._find_callback(sid, did)   # no callback runs for an untrusted peer
+        if token is None and (re or (entry is None and key not in engine._did_names)):
+            engine.drop('unknown' if sid not in engine._responses else 'stale' if re else 'unsolicited', sid, did)
+        elif entry is not None:
+            try:
+                entry[0](msg, *entry[1], **entry[2])
+            except Exception as err:
+                engine.drop('callback_errors', msg['service_id'], msg['data_id'], err)
+        else:
+            self.store(msg, length)
+
+    def _claim(self, key, re):
+        """Who waits for this answer: a request() call's token, 0 for receive(), None for no one.
+
+        In v2 re names the request. The original wire cannot tell: a peer answers
+        in order, so the older of the oldest call and the newest send() on the
+        ids gets it.
+        """
+        waiting = self.waiting
+        asked = self.asked.get(key)
+        if self.engine.session == 2:
+            if not re:
+                return None
+            token = self.engine.token_base + re
+            if waiting.get(token) == key:
+                del waiting[token]
+                return token
+            if asked == token:
+                del self.asked[key]
+                return 0
+            return None
+        token = None
+        for t in waiting:
+            if waiting[t] == key and (token is None or t < token):
+                token = t
+        if asked is not None and (token is None or asked < token):
+            del self.asked[key]
+            return 0
+        if token is not None:
+            del waiting[token]
+        return token
+
+    # the receive buffer ---------------------------------------------------------
+    def store(self, msg, length):
+        """Keeps msg for receive(); the oldest go when the buffer is over its count or its bytes."""
+        engine = self.engine
+        if length > engine.max_buffered_bytes:
+            engine.drop('buffer_dropped')
+            return
+        buffer = self.buffer
+        while buffer and (len(buffer) >= engine.max_buffered or
+                          self.buffered_bytes + length > engine.max_buffered_bytes):
+            self.buffered_bytes -= buffer.pop(0)[1]
+            engine.drop('buffer_dropped')
+        buffer.append([msg, length])
+        self.buffered_bytes += length
+
+    def pop_received(self, service_id, data_id):
+        """The oldest buffered message matching the ids (None matches any), or None."""
+        for i, entry in enumerate(self.buffer):
+            msg = entry[0]
+            if (service_id is None or msg['service_id'] == service_id) and \
+                    (data_id is None or msg['data_id'] == data_id):
+                self.buffered_bytes -= entry[1]
+                return self.buffer.pop(i)[0]
+        return None
+
+    def drop_buffered(self, key):
+        """Answers still buffered on key (response sid, did) are stale once a new request asks on it."""
+        buffer = self.buffer
+        i = 0
+        while i < len(buffer):
+            msg = buffer[i][0]
+            if (msg['service_id'], msg['data_id']) == key:
+                self.buffered_bytes -= buffer.pop(i)[1]
+                self.engine.counters['stale'] += 1
+            else:
+                i += 1
