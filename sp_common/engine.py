@@ -6,10 +6,8 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
-import sys
-
 from . import load
-from .codec import _MICROPYTHON, ChecksumError, FormatError, MacError, const, pure_json
+from .codec import ChecksumError, FormatError, MacError, const, pure_json
 from .entropy import random_bytes
 from .stp import Deframer, frame
 
@@ -97,13 +95,6 @@ BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 _NO_KWARGS = {}
 
 _MAX_NAME = const(32)
-
-
-def _unload(name):
-    """On MicroPython drops module sp_common.<name> from the heap (Engine._step); load() brings it back."""
-    if _MICROPYTHON:
-        sys.modules.pop('sp_common.' + name, None)
-        sys.modules['sp_common'].__dict__.pop(name, None)
 
 
 def valid_name(name):
@@ -210,10 +201,13 @@ class Engine:
         self.restart_seq()
 
     def calls(self):
-        """This session's calls part (sp_common.calls), made on first use: a board that only serves holds none."""
+        """This session's calls part (sp_common.calls), made on first use: a board that only serves holds none.
+
+        sp_common.load() imports it after a collection, as the session and handshake steps below: code that
+        loads while a board serves fills the heap's low holes instead of landing among the garbage.
+        """
         if self._calls is None:
-            from .calls import Calls
-            self._calls = Calls(self)
+            self._calls = load('sp_common.calls').Calls(self)
         return self._calls
 
     def take_reply(self, token):
@@ -240,7 +234,7 @@ class Engine:
         if self.is_client:
             self.send_msg(_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
-                self._step('session', 'offer')
+                self._session_step('offer')
             else:
                 self.settled()
 
@@ -273,8 +267,7 @@ class Engine:
     def tick(self):
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
         if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
-            self.settle_original()
-            _unload('session')   # a client's offer went unanswered: its negotiation is over
+            self.settle_original()   # a client's offer went unanswered: its negotiation is over
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
@@ -451,16 +444,13 @@ class Engine:
         else:
             self.drop('downgrade')
 
-    def _step(self, name, step, *args):
-        """Runs a step of sp_common.session or .handshake, loaded by the first connection that needs it.
+    def _session_step(self, step, *args):
+        """Runs the step of session v2 (sp_common.session) that the table _SESSION allows."""
+        getattr(load('sp_common.session'), step)(self, *args)
 
-        Once the module's part is over (the wire settled, the handshake ended),
-        MicroPython drops it again: a board holds neither while it serves, and
-        load() brings it back, into the hole it left, for the next connection.
-        """
-        getattr(load('sp_common.' + name), step)(self, *args)
-        if self.session is not None if name == 'session' else self.auth_settled():
-            _unload(name)
+    def _handshake_step(self, step, status, data):
+        """Runs the step of the seed/key handshake (sp_common.handshake) that the table _HANDSHAKE allows."""
+        getattr(load('sp_common.handshake'), step)(self, status, data)
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, error):
@@ -497,7 +487,7 @@ class Engine:
                 if turn[0] != self.is_client or self.session is not None:
                     self.drop('out_of_turn', sid, did)
                 else:
-                    self._step('session', turn[1], status, data)
+                    self._session_step(turn[1], status, data)
                 return
             if self.session is None and not self.is_client and key != _NAME_REQUEST:
                 self.settle_original()   # an original client: it spoke before offering v2
@@ -508,7 +498,7 @@ class Engine:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
                 self.drop('out_of_turn', sid, did)
             else:
-                self._step('handshake', turn[2], status, data)
+                self._handshake_step(turn[2], status, data)
             return
         if key == _NAME_REQUEST:
             self._on_name_request(data, heard)

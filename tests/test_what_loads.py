@@ -98,13 +98,12 @@ for connection in range(2):
 
 
 @pytest.mark.parametrize('interpreter', [sys.executable, 'micropython'])
-def test_session_and_handshake_code_leaves_a_board_once_done(interpreter):
-    """On MicroPython the negotiation's and the handshake's code go once their part is over, and come back
-    for the next connection; CPython keeps them."""
+def test_session_and_handshake_code_load_with_the_first_connection_and_stay(interpreter):
+    """Loaded by a visible import in the step that needs them; nothing is unloaded in the middle of feed()
+    (the heap of the smallest boards is the build's matter: frozen, the code costs none)."""
     out = subprocess.run([interpreter, '-c', CONNECT_TWICE], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
-    kept = str(interpreter == sys.executable)
-    assert out.stdout.split() == ['True', 'True', '2', '2', 'True', kept, kept] * 2, out.stderr
+    assert out.stdout.split() == ['True', 'True', '2', '2', 'True', 'True', 'True'] * 2, out.stderr
 
 
 OFFER_UNANSWERED = """
@@ -121,10 +120,10 @@ print(client.session, 'sp_common.session' in sys.modules)
 
 
 @pytest.mark.parametrize('interpreter', [sys.executable, 'micropython'])
-def test_session_code_leaves_a_board_whose_offer_went_unanswered(interpreter):
+def test_an_unanswered_offer_settles_on_the_original_wire(interpreter):
     out = subprocess.run([interpreter, '-c', OFFER_UNANSWERED], cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, MICROPYPATH=ROOT, PYTHONPATH=ROOT))
-    assert out.stdout.split() == ['None', 'True', '1', str(interpreter == sys.executable)], out.stderr
+    assert out.stdout.split() == ['None', 'True', '1', 'True'], out.stderr
 
 
 def test_a_module_another_thread_is_loading_is_handed_out_whole(tmp_path, monkeypatch):
