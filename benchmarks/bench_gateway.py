@@ -1,4 +1,4 @@
-"""Calls through broker + gateway beside direct host <-> board calls, for 1, 2, 4 and 8 virtual boards, in one run.
+"""Calls through broker + gateway beside direct host <-> board calls, for 1, 2, 4, 8 and 16 virtual boards, in one run.
 
 Each board is a virtual board (boards/unix/main.py) on loopback TCP. Direct:
 one thread per board calls it with request() (execute echo, a small payload)
@@ -7,7 +7,7 @@ it with BoardClient (MQTT 5) through a mosquitto broker and one `sp gateway`
 (its own process, as deployed) that holds every board's link. Each thread calls one after the other, so the
 latency is a round trip and the rate is what that many callers get.
 
-    python3 -m benchmarks.bench_gateway [--seconds S] [--boards 1,2,4,8]
+    python3 -m benchmarks.bench_gateway [--seconds S] [--boards 1,2,4,8,16]
 """
 import argparse
 import signal
@@ -114,7 +114,7 @@ def ms(latencies: List[float]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seconds', type=float, default=2.0, help='calling time per row and path (default 2)')
-    parser.add_argument('--boards', default='1,2,4,8', help='board counts (default 1,2,4,8)')
+    parser.add_argument('--boards', default='1,2,4,8,16', help='board counts (default 1,2,4,8,16)')
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.boards.split(',')]
     broker = Mosquitto(tempfile.mkdtemp(prefix='bench-broker-'))

@@ -1,62 +1,45 @@
 """sp gateway: boards on serial ports or TCP behind an MQTT broker, so any program on the network can call any board.
 
-One BoardLink per board: its host protocol (whose transport reconnects by
-itself, or, for a board that dials in, takes its next connection), a small
-pool of workers that each wait in request(), so many calls are in flight at
-once and each gets its own answer. One paho client for the
-broker, whose loop reconnects by itself; every (re)connect subscribes again
-and publishes the retained statuses again (a restarted broker may have lost
-them). A caller never waits forever: a board that is offline or does not
-answer in time gets an error answer with a status that says which.
+Everything runs on one asyncio loop in one thread: the broker's client
+(sp_tool.mqtt_aio), every board's link (sp_cpython.aio, sp_tool.board_link)
+and every call, so a call costs no handoff between threads and the gateway
+serves more calls as it gets more boards. Several gateways may share a
+broker, each owning its boards (sp_tool.claims). A request delivered twice
+(MQTT QoS 1, after a reconnect) is called once (sp_tool.call_memory). A
+caller never waits forever: a board that is offline or does not answer in
+time gets an error answer with a status that says which.
 """
 from __future__ import annotations
 
-import collections
+import asyncio
 import json
 import logging
 import socket
 import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, Hashable, List, Optional
 from urllib.parse import parse_qsl, urlencode
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
 
 from . import mqtt_wire as wire
-from .target import PROTOCOLS, listen_transport, read_secret_file, transport
+from .board_link import BoardLink, BoardSpec
+from .call_memory import CallMemory
+from .claims import OWNER_PROPERTY, REASON_PROPERTY, Claims
+from .mqtt_aio import Client, Message, publish_properties
+from .target import PROTOCOLS, read_secret_file
 
 log = logging.getLogger('sp.gateway')
-CHANNEL_NAME = 'sp-gateway'
-WATCH_S = 0.1          # how often a board's link state is looked at
-WAITING_PER_WORKER = 8  # calls a board's link takes per worker before it answers the rest at once (status 101)
-UNSENT_PER_BOARD = 256  # a board's messages the broker has not taken yet; past that the next ones are dropped
-COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages', 'board_dropped')
+UNSENT_BYTES = 1 << 20  # what the broker has not taken yet; past that the boards' own messages are dropped
+SYNC_S = 2.0            # how long the broker's retained claims may take before this gateway decides without them
+STOP_S = 2.0            # what stop() gives the broker to take the last statuses
+COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages', 'board_dropped',
+            'repeats', 'refused')
 BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
-LISTEN_SCHEME = 'listen://'     # the board is the TCP client: the gateway is the server it dials
-
-
-@dataclass
-class BoardSpec:
-    """NAME=TARGET[?secret=S|secret_file=PATH][&codec=C][&baud=N]; other query keys stay in a pyserial URL.
-
-    TARGET is as for sp call, or listen://HOST:PORT for a board that connects to the gateway.
-    """
-
-    name: str
-    target: str
-    secret: Optional[str] = None
-    codec: str = 'pure_json'
-    baud: int = 115200
 
 
 def parse_board(text: str) -> BoardSpec:
+    """NAME=TARGET[?secret=S|secret_file=PATH][&codec=C][&baud=N]; other query keys stay in the target."""
     name, sep, rest = text.partition('=')
     if not sep or not rest:
         raise ValueError('a board is NAME=TARGET, not %r' % text)
@@ -80,154 +63,149 @@ def parse_board(text: str) -> BoardSpec:
     return spec
 
 
-class BoardLink:
-    """One board: its protocol (with a secret, trusted on every connect) and the workers that call it.
-
-    A listen:// board is the TCP client and authenticates itself; the gateway,
-    the server of that link, still calls it with request() like any other.
-    """
-
-    def __init__(self, spec: BoardSpec, workers: int, on_message: Callable[[str, sp.data_storage], None]) -> None:
-        self.name = spec.name
-        if spec.target.startswith(LISTEN_SCHEME):
-            comm = listen_transport(spec.target[len(LISTEN_SCHEME):])
-        else:
-            comm = transport(spec.target, spec.baud)
-        self.prot = PROTOCOLS[spec.codec](comm, secret=spec.secret,
-                                          auto_auth=spec.secret is not None, channel_name=CHANNEL_NAME)
-        self._services = set(wire.SERVICES.values())
-        self._on_message = on_message
-        self.prot.register_callback(None, None, self._from_board)
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix='gateway-' + spec.name)
-        self.max_waiting = WAITING_PER_WORKER * workers   # calls in the workers' hands and queued for them
-        self._waiting = 0
-        self._lock = threading.Lock()
-
-    def take_call(self) -> bool:
-        """Counts a call in, unless max_waiting are there already: a flood waits in no queue without end."""
-        with self._lock:
-            if self._waiting >= self.max_waiting:
-                return False
-            self._waiting += 1
-            return True
-
-    def call_done(self) -> None:
-        with self._lock:
-            self._waiting -= 1
-
-    def online(self) -> bool:
-        return self.prot.connection_established()
-
-    def request(self, sid: int, did: int, data: Any, timeout: float) -> Optional[sp.data_storage]:
-        if sid not in self._services:
-            try:
-                self.prot.add_service(sid, sid + 1)
-            except (sp.RequestSidExistsError, sp.ResponseSidExistsError):
-                pass
-            self._services.add(sid)
-        return self.prot.request(sid, did, data, timeout)
-
-    def _from_board(self, msg: sp.data_storage):
-        """Whatever the board sends that no call waits for: a request of its own, or an answer nobody asked for."""
-        self._on_message(self.name, msg)
-        return sp.STATUS_OKAY, None     # a board's request is acknowledged once published
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.prot.close()
-
-
-@dataclass
 class Reply:
     """Where an answer goes (an MQTT 5 response topic and correlation data, or a 3.1.1 envelope's reply_to and
     id) and what it names: the board, and the response's Service-ID and Data-ID once they are known."""
 
-    topic: str
-    board: str
-    correlation: Optional[bytes] = None
-    envelope_id: Any = None
-    envelope: bool = False
-    service_id: Optional[int] = None
-    data_id: Optional[int] = None
+    __slots__ = ('topic', 'board', 'correlation', 'envelope_id', 'envelope', 'service_id', 'data_id', 'qos')
+
+    def __init__(self, topic: str, board: str, correlation: Optional[bytes] = None, envelope_id: Any = None,
+                 envelope: bool = False, qos: int = 0) -> None:
+        self.topic, self.board, self.correlation = topic, board, correlation
+        self.envelope_id, self.envelope, self.qos = envelope_id, envelope, qos
+        self.service_id: Optional[int] = None
+        self.data_id: Optional[int] = None
+
+    def key(self, request_topic: str) -> Optional[Hashable]:
+        """What tells a repeat of this call from another call: None when the caller gave nothing to tell by."""
+        if self.envelope:
+            return None if self.envelope_id is None else (request_topic, self.topic, json.dumps(self.envelope_id))
+        return None if self.correlation is None else (request_topic, self.topic, self.correlation)
 
 
 class Gateway:
     """Bridges requests on the broker to the boards and publishes what the boards say and whether they are there."""
 
     def __init__(self, broker: wire.Broker, boards: List[BoardSpec], prefix: str = wire.DEFAULT_PREFIX,
-                 timeout: float = 5.0, workers: int = 8, max_payload: int = 65536) -> None:
+                 timeout: float = 5.0, workers: int = 8, max_payload: int = 65536,
+                 gateway_id: Optional[str] = None) -> None:
         names = [spec.name for spec in boards]
         if len(set(names)) != len(names):
             raise ValueError('two boards with the same name')
         self.prefix = prefix
         self.timeout = timeout
         self.max_payload = max_payload
+        self.id = gateway_id or '%s-%s' % (socket.gethostname(), uuid.uuid4().hex[:8])
         self.counters = dict.fromkeys(COUNTERS, 0)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._published: Dict[str, Optional[bool]] = dict.fromkeys(names)
-        self._unsent = {name: collections.deque() for name in names}   # MQTTMessageInfo of each board's messages
-        self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board) for spec in boards}
-        self.gateway_topic = wire.status_topic(prefix, 'gateway')
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='sp-gateway-' + uuid.uuid4().hex[:12],
-                                  protocol=mqtt.MQTTv5)
-        broker.apply(self.client)
-        self.client.will_set(self.gateway_topic, wire.OFFLINE, wire.QOS_STATUS, retain=True)
-        self.client.reconnect_delay_set(1, 2)
+        self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board, self._publish_states)
+                      for spec in boards}
+        self.owned: set = set()                 # the boards this gateway answers for
+        self.claims = Claims(self.id)
+        self.memory = CallMemory()
+        self._published: Dict[str, Any] = dict.fromkeys(names)
+        self._calls: set = set()
+        self.gateway_topic = '%s/gateway/%s/status' % (prefix, self.id)
+        self._sync_topic = '%s/gateway/%s/sync' % (prefix, self.id)
+        self._sync_mid: Optional[int] = None
+        self._sync_timer: Optional[asyncio.TimerHandle] = None
+        self.client = Client(broker, 'sp-gateway-' + self.id,
+                             will=(self.gateway_topic, wire.OFFLINE.encode(), wire.QOS_STATUS, True))
         self.client.on_connect = self._on_connect
+        self.client.on_suback = self._on_suback
         self.client.on_message = self._on_message
         self.broker = broker
-        self._watcher = threading.Thread(target=self._watch, name='gateway-watch', daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name='gateway', daemon=True)
 
     def start(self) -> None:
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
-        self._watcher.start()
+        self._thread.start()
+        self._loop.call_soon_threadsafe(self.client.start)
 
     def stop(self) -> None:
-        """Says offline for every board and for itself, then lets go of the broker and the boards."""
-        self._stop.set()
-        if self._watcher.is_alive():
-            self._watcher.join()
-        infos = [self.client.publish(wire.status_topic(self.prefix, name), wire.OFFLINE, wire.QOS_STATUS, retain=True)
-                 for name in self.links]
-        infos.append(self.client.publish(self.gateway_topic, wire.OFFLINE, wire.QOS_STATUS, retain=True))
-        end = time.monotonic() + 2.0
-        for info in infos:
-            if self.client.is_connected():
-                info.wait_for_publish(max(0.0, end - time.monotonic()))
-        self.client.disconnect()
-        sock = self.client.socket()
-        if sock is not None and not all(info.is_published() for info in infos):
-            try:    # a broker that takes nothing: paho's loop would wait for it until the keepalive ran out
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.client.loop_stop()
-        for link in self.links.values():
-            link.close()
+        """Says offline for every board it owns and for itself, then lets go of the broker and the boards."""
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    async def _stop(self) -> None:
+        for name in self.owned:
+            self._publish_status(name, False, 'the gateway stopped')
+        self.client.publish(self.gateway_topic, b'', wire.QOS_STATUS, retain=True)    # gone: its retained status too
+        await self.client.stop(STOP_S)
+        for task in list(self._calls):
+            task.cancel()
+        await asyncio.gather(*(link.close() for link in self.links.values()), return_exceptions=True)
 
     def count(self, name: str) -> None:
-        with self._lock:
-            self.counters[name] += 1
+        self.counters[name] += 1
 
     # broker side ----------------------------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.warning('broker %s refused the connection: %s', self.broker.url, reason_code)
-            return
-        log.info('connected to %s', self.broker.url)
-        client.subscribe([('%s/%s/+/+/req' % (self.prefix, name), wire.QOS_CALL) for name in self.links])
-        client.publish(self.gateway_topic, wire.ONLINE, wire.QOS_STATUS, retain=True)
-        with self._lock:
-            for name in self.links:
-                self._published[name] = None    # a restarted broker forgot them: publish again
-                self._unsent[name].clear()      # what the last connection never sent is gone with it
+    def _on_connect(self) -> None:
+        """Subscribes again (a restarted broker forgot everything), then learns who owns what before it claims."""
+        log.info('connected to %s as gateway %s', self.broker.url, self.id)
+        for name in self._published:
+            self._published[name] = None    # a restarted broker forgot the statuses: publish again
+        client = self.client
+        control = [(wire.status_topic(self.prefix, name), wire.QOS_STATUS) for name in self.links]
+        control += [('%s/gateway/+/status' % self.prefix, wire.QOS_STATUS), (self._sync_topic, wire.QOS_STATUS)]
+        control += [(self._request_topics(name), wire.QOS_STATUS) for name in self.owned]
+        self._sync_mid = client.subscribe(control)
+        client.publish(self.gateway_topic, wire.ONLINE.encode(), wire.QOS_STATUS, retain=True)
+        self._publish_states()
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+        self._sync_timer = self._loop.call_later(SYNC_S, self._settle_claims)
+
+    def _request_topics(self, name: str) -> str:
+        return '%s/%s/+/+/req' % (self.prefix, name)
+
+    def _on_suback(self, packet_id: int) -> None:
+        if packet_id == self._sync_mid:     # the retained statuses come before anything published after the SUBACK
+            self.client.publish(self._sync_topic, b'', wire.QOS_STATUS)
+
+    def _settle_claims(self) -> None:
+        """Claims each board no other live gateway holds; refuses (once, logged) the rest."""
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+            self._sync_timer = None
+        for name, link in self.links.items():
+            holder = self.claims.holder(name)
+            if name in self.owned:
+                continue
+            if holder is not None:
+                if self._published[name] != ('refused', holder):
+                    self._published[name] = ('refused', holder)
+                    self.count('refused')
+                    log.error('board %s is claimed by gateway %s already: not answered here', name, holder)
+                continue
+            log.info('board %s is ours', name)
+            self.owned.add(name)
+            self.claims.claimed(name)
+            self._published[name] = None
+            self.client.subscribe([(self._request_topics(name), wire.QOS_STATUS)])
+            link.start()
         self._publish_states()
 
-    def _on_message(self, client, userdata, msg) -> None:
-        """On paho's thread, which ends with any exception a callback raises: whatever a message holds, it ends
-        here, so no message can stop the gateway's network loop."""
+    def _give_up(self, name: str, owner: str) -> None:
+        """Another gateway claimed a board of this one at the same time, and later: the board is its."""
+        log.error('board %s was claimed by gateway %s too: it is theirs, not answered here', name, owner)
+        self.count('refused')
+        self.owned.discard(name)
+        self.claims.released(name)
+        self._published[name] = ('refused', owner)
+        self.client.unsubscribe([self._request_topics(name)])
+        self._spawn(self.links[name].close())
+
+    def _on_message(self, msg: Message) -> None:
+        """Whatever a message holds, it ends here: no message can stop the gateway's loop."""
+        if not msg.topic.endswith('/req'):
+            try:
+                self._on_control(msg)
+            except Exception as err:
+                self.count('bad_input')
+                log.error('message on %r dropped: %s', msg.topic, type(err).__name__)
+            return
         self.count('requests')
         try:
             self._take(msg)
@@ -235,15 +213,30 @@ class Gateway:
             self.count('bad_input')
             log.error('request on %r dropped: %s', msg.topic, type(err).__name__)
 
-    def _take(self, msg) -> None:
-        """Checks the request and hands it to the board's workers; never blocks."""
+    def _on_control(self, msg: Message) -> None:
+        """A board's status, a gateway's liveness, or this gateway's own sync marker."""
+        if msg.topic == self._sync_topic:
+            self._settle_claims()
+            return
+        parts = msg.topic[len(self.prefix) + 1:].split('/')
+        if parts[0] == 'gateway' and len(parts) == 3:
+            self.claims.heard_gateway(parts[1], msg.payload)
+            if self._sync_timer is None:
+                self._settle_claims()     # a gateway that went away may leave a board free
+        elif len(parts) == 2 and parts[0] in self.links:
+            owner = self.claims.heard_status(parts[0], msg.user_properties)
+            if owner is not None:
+                self._give_up(parts[0], owner)
+
+    def _take(self, msg: Message) -> None:
+        """Checks the request and starts its call; never blocks."""
         board, service, did_text = msg.topic[len(self.prefix) + 1:].split('/')[:3]   # as subscribed: .../req
-        props = msg.properties
+        if board not in self.owned:
+            return      # sent before this gateway gave the board up: its owner answers
         reply = None
         try:
-            if getattr(props, 'ResponseTopic', None):
-                reply = Reply(wire.reply_topic(props.ResponseTopic, self.prefix), board,
-                              getattr(props, 'CorrelationData', None))
+            if msg.response_topic:
+                reply = Reply(wire.reply_topic(msg.response_topic, self.prefix), board, msg.correlation, qos=msg.qos)
             if len(msg.payload) > self.max_payload:
                 raise ValueError('a payload of %d bytes is over the limit of %d' % (len(msg.payload), self.max_payload))
             try:
@@ -252,7 +245,7 @@ class Gateway:
                 raise ValueError('the payload is not JSON (%s)' % type(err).__name__) from None
             if reply is None:
                 topic, envelope_id, data = wire.parse_envelope(data)
-                reply = Reply(wire.reply_topic(topic, self.prefix), board, None, envelope_id, True)
+                reply = Reply(wire.reply_topic(topic, self.prefix), board, None, envelope_id, True, msg.qos)
             sid = wire.parse_service(service)
             reply.service_id = sid + 1
             did = reply.data_id = wire.parse_data_id(did_text)
@@ -261,6 +254,10 @@ class Gateway:
             log.warning('bad request on %r: %s%s', msg.topic, err, '' if reply else ' (nowhere to answer: dropped)')
             if reply is not None:
                 self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
+            return
+        key = reply.key(msg.topic)
+        if key is not None and self.memory.repeat(key, lambda answer: self._send(reply, answer)):
+            self.count('repeats')
             return
         link = self.links[board]
         if not link.online():
@@ -272,44 +269,48 @@ class Gateway:
             self._respond(reply, wire.answer(wire.STATUS_TIMEOUT, '%d calls already wait for %s'
                                              % (link.max_waiting, board)))
             return
-        link.pool.submit(self._serve, link, sid, did, data, reply, time.monotonic() + self.timeout)
+        if key is not None:
+            self.memory.begin(key)
+        self._spawn(self._call(link, sid, did, data, reply, key))
 
-    def _serve(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, deadline: float) -> None:
-        """On a worker: one call to the board, one answer to the caller, whatever happens."""
-        try:
-            self._call(link, sid, did, data, reply, deadline)
-        finally:
-            link.call_done()
+    def _spawn(self, coroutine) -> None:
+        task = self._loop.create_task(coroutine)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
 
-    def _call(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, deadline: float) -> None:
+    async def _call(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, key: Optional[Hashable]):
+        """One call to the board, one answer to the caller (and to any repeat of the call), whatever happens."""
         try:
-            msg = link.request(sid, did, data, deadline - time.monotonic()) if time.monotonic() < deadline else None
+            msg = await link.request(sid, did, data, self.timeout)
         except Exception as err:    # the codec refused what JSON allowed (e.g. a data id over 16 bits)
             self.count('bad_input')
             log.warning('board %s cannot take service %d, data id %d: %s', link.name, sid, did, err)
-            self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
-            return
-        if msg is not None:
-            self.count('answered')
-            self._respond(reply, wire.answer(msg.get_status(), msg.get_data()))
-        elif not link.online():
-            self.count('offline')
-            self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s went offline' % link.name))
+            body = wire.answer(wire.STATUS_BAD_REQUEST, str(err))
         else:
-            self.count('timeouts')
-            self._respond(reply, wire.answer(wire.STATUS_TIMEOUT, 'no answer from %s within %g s'
-                                             % (link.name, self.timeout)))
+            if msg is not None:
+                self.count('answered')
+                body = wire.answer(msg.get_status(), msg.get_data())
+            elif not link.online():
+                self.count('offline')
+                body = wire.answer(wire.STATUS_BOARD_OFFLINE, '%s went offline' % link.name)
+            else:
+                self.count('timeouts')
+                body = wire.answer(wire.STATUS_TIMEOUT, 'no answer from %s within %g s' % (link.name, self.timeout))
+        answer = self._respond(reply, body)
+        if key is not None:
+            self.memory.answered(key, answer)
 
-    def _respond(self, reply: Reply, body: Dict[str, Any]) -> None:
+    def _respond(self, reply: Reply, body: Dict[str, Any]):
         """Publishes body, naming what it answers, where the caller asked (a topic checked on arrival)."""
         body = wire.addressed(body, reply.board, reply.service_id, reply.data_id)
-        properties = None
         if reply.envelope:
             body['id'] = reply.envelope_id
-        elif reply.correlation is not None:
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.CorrelationData = reply.correlation
-        self.client.publish(reply.topic, wire.dumps(body), wire.QOS_CALL, properties=properties)
+        answer = (wire.dumps(body), publish_properties(reply.correlation))
+        self._send(reply, answer)
+        return answer
+
+    def _send(self, reply: Reply, answer) -> None:
+        self.client.publish(reply.topic, answer[0], reply.qos, properties=answer[1])
 
     # board side ------------------------------------------------------------------------------
     def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:
@@ -321,32 +322,30 @@ class Gateway:
             self.count('bad_input')
             log.warning('board %s sent data id %.200r, which is no topic level (%s): dropped', board, did, fault)
             return
-        payload = wire.dumps(wire.addressed(wire.answer(msg.get_status(), msg.get_data()), board, sid, did))
-        with self._lock:    # a board that outruns the broker fills no queue without end
-            unsent = self._unsent[board]
-            while unsent and unsent[0].is_published():
-                unsent.popleft()
-            if len(unsent) < UNSENT_PER_BOARD:
-                unsent.append(self.client.publish(topic, payload, wire.QOS_CALL))
-                return
-            self.counters['board_dropped'] += 1
-            dropped = self.counters['board_dropped']
-        if dropped % 1000 == 1:     # a flood is logged, not each message of it
-            log.warning('board %s: %d of its messages wait for the broker already: dropped (%d so far)', board,
-                        UNSENT_PER_BOARD, dropped)
-
-    def _watch(self) -> None:
-        while not self._stop.wait(WATCH_S):
-            self._publish_states()
+        if self.client.write_buffer_size() < UNSENT_BYTES:     # a board that outruns the broker fills no queue
+            self.client.publish(topic, wire.dumps(wire.addressed(wire.answer(msg.get_status(), msg.get_data()),
+                                                                 board, sid, did)), wire.QOS_CALL)
+            return
+        self.count('board_dropped')
+        if self.counters['board_dropped'] % 1000 == 1:     # a flood is logged, not each message of it
+            log.warning('board %s: %d bytes wait for the broker already: its message dropped (%d so far)', board,
+                        UNSENT_BYTES, self.counters['board_dropped'])
 
     def _publish_states(self) -> None:
-        """Publishes (retained) each board whose state is not the one last published."""
-        with self._lock:
-            for name, link in self.links.items():
-                online = link.online()
-                if online is self._published[name] or not self.client.is_connected():
-                    continue
-                self._published[name] = online
-                log.info('board %s is %s', name, wire.ONLINE if online else wire.OFFLINE)
-                self.client.publish(wire.status_topic(self.prefix, name), wire.ONLINE if online else wire.OFFLINE,
-                                    wire.QOS_STATUS, retain=True)
+        """Publishes (retained) each owned board whose state is not the one last published."""
+        if not self.client.is_connected():
+            return
+        for name in self.owned:
+            link = self.links[name]
+            online = link.online()
+            state = (online, None if online else link.why)
+            if state != self._published[name]:
+                self._published[name] = state
+                log.info('board %s is %s', name, wire.ONLINE if online else '%s (%s)' % (wire.OFFLINE, link.why))
+                self._publish_status(name, online, link.why)
+
+    def _publish_status(self, name: str, online: bool, why: str) -> None:
+        properties = publish_properties(user_properties=[(OWNER_PROPERTY, self.id)]
+                                        + ([] if online else [(REASON_PROPERTY, why)]))
+        self.client.publish(wire.status_topic(self.prefix, name), (wire.ONLINE if online else wire.OFFLINE).encode(),
+                            wire.QOS_STATUS, retain=True, properties=properties)

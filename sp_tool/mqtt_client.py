@@ -48,10 +48,11 @@ class BoardClient:
     Raises ConnectionError when the broker cannot be reached within
     connect_timeout, TimeoutError when no answer came within a request's timeout.
     counters['dropped'] counts what came on the response topic and answers no waiting call.
+    qos 1: a request the broker has not acknowledged is sent again after a reconnect (the gateway calls it once).
     """
 
     def __init__(self, broker_url: str, board: Optional[str] = None, prefix: str = wire.DEFAULT_PREFIX,
-                 connect_timeout: float = 10.0, broker: Optional[wire.Broker] = None) -> None:
+                 connect_timeout: float = 10.0, broker: Optional[wire.Broker] = None, qos: int = wire.QOS_CALL) -> None:
         parsed, path = wire.parse_broker(broker_url)
         self.broker = broker or parsed
         if board is None:
@@ -60,7 +61,7 @@ class BoardClient:
         why = wire.check_name(board)
         if why:
             raise ValueError(why)
-        self.board, self.prefix = board, prefix
+        self.board, self.prefix, self.qos = board, prefix, qos
         client_id = 'sp-client-' + uuid.uuid4().hex[:12]
         self.reply_topic = '%s/reply/%s' % (prefix, client_id)
         self._lock = threading.Lock()
@@ -92,7 +93,7 @@ class BoardClient:
         if reason_code.is_failure:
             self._refused = 'refused the connection: %s' % reason_code
             return
-        client.subscribe(self.reply_topic, wire.QOS_CALL)
+        client.subscribe(self.reply_topic, self.qos)
 
     def _on_message(self, client, userdata, msg) -> None:
         """Hands an answer to its call: the first that has the call's Correlation Data and names what it asked."""
@@ -130,7 +131,7 @@ class BoardClient:
             properties.ResponseTopic = self.reply_topic
             properties.CorrelationData = correlation
             self.client.publish(wire.request_topic(self.prefix, self.board, str(service), data_id),
-                                wire.dumps(data), wire.QOS_CALL, properties=properties)
+                                wire.dumps(data), self.qos, properties=properties)
             if not call.done.wait(timeout):
                 raise TimeoutError('no answer from board %s through %s within %g s'
                                    % (self.board, self.broker.url, timeout))

@@ -21,7 +21,8 @@ from conftest import ROOT, interrupt
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
-from sp_tool.gateway import UNSENT_PER_BOARD, Gateway, parse_board
+from sp_tool.call_memory import CallMemory
+from sp_tool.gateway import UNSENT_BYTES, Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
@@ -70,11 +71,11 @@ class Inbox:
         return {msg.properties.CorrelationData: json.loads(msg.payload) for t, msg in self.messages
                 if msg is not None and getattr(msg.properties, 'CorrelationData', None) is not None}
 
-    def ask(self, topic, payload, correlation, reply_to):
+    def ask(self, topic, payload, correlation, reply_to, qos=0):
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = reply_to
         properties.CorrelationData = correlation
-        self.client.publish(topic, payload, properties=properties)
+        self.client.publish(topic, payload, qos, properties=properties)
 
     def close(self):
         self.client.disconnect()
@@ -94,14 +95,14 @@ class Fleet:
                                         parse_board('b=tcp://127.0.0.1:%d?codec=struct_json' % self.b_port)],
                                timeout=GATEWAY_TIMEOUT)
         self.gateway.start()
-        self.status = Inbox(self.broker, 'sp/+/status')
+        self.status = Inbox(self.broker, 'sp/+/status', 'sp/gateway/+/status')
 
     def plug_b(self):
         return VirtualBoard(boot=True, env=board_env(None, 'struct_json', self.b_port))
 
     def wait_online(self):
-        for name in ('a', 'b', 'gateway'):
-            self.status.wait_payload('sp/%s/status' % name, 'online')
+        for topic in ('sp/a/status', 'sp/b/status', self.gateway.gateway_topic):
+            self.status.wait_payload(topic, 'online')
 
     def close(self):
         self.status.close()
@@ -111,15 +112,17 @@ class Fleet:
         self.broker.stop()
 
 
-def side_gateway(fleet, board, prefix, *online, **options):
-    """A second gateway on the fleet's broker, returned once it listens for calls: its own status says online only
-    after it has subscribed (and after the boards named in online are up), so no test call is published into nothing."""
-    gateway = Gateway(wire.parse_broker(fleet.broker.url)[0], [parse_board(board)], prefix=prefix, **options)
+def side_gateway(fleet, boards, prefix, *online, **options):
+    """A second gateway on the fleet's broker (boards: one NAME=TARGET or a list), returned once it listens for calls:
+    its own status says online only after it has subscribed (and after the boards named in online are up), so no
+    test call is published into nothing."""
+    boards = [boards] if isinstance(boards, str) else boards
+    gateway = Gateway(wire.parse_broker(fleet.broker.url)[0], [parse_board(b) for b in boards], prefix=prefix, **options)
     gateway.start()
-    status = Inbox(fleet.broker, prefix + '/+/status')
+    status = Inbox(fleet.broker, prefix + '/+/status', gateway.gateway_topic)
     try:
-        for name in ('gateway',) + online:
-            status.wait_payload('%s/%s/status' % (prefix, name), 'online')
+        for topic in (gateway.gateway_topic,) + tuple('%s/%s/status' % (prefix, name) for name in online):
+            status.wait_payload(topic, 'online')
     except BaseException:
         gateway.stop()
         raise
@@ -314,14 +317,134 @@ def test_mqtt_311_clients_use_the_envelope(fleet):
 def test_a_restarted_broker_gets_the_statuses_again(fleet):
     fleet.broker.stop()
     fleet.broker.start()
-    fresh = Inbox(fleet.broker, 'sp/+/status')     # a broker without persistence forgot every retained message
+    fresh = Inbox(fleet.broker, 'sp/+/status', 'sp/gateway/+/status')   # a broker without persistence forgot them
     try:
-        for name in ('a', 'b', 'gateway'):
-            fresh.wait_payload('sp/%s/status' % name, 'online')
+        for topic in ('sp/a/status', 'sp/b/status', fleet.gateway.gateway_topic):
+            fresh.wait_payload(topic, 'online')
     finally:
         fresh.close()
     with BoardClient(fleet.broker.url, 'a') as client:
         assert client.request('execute', 0, 'after restart', timeout=WAIT)['data'] == 'after restart'
+
+
+def user_properties(props):
+    """The MQTT 5 user properties of a message paho received, as a dict (a status names its owner and reason)."""
+    return dict(getattr(props, 'UserProperty', None) or ())
+
+
+def host_board(name, slow_s=0.0):
+    """A host serving the demo that stands for a board; execute 9 answers its name (after slow_s) and counts."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    board = sp.pure_json_protocol(comm, channel_name=name)
+    add_demo_services(board)
+    board.runs = []
+
+    def who(msg):
+        board.runs.append(msg.get_data())
+        time.sleep(slow_s)
+        return sp.STATUS_OKAY, name
+    board.register_callback(sp.SID_EXECUTE_REQUEST, 9, who)
+    board.target = 'tcp://127.0.0.1:%d' % comm.port
+    return board
+
+
+def test_two_gateways_on_one_broker_each_answer_for_their_own_boards_and_a_name_is_claimed_once(fleet):
+    """The second gateway to name board x refuses it (the retained status names the owner), serves its other board,
+    and takes x over once the owner stops."""
+    x1, x2, y = host_board('x1'), host_board('x2'), host_board('y')
+    first = side_gateway(fleet, 'x=' + x1.target, 'two', 'x')
+    second = side_gateway(fleet, ['x=' + x2.target, 'y=' + y.target], 'two', 'y')
+    status = Inbox(fleet.broker, 'two/+/status')
+    try:
+        status.wait_payload('two/x/status', 'online')
+        status.wait_payload('two/y/status', 'online')
+        assert user_properties(status.last('two/x/status').properties) == {'gateway': first.id}
+        assert user_properties(status.last('two/y/status').properties) == {'gateway': second.id}
+        assert second.counters['refused'] == 1 and second.owned == {'y'}
+        with BoardClient(fleet.broker.url, 'x', prefix='two') as x, BoardClient(fleet.broker.url, 'y', prefix='two') as y_:
+            assert [x.request('execute', 9)['data'] for _ in range(20)] == ['x1'] * 20
+            assert y_.request('execute', 9)['data'] == 'y'
+            assert x.counters['dropped'] == 0 and x2.runs == []     # answered once, by the owner only
+            first.stop()
+            status.wait_for(lambda: user_properties(getattr(status.last('two/x/status'), 'properties', None))
+                            .get('gateway') == second.id and status.last('two/x/status').payload == b'online')
+            assert x.request('execute', 9, timeout=WAIT)['data'] == 'x2'
+    finally:
+        status.close()
+        second.stop()
+        for board in (x1, x2, y):
+            board.close()
+
+
+def test_a_request_delivered_again_after_a_broker_restart_runs_once(fleet):
+    """QoS 1 delivers at least once: the broker restarts while the board works on a call, and the caller sends the
+    request again (as a client does with a QoS 1 publish the broker never acknowledged). The board runs it once;
+    the repeat gets the first call's answer."""
+    board = host_board('slow', slow_s=1.5)
+    gateway = side_gateway(fleet, 's=' + board.target, 'once', 's', timeout=10)
+    caller = Inbox(fleet.broker, 'test/once')
+    try:
+        caller.ask('once/s/execute/9/req', b'"go"', b'call-1', 'test/once', qos=1)
+        deadline = time.monotonic() + WAIT
+        while not board.runs:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        fleet.broker.stop()
+        fleet.broker.start()
+        back = Inbox(fleet.broker, gateway.gateway_topic)
+        back.wait_payload(gateway.gateway_topic, 'online')     # subscribed again
+        back.close()
+        caller.wait_for(lambda: [t for t, _ in caller.messages].count('$subscribed') == 2)
+        caller.ask('once/s/execute/9/req', b'"go"', b'call-1', 'test/once', qos=1)
+        caller.wait_for(lambda: b'call-1' in caller.answers())
+        assert caller.answers()[b'call-1'] == wire.addressed(wire.answer(sp.STATUS_OKAY, 'slow'), 's', 31, 9)
+        assert board.runs == ['go']
+        assert gateway.counters['repeats'] == 1
+        caller.ask('once/s/execute/9/req', b'"go"', b'call-2', 'test/once', qos=1)    # a new call runs
+        caller.wait_for(lambda: b'call-2' in caller.answers())
+        assert board.runs == ['go', 'go']
+    finally:
+        caller.close()
+        gateway.stop()
+        board.close()
+    fleet.wait_online()
+
+
+def test_call_memory_answers_repeats_within_its_window_and_forgets_after():
+    now = [0.0]
+    memory = CallMemory(window_s=60, clock=lambda: now[0])
+    sent = []
+    assert not memory.repeat('k', sent.append)
+    memory.begin('k')
+    assert memory.repeat('k', sent.append) and sent == []     # in flight: answered with the first call
+    memory.answered('k', (b'answer', None))
+    assert sent == [(b'answer', None)]
+    assert memory.repeat('k', sent.append) and len(sent) == 2
+    now[0] = 61.0
+    assert not memory.repeat('k', sent.append)
+
+
+def test_a_board_that_keeps_failing_backs_off_its_status_says_why_and_holds_up_no_other(fleet):
+    gone = free_port()     # nothing listens there
+    good = host_board('good')
+    gateway = side_gateway(fleet, ['gone=tcp://127.0.0.1:%d' % gone, 'good=' + good.target], 'flaky', 'good')
+    status = Inbox(fleet.broker, 'flaky/+/status')
+    try:
+        status.wait_payload('flaky/gone/status', 'offline')
+        why = user_properties(status.last('flaky/gone/status').properties)['reason']
+        assert why.startswith('cannot connect to tcp://127.0.0.1:%d' % gone), why
+        with BoardClient(fleet.broker.url, 'good', prefix='flaky') as client:
+            start = time.monotonic()
+            for _ in range(50):
+                assert client.request('execute', 9)['data'] == 'good'
+            assert time.monotonic() - start < 5
+            assert client.request('read', 0) is not None
+        with BoardClient(fleet.broker.url, 'gone', prefix='flaky') as client:
+            assert client.request('read', 0)['status'] == wire.STATUS_BOARD_OFFLINE
+    finally:
+        status.close()
+        gateway.stop()
+        good.close()
 
 
 def sp_command(*args):
@@ -340,8 +463,7 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith('gateway for h on mqtt://127.0.0.1:'), proc.stderr.read()
-        for name in ('gateway', 'h'):      # the gateway says it is online only once it has subscribed
-            watcher.wait_payload('cli/%s/status' % name, 'online')
+        watcher.wait_payload('cli/h/status', 'online')     # said only once the gateway has subscribed
         url = fleet.broker.url + '/cli/h'
         r = sp_command('call', url, 'write', 'value', '{"n": 1}')
         assert (r.returncode, r.stdout) == (0, 'okay: null\n'), r.stderr
@@ -367,8 +489,8 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
 
 
 def test_a_board_that_outruns_a_stuck_broker_fills_no_queue_without_end():
-    """The broker takes the connection, then reads nothing: a board's messages past UNSENT_PER_BOARD are dropped
-    and counted, not queued in the gateway's memory."""
+    """The broker takes the connection, then reads nothing: a board's messages past UNSENT_BYTES waiting for it are
+    dropped and counted, not queued in the gateway's memory."""
     stuck = socket.create_server(('127.0.0.1', 0))
     accepted = []
 
@@ -391,7 +513,7 @@ def test_a_board_that_outruns_a_stuck_broker_fills_no_queue_without_end():
             time.sleep(0.05)
         assert gateway.counters['board_messages'] == flood
         assert gateway.counters['board_dropped'] > 0
-        assert len(gateway._unsent['b']) == UNSENT_PER_BOARD
+        assert UNSENT_BYTES <= gateway.client.write_buffer_size() < UNSENT_BYTES + 21000
     finally:
         gateway.stop()
         board.close()

@@ -58,7 +58,7 @@ def test_a_deeply_nested_envelope_id_does_not_stop_the_gateway(fleet, caplog):
         still_answers(fleet)
         assert fleet.gateway.counters['bad_input'] == before + sent
         assert [t for t, _ in caller.messages if t == 'test/nested'] == []
-        assert fleet.status.last('sp/gateway/status').payload == b'online'
+        assert fleet.status.last(fleet.gateway.gateway_topic).payload == b'online'
         refusals = [r for r in caplog.records if r.name == 'sp.gateway' and any(t in r.getMessage() for t in topics)]
         assert len(refusals) == sent
     finally:
@@ -94,8 +94,8 @@ def test_reply_topics_the_broker_rejects_do_not_get_the_gateway_thrown_off(fleet
         wait_counter(fleet.gateway, 'bad_input', before + len(HOSTILE_TOPICS))
         still_answers(fleet, 'b')
         assert fleet.gateway.client.is_connected()
-        assert [msg.payload for t, msg in fleet.status.messages if t == 'sp/gateway/status'][-1:] == [b'online']
-        assert b'offline' not in [msg.payload for t, msg in fleet.status.messages if t == 'sp/gateway/status']
+        assert [msg.payload for t, msg in fleet.status.messages if t == fleet.gateway.gateway_topic][-1:] == [b'online']
+        assert b'offline' not in [msg.payload for t, msg in fleet.status.messages if t == fleet.gateway.gateway_topic]
         assert [t for t, _ in caller.messages if t.startswith('test/')] == []
     finally:
         caller.close()
@@ -114,7 +114,7 @@ def test_a_board_that_sends_a_data_id_no_topic_can_hold_does_not_get_the_gateway
     board = sp.pure_json_protocol(comm, channel_name='hostile-board')
     add_demo_services(board)
     gateway = side_gateway(fleet, 'h=tcp://127.0.0.1:%d' % comm.port, 'hb', 'h')
-    watch = Inbox(fleet.broker, 'hb/#')
+    watch = Inbox(fleet.broker, 'hb/#')     # its own status included: hb/gateway/<id>/status
     try:
         for did in ('\x01', '\x1b[2J', '\ufffe', 'a/b', '+'):
             assert board.send(sp.SID_READ_RESPONSE, did, 'junk', timeout=WAIT)
@@ -122,7 +122,7 @@ def test_a_board_that_sends_a_data_id_no_topic_can_hold_does_not_get_the_gateway
         assert board.send(sp.SID_READ_RESPONSE, 'fine', 'after', timeout=WAIT)
         watch.wait_for(lambda: watch.last('hb/h/11/fine') is not None)
         assert gateway.client.is_connected()
-        assert b'offline' not in [msg.payload for t, msg in watch.messages if t == 'hb/gateway/status']
+        assert b'offline' not in [msg.payload for t, msg in watch.messages if t == gateway.gateway_topic]
     finally:
         watch.close()
         gateway.stop()

@@ -1,0 +1,194 @@
+"""One board of the gateway on its asyncio loop: the link (kept up, with backoff), its state and why, its calls.
+
+A board the gateway dials (tcp://, a serial device) is connected again after
+every loss; one that fails again and again waits longer each time (up to
+BACKOFF_S[1]), on its own task, so it holds up no other board. A board that
+dials in (listen://) is served by sp_cpython.aio's server, one board at a
+time. `why` says what keeps a board offline, for its status topic.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import sp_cpython as sp
+from sp_cpython import aio
+
+from . import mqtt_wire as wire
+from .target import PROTOCOLS, parse_host_port
+
+log = logging.getLogger('sp.gateway')
+CHANNEL_NAME = 'sp-gateway'
+LISTEN_SCHEME = 'listen://'     # the board is the TCP client: the gateway is the server it dials
+BACKOFF_S = (0.2, 5.0)          # first and longest wait before the next attempt on a board that failed
+STEADY_S = 10.0                 # a link up this long was no failure: the next loss starts the backoff over
+AUTH_S = 5.0                    # what a board gets to authenticate before the attempt counts as failed
+WAITING_PER_WORKER = 8          # calls a board takes per call in flight before it answers the rest at once
+
+
+@dataclass
+class BoardSpec:
+    """NAME=TARGET[?secret=S|secret_file=PATH][&codec=C][&baud=N].
+
+    TARGET is tcp://HOST:PORT, a serial device, or listen://HOST:PORT for a board that connects to the gateway.
+    """
+
+    name: str
+    target: str
+    secret: Optional[str] = None
+    codec: str = 'pure_json'
+    baud: int = 115200
+
+
+class BoardLink:
+    """A board's link and the calls on it: at most `workers` in flight, at most max_waiting taken at all."""
+
+    def __init__(self, spec: BoardSpec, workers: int, on_message: Callable[[str, sp.data_storage], None],
+                 on_state: Callable[[], None]) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.listen = parse_host_port(spec.target[len(LISTEN_SCHEME):], 'listen on HOST:PORT') \
+            if spec.target.startswith(LISTEN_SCHEME) else None
+        if spec.codec not in PROTOCOLS:
+            raise ValueError('board %s: codec is one of %s' % (spec.name, ', '.join(PROTOCOLS)))
+        self.max_waiting = WAITING_PER_WORKER * workers
+        self.why = 'not connected yet'
+        self._workers = workers
+        self._slots: Optional[asyncio.Semaphore] = None
+        self._waiting = 0
+        self._prot: Optional[aio.AsyncProtocol] = None
+        self._services = set(wire.SERVICES.values())
+        self._on_message = on_message
+        self._on_state = on_state
+        self._task: Optional[asyncio.Task] = None
+        self._server: Optional[asyncio.AbstractServer] = None
+
+    # state --------------------------------------------------------------------------------
+    def online(self) -> bool:
+        prot = self._prot
+        return prot is not None and prot.is_connected() and (self.spec.secret is None
+                                                             or prot.check_authentification_state())
+
+    def _offline(self, why: str) -> None:
+        if why != self.why:
+            log.info('board %s: %s', self.name, why)
+        self.why = why
+        self._on_state()
+
+    def _options(self) -> dict:
+        return dict(codec=self.spec.codec, secret=self.spec.secret, channel_name=CHANNEL_NAME)
+
+    def _take(self, prot: aio.AsyncProtocol) -> None:
+        prot.register_callback(None, None, self._from_board)
+        for sid in self._services - set(wire.SERVICES.values()):
+            prot._engine.add_service(sid, sid + 1)
+        self._prot = prot
+
+    def _from_board(self, msg: sp.data_storage):
+        """Whatever the board sends that no call waits for: a request of its own, or an answer nobody asked for."""
+        self._on_message(self.name, msg)
+        return sp.STATUS_OKAY, None     # a board's request is acknowledged once published
+
+    # the link -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._slots = asyncio.Semaphore(self._workers)
+        self._task = asyncio.ensure_future(self._serve() if self.listen else self._dial())
+
+    async def _dial(self) -> None:
+        """Connects, authenticates, waits for the loss; again and again, backing off while it keeps failing."""
+        wait = BACKOFF_S[0]
+        target = self.spec.target
+        while True:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            try:
+                prot = await aio.connect(target, self.spec.baud, auto_auth=self.spec.secret is not None,
+                                         **self._options())
+            except (OSError, ValueError, AttributeError) as err:
+                self._offline('cannot connect to %s: %s' % (target, getattr(err, 'strerror', None) or err))
+            else:
+                self._take(prot)
+                self._on_state()
+                why = await self._hold(prot)
+                self._prot = None
+                await prot.close()
+                self._offline(why)
+                if loop.time() - began > STEADY_S:
+                    wait = BACKOFF_S[0]
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, BACKOFF_S[1])
+
+    async def _hold(self, prot: aio.AsyncProtocol) -> str:
+        """Why the link ended: it was lost, or the board did not authenticate."""
+        if self.spec.secret is not None and not await prot.authentificate(AUTH_S):
+            if prot.is_connected():
+                return 'did not authenticate within %g s (the wrong secret?)' % AUTH_S
+            return 'connection lost while authenticating'
+        self._on_state()
+        await asyncio.wait((prot._pump,))
+        return 'connection lost'
+
+    async def _serve(self) -> None:
+        """Listens for the board (one at a time: a newcomer that proves itself replaces the last one)."""
+        host, port = self.listen
+        wait = BACKOFF_S[0]
+        while self._server is None:
+            try:
+                self._server = await aio.serve(host, port, self._accepted, max_clients=1, **self._options())
+            except OSError as err:
+                self._offline('cannot listen on %s:%d: %s' % (host, port, err.strerror or err))
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, BACKOFF_S[1])
+        self._offline('waiting for the board to connect to %s:%d' % (host, port))
+
+    def _accepted(self, prot: aio.AsyncProtocol) -> None:
+        """A connection to the listening gateway: the board once it proves itself (authenticates, with a secret)."""
+        def proven() -> None:
+            self._take(prot)
+            self._on_state()
+
+        def changed(_=None) -> None:
+            if self._prot is prot and not prot.is_connected():
+                self._prot = None
+                self._offline('the board\'s connection ended: waiting for it to connect again')
+            self._on_state()
+        prot.on_proven = lambda p, make_room=prot.on_proven: (make_room(p), proven())
+        prot._pump.add_done_callback(changed)
+
+    async def close(self) -> None:
+        """Lets go of the board; start() takes it up again."""
+        task, server, prot = self._task, self._server, self._prot
+        self._task = self._server = self._prot = None
+        self.why = 'not connected yet'
+        if task is not None:
+            task.cancel()
+        if server is not None:
+            server.close()
+        if prot is not None:
+            await prot.close()
+
+    # calls ----------------------------------------------------------------------------------
+    def take_call(self) -> bool:
+        """Counts a call in, unless max_waiting are there already: a flood waits in no queue without end."""
+        if self._waiting >= self.max_waiting:
+            return False
+        self._waiting += 1
+        return True
+
+    async def request(self, sid: int, did: int, data: Any, timeout: float) -> Optional[sp.data_storage]:
+        """The board's answer, or None when none came within timeout (or the board went away)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        try:
+            async with self._slots:
+                prot = self._prot
+                if prot is None or loop.time() >= end:
+                    return None
+                if sid not in self._services:
+                    self._services.add(sid)
+                    prot._engine.add_service(sid, sid + 1)
+                return await prot.request(sid, did, data, end - loop.time())
+        finally:
+            self._waiting -= 1

@@ -1,0 +1,79 @@
+"""Calls the gateway has taken lately, by the request's topic and its reply address: a repeat is not called again.
+
+MQTT QoS 1 delivers at least once: after a reconnect of the gateway or the
+broker, a request may arrive a second time. A write or an execute has
+effects, so the repeat waits for the first call's answer (still in flight)
+or gets it again (already answered), for WINDOW_S after the first arrived.
+What is remembered is bounded by count and by the bytes of the answers, so a
+flood of distinct calls costs the window, not memory without end.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Callable, Hashable, List, Optional, Tuple
+
+WINDOW_S = 60.0
+MAX_CALLS = 65536
+MAX_ANSWER_BYTES = 16 << 20
+
+Answer = Tuple[bytes, object]     # the published payload and its MQTT properties
+
+
+class _Entry:
+    __slots__ = ('since', 'answer', 'waiting')
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.answer: Optional[Answer] = None
+        self.waiting: List[Callable[[Answer], None]] = []
+
+
+class CallMemory:
+    """repeat() answers a call taken before; begin() and answered() remember a new one and its answer."""
+
+    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._calls: 'collections.OrderedDict[Hashable, _Entry]' = collections.OrderedDict()
+        self._bytes = 0
+
+    def repeat(self, key: Hashable, send: Callable[[Answer], None]) -> bool:
+        """True when key was taken within the window: send(answer) gets the first call's answer, now or once it
+        is there."""
+        self._forget_old()
+        entry = self._calls.get(key)
+        if entry is None:
+            return False
+        if entry.answer is not None:
+            send(entry.answer)
+        else:
+            entry.waiting.append(send)
+        return True
+
+    def begin(self, key: Hashable) -> None:
+        self._calls[key] = _Entry(self._clock())
+
+    def answered(self, key: Hashable, answer: Answer) -> None:
+        entry = self._calls.get(key)
+        if entry is None:
+            return
+        entry.answer = answer
+        self._bytes += len(answer[0])
+        waiting, entry.waiting = entry.waiting, []
+        for send in waiting:
+            send(answer)
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        oldest = self._clock() - self.window_s
+        calls = self._calls
+        while calls:
+            key, entry = next(iter(calls.items()))
+            if entry.since > oldest and len(calls) <= MAX_CALLS and self._bytes <= MAX_ANSWER_BYTES:
+                return
+            if entry.answer is None and entry.since > oldest:
+                return      # in flight: its answer will come within the gateway's timeout
+            del calls[key]
+            if entry.answer is not None:
+                self._bytes -= len(entry.answer[0])
