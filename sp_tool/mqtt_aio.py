@@ -7,7 +7,8 @@ on the gateway's loop and reads and writes only what the gateway uses:
 PUBLISH at QoS 0 and 1 (Response Topic, Correlation Data, User Property),
 SUBSCRIBE, UNSUBSCRIBE, the keepalive, a last will, login and TLS. It
 reconnects by itself, every 1 to 2 s, asking the broker to keep its session
-(and the QoS 1 requests that come meanwhile) for SESSION_S.
+(and the QoS 1 requests that come meanwhile) for session_s. BoardClient
+uses it too, on a loop of its own.
 """
 from __future__ import annotations
 
@@ -132,10 +133,10 @@ def _read_properties(data: bytes, pos: int, into: Optional[Message] = None) -> i
     return end
 
 
-def publish_properties(correlation: Optional[bytes] = None,
-                       user_properties: Sequence[Tuple[str, str]] = ()) -> bytes:
+def publish_properties(correlation: Optional[bytes] = None, user_properties: Sequence[Tuple[str, str]] = (),
+                       response_topic: Optional[str] = None) -> bytes:
     """The properties of a PUBLISH, encoded once (an answer's are sent again to a repeat of its call)."""
-    body = b''
+    body = b'' if response_topic is None else bytes((RESPONSE_TOPIC,)) + _string(response_topic)
     if correlation is not None:
         body += bytes((CORRELATION_DATA,)) + _binary(correlation)
     for key, value in user_properties:
@@ -151,12 +152,14 @@ class Client(asyncio.Protocol):
     for every PUBLISH, on_suback(packet_id); publish() drops what comes while the broker is away."""
 
     def __init__(self, broker: wire.Broker, client_id: str, keepalive: int = 30,
-                 will: Optional[Tuple[str, bytes, int, bool]] = None) -> None:
+                 will: Optional[Tuple[str, bytes, int, bool]] = None, session_s: int = SESSION_S) -> None:
         self.broker = broker
         self.client_id = client_id
         self.keepalive = keepalive
         self.will = will
+        self.session_s = session_s
         self.on_connect: Callable[[], None] = lambda: None
+        self.on_error: Callable[[str], None] = lambda why: None      # the broker cannot be reached or refused
         self.on_message: Callable[[Message], None] = lambda msg: None
         self.on_suback: Callable[[int], None] = lambda packet_id: None
         self._transport: Optional[asyncio.Transport] = None
@@ -201,8 +204,10 @@ class Client(asyncio.Protocol):
                 wait = RECONNECT_S[0]
                 await self._keep_alive(loop)
             except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
-                log.warning('cannot reach the broker at %s: %s', self.broker.url,
-                            getattr(err, 'strerror', None) or err or 'no answer')
+                why = 'cannot reach the broker at %s: %s' % (self.broker.url,
+                                                             getattr(err, 'strerror', None) or err or 'no answer')
+                log.info('%s', why)     # again every 1 to 2 s: -v shows it
+                self.on_error(why)
             if self._transport is not None:
                 self._transport.abort()
             if not self._stopping:
@@ -238,7 +243,7 @@ class Client(asyncio.Protocol):
             if self.broker.password is not None:
                 flags |= 0x40
                 payload += _binary(self.broker.password.encode())
-        properties = bytes((17,)) + struct.pack('!I', SESSION_S)
+        properties = bytes((17,)) + struct.pack('!I', self.session_s)
         body += bytes((flags,)) + struct.pack('!H', self.keepalive) + _varint(len(properties)) + properties
         transport.write(_packet(CONNECT, body + payload))
 
@@ -284,7 +289,9 @@ class Client(asyncio.Protocol):
             self.on_message(msg)
         elif kind == CONNACK:
             if body[1] >= 0x80:
-                log.warning('broker %s refused the connection: reason code %d', self.broker.url, body[1])
+                why = 'the broker at %s refused the connection: reason code %d' % (self.broker.url, body[1])
+                log.warning('%s', why)
+                self.on_error(why)
                 self._transport.close()
                 return
             self._connected = True

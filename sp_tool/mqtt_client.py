@@ -6,10 +6,13 @@ own answer. Whoever may call some board can make the gateway answer on any
 topic, this client's too: an answer counts only with the call's Correlation
 Data (16 random bytes, not to be guessed) and naming the call's board,
 service and data id; anything else on the response topic is dropped and
-counted.
+counted. The broker's connection is sp_tool.mqtt_aio's client on a loop
+thread of its own: a caller's thread hands it the request and waits for
+the answer.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,11 +20,8 @@ import threading
 import uuid
 from typing import Any, Dict, Optional, Union
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from . import mqtt_wire as wire
+from .mqtt_aio import Client, Message, publish_properties
 
 log = logging.getLogger('sp.mqtt_client')
 CORRELATION_BYTES = 16
@@ -48,7 +48,7 @@ class BoardClient:
     Raises ConnectionError when the broker cannot be reached within
     connect_timeout, TimeoutError when no answer came within a request's timeout.
     counters['dropped'] counts what came on the response topic and answers no waiting call.
-    qos 1: a request the broker has not acknowledged is sent again after a reconnect (the gateway calls it once).
+    qos 1: the broker keeps a request for a gateway that is reconnecting (which calls a repeat only once).
     """
 
     def __init__(self, broker_url: str, board: Optional[str] = None, prefix: str = wire.DEFAULT_PREFIX,
@@ -69,19 +69,18 @@ class BoardClient:
         self.counters = {'answers': 0, 'dropped': 0}
         self._subscribed = threading.Event()
         self._refused: Optional[str] = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.broker.apply(self.client)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self._loop = asyncio.new_event_loop()
+        self.client = Client(self.broker, client_id, session_s=0)
+        self.client.on_connect = lambda: self.client.subscribe([(self.reply_topic, qos)])
+        self.client.on_suback = lambda packet_id: self._subscribed.set()
+        self.client.on_error = self._on_error
         self.client.on_message = self._on_message
-        try:
-            self.client.connect(self.broker.host, self.broker.port, keepalive=30)
-        except OSError as err:
-            raise ConnectionError('cannot reach the broker at %s: %s' % (self.broker.url, err.strerror or err)) from None
-        self.client.loop_start()
-        if not self._subscribed.wait(connect_timeout):
+        self._thread = threading.Thread(target=self._loop.run_forever, name=client_id, daemon=True)
+        self._thread.start()
+        self._loop.call_soon_threadsafe(self.client.start)
+        if not self._subscribed.wait(connect_timeout) or self._refused:
             self.close()
-            raise ConnectionError('the broker at %s %s' % (self.broker.url, self._refused or 'did not answer in time'))
+            raise ConnectionError(self._refused or 'the broker at %s did not answer in time' % self.broker.url)
 
     def __enter__(self) -> 'BoardClient':
         return self
@@ -89,23 +88,22 @@ class BoardClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._refused = 'refused the connection: %s' % reason_code
-            return
-        client.subscribe(self.reply_topic, self.qos)
+    def _on_error(self, why: str) -> None:
+        """Before the first subscription: the constructor's error; after it, the client reconnects by itself."""
+        if not self._subscribed.is_set():
+            self._refused = why
+            self._subscribed.set()
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, msg: Message) -> None:
         """Hands an answer to its call: the first that has the call's Correlation Data and names what it asked."""
-        correlation = getattr(msg.properties, 'CorrelationData', None)
         try:
             answer = json.loads(msg.payload)
         except (ValueError, RecursionError):
             answer = None
         with self._lock:
-            call = self._pending.get(correlation)
+            call = self._pending.get(msg.correlation)
             if call is not None and call.matches(answer):
-                del self._pending[correlation]
+                del self._pending[msg.correlation]
                 self.counters['answers'] += 1
             else:
                 call = None
@@ -127,11 +125,10 @@ class BoardClient:
         with self._lock:
             self._pending[correlation] = call
         try:
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.ResponseTopic = self.reply_topic
-            properties.CorrelationData = correlation
-            self.client.publish(wire.request_topic(self.prefix, self.board, str(service), data_id),
-                                wire.dumps(data), self.qos, properties=properties)
+            properties = publish_properties(correlation, response_topic=self.reply_topic)
+            self._loop.call_soon_threadsafe(self.client.publish, wire.request_topic(self.prefix, self.board,
+                                                                                    str(service), data_id),
+                                            wire.dumps(data), self.qos, False, properties)
             if not call.done.wait(timeout):
                 raise TimeoutError('no answer from board %s through %s within %g s'
                                    % (self.board, self.broker.url, timeout))
@@ -141,5 +138,9 @@ class BoardClient:
                 self._pending.pop(correlation, None)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.client.stop(1.0), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()

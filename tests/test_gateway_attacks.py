@@ -326,18 +326,24 @@ def test_the_documented_acl_confines_callers_to_their_boards_and_reply_topics(lo
         kitchen = BoardClient('mqtt://porch-camera:porch-camera-pw@127.0.0.1:%d' % locked_broker.port, 'kitchen')
         with kitchen, pytest.raises(TimeoutError):
             kitchen.request('execute', 0, 'not mine', timeout=3)
+        raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='camera-raw', protocol=mqtt.MQTTv5)
+        raw.username_pw_set('porch-camera', 'porch-camera-pw')      # the camera's login, publishing by hand
+        raw.connect('127.0.0.1', locked_broker.port)
+        raw.loop_start()
         properties = Properties(PacketTypes.PUBLISH)
         properties.CorrelationData = b'1'
         forged = dict(wire.answer(sp.STATUS_OKAY, 'forged'), board='kitchen', service_id=11, data_id=0)
-        camera.client.publish(dashboard.reply_topic, json.dumps(forged), properties=properties)   # denied
+        raw.publish(dashboard.reply_topic, json.dumps(forged), properties=properties)   # denied
         properties.ResponseTopic = dashboard.reply_topic
-        camera.client.publish('sp/porch/read/0/req', b'null', properties=properties)   # relayed by the gateway
+        raw.publish('sp/porch/read/0/req', b'null', properties=properties)   # relayed by the gateway
         deadline = time.monotonic() + WAIT
         while dashboard.counters['dropped'] < 1:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert dashboard.request('execute', 0, 'mine') == wire.answer(sp.STATUS_OKAY, 'mine')
         assert dashboard.counters['dropped'] == 1
+        raw.disconnect()
+        raw.loop_stop()
     finally:
         dashboard.close()
         camera.close()
