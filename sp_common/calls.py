@@ -59,10 +59,7 @@ class Calls:
         if token is None and (re or (entry is None and key not in engine._did_names)):
             engine.drop('unknown' if sid not in engine._responses else 'stale' if re else 'unsolicited', sid, did)
         elif entry is not None:
-            try:
-                entry[0](msg, *entry[1], **entry[2])
-            except Exception as err:
-                engine.drop('callback_errors', msg['service_id'], msg['data_id'], err)
+            engine.callback(entry, msg)
         else:
             self.store(msg, length)
 

@@ -8,6 +8,7 @@ drain its outbox and may lend it a clock (milliseconds that only grow).
 """
 from . import load
 from .codec import ChecksumError, FormatError, MacError, const, pure_json
+from .dispatch import call
 from .entropy import random_bytes
 from .stp import Deframer, frame
 
@@ -119,6 +120,7 @@ class Engine:
     """
 
     defer = None   # a runtime's hook, defer(coroutine, msg, response sid, seq), for async callbacks
+    jobs = None    # a runtime that runs user callbacks outside its lock sets a list here (sp_common.dispatch)
     connects = False   # set by a runtime whose link has connects of its own (TCP): see _on_name_request
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
@@ -150,7 +152,7 @@ class Engine:
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self.last_wrong_key = 0
         self.counters = new_counters()
-        self.token_base = self.tx_seq = 0
+        self.token_base = self.tx_seq = self.epoch = 0
         self.connection_lost()
 
     # registries ------------------------------------------------------------
@@ -191,6 +193,7 @@ class Engine:
         """Trust, seed, buffer, outbox and wire start over: nothing passes from one peer to the next, not even
         the answers still queued for the last one."""
         self._out = []
+        self.epoch += 1           # callbacks still running answer only within the session they were called in
         self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
         self.seed = None
         self._calls = None        # the calls part (answers to this end's requests, the receive buffer): calls()
@@ -526,15 +529,38 @@ class Engine:
                 self.drop('unknown', sid, did)
                 self.send_msg(resp, did, None, _STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
             return
-        try:
-            result = entry[0](msg, *entry[1], **entry[2])
-            if self.defer is not None and hasattr(result, 'send'):   # a coroutine: answered when it is done
-                self.defer(result, msg, resp, seq)
+        self.callback(entry, msg, resp, seq)
+
+    def callback(self, entry, msg, resp=None, seq=0):
+        """A user callback for msg (a request's when resp is its response sid): a job for the runtime's
+        dispatcher, run outside its lock (sp_common.dispatch), or run at once where no runtime queues them."""
+        job = (entry, msg, resp, seq, self.epoch)
+        if self.jobs is not None:
+            self.jobs.append(job)
+        else:
+            self.finish(job, *call(job))
+
+    def finish(self, job, result, error=None):
+        """A callback's job is done: a request's answer goes out (STATUS_CALLBACK_ERROR for what the callback
+        raised or a result that is no (status, data)), a coroutine is handed to the runtime's defer hook. An
+        answer whose session has ended since is dropped: it would answer a request of another peer."""
+        entry, msg, resp, seq, epoch = job
+        if error is None and resp is not None and epoch == self.epoch:
+            try:
+                if self.defer is not None and hasattr(result, 'send'):   # a coroutine: answered when it is done
+                    self.defer(result, msg, resp, seq)
+                    return
+                status, data = result
+                self.send_msg(resp, msg['data_id'], data, status, seq)
                 return
-            status, data = result
-            self.send_msg(resp, did, data, status, seq)
-        except Exception as err:
-            self.answer_failed(msg, err, resp, seq)
+            except Exception as err:
+                error = err
+        if error is None:
+            return
+        if resp is not None and epoch == self.epoch:
+            self.answer_failed(msg, error, resp, seq)
+        else:
+            self.drop('callback_errors', msg['service_id'], msg['data_id'], error)
 
     def answer_failed(self, msg, error, resp, seq):
         """A request callback raised: the error logged and counted, the requester told."""

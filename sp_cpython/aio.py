@@ -10,6 +10,7 @@ times out) forgets its request, and the connection stays usable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import termios
 import tty
@@ -17,6 +18,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from sp_common import Deframer, Engine, admission, pure_json, struct_json
 from sp_common.api import deadline, left
+from sp_common.dispatch import run
 from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
@@ -29,6 +31,8 @@ MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.ad
 MAX_CLIENTS = 64     # and its proven clients
 PROBATION_FRAME = 1024   # the longest frame a peer on probation may send: the handshake takes a few hundred bytes
 READ_LIMIT = 16384       # a server's connection stops reading at twice this many bytes not yet taken
+
+_ONE_TASK = contextlib.nullcontext()   # the engine's lock on one event loop: none is needed
 
 
 class AsyncProtocol(EngineState):
@@ -48,6 +52,7 @@ class AsyncProtocol(EngineState):
         self._max_frame = max_frame
         self.on_proven: Optional[Callable[['AsyncProtocol'], None]] = None   # serve()'s admission
         engine.defer = self._defer
+        engine.jobs = []
         engine.connects = True   # this object is one connection, whatever the stream
         self._reader = reader
         self._writer = writer
@@ -74,6 +79,7 @@ class AsyncProtocol(EngineState):
                 if not data:
                     break
                 self._engine.feed(data)
+                run(self._engine, _ONE_TASK)   # the user callbacks it queued: coroutines go to _defer
                 if self._engine.deframer.max_size < self._max_frame and self._engine.proven():
                     self._proven(data)
                 await self._settle()

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional
 
 from sp_common import Engine, pure_json, struct_json
 from sp_common.api import Api
+from sp_common.dispatch import run
 
 from .transport import StreamTransport
 
@@ -68,7 +69,7 @@ class pure_json_protocol(EngineState, Api):
         self._write_lock = threading.Lock()
         self._closed = False
         self._timer: Optional[threading.Timer] = None
-        self._feeding: Optional[int] = None     # the thread running engine.feed(), i.e. callbacks
+        self._feeding: Optional[int] = None     # the thread running an engine step and its callbacks
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
                               channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
@@ -76,6 +77,7 @@ class pure_json_protocol(EngineState, Api):
                               hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'sp_cpython.comm'), channel_name),
                               clock=monotonic_ms, session_v2=session_v2)
         self._engine.connects = getattr(comm_instance, 'CONNECTS', False)
+        self._engine.jobs = []   # user callbacks run outside the lock (_run_engine)
         if self._timed_writes:
             comm_instance.engine = self._engine
         comm_instance.init_channel_name(channel_name)
@@ -91,13 +93,19 @@ class pure_json_protocol(EngineState, Api):
 
     # comm callbacks (I/O thread) -------------------------------------------------
     def _run_engine(self, step: Callable[[], Any]) -> None:
-        with self._cond:
-            self._feeding = threading.get_ident()
-            try:
-                step()
-            finally:
-                self._feeding = None
-                self._cond.notify_all()
+        """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
+        callback holds up no other thread's send(), request() or receive()."""
+        self._feeding = threading.get_ident()
+        try:
+            with self._cond:
+                try:
+                    step()
+                finally:
+                    self._cond.notify_all()
+            run(self._engine, self._lock)
+        finally:
+            self._feeding = None
+        with self._lock:
             refused = self._engine.refused
             wait = self._engine.deadline_ms()
         self._flush(WRITE_TIMEOUT)

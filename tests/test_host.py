@@ -287,3 +287,33 @@ def test_call_raises_what_request_returns_as_none():
         assert isinstance(refused.value, ConnectionError)
     finally:
         silent.close()
+
+
+def test_a_callback_that_waits_holds_up_no_other_threads_call():
+    """Callbacks run outside the protocol's lock (sp_common.dispatch): while one waits, other threads of the
+    same protocol still send and look into the receive buffer."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(msg):
+        started.set()
+        release.wait(10)
+        return sp.STATUS_OKAY, 'done'
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), channel_name='server')
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, slow)
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port), channel_name='client')
+    try:
+        asking = threading.Thread(target=lambda: client.request(sp.SID_EXECUTE_REQUEST, 0, timeout=10))
+        asking.start()
+        assert started.wait(10)
+        other = threading.Thread(target=lambda: (server.receive(sp.SID_READ_REQUEST, 0, timeout=0),
+                                                 server.send(sp.SID_READ_RESPONSE, 7, 'meanwhile', timeout=1)))
+        other.start()
+        other.join(5)
+        assert not other.is_alive()   # it did not wait for the callback
+        release.set()
+        asking.join(10)
+        assert client.receive(sp.SID_READ_RESPONSE, 7, timeout=0) is None   # sent, but nobody asked for it
+    finally:
+        release.set()
+        client.close()
+        server.close()

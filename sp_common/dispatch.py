@@ -1,0 +1,35 @@
+"""The one dispatcher of user callbacks: the engine queues them, a runtime runs them outside its lock.
+
+feed() handles the protocol's own messages itself; a message for a user
+callback becomes a job, (callback entry, message, response sid or None, seq,
+session epoch), in engine.jobs when the runtime set that list. The runtime
+then calls run(engine, lock) once its lock is free: each callback runs
+outside the lock, so a slow one stalls no other thread's calls, and its
+answer goes out through the engine under the lock (Engine.finish). Without a
+runtime's list (engine.jobs is None) the engine runs a job at once.
+"""
+
+
+def call(job):
+    """(what the job's callback returned, None), or (None, what it raised)."""
+    entry = job[0]
+    try:
+        return entry[0](job[1], *entry[1], **entry[2]), None
+    except Exception as err:
+        return None, err
+
+
+def run(engine, lock):
+    """Runs the jobs engine.feed() queued, each callback outside lock and each answer under it.
+
+    Jobs are taken under the lock too: on a host two threads (the I/O thread and the timer's) may run them.
+    """
+    jobs = engine.jobs
+    while True:
+        with lock:
+            if not jobs:
+                return
+            job = jobs.pop(0)
+        result, error = call(job)
+        with lock:
+            engine.finish(job, result, error)
