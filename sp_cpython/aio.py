@@ -148,15 +148,16 @@ class AsyncProtocol(EngineState):
                                        resp, seq)
             return
         self._answering += 1
+        job = (None, msg, resp, seq, self._engine.epoch)   # answered in this session only, as any callback's
 
         async def answer() -> None:
             try:
-                status, data = await coroutine
-                self._engine.send_msg(resp, msg['data_id'], data, status, seq)
+                result, error = await coroutine, None
             except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
-                self._engine.answer_failed(msg, err, resp, seq)
+                result, error = None, err
             finally:
                 self._answering -= 1
+            self._engine.finish(job, result, error)
             await self._settle()
         self._spawn(answer())
 
