@@ -7,8 +7,9 @@ topic, this client's too: an answer counts only with the call's Correlation
 Data (16 random bytes, not to be guessed) and naming the call's board,
 service and data id; anything else on the response topic is dropped and
 counted. The broker's connection is sp_tool.mqtt_aio's client on a loop
-thread of its own: a caller's thread hands it the request and waits for
-the answer.
+thread that all BoardClients of a process share (one thread per client
+would have each call's answer wait for the GIL among twice as many
+threads): a caller's thread hands it the request and waits for the answer.
 """
 from __future__ import annotations
 
@@ -27,12 +28,28 @@ log = logging.getLogger('sp.mqtt_client')
 CORRELATION_BYTES = 16
 
 
+_shared: Optional[asyncio.AbstractEventLoop] = None
+_shared_lock = threading.Lock()
+
+
+def shared_loop() -> asyncio.AbstractEventLoop:
+    """The process's loop for BoardClients, started on first use, on a daemon thread."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = asyncio.new_event_loop()
+            threading.Thread(target=_shared.run_forever, name='sp-mqtt-clients', daemon=True).start()
+        return _shared
+
+
 class _Call:
-    """A request waiting for its answer, and what that answer must name."""
+    """A request waiting for its answer, and what that answer must name. done is a lock held until the answer
+    is there: releasing it costs the loop's thread less than setting an Event."""
 
     def __init__(self, expected: Dict[str, Any]) -> None:
         self.expected = expected
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.answer: Optional[Dict[str, Any]] = None
 
     def matches(self, answer: Any) -> bool:
@@ -69,14 +86,13 @@ class BoardClient:
         self.counters = {'answers': 0, 'dropped': 0}
         self._subscribed = threading.Event()
         self._refused: Optional[str] = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = shared_loop()
         self.client = Client(self.broker, client_id, session_s=0)
         self.client.on_connect = lambda: self.client.subscribe([(self.reply_topic, qos)])
         self.client.on_suback = lambda packet_id: self._subscribed.set()
         self.client.on_error = self._on_error
         self.client.on_message = self._on_message
-        self._thread = threading.Thread(target=self._loop.run_forever, name=client_id, daemon=True)
-        self._thread.start()
+        self._closed = False
         self._loop.call_soon_threadsafe(self.client.start)
         if not self._subscribed.wait(connect_timeout) or self._refused:
             self.close()
@@ -115,7 +131,7 @@ class BoardClient:
                             self.reply_topic, dropped)
             return
         call.answer = {key: value for key, value in answer.items() if key not in wire.ANSWER_IDS}
-        call.done.set()
+        call.done.release()
 
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:
         """One call to the board: service is read, write, execute or a request Service-ID (ValueError otherwise)."""
@@ -129,7 +145,7 @@ class BoardClient:
             self._loop.call_soon_threadsafe(self.client.publish, wire.request_topic(self.prefix, self.board,
                                                                                     str(service), data_id),
                                             wire.dumps(data), self.qos, False, properties)
-            if not call.done.wait(timeout):
+            if not call.done.acquire(timeout=max(timeout, 0)):
                 raise TimeoutError('no answer from board %s through %s within %g s'
                                    % (self.board, self.broker.url, timeout))
             return call.answer
@@ -138,9 +154,6 @@ class BoardClient:
                 self._pending.pop(correlation, None)
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        asyncio.run_coroutine_threadsafe(self.client.stop(1.0), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if not self._closed:
+            self._closed = True
+            asyncio.run_coroutine_threadsafe(self.client.stop(1.0), self._loop).result()
