@@ -106,7 +106,7 @@ class BoardLink:
             try:
                 prot = await aio.connect(target, self.spec.baud, auto_auth=self.spec.secret is not None,
                                          **self._options())
-            except (OSError, ValueError, AttributeError) as err:
+            except Exception as err:    # OSError, or what a device that is no serial port raises (termios.error)
                 self._offline('cannot connect to %s: %s' % (target, getattr(err, 'strerror', None) or err))
             else:
                 self._take(prot)

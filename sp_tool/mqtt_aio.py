@@ -340,5 +340,5 @@ class Client(asyncio.Protocol):
             while transport.get_write_buffer_size() and loop.time() < end and not transport.is_closing():
                 await asyncio.sleep(0.01)
             transport.abort()
-        self._lost.set()
+        self._task.cancel()     # it may wait for a broker that does not answer, or before the next attempt
         await asyncio.gather(self._task, return_exceptions=True)
