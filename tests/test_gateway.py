@@ -22,6 +22,7 @@ from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.call_memory import CallMemory
+from sp_tool.claims import Claims
 from sp_tool.gateway import UNSENT_BYTES, Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
@@ -422,6 +423,25 @@ def test_call_memory_answers_repeats_within_its_window_and_forgets_after():
     assert memory.repeat('k', sent.append) and len(sent) == 2
     now[0] = 61.0
     assert not memory.repeat('k', sent.append)
+
+
+def test_two_gateways_that_claim_a_name_at_once_agree_on_the_later_claim():
+    """Both see both claims in the broker's order: the first claimant gives way, the later keeps the name, and a
+    status the first published before it saw the later claim does not make the later one give way too."""
+    first, later = Claims('g1'), Claims('g2')
+    for claims in (first, later):
+        claims.heard_gateway('g1', b'online')
+        claims.heard_gateway('g2', b'online')
+        claims.claimed('x')
+    broker_order = [{'gateway': 'g1'}, {'gateway': 'g2'}, {'gateway': 'g1', 'reason': 'connection lost'}]
+    assert [first.heard_status('x', props) for props in broker_order] == [None, 'g2', None]
+    assert [later.heard_status('x', props) for props in broker_order] == [None, None, None]
+    newcomer = Claims('g3')
+    newcomer.heard_gateway('g2', b'online')
+    newcomer.heard_status('x', {'gateway': 'g2'})
+    assert newcomer.holder('x') == 'g2'
+    newcomer.heard_gateway('g2', b'')     # the owner stopped: the name is free
+    assert newcomer.holder('x') is None
 
 
 def test_a_board_that_keeps_failing_backs_off_its_status_says_why_and_holds_up_no_other(fleet):
