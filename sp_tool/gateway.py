@@ -170,9 +170,9 @@ class Gateway:
             self._sync_timer.cancel()
             self._sync_timer = None
         for name, link in self.links.items():
-            holder = self.claims.holder(name)
             if name in self.owned:
                 continue
+            holder = self.claims.holder(name)
             if holder is not None:
                 if self._published[name] != ('refused', holder):
                     self._published[name] = ('refused', holder)

@@ -8,7 +8,7 @@ PUBLISH at QoS 0 and 1 (Response Topic, Correlation Data, User Property),
 SUBSCRIBE, UNSUBSCRIBE, the keepalive, a last will, login and TLS. It
 reconnects by itself, every 1 to 2 s, asking the broker to keep its session
 (and the QoS 1 requests that come meanwhile) for session_s. BoardClient
-uses it too, on a loop of its own.
+uses it too, on a loop thread that its process shares.
 """
 from __future__ import annotations
 

@@ -5,15 +5,14 @@ two can only disagree by a version change of this module.
 
     <prefix>/<board>/<service>/<data_id>/req   a request; payload: the JSON data
     <prefix>/<board>/<service>/<data_id>       what a board sent on its own
-    <prefix>/<board>/status                    retained: online / offline
-    <prefix>/gateway/status                    retained: online / offline (the last will)
+    <prefix>/<board>/status                    retained: online / offline (user properties: gateway, reason)
+    <prefix>/gateway/<id>/status               retained: online / offline (the last will)
     <prefix>/reply/<client id>                 where BoardClient asks for its answers
 """
 from __future__ import annotations
 
 import json
 import re
-import ssl
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit
@@ -26,9 +25,9 @@ SCHEMES = {'mqtt': (1883, False), 'mqtts': (8883, True)}
 DEFAULT_PREFIX = 'sp'
 RESERVED_NAMES = ('gateway', 'reply')
 ONLINE, OFFLINE = 'online', 'offline'
-# Calls and answers at QoS 0: an acknowledged publish waits for the broker's acknowledgement (which a
-# broker without set_tcp_nodelay may hold back), and a lost one is what the caller's timeout is for.
-# Statuses at QoS 1.
+# BoardClient's calls at QoS 0 unless told: an acknowledged publish waits for the broker's acknowledgement
+# (which a broker without set_tcp_nodelay may hold back), and a lost one is what the caller's timeout is for.
+# The gateway takes requests at QoS 1 and answers at theirs. Statuses at QoS 1.
 QOS_CALL = 0
 QOS_STATUS = 1
 
@@ -161,14 +160,6 @@ class Broker:
     @property
     def url(self) -> str:
         return '%s://%s:%d' % ('mqtts' if self.tls else 'mqtt', self.host, self.port)
-
-    def apply(self, client) -> None:
-        """Sets login and TLS on a paho client before it connects."""
-        if self.username is not None:
-            client.username_pw_set(self.username, self.password)
-        if self.tls or self.cafile:
-            client.tls_set(ca_certs=self.cafile, certfile=self.certfile, keyfile=self.keyfile,
-                           cert_reqs=ssl.CERT_REQUIRED)
 
 
 def parse_broker(url: str) -> Tuple[Broker, str]:
