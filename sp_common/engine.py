@@ -331,8 +331,9 @@ class Engine:
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
         resp = self._response_sid(service_id)
-        # the engine takes the answers to its own requests (seed, key, name) itself: no one waits for them
-        if resp is not None and service_id != _SID_AUTH_REQUEST and service_id != _SID_CHANNEL_NAME_REQUEST:
+        # the engine takes the answers to its own requests (seed, key, name, session) itself: no one waits for them
+        if resp is not None and service_id != _SID_AUTH_REQUEST and service_id != _SID_CHANNEL_NAME_REQUEST and \
+                service_id != _SID_SESSION_REQUEST:
             self.calls().sent(token, (resp, data_id), call)
         if self.log is not None or self.hexlog is not None:
             self._trace(True, service_id, data_id, status, data, pieces)

@@ -18,8 +18,8 @@ server = Engine(False, session_v2=False)
 server.register_callback(30, 0, lambda msg: (0, msg.get_data()))
 server.feed(frame(*pure_json.pieces(30, 0, 0, 'x')))
 print(len(server.data_to_send()) > 0, 'sp_common.calls' in sys.modules)
-client = Engine(True, secret='s', auto_auth=True, session_v2=False)
-client.connection_made()   # its channel name and a seed request: the engine takes their answers itself
+client = Engine(True, secret='s', auto_auth=True)
+client.connection_made()   # its channel name and its offer of v2: the engine takes their answers itself
 print(len(client.data_to_send()) > 0, 'sp_common.calls' in sys.modules)
 server.send_msg(10, 0, None)   # a request of its own: now something waits for an answer
 print('sp_common.calls' in sys.modules)
