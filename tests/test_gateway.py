@@ -3,7 +3,9 @@ and coming back, bad input, the MQTT 3.1.1 envelope, and the sp commands through
 
 Every wait is on a message or a state with a generous timeout; nothing sleeps to make a point.
 """
+import getpass
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -465,6 +467,48 @@ def test_a_board_that_keeps_failing_backs_off_its_status_says_why_and_holds_up_n
         status.close()
         gateway.stop()
         good.close()
+
+
+def test_gateway_and_board_client_over_tls_check_the_brokers_certificate(tmp_path):
+    """mqtts://: both ends verify the broker against the CA they are given; without it the client refuses."""
+    if shutil.which('openssl') is None:
+        pytest.skip('openssl is not installed')
+    for args in (['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2',
+                  '-subj', '/CN=test-ca'],
+                 ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj',
+                  '/CN=127.0.0.1'],
+                 ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out',
+                  'server.crt', '-days', '2', '-extfile', 'ext']):
+        (tmp_path / 'ext').write_text('subjectAltName=IP:127.0.0.1\n')
+        subprocess.run(['openssl'] + args, cwd=tmp_path, check=True, capture_output=True)
+    broker = Mosquitto(str(tmp_path))
+    broker.stop()
+    with open(broker.config, 'w') as f:
+        f.write('listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nuser %s\ncafile %s\ncertfile %s\n'
+                'keyfile %s\n' % (broker.port, getpass.getuser(), tmp_path / 'ca.crt', tmp_path / 'server.crt',
+                                  tmp_path / 'server.key'))
+    broker.start()
+    board = host_board('tls')
+    tls = wire.Broker('127.0.0.1', broker.port, tls=True, cafile=str(tmp_path / 'ca.crt'))
+    gateway = Gateway(tls, [parse_board('k=' + board.target)])
+    gateway.start()
+    url = 'mqtts://127.0.0.1:%d/k' % broker.port
+    try:
+        with BoardClient(url, broker=tls) as client:
+            deadline = time.monotonic() + WAIT
+            while True:     # until the gateway has subscribed and the board is up
+                try:
+                    if client.request('execute', 9, timeout=0.5)['data'] == 'tls':
+                        break
+                except TimeoutError:
+                    pass
+                assert time.monotonic() < deadline
+        with pytest.raises(ConnectionError, match='CERTIFICATE_VERIFY_FAILED'):
+            BoardClient(url, connect_timeout=WAIT)      # the system's CAs do not know this broker
+    finally:
+        gateway.stop()
+        board.close()
+        broker.stop()
 
 
 def sp_command(*args):
