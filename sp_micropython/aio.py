@@ -10,13 +10,14 @@ from asyncio import core
 
 
 async def serve_task(prot):
-    """Polls prot while it has work (yielding between chunks), else waits for its stream's objects or wait_ms()."""
+    """Polls prot while it has work (yielding between chunks), else waits for its stream's objects or wait_ms();
+    returns when the stream has ended (stdin closed, the console handed back to the REPL)."""
     wake = asyncio.Event()
     stream = prot.__comm_inst__
     seen = None
     watchers = []
     try:
-        while True:
+        while not stream.ended:
             wake.clear()
             if prot.poll():
                 await asyncio.sleep_ms(0)

@@ -234,13 +234,22 @@ def poll_all(prots):
     return busy
 
 
+def ended(protocols):
+    """Every stream has ended for good (stdin closed, the console handed back to the REPL): nothing to serve."""
+    for prot in protocols:
+        if not prot.__comm_inst__.ended:
+            return False
+    return True
+
+
 def serve(*protocols, until=None, step=poll_all):
-    """Serves the protocols until until() is true, asleep in one select.poll over their streams while idle.
+    """Serves the protocols until until() is true or all their streams have ended, asleep in one select.poll
+    over their streams while idle.
 
     step(protocols) is one round of work, True if there was any (poll_all).
     """
     waiter = Waiter(protocols)
-    while until is None or not until():
+    while (until is None or not until()) and not ended(protocols):
         if not step(protocols):
             waiter.wait()
 
@@ -249,7 +258,8 @@ def serve_until_end(prots, loop=serve):
     """A board's main loop: loop(*prots, until=...) until a stream has ended, then closes the protocols.
 
     It returns when a stdio stream reaches the end of its input (the unix
-    port's stdin closed); a real board serves until reset.
+    port's stdin closed) or hands the console back to the REPL (a Ctrl-C
+    between frames, with REPL set); a board serves until then or a reset.
     """
     def until():
         for prot in prots:

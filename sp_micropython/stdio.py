@@ -35,6 +35,7 @@ class StdioStream(Stream):
         Stream.__init__(self)
         self.IS_CLIENT = is_client
         self.watch = b'\x03' if repl else None   # Ctrl-C
+        self.handed_back = False
         self._in = sys.stdin.buffer
         self._out = sys.stdout.buffer
         self._poll = select.poll()
@@ -91,6 +92,7 @@ class StdioStream(Stream):
         """
         if self._up:
             self._lost()
+            self.handed_back = True
 
     def _lost(self):
         if self._tty:
@@ -108,7 +110,8 @@ class StdioStream(Stream):
     def close(self):
         if self._up:
             self._lost()
-        micropython.kbd_intr(3)
+        if not self.handed_back:   # else the REPL sets Ctrl-C as it needs (see interrupted())
+            micropython.kbd_intr(3)
 
 
 def from_config(config, client):

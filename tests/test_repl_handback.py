@@ -1,0 +1,59 @@
+"""A board serving its console gives it back on a Ctrl-C between frames, whichever loop serves it.
+
+The device is the MicroPython unix port on a raw pty, as the virtual board is; what is tested there
+is the loop's side (serve_forever() and the asyncio task return once the console is handed back); the
+console's byte-by-byte reads are tested on the emulated Pico (tests/test_pico.py).
+"""
+import os
+import select
+import subprocess
+import time
+import tty
+
+import pytest
+
+from conftest import ROOT
+from sp_common import frame, pure_json
+
+BOARD = '''
+import sys
+import sp_micropython as sp
+from sp_micropython.demo import add_demo_services
+prot = sp.pure_json_protocol(sp.StdioStream(repl=True), session_v2=False)
+add_demo_services(prot)
+if sys.argv[1] == 'asyncio':
+    import asyncio
+    asyncio.run(prot.run())
+else:
+    prot.serve_forever()
+sys.stderr.write('back at the REPL\\n')
+'''
+
+
+def read_until(fd, mark, timeout=10):
+    got = b''
+    deadline = time.monotonic() + timeout
+    while mark not in got and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            got += os.read(fd, 4096)
+    return got
+
+
+@pytest.mark.parametrize('loop', ['serve_forever', 'asyncio'])
+def test_a_ctrl_c_between_frames_ends_the_loop(loop, tmp_path):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    proc = subprocess.Popen(['micropython', '-c', BOARD, loop], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                            cwd=ROOT, env=dict(os.environ, MICROPYPATH=ROOT + ':.frozen'))   # asyncio is frozen in
+    os.close(slave)
+    try:
+        os.write(master, frame(*pure_json.pieces(30, 0, 0, '\x03 inside')))   # a 0x03 in a frame is data
+        assert b'"data":= "\\u0003 inside"' in read_until(master, b'inside"}')   # as framed: ':' escaped
+        assert proc.poll() is None
+        os.write(master, b'\r\x03')
+        assert proc.wait(10) == 0
+        assert 'back at the REPL' in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
