@@ -23,7 +23,8 @@ class Deframer:
 
     watch: a byte (e.g. b'\x03', Ctrl-C) to look out for between frames, where
     a console's REPL tools send it; watched turns true when it comes there.
-    Inside a frame the same byte is data.
+    Inside a frame the same byte is data, and so it is in the rest of a frame
+    broken by a bad escape, up to that frame's ':>' or the next ':<'.
     """
 
     def __init__(self, max_size):
@@ -34,6 +35,7 @@ class Deframer:
         self._in_frame = False
         self._sync = False     # last byte was ':'
         self._over = False     # current frame exceeded max_size
+        self._broken = False   # the rest of a frame broken by a bad escape is passing: not between frames
         self._bodies = []      # what feed() returns, reused
         self.framing_errors = 0
         self.oversized = 0
@@ -42,7 +44,7 @@ class Deframer:
 
     def reset(self):
         """Forget a partial frame, e.g. after the connection was lost."""
-        self._in_frame = self._sync = self._over = False
+        self._in_frame = self._sync = self._over = self._broken = False
         self._len = 0
 
     def _room(self, n):
@@ -107,11 +109,14 @@ class Deframer:
                     if self._in_frame:
                         self.framing_errors += 1
                     self._in_frame = True
+                    self._broken = False
                     self._over = False
                     self._len = 0
                 elif not self._in_frame:
                     self._sync = c == 0x3A
-                    if self.watch is not None and c == self.watch[0]:
+                    if c == 0x3E:
+                        self._broken = False   # the broken frame's end
+                    elif self.watch is not None and c == self.watch[0] and not self._broken:
                         self.watched = True
                 elif c == 0x3D:   # ':=' is an escaped ':'
                     self._put(0x3A)
@@ -124,6 +129,7 @@ class Deframer:
                 else:
                     self.framing_errors += 1
                     self._in_frame = False
+                    self._broken = True
                     self._sync = c == 0x3A
                 continue
             if self._in_frame and not self._len and not self._over:
@@ -133,7 +139,8 @@ class Deframer:
                     continue
             j = data.find(b':', i, end)
             stop = end if j < 0 else j
-            if not self._in_frame and self.watch is not None and data.find(self.watch, i, stop) >= 0:
+            if not self._in_frame and self.watch is not None and not self._broken and \
+                    data.find(self.watch, i, stop) >= 0:
                 self.watched = True
             if self._in_frame and stop == i + 1:
                 self._put(data[i])

@@ -61,3 +61,32 @@ def test_reset_forgets_partial():
     d.reset()
     assert d.feed(b'def:>') == []
     assert d.feed(frame(b'g')) == [b'g']
+
+
+def _watched(*chunks):
+    d = Deframer(64)
+    d.watch = b'\x03'
+    bodies = []
+    for chunk in chunks:
+        bodies += d.feed(chunk)
+    return d.watched, bodies
+
+
+def test_a_watched_byte_counts_only_between_frames():
+    """A console's Ctrl-C: between frames it is seen; inside a frame, however cut, it is data."""
+    assert _watched(b'\r\x03') == (True, [])
+    assert _watched(b':<a\x03b:>')[0] is False
+    assert _watched(b':<a\x03', b'b:>', b'\r\n')[0] is False
+    assert _watched(b':<a:>:\x03') == (True, [b'a'])            # a ':' between frames, then Ctrl-C
+    assert _watched(b':<a:>', b'\x03')[0] is True
+    d = Deframer(64)
+    d.feed(b'x\x03y')
+    assert d.watched is False                                     # nobody watches: nothing seen
+
+
+def test_the_rest_of_a_broken_frame_is_no_place_for_a_watched_byte():
+    """After a bad escape the frame's rest (its CRC may hold 0x03) is not 'between frames', up to its ':>'."""
+    assert _watched(b':<a:xb\x03c:>')[0] is False
+    assert _watched(b':<a:xb', b'\x03c:>')[0] is False
+    assert _watched(b':<a:xb\x03c:>\x03')[0] is True
+    assert _watched(b':<a:xb\x03', b':<ok:>', b'\x03') == (True, [b'ok'])
