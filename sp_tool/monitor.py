@@ -16,6 +16,7 @@ import json
 import os
 import select
 import sys
+import termios
 import threading
 import time
 import tty
@@ -200,6 +201,7 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
     port = open_serial(source, baud, timeout=0.2)
     master, slave = os.openpty()
     tty.setraw(slave)   # raw before the host program comes: no echo, no line editing of the frames
+    os.set_blocking(master, False)   # a host program that does not read must not stall the tap
     out = _printer()
     board, host = Monitor(CODECS[codec], out), Monitor(CODECS[codec], out)
     stop = make_stop()
@@ -208,15 +210,16 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
         print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
               file=sys.stderr, flush=True)
         watchers = [
-            threading.Thread(target=_watch, args=(lambda n: port.read(port.in_waiting or 1), board, '<-', stop, save,
-                                                  lambda data: _write_all(master, data)), daemon=True),
-            threading.Thread(target=_watch, args=(lambda n: _read_pty(master, n), host, '->', stop, None, port.write),
-                             daemon=True)]
+            threading.Thread(target=_watch_until_stop, args=(lambda n: port.read(port.in_waiting or 1), board, '<-',
+                                                             stop, save, lambda data: _to_host(master, slave, data)),
+                             daemon=True),
+            threading.Thread(target=_watch_until_stop, args=(lambda n: _read_pty(master, n), host, '->', stop, None,
+                                                             port.write), daemon=True)]
         for watcher in watchers:
             watcher.start()
         stop.wait()
-        for watcher in watchers:   # each read returns within 0.2 s: the port and pty close after the last one
-            watcher.join(2)
+        for watcher in watchers:   # no step blocks for more than 0.2 s: the port and pty close after the last one
+            watcher.join()
     finally:
         port.close()
         os.close(master)
@@ -231,6 +234,19 @@ def _read_pty(fd: int, n: int) -> bytes:
     return os.read(fd, n) if ready else b''
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
+def _watch_until_stop(*args) -> None:
+    """_watch, and the tap ends when either direction does (the port unplugged): none forwards alone."""
+    try:
+        _watch(*args)
+    finally:
+        args[3].set()
+
+
+def _to_host(master: int, slave: int, data: bytes) -> None:
+    """Hands data to the host program. While none reads, what the pty holds is stale and is dropped (the next
+    program would take it for fresh), and so is data the pty cannot take."""
+    try:
+        while data:
+            data = data[os.write(master, data):]
+    except BlockingIOError:
+        termios.tcflush(slave, termios.TCIFLUSH)

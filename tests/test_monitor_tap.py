@@ -1,0 +1,36 @@
+"""sp monitor --tap keeps decoding what the board sends while no host program reads the tap's pty."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import tty
+
+from conftest import ROOT
+from sp_common import frame, pure_json
+
+
+def test_a_tap_nobody_reads_keeps_decoding_and_stops_at_once():
+    board_end, port = os.openpty()   # the "board" writes into board_end; the tap holds the port (a pty)
+    tty.setraw(port)
+    tap = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', '--tap', os.ttyname(port)], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert tap.stdout.readline().startswith('/dev/')   # the tap's own pty, which nobody opens here
+        wire = b''.join(frame(*pure_json.pieces(31, 0, 0, 'x' * 40 + str(n))) for n in range(400))
+        for i in range(0, len(wire), 4096):   # far more than a pty holds (about 4 KiB)
+            os.write(board_end, wire[i:i + 4096])
+            time.sleep(0.01)
+        time.sleep(1)
+        start = time.monotonic()
+        tap.send_signal(signal.SIGINT)
+        out, err = tap.communicate(timeout=10)
+        assert time.monotonic() - start < 3, err   # no watcher blocked in a write
+        assert tap.returncode == 130, err
+        assert out.count('<- execute response') == 400, err
+        assert 'Traceback' not in err
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+        os.close(board_end)
+        os.close(port)
