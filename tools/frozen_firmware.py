@@ -93,8 +93,10 @@ def frozen_firmware(heap='32k'):
             if done.returncode:
                 raise FirmwareBuildError('building the frozen firmware failed: %s' % (done.stdout + done.stderr)[-2000:])
         built = os.path.join(src, 'ports', 'qemu', 'build-MPS2_AN385', 'firmware.elf')
-        shutil.copy(built, elf + '.part')
-        os.replace(elf + '.part', elf)
+        fd, part = tempfile.mkstemp(dir=cache, suffix='.part')   # two builds at once each write their own
+        os.close(fd)
+        shutil.copy(built, part)
+        os.replace(part, elf)
     return elf
 
 

@@ -91,7 +91,11 @@ class PicoBoard:
         self.proc = None
         self._lines = []
         self._changed = threading.Condition()
-        self.power_on(boot_timeout)
+        try:
+            self.power_on(boot_timeout)
+        except BaseException:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
 
     def power_on(self, timeout=20):
         cmd = ['node', 'run-pico.mjs', '--usb-pty', self.usb, '--uart0-pty', self.uart0,
@@ -106,10 +110,12 @@ class PicoBoard:
             raise PicoBoardError('the emulated Pico did not come up: %s' % log[-500:])
 
     def _read_status(self, proc):
-        for line in proc.stdout:
-            with self._changed:
-                self._lines.append(line.decode(errors='replace').rstrip())
-                self._changed.notify_all()
+        """The launcher's status lines, until it exits (its pipe is closed then, each power cycle's own)."""
+        with proc.stdout:
+            for line in proc.stdout:
+                with self._changed:
+                    self._lines.append(line.decode(errors='replace').rstrip())
+                    self._changed.notify_all()
 
     def log(self):
         return '\n'.join(self._lines)
