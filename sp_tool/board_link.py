@@ -16,7 +16,6 @@ from typing import Any, Callable, Optional
 import sp_cpython as sp
 from sp_cpython import aio
 
-from . import mqtt_wire as wire
 from .target import PROTOCOLS, parse_host_port
 
 log = logging.getLogger('sp.gateway')
@@ -59,7 +58,6 @@ class BoardLink:
         self._slots: Optional[asyncio.Semaphore] = None
         self._waiting = 0
         self._prot: Optional[aio.AsyncProtocol] = None
-        self._services = set(wire.SERVICES.values())
         self._on_message = on_message
         self._on_state = on_state
         self._task: Optional[asyncio.Task] = None
@@ -82,8 +80,6 @@ class BoardLink:
 
     def _take(self, prot: aio.AsyncProtocol) -> None:
         prot.register_callback(None, None, self._from_board)
-        for sid in self._services - set(wire.SERVICES.values()):
-            prot._engine.add_service(sid, sid + 1)
         self._prot = prot
 
     def _from_board(self, msg: sp.data_storage):
@@ -186,9 +182,6 @@ class BoardLink:
                 prot = self._prot
                 if prot is None or loop.time() >= end:
                     return None
-                if sid not in self._services:
-                    self._services.add(sid)
-                    prot._engine.add_service(sid, sid + 1)
                 return await prot.request(sid, did, data, end - loop.time())
         finally:
             self._waiting -= 1
