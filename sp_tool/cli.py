@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Iterator, List, Optional
 
-from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError, require
+from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
 from .target import PROTOCOLS, board_env, check_tcp_port_free, format_host_port, read_secret_file, \
     virtual_board_tcp_port
 
@@ -347,7 +347,6 @@ def argparse_gateway(p: argparse.ArgumentParser) -> None:
 
 def do_gateway(args) -> int:
     from . import mqtt_wire as wire
-    require('paho', 'paho-mqtt', 'gateway')
     from .gateway import Gateway, parse_board
     try:
         broker, _ = wire.parse_broker(args.broker)

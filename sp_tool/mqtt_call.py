@@ -5,14 +5,13 @@ from typing import Any, Dict
 
 from . import mqtt_wire as wire
 from .call import data_id
-from .errors import EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError, require
+from .errors import EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError
 
 EXIT_CODES = {wire.STATUS_BOARD_OFFLINE: EXIT_REFUSED, wire.STATUS_TIMEOUT: EXIT_TIMEOUT}
 
 
 def call_through_broker(url: str, service: str, did_text: str, data: Any, timeout: float) -> Dict[str, Any]:
     """{"service_id", "data_id", "status", "status_name", "data"} of the board's answer."""
-    require('paho', 'paho-mqtt', 'gateway')
     from .mqtt_client import BoardClient
     try:
         sid = wire.parse_service(service)   # the gateway's own rule: refused here, before anything is sent
