@@ -1,4 +1,5 @@
-"""What the emulated boards need from outside the repository: a folder beside it (../shared) and commands.
+"""What the emulated boards need from outside the repository (a folder beside it, ../shared, and commands), and
+how their launchers run in the foreground until Ctrl-C.
 
 Each launcher names its folder, the files it reads there and the commands it
 runs; missing() says in one sentence what is absent and how to get it, or
@@ -6,6 +7,9 @@ None when all is there, so that a test can skip (or fail under CI) with it.
 """
 import os
 import shutil
+import signal
+import sys
+import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,3 +30,20 @@ def missing(what, env, name, files, commands, debian):
     if tools:
         return '%s not installed (Debian: apt-get install %s)' % (', '.join(tools), debian)
     return None
+
+
+def stop_on_signals():
+    """An event that Ctrl-C, SIGTERM and SIGHUP set: how a launcher in the foreground ends cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *a: stop.set())
+    return stop
+
+
+def run_until(stop, proc, what, log):
+    """Waits for stop (0) or for the emulator proc to exit (1, with the end of log() on stderr)."""
+    while not stop.wait(0.5):
+        if proc.poll() is not None:
+            print('%s: the emulator exited: %r' % (what, log()[-300:]), file=sys.stderr)
+            return 1
+    return 0

@@ -184,9 +184,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog='python3 -m tools.pico_board', description=__doc__.split('\n\n')[0])
     ap.add_argument('--fs-image', help='the flash image to boot from and keep (default: a new empty one)')
     args = ap.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *a: stop.set())
+    stop = needs.stop_on_signals()
     try:
         board = PicoBoard(args.fs_image and os.path.abspath(args.fs_image))
     except PicoBoardError as e:
@@ -196,13 +194,9 @@ def main(argv=None):
         print('usb %s\nuart0 %s' % (board.usb, board.uart0), flush=True)
         print('emulated Pico: USB console %s, UART0 %s; Ctrl-C to stop' % (board.usb, board.uart0),
               file=sys.stderr, flush=True)
-        while not stop.wait(0.5):
-            if board.proc.poll() is not None:
-                print('emulated Pico: the emulator exited: %s' % board.log()[-300:], file=sys.stderr)
-                return 1
+        return needs.run_until(stop, board.proc, 'emulated Pico', board.log)
     finally:
         board.stop()
-    return 0
 
 
 if __name__ == '__main__':

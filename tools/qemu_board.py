@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import serial
@@ -169,9 +168,7 @@ def main(argv=None):
     ap.add_argument('--log-level', type=int, help='engine log on the console: 10 debug .. 40 error')
     args = ap.parse_args(argv)
     settings = {name: value for name, value in vars(args).items() if name != 'heap' and value is not None}
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *a: stop.set())
+    stop = needs.stop_on_signals()
     with tempfile.TemporaryDirectory(prefix='qemu-romfs-') as folder:
         try:
             image = build_romfs(device_files('qemu'), os.path.join(folder, 'sp.romfs'))
@@ -184,16 +181,12 @@ def main(argv=None):
             print(board.port, flush=True)
             print('qemu board (%s heap, code in ROMFS) on %s; Ctrl-C to stop' % (args.heap, board.port),
                   file=sys.stderr, flush=True)
-            while not stop.wait(0.5):
-                if board.proc.poll() is not None:
-                    print('qemu board: qemu-system-arm exited: %r' % board.output()[-300:], file=sys.stderr)
-                    return 1
+            return needs.run_until(stop, board.proc, 'qemu board', board.output)
         except QemuBoardError as e:
             print('qemu board: %s' % e, file=sys.stderr)
             return 1
         finally:
             board.stop()
-    return 0
 
 
 if __name__ == '__main__':
