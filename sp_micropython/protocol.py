@@ -154,7 +154,8 @@ class pure_json_protocol(Engine, Api):
             self._feeding = True
             try:
                 self.feed(self._rx, n)
-                run(self, self)   # the user callbacks it queued (one thread: the protocol is its own lock)
+                if self.jobs:   # the user callbacks it queued (one thread: the protocol is its own lock)
+                    run(self, self)
             finally:
                 self._feeding = False
             if self.deframer.watched:

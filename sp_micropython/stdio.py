@@ -42,6 +42,8 @@ class StdioStream(Stream):
         self._poll.register(sys.stdin, select.POLLIN)
         self.pollables = ((sys.stdin, select.POLLIN),)
         self._one = bytearray(1)
+        self._read = self._in.readinto   # the per-byte calls, bound once: a bound method made per call allocates
+        self._ipoll = self._poll.ipoll
         self._tty = termios and load('sp_micropython.tty').timing((0, 0))
         if not self._tty:
             self.rx_size = 128   # read byte by byte: a bigger buffer would only hold heap
@@ -57,7 +59,7 @@ class StdioStream(Stream):
         """What has arrived: in one read on a terminal, else byte by byte while one is ready.
 
         Byte by byte, a read stops after a Ctrl-C byte when watch is set, so that what follows it stays
-        for the REPL. Methods are called through self (not cached in locals: a bound method is an object).
+        for the REPL.
         """
         if not self._up or not self._ready():
             return 0
@@ -67,13 +69,15 @@ class StdioStream(Stream):
                 n = self._in.readinto(buf)
             else:
                 one = self._one
+                read = self._read
+                ready = self._ipoll
                 stop = 0x03 if self.watch else -1
-                while n < len(buf) and self._in.readinto(one):
+                while n < len(buf) and read(one):
                     buf[n] = one[0]
                     n += 1
                     if one[0] == stop:
                         break
-                    for _ in self._poll.ipoll(0):   # another byte waits
+                    for _ in ready(0):   # another byte waits
                         break
                     else:
                         break
