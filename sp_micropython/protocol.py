@@ -9,7 +9,6 @@ import time
 from sp_common import load
 from sp_common.api import Api
 from sp_common.codec import pure_json
-from sp_common.dispatch import run
 from sp_common.engine import Engine
 
 
@@ -128,7 +127,6 @@ class pure_json_protocol(Engine, Api):
         self._engine = self
         self._lock = self       # one thread: the engine needs no lock
         self._feeding = False
-        self.jobs = []          # user callbacks, run by sp_common.dispatch after each feed()
         self._rx = bytearray(rx_size or stream.rx_size)
         self.deframer.watch = stream.watch
         stream.engine = self   # a server stream asks it whether its client has proven itself
@@ -153,9 +151,7 @@ class pure_json_protocol(Engine, Api):
         if n:
             self._feeding = True
             try:
-                self.feed(self._rx, n)
-                if self.jobs:   # the user callbacks it queued (one thread: the protocol is its own lock)
-                    run(self, self)
+                self.feed(self._rx, n)   # one thread, no lock to leave: the engine runs callbacks as they come
             finally:
                 self._feeding = False
             if self.deframer.watched:
