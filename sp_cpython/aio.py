@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import termios
 import tty
@@ -249,8 +250,17 @@ class AsyncProtocol(EngineState):
 
 
 async def _open_tty(path: str, baudrate: int):
-    """A serial device or pty in raw mode as an asyncio reader and writer (Linux: a tty is a pipe to asyncio)."""
+    """A serial device or pty in raw mode as an asyncio reader and writer (Linux: a tty is a pipe to asyncio).
+
+    Opened exclusively, as the threaded serial_stp and pyserial's exclusive=True do: a port another program
+    holds is a ConnectionError at once, not a link that loses half its bytes to the other reader.
+    """
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConnectionError('%s is in use by another program' % path) from None
     tty.setraw(fd)
     attrs = termios.tcgetattr(fd)
     speed = getattr(termios, 'B%d' % baudrate)

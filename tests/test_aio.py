@@ -96,6 +96,20 @@ def test_over_a_pty_with_a_threaded_server(tmp_path):
         cable.close()
 
 
+def test_a_serial_port_another_program_holds_is_refused_at_once(tmp_path):
+    cable = PtyCable(str(tmp_path))
+    holder = sp.pure_json_protocol(sp.serial_stp(cable.path_b))   # the threaded transport opens it exclusively
+    try:
+        deadline = time.monotonic() + 5
+        while not holder.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(ConnectionError, match='in use'):
+            run(aio.connect(cable.path_b))
+    finally:
+        holder.close()
+        cable.close()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
