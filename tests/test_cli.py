@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, interrupt
+from conftest import ROOT, interrupt, skip_or_fail
 from ptys import PtyCable
 from sp_common import frame, pure_json
 from sp_common.auth import Hmac
@@ -190,7 +190,7 @@ def test_call_over_ipv6(board):
     try:
         relay = Relay(board.tcp_port, '::1', socket.AF_INET6)
     except OSError as err:
-        pytest.skip('no IPv6 loopback here: %s' % err)
+        skip_or_fail('no IPv6 loopback here (enable ::1 on lo): %s' % err)
     r = sp('call', relay.address, 'execute', 'echo', '"v6"', '--secret', SECRET)
     assert (r.returncode, r.stdout) == (0, 'okay: "v6"\n'), r.stderr
 

@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
-from conftest import ROOT, interrupt
+from conftest import ROOT, interrupt, skip_or_fail
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
@@ -472,7 +472,7 @@ def test_a_board_that_keeps_failing_backs_off_its_status_says_why_and_holds_up_n
 def test_gateway_and_board_client_over_tls_check_the_brokers_certificate(tmp_path):
     """mqtts://: both ends verify the broker against the CA they are given; without it the client refuses."""
     if shutil.which('openssl') is None:
-        pytest.skip('openssl is not installed')
+        skip_or_fail('openssl is not installed (Debian: apt-get install openssl)')
     for args in (['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2',
                   '-subj', '/CN=test-ca'],
                  ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj',
