@@ -81,6 +81,9 @@ def _read_varint(data: bytes, pos: int) -> Tuple[int, int]:
             raise ValueError('a variable byte integer over 4 bytes')
 
 
+MAX_PACKET = 16 << 20   # a broker that announces more is broken: the link goes before the buffer grows
+
+
 def _bounds(buffer: bytearray, pos: int) -> Optional[Tuple[int, int]]:
     """(start, end) of the body of the packet at pos, or None while it has not arrived whole."""
     length = shift = 0
@@ -96,6 +99,8 @@ def _bounds(buffer: bytearray, pos: int) -> Optional[Tuple[int, int]]:
         shift += 7
         if shift > 21:
             raise ValueError('a packet length over 4 bytes')
+    if length > MAX_PACKET:
+        raise ValueError('a packet of %d bytes, over the limit of %d' % (length, MAX_PACKET))
     return (i, i + length) if len(buffer) >= i + length else None
 
 

@@ -347,3 +347,13 @@ def test_the_documented_acl_confines_callers_to_their_boards_and_reply_topics(lo
     finally:
         dashboard.close()
         camera.close()
+
+
+def test_a_broker_that_announces_a_huge_packet_loses_the_link_not_the_memory():
+    """The MQTT client reads a packet whole before it parses it: one over MAX_PACKET ends the link at once."""
+    from sp_tool.mqtt_aio import MAX_PACKET, _bounds
+    huge = bytearray(b'\x30\xff\xff\xff\x7f')   # PUBLISH, 268 MB announced, nothing of it sent yet
+    with pytest.raises(ValueError, match='over the limit'):
+        _bounds(huge, 0)
+    small = bytearray(b'\x30\x05ab')   # 5 bytes announced, 2 here: wait for the rest
+    assert _bounds(small, 0) is None and MAX_PACKET >= 65536 * 2
