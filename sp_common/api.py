@@ -1,59 +1,52 @@
-"""The socket_protocol calls that wait, written once for both runtimes.
+"""The socket_protocol calls that wait, for the runtimes that block: threads and the device loop.
 
-A runtime mixes Api into its protocol class and supplies what differs: _engine
-(the Engine; on a device the protocol is its own engine), _lock (a context
-manager guarding the engine), _wait(predicate, timeout) (waits for the
-predicate or the protocol's close; returns its last value), _flush(timeout)
-(writes the engine's outbox; False if the link did not take it), _may_block()
-(raises where waiting would stall the link) and is_connected().
+Each call is an operation of sp_common.ops; Api drives it. A runtime mixes
+Api into its protocol class and supplies what differs: _engine (the Engine;
+on a device the protocol is its own engine), _step(fn, *args) where
+threads share the engine (runs an engine step under its lock), _wait(predicate,
+timeout) (waits for the predicate or the protocol's close; returns its last
+value), _flush(timeout) (writes the engine's outbox; False if the link did
+not take it), _may_block() (raises where waiting would stall the link) and
+is_connected().
 """
-from .engine import const
-
-_STATUS_OKAY = const(0)   # sp_common.const.STATUS_OKAY
-
-
-def deadline(engine, timeout):
-    """The engine's clock (ms) when timeout (s) runs out: one timeout bounds every step of a call."""
-    return engine.clock() + timeout * 1000
+from . import load
+from .const import STATUS_OKAY
 
 
-def left(engine, end):
-    """Seconds left until end, a time from deadline()."""
-    ms = end - engine.clock()
-    return ms / 1000 if ms > 0 else 0
+def _ops():
+    """sp_common.ops, loaded by the first call that waits: a board that only serves never holds it."""
+    return load('sp_common.ops')
 
 
 class Api:
-    def _settled(self):
-        """Connected, and the wire (original or session v2) settled."""
-        return self.is_connected() and self._engine.ready()
+    def _end(self, timeout):
+        return _ops().deadline(self._engine, timeout)
 
-    def _ready(self):
-        return self.is_connected() and self._engine.may_send()
-
-    def _send(self, service_id, data_id, data, status, end, call):
-        """The token of the message sent, or None if it could not go out before end (see deadline())."""
+    def _drive(self, op):
+        """Runs op (sp_common.ops) to its result: its engine steps by _step(), its waits and writes outside it."""
         engine = self._engine
-        token = None
-        if self._wait(self._ready, left(engine, end)):
-            with self._lock:   # asked again under the lock: a reconnect in between starts the wire over
-                if engine.may_send():
-                    token = engine.send_msg(service_id, data_id, data, status, 0, call)
-                    sent = engine._out[-1]
-        if token is None:
-            engine.note('cannot_send')
-            return None
-        if self._flush(left(engine, end)):
-            return token
-        with self._lock:
-            engine.withdraw(sent)
-            if call:
-                engine.forget(token)
-        return None
+        left = _ops().left
+        value = None
+        try:
+            while True:
+                predicate, end = self._step(op.send, value)
+                if predicate is None:
+                    value = self._flush(left(engine, end))
+                else:
+                    value = self._wait(predicate, left(engine, end))
+        except StopIteration as done:
+            return done.value
+        finally:
+            self._step(op.close)
 
-    def send(self, service_id, data_id, data, status=_STATUS_OKAY, timeout=2):
+    def _step(self, fn, *args):
+        """An engine step of an operation; a runtime whose threads share the engine takes its lock around it."""
+        return fn(*args)
+
+    def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""
-        return self._send(service_id, data_id, data, status, deadline(self._engine, timeout), False) is not None
+        return self._drive(_ops().send(self._engine, service_id, data_id, data, status,
+                                    self._end(timeout))) is not None
 
     def request(self, service_id, data_id, data=None, timeout=2):
         """Sends a request and returns its own response (a data_storage), or None after timeout.
@@ -73,47 +66,16 @@ class Api:
         return errors.answer_data(*self._ask(service_id, data_id, data, timeout))
 
     def _ask(self, service_id, data_id, data, timeout):
-        """(sent, answer): whether the request went out in time, and its own answer or None."""
-        engine = self._engine
         self._may_block()
-        end = deadline(engine, timeout)
-        token = self._send(service_id, data_id, data, _STATUS_OKAY, end, True)
-        if token is None:
-            return False, None
-        msg = self._wait(lambda: engine.take_reply(token), left(engine, end))
-        if msg is None:
-            with self._lock:
-                engine.forget(token)
-        return True, msg
+        return self._drive(_ops().ask(self._engine, service_id, data_id, data, self._end(timeout)))
 
     def receive(self, service_id, data_id, timeout=1):
         """The next buffered message for these ids, waiting up to timeout; None if none came."""
-        engine = self._engine
         if timeout:
             self._may_block()
-        with self._lock:
-            msg = engine.pop_received(service_id, data_id)
-        if msg is not None or not timeout:
-            return msg
-        return self._wait(lambda: engine.pop_received(service_id, data_id), timeout)
+        return self._drive(_ops().receive(self._engine, service_id, data_id, self._end(timeout)))
 
     def authentificate(self, timeout=2):
         """Runs the seed/key handshake; True once the peer accepted the key."""
-        engine = self._engine
         self._may_block()
-        end = deadline(engine, timeout)
-        if engine.secret is None or not self._wait(self._settled, timeout):
-            return False
-        with self._lock:
-            engine.start_auth()
-        self._flush(left(engine, end))
-        if not self._wait(engine.auth_settled, left(engine, end)):
-            with self._lock:
-                engine.give_up_auth()
-        return engine.is_trusted()
-
-    def check_authentification_state(self):
-        return self._engine.is_trusted()
-
-    def connection_established(self):
-        return self.is_connected() and (self._engine.secret is None or self._engine.is_trusted())
+        return self._drive(_ops().authentificate(self._engine, self._end(timeout)))

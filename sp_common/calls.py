@@ -3,9 +3,9 @@
 Made on first use by Engine.calls(), anew for every session: a board that
 only serves and never buffers holds neither this code nor its state.
 """
-from .engine import const, make_message
+from .const import STATUS_AUTH_REQUIRED
+from .engine import make_message
 
-_STATUS_AUTH_REQUIRED = const(3)   # sp_common.const.STATUS_AUTH_REQUIRED, as in sp_common.engine
 
 
 class Calls:
@@ -47,7 +47,7 @@ class Calls:
         key = (sid, did)
         gated = engine._gated(key)
         # an untrusted peer may only tell a request of this side that it needs authentification
-        token = None if gated and not (status == _STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
+        token = None if gated and not (status == STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
         if gated and token is None:
             engine.drop('auth_rejected', sid, did)
             return

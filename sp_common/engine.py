@@ -6,39 +6,12 @@ seed/key state machine (a table: who may say what, when). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
-from . import load
-from .codec import ChecksumError, FormatError, MacError, const, pure_json
+from . import const, load
+from .codec import ChecksumError, FormatError, MacError, pure_json
 from .dispatch import call
 from .entropy import random_bytes
 from .stp import Deframer, frame
 
-# The values of sp_common.const the engine uses, inlined by the MicroPython
-# compiler so that a board need not load that module (tests check they agree).
-_SID_AUTH_REQUEST = const(0)
-_SID_AUTH_RESPONSE = const(1)
-_DID_AUTH_SEED = const(0)
-_DID_AUTH_KEY = const(1)
-_SID_SESSION_REQUEST = const(2)
-_SID_SESSION_RESPONSE = const(3)
-_DID_SESSION = const(0)
-_SID_CHANNEL_NAME_REQUEST = const(8)
-_SID_CHANNEL_NAME_RESPONSE = const(9)
-_DID_CHANNEL_NAME = const(0)
-_SID_READ_REQUEST = const(10)
-_SID_WRITE_REQUEST = const(20)
-_SID_EXECUTE_REQUEST = const(30)
-_STATUS_OKAY = const(0)
-_STATUS_CALLBACK_ERROR = const(2)
-_STATUS_AUTH_REQUIRED = const(3)
-_STATUS_SERVICE_OR_DATA_UNKNOWN = const(4)
-_STATUS_CHECKSUM_ERROR = const(5)
-_STATUS_OPERATION_NOT_PERMITTED = const(6)
-_AUTH_STATE_UNTRUSTED_CONNECTION = const(0)
-_AUTH_STATE_SEED_REQUESTED = const(1)
-_AUTH_STATE_SEED_TRANSFERRED = const(2)
-_AUTH_STATE_KEY_TRANSFERRED = const(3)
-_AUTH_STATE_TRUSTED_CONNECTION = const(4)
-_NEGOTIATE_MS = const(3000)   # a session request unanswered this long settles on the original wire, for now
 
 
 class data_storage(dict):
@@ -74,33 +47,32 @@ def new_counters():
             'replayed': 0, 'mac_errors': 0, 'downgrade': 0}
 
 
-_NAME_REQUEST = (_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
-_NAME = (_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME)
+_NAME_REQUEST = (const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME)
+_NAME = (const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME)
 # Session v2's negotiation (DESIGN 9), like the handshake: message -> (acted on by a
 # client?, the step in sp_common.session); only while the wire is not settled.
-_SESSION = {(_SID_SESSION_REQUEST, _DID_SESSION): (False, 'on_offer'),
-            (_SID_SESSION_RESPONSE, _DID_SESSION): (True, 'on_answer')}
+_SESSION = {(const.SID_SESSION_REQUEST, const.DID_SESSION): (False, 'on_offer'),
+            (const.SID_SESSION_RESPONSE, const.DID_SESSION): (True, 'on_answer')}
 
 # The handshake as a table (DESIGN 5b): message -> (acted on by a client?, the
 # states it is acted on in or None for any, the step in sp_common.handshake).
 # Anything else is out of turn: dropped and counted, never answered, never signed.
 _HANDSHAKE = {
-    (_SID_AUTH_REQUEST, _DID_AUTH_SEED): (False, None, 'seed_request'),
-    (_SID_AUTH_RESPONSE, _DID_AUTH_SEED): (True, (_AUTH_STATE_SEED_REQUESTED,), 'seed'),
-    (_SID_AUTH_REQUEST, _DID_AUTH_KEY): (False, (_AUTH_STATE_SEED_TRANSFERRED,), 'key'),
-    (_SID_AUTH_RESPONSE, _DID_AUTH_KEY): (True, (_AUTH_STATE_KEY_TRANSFERRED,), 'key_result'),
+    (const.SID_AUTH_REQUEST, const.DID_AUTH_SEED): (False, None, 'seed_request'),
+    (const.SID_AUTH_RESPONSE, const.DID_AUTH_SEED): (True, (const.AUTH_STATE_SEED_REQUESTED,), 'seed'),
+    (const.SID_AUTH_REQUEST, const.DID_AUTH_KEY): (False, (const.AUTH_STATE_SEED_TRANSFERRED,), 'key'),
+    (const.SID_AUTH_RESPONSE, const.DID_AUTH_KEY): (True, (const.AUTH_STATE_KEY_TRANSFERRED,), 'key_result'),
 }
 # The built-in data: names for the logs; these pass before authentification.
-BUILTIN_DATA = {key: 'key' if key[1] == _DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
+BUILTIN_DATA = {key: 'key' if key[1] == const.DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
 BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 _NO_KWARGS = {}
 
-_MAX_NAME = const(32)
 
 
 def valid_name(name):
     """A channel name is a short printable ASCII string (it ends up in log lines)."""
-    if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
+    if not isinstance(name, str) or not 0 < len(name) <= const.MAX_CHANNEL_NAME:
         return False
     for b in name.encode():
         if not 0x20 <= b <= 0x7E:
@@ -141,8 +113,8 @@ class Engine:
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
         self._requests = {}       # request sid -> response sid: const.SID_RESPONSE_DICT, then add_service()
         self._responses = {}      # response sid -> request sid
-        for req in (_SID_AUTH_REQUEST, _SID_CHANNEL_NAME_REQUEST, _SID_READ_REQUEST, _SID_WRITE_REQUEST,
-                    _SID_EXECUTE_REQUEST):
+        for req in (const.SID_AUTH_REQUEST, const.SID_CHANNEL_NAME_REQUEST, const.SID_READ_REQUEST,
+                    const.SID_WRITE_REQUEST, const.SID_EXECUTE_REQUEST):
             self._requests[req] = req + 1
             self._responses[req + 1] = req
         self._sid_names = {}      # names beyond the built-in ones of const, here and below
@@ -159,8 +131,8 @@ class Engine:
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
         taken = req_sid in self._requests or req_sid in self._responses
         if taken or resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
-            from . import const
-            raise (const.RequestSidExistsError if taken else const.ResponseSidExistsError)(
+            from . import errors
+            raise (errors.RequestSidExistsError if taken else errors.ResponseSidExistsError)(
                 'service id %r is already in use' % (req_sid if taken else resp_sid,))
         self._requests[req_sid] = resp_sid
         self._responses[resp_sid] = req_sid
@@ -193,8 +165,9 @@ class Engine:
         """Trust, seed, buffer, outbox and wire start over: nothing passes from one peer to the next, not even
         the answers still queued for the last one."""
         self._out = []
+        self.queued = None
         self.epoch += 1           # callbacks still running answer only within the session they were called in
-        self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
+        self.auth_state = const.AUTH_STATE_UNTRUSTED_CONNECTION
         self.seed = None
         self._calls = None        # the calls part (answers to this end's requests, the receive buffer): calls()
         self.session = None if self.session_v2 else 1   # None while the wire is not settled
@@ -234,8 +207,9 @@ class Engine:
     def connection_made(self):
         """A new link: forget its predecessor's state; a client introduces itself."""
         self.connection_lost()
+        self.linked = True
         if self.is_client:
-            self.send_msg(_SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME, self.channel_name)
+            self.send_msg(const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
                 self._session_step('offer')
             else:
@@ -247,8 +221,9 @@ class Engine:
             self.start_auth()
 
     def ready(self):
-        """Messages may go out: the wire is settled (a server's, once its client has offered v2 or not)."""
-        return not self.refused and self.session is not None
+        """Messages may go out: a link is up and its wire settled (a server's, once its client has offered v2
+        or not)."""
+        return self.linked and not self.refused and self.session is not None
 
     def may_send(self):
         """What send() and request() wait for: the wire settled, and with auto_auth a trusted peer."""
@@ -276,12 +251,13 @@ class Engine:
         """Milliseconds until tick() has work, or None when no timer runs."""
         if self.session is not None or self.negotiating_since is None or self.clock is None:
             return None
-        left = _NEGOTIATE_MS - (self.clock() - self.negotiating_since)
+        left = const.NEGOTIATE_MS - (self.clock() - self.negotiating_since)
         return left if left > 0 else 0
 
     def connection_lost(self):
         """Nothing of a link outlives it: its partial frame, trust, buffer, outbox, wire and wrong keys."""
         self.deframer.reset()
+        self.linked = False   # until connection_made()
         self._new_session()
         self.wrong_keys = 0   # on this connection (see sp_common.handshake)
         # when the connection began and its peer last sent a valid frame (None: never), for sp_common.admission
@@ -292,17 +268,23 @@ class Engine:
         """Client side: asks for a seed, unless a handshake runs already: the server keeps only its newest
         seed, so a second one would make both fail; the running one settles every caller."""
         if self.auth_settled():
-            self.auth_state = _AUTH_STATE_SEED_REQUESTED
-            self.send_msg(_SID_AUTH_REQUEST, _DID_AUTH_SEED, None)
+            self.auth_state = const.AUTH_STATE_SEED_REQUESTED
+            self.send_msg(const.SID_AUTH_REQUEST, const.DID_AUTH_SEED, None)
 
     def give_up_auth(self):
         """A handshake that went unanswered in time ends, so that the next authentificate() starts afresh
         (a late answer is then out of turn)."""
         if not self.auth_settled():
-            self.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
+            self.auth_state = const.AUTH_STATE_UNTRUSTED_CONNECTION
 
     def is_trusted(self):
-        return self.auth_state == _AUTH_STATE_TRUSTED_CONNECTION
+        return self.auth_state == const.AUTH_STATE_TRUSTED_CONNECTION
+
+    check_authentification_state = is_trusted   # socket_protocol's name
+
+    def connection_established(self):
+        """A link is up and, with a secret, trusted."""
+        return self.linked and (self.secret is None or self.is_trusted())
 
     def proven(self):
         """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
@@ -314,10 +296,11 @@ class Engine:
 
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""
-        return self.auth_state == _AUTH_STATE_TRUSTED_CONNECTION or self.auth_state == _AUTH_STATE_UNTRUSTED_CONNECTION
+        state = self.auth_state
+        return state == const.AUTH_STATE_TRUSTED_CONNECTION or state == const.AUTH_STATE_UNTRUSTED_CONNECTION
 
     # bytes in / out ----------------------------------------------------------
-    def send_msg(self, service_id, data_id, data, status=_STATUS_OKAY, re=0, call=False):
+    def send_msg(self, service_id, data_id, data, status=const.STATUS_OKAY, re=0, call=False):
         """Queues one message; returns its token (see restart_seq). re: the seq of the request it answers.
 
         A request sent by a request() call (call=True) waits for its own answer
@@ -332,13 +315,14 @@ class Engine:
             pieces = self.codec.pieces(service_id, data_id, status, data)
         resp = self._response_sid(service_id)
         # the engine takes the answers to its own requests (seed, key, name, session) itself: no one waits for them
-        if resp is not None and service_id != _SID_AUTH_REQUEST and service_id != _SID_CHANNEL_NAME_REQUEST and \
-                service_id != _SID_SESSION_REQUEST:
+        if resp is not None and service_id != const.SID_AUTH_REQUEST and \
+                service_id != const.SID_CHANNEL_NAME_REQUEST and service_id != const.SID_SESSION_REQUEST:
             self.calls().sent(token, (resp, data_id), call)
         if self.log is not None or self.hexlog is not None:
             self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
-        self._out.append(frame(*pieces))
+        self.queued = frame(*pieces)   # the frame just queued, for withdraw()
+        self._out.append(self.queued)
         return token
 
     def _response_sid(self, sid):
@@ -370,6 +354,7 @@ class Engine:
         out = self._out
         if out:
             self._out = []
+            self.queued = None   # taken: there is nothing left to withdraw
         return out
 
     def feed(self, data, n=None):
@@ -474,10 +459,10 @@ class Engine:
             if seq != self.rx_seq + 1:
                 return
             self.rx_seq = seq
-        self.send_msg(self._requests[sid], error.did, None, _STATUS_CHECKSUM_ERROR, seq)
+        self.send_msg(self._requests[sid], error.did, None, const.STATUS_CHECKSUM_ERROR, seq)
 
     def _gated(self, key):
-        return self.secret is not None and self.auth_state != _AUTH_STATE_TRUSTED_CONNECTION \
+        return self.secret is not None and self.auth_state != const.AUTH_STATE_TRUSTED_CONNECTION \
             and key not in BUILTIN_DATA and key not in self._whitelist
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
@@ -519,7 +504,7 @@ class Engine:
     def _on_request(self, sid, did, resp, status, data, length, seq):
         if self._gated((sid, did)):
             self.drop('auth_rejected', sid, did)
-            self.send_msg(resp, did, None, _STATUS_AUTH_REQUIRED, seq)
+            self.send_msg(resp, did, None, const.STATUS_AUTH_REQUIRED, seq)
             return
         entry = self._find_callback(sid, did)
         msg = make_message(sid, did, status, data)
@@ -528,7 +513,7 @@ class Engine:
                 self.calls().store(msg, length)
             else:
                 self.drop('unknown', sid, did)
-                self.send_msg(resp, did, None, _STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
+                self.send_msg(resp, did, None, const.STATUS_SERVICE_OR_DATA_UNKNOWN, seq)
             return
         self.callback(entry, msg, resp, seq)
 
@@ -542,7 +527,7 @@ class Engine:
             self.finish(job, *call(job))
 
     def finish(self, job, result, error=None):
-        """A callback's job is done: a request's answer goes out (STATUS_CALLBACK_ERROR for what the callback
+        """A callback's job is done: a request's answer goes out (const.STATUS_CALLBACK_ERROR for what the callback
         raised or a result that is no (status, data)), a coroutine is handed to the runtime's defer hook. An
         answer whose session has ended since is dropped: it would answer a request of another peer."""
         entry, msg, resp, seq, epoch = job
@@ -566,7 +551,7 @@ class Engine:
     def answer_failed(self, msg, error, resp, seq):
         """A request callback raised: the error logged and counted, the requester told."""
         self.drop('callback_errors', msg['service_id'], msg['data_id'], error)
-        self.send_msg(resp, msg['data_id'], None, _STATUS_CALLBACK_ERROR, seq)
+        self.send_msg(resp, msg['data_id'], None, const.STATUS_CALLBACK_ERROR, seq)
 
     def _find_callback(self, sid, did):
         callbacks = self._callbacks
@@ -587,26 +572,27 @@ class Engine:
         on a link with connects only as the connection's first frame (nothing heard before), so a frame
         slipped into the stream cannot end its session."""
         if self.is_client or (self.connects and heard):
-            self.drop('out_of_turn', _SID_CHANNEL_NAME_REQUEST, _DID_CHANNEL_NAME)
+            self.drop('out_of_turn', const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME)
             return
         self._new_session()
         if self.session_v2:   # a v2 client offers v2 right after its name; other clients say something else
             self.negotiating_since = self.clock() if self.clock is not None else 0
         if name is None:
-            self.send_msg(_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME, self.channel_name)
+            self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, self.channel_name)
             return
         if not valid_name(name):
             self.drop('bad_names')
-            self.send_msg(_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME, None, _STATUS_OPERATION_NOT_PERMITTED)
+            self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, None,
+                          const.STATUS_OPERATION_NOT_PERMITTED)
             return
         if self.channel_name is not None and self.channel_name != name:
             self.note('renamed', detail=name)
         self.channel_name = name
-        self.send_msg(_SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME, None)
+        self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, None)
 
     def _on_name_response(self, name):
         if not self.is_client:
-            self.drop('out_of_turn', _SID_CHANNEL_NAME_RESPONSE, _DID_CHANNEL_NAME)
+            self.drop('out_of_turn', const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME)
         elif name is not None and self.channel_name is None:
             if valid_name(name):
                 self.channel_name = name

@@ -1,4 +1,4 @@
-"""What call() raises where request() returns None or an error answer: the causes a caller acts on.
+"""What call() raises where request() returns None or an error answer, and what add_service() raises.
 
 The same causes as the sp command's exit codes: the request could not go out
 (no connection, the wire not settled, with auto_auth no trust) in time; it went
@@ -8,10 +8,8 @@ MicroPython has neither (nor a class with two exception bases).
 """
 import sys
 
-from .engine import const
+from .const import STATUS_AUTH_REQUIRED, STATUS_OKAY
 
-_STATUS_OKAY = const(0)             # sp_common.const.STATUS_OKAY
-_STATUS_AUTH_REQUIRED = const(3)    # sp_common.const.STATUS_AUTH_REQUIRED
 
 
 class ProtocolError(Exception):
@@ -56,6 +54,14 @@ def answer_data(sent, answer):
     if answer is None:
         raise NoAnswer('no answer in time')
     status = answer.get_status()
-    if status == _STATUS_OKAY:
+    if status == STATUS_OKAY:
         return answer.get_data()
-    raise (AuthRequired if status == _STATUS_AUTH_REQUIRED else ErrorAnswer)(answer)
+    raise (AuthRequired if status == STATUS_AUTH_REQUIRED else ErrorAnswer)(answer)
+
+
+class RequestSidExistsError(Exception):
+    """add_service(): the request sid is taken (socket_protocol's name)."""
+
+
+class ResponseSidExistsError(Exception):
+    """add_service(): the response sid is taken (socket_protocol's name)."""

@@ -4,18 +4,10 @@ The engine's table (engine._HANDSHAKE) decides who may send what, when;
 these only carry a step out.
 """
 from .auth import equal, hmac_sha256_hex, new_seed
-from .engine import const
-
-_SID_AUTH_REQUEST = const(0)        # the values of sp_common.const, as in sp_common.engine
-_SID_AUTH_RESPONSE = const(1)
-_DID_AUTH_SEED = const(0)
-_DID_AUTH_KEY = const(1)
-_STATUS_OKAY = const(0)
-_STATUS_OPERATION_NOT_PERMITTED = const(6)
-_AUTH_STATE_UNTRUSTED_CONNECTION = const(0)
-_AUTH_STATE_SEED_TRANSFERRED = const(2)
-_AUTH_STATE_KEY_TRANSFERRED = const(3)
-_AUTH_STATE_TRUSTED_CONNECTION = const(4)
+from .const import (
+    AUTH_STATE_KEY_TRANSFERRED, AUTH_STATE_SEED_TRANSFERRED, AUTH_STATE_TRUSTED_CONNECTION,
+    AUTH_STATE_UNTRUSTED_CONNECTION, DID_AUTH_KEY, DID_AUTH_SEED, SID_AUTH_REQUEST, SID_AUTH_RESPONSE, STATUS_OKAY,
+    STATUS_OPERATION_NOT_PERMITTED)
 
 FREE_WRONG_KEYS = 3       # wrong keys per connection before seeds are held back
 MAX_KEY_HOLD_MS = 60000
@@ -45,27 +37,27 @@ def _macs_missing(engine):
 def seed_request(engine, status, data):
     if engine.secret is None or hold_ms(engine):
         engine.note('no_secret' if engine.secret is None else 'held')
-        engine.send_msg(_SID_AUTH_RESPONSE, _DID_AUTH_SEED, None, _STATUS_OPERATION_NOT_PERMITTED)
+        engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_SEED, None, STATUS_OPERATION_NOT_PERMITTED)
         return
     engine.seed = new_seed(engine.random_bytes)
-    engine.auth_state = _AUTH_STATE_SEED_TRANSFERRED
-    engine.send_msg(_SID_AUTH_RESPONSE, _DID_AUTH_SEED, engine.seed)
+    engine.auth_state = AUTH_STATE_SEED_TRANSFERRED
+    engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_SEED, engine.seed)
 
 
 def seed(engine, status, seed):
-    if engine.secret is None or status != _STATUS_OKAY or not isinstance(seed, str) or len(seed) != 64:
-        engine.auth_state = _AUTH_STATE_UNTRUSTED_CONNECTION
+    if engine.secret is None or status != STATUS_OKAY or not isinstance(seed, str) or len(seed) != 64:
+        engine.auth_state = AUTH_STATE_UNTRUSTED_CONNECTION
         engine.note('no_seed')
         return
-    engine.send_msg(_SID_AUTH_REQUEST, _DID_AUTH_KEY, _signed(engine, seed))
-    engine.auth_state = _AUTH_STATE_KEY_TRANSFERRED
+    engine.send_msg(SID_AUTH_REQUEST, DID_AUTH_KEY, _signed(engine, seed))
+    engine.auth_state = AUTH_STATE_KEY_TRANSFERRED
 
 
 def key(engine, status, key):
     seed = engine.seed
     engine.seed = None
     ok = seed is not None and isinstance(key, str) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
-    engine.auth_state = _AUTH_STATE_TRUSTED_CONNECTION if ok else _AUTH_STATE_UNTRUSTED_CONNECTION
+    engine.auth_state = AUTH_STATE_TRUSTED_CONNECTION if ok else AUTH_STATE_UNTRUSTED_CONNECTION
     if not ok:
         engine.wrong_keys += 1
         engine.last_wrong_key = engine.clock() if engine.clock is not None else 0
@@ -75,11 +67,11 @@ def key(engine, status, key):
             engine.counters['wrong_keys'] += 1
             if engine.wrong_keys == FREE_WRONG_KEYS + 1:
                 engine.note('held_from_now')
-    engine.send_msg(_SID_AUTH_RESPONSE, _DID_AUTH_KEY, ok)
+    engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_KEY, ok)
 
 
 def key_result(engine, status, result):
-    ok = result is True and status == _STATUS_OKAY and not _macs_missing(engine)
-    engine.auth_state = _AUTH_STATE_TRUSTED_CONNECTION if ok else _AUTH_STATE_UNTRUSTED_CONNECTION
+    ok = result is True and status == STATUS_OKAY and not _macs_missing(engine)
+    engine.auth_state = AUTH_STATE_TRUSTED_CONNECTION if ok else AUTH_STATE_UNTRUSTED_CONNECTION
     if not ok:
         engine.note('rejected')

@@ -4,6 +4,7 @@ Kept apart from const so that a board that does not log never loads them.
 """
 from .const import *  # noqa: F401,F403
 from .engine import new_counters
+from .errors import RequestSidExistsError, ResponseSidExistsError  # noqa: F401  (socket_protocol has them here)
 
 SID__NAMES = {
     SID_AUTH_REQUEST: 'authentification request',

@@ -6,13 +6,7 @@ loads it and keeps the original wire byte for byte.
 from binascii import hexlify
 
 from . import load
-from .engine import const
-
-_SID_SESSION_REQUEST = const(2)     # the values of sp_common.const, as in sp_common.engine
-_SID_SESSION_RESPONSE = const(3)
-_DID_SESSION = const(0)
-_STATUS_OKAY = const(0)
-_STATUS_OPERATION_NOT_PERMITTED = const(6)
+from .const import DID_SESSION, SID_SESSION_REQUEST, SID_SESSION_RESPONSE, STATUS_OKAY, STATUS_OPERATION_NOT_PERMITTED
 
 _LABEL = b'sp-dual v2'
 
@@ -44,18 +38,18 @@ def offer(engine):
     """Client: the session request, right after the channel name; the client says nothing else until it settles."""
     engine.nonce = _nonce(engine)
     engine.negotiating_since = engine.clock() if engine.clock is not None else 0
-    engine.send_msg(_SID_SESSION_REQUEST, _DID_SESSION, _terms_of(engine, engine.nonce))
+    engine.send_msg(SID_SESSION_REQUEST, DID_SESSION, _terms_of(engine, engine.nonce))
 
 
 def on_offer(engine, status, data):
     """Server: answers a valid offer with its own nonce (on the original wire) and speaks v2 from then on."""
     terms = _terms(data)
     if terms is None:
-        engine.send_msg(_SID_SESSION_RESPONSE, _DID_SESSION, None, _STATUS_OPERATION_NOT_PERMITTED)
+        engine.send_msg(SID_SESSION_RESPONSE, DID_SESSION, None, STATUS_OPERATION_NOT_PERMITTED)
         engine.settle_original()
         return
     nonce = _nonce(engine)
-    engine.send_msg(_SID_SESSION_RESPONSE, _DID_SESSION, _terms_of(engine, nonce))
+    engine.send_msg(SID_SESSION_RESPONSE, DID_SESSION, _terms_of(engine, nonce))
     _start(engine, terms[0], nonce, terms[1])
 
 
@@ -66,9 +60,9 @@ def on_answer(engine, status, data):
     the original wire, and its next frame tells the server so (see follow()).
     """
     if engine.nonce is None:
-        engine.drop('out_of_turn', _SID_SESSION_RESPONSE, _DID_SESSION)
+        engine.drop('out_of_turn', SID_SESSION_RESPONSE, DID_SESSION)
         return
-    terms = _terms(data) if status == _STATUS_OKAY else None
+    terms = _terms(data) if status == STATUS_OKAY else None
     if terms is None:
         engine.settle_original()
         return

@@ -18,7 +18,8 @@ import tty
 from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from sp_common import Deframer, Engine, admission, pure_json, struct_json
-from sp_common.api import deadline, left
+from sp_common import ops
+from sp_common.ops import deadline, left
 from sp_common.dispatch import run
 from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
@@ -37,7 +38,12 @@ _ONE_TASK = contextlib.nullcontext()   # the engine's lock on one event loop: no
 
 
 class AsyncProtocol(EngineState):
-    """One connection's engine on an asyncio loop (made by connect() or serve())."""
+    """One connection's engine on an asyncio loop (made by connect() or serve()).
+
+    One AsyncProtocol is one connection: after it is lost, connect() again.
+    """
+
+    _lock = _ONE_TASK
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_client: bool,
                  codec: str = 'pure_json', secret: Optional[str] = None, auto_auth: bool = False,
@@ -179,19 +185,28 @@ class AsyncProtocol(EngineState):
             pass
         return value
 
-    # the API ------------------------------------------------------------------------------
-    async def _send(self, service_id: int, data_id, data, status: int, timeout: float, call: bool) -> Optional[int]:
-        """The token of the message sent, or None if it could not go out within timeout (as sp_common.api's)."""
-        engine = self._engine
-        if not await self._wait(engine.may_send, timeout):
-            engine.note('cannot_send')
-            return None
-        token = engine.send_msg(service_id, data_id, data, status, 0, call)
-        if await self._flush():
-            return token
-        if call:
-            engine.forget(token)
-        return None
+    # the API: sp_common.ops' operations, driven on the event loop --------------------------
+    async def _drive(self, op) -> Any:
+        """Runs op (sp_common.ops) to its result; a call that is cancelled closes it, and op tidies up."""
+        value = None
+        try:
+            while True:
+                predicate, end = op.send(value)
+                if predicate is None:
+                    value = await self._flush()
+                else:
+                    value = await self._wait(predicate, left(self._engine, end))
+        except StopIteration as done:
+            return done.value
+        finally:
+            op.close()
+
+    def _end(self, timeout: float) -> float:
+        return deadline(self._engine, timeout)
+
+    async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
+        return await self._drive(ops.send(self._engine, service_id, data_id, data, status,
+                                          self._end(timeout))) is not None
 
     async def request(self, service_id: int, data_id, data=None, timeout: float = 2) -> Optional[data_storage]:
         """This call's own answer, or None after timeout (one for the whole call); cancelling it forgets the request."""
@@ -202,43 +217,16 @@ class AsyncProtocol(EngineState):
         return answer_data(*await self._ask(service_id, data_id, data, timeout))
 
     async def _ask(self, service_id: int, data_id, data, timeout: float) -> Tuple[bool, Optional[data_storage]]:
-        end = deadline(self._engine, timeout)
-        token = await self._send(service_id, data_id, data, STATUS_OKAY, timeout, True)
-        if token is None:
-            return False, None
-        try:
-            return True, await self._wait(lambda: self._engine.take_reply(token), left(self._engine, end))
-        finally:
-            self._engine.forget(token)
-
-    async def send(self, service_id: int, data_id, data, status: int = STATUS_OKAY, timeout: float = 2) -> bool:
-        return await self._send(service_id, data_id, data, status, timeout, False) is not None
+        return await self._drive(ops.ask(self._engine, service_id, data_id, data, self._end(timeout)))
 
     async def receive(self, service_id: int, data_id, timeout: float = 1) -> Optional[data_storage]:
-        return await self._wait(lambda: self._engine.pop_received(service_id, data_id), timeout)
+        return await self._drive(ops.receive(self._engine, service_id, data_id, self._end(timeout)))
 
     async def authentificate(self, timeout: float = 2) -> bool:
-        engine = self._engine
-        end = deadline(engine, timeout)
-        if engine.secret is None or not await self._wait(engine.ready, timeout):
-            return False
-        engine.start_auth()
-        await self._flush()
-        if not await self._wait(engine.auth_settled, left(engine, end)):
-            engine.give_up_auth()
-        return engine.is_trusted()
-
-    def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:
-        self._engine.register_callback(service_id, data_id, callback, *args, **kwargs)
-
-    def add_data(self, service_id, data_id, name: str) -> None:
-        self._engine.add_data(service_id, data_id, name)
+        return await self._drive(ops.authentificate(self._engine, self._end(timeout)))
 
     def is_connected(self) -> bool:
         return self._connected
-
-    def check_authentification_state(self) -> bool:
-        return self._engine.is_trusted()
 
     async def close(self) -> None:
         self._writer.close()

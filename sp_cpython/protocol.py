@@ -31,9 +31,11 @@ def logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
 
 
 class EngineState:
-    """What a host protocol (threaded or asyncio) tells of its engine's connection; none of it waits."""
+    """What a host protocol (threaded or asyncio) tells of its engine's connection and registers in it, under
+    its _lock; none of it waits."""
 
     _engine: Engine
+    _lock: Any
 
     @property
     def session(self) -> Optional[int]:
@@ -53,6 +55,34 @@ class EngineState:
     def counters(self) -> Dict[str, int]:
         """What was received, sent, dropped and rejected, by name (see sp_common.COUNTERS)."""
         return dict(self._engine.counters)
+
+    def check_authentification_state(self) -> bool:
+        return self._engine.is_trusted()
+
+    def connection_established(self) -> bool:
+        return self.is_connected() and self._engine.connection_established()
+
+    # registries -------------------------------------------------------------------
+    def add_data(self, service_id, data_id, name: str) -> None:
+        with self._lock:
+            self._engine.add_data(service_id, data_id, name)
+
+    def add_msg_to_auth_whitelist_(self, service_id: int, data_id) -> None:
+        with self._lock:
+            self._engine.add_msg_to_auth_whitelist_(service_id, data_id)
+
+    def add_service(self, req_sid: int, resp_sid: int, req_name: Optional[str] = None,
+                    resp_name: Optional[str] = None) -> None:
+        with self._lock:
+            self._engine.add_service(req_sid, resp_sid, req_name, resp_name)
+
+    def add_status(self, status: int, name: str) -> None:
+        with self._lock:
+            self._engine.add_status(status, name)
+
+    def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:
+        with self._lock:
+            self._engine.register_callback(service_id, data_id, callback, *args, **kwargs)
 
 
 class pure_json_protocol(EngineState, Api):
@@ -163,32 +193,14 @@ class pure_json_protocol(EngineState, Api):
         finally:
             self._write_lock.release()
 
+    def _step(self, fn: Callable[..., Any], *args) -> Any:
+        with self._lock:
+            return fn(*args)
+
     def _may_block(self) -> None:
         if getattr(self.__comm_inst__, 'is_io_thread', lambda: False)():
             raise RuntimeError('receive()/authentificate() cannot wait on the I/O thread (inside a callback): '
                                'it would stall the link; use timeout=0 or wait in another thread')
-
-    # registries -------------------------------------------------------------------
-    def add_data(self, service_id, data_id, name: str) -> None:
-        with self._lock:
-            self._engine.add_data(service_id, data_id, name)
-
-    def add_msg_to_auth_whitelist_(self, service_id: int, data_id) -> None:
-        with self._lock:
-            self._engine.add_msg_to_auth_whitelist_(service_id, data_id)
-
-    def add_service(self, req_sid: int, resp_sid: int, req_name: Optional[str] = None,
-                    resp_name: Optional[str] = None) -> None:
-        with self._lock:
-            self._engine.add_service(req_sid, resp_sid, req_name, resp_name)
-
-    def add_status(self, status: int, name: str) -> None:
-        with self._lock:
-            self._engine.add_status(status, name)
-
-    def register_callback(self, service_id, data_id, callback, *args, **kwargs) -> None:
-        with self._lock:
-            self._engine.register_callback(service_id, data_id, callback, *args, **kwargs)
 
     # state --------------------------------------------------------------------------
     def is_connected(self) -> bool:

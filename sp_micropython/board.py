@@ -11,13 +11,12 @@ Needed only to start: start() drops this module once the protocols are built.
 import sys
 import time
 
-from micropython import const
+from sp_common.const import WARNING
 from sp_common.entropy import available, set_source
 
 from .demo import add_demo_services
 from .protocol import pure_json_protocol, serve, serve_until_end
 
-_WARNING = const(30)   # sp_common.const.WARNING
 
 
 def make_protocols(config):
@@ -37,7 +36,7 @@ def make_protocols(config):
         set_source(source)
     elif not available():
         from .weak_random import install
-        install(_WARNING if level is None else level)
+        install(WARNING if level is None else level)
     client = getattr(config, 'ROLE', 'server') == 'client'
     secret = getattr(config, 'SECRET', None)
     if secret is None:   # else the first line of SECRET_FILE, if there is one

@@ -7,16 +7,9 @@ the time since start, dated 2000-01-01 like a board whose clock was never set.
 """
 import time
 
-from micropython import const
-
-# the values of sp_common.const used here, inlined by the compiler
-_SID_READ_REQUEST = const(10)
-_SID_READ_RESPONSE = const(11)
-_SID_WRITE_REQUEST = const(20)
-_SID_WRITE_RESPONSE = const(21)
-_SID_EXECUTE_REQUEST = const(30)
-_SID_EXECUTE_RESPONSE = const(31)
-_STATUS_OKAY = const(0)
+from sp_common.const import (
+    SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE, SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST,
+    SID_WRITE_RESPONSE, STATUS_OKAY)
 
 _NAMES = 'MonTueWedThuFriSatSunJanFebMarAprMayJunJulAugSepOctNovDec'   # the days, then the months
 
@@ -44,7 +37,7 @@ def asctime(t=None):
 
 def _write_value(msg):
     values[1] = msg.get_data()
-    return _STATUS_OKAY, None
+    return STATUS_OKAY, None
 
 
 def _fail(msg):
@@ -52,12 +45,12 @@ def _fail(msg):
 
 
 def add_demo_services(protocol):
-    protocol.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE), 0, 'asc_time')
-    protocol.add_data((_SID_READ_REQUEST, _SID_READ_RESPONSE, _SID_WRITE_REQUEST, _SID_WRITE_RESPONSE), 1, 'value')
-    protocol.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 0, 'echo')
-    protocol.add_data((_SID_EXECUTE_REQUEST, _SID_EXECUTE_RESPONSE), 1, 'fail')
-    protocol.register_callback(_SID_READ_REQUEST, 0, lambda msg: (_STATUS_OKAY, asctime()))
-    protocol.register_callback(_SID_READ_REQUEST, 1, lambda msg: (_STATUS_OKAY, values[1]))
-    protocol.register_callback(_SID_WRITE_REQUEST, 1, _write_value)
-    protocol.register_callback(_SID_EXECUTE_REQUEST, 0, lambda msg: (_STATUS_OKAY, msg.get_data()))
-    protocol.register_callback(_SID_EXECUTE_REQUEST, 1, _fail)
+    protocol.add_data((SID_READ_REQUEST, SID_READ_RESPONSE), 0, 'asc_time')
+    protocol.add_data((SID_READ_REQUEST, SID_READ_RESPONSE, SID_WRITE_REQUEST, SID_WRITE_RESPONSE), 1, 'value')
+    protocol.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 0, 'echo')
+    protocol.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 1, 'fail')
+    protocol.register_callback(SID_READ_REQUEST, 0, lambda msg: (STATUS_OKAY, asctime()))
+    protocol.register_callback(SID_READ_REQUEST, 1, lambda msg: (STATUS_OKAY, values[1]))
+    protocol.register_callback(SID_WRITE_REQUEST, 1, _write_value)
+    protocol.register_callback(SID_EXECUTE_REQUEST, 0, lambda msg: (STATUS_OKAY, msg.get_data()))
+    protocol.register_callback(SID_EXECUTE_REQUEST, 1, _fail)

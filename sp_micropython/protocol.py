@@ -110,8 +110,8 @@ class pure_json_protocol(Engine, Api):
     """The protocol on one stream: the engine itself, plus the loop that feeds it from the stream.
 
     Client or server comes from stream.IS_CLIENT. send(), request(), call(),
-    receive() and authentificate() are sp_common.api's, written once for
-    both runtimes; this class gives them the loop that waits.
+    receive() and authentificate() are sp_common.ops' operations, driven by
+    sp_common.api; this class gives them the loop that waits.
     """
 
     CODEC = pure_json
@@ -125,7 +125,6 @@ class pure_json_protocol(Engine, Api):
         if stream.CONNECTS:
             self.connects = True
         self._engine = self
-        self._lock = self       # one thread: the engine needs no lock
         self._feeding = False
         self._rx = bytearray(rx_size or stream.rx_size)
         self.deframer.watch = stream.watch
@@ -209,7 +208,7 @@ class pure_json_protocol(Engine, Api):
         return self
 
     def __exit__(self, *exc):
-        return False
+        self.close()
 
     def is_connected(self):
         return self.__comm_inst__.is_connected()

@@ -548,17 +548,3 @@ def test_uart_stream_and_idle_polls_allocate_nothing(mpy_dir, tmp_path):
     assert host.engine.pop_received(31, 0).get_data() == 'over the uart: ' + 'u' * 150
     assert host.engine.pop_received(21, 1).get_status() == sp.STATUS_OKAY
     assert host.engine.pop_received(11, 1).get_data() == 7
-
-
-def test_inlined_constants_are_those_of_const():
-    """The device modules inline the values of sp_common.const they use (`_NAME = const(value)`): they must agree."""
-    from sp_common import const
-    inlined = {}
-    folder = os.path.join(ROOT, 'sp_micropython')
-    for name in os.listdir(folder):
-        with open(os.path.join(folder, name)) as f:
-            for found in re.findall(r'^_(\w+) = const\((\d+)\)', f.read(), re.M):
-                if hasattr(const, found[0]):
-                    inlined[name, found[0]] = int(found[1])
-    assert {key[0] for key in inlined} >= {'demo.py', 'board.py'}
-    assert inlined == {key: getattr(const, key[1]) for key in inlined}
