@@ -2,7 +2,7 @@
 
 Each call is an operation of sp_common.ops; Api drives it. A runtime mixes
 Api into its protocol class and supplies what differs: _engine (the Engine;
-on a device the protocol is its own engine), _step(fn, *args) where
+on a device the protocol is its own engine), _locked(fn, *args) where
 threads share the engine (runs an engine step under its lock), _wait(predicate,
 timeout) (waits for the predicate or the protocol's close; returns its last
 value), _flush(timeout) (writes the engine's outbox; False if the link did
@@ -23,13 +23,13 @@ class Api:
         return _ops().deadline(self._engine, timeout)
 
     def _drive(self, op):
-        """Runs op (sp_common.ops) to its result: its engine steps by _step(), its waits and writes outside it."""
+        """Runs op (sp_common.ops) to its result: its engine steps by _locked(), its waits and writes outside it."""
         engine = self._engine
         left = _ops().left
         value = None
         try:
             while True:
-                predicate, end = self._step(op.send, value)
+                predicate, end = self._locked(op.send, value)
                 if predicate is None:
                     value = self._flush(left(engine, end))
                 else:
@@ -37,9 +37,9 @@ class Api:
         except StopIteration as done:
             return done.value
         finally:
-            self._step(op.close)
+            self._locked(op.close)
 
-    def _step(self, fn, *args):
+    def _locked(self, fn, *args):
         """An engine step of an operation; a runtime whose threads share the engine takes its lock around it."""
         return fn(*args)
 

@@ -66,6 +66,16 @@ _HANDSHAKE = {
 # The built-in data: names for the logs; these pass before authentification.
 BUILTIN_DATA = {key: 'key' if key[1] == const.DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
 BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
+
+# The connection's wire is one state (DESIGN 9), named as the log names it. A session starts it
+# 'negotiating' ('original' with session_v2=False); from there it moves only as this table says.
+# 'refused': session_v2='required' met a peer without v2, and nothing goes in or out.
+_WIRE_MOVES = {
+    'negotiating': ('original', 'v2', 'v2_macs', 'refused'),
+    'v2': ('original',),        # a server whose client never heard the session answer (_on_original)
+    'v2_macs': ('original',),
+}
+
 _NO_KWARGS = {}
 
 
@@ -111,7 +121,7 @@ class Engine:
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
-        self._requests = {}       # request sid -> response sid: const.SID_RESPONSE_DICT, then add_service()
+        self._requests = {}       # request sid -> response sid: sp_common.names.SID_RESPONSE_DICT, then add_service()
         self._responses = {}      # response sid -> request sid
         for req in (const.SID_AUTH_REQUEST, const.SID_CHANNEL_NAME_REQUEST, const.SID_READ_REQUEST,
                     const.SID_WRITE_REQUEST, const.SID_EXECUTE_REQUEST):
@@ -170,8 +180,7 @@ class Engine:
         self.auth_state = const.AUTH_STATE_UNTRUSTED_CONNECTION
         self.seed = None
         self._calls = None        # the calls part (answers to this end's requests, the receive buffer): calls()
-        self.session = None if self.session_v2 else 1   # None while the wire is not settled
-        self.refused = False
+        self.wire = 'negotiating' if self.session_v2 else 'original'   # see _WIRE_MOVES
         self.nonce = self.nonces = self.tx_mac = self.rx_mac = None
         self.negotiating_since = None   # when the wire started to settle (the client's offer, or its name)
         self.restart_seq()
@@ -211,7 +220,7 @@ class Engine:
         if self.is_client:
             self.send_msg(const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
-                self._session_step('offer')
+                self._step('sp_common.session', 'offer')
             else:
                 self.settled()
 
@@ -220,10 +229,24 @@ class Engine:
         if self.auto_auth and self.secret is not None:
             self.start_auth()
 
+    @property
+    def session(self):
+        """The wire as the host API tells it: 2 (session v2), 1 (the original), None (not settled, or refused)."""
+        wire = self.wire
+        return 2 if wire == 'v2' or wire == 'v2_macs' else 1 if wire == 'original' else None
+
+    def move(self, wire):
+        """The wire's next state, as _WIRE_MOVES allows (any other move is the engine's bug), logged by its name."""
+        if wire not in _WIRE_MOVES.get(self.wire, ()):
+            raise ValueError('the wire cannot go from %s to %s' % (self.wire, wire))
+        self.wire = wire
+        self.note(wire)
+
     def ready(self):
         """Messages may go out: a link is up and its wire settled (a server's, once its client has offered v2
         or not)."""
-        return self.linked and not self.refused and self.session is not None
+        wire = self.wire
+        return self.linked and wire != 'negotiating' and wire != 'refused'
 
     def may_send(self):
         """What send() and request() wait for: the wire settled, and with auto_auth a trusted peer."""
@@ -233,23 +256,21 @@ class Engine:
         """The original wire, or, with session_v2='required', no connection at all: nothing is taken or
         sent until the runtime reconnects, or, on a line without connects, until the next program's name."""
         if self.session_v2 == 'required':
-            self.refused = True
-            self.note('refused')
+            self.move('refused')
             return
-        self.session = 1
         self.tx_mac = self.rx_mac = None
-        self.note('original')
+        self.move('original')
         if self.is_client:
             self.settled()
 
     def tick(self):
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
-        if self.session is None and self.negotiating_since is not None and self.deadline_ms() == 0:
+        if self.deadline_ms() == 0:
             self.settle_original()   # a client's offer went unanswered: its negotiation is over
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""
-        if self.session is not None or self.negotiating_since is None or self.clock is None:
+        if self.wire != 'negotiating' or self.negotiating_since is None or self.clock is None:
             return None
         left = const.NEGOTIATE_MS - (self.clock() - self.negotiating_since)
         return left if left > 0 else 0
@@ -280,8 +301,6 @@ class Engine:
     def is_trusted(self):
         return self.auth_state == const.AUTH_STATE_TRUSTED_CONNECTION
 
-    check_authentification_state = is_trusted   # socket_protocol's name
-
     def connection_established(self):
         """A link is up and, with a secret, trusted."""
         return self.linked and (self.secret is None or self.is_trusted())
@@ -289,10 +308,6 @@ class Engine:
     def proven(self):
         """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
         return self.is_trusted() if self.secret is not None else self.heard_at is not None
-
-    def heard(self):
-        """The peer has sent a valid message on this connection."""
-        return self.heard_at is not None
 
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""
@@ -309,7 +324,8 @@ class Engine:
         """
         self.tx_seq += 1
         token = self.token_base + self.tx_seq
-        if self.session == 2:
+        wire = self.wire
+        if wire == 'v2' or wire == 'v2_macs':
             pieces = self.codec.pieces(service_id, data_id, status, data, self.tx_seq, re, self.tx_mac)
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
@@ -373,10 +389,11 @@ class Engine:
         self.counters['oversized'] = deframer.oversized
 
     def _receive(self, body):
-        if self.refused:
+        wire = self.wire
+        if wire == 'refused':
             self._while_refused(body)
             return
-        v2 = self.session == 2
+        v2 = wire == 'v2' or wire == 'v2_macs'
         try:
             msg = self.codec.decode(body, v2, self.rx_mac)
         except ChecksumError as err:
@@ -428,18 +445,15 @@ class Engine:
         if not (self.is_client or name or self.rx_seq or self.session_v2 == 'required'):
             self.note('follow')   # the client never heard the session answer and settled on the original wire
             self.settle_original()
-        if not self.is_client and (name or self.session == 1):
+        if not self.is_client and (name or self.wire == 'original'):
             self._dispatch(msg[0], msg[1], msg[2], msg[3], length, None, None)
         else:
             self.drop('downgrade')
 
-    def _session_step(self, step, *args):
-        """Runs the step of session v2 (sp_common.session) that the table _SESSION allows."""
-        getattr(load('sp_common.session'), step)(self, *args)
-
-    def _handshake_step(self, step, status, data):
-        """Runs the step of the seed/key handshake (sp_common.handshake) that the table _HANDSHAKE allows."""
-        getattr(load('sp_common.handshake'), step)(self, status, data)
+    def _step(self, module, step, *args):
+        """Runs a step of session v2 or of the seed/key handshake (module: sp_common.session or
+        sp_common.handshake), loaded on its first message, as the tables _SESSION and _HANDSHAKE allow."""
+        getattr(load(module), step)(self, *args)
 
     # dispatch --------------------------------------------------------------
     def _on_bad_checksum(self, error):
@@ -449,13 +463,13 @@ class Engine:
         in v2 without MACs only the next seq is answered, and it is spent, so a forged broken frame cannot
         make a caller give up a request that then runs."""
         self.drop('crc_errors')
-        if self.rx_mac is not None or self.session is None:
+        if self.rx_mac is not None or self.wire == 'negotiating':
             return
         sid = error.sid
         if not (isinstance(sid, int) and sid in self._requests and isinstance(error.did, (int, str))):
             return
         seq = error.seq or 0
-        if self.session == 2:
+        if self.wire == 'v2':
             if seq != self.rx_seq + 1:
                 return
             self.rx_seq = seq
@@ -473,21 +487,21 @@ class Engine:
         if self.session_v2:
             turn = _SESSION.get(key)
             if turn is not None:
-                if turn[0] != self.is_client or self.session is not None:
+                if turn[0] != self.is_client or self.wire != 'negotiating':
                     self.drop('out_of_turn', sid, did)
                 else:
-                    self._session_step(turn[1], status, data)
+                    self._step('sp_common.session', turn[1], status, data)
                 return
-            if self.session is None and not self.is_client and key != _NAME_REQUEST:
+            if self.wire == 'negotiating' and not self.is_client and key != _NAME_REQUEST:
                 self.settle_original()   # an original client: it spoke before offering v2
-                if self.refused:
+                if self.wire == 'refused':
                     return
         turn = _HANDSHAKE.get(key)
         if turn is not None:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
                 self.drop('out_of_turn', sid, did)
             else:
-                self._handshake_step(turn[2], status, data)
+                self._step('sp_common.handshake', turn[2], status, data)
             return
         if key == _NAME_REQUEST:
             self._on_name_request(data, heard)

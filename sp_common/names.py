@@ -1,10 +1,20 @@
-"""Names of services, statuses and auth states, and the log level of each status: for logs and the host API.
+"""Names of services, statuses and auth states, the log level of each status and the table of services: for logs
+and the host API.
 
 Kept apart from const so that a board that does not log never loads them.
 """
 from .const import *  # noqa: F401,F403
 from .engine import new_counters
 from .errors import RequestSidExistsError, ResponseSidExistsError  # noqa: F401  (socket_protocol has them here)
+
+# socket_protocol's table of its services (the engine starts from the same, sp_common.engine)
+SID_RESPONSE_DICT = {
+    SID_AUTH_REQUEST: SID_AUTH_RESPONSE,
+    SID_CHANNEL_NAME_REQUEST: SID_CHANNEL_NAME_RESPONSE,
+    SID_READ_REQUEST: SID_READ_RESPONSE,
+    SID_WRITE_REQUEST: SID_WRITE_RESPONSE,
+    SID_EXECUTE_REQUEST: SID_EXECUTE_RESPONSE,
+}
 
 SID__NAMES = {
     SID_AUTH_REQUEST: 'authentification request',

@@ -72,7 +72,6 @@ def on_answer(engine, status, data):
 
 def _start(engine, client_nonce, server_nonce, peer_mac):
     """v2 from the next frame on: counters from 1, and MACs when both sides have a secret."""
-    engine.session = 2
     engine.restart_seq()
     engine.nonces = client_nonce + server_nonce
     engine.tx_mac = engine.rx_mac = None
@@ -82,4 +81,4 @@ def _start(engine, client_nonce, server_nonce, peer_mac):
         c2s = Hmac(k.digest(b'c2s'))
         s2c = Hmac(k.digest(b's2c'))
         engine.tx_mac, engine.rx_mac = (c2s, s2c) if engine.is_client else (s2c, c2s)
-    engine.note('v2' if engine.rx_mac is None else 'v2_macs')
+    engine.move('v2' if engine.rx_mac is None else 'v2_macs')

@@ -116,7 +116,7 @@ class AsyncProtocol(EngineState):
         wait = self._engine.deadline_ms()
         if wait is not None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(wait / 1000 + 0.01, self._tick)
-        if self._engine.refused:
+        if self._engine.wire == 'refused':
             self._writer.close()
 
     def _tick(self) -> None:

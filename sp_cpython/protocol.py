@@ -136,7 +136,7 @@ class pure_json_protocol(EngineState, Api):
         finally:
             self._feeding = None
         with self._lock:
-            refused = self._engine.refused
+            refused = self._engine.wire == 'refused'
             wait = self._engine.deadline_ms()
         self._flush(WRITE_TIMEOUT)
         if refused:
@@ -193,7 +193,7 @@ class pure_json_protocol(EngineState, Api):
         finally:
             self._write_lock.release()
 
-    def _step(self, fn: Callable[..., Any], *args) -> Any:
+    def _locked(self, fn: Callable[..., Any], *args) -> Any:
         with self._lock:
             return fn(*args)
 

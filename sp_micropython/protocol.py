@@ -157,10 +157,9 @@ class pure_json_protocol(Engine, Api):
                 self.deframer.watched = False
                 self.__comm_inst__.interrupted()
         busy = self._events() or busy or n > 0
-        if self.session is None:
-            self.tick()
+        self.tick()   # the engine's timers: it knows whether one runs
         self._flush(0)
-        if self.refused:
+        if self.wire == 'refused':
             self.__comm_inst__.reconnect()
         return busy
 
@@ -212,6 +211,8 @@ class pure_json_protocol(Engine, Api):
 
     def is_connected(self):
         return self.__comm_inst__.is_connected()
+
+    check_authentification_state = Engine.is_trusted   # socket_protocol's name
 
     def reconnect(self):
         self.__comm_inst__.reconnect()

@@ -3,6 +3,8 @@ import glob
 import os
 import re
 
+import pytest
+
 from conftest import ROOT
 
 from sp_common import const, engine, names
@@ -24,8 +26,8 @@ def test_the_constants_of_const_are_written_nowhere_else():
 
 def test_the_engine_starts_with_the_services_of_const():
     eng = engine.Engine(is_client=False)
-    assert eng._requests == const.SID_RESPONSE_DICT
-    assert eng._responses == {resp: req for req, resp in const.SID_RESPONSE_DICT.items()}
+    assert eng._requests == names.SID_RESPONSE_DICT
+    assert eng._responses == {resp: req for req, resp in names.SID_RESPONSE_DICT.items()}
 
 
 def test_every_event_named_in_the_code_has_a_log_text():
@@ -37,6 +39,21 @@ def test_every_event_named_in_the_code_has_a_log_text():
             if '.note(' in line or '.drop(' in line:
                 call = line.split('.note(' if '.note(' in line else '.drop(')[1]
                 named.update(re.findall(r"'([a-z0-9_]+)'", re.sub(r"\['\w+'\]", '', call)))   # not msg['data_id']
-    assert {'crc_errors', 'original', 'cannot_send', 'stale', 'unsolicited'} <= named
+    assert {'crc_errors', 'cannot_send', 'stale', 'unsolicited'} <= named
     assert named <= set(logtext.TEXTS)
+    moves = {wire for ends in engine._WIRE_MOVES.values() for wire in ends}   # Engine.move() notes them
+    assert moves == {'original', 'v2', 'v2_macs', 'refused'} and moves <= set(logtext.TEXTS)
     assert set(names.COUNTERS) - {'rx_messages', 'tx_messages', 'framing_errors', 'oversized'} <= set(logtext.TEXTS)
+
+
+def test_the_wire_moves_only_as_its_table_says():
+    """One state, moved by Engine.move(): a refused wire runs no timer, and no move leaves a settled wire for v2."""
+    client = engine.Engine(is_client=True, session_v2='required', clock=lambda: 0)
+    client.connection_made()
+    assert client.wire == 'negotiating' and client.session is None and client.deadline_ms() == const.NEGOTIATE_MS
+    client.settle_original()
+    assert client.wire == 'refused' and client.session is None and not client.ready()
+    assert client.deadline_ms() is None
+    for wire in (client, engine.Engine(is_client=False, session_v2=False)):
+        with pytest.raises(ValueError):
+            wire.move('v2')

@@ -75,7 +75,7 @@ def test_required_refuses_the_original_wire():
         refusing = link.client if client_v2 == 'required' else link.server
         link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'x')
         link.pump()
-        assert refusing.refused and not refusing.ready()
+        assert refusing.wire == 'refused' and not refusing.ready()
         assert link.client.pop_received(31, 0) is None
 
 
@@ -95,12 +95,12 @@ def test_a_refusal_on_a_line_without_connects_lasts_until_the_next_programs_name
             link.clock.now += 3000
             link.server.tick()
         link.server.data_to_send()
-        assert link.server.refused, stray
+        assert link.server.wire == 'refused', stray
         link.server.feed(sp.frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'refused')))
         assert link.server.data_to_send() == b'', stray    # no answer, no callback while refused
         link.client.connection_made()      # the next program: its name starts over
         link.pump()
-        assert not link.server.refused and link.server.session == 2, stray
+        assert link.server.wire != 'refused' and link.server.session == 2, stray
         assert call(link, 0, 'served').get_data() == 'served', stray
 
 
@@ -356,7 +356,7 @@ def test_a_forged_broken_frame_cannot_make_a_request_that_runs_fail_without_macs
 def state(engine):
     calls = engine.calls()
     return (engine.rx_seq, engine.tx_seq, engine.token_base, engine.session, engine.auth_state, engine.seed,
-            engine.wrong_keys, engine.channel_name, engine.heard(), dict(calls.waiting), dict(calls.asked),
+            engine.wrong_keys, engine.channel_name, engine.heard_at is not None, dict(calls.waiting), dict(calls.asked),
             len(calls.buffer), engine.counters['rx_messages'], engine.counters['tx_messages'])
 
 
