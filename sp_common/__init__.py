@@ -5,6 +5,7 @@ sp_common.SID_READ_REQUEST, ...; see exports): a board spends heap only on
 what it touches, and one that imports the modules it uses holds not even the
 table of names.
 """
+import sys
 
 
 def load(name):
@@ -15,15 +16,13 @@ def load(name):
     objects fill the holes low in the heap instead of landing between
     garbage and leaving holes when it goes (a long-running heap fragments less).
     """
-    import sys
-    if sys.implementation.name != 'micropython':
-        return __import__(name, None, None, ('',))   # it waits for a module another thread is still importing
     module = sys.modules.get(name)
-    if module is None:
+    if module is not None and not getattr(getattr(module, '__spec__', None), '_initializing', False):
+        return module   # (a module another thread is still importing is waited for by __import__)
+    if sys.implementation.name == 'micropython':
         import gc
         gc.collect()
-        module = __import__(name, None, None, ('',))
-    return module
+    return __import__(name, None, None, ('',))
 
 
 def __getattr__(name):

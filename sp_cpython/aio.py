@@ -63,7 +63,7 @@ class AsyncProtocol(EngineState):
         engine.connects = True   # this object is one connection, whatever the stream
         self._reader = reader
         self._writer = writer
-        self._changed = asyncio.Condition()
+        self._waiters: list = []   # [predicate, future] of the calls waiting (_wait)
         self._connected = True
         self._tasks: set = set()
         self._answering = 0        # coroutine callbacks still working on an answer
@@ -95,7 +95,7 @@ class AsyncProtocol(EngineState):
         finally:
             self._connected = False
             self._engine.connection_lost()
-            await self._notify()
+            self._notify()
 
     def _proven(self, data: bytes) -> None:
         """The peer has proven itself with a frame of data: from now on it may send frames up to max_frame.
@@ -112,7 +112,7 @@ class AsyncProtocol(EngineState):
     async def _settle(self) -> None:
         """After an engine step: write what it queued, wake the waiters, arm its timer, drop a refused link."""
         await self._flush()
-        await self._notify()
+        self._notify()
         wait = self._engine.deadline_ms()
         if wait is not None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(wait / 1000 + 0.01, self._tick)
@@ -124,9 +124,14 @@ class AsyncProtocol(EngineState):
         self._engine.tick()
         self._spawn(self._settle())
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _notify(self) -> None:
+        """After an engine step: each waiting call whose predicate now holds (or whose link is gone) wakes."""
+        for waiter in self._waiters:
+            future = waiter[1]
+            if not future.done():
+                value = waiter[0]()
+                if value or not self._connected:
+                    future.set_result(value)
 
     async def _flush(self) -> bool:
         data = self._engine.data_to_send()
@@ -170,20 +175,17 @@ class AsyncProtocol(EngineState):
 
     async def _wait(self, predicate: Callable[[], Any], timeout: Optional[float]) -> Any:
         """The predicate's value once true, or its last value after timeout or when the link is gone."""
-        value = None
-
-        def ready() -> Any:
-            nonlocal value
-            value = predicate()
-            return value or not self._connected
-        if ready() or (timeout is not None and timeout <= 0):    # wait_for(..., 0) before 3.12 never looks
+        value = predicate()
+        if value or not self._connected or (timeout is not None and timeout <= 0):
             return value
+        waiter = [predicate, asyncio.get_running_loop().create_future()]
+        self._waiters.append(waiter)
         try:
-            async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+            return await asyncio.wait_for(waiter[1], timeout)
         except asyncio.TimeoutError:
-            pass
-        return value
+            return predicate()
+        finally:
+            self._waiters.remove(waiter)
 
     # the API: sp_common.ops' operations, driven on the event loop --------------------------
     async def _drive(self, op) -> Any:
@@ -234,7 +236,7 @@ class AsyncProtocol(EngineState):
         for task in list(self._tasks):
             task.cancel()
         self._connected = False
-        await self._notify()
+        self._notify()
 
 
 async def _open_tty(path: str, baudrate: int):
