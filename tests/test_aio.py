@@ -1,9 +1,10 @@
 """The asyncio API over real loopback TCP, real ptys and the virtual board."""
 import asyncio
-import socket
 import time
 
 import pytest
+
+from conftest import free_port
 
 import sp_cpython as sp
 from ptys import PtyCable
@@ -108,12 +109,6 @@ def test_a_serial_port_another_program_holds_is_refused_at_once(tmp_path):
     finally:
         holder.close()
         cable.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_a_server_written_with_it_answers_the_host_and_the_device():

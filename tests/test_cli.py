@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, interrupt, skip_or_fail
+from conftest import ROOT, free_port, interrupt, skip_or_fail
 from ptys import PtyCable
 from sp_common import frame, pure_json
 from sp_common.auth import Hmac
@@ -26,12 +26,6 @@ TIME_TEXT = r'"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}"
 def sp(*args, timeout=60, **kwargs):
     return subprocess.run([sys.executable, '-m', 'sp_tool'] + list(args), capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL, **kwargs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Board:

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from conftest import free_port
+
 import sp_common as sp
 from sp_common import Engine, pure_json, struct_json
 from sp_common.codec import _with_crc
@@ -26,12 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAPSIZE = os.environ.get('SP_TEST_HEAPSIZE', '128k')   # two protocols with 6 KiB frames, 4 KiB payloads
 MAX_FRAME = 6144   # the device's frame cap in these tests: a 4 KiB payload fits, 8 KiB does not
 TIMEOUT = 5
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class PtyLink:

@@ -1,18 +1,11 @@
 """The host example from the original documentation runs unchanged but for its imports."""
 import ast
 import os
-import socket
 import subprocess
 import sys
 import time
 
-from conftest import ROOT
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from conftest import ROOT, free_port
 
 
 def test_example_client_reads_asc_time_from_example_server():

@@ -10,7 +10,8 @@ import sp_cpython
 from conformance.link import Link
 from proxy import DOWN, UP, Proxy
 from sp_common import Deframer, frame, pure_json, struct_json
-from test_host import serve_demo, wait_until
+from conftest import wait_until
+from test_host import serve_demo
 
 SECRET = 'b7f1c0de9a'
 BYTE_FAULTS = ('flip', 'drop', 'insert', 'repeat')

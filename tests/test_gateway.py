@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
-from conftest import ROOT, interrupt, skip_or_fail
+from conftest import ROOT, free_port, interrupt, skip_or_fail
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
@@ -29,7 +29,7 @@ from sp_tool.gateway import UNSENT_BYTES, Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
-from tools.mosquitto import Mosquitto, free_port
+from tools.mosquitto import Mosquitto
 from tools.unix_board import UnixBoard
 
 SECRET = 'apple'

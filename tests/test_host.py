@@ -6,20 +6,12 @@ import time
 
 import pytest
 
+from conftest import wait_until
 import sp_cpython as sp
 from ptys import PtyCable
 from sp_common import Deframer, frame, pure_json
 
 SECRET = 'top secret'
-
-
-def wait_until(predicate, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 class Endpoints:

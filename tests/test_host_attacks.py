@@ -7,7 +7,8 @@ import pytest
 
 import sp_cpython as sp
 from sp_common import Engine, admission, frame, pure_json
-from test_host import SECRET, Endpoints, ask, serve_demo, wait_until
+from conftest import wait_until
+from test_host import SECRET, Endpoints, ask, serve_demo
 
 
 def wire(sid, did, data, status=0):

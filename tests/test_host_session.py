@@ -8,7 +8,8 @@ import pytest
 import sp_cpython as sp
 from proxy import DOWN, UP, Proxy, through
 from sp_common import frame, pure_json
-from test_host import SECRET, link, serve_demo, wait_until  # noqa: F401 (link: the fixture)
+from conftest import wait_until
+from test_host import SECRET, link, serve_demo  # noqa: F401 (link: the fixture)
 
 CODECS = [sp.pure_json_protocol, sp.struct_json_protocol]
 

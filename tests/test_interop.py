@@ -14,7 +14,7 @@ import time
 import pytest
 
 import sp_cpython as sp
-from conftest import ROOT
+from conftest import ROOT, free_port
 from ptys import PtyCable
 from sp_tool.deploy import compile_mpy
 from sp_tool.files import device_files
@@ -29,12 +29,6 @@ def board_dir(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('board'))
     compile_mpy(device_files('unix'), out, where='./')
     return out
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Setup:
