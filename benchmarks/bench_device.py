@@ -9,7 +9,7 @@ With --qemu the board is the 32 KiB qemu board (Cortex-M3, 32-bit), the code
 in a ROMFS image (tools.qemu_board), or with --frozen frozen into the firmware
 (tools.frozen_firmware), started as its main.py starts it (QEMU_START).
 
-    python3 -m benchmarks.bench_device [--heapsize 78k] [--max-frame 1024]
+    python3 -m benchmarks.bench_device [--heapsize 76k] [--max-frame 1024]
     python3 -m benchmarks.bench_device --qemu [--frozen] [--max-frame 1024]
     ... [--wire original] [--secret S]
     python3 -m benchmarks.bench_device --ways
@@ -257,7 +257,7 @@ def ways(tmp):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--heapsize', default='78k', help='micropython -X heapsize (default 78k, the interop suite\'s cap)')
+    ap.add_argument('--heapsize', default='76k', help='micropython -X heapsize (default 76k, the interop suite\'s cap)')
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')

@@ -72,7 +72,7 @@ BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 # 'refused': session_v2='required' met a peer without v2, and nothing goes in or out.
 _WIRE_MOVES = {
     'negotiating': ('original', 'v2', 'v2_macs', 'refused'),
-    'v2': ('original',),        # a server whose client never heard the session answer (_on_original)
+    'v2': ('original',),        # a server whose client never heard the session answer (sp_common.stray.original)
     'v2_macs': ('original',),
 }
 
@@ -391,13 +391,13 @@ class Engine:
     def _receive(self, body):
         wire = self.wire
         if wire == 'refused':
-            self._while_refused(body)
+            self._step('sp_common.stray', 'while_refused', body)
             return
         v2 = wire == 'v2' or wire == 'v2_macs'
         try:
             msg = self.codec.decode(body, v2, self.rx_mac)
         except ChecksumError as err:
-            self._on_bad_checksum(err)
+            self._step('sp_common.stray', 'bad_checksum', err)
             return
         except (MacError, FormatError) as err:
             if v2:
@@ -406,14 +406,14 @@ class Engine:
                 except Exception:
                     msg = None
                 if msg is not None and msg[4] is None:
-                    self._on_original(msg, len(body))
+                    self._step('sp_common.stray', 'original', msg, len(body))
                     return
             self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', detail=err.args[0])
             return
         seq = msg[4]
         if v2:
             if seq is None:
-                self._on_original(msg, len(body))
+                self._step('sp_common.stray', 'original', msg, len(body))
                 return
             if seq <= self.rx_seq:
                 self.drop('replayed')
@@ -426,55 +426,13 @@ class Engine:
             self._trace(False, msg[0], msg[1], msg[2], msg[3], (body,))
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
 
-    def _while_refused(self, body):
-        """A line without connects is never reconnected: there a server takes the next program's name, and
-        only that, to start over."""
-        if self.connects or self.is_client:
-            return
-        try:
-            msg = self.codec.decode(body)
-        except Exception:
-            return
-        if (msg[0], msg[1]) == _NAME_REQUEST and msg[4] is None:
-            self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
-
-    def _on_original(self, msg, length):
-        """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
-        line) and a server's first frame from a client that never heard its session answer."""
-        name = (msg[0], msg[1]) == _NAME_REQUEST
-        if not (self.is_client or name or self.rx_seq or self.session_v2 == 'required'):
-            self.note('follow')   # the client never heard the session answer and settled on the original wire
-            self.settle_original()
-        if not self.is_client and (name or self.wire == 'original'):
-            self._dispatch(msg[0], msg[1], msg[2], msg[3], length, None, None)
-        else:
-            self.drop('downgrade')
-
     def _step(self, module, step, *args):
-        """Runs a step of session v2 or of the seed/key handshake (module: sp_common.session or
-        sp_common.handshake), loaded on its first message, as the tables _SESSION and _HANDSHAKE allow."""
+        """Runs a step of a part loaded on first use: session v2 or the seed/key handshake (sp_common.session,
+        sp_common.handshake; as the tables _SESSION and _HANDSHAKE allow), or what is done with a frame that
+        does not fit the wire (sp_common.stray)."""
         getattr(load(module), step)(self, *args)
 
     # dispatch --------------------------------------------------------------
-    def _on_bad_checksum(self, error):
-        """A broken request is answered so that its requester fails fast. Nothing in it is vouched for, so it
-        is not answered while the wire settles (the answer would be taken for the peer's first words) nor with
-        MACs, where it changes nothing, not even a seq (else a blind injector spends the genuine peer's seqs);
-        in v2 without MACs only the next seq is answered, and it is spent, so a forged broken frame cannot
-        make a caller give up a request that then runs."""
-        self.drop('crc_errors')
-        if self.rx_mac is not None or self.wire == 'negotiating':
-            return
-        sid = error.sid
-        if not (isinstance(sid, int) and sid in self._requests and isinstance(error.did, (int, str))):
-            return
-        seq = error.seq or 0
-        if self.wire == 'v2':
-            if seq != self.rx_seq + 1:
-                return
-            self.rx_seq = seq
-        self.send_msg(self._requests[sid], error.did, None, const.STATUS_CHECKSUM_ERROR, seq)
-
     def _gated(self, key):
         return self.secret is not None and self.auth_state != const.AUTH_STATE_TRUSTED_CONNECTION \
             and key not in BUILTIN_DATA and key not in self._whitelist

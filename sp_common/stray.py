@@ -1,0 +1,53 @@
+"""What the engine does with a frame that does not fit its wire: a broken CRC, an original frame in a v2
+session, anything while the wire is refused.
+
+Loaded on the first such frame: a link that carries only sound frames never holds it.
+"""
+from . import const
+from .engine import _NAME_REQUEST
+
+
+def bad_checksum(engine, error):
+    """A broken request is answered so that its requester fails fast. Nothing in it is vouched for, so it
+    is not answered while the wire settles (the answer would be taken for the peer's first words) nor with
+    MACs, where it changes nothing, not even a seq (else a blind injector spends the genuine peer's seqs);
+    in v2 without MACs only the next seq is answered, and it is spent, so a forged broken frame cannot
+    make a caller give up a request that then runs."""
+    engine.drop('crc_errors')
+    if engine.rx_mac is not None or engine.wire == 'negotiating':
+        return
+    sid = error.sid
+    if not (isinstance(sid, int) and sid in engine._requests and isinstance(error.did, (int, str))):
+        return
+    seq = error.seq or 0
+    if engine.wire == 'v2':
+        if seq != engine.rx_seq + 1:
+            return
+        engine.rx_seq = seq
+    engine.send_msg(engine._requests[sid], error.did, None, const.STATUS_CHECKSUM_ERROR, seq)
+
+
+def while_refused(engine, body):
+    """A line without connects is never reconnected: there a server takes the next program's name, and
+    only that, to start over."""
+    if engine.connects or engine.is_client:
+        return
+    try:
+        msg = engine.codec.decode(body)
+    except Exception:
+        return
+    if (msg[0], msg[1]) == _NAME_REQUEST and msg[4] is None:
+        engine._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
+
+
+def original(engine, msg, length):
+    """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
+    line) and a server's first frame from a client that never heard its session answer."""
+    name = (msg[0], msg[1]) == _NAME_REQUEST
+    if not (engine.is_client or name or engine.rx_seq or engine.session_v2 == 'required'):
+        engine.note('follow')   # the client never heard the session answer and settled on the original wire
+        engine.settle_original()
+    if not engine.is_client and (name or engine.wire == 'original'):
+        engine._dispatch(msg[0], msg[1], msg[2], msg[3], length, None, None)
+    else:
+        engine.drop('downgrade')
