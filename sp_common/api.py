@@ -46,7 +46,7 @@ class Api:
     def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""
         return self._drive(_ops().send(self._engine, service_id, data_id, data, status,
-                                    self._end(timeout))) is not None
+                                       self._end(timeout))) is not None
 
     def request(self, service_id, data_id, data=None, timeout=2):
         """Sends a request and returns its own response (a data_storage), or None after timeout.
