@@ -216,9 +216,10 @@ class pure_json:
             msg = (obj['service_id'], obj['data_id'], obj['status'], obj['data'], obj.get('seq'), obj.get('re'))
         except KeyError:
             raise FormatError('missing key')
-        if not (_is_int(msg[0]) and _is_int(msg[2]) and (_is_int(msg[1]) or isinstance(msg[1], str))):
+        # parsed JSON: an int is an int (no bool, no subclass)
+        if not (type(msg[0]) is int and type(msg[2]) is int and (type(msg[1]) is int or type(msg[1]) is str)):
             raise FormatError('service_id and status must be integers, data_id an integer or a string')
-        if msg[4] is not None and not (_is_int(msg[4]) and (msg[5] is None or _is_int(msg[5]))):
+        if msg[4] is not None and not (type(msg[4]) is int and (msg[5] is None or type(msg[5]) is int)):
             raise FormatError('seq and re must be integers')
         return msg
 

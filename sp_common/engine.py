@@ -334,8 +334,7 @@ class Engine:
         if resp is not None and service_id != const.SID_AUTH_REQUEST and \
                 service_id != const.SID_CHANNEL_NAME_REQUEST and service_id != const.SID_SESSION_REQUEST:
             self.calls().sent(token, (resp, data_id), call)
-        if self.log is not None or self.hexlog is not None:
-            self._trace(True, service_id, data_id, status, data, pieces)
+        self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
         self.queued = frame(*pieces)   # the frame just queued, for withdraw()
         self._out.append(self.queued)
@@ -422,8 +421,7 @@ class Engine:
         elif seq is not None:
             self.drop('format_errors', detail='a session v2 frame outside a v2 session')
             return
-        if self.log is not None or self.hexlog is not None:
-            self._trace(False, msg[0], msg[1], msg[2], msg[3], (body,))
+        self._trace(False, msg[0], msg[1], msg[2], msg[3], (body,))
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
 
     def _step(self, module, step, *args):
@@ -573,7 +571,11 @@ class Engine:
 
     # logging: the text is built by sp_common.logtext, loaded when a log wants it
     def _trace(self, sent, sid, did, status, data, pieces):
-        load('sp_common.logtext').trace(self, sent, sid, did, status, data, pieces)
+        """A message's log lines, built only if a log takes them (every line is at DEBUG or above)."""
+        log = self.log
+        hexlog = self.hexlog
+        if log is not None and log.isEnabledFor(const.DEBUG) or hexlog is not None and hexlog.isEnabledFor(const.DEBUG):
+            load('sp_common.logtext').trace(self, sent, sid, did, status, data, pieces)
 
     def note(self, event, sid=None, did=None, detail=None):
         """A log line: sp_common.logtext's text and level for event, naming sid/did, ending in detail."""
