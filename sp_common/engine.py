@@ -571,10 +571,12 @@ class Engine:
 
     # logging: the text is built by sp_common.logtext, loaded when a log wants it
     def _trace(self, sent, sid, did, status, data, pieces):
-        """A message's log lines, built only if a log takes them (every line is at DEBUG or above)."""
+        """A message's log lines, built only if a log may take them: the hex line is at DEBUG, the message line
+        at INFO for an okay status and WARNING or above for any other (sp_common.names.STATUS_LOG_LVL)."""
         log = self.log
         hexlog = self.hexlog
-        if log is not None and log.isEnabledFor(const.DEBUG) or hexlog is not None and hexlog.isEnabledFor(const.DEBUG):
+        if log is not None and log.isEnabledFor(const.INFO if status == const.STATUS_OKAY else const.WARNING) or \
+                hexlog is not None and hexlog.isEnabledFor(const.DEBUG):
             load('sp_common.logtext').trace(self, sent, sid, did, status, data, pieces)
 
     def note(self, event, sid=None, did=None, detail=None):

@@ -1,6 +1,7 @@
 """Tables the engine relies on: the constants of sp_common.const, written once, and its log texts."""
 import glob
 import os
+import logging
 import re
 
 import pytest
@@ -57,3 +58,19 @@ def test_the_wire_moves_only_as_its_table_says():
     for wire in (client, engine.Engine(is_client=False, session_v2=False)):
         with pytest.raises(ValueError):
             wire.move('v2')
+
+
+@pytest.mark.parametrize('level, status, logged', [
+    (logging.INFO, const.STATUS_OKAY, True),
+    (logging.WARNING, const.STATUS_OKAY, False),
+    (logging.WARNING, const.STATUS_SERVICE_OR_DATA_UNKNOWN, True),
+    (logging.ERROR, const.STATUS_AUTH_REQUIRED, False),
+])
+def test_a_message_line_is_logged_exactly_when_its_status_level_is_enabled(caplog, level, status, logged):
+    """The engine skips building a message's log lines only where no log would take them."""
+    log = logging.getLogger('socket_protocol.level-test')
+    sender = engine.Engine(is_client=True, session_v2=False, log=log, clock=lambda: 0)
+    caplog.set_level(level, logger=log.name)
+    sender.send_msg(const.SID_EXECUTE_REQUEST, 0, 'x', status)
+    lines = [r for r in caplog.records if 'TX ->' in r.getMessage()]
+    assert bool(lines) == logged, caplog.text
