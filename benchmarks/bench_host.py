@@ -3,6 +3,8 @@
 The baseline is the least a JSON request/response link can do: a plain socket
 ping-pong that sends the JSON text plus CRC-32 with a length prefix and parses
 the reply, without framing, dispatch, callbacks or threads handing over.
+A second table splits the protocol's round trip: two engines back to back in
+one thread (no I/O, no threads) beside the baseline's own JSON and CRC work.
 Ratios travel between machines; absolute rates do not.
 """
 import argparse
@@ -14,6 +16,9 @@ import time
 import zlib
 
 import sp_cpython as sp
+from sp_common import Engine
+from sp_common.dispatch import run
+from sp_cpython.protocol import monotonic_ms
 
 
 def _recv_exact(conn, n):
@@ -27,15 +32,11 @@ def _recv_exact(conn, n):
 
 
 def _recv_msg(conn):
-    body = _recv_exact(conn, struct.unpack('>I', _recv_exact(conn, 4))[0])
-    if zlib.crc32(body[:-4]) != int.from_bytes(body[-4:], 'big'):
-        raise ValueError('crc')
-    return json.loads(body[:-4])
+    return _parse(_recv_exact(conn, struct.unpack('>I', _recv_exact(conn, 4))[0]))
 
 
 def _send_msg(conn, obj):
-    text = json.dumps(obj).encode()
-    body = text + zlib.crc32(text).to_bytes(4, 'big')
+    body = _body(obj)
     conn.sendall(struct.pack('>I', len(body)) + body)
 
 
@@ -62,6 +63,47 @@ def baseline(n):
     thread.join()
     listener.close()
     return n / elapsed
+
+
+def _body(obj):
+    text = json.dumps(obj).encode()
+    return text + zlib.crc32(text).to_bytes(4, 'big')
+
+
+def _parse(body):
+    if zlib.crc32(body[:-4]) != int.from_bytes(body[-4:], 'big'):
+        raise ValueError('crc')
+    return json.loads(body[:-4])
+
+
+def baseline_cpu(n):
+    """The baseline's JSON and CRC work of n round trips, without its sockets."""
+    start = time.perf_counter()
+    for i in range(n):
+        msg = _parse(_body({'data_id': 0, 'service_id': 30, 'status': 0, 'data': i}))
+        assert _parse(_body({'data_id': msg['data_id'], 'service_id': 31, 'status': 0, 'data': msg['data']}))['data'] == i
+    return n / (time.perf_counter() - start)
+
+
+def engines(n):
+    """Round trips between a client and a server engine fed each other's bytes in one thread (session v2)."""
+    client, server = Engine(True, clock=monotonic_ms), Engine(False, clock=monotonic_ms)
+    server.jobs = []   # callbacks queued and run by the dispatcher, as the threaded protocol runs them
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    lock = threading.RLock()
+    client.connection_made()
+    server.connection_made()
+    while client.wire != 'v2':
+        server.feed(client.data_to_send())
+        client.feed(server.data_to_send())
+    start = time.perf_counter()
+    for i in range(n):
+        client.send_msg(sp.SID_EXECUTE_REQUEST, 0, i)
+        server.feed(client.data_to_send())
+        run(server, lock)
+        client.feed(server.data_to_send())
+        assert client.pop_received(sp.SID_EXECUTE_RESPONSE, 0).get_data() == i
+    return n / (time.perf_counter() - start)
 
 
 def protocol(n, cls=sp.pure_json_protocol, secret=None):
@@ -94,6 +136,13 @@ def main():
     print('|---|---:|---:|')
     for name, rate in rows:
         print('| %s | %.0f | %.2f |' % (name, rate, rate / base))
+    cpu = baseline_cpu(args.n * 5)
+    print()
+    print('| work of a round trip, no I/O | round trips/s | vs baseline |')
+    print('|---|---:|---:|')
+    print('| the baseline\'s JSON + CRC alone | %.0f | 1.00 |' % cpu)
+    rate = engines(args.n * 5)
+    print('| two engines back to back (pure_json, session v2, dispatcher) | %.0f | %.2f |' % (rate, rate / cpu))
 
 
 if __name__ == '__main__':
