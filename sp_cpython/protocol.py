@@ -138,7 +138,9 @@ class pure_json_protocol(EngineState, Api):
         with self._lock:
             refused = self._engine.wire == 'refused'
             wait = self._engine.deadline_ms()
-        self._flush(WRITE_TIMEOUT)
+            queued = self._engine.queued is not None
+        if queued:   # (a writer with nothing to write would hold the write lock from a caller's send)
+            self._flush(WRITE_TIMEOUT)
         if refused:
             self.__comm_inst__.reconnect()
         elif wait is not None:
