@@ -336,7 +336,7 @@ class Engine:
             self.calls().sent(token, (resp, data_id), call)
         self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
-        self.queued = frame(*pieces)   # the frame just queued, for withdraw()
+        self.queued = frame(*pieces)   # the last frame queued, for withdraw(); None once taken
         self._out.append(self.queued)
         return token
 

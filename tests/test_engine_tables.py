@@ -1,7 +1,7 @@
 """Tables the engine relies on: the constants of sp_common.const, written once, and its log texts."""
 import glob
-import os
 import logging
+import os
 import re
 
 import pytest
@@ -58,6 +58,13 @@ def test_the_wire_moves_only_as_its_table_says():
     for wire in (client, engine.Engine(is_client=False, session_v2=False)):
         with pytest.raises(ValueError):
             wire.move('v2')
+
+
+def test_the_trace_guard_matches_the_status_levels():
+    """Engine._trace skips a message line below INFO for an okay status and below WARNING for any other:
+    the levels of names.STATUS_LOG_LVL must stay at or above those bounds."""
+    assert names.STATUS_LOG_LVL[const.STATUS_OKAY] >= const.INFO
+    assert all(level >= const.WARNING for status, level in names.STATUS_LOG_LVL.items() if status != const.STATUS_OKAY)
 
 
 @pytest.mark.parametrize('level, status, logged', [
