@@ -35,6 +35,12 @@ PROBATION_FRAME = 1024   # the longest frame a peer on probation may send: the h
 READ_LIMIT = 16384       # a server's connection stops reading at twice this many bytes not yet taken
 
 _ONE_TASK = contextlib.nullcontext()   # the engine's lock on one event loop: none is needed
+_TIMED_OUT = object()   # what a waiting call's future holds when its timeout ran out
+
+
+def _time_out(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(_TIMED_OUT)
 
 
 class AsyncProtocol(EngineState):
@@ -138,6 +144,9 @@ class AsyncProtocol(EngineState):
         if not data or not self._connected:
             return self._connected
         self._writer.write(data)
+        transport = self._writer.transport
+        if not transport.is_closing() and transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            return True   # the stream took it: drain() would not wait (a task and a timer per message saved)
         try:
             await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
             return True
@@ -178,14 +187,17 @@ class AsyncProtocol(EngineState):
         value = predicate()
         if value or not self._connected or (timeout is not None and timeout <= 0):
             return value
-        waiter = [predicate, asyncio.get_running_loop().create_future()]
+        loop = asyncio.get_running_loop()
+        waiter = [predicate, loop.create_future()]
         self._waiters.append(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter[1])
         try:
-            return await asyncio.wait_for(waiter[1], timeout)
-        except asyncio.TimeoutError:
-            return predicate()
+            value = await waiter[1]
+            return predicate() if value is _TIMED_OUT else value
         finally:
             self._waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
 
     # the API: sp_common.ops' operations, driven on the event loop --------------------------
     async def _drive(self, op) -> Any:
