@@ -360,9 +360,12 @@ def state(engine):
             len(calls.buffer), engine.counters['rx_messages'], engine.counters['tx_messages'])
 
 
+INJECTED_SEQS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 31, 59)   # a handful past the seqs in use, the next ones, and beyond
+
+
 def test_broken_frames_change_nothing_in_a_session_with_macs():
-    """A blind injector sends frames with wrong CRCs naming every seq (the next ones above all): with MACs
-    none is answered or spends a seq, and the genuine frames that follow are taken, both ways."""
+    """A blind injector sends frames with wrong CRCs naming seqs behind, next and far ahead: with MACs none
+    is answered or spends a seq, and the genuine frames that follow are taken, both ways."""
     for codec in (pure_json, struct_json):
         link = pair(codec, secret=SECRET, auto=True)
         server, client = link.server, link.client
@@ -370,14 +373,15 @@ def test_broken_frames_change_nothing_in_a_session_with_macs():
         token = client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'genuine', call=True)
         genuine = client.data_to_send()
         before = state(server), state(client)
-        for seq in range(1, 60):
+        for seq in INJECTED_SEQS:
             for sid in (sp.SID_EXECUTE_REQUEST, sp.SID_AUTH_REQUEST, sp.SID_CHANNEL_NAME_REQUEST):
                 server.feed(broken(codec, sid, seq, client.tx_mac))
                 client.feed(broken(codec, sid, seq, server.tx_mac))
             client.feed(broken(codec, sp.SID_EXECUTE_RESPONSE, seq, server.tx_mac))
         assert (state(server), state(client)) == before
         assert server.data_to_send() == b'' and client.data_to_send() == b''
-        assert server.counters['crc_errors'] == client.counters['crc_errors'] - 59 == 3 * 59
+        n = len(INJECTED_SEQS)
+        assert server.counters['crc_errors'] == client.counters['crc_errors'] - n == 3 * n
         server.feed(genuine)
         client.feed(server.data_to_send())
         assert client.take_reply(token).get_data() == 'genuine'
