@@ -43,6 +43,19 @@ def _time_out(future: asyncio.Future) -> None:
         future.set_result(_TIMED_OUT)
 
 
+def _close(writer: asyncio.StreamWriter) -> None:
+    """Closes once the peer has taken what is written, or after WRITE_TIMEOUT: a closing transport whose peer
+    reads nothing would keep its socket and buffer for good."""
+    writer.close()
+    if writer.transport.get_write_buffer_size():
+        asyncio.get_running_loop().call_later(WRITE_TIMEOUT, _abort_if_stuck, writer.transport)
+
+
+def _abort_if_stuck(transport: asyncio.WriteTransport) -> None:
+    if transport.get_write_buffer_size():
+        transport.abort()
+
+
 class AsyncProtocol(EngineState):
     """One connection's engine on an asyncio loop (made by connect() or serve()).
 
@@ -91,10 +104,10 @@ class AsyncProtocol(EngineState):
                 data = await self._reader.read(max(self._engine.deframer.max_size, 4096))
                 if not data:
                     break
+                if self._engine.deframer.max_size < self._max_frame:
+                    data = self._feed_on_probation(data)
                 self._engine.feed(data)
                 run(self._engine, _ONE_TASK)   # the user callbacks it queued: coroutines go to _defer
-                if self._engine.deframer.max_size < self._max_frame and self._engine.proven():
-                    self._proven(data)
                 await self._settle()
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -103,17 +116,26 @@ class AsyncProtocol(EngineState):
             self._engine.connection_lost()
             self._notify()
 
-    def _proven(self, data: bytes) -> None:
-        """The peer has proven itself with a frame of data: from now on it may send frames up to max_frame.
-        The frame data leaves open, if any, began after that one: the new deframer takes it from its start."""
-        narrow = self._engine.deframer
-        wide = self._engine.deframer = Deframer(self._max_frame)
-        wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
-        start = data.rfind(b':<')
-        if start >= 0 and data.find(b':>', start) < 0:
-            wide.feed(data[start:])
-        if self.on_proven is not None:
-            self.on_proven(self)
+    def _feed_on_probation(self, data: bytes) -> bytes:
+        """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
+        send frames up to max_frame, and what follows that frame (returned, else b'') is for the wide deframer:
+        a long frame that came in the same read as the proof is taken whole."""
+        engine = self._engine
+        start = 0
+        while True:
+            end = data.find(b':>', start)
+            if end < 0:
+                engine.feed(data[start:])
+                return b''
+            engine.feed(data[start:end + 2])
+            start = end + 2
+            if engine.proven():
+                narrow = engine.deframer
+                wide = engine.deframer = Deframer(self._max_frame)
+                wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
+                if self.on_proven is not None:
+                    self.on_proven(self)
+                return data[start:]
 
     async def _settle(self) -> None:
         """After an engine step: write what it queued, wake the waiters, arm its timer, drop a refused link."""
@@ -123,7 +145,7 @@ class AsyncProtocol(EngineState):
         if wait is not None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(wait / 1000 + 0.01, self._tick)
         if self._engine.wire == 'refused':
-            self._writer.close()
+            _close(self._writer)
 
     def _tick(self) -> None:
         self._timer = None
@@ -139,7 +161,9 @@ class AsyncProtocol(EngineState):
                 if value or not self._connected:
                     future.set_result(value)
 
-    async def _flush(self) -> bool:
+    async def _flush(self, timeout: float = WRITE_TIMEOUT) -> bool:
+        """Writes what the engine queued; False, and the link dropped, if the peer took it not within timeout
+        (a frame given up on must not go out later: its caller's retry would run twice)."""
         data = self._engine.data_to_send()
         if not data or not self._connected:
             return self._connected
@@ -148,10 +172,10 @@ class AsyncProtocol(EngineState):
         if not transport.is_closing() and transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
             return True   # the stream took it: drain() would not wait (a task and a timer per message saved)
         try:
-            await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
+            await asyncio.wait_for(self._writer.drain(), timeout)
             return True
         except (OSError, asyncio.TimeoutError):
-            self._writer.close()   # a peer that stopped reading: the link is lost
+            transport.abort()   # a peer that stopped reading: the link is lost, and what it did not take with it
             return False
 
     def _flush_soon(self) -> None:
@@ -207,7 +231,7 @@ class AsyncProtocol(EngineState):
             while True:
                 predicate, end = op.send(value)
                 if predicate is None:
-                    value = await self._flush()
+                    value = await self._flush(left(self._engine, end))
                 else:
                     value = await self._wait(predicate, left(self._engine, end))
         except StopIteration as done:
@@ -243,7 +267,7 @@ class AsyncProtocol(EngineState):
         return self._connected
 
     async def close(self) -> None:
-        self._writer.close()
+        _close(self._writer)
         self._pump.cancel()
         for task in list(self._tasks):
             task.cancel()

@@ -261,3 +261,100 @@ def test_call_raises_what_request_returns_as_none():
             with pytest.raises(sp.NoAnswer):
                 await prot.call(sp.SID_EXECUTE_REQUEST, 9, timeout=0.3)   # the slow service
     against_echo_server(main)
+
+
+def _stop_reading(sock):
+    """Small kernel buffers, so that a peer which reads nothing fills them with a few kilobytes."""
+    import socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+def test_a_send_to_a_peer_that_stopped_reading_gives_up_in_its_timeout_and_never_goes_out():
+    """As the threaded API: the call's own timeout bounds the write, and a frame reported unsent is dropped with
+    the link (the peer never gets it), not left queued to go out once the peer reads again."""
+    import socket
+
+    async def main():
+        listener = socket.create_server(('127.0.0.1', 0))
+        _stop_reading(listener)
+        prot = await aio.connect('tcp://127.0.0.1:%d' % listener.getsockname()[1], session_v2=False)
+        peer, _ = listener.accept()
+        prot._writer.transport.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        start = time.monotonic()
+        assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x' * (1 << 20), timeout=0.3) is False
+        assert time.monotonic() - start < 1.5
+        assert await prot.send(sp.SID_EXECUTE_REQUEST, 7, 'launch', timeout=0.3) is False
+        await asyncio.sleep(0.1)
+        assert not prot.is_connected() and prot._pump.done()
+        got = bytearray()
+        peer.settimeout(2)
+        while True:
+            chunk = peer.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        assert b'launch' not in got and len(got) < (1 << 20)
+        peer.close()
+        listener.close()
+    run(main())
+
+
+def test_server_connections_whose_peers_read_nothing_are_closed_for_good(monkeypatch):
+    """Clients that prove themselves, send requests and never read the answers: each connection is dropped
+    after the write timeout (the caps evict connections; a closing transport must not keep its socket)."""
+    import socket
+    monkeypatch.setattr(aio, 'WRITE_TIMEOUT', 0.5)
+    prots = []
+
+    def setup(prot):
+        prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+        prot._writer.transport.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        prots.append(prot)
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, setup, max_clients=2)
+        port = server.sockets[0].getsockname()[1]
+        request = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'y' * 20000))
+        clients = []
+        for i in range(6):
+            sock = socket.socket()
+            _stop_reading(sock)
+            sock.connect(('127.0.0.1', port))
+            sock.setblocking(False)
+            sock.send(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'c%d' % i)))
+            clients.append(sock)
+            await asyncio.sleep(0.05)
+            for _ in range(25):
+                try:
+                    sock.send(request)
+                except BlockingIOError:
+                    break
+                await asyncio.sleep(0)
+        await asyncio.sleep(3)
+        assert len(prots) == 6
+        assert [p for p in prots if p._writer.transport.get_extra_info('socket').fileno() != -1] == []
+        assert not any(p.is_connected() for p in prots) and all(p._pump.done() for p in prots)
+        for sock in clients:
+            sock.close()
+        server.close()
+    run(main())
+
+
+def test_a_long_request_in_the_same_read_as_the_frame_that_proves_the_client_is_answered():
+    """The probation's small frames end with the frame that proves the client, not with the read it came in."""
+    def setup(prot):
+        prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, len(msg.get_data())))
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, setup)
+        reader, writer = await asyncio.open_connection('127.0.0.1', server.sockets[0].getsockname()[1])
+        writer.write(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'honest'))
+                     + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'z' * (aio.PROBATION_FRAME * 2))))
+        deframer, answers = Deframer(4096), []
+        while not answers:
+            bodies = deframer.feed(await asyncio.wait_for(reader.read(4096), 5))
+            answers = [a for a in map(pure_json.decode, bodies) if a[0] == sp.SID_EXECUTE_RESPONSE]
+        assert answers[0][3] == aio.PROBATION_FRAME * 2
+        writer.close()
+        server.close()
+    run(main())
