@@ -33,6 +33,7 @@ log = logging.getLogger('sp.gateway')
 UNSENT_BYTES = 1 << 20  # what the broker has not taken yet; past that the boards' own messages are dropped
 SYNC_S = 2.0            # how long the broker's retained claims may take before this gateway decides without them
 STOP_S = 2.0            # what stop() gives the broker to take the last statuses
+PACKET_HEADROOM = 1 << 17   # a request's packet beyond its payload: topic, response topic, properties
 COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages', 'board_dropped',
             'repeats', 'refused')
 BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
@@ -109,7 +110,8 @@ class Gateway:
         self._sync_mid: Optional[int] = None
         self._sync_timer: Optional[asyncio.TimerHandle] = None
         self.client = Client(broker, 'sp-gateway-' + self.id,
-                             will=(self.gateway_topic, wire.OFFLINE.encode(), wire.QOS_STATUS, True))
+                             will=(self.gateway_topic, wire.OFFLINE.encode(), wire.QOS_STATUS, True),
+                             max_packet=2 * max_payload + PACKET_HEADROOM)
         self.client.on_connect = self._on_connect
         self.client.on_suback = self._on_suback
         self.client.on_message = self._on_message

@@ -81,10 +81,13 @@ def _read_varint(data: bytes, pos: int) -> Tuple[int, int]:
             raise ValueError('a variable byte integer over 4 bytes')
 
 
-MAX_PACKET = 16 << 20   # a broker that announces more is broken: the link goes before the buffer grows
+MAX_PACKET = 16 << 20   # the largest packet a client takes (it says so in its CONNECT); a broker that sends more
+                        # is broken: the link goes before the buffer grows
+MAX_UNSENT = 4 << 20    # bytes a broker has not taken; past them it reads nothing, and the link goes
+MAX_USER_PROPERTIES = 16    # kept of a PUBLISH (the rest skipped): a flood of tiny ones makes no dict of millions
 
 
-def _bounds(buffer: bytearray, pos: int) -> Optional[Tuple[int, int]]:
+def _bounds(buffer: bytearray, pos: int, limit: int = MAX_PACKET) -> Optional[Tuple[int, int]]:
     """(start, end) of the body of the packet at pos, or None while it has not arrived whole."""
     length = shift = 0
     i = pos + 1
@@ -99,8 +102,8 @@ def _bounds(buffer: bytearray, pos: int) -> Optional[Tuple[int, int]]:
         shift += 7
         if shift > 21:
             raise ValueError('a packet length over 4 bytes')
-    if length > MAX_PACKET:
-        raise ValueError('a packet of %d bytes, over the limit of %d' % (length, MAX_PACKET))
+    if length > limit:
+        raise ValueError('a packet of %d bytes, over the limit of %d' % (length, limit))
     return (i, i + length) if len(buffer) >= i + length else None
 
 
@@ -126,7 +129,7 @@ def _read_properties(data: bytes, pos: int, into: Optional[Message] = None) -> i
             key = data[pos + 2:pos + 2 + key_size]
             pos += 2 + key_size
             size = struct.unpack_from('!H', data, pos)[0]
-            if into is not None:
+            if into is not None and len(into.user_properties) < MAX_USER_PROPERTIES:
                 into.user_properties[key.decode()] = data[pos + 2:pos + 2 + size].decode()
             pos += 2 + size
         elif layout == 'var':
@@ -157,8 +160,12 @@ class Client(asyncio.Protocol):
     for every PUBLISH, on_suback(packet_id); publish() drops what comes while the broker is away."""
 
     def __init__(self, broker: wire.Broker, client_id: str, keepalive: int = 30,
-                 will: Optional[Tuple[str, bytes, int, bool]] = None, session_s: int = SESSION_S) -> None:
+                 will: Optional[Tuple[str, bytes, int, bool]] = None, session_s: int = SESSION_S,
+                 max_packet: int = MAX_PACKET) -> None:
+        """max_packet: the largest packet taken. The CONNECT says it (Maximum Packet Size), so the broker drops a
+        longer message itself: one it delivered again on every reconnect would keep the client off for good."""
         self.broker = broker
+        self.max_packet = max_packet
         self.client_id = client_id
         self.keepalive = keepalive
         self.will = will
@@ -248,7 +255,7 @@ class Client(asyncio.Protocol):
             if self.broker.password is not None:
                 flags |= 0x40
                 payload += _binary(self.broker.password.encode())
-        properties = bytes((17,)) + struct.pack('!I', self.session_s)
+        properties = bytes((17,)) + struct.pack('!I', self.session_s) + bytes((39,)) + struct.pack('!I', self.max_packet)
         body += bytes((flags,)) + struct.pack('!H', self.keepalive) + _varint(len(properties)) + properties
         transport.write(_packet(CONNECT, body + payload))
 
@@ -264,7 +271,7 @@ class Client(asyncio.Protocol):
         pos = 0
         try:
             while True:
-                bounds = _bounds(buffer, pos)
+                bounds = _bounds(buffer, pos, self.max_packet)
                 if bounds is None:
                     break
                 start, end = bounds
@@ -307,9 +314,14 @@ class Client(asyncio.Protocol):
 
     # what goes out ------------------------------------------------------------------------------
     def _write(self, data: bytes) -> bool:
-        if self._transport is None or self._transport.is_closing():
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return False
-        self._transport.write(data)
+        if transport.get_write_buffer_size() > MAX_UNSENT:
+            log.warning('the broker at %s has not taken %d bytes: dropping the link', self.broker.url, MAX_UNSENT)
+            transport.abort()
+            return False
+        transport.write(data)
         return True
 
     def _next_id(self) -> bytes:

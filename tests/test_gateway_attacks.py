@@ -357,3 +357,61 @@ def test_a_broker_that_announces_a_huge_packet_loses_the_link_not_the_memory():
         _bounds(huge, 0)
     small = bytearray(b'\x30\x05ab')   # 5 bytes announced, 2 here: wait for the rest
     assert _bounds(small, 0) is None and MAX_PACKET >= 65536 * 2
+
+
+def test_a_request_over_the_packet_limit_is_dropped_by_the_broker_and_keeps_no_gateway_off(fleet, caplog):
+    """The gateway's CONNECT names its largest packet, so the broker drops a longer request itself: taken and
+    refused by the gateway it would end the link, and a QoS 1 request comes again on every reconnect."""
+    caplog.set_level(logging.INFO, 'sp.gateway')
+    raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='huge-raw', protocol=mqtt.MQTTv5)
+    raw.connect('127.0.0.1', fleet.broker.port)
+    raw.loop_start()
+    try:
+        requests = fleet.gateway.counters['requests']
+        raw.publish('sp/a/read/0/req', b'x' * (17 << 20), qos=1).wait_for_publish(10)
+        still_answers(fleet)
+        time.sleep(1.0)
+        assert fleet.gateway.client.is_connected() and fleet.gateway.counters['requests'] == requests + 1
+        assert not [r for r in caplog.records if 'bad packet' in r.getMessage() or 'connected to' in r.getMessage()]
+    finally:
+        raw.disconnect()
+        raw.loop_stop()
+
+
+def test_a_flood_of_user_properties_makes_no_dict_of_them():
+    from sp_tool.mqtt_aio import MAX_USER_PROPERTIES, Message, _read_properties, publish_properties
+    properties = publish_properties(user_properties=[('k%d' % i, 'v') for i in range(5000)])
+    msg = Message('t', b'', 0)
+    assert _read_properties(properties, 0, msg) == len(properties)
+    assert len(msg.user_properties) == MAX_USER_PROPERTIES and msg.user_properties['k0'] == 'v'
+
+
+def test_a_broker_that_reads_nothing_loses_the_link_not_the_memory(monkeypatch):
+    """Answers and acknowledgements for a broker that stopped reading queue up to MAX_UNSENT, then the link goes
+    (the gateway reconnects, and its session brings what the broker still holds)."""
+    import asyncio
+    from sp_tool import mqtt_aio
+    monkeypatch.setattr(mqtt_aio, 'MAX_UNSENT', 1 << 16)
+
+    async def main():
+        async def broker(reader, writer):
+            await reader.read(1024)                   # the CONNECT
+            writer.write(b'\x20\x03\x00\x00\x00')     # CONNACK, accepted; from here on nothing is read
+        server = await asyncio.start_server(broker, '127.0.0.1', 0)
+        server.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client = mqtt_aio.Client(wire.Broker('127.0.0.1', server.sockets[0].getsockname()[1]), 'stuck')
+        connected = asyncio.Event()
+        client.on_connect = connected.set
+        client.start()
+        await asyncio.wait_for(connected.wait(), 5)
+        client._transport.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        published = 0
+        while client.publish('t', b'x' * 4096):
+            published += 1
+            assert published < 1000 and client.write_buffer_size() <= mqtt_aio.MAX_UNSENT + 8192
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert not client.is_connected() and client.write_buffer_size() == 0
+        await client.stop(0.1)
+        server.close()
+    asyncio.run(asyncio.wait_for(main(), 30))
