@@ -22,6 +22,8 @@ import time
 import tty
 from typing import Callable, Optional
 
+import serial
+
 from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
 from sp_common.codec import _MAC_KEY, _MAC_TAIL
 from sp_common.logtext import printable
@@ -124,6 +126,8 @@ def _reader(source: str, baud: int):
                 data = conn.recv(n)
             except TimeoutError:
                 return b''
+            except OSError:   # reset by the peer: the link's end, as a close is
+                raise EOFError from None
             if not data:
                 raise EOFError
             return data
@@ -199,6 +203,7 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
     if parse_tcp(source) is not None:
         raise CommandError('--tap shares a serial port; on TCP run the monitor on a capture or between two peers')
     port = open_serial(source, baud, timeout=0.2)
+    port.write_timeout = 0.2   # a board that stops reading must not hold the tap, and its Ctrl-C, for good
     master, slave = os.openpty()
     tty.setraw(slave)   # raw before the host program comes: no echo, no line editing of the frames
     os.set_blocking(master, False)   # a host program that does not read must not stall the tap
@@ -214,7 +219,7 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
                                                              stop, save, lambda data: _to_host(master, slave, data)),
                              daemon=True),
             threading.Thread(target=_watch_until_stop, args=(lambda n: _read_pty(master, n), host, '->', stop, None,
-                                                             port.write), daemon=True)]
+                                                             lambda data: _to_board(port, data)), daemon=True)]
         for watcher in watchers:
             watcher.start()
         stop.wait()
@@ -240,6 +245,14 @@ def _watch_until_stop(*args) -> None:
         _watch(*args)
     finally:
         args[3].set()
+
+
+def _to_board(port, data: bytes) -> None:
+    """Hands data to the board; what it does not take within the port's write timeout is dropped, and said."""
+    try:
+        port.write(data)
+    except serial.SerialTimeoutException:
+        print('tap: the board takes nothing: bytes from the host program dropped', file=sys.stderr, flush=True)
 
 
 def _to_host(master: int, slave: int, data: bytes) -> None:

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -385,6 +386,24 @@ def test_monitor_shows_a_live_link_and_saves_its_bytes(tmp_path):
         assert re.match(r'\d\d:\d\d:\d\d\.\d\d\d <- read data response, data_id: asc_time, status: okay, '
                         r'data: "tick %d", crc: ok$' % i, line), line
     assert saved.read_bytes() == sent
+
+
+def test_monitor_ends_with_its_summary_when_the_peer_resets_the_link():
+    sent = frame(pure_json.encode(11, 0, 0, 'last words'))
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def talk_and_reset():
+        conn, _ = listener.accept()
+        conn.sendall(sent)
+        time.sleep(0.3)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        conn.close()   # with linger 0: a reset, not a close
+
+    threading.Thread(target=talk_and_reset, daemon=True).start()
+    r = sp('monitor', 'tcp://127.0.0.1:%d' % listener.getsockname()[1], timeout=20)
+    listener.close()
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+    assert 'data: "last words"' in r.stdout and r.stderr.strip().endswith('0 framing errors'), r.stderr
 
 
 def test_secret_is_random_hex():

@@ -34,3 +34,38 @@ def test_a_tap_nobody_reads_keeps_decoding_and_stops_at_once():
             tap.kill()
         os.close(board_end)
         os.close(port)
+
+
+def test_a_tap_whose_board_reads_nothing_drops_the_host_bytes_and_stops_at_once():
+    """A board that stops reading: what the host program writes is dropped (and said), and Ctrl-C still ends
+    the tap at once, instead of a write to the board blocking it for good."""
+    board_end, port = os.openpty()   # the "board" never reads board_end
+    tty.setraw(port)
+    tap = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', '--tap', os.ttyname(port)], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    host = None
+    try:
+        host = os.open(tap.stdout.readline().strip(), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(host)
+        wire = frame(*pure_json.pieces(30, 0, 0, 'y' * 4000))
+        written, end = 0, time.monotonic() + 3
+        while written < 64 * len(wire) and time.monotonic() < end:   # far more than the board's pty holds
+            try:
+                written += os.write(host, wire)
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert written > 16 * len(wire)
+        time.sleep(0.5)
+        start = time.monotonic()
+        tap.send_signal(signal.SIGINT)
+        out, err = tap.communicate(timeout=10)
+        assert time.monotonic() - start < 3, err
+        assert tap.returncode == 130 and 'bytes from the host program dropped' in err, err
+        assert '-> execute request' in out and 'Traceback' not in err
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+        if host is not None:
+            os.close(host)
+        os.close(board_end)
+        os.close(port)
