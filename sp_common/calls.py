@@ -4,7 +4,27 @@ Made on first use by Engine.calls(), anew for every session: a board that
 only serves and never buffers holds neither this code nor its state.
 """
 from .const import STATUS_AUTH_REQUIRED
+import sys
+
 from .engine import make_message
+
+# a list or dict in the heap, the object and its table, empty or small: 8 words (32 B on a 32-bit board)
+CONTAINER_BYTES = 64 if getattr(sys, 'maxsize', 0) > 0xFFFFFFFF else 32
+
+
+def heap_cost(data):
+    """The heap a message's data takes beyond its text, estimated by its lists and dicts (nesting is bounded
+    by the codec)."""
+    if isinstance(data, dict):
+        items = data.values()
+    elif isinstance(data, list):
+        items = data
+    else:
+        return 0
+    cost = CONTAINER_BYTES
+    for item in items:
+        cost += heap_cost(item)
+    return cost
 
 
 
@@ -96,7 +116,13 @@ class Calls:
 
     # the receive buffer ---------------------------------------------------------
     def store(self, msg, length):
-        """Keeps msg for receive(); the oldest go when the buffer is over its count or its bytes."""
+        """Keeps msg for receive(); the oldest go when the buffer is over its count or its bytes.
+
+        Its bytes are the frame's length plus what its lists and dicts cost in
+        heap: a little text can make many of them, a kilobyte of [[],[],...]
+        some 10 KiB on a 32-bit board, more than the frame's bytes would say.
+        """
+        length += heap_cost(msg['data'])
         engine = self.engine
         if length > engine.max_buffered_bytes:
             engine.drop('buffer_dropped')

@@ -70,10 +70,13 @@ class Deframer:
         colons = data.count(b':', i, e)
         if colons != data.count(b':=', i, e):   # a ':' that starts or breaks a frame
             return 0
-        body = data[i:e]
-        if colons:
-            body = body.replace(b':=', b':')
-        if len(body) > self.max_size:
+        try:
+            body = data[i:e]
+            if colons:
+                body = body.replace(b':=', b':')
+        except MemoryError:   # no room in the heap for the cut: dropped, as _cut drops
+            body = None
+        if body is None or len(body) > self.max_size:
             self.oversized += 1
         else:
             self._cut(out, body)

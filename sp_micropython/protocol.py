@@ -144,7 +144,18 @@ class pure_json_protocol(Engine, Api):
         return busy
 
     def poll(self):
-        """One non-blocking step; True if anything happened (a connection event or bytes)."""
+        """One non-blocking step; True if anything happened (a connection event or bytes).
+
+        A step the heap has no room for (the last bytes of a nearly full heap)
+        is dropped and counted, as a frame is: the board serves on.
+        """
+        try:
+            return self._poll_once()
+        except MemoryError:
+            self.counters['format_errors'] += 1
+            return True
+
+    def _poll_once(self):
         busy = self._events()
         n = self.__comm_inst__.readinto(self._rx)
         if n:

@@ -273,3 +273,30 @@ def test_a_client_whose_last_bytes_come_with_its_end_makes_room_for_the_next(mpy
     """Read in one poll with a newcomer's connect, a proven client's last bytes must not hide that it has gone."""
     out = run_tcp_server(LEFT, "{'session_v2': False}", mpy_dir, tmp_path)
     assert out == ["[(31, 0, 0, 'first')]", "[(31, 0, 0, 'second')]"], out
+
+
+OUT_OF_HEAP = '''
+import micropython
+prot.register_callback(30, 0, lambda msg: (0, msg.get_data()))
+sock = client()
+sock.write(frame(pure_json.encode(30, 0, 0, 'first')))
+polls()
+print(heard(sock, 4)[0])
+sock.write(frame(pure_json.encode(30, 0, 0, 'lost')))
+time.sleep_ms(50)
+micropython.heap_lock()   # every allocation raises MemoryError, as in a full heap
+try:
+    busy = prot.poll()
+finally:
+    micropython.heap_unlock()
+print(busy, prot.counters['oversized'] + prot.counters['format_errors'])
+sock.write(frame(pure_json.encode(30, 0, 0, 'after')))
+polls()
+print(heard(sock, 4)[0])
+'''
+
+
+def test_a_step_the_heap_has_no_room_for_is_dropped_and_the_board_serves_on(mpy_dir, tmp_path):
+    """With the heap full, a frame is dropped and counted, not a MemoryError out of poll() that ends the loop."""
+    out = run_tcp_server(OUT_OF_HEAP, "{'session_v2': False}", mpy_dir, tmp_path)
+    assert out == ["[(31, 0, 0, 'first')]", 'True 1', "[(31, 0, 0, 'after')]"], out

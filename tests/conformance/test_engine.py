@@ -128,6 +128,19 @@ def test_receive_buffer_is_bounded_in_messages_and_bytes():
     assert [link.server.pop_received(11, i) is not None for i in range(4)] == [False, False, True, True]
 
 
+def test_receive_buffer_counts_the_heap_of_lists_and_dicts():
+    """A kilobyte of [[],[],...] would take many kilobytes of a board's heap: the buffer counts them so."""
+    link = Link(server={'max_buffered_bytes': 4096})
+    link.connect()
+    link.server.add_data(sp.SID_READ_RESPONSE, 0, 'declared')
+    link.client.send_msg(sp.SID_READ_RESPONSE, 0, [[] for _ in range(300)])   # about 1 KiB of text
+    link.client.send_msg(sp.SID_READ_RESPONSE, 0, ['x' * 100, {'n': [1, 2]}])
+    link.pump()
+    assert link.server.counters['buffer_dropped'] == 1
+    assert link.server.pop_received(11, 0).get_data() == ['x' * 100, {'n': [1, 2]}]
+    assert link.server.pop_received(11, 0) is None
+
+
 def test_channel_names():
     cases = (('c', None, 'c', 'c', False), (None, 's', 's', 's', False),
              ('c', 'c', 'c', 'c', False), ('c', 's', 'c', 'c', True), (None, None, None, None, False))
