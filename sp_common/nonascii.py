@@ -26,27 +26,28 @@ def _hex4(text, at):
         return 0
 
 
-def join_surrogates(text):
-    """JSON text with each escaped surrogate pair written as its character (MicroPython's json.loads
-    would leave two lone surrogates)."""
+def join_surrogates(raw):
+    """The JSON text of raw (bytes) with each escaped surrogate pair written as its character (MicroPython's
+    json.loads would leave two lone surrogates). It works on the bytes and decodes once at the end: on
+    MicroPython a str is found and sliced by walking it from its start, so text would cost time squared."""
     out = []
     i = 0
     while True:
-        j = text.find('\\u', i)
+        j = raw.find(b'\\u', i)
         if j < 0:
             break
         k = j
-        while k > 0 and text[k - 1] == '\\':
+        while k > 0 and raw[k - 1] == 0x5C:   # the backslashes before it: an odd run escapes the escape
             k -= 1
-        hi = _hex4(text, j + 2)
-        if (j - k) % 2 == 0 and 0xD800 <= hi < 0xDC00 and text[j + 6:j + 8] == '\\u':
-            lo = _hex4(text, j + 8)
+        hi = _hex4(raw, j + 2)
+        if (j - k) % 2 == 0 and 0xD800 <= hi < 0xDC00 and raw[j + 6:j + 8] == b'\\u':
+            lo = _hex4(raw, j + 8)
             if 0xDC00 <= lo < 0xE000:
-                out.append(text[i:j])
-                out.append(chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)))
+                out.append(raw[i:j])
+                out.append(chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).encode())
                 i = j + 12
                 continue
-        out.append(text[i:j + 2])
+        out.append(raw[i:j + 2])
         i = j + 2
-    out.append(text[i:])
-    return ''.join(out)
+    out.append(raw[i:])
+    return b''.join(out).decode()
