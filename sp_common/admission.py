@@ -4,11 +4,13 @@ A connection is on probation until its peer proves itself (engine.proven():
 authenticated when there is a secret, any valid frame when not). On
 probation it must go when it has sent no valid frame within SILENCE_MS or is
 not proven within PROBATION_MS, and it makes room for a newcomer once it has
-stalled: no valid frame for PATIENCE_MS (a client on its way through the
-handshake answers within a round trip; a peer that only gave its name does
-not). A proven client makes room only after IDLE_MS of silence. Quiet time
-counts from the last valid frame, or from the connect; all from the engine's
-clock (milliseconds).
+stalled: no step forward for PATIENCE_MS (a client on its way through the
+handshake takes a step each round trip: its wire settles, it asks for a seed,
+its key is taken; a peer that only gave its name, or keeps asking for seeds
+and sending what its trust does not allow, does not). A proven client makes
+room only after IDLE_MS of silence. Quiet time counts from the last step (on
+probation) or valid frame (proven), or from the connect; all from the
+engine's clock (milliseconds).
 """
 
 SILENCE_MS = 1000
@@ -19,8 +21,9 @@ BACKLOG = 16   # newcomers that wait their turn at a server serving one client a
 
 
 def _last(engine):
-    """When the peer last sent a valid frame, or connected."""
-    return engine.since if engine.heard_at is None else engine.heard_at
+    """When the peer last moved its connection on (on probation) or sent a valid frame (proven), or connected."""
+    last = engine.heard_at if engine.proven() else engine.moved_at
+    return engine.since if last is None else last
 
 
 def expired(engine):

@@ -281,9 +281,10 @@ class Engine:
         self.linked = False   # until connection_made()
         self._new_session()
         self.wrong_keys = 0   # on this connection (see sp_common.handshake)
-        # when the connection began and its peer last sent a valid frame (None: never), for sp_common.admission
+        # when the connection began, its peer last sent a valid frame and last moved it on (None: never), for
+        # sp_common.admission
         self.since = self.clock() if self.clock is not None else 0
-        self.heard_at = None
+        self.heard_at = self.moved_at = None
 
     def start_auth(self):
         """Client side: asks for a seed, unless a handshake runs already: the server keeps only its newest
@@ -436,6 +437,14 @@ class Engine:
             and key not in BUILTIN_DATA and key not in self._whitelist
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
+        """A valid message, routed (_route); one that moved the connection on (its wire settled, its handshake
+        went a step) sets moved_at, all that counts of a peer on probation (sp_common.admission)."""
+        wire, auth = self.wire, self.auth_state
+        self._route(sid, did, status, data, length, seq, re)
+        if self.wire != wire or self.auth_state != auth:
+            self.moved_at = self.heard_at
+
+    def _route(self, sid, did, status, data, length, seq, re):
         self.counters['rx_messages'] += 1
         heard = self.heard_at is not None
         self.heard_at = self.clock() if self.clock is not None else 0

@@ -17,14 +17,18 @@ from tools.unix_board import UnixBoard
 
 SECRET = 'admission secret'
 NAME = frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'squatter'))
+SEED = frame(pure_json.encode(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, 0, None))
+GATED = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'let me in'))
 
 
 class Squatters:
-    """count connections to port that each give a channel name (whitelisted) and then say nothing; each one
-    the server drops is opened again at once."""
+    """count connections to port that each give a channel name (whitelisted) and then say nothing, or, chatty,
+    ask for a seed and send gated requests every 0.15 s without ever sending a key; each one the server drops
+    is opened again at once."""
 
-    def __init__(self, port, count=10):
+    def __init__(self, port, count=10, chatty=False):
         self.port = port
+        self.chatty = chatty
         self.opened = 0
         self._stop = threading.Event()
         self._socks = [self._open() for _ in range(count)]
@@ -38,6 +42,7 @@ class Squatters:
         return sock
 
     def _run(self):
+        said = time.monotonic()
         while not self._stop.is_set():
             for sock in select.select(self._socks, (), (), 0.05)[0]:
                 try:
@@ -47,6 +52,13 @@ class Squatters:
                 if gone:
                     sock.close()
                     self._socks[self._socks.index(sock)] = self._open()
+            if self.chatty and time.monotonic() - said > 0.15:
+                said = time.monotonic()
+                for sock in self._socks:
+                    try:
+                        sock.sendall(SEED + GATED)
+                    except OSError:
+                        pass   # dropped: opened again once its end is read
 
     def close(self):
         self._stop.set()
@@ -67,10 +79,13 @@ def served_in(port, secret=SECRET, timeout=10):
         client.close()
 
 
-def test_squatters_cannot_lock_out_the_threaded_server():
+@pytest.mark.parametrize('chatty', [False, True], ids=['silent', 'chatty'])
+def test_squatters_cannot_lock_out_the_threaded_server(chatty):
+    """Chatty squatters send valid frames that move nothing on (seed requests, gated requests): on probation
+    they count for as little as silence."""
     server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
     server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
-    squatters = Squatters(server.__comm_inst__.port)
+    squatters = Squatters(server.__comm_inst__.port, chatty=chatty)
     try:
         time.sleep(0.5)
         assert served_in(server.__comm_inst__.port) < 4
@@ -80,7 +95,8 @@ def test_squatters_cannot_lock_out_the_threaded_server():
         server.close()
 
 
-def test_squatters_cannot_lock_out_the_board():
+@pytest.mark.parametrize('chatty', [False, True], ids=['silent', 'chatty'])
+def test_squatters_cannot_lock_out_the_board(chatty):
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
         port = probe.getsockname()[1]
@@ -95,7 +111,7 @@ def test_squatters_cannot_lock_out_the_board():
             except OSError:
                 assert time.monotonic() < deadline, board.stderr()
                 time.sleep(0.1)
-        squatters = Squatters(port)
+        squatters = Squatters(port, chatty=chatty)
         time.sleep(0.5)
         assert served_in(port) < 4, board.stderr()[-3000:]
         assert squatters.opened > 10
