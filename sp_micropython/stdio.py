@@ -29,6 +29,13 @@ class StdioStream(Stream):
     select.poll says a byte is ready, stopping after a Ctrl-C byte so that
     what follows it stays for the REPL. End of input (unix port: the pty or
     pipe closed) reports a disconnect and sets ended.
+
+    Writes to a terminal (the unix port) never block: what the peer has not
+    read waits and goes out as the terminal takes it, and a peer that reads
+    nothing for 2 s, or falls 16 KiB behind, loses what waited
+    (sp_micropython.pending). A board's console writes through its port,
+    whose USB driver gives up on a host that reads nothing after its own
+    timeout (500 ms).
     """
 
     def __init__(self, is_client=False, repl=False):
@@ -40,12 +47,18 @@ class StdioStream(Stream):
         self._out = sys.stdout.buffer
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
-        self.pollables = ((sys.stdin, select.POLLIN),)
+        self.pollables = self._reading = ((sys.stdin, select.POLLIN),)
         self._one = bytearray(1)
         self._read = self._in.readinto   # the per-byte calls, bound once: a bound method made per call allocates
         self._ipoll = self._poll.ipoll
         self._tty = termios and load('sp_micropython.tty').timing((0, 0))
-        if not self._tty:
+        self._pending = None
+        if self._tty:
+            self._pending = load('sp_micropython.pending').Pending()
+            self._writable = select.poll()
+            self._writable.register(sys.stdout, select.POLLOUT)
+            self._writing = self._reading + ((sys.stdout, select.POLLOUT),)   # serve() wakes when it has room
+        else:
             self.rx_size = 128   # read byte by byte: a bigger buffer would only hold heap
         micropython.kbd_intr(-1)
         self._set(True)
@@ -61,7 +74,11 @@ class StdioStream(Stream):
         Byte by byte, a read stops after a Ctrl-C byte when watch is set, so that what follows it stays
         for the REPL.
         """
-        if not self._up or not self._ready():
+        if not self._up:
+            return 0
+        if self._pending is not None:
+            self._push()
+        if not self._ready():
             return 0
         n = 0
         try:
@@ -108,8 +125,32 @@ class StdioStream(Stream):
         self._set(False)
 
     def write(self, data):
-        if self._up:
+        if not self._up:
+            return
+        pending = self._pending
+        if pending is None:
             self._out.write(data)
+            return
+        if pending.add(data):
+            self._push()
+
+    def wait_ms(self):
+        return -1 if self._pending is None else self._pending.wait_ms()
+
+    def _take(self, view):
+        """What the terminal takes of view now: small chunks while poll says it has room."""
+        n = 0
+        while n < len(view):
+            for _ in self._writable.ipoll(0):
+                break
+            else:
+                break
+            n += self._out.write(view[n:n + 64]) or 0
+        return n
+
+    def _push(self):
+        self._pending.push(self._take)
+        self.pollables = self._reading if self._pending.view is None else self._writing
 
     def close(self):
         if self._up:

@@ -7,11 +7,10 @@ import errno
 import select
 import time
 
+from .pending import Pending
 from .protocol import Stream
 
 _EAGAIN = errno.EAGAIN
-WRITE_TIMEOUT_MS = 2000    # a link that takes no byte for this long is dropped
-MAX_PENDING = 16384        # and so is one that falls this far behind
 
 
 class _SocketStream(Stream):
@@ -21,8 +20,7 @@ class _SocketStream(Stream):
     def __init__(self):
         Stream.__init__(self)
         self._sock = None
-        self._pending = None     # what the socket has not taken yet (a memoryview)
-        self._stuck_since = 0
+        self._out = Pending()    # what the socket has not taken yet
         self._last_rx = 0
 
     def _repoll(self):
@@ -32,25 +30,23 @@ class _SocketStream(Stream):
             self.pollables = self._listener
         else:
             self.pollables = self._listener + (
-                (sock, select.POLLIN | (select.POLLOUT if self._pending is not None else 0)),)
+                (sock, select.POLLIN | (select.POLLOUT if self._out.view is not None else 0)),)
 
     def wait_ms(self):
         """While output is pending: until the link counts as stuck."""
-        if self._pending is None:
-            return -1
-        return max(0, WRITE_TIMEOUT_MS + 1 - time.ticks_diff(time.ticks_ms(), self._stuck_since))
+        return self._out.wait_ms()
 
     def _attach(self, sock):
         sock.setblocking(False)
         self._sock = sock
-        self._pending = None
+        self._out = Pending()
         self._last_rx = time.ticks_ms()
         self._repoll()
         self._set(True)
 
     def _drop(self):
         sock = self._sock
-        self._pending = None
+        self._out.view = None
         if sock is not None:
             self._sock = None
             sock.close()
@@ -75,43 +71,38 @@ class _SocketStream(Stream):
             self._last_rx = time.ticks_ms()
         return n
 
-    def _push(self):
-        """Writes what the socket takes now; drops a link that takes nothing for WRITE_TIMEOUT_MS."""
-        pending = self._pending
-        if pending is None:
-            return
+    def _send(self, view):
+        """What the socket takes of view now."""
         try:
-            k = self._sock.write(pending) or 0
+            return self._sock.write(view) or 0
         except OSError as err:
             if err.errno != _EAGAIN:
-                self._drop()
-                return
-            k = 0
-        now = time.ticks_ms()
-        if k:
-            self._stuck_since = now
-            if k < len(pending):
-                self._pending = pending[k:]
-            else:
-                self._pending = None
-                self._repoll()
-        elif time.ticks_diff(now, self._stuck_since) > WRITE_TIMEOUT_MS:
+                raise
+            return 0
+
+    def _push(self):
+        """Writes what the socket takes now; drops a link that fails or takes nothing for WRITE_TIMEOUT_MS."""
+        if self._out.view is None:
+            return
+        try:
+            alive = self._out.push(self._send)
+        except OSError:
+            alive = False
+        if not alive:
             self._drop()
+        elif self._out.view is None:
+            self._repoll()
 
     def write(self, data):
         """Never blocks: what the socket cannot take now goes out on later polls."""
         if self._sock is None:
             return
-        pending = self._pending
-        if pending is None:
-            self._pending = memoryview(data)
-            self._stuck_since = time.ticks_ms()
-            self._repoll()
-        elif len(pending) + len(data) > MAX_PENDING:
+        waiting = self._out.view is not None
+        if not self._out.add(data):
             self._drop()
             return
-        else:
-            self._pending = memoryview(bytes(pending) + data)
+        if not waiting:
+            self._repoll()
         self._push()
 
     reconnect = close = _drop

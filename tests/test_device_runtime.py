@@ -544,3 +544,32 @@ def test_uart_stream_and_idle_polls_allocate_nothing(mpy_dir, tmp_path):
     assert host.engine.pop_received(31, 0).get_data() == 'over the uart: ' + 'u' * 150
     assert host.engine.pop_received(21, 1).get_status() == sp.STATUS_OKAY
     assert host.engine.pop_received(11, 1).get_data() == 7
+
+
+def test_a_console_peer_that_reads_nothing_stalls_no_other_stream(device):
+    """The pty peer sends 120 KB worth of echo requests and reads none of the answers: the board's console
+    writes wait and are given up, the TCP client is served meanwhile, and the console serves again once read."""
+    dev = device()
+    tcp = dev.tcp()
+    assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, 'before').get_data() == 'before'
+    mute = Host(dev.pty, session_v2=False)
+    for _ in range(120):
+        mute.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'y' * 1000)
+    data = mute.engine.data_to_send()
+    os.set_blocking(dev.master, False)
+    sent = 0
+    while sent < len(data) and select.select([], [dev.master], [], 0.5)[1]:
+        try:
+            sent += os.write(dev.master, data[sent:sent + 4096])
+        except BlockingIOError:
+            break
+    os.set_blocking(dev.master, True)
+    assert sent > 64 * 1024   # far more answers than the pty holds
+    time.sleep(0.5)
+    assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, 'still served', timeout=5).get_data() == 'still served'
+    while dev.pty.read(0.3):   # the console peer reads at last
+        pass
+    time.sleep(2.5)            # the board gave up what waited for it (2 s)
+    while dev.pty.read(0.3):
+        pass
+    assert dev.host(session_v2=False).request(sp.SID_EXECUTE_REQUEST, 0, 'again').get_data() == 'again'
