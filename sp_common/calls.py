@@ -3,9 +3,9 @@
 Made on first use by Engine.calls(), anew for every session: a board that
 only serves and never buffers holds neither this code nor its state.
 """
-from .const import STATUS_AUTH_REQUIRED
 import sys
 
+from .const import STATUS_AUTH_REQUIRED
 from .engine import make_message
 
 # a list or dict in the heap, the object and its table, empty or small: 8 words (32 B on a 32-bit board)
@@ -25,7 +25,6 @@ def heap_cost(data):
     for item in items:
         cost += heap_cost(item)
     return cost
-
 
 
 class Calls:

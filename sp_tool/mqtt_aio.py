@@ -27,7 +27,7 @@ CONNECT_S = 10.0            # what the broker gets to answer a CONNECT
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE = 0x10, 0x20, 0x30, 0x40, 0x82, 0x90, 0xA2
 PINGREQ, PINGRESP, DISCONNECT = b'\xc0\x00', 0xD0, b'\xe0\x00'
-RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY = 8, 9, 38
+SESSION_EXPIRY, RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY, MAXIMUM_PACKET_SIZE = 17, 8, 9, 38, 39
 # property id -> how its value is laid out, for the properties a broker may send on a PUBLISH, CONNACK or SUBACK
 _LAYOUT = {1: 'byte', 2: 'u32', 3: 'str', 8: 'str', 9: 'bin', 11: 'var', 17: 'u32', 18: 'str', 19: 'u16',
            21: 'str', 22: 'bin', 26: 'str', 28: 'str', 31: 'str', 33: 'u16', 34: 'u16', 35: 'u16', 36: 'byte',
@@ -255,7 +255,8 @@ class Client(asyncio.Protocol):
             if self.broker.password is not None:
                 flags |= 0x40
                 payload += _binary(self.broker.password.encode())
-        properties = bytes((17,)) + struct.pack('!I', self.session_s) + bytes((39,)) + struct.pack('!I', self.max_packet)
+        properties = (bytes((SESSION_EXPIRY,)) + struct.pack('!I', self.session_s)
+                      + bytes((MAXIMUM_PACKET_SIZE,)) + struct.pack('!I', self.max_packet))
         body += bytes((flags,)) + struct.pack('!H', self.keepalive) + _varint(len(properties)) + properties
         transport.write(_packet(CONNECT, body + payload))
 
