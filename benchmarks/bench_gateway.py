@@ -5,7 +5,8 @@ one thread per board calls it with request() (execute echo, a small payload)
 over its own sp_cpython link. Through the gateway: one thread per board calls
 it with BoardClient (MQTT 5) through a mosquitto broker and one `sp gateway`
 (its own process, as deployed) that holds every board's link. Each thread calls one after the other, so the
-latency is a round trip and the rate is what that many callers get.
+latency is a round trip and the rate is what that many callers get. A second table splits the CPU time of a
+call among the processes it crosses (the callers' process, the boards, mosquitto, the gateway).
 
     python3 -m benchmarks.bench_gateway [--seconds S] [--boards 1,2,4,8,16]
 """
@@ -19,7 +20,7 @@ import time
 from typing import Callable, List
 
 import sp_cpython as sp
-from benchmarks.stats import median_p99
+from benchmarks.stats import cpu_seconds, median_p99
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
@@ -51,7 +52,16 @@ def run_callers(calls: List[Callable[[], None]], seconds: float):
     return len(latencies) / (time.perf_counter() - begin), latencies
 
 
-def direct(ports: List[int], seconds: float):
+def cpu_per_call(pids: List[List[int]], run: Callable[[], tuple]):
+    """run()'s (rate, latencies, CPU us per call): of this process (the callers), then of each group of pids."""
+    def now():
+        return [time.process_time()] + [sum(cpu_seconds(pid) for pid in group) for group in pids]
+    before = now()
+    rate, latencies = run()
+    return rate, latencies, [(a - b) * 1e6 / len(latencies) for a, b in zip(now(), before)]
+
+
+def direct(ports: List[int], seconds: float, boards: List[int]):
     prots = [sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port)) for port in ports]
 
     def caller(prot):
@@ -62,7 +72,7 @@ def direct(ports: List[int], seconds: float):
     try:
         for prot in prots:
             assert prot.request(sp.SID_EXECUTE_REQUEST, 0, None, 10) is not None
-        return run_callers([caller(prot) for prot in prots], seconds)
+        return cpu_per_call([boards], lambda: run_callers([caller(prot) for prot in prots], seconds))
     finally:
         for prot in prots:
             prot.close()
@@ -81,8 +91,9 @@ def ready(client: BoardClient) -> None:
         time.sleep(0.1)
 
 
-def through_gateway(broker_url: str, ports: List[int], seconds: float):
+def through_gateway(broker: Mosquitto, ports: List[int], seconds: float, boards: List[int]):
     names = ['b%d' % i for i in range(len(ports))]
+    broker_url = broker.url
     gateway = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', broker_url]
                                + ['%s=tcp://127.0.0.1:%d' % (name, port) for name, port in zip(names, ports)],
                                stdout=subprocess.PIPE, text=True)
@@ -97,7 +108,8 @@ def through_gateway(broker_url: str, ports: List[int], seconds: float):
     try:
         for client in clients:
             ready(client)
-        return run_callers([caller(client) for client in clients], seconds)
+        return cpu_per_call([boards, [broker.proc.pid], [gateway.pid]],
+                            lambda: run_callers([caller(client) for client in clients], seconds))
     finally:
         for client in clients:
             client.close()
@@ -120,14 +132,23 @@ def main(argv=None) -> None:
     broker = Mosquitto(tempfile.mkdtemp(prefix='bench-broker-'))
     ports = [free_port() for _ in range(max(counts))]
     boards = [VirtualBoard(boot=True, env=board_env(None, 'pure_json', port)) for port in ports]
+    cpu = []
     try:
         print('| boards | direct: calls/s | direct: p50 / p99 | gateway: calls/s | gateway: p50 / p99 | rate ratio |')
         print('|---:|---:|---:|---:|---:|---:|')
         for n in counts:
-            d_rate, d_lat = direct(ports[:n], args.seconds)
-            g_rate, g_lat = through_gateway(broker.url, ports[:n], args.seconds)
+            pids = [board.pid for board in boards[:n]]
+            d_rate, d_lat, d_cpu = direct(ports[:n], args.seconds, pids)
+            g_rate, g_lat, g_cpu = through_gateway(broker, ports[:n], args.seconds, pids)
             print('| %d | %.0f | %s | %.0f | %s | %.2f |' % (n, d_rate, ms(d_lat), g_rate, ms(g_lat), g_rate / d_rate),
                   flush=True)
+            cpu.append((n, d_cpu, g_cpu))
+        print()
+        print('| boards | direct, CPU us per call: callers / boards | gateway, CPU us per call: '
+              'callers / boards / mosquitto / gateway |')
+        print('|---:|---:|---:|')
+        for n, d_cpu, g_cpu in cpu:
+            print('| %d | %s | %s |' % (n, ' / '.join('%.0f' % us for us in d_cpu), ' / '.join('%.0f' % us for us in g_cpu)))
     finally:
         for board in boards:
             board.stop()

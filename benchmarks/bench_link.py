@@ -30,7 +30,7 @@ import tty
 
 import sp_cpython as sp
 from benchmarks import bench_host
-from benchmarks.stats import median_p99
+from benchmarks.stats import cpu_seconds, median_p99
 from sp_common import Engine, frame, pure_json, struct_json
 from sp_tool.deploy import compile_mpy
 from sp_tool.files import device_files
@@ -135,12 +135,6 @@ def start_echo():
                             stdin=slave, stdout=slave, cwd=ROOT)
     os.close(slave)
     return proc, master, port
-
-
-def cpu_seconds(pid):
-    with open('/proc/%d/stat' % pid) as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def idle_cpu(pids, seconds):
