@@ -49,16 +49,23 @@ TEXTS = {
 }
 
 
+def _unprintable(code):
+    """A control character, or a lone surrogate (which a strict UTF-8 terminal cannot even take)."""
+    return code < 0x20 or 0x7f <= code <= 0x9f or 0xd800 <= code <= 0xdfff
+
+
 def printable(text):
-    """text with control characters escaped (\\xNN), so peer data cannot forge log lines."""
+    """text with control characters and lone surrogates escaped (\\xNN, \\uNNNN), so peer data can neither
+    forge log lines nor stop the program that prints them."""
     for ch in text:
-        if ch < ' ' or '\x7f' <= ch <= '\x9f':
+        if _unprintable(ord(ch)):
             break
     else:
         return text
     out = []
     for ch in text:
-        out.append('\\x%02x' % ord(ch) if ch < ' ' or '\x7f' <= ch <= '\x9f' else ch)
+        code = ord(ch)
+        out.append(('\\x%02x' if code < 0x100 else '\\u%04x') % code if _unprintable(code) else ch)
     return ''.join(out)
 
 

@@ -179,7 +179,7 @@ class Gateway:
                 if self._published[name] != ('refused', holder):
                     self._published[name] = ('refused', holder)
                     self.count('refused')
-                    log.error('board %s is claimed by gateway %s already: not answered here', name, holder)
+                    log.error('board %s is claimed by gateway %r already: not answered here', name, holder)
                 continue
             log.info('board %s is ours', name)
             self.owned.add(name)
@@ -191,7 +191,7 @@ class Gateway:
 
     def _give_up(self, name: str, owner: str) -> None:
         """Another gateway claimed a board of this one at the same time, and later: the board is its."""
-        log.error('board %s was claimed by gateway %s too: it is theirs, not answered here', name, owner)
+        log.error('board %s was claimed by gateway %r too: it is theirs, not answered here', name, owner)
         self.count('refused')
         self.owned.discard(name)
         self.claims.released(name)

@@ -28,6 +28,17 @@ def test_monitor_prints_a_peers_data_id_escaped(tmp_path):
                              'data: "\\u001b[2J\\u001b]0;owned\\u0007\\r", crc: ok\n'), r.stdout
 
 
+def test_monitor_shows_a_lone_surrogate_escaped_and_goes_on(tmp_path):
+    """A data id of "\\ud800" decodes to a str no UTF-8 terminal takes: printed as is, it ended the monitor."""
+    capture = tmp_path / 'surrogate.bin'
+    capture.write_bytes(frame(pure_json.encode(31, '\ud800', 0, 'evil')) + frame(pure_json.encode(31, 0, 0, 'after')))
+    r = sp('monitor', str(capture))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith(' execute response, data_id: \\ud800, status: okay, data: "evil", crc: ok'), r.stdout
+    assert lines[1].endswith(' execute response, data_id: echo, status: okay, data: "after", crc: ok'), r.stdout
+
+
 def secret_file(tmp_path, mode=0o600, text=SECRET + '\n'):
     path = tmp_path / ('secret-%o' % mode)
     path.write_text(text)

@@ -415,3 +415,40 @@ def test_a_broker_that_reads_nothing_loses_the_link_not_the_memory(monkeypatch):
         await client.stop(0.1)
         server.close()
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_gateway_id_from_the_broker_reaches_the_log_escaped(caplog):
+    """A hostile (or non-checking) broker names a board's owner with terminal escapes: the gateway's log line about
+    it must not carry them to its operator's terminal (mosquitto refuses them; another broker may not)."""
+    from sp_tool.mqtt_aio import _string, _varint, publish_properties
+    evil = '\x1b]0;owned\x07\x1b[2J'
+
+    def packet(first, body):
+        return bytes((first,)) + _varint(len(body)) + body
+
+    def publish(topic, payload, properties=publish_properties()):
+        return packet(0x30, _string(topic) + properties + payload)
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    def broker():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)                                   # the CONNECT
+            conn.sendall(packet(0x20, b'\x00\x00\x00'))       # CONNACK, accepted
+            conn.sendall(publish('sp/gateway/%s/status' % evil, b'online'))
+            conn.sendall(publish('sp/kitchen/status', b'online', publish_properties(user_properties=[('gateway', evil)])))
+            while conn.recv(4096):
+                pass
+    threading.Thread(target=broker, daemon=True).start()
+    gateway = Gateway(wire.Broker('127.0.0.1', listener.getsockname()[1]), [parse_board('kitchen=tcp://127.0.0.1:9')])
+    gateway.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not [r for r in caplog.records if 'claimed by gateway' in r.getMessage()]:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+    finally:
+        gateway.stop()
+        listener.close()
+    line = [r for r in caplog.records if 'claimed by gateway' in r.getMessage()][0].getMessage()
+    assert '\x1b' not in line and '\x07' not in line and '\\x1b]0;owned\\x07' in line, line
