@@ -438,10 +438,13 @@ class Engine:
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
         """A valid message, routed (_route); one that moved the connection on (its wire settled, its handshake
-        went a step) sets moved_at, all that counts of a peer on probation (sp_common.admission)."""
+        went a step forward) sets moved_at, all that counts of a peer on probation (sp_common.admission). A
+        wrong key moves the handshake back, and after one no step of it counts: a peer that sends seed
+        requests and wrong keys by turns gets nowhere."""
         wire, auth = self.wire, self.auth_state
         self._route(sid, did, status, data, length, seq, re)
-        if self.wire != wire or self.auth_state != auth:
+        if self.wire != wire or self.auth_state != auth and not self.wrong_keys \
+                and self.auth_state != const.AUTH_STATE_UNTRUSTED_CONNECTION:
             self.moved_at = self.heard_at
 
     def _route(self, sid, did, status, data, length, seq, re):
