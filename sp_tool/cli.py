@@ -425,18 +425,21 @@ COMMANDS = {
 }
 
 
+def _verbosity(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument('-v', '--verbose', action='count', default=0, dest=dest,
+                        help='-v: log each message, -vv: and its bytes')
+
+
 def _parser() -> argparse.ArgumentParser:
-    verbosity = argparse.ArgumentParser(add_help=False)
-    verbosity.add_argument('-v', '--verbose', action='count', default=argparse.SUPPRESS,
-                           help='-v: log each message, -vv: and its bytes')
-    parser = argparse.ArgumentParser(prog='sp', parents=[verbosity],
-                                     description='socket_protocol for a host and its boards: talk to a board, '
-                                                 'serve, watch a link, run the virtual board, deploy.')
+    """-v counts before the command and after it (sp -v gateway ..., sp gateway -v ...), each on its own."""
+    parser = argparse.ArgumentParser(prog='sp', description='socket_protocol for a host and its boards: talk to a '
+                                                           'board, serve, watch a link, run the virtual board, deploy.')
+    _verbosity(parser, 'verbose')
     parser.add_argument('--version', action='version', version='%(prog)s ' + _version())
-    parser.set_defaults(verbose=0)
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name, (handler, add_arguments, summary) in COMMANDS.items():
-        p = sub.add_parser(name, help=summary, parents=[verbosity])
+        p = sub.add_parser(name, help=summary)
+        _verbosity(p, 'verbose_after')
         add_arguments(p)
         p.set_defaults(handler=handler, parser=p)
     return parser
@@ -444,8 +447,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO, stream=sys.stderr,
+    verbose = args.verbose + args.verbose_after
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
                             format='%(asctime)s.%(msecs)03d %(name)-28s %(levelname)-7s %(message)s',
                             datefmt='%H:%M:%S')
     try:

@@ -97,6 +97,15 @@ def test_verbose_logs_the_messages_and_their_bytes(board):
     assert all(re.match(r'\d\d:\d\d:\d\d\.\d{3} ', line) for line in r.stderr.splitlines()), r.stderr
 
 
+def test_verbose_counts_before_the_command_and_after_it(board):
+    """sp -v call ... -v is -vv; a -v before the command alone was dropped (the command's parser reset it)."""
+    r = sp('-v', 'call', board.port, 'execute', 'echo', '"hi"', '--secret', SECRET, '-v')
+    assert (r.returncode, r.stdout) == (0, 'okay: "hi"\n'), r.stderr
+    assert 'comm-client: TX -> "(' in r.stderr, r.stderr
+    r = sp('-v', 'call', board.port, 'execute', 'echo', '"hi"', '--secret', SECRET)
+    assert 'prot-client: RX <- service: execute response' in r.stderr and 'TX -> "(' not in r.stderr, r.stderr
+
+
 def test_port_that_cannot_be_opened_fails_at_once():
     start = time.monotonic()
     r = sp('call', '/dev/does-not-exist', 'read', 'asc_time')
