@@ -146,7 +146,10 @@ class StdioStream(Stream):
                 break
             else:
                 break
-            n += self._out.write(view[n:n + 64]) or 0
+            try:
+                n += self._out.write(view[n:n + 64]) or 0
+            except OSError:   # the peer hung up: the read that follows finds the end of input
+                break
         return n
 
     def _push(self):

@@ -573,3 +573,25 @@ def test_a_console_peer_that_reads_nothing_stalls_no_other_stream(device):
     while dev.pty.read(0.3):
         pass
     assert dev.host(session_v2=False).request(sp.SID_EXECUTE_REQUEST, 0, 'again').get_data() == 'again'
+
+
+def test_a_console_peer_that_hangs_up_with_answers_unread_ends_the_board_cleanly(device):
+    """The pty peer floods echo requests, reads none of the answers and hangs up: the board's pending console
+    write failed with an I/O error that ended its loop (exit status 1) before it saw the end of its input."""
+    dev = device()
+    flood = Host(dev.pty, session_v2=False)
+    for _ in range(200):
+        flood.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'y' * 1000)
+    data = flood.engine.data_to_send()
+    os.set_blocking(dev.master, False)
+    sent = 0
+    while sent < len(data) and select.select([], [dev.master], [], 0.5)[1]:
+        try:
+            sent += os.write(dev.master, data[sent:sent + 4096])
+        except BlockingIOError:
+            break
+    assert sent > 64 * 1024   # far more answers than the pty holds: some wait in the board
+    time.sleep(0.5)
+    os.close(dev.master)
+    dev.master = os.open(os.devnull, os.O_RDWR)   # for stop() to close
+    assert dev.proc.wait(TIMEOUT) == 0, dev.stderr()
