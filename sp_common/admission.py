@@ -54,10 +54,18 @@ def due_ms(engine, waiting):
     return None if due is None else max(0, due)
 
 
+def _rank(engine):
+    """(on its way, last heard of): a peer on probation that took a step within PATIENCE_MS is on its way."""
+    on_its_way = not engine.proven() and engine.moved_at is not None and not gives_way(engine)
+    return (on_its_way, _last(engine))
+
+
 def stalest(engines):
-    """Of engines, the one whose peer has been quiet the longest: the first to make room."""
+    """Of engines, the first to make room: the one quiet the longest, but a peer on its way through the
+    handshake goes after every one that is not (a flood of fresh connections that say nothing must not push
+    out a client a round trip from proving itself)."""
     found = None
     for engine in engines:
-        if found is None or _last(engine) < _last(found):
+        if found is None or _rank(engine) < _rank(found):
             found = engine
     return found

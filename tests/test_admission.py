@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 import sp_cpython as sp
-from sp_common import frame, pure_json
+from sp_common import Engine, frame, pure_json
 from sp_cpython import aio
 from tools.unix_board import UnixBoard
 
@@ -157,6 +157,82 @@ def test_squatters_cannot_lock_out_the_asyncio_server():
             assert took < 2
         finally:
             squatters.close()
+            server.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def slow_client_served(port, round_trip):
+    """A genuine client with the secret a round trip away (each flight after its first held back that long): True
+    once trusted and answered."""
+    sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+    engine = Engine(True, secret=SECRET)
+    engine.connection_made()
+    sock.sendall(engine.data_to_send())   # its name and session offer go out as it connects
+    deadline = time.monotonic() + 5
+
+    def pump(until):
+        while not until():
+            out = engine.data_to_send()
+            if out:
+                time.sleep(round_trip)
+                sock.sendall(out)
+            if time.monotonic() > deadline:
+                return False
+            if not select.select([sock], (), (), 0.2)[0]:
+                continue
+            data = sock.recv(65536)
+            if not data:
+                return False   # the server closed it
+            engine.feed(data)
+        return True
+    try:
+        if not pump(engine.ready):
+            return False
+        engine.start_auth()
+        if not (pump(engine.auth_settled) and engine.is_trusted()):
+            return False
+        engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'genuine')
+        return pump(lambda: engine.pop_received(sp.SID_EXECUTE_RESPONSE, 0) is not None)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def test_a_flood_of_silent_connects_does_not_push_out_a_client_on_its_way_through_the_handshake():
+    """Each newcomer made room by closing the connection on probation quiet the longest: under a flood of
+    connects that say nothing, that was always the client waiting a round trip between its handshake steps
+    (0 of 5 served at 40 ms). A peer that took a step within PATIENCE_MS goes last."""
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, echo, secret=SECRET)
+        port = server.sockets[0].getsockname()[1]
+        stop = threading.Event()
+
+        def flood():
+            socks = []
+            while not stop.is_set():
+                sock = socket.socket()
+                sock.setblocking(False)
+                try:
+                    sock.connect(('127.0.0.1', port))
+                except BlockingIOError:
+                    pass
+                socks.append(sock)
+                if len(socks) > 300:
+                    socks.pop(0).close()
+                time.sleep(0.0005)
+            for sock in socks:
+                sock.close()
+        flooder = threading.Thread(target=flood)
+        flooder.start()
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.sleep(0.3)
+            served = [await loop.run_in_executor(None, slow_client_served, port, 0.04) for _ in range(5)]
+            assert served == [True] * 5
+        finally:
+            stop.set()
+            await loop.run_in_executor(None, flooder.join)
             server.close()
     asyncio.run(asyncio.wait_for(main(), 60))
 
