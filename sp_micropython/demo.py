@@ -13,8 +13,9 @@ from sp_common.const import (
 
 _NAMES = 'MonTueWedThuFriSatSunJanFebMarAprMayJunJulAugSepOctNovDec'   # the days, then the months
 
-# shared by every protocol the board serves, so a value written over TCP reads back over UART
-values = {1: None}
+# shared by every protocol the board serves, so a value written over TCP reads back over UART; kept as its JSON
+# text, which takes the heap its frame took: parsed, a kilobyte of [[],[],...] held about 16 KiB for good
+values = {1: 'null'}
 _START = time.ticks_ms()
 
 
@@ -35,9 +36,14 @@ def asctime(t=None):
     return '%s %s %2d %02d:%02d:%02d %d' % (_NAMES[day:day + 3], _NAMES[month:month + 3], t[2], t[3], t[4], t[5], t[0])
 
 
-def _write_value(msg):
-    values[1] = msg.get_data()
-    return STATUS_OKAY, None
+def _value(msg):
+    """Writes or reads the value (one callback for both: each function a board holds takes its heap; json is
+    imported here, where it is used, for the same reason)."""
+    import json
+    if msg.get_service_id() == SID_WRITE_REQUEST:
+        values[1] = json.dumps(msg.get_data())
+        return STATUS_OKAY, None
+    return STATUS_OKAY, json.loads(values[1])
 
 
 def _fail(msg):
@@ -50,7 +56,7 @@ def add_demo_services(protocol):
     protocol.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 0, 'echo')
     protocol.add_data((SID_EXECUTE_REQUEST, SID_EXECUTE_RESPONSE), 1, 'fail')
     protocol.register_callback(SID_READ_REQUEST, 0, lambda msg: (STATUS_OKAY, asctime()))
-    protocol.register_callback(SID_READ_REQUEST, 1, lambda msg: (STATUS_OKAY, values[1]))
-    protocol.register_callback(SID_WRITE_REQUEST, 1, _write_value)
+    protocol.register_callback(SID_READ_REQUEST, 1, _value)
+    protocol.register_callback(SID_WRITE_REQUEST, 1, _value)
     protocol.register_callback(SID_EXECUTE_REQUEST, 0, lambda msg: (STATUS_OKAY, msg.get_data()))
     protocol.register_callback(SID_EXECUTE_REQUEST, 1, _fail)

@@ -595,3 +595,19 @@ def test_a_console_peer_that_hangs_up_with_answers_unread_ends_the_board_cleanly
     os.close(dev.master)
     dev.master = os.open(os.devnull, os.O_RDWR)   # for stop() to close
     assert dev.proc.wait(TIMEOUT) == 0, dev.stderr()
+
+
+def test_a_written_value_holds_no_more_heap_than_its_frame(device):
+    """The demo value written as 512 empty lists (2 KiB of JSON) held its parsed form, about 16 KiB of the
+    board's heap, until someone wrote over it: no 2 KiB echo was answered meanwhile. It is kept as its text
+    (read back, such a value is parsed for the answer: a board without the room answers a callback error)."""
+    dev = device()
+    tcp = dev.tcp()
+    value = [[] for _ in range(512)]
+    assert tcp.request(sp.SID_WRITE_REQUEST, 1, value).get_status() == sp.STATUS_OKAY
+    pty = dev.host()
+    for link in (tcp, pty, tcp, pty):
+        assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'e' * 2048).get_data() == 'e' * 2048
+    small = {'n': [[1], [2, [3]]]}
+    assert pty.request(sp.SID_WRITE_REQUEST, 1, small).get_status() == sp.STATUS_OKAY
+    assert tcp.request(sp.SID_READ_REQUEST, 1).get_data() == small
