@@ -1,8 +1,10 @@
 """The protocol engine, sans-IO: bytes in through feed(), bytes out through data_to_send().
 
-Everything both sides must agree on lives here: dispatch, callback priority,
-the error replies, the channel-name exchange, what is buffered and the
-seed/key state machine (a table: who may say what, when). It never writes,
+Every decision both sides must agree on is made here: dispatch, callback
+priority, the error replies, the channel-name exchange, the wire's state and
+who may say what, when (the tables below); the steps they pick are carried
+out by the parts docs/design.md names (sp_common.handshake, session, stray,
+calls). It never writes,
 sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
@@ -49,12 +51,12 @@ def new_counters():
 
 _NAME_REQUEST = (const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME)
 _NAME = (const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME)
-# Session v2's negotiation (DESIGN 9), like the handshake: message -> (acted on by a
+# Session v2's negotiation (docs/session-v2.md), like the handshake: message -> (acted on by a
 # client?, the step in sp_common.session); only while the wire is not settled.
 _SESSION = {(const.SID_SESSION_REQUEST, const.DID_SESSION): (False, 'on_offer'),
             (const.SID_SESSION_RESPONSE, const.DID_SESSION): (True, 'on_answer')}
 
-# The handshake as a table (DESIGN 5b): message -> (acted on by a client?, the
+# The handshake as a table (docs/security.md): message -> (acted on by a client?, the
 # states it is acted on in or None for any, the step in sp_common.handshake).
 # Anything else is out of turn: dropped and counted, never answered, never signed.
 _HANDSHAKE = {
@@ -67,7 +69,7 @@ _HANDSHAKE = {
 BUILTIN_DATA = {key: 'key' if key[1] == const.DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
 BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 
-# The connection's wire is one state (DESIGN 9), named as the log names it. A session starts it
+# The connection's wire is one state (docs/session-v2.md), named as the log names it. A session starts it
 # 'negotiating' ('original' with session_v2=False); from there it moves only as this table says.
 # 'refused': session_v2='required' met a peer without v2, and nothing goes in or out.
 _WIRE_MOVES = {
@@ -121,7 +123,7 @@ class Engine:
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
-        self._requests = {}       # request sid -> response sid: sp_common.names.SID_RESPONSE_DICT, then add_service()
+        self._requests = {}       # request sid -> response sid: the built-in services, then add_service()
         self._responses = {}      # response sid -> request sid
         for req in (const.SID_AUTH_REQUEST, const.SID_CHANNEL_NAME_REQUEST, const.SID_READ_REQUEST,
                     const.SID_WRITE_REQUEST, const.SID_EXECUTE_REQUEST):
@@ -220,7 +222,7 @@ class Engine:
         if self.is_client:
             self.send_msg(const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME, self.channel_name)
             if self.session_v2:
-                self._step('sp_common.session', 'offer')
+                load('sp_common.session').offer(self)
             else:
                 self.settled()
 
@@ -391,13 +393,13 @@ class Engine:
     def _receive(self, body):
         wire = self.wire
         if wire == 'refused':
-            self._step('sp_common.stray', 'while_refused', body)
+            load('sp_common.stray').while_refused(self, body)
             return
         v2 = wire == 'v2' or wire == 'v2_macs'
         try:
             msg = self.codec.decode(body, v2, self.rx_mac)
         except ChecksumError as err:
-            self._step('sp_common.stray', 'bad_checksum', err)
+            load('sp_common.stray').bad_checksum(self, err)
             return
         except (MacError, FormatError) as err:
             if v2:
@@ -406,14 +408,14 @@ class Engine:
                 except Exception:
                     msg = None
                 if msg is not None and msg[4] is None:
-                    self._step('sp_common.stray', 'original', msg, len(body))
+                    load('sp_common.stray').original(self, msg, len(body))
                     return
             self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', detail=err.args[0])
             return
         seq = msg[4]
         if v2:
             if seq is None:
-                self._step('sp_common.stray', 'original', msg, len(body))
+                load('sp_common.stray').original(self, msg, len(body))
                 return
             if seq <= self.rx_seq:
                 self.drop('replayed')
@@ -426,9 +428,8 @@ class Engine:
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
 
     def _step(self, module, step, *args):
-        """Runs a step of a part loaded on first use: session v2 or the seed/key handshake (sp_common.session,
-        sp_common.handshake; as the tables _SESSION and _HANDSHAKE allow), or what is done with a frame that
-        does not fit the wire (sp_common.stray)."""
+        """Runs the step a table (_SESSION, _HANDSHAKE) names, in its part, loaded on first use (sp_common.session,
+        sp_common.handshake): the one call by name, as the tables hold names, not functions a board would load."""
         getattr(load(module), step)(self, *args)
 
     # dispatch --------------------------------------------------------------
@@ -443,8 +444,8 @@ class Engine:
         requests and wrong keys by turns gets nowhere."""
         wire, auth = self.wire, self.auth_state
         self._route(sid, did, status, data, length, seq, re)
-        if self.wire != wire or self.auth_state != auth and not self.wrong_keys \
-                and self.auth_state != const.AUTH_STATE_UNTRUSTED_CONNECTION:
+        if self.wire != wire or (self.auth_state != auth and not self.wrong_keys
+                                 and self.auth_state != const.AUTH_STATE_UNTRUSTED_CONNECTION):
             self.moved_at = self.heard_at
 
     def _route(self, sid, did, status, data, length, seq, re):

@@ -1,4 +1,4 @@
-"""Session v2 (DESIGN 9): the offer and answer that settle a connection's wire, and the keys of its MACs.
+"""Session v2 (docs/session-v2.md): the offer and answer that settle a connection's wire, and the keys of its MACs.
 
 Loaded when a connection negotiates; a side with session_v2=False never
 loads it and keeps the original wire byte for byte.
@@ -57,7 +57,7 @@ def on_answer(engine, status, data):
     """Client: a valid answer starts v2; any other answer leaves the connection on the original wire.
 
     An answer after the wait ran out comes too late: the client has settled on
-    the original wire, and its next frame tells the server so (see follow()).
+    the original wire, and its next frame tells the server so (sp_common.stray.original).
     """
     if engine.nonce is None:
         engine.drop('out_of_turn', SID_SESSION_RESPONSE, DID_SESSION)

@@ -14,4 +14,4 @@ def test_bench_session_prints_every_wire():
                       out.stdout)
     assert [name for name, _ in rows] == ['original wire', 'session v2', 'session v2 with MACs'], out.stdout
     sizes = [int(size) for _, size in rows]
-    assert sizes[0] == 71 and sizes[0] < sizes[1] < sizes[2]   # 71: DESIGN 3's read request, 63 B body, framed
+    assert sizes[0] == 71 and sizes[0] < sizes[1] < sizes[2]   # 71: the read request of docs/protocol.md, 63 B body, framed

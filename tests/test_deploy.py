@@ -17,7 +17,7 @@ from sp_tool.files import device_files
 from sp_tool.virtual_board import VirtualBoard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# golden vector (DESIGN.md section 3): read request 10/0, data null, then its CRC-32
+# golden vector (docs/protocol.md): read request 10/0, data null, then its CRC-32
 READ_REQUEST = b'{"data_id": 0, "service_id": 10, "status": 0, "data": null}' + bytes.fromhex("45057bb4")
 ENCODE = ("import binascii, sp_common; "
           "print(binascii.hexlify(sp_common.pure_json.encode(10, 0, 0, None)).decode())")

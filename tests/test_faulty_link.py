@@ -1,4 +1,4 @@
-"""Session v2 on a faulty link (DESIGN 7), in-process through two engines and over real TCP through a
+"""Session v2 on a faulty link (docs/session-v2.md, Broken frames), in-process through two engines and over real TCP through a
 proxy: no answer reaches the wrong request, every loss is a None, and the receiving side's counters
 account for every frame that did not reach dispatch."""
 import random

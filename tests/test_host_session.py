@@ -1,4 +1,4 @@
-"""Session v2 between two host sides over real links (DESIGN 9): concurrent callers, a man in the
+"""Session v2 between two host sides over real links (docs/session-v2.md): concurrent callers, a man in the
 middle who does not know the secret, and every pairing of v2, original and 'required' peers."""
 import binascii
 import threading

@@ -1,4 +1,4 @@
-"""Session v2 (DESIGN 9): negotiation, seq/re, MACs and what a man in the middle can no longer do."""
+"""Session v2 (docs/session-v2.md): negotiation, seq/re, MACs and what a man in the middle can no longer do."""
 from link import Link
 
 import sp_common as sp
@@ -52,7 +52,7 @@ def test_original_wire_with_an_original_peer_either_way():
                 link = pair(codec, client_v2, server_v2, secret, auto=True)
                 assert link.client.session == 1 and link.client.is_trusted() == (secret is not None)
                 link.client.send_msg(sp.SID_READ_REQUEST, 0, None)
-                # DESIGN 3's golden frame, byte for byte, once the wire is the original one
+                # the golden frame of docs/protocol.md, byte for byte, once the wire is the original one
                 if codec is pure_json:
                     assert link.client.data_to_send() == sp.frame(
                         b'{"data_id": 0, "service_id": 10, "status": 0, "data": null}\x45\x05\x7b\xb4')
