@@ -39,6 +39,18 @@ def gives_way(engine):
     return engine.clock() - _last(engine) >= (IDLE_MS if engine.proven() else PATIENCE_MS)
 
 
+def must_go(engine, waiting):
+    """Whether the connection must go now: its probation is over, or it makes room for a newcomer who waits
+    (waiting); the reason is logged (silent_peer, made_room). Each server then drops it."""
+    if expired(engine):
+        engine.note('silent_peer')
+        return True
+    if waiting and gives_way(engine):
+        engine.note('made_room')
+        return True
+    return False
+
+
 def due_ms(engine, waiting):
     """Milliseconds until expired(), or gives_way() when a newcomer waits, may turn true (unless a frame
     comes first); None: not without one."""

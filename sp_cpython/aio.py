@@ -318,8 +318,7 @@ async def _probation(prot: AsyncProtocol) -> None:
         if due is None:
             return
         await asyncio.sleep(due / 1000)
-        if admission.expired(engine):
-            engine.note('silent_peer')
+        if admission.must_go(engine, False):
             await prot.close()
             return
 

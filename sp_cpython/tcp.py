@@ -99,11 +99,7 @@ class tcp_server_stp(_TcpTransport):
             watched = (conn,) if waiting else (conn, self._listener)
             ready = select.select(watched, (), (), None if due is None else due / 1000)[0]
             waiting = waiting or self._listener in ready
-            if admission.expired(engine):   # judged first: a client that keeps its socket full is judged too
-                engine.note('silent_peer')
-                return b''
-            if waiting and admission.gives_way(engine):
-                engine.note('made_room')
+            if admission.must_go(engine, waiting):   # judged first: a client that keeps its socket full is judged too
                 return b''
             if conn in ready:
                 return conn.recv(_CHUNK)

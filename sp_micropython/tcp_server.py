@@ -2,7 +2,7 @@
 import select
 import socket
 
-from sp_common.admission import BACKLOG, due_ms, expired, gives_way
+from sp_common.admission import BACKLOG, due_ms, must_go
 
 from .tcp import _SocketStream
 
@@ -60,11 +60,7 @@ class TcpServerStream(_SocketStream):
         if self._sock is not None:
             if not self._waiting and self._newcomer():
                 self._wait(True)
-            if expired(engine):
-                engine.note('silent_peer')
-                self._drop()
-            elif self._waiting and gives_way(engine):
-                engine.note('made_room')
+            if must_go(engine, self._waiting):
                 self._drop()
         n = self._read(buf)
         if 0 < n < len(buf):   # its socket is drained: its end, if it came with its last bytes, shows now
