@@ -161,6 +161,17 @@ def test_squatters_cannot_lock_out_the_asyncio_server():
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+def connect_nowait(port):
+    """A socket connecting to port, not waited for (it sends nothing)."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        sock.connect(('127.0.0.1', port))
+    except BlockingIOError:
+        pass
+    return sock
+
+
 def slow_client_served(port, round_trip):
     """A genuine client with the secret a round trip away (each flight after its first held back that long): True
     once trusted and answered."""
@@ -211,13 +222,7 @@ def test_a_flood_of_silent_connects_does_not_push_out_a_client_on_its_way_throug
         def flood():
             socks = []
             while not stop.is_set():
-                sock = socket.socket()
-                sock.setblocking(False)
-                try:
-                    sock.connect(('127.0.0.1', port))
-                except BlockingIOError:
-                    pass
-                socks.append(sock)
+                socks.append(connect_nowait(port))
                 if len(socks) > 300:
                     socks.pop(0).close()
                 time.sleep(0.0005)
@@ -264,13 +269,7 @@ def test_many_connections_to_the_asyncio_server_are_capped_in_number_and_memory(
             base = tracemalloc.get_traced_memory()[0]
             socks = []
             for _ in range(200):
-                sock = socket.socket()
-                sock.setblocking(False)
-                try:
-                    sock.connect(('127.0.0.1', port))
-                except BlockingIOError:
-                    pass
-                socks.append(sock)
+                socks.append(connect_nowait(port))
             await asyncio.sleep(0.2)
             for sock in socks:
                 try:

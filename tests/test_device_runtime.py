@@ -546,25 +546,31 @@ def test_uart_stream_and_idle_polls_allocate_nothing(mpy_dir, tmp_path):
     assert host.engine.pop_received(11, 1).get_data() == 7
 
 
+def flood_unread(dev, count):
+    """Sends count 1 KB echo requests on the pty as fast as it takes them, reading no answer: the bytes sent."""
+    mute = Host(dev.pty, session_v2=False)
+    for _ in range(count):
+        mute.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'y' * 1000)
+    data = mute.engine.data_to_send()
+    os.set_blocking(dev.master, False)
+    sent = 0
+    try:
+        while sent < len(data) and select.select([], [dev.master], [], 0.5)[1]:
+            sent += os.write(dev.master, data[sent:sent + 4096])
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(dev.master, True)
+    return sent
+
+
 def test_a_console_peer_that_reads_nothing_stalls_no_other_stream(device):
     """The pty peer sends 120 KB worth of echo requests and reads none of the answers: the board's console
     writes wait and are given up, the TCP client is served meanwhile, and the console serves again once read."""
     dev = device()
     tcp = dev.tcp()
     assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, 'before').get_data() == 'before'
-    mute = Host(dev.pty, session_v2=False)
-    for _ in range(120):
-        mute.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'y' * 1000)
-    data = mute.engine.data_to_send()
-    os.set_blocking(dev.master, False)
-    sent = 0
-    while sent < len(data) and select.select([], [dev.master], [], 0.5)[1]:
-        try:
-            sent += os.write(dev.master, data[sent:sent + 4096])
-        except BlockingIOError:
-            break
-    os.set_blocking(dev.master, True)
-    assert sent > 64 * 1024   # far more answers than the pty holds
+    assert flood_unread(dev, 120) > 64 * 1024   # far more answers than the pty holds
     time.sleep(0.5)
     assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, 'still served', timeout=5).get_data() == 'still served'
     while dev.pty.read(0.3):   # the console peer reads at last
@@ -579,18 +585,7 @@ def test_a_console_peer_that_hangs_up_with_answers_unread_ends_the_board_cleanly
     """The pty peer floods echo requests, reads none of the answers and hangs up: the board's pending console
     write failed with an I/O error that ended its loop (exit status 1) before it saw the end of its input."""
     dev = device()
-    flood = Host(dev.pty, session_v2=False)
-    for _ in range(200):
-        flood.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'y' * 1000)
-    data = flood.engine.data_to_send()
-    os.set_blocking(dev.master, False)
-    sent = 0
-    while sent < len(data) and select.select([], [dev.master], [], 0.5)[1]:
-        try:
-            sent += os.write(dev.master, data[sent:sent + 4096])
-        except BlockingIOError:
-            break
-    assert sent > 64 * 1024   # far more answers than the pty holds: some wait in the board
+    assert flood_unread(dev, 200) > 64 * 1024   # far more answers than the pty holds: some wait in the board
     time.sleep(0.5)
     os.close(dev.master)
     dev.master = os.open(os.devnull, os.O_RDWR)   # for stop() to close
