@@ -16,6 +16,12 @@ SID_RESPONSE_DICT = {
     SID_EXECUTE_REQUEST: SID_EXECUTE_RESPONSE,
 }
 
+
+def response_sid(sid):
+    """Where the answer to a request on sid comes when no table of the caller says: socket_protocol's services
+    answer on theirs, any other even sid on the next (what the engine waits on, sp_common.engine)."""
+    return SID_RESPONSE_DICT.get(sid, sid + 1)
+
 SID__NAMES = {
     SID_AUTH_REQUEST: 'authentification request',
     SID_AUTH_RESPONSE: 'authentification response',

@@ -17,7 +17,7 @@ import termios
 import tty
 from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
-from sp_common import Deframer, Engine, admission, pure_json, struct_json
+from sp_common import Deframer, Engine, admission
 from sp_common import ops
 from sp_common.ops import deadline, left
 from sp_common.dispatch import run
@@ -25,9 +25,8 @@ from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
 
-from .protocol import WRITE_TIMEOUT, EngineState, logger, monotonic_ms
+from .protocol import CODECS, WRITE_TIMEOUT, EngineState, logger, monotonic_ms
 
-CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
 MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.admission)
 MAX_CLIENTS = 64     # and its proven clients
@@ -77,6 +76,7 @@ class AsyncProtocol(EngineState):
                                        hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame
         self.on_proven: Optional[Callable[['AsyncProtocol'], None]] = None   # serve()'s admission
+        self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
         engine.defer = self._defer
         engine.jobs = []
         engine.connects = True   # this object is one connection, whatever the stream
@@ -115,6 +115,8 @@ class AsyncProtocol(EngineState):
             self._connected = False
             self._engine.connection_lost()
             self._notify()
+            if self.on_lost is not None:
+                self.on_lost(self)
 
     def _feed_on_probation(self, data: bytes) -> bytes:
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
@@ -266,6 +268,10 @@ class AsyncProtocol(EngineState):
     def is_connected(self) -> bool:
         return self._connected
 
+    async def wait_closed(self) -> None:
+        """Returns once the link is lost or closed; a cancelled caller leaves the link alone."""
+        await asyncio.wait((self._pump,))
+
     async def close(self) -> None:
         _close(self._writer)
         self._pump.cancel()
@@ -361,7 +367,7 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
         setup(prot)
         probation = asyncio.ensure_future(_probation(prot))
         try:
-            await asyncio.wait((prot._pump,))   # a pump cancelled by close() ends the connection, not this task
+            await prot.wait_closed()
         finally:
             probation.cancel()
             if prot in held:

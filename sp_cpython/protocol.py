@@ -18,6 +18,7 @@ from sp_common.dispatch import run
 from .transport import StreamTransport
 
 WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts as lost
+CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codecs by the names users give
 
 
 def monotonic_ms() -> int:

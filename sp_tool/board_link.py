@@ -123,7 +123,7 @@ class BoardLink:
                 return 'did not authenticate within %g s (the wrong secret?)' % AUTH_S
             return 'connection lost while authenticating'
         self._on_state()
-        await asyncio.wait((prot._pump,))
+        await prot.wait_closed()
         return 'connection lost'
 
     async def _serve(self) -> None:
@@ -145,13 +145,13 @@ class BoardLink:
             self._take(prot)
             self._on_state()
 
-        def changed(_=None) -> None:
+        def lost(_: aio.AsyncProtocol) -> None:
             if self._prot is prot and not prot.is_connected():
                 self._prot = None
                 self._offline('the board\'s connection ended: waiting for it to connect again')
             self._on_state()
         prot.on_proven = lambda p, make_room=prot.on_proven: (make_room(p), proven())
-        prot._pump.add_done_callback(changed)
+        prot.on_lost = lost
 
     async def close(self) -> None:
         """Lets go of the board; start() takes it up again."""

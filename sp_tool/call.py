@@ -93,7 +93,7 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
     prot = PROTOCOLS[codec](comm, secret=secret, channel_name=CHANNEL_NAME)
     deadline = time.monotonic() + timeout
     try:
-        response = sp.SID_RESPONSE_DICT.get(service, service + 1)
+        response = sp.response_sid(service)
         prot.add_data((service, response), did, name)
 
         def heard() -> int:

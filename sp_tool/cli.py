@@ -177,7 +177,7 @@ def _call(args, sid: int, did, name: str, data):
 def _no_answer(sid: int, did) -> dict:
     """What --json shows of a call that got no answer: the same keys and types as an answer, status null."""
     import sp_cpython as sp
-    return {'service_id': sp.SID_RESPONSE_DICT.get(sid, sid + 1), 'data_id': did, 'status': None,
+    return {'service_id': sp.response_sid(sid), 'data_id': did, 'status': None,
             'status_name': None, 'data': None}
 
 

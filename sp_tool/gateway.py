@@ -249,7 +249,7 @@ class Gateway:
                 topic, envelope_id, data = wire.parse_envelope(data)
                 reply = Reply(wire.reply_topic(topic, self.prefix), board, None, envelope_id, True, msg.qos)
             sid = wire.parse_service(service)
-            reply.service_id = sid + 1
+            reply.service_id = sp.response_sid(sid)
             did = reply.data_id = wire.parse_data_id(did_text)
         except ValueError as err:
             self.count('bad_input')

@@ -24,8 +24,8 @@ from typing import Callable, Optional
 
 import serial
 
-from sp_common import ChecksumError, Deframer, FormatError, pure_json, struct_json
-from sp_common.codec import _MAC_KEY, _MAC_TAIL
+from sp_common import ChecksumError, Deframer, FormatError
+from sp_cpython.protocol import CODECS
 from sp_common.logtext import printable
 from sp_common.names import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
                              SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
@@ -34,7 +34,6 @@ from .demo import DATA as DEMO_DATA
 from .errors import EXIT_CRC, EXIT_OK, CommandError
 from .target import open_serial, open_socket, parse_tcp
 
-CODECS = {'pure_json': pure_json, 'struct_json': struct_json}
 MAX_FRAME = 1 << 16
 _CHUNK = 4096
 
@@ -91,9 +90,17 @@ class Monitor:
             self.format_errors += 1
             return 'format error (%s), %d bytes' % (err, len(body))
         self.messages += 1
-        v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if _has_mac(body) else '')
+        v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if self._has_mac(body) else '')
         return '%s, data_id: %s, status: %s, data: %s%s, crc: ok' % (
             self._service(sid), self._data(sid, did), STATUS__NAMES.get(status, status), json.dumps(data), v2)
+
+    def _has_mac(self, body: bytes) -> bool:
+        """Whether a session v2 body carries a MAC (not checked: the monitor has no key). Only pure_json's
+        shows it: struct_json's 8 bytes of MAC cannot be told from data without the key."""
+        if self.codec is not CODECS['pure_json']:
+            return False
+        obj = json.loads(body[:-4])
+        return 'mac' in obj
 
     @staticmethod
     def _service(sid: int) -> str:
@@ -105,13 +112,6 @@ class Monitor:
     def summary(self) -> str:
         return '%d messages, %d CRC errors, %d format errors, %d framing errors' % (
             self.messages, self.crc_errors, self.format_errors, self.deframer.framing_errors)
-
-
-def _has_mac(body: bytes) -> bool:
-    """Whether a session v2 pure_json body ends in its "mac" key, where the codec puts it (not checked: the
-    monitor has no key)."""
-    n = len(body) - 4
-    return n > _MAC_TAIL and body.startswith(_MAC_KEY, n - _MAC_TAIL) and body[n - 2:n] == b'"}'
 
 
 def _reader(source: str, baud: int):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from sp_common.names import response_sid
+
 from . import mqtt_wire as wire
 from .call import data_id
 from .errors import EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError
@@ -29,7 +31,7 @@ def call_through_broker(url: str, service: str, did_text: str, data: Any, timeou
         raise CommandError(str(err), EXIT_REFUSED) from None
     except TimeoutError as err:
         raise CommandError('%s (is sp gateway running for it?)' % err, EXIT_TIMEOUT) from None
-    return dict({'service_id': sid + 1, 'data_id': did}, **answer)
+    return dict({'service_id': response_sid(sid), 'data_id': did}, **answer)
 
 
 def verdict(answer: Dict[str, Any], url: str) -> CommandError:

@@ -21,6 +21,8 @@ import threading
 import uuid
 from typing import Any, Dict, Optional, Union
 
+from sp_common.names import response_sid
+
 from . import mqtt_wire as wire
 from .mqtt_aio import Client, Message, publish_properties
 
@@ -136,7 +138,7 @@ class BoardClient:
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:
         """One call to the board: service is read, write, execute or a request Service-ID (ValueError otherwise)."""
         sid = wire.parse_service(str(service))
-        call = _Call({'board': self.board, 'service_id': sid + 1, 'data_id': data_id})
+        call = _Call({'board': self.board, 'service_id': response_sid(sid), 'data_id': data_id})
         correlation = os.urandom(CORRELATION_BYTES)
         with self._lock:
             self._pending[correlation] = call

@@ -279,13 +279,15 @@ def test_a_send_to_a_peer_that_stopped_reading_gives_up_in_its_timeout_and_never
         _stop_reading(listener)
         prot = await aio.connect('tcp://127.0.0.1:%d' % listener.getsockname()[1], session_v2=False)
         peer, _ = listener.accept()
+        lost = []
+        prot.on_lost = lost.append
         prot._writer.transport.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         start = time.monotonic()
         assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x' * (1 << 20), timeout=0.3) is False
         assert time.monotonic() - start < 1.5
         assert await prot.send(sp.SID_EXECUTE_REQUEST, 7, 'launch', timeout=0.3) is False
-        await asyncio.sleep(0.1)
-        assert not prot.is_connected() and prot._pump.done()
+        await asyncio.wait_for(prot.wait_closed(), 1)
+        assert not prot.is_connected() and lost == [prot]
         got = bytearray()
         peer.settimeout(2)
         while True:
@@ -333,7 +335,8 @@ def test_server_connections_whose_peers_read_nothing_are_closed_for_good(monkeyp
         await asyncio.sleep(3)
         assert len(prots) == 6
         assert [p for p in prots if p._writer.transport.get_extra_info('socket').fileno() != -1] == []
-        assert not any(p.is_connected() for p in prots) and all(p._pump.done() for p in prots)
+        assert not any(p.is_connected() for p in prots)
+        await asyncio.wait_for(asyncio.gather(*(p.wait_closed() for p in prots)), 1)
         for sock in clients:
             sock.close()
         server.close()
