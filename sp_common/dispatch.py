@@ -19,11 +19,14 @@ def call(job):
         return None, err
 
 
-def run(engine, lock):
-    """Runs the jobs engine.feed() queued, each callback outside lock and each answer under it.
+def run(engine, lock, finish=None):
+    """Runs the jobs engine.feed() queued, each callback outside lock and each outcome under it.
 
     Jobs are taken under the lock too: on a host two threads (the I/O thread and the timer's) may run them.
+    finish(job, result, error) takes each outcome: engine.finish, or the asyncio driver's, which awaits a
+    coroutine first.
     """
+    finish = finish or engine.finish
     jobs = engine.jobs
     while True:
         with lock:
@@ -32,4 +35,4 @@ def run(engine, lock):
             job = jobs.pop(0)
         result, error = call(job)
         with lock:
-            engine.finish(job, result, error)
+            finish(job, result, error)

@@ -103,7 +103,6 @@ class Engine:
     original wire, byte for byte) or 'required' (no v2, no connection).
     """
 
-    defer = None   # a runtime's hook, defer(coroutine, msg, response sid, seq), for async callbacks
     jobs = None    # a runtime that runs user callbacks outside its lock sets a list here (sp_common.dispatch)
     connects = False   # set by a runtime whose link has connects of its own (TCP): see _on_name_request
 
@@ -510,15 +509,12 @@ class Engine:
             self.finish(job, *call(job))
 
     def finish(self, job, result, error=None):
-        """A callback's job is done: a request's answer goes out (const.STATUS_CALLBACK_ERROR for what the callback
-        raised or a result that is no (status, data)), a coroutine is handed to the runtime's defer hook. An
-        answer whose session has ended since is dropped: it would answer a request of another peer."""
+        """A callback's job is done: a request's answer goes out, const.STATUS_CALLBACK_ERROR for what the
+        callback raised or a result that is no (status, data). An answer whose session has ended since is
+        dropped: it would answer a request of another peer."""
         entry, msg, resp, seq, epoch = job
         if error is None and resp is not None and epoch == self.epoch:
             try:
-                if self.defer is not None and hasattr(result, 'send'):   # a coroutine: answered when it is done
-                    self.defer(result, msg, resp, seq)
-                    return
                 status, data = result
                 self.send_msg(resp, msg['data_id'], data, status, seq)
                 return
@@ -526,15 +522,9 @@ class Engine:
                 error = err
         if error is None:
             return
-        if resp is not None and epoch == self.epoch:
-            self.answer_failed(msg, error, resp, seq)
-        else:
-            self.drop('callback_errors', msg['service_id'], msg['data_id'], error)
-
-    def answer_failed(self, msg, error, resp, seq):
-        """A request callback raised: the error logged and counted, the requester told."""
         self.drop('callback_errors', msg['service_id'], msg['data_id'], error)
-        self.send_msg(resp, msg['data_id'], None, const.STATUS_CALLBACK_ERROR, seq)
+        if resp is not None and epoch == self.epoch:   # the requester told
+            self.send_msg(resp, msg['data_id'], None, const.STATUS_CALLBACK_ERROR, seq)
 
     def _find_callback(self, sid, did):
         callbacks = self._callbacks

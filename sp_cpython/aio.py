@@ -77,7 +77,6 @@ class AsyncProtocol(EngineState):
         self._max_frame = max_frame
         self.on_proven: Optional[Callable[['AsyncProtocol'], None]] = None   # serve()'s admission
         self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
-        engine.defer = self._defer
         engine.jobs = []
         engine.connects = True   # this object is one connection, whatever the stream
         self._reader = reader
@@ -107,7 +106,7 @@ class AsyncProtocol(EngineState):
                 if self._engine.deframer.max_size < self._max_frame:
                     data = self._feed_on_probation(data)
                 self._engine.feed(data)
-                run(self._engine, _ONE_TASK)   # the user callbacks it queued: coroutines go to _defer
+                run(self._engine, _ONE_TASK, self._finish)   # the user callbacks it queued
                 await self._settle()
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -188,25 +187,27 @@ class AsyncProtocol(EngineState):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _defer(self, coroutine, msg: data_storage, resp: int, seq: int) -> None:
-        if self._answering >= MAX_ANSWERING:   # a peer that floods a slow coroutine callback gets errors, not tasks
-            coroutine.close()
-            self._engine.answer_failed(msg, RuntimeError('%d answers already in progress' % MAX_ANSWERING),
-                                       resp, seq)
-            return
-        self._answering += 1
-        job = (None, msg, resp, seq, self._engine.epoch)   # answered in this session only, as any callback's
-
-        async def answer() -> None:
-            try:
-                result, error = await coroutine, None
-            except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
-                result, error = None, err
-            finally:
-                self._answering -= 1
+    def _finish(self, job: tuple, result: Any, error: Optional[Exception]) -> None:
+        """A callback's outcome (sp_common.dispatch): a coroutine is awaited in a task of its own, at most
+        MAX_ANSWERING at once (a peer that floods a slow one gets errors, not tasks), then answered."""
+        if error is not None or not asyncio.iscoroutine(result):
             self._engine.finish(job, result, error)
-            await self._settle()
-        self._spawn(answer())
+        elif self._answering >= MAX_ANSWERING:
+            result.close()
+            self._engine.finish(job, None, RuntimeError('%d answers already in progress' % MAX_ANSWERING))
+        else:
+            self._answering += 1
+            self._spawn(self._answer(job, result))
+
+    async def _answer(self, job: tuple, coroutine: Awaitable) -> None:
+        try:
+            result, error = await coroutine, None
+        except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
+            result, error = None, err
+        finally:
+            self._answering -= 1
+        self._engine.finish(job, result, error)
+        await self._settle()
 
     async def _wait(self, predicate: Callable[[], Any], timeout: Optional[float]) -> Any:
         """The predicate's value once true, or its last value after timeout or when the link is gone."""

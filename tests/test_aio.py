@@ -174,6 +174,24 @@ def test_a_flood_of_requests_to_a_slow_coroutine_callback_is_bounded():
     run(main())
 
 
+def test_a_coroutine_callback_on_a_response_runs_too():
+    """Not only a request's: a coroutine callback on a message that wants no answer is awaited, not dropped."""
+    async def main():
+        heard = asyncio.Event()
+
+        async def note(msg):
+            await asyncio.sleep(0)
+            heard.set()
+        port = free_port()
+        server = await aio.serve('127.0.0.1', port, lambda prot: None)
+        async with await aio.connect('tcp://127.0.0.1:%d' % port) as prot:
+            prot.register_callback(sp.SID_READ_RESPONSE, 'asc_time', note)
+            assert await prot.send(sp.SID_READ_REQUEST, 'asc_time', None)
+            await asyncio.wait_for(heard.wait(), 5)
+        server.close()
+    run(main())
+
+
 def test_a_silent_peer_is_dropped_after_probation(monkeypatch):
     """As with the threaded server: a connection that never speaks is closed, one that does stays."""
     monkeypatch.setattr(admission, 'SILENCE_MS', 300)   # PROBATION stays 5 s: silence alone ends it
