@@ -27,8 +27,8 @@ import serial
 from sp_common import ChecksumError, Deframer, FormatError
 from sp_cpython.protocol import CODECS
 from sp_common.logtext import printable
-from sp_common.names import (DID_AUTH_KEY, DID_AUTH_SEED, DID_CHANNEL_NAME, SID__NAMES, SID_AUTH_REQUEST,
-                             SID_AUTH_RESPONSE, SID_CHANNEL_NAME_REQUEST, SID_CHANNEL_NAME_RESPONSE, STATUS__NAMES)
+from sp_common.engine import BUILTIN_DATA
+from sp_common.names import SID__NAMES, STATUS__NAMES
 from .demo import DATA as DEMO_DATA
 
 from .errors import EXIT_CRC, EXIT_OK, CommandError
@@ -39,11 +39,8 @@ _CHUNK = 4096
 
 
 def data_names() -> dict:
-    """(service id, data id) -> name: the protocol's own data and the demo services'."""
-    names = {(SID_AUTH_REQUEST, DID_AUTH_SEED): 'seed', (SID_AUTH_RESPONSE, DID_AUTH_SEED): 'seed',
-             (SID_AUTH_REQUEST, DID_AUTH_KEY): 'key', (SID_AUTH_RESPONSE, DID_AUTH_KEY): 'key',
-             (SID_CHANNEL_NAME_REQUEST, DID_CHANNEL_NAME): 'name',
-             (SID_CHANNEL_NAME_RESPONSE, DID_CHANNEL_NAME): 'name'}
+    """(service id, data id) -> name: the protocol's own data (seed, key, name) and the demo services'."""
+    names = dict(BUILTIN_DATA)
     for services, did, name in DEMO_DATA:
         for sid in services:
             names[(sid, did)] = name

@@ -306,138 +306,155 @@ class VirtualBoard:
     # ---------------------------------------------------------------- relay
 
     def _relay(self):
-        to_host = bytearray()  # board output waiting for the host
-        to_board = bytearray()  # host input waiting for the board
-        tail = b""  # end of the board output, to find REPL banners across reads
-        raw_mode = False
-        hold = None  # while restarting into the raw REPL: output dropped until this marker
-        inject_on_prompt = False
-        host_open = False
-        failures = 0
-        poller = select.poll()
-
-        def from_board(data):
-            nonlocal tail, raw_mode, hold, inject_on_prompt
-            self._record(data)
-            look = tail + data
-            r, f = look.rfind(RAW_BANNER), look.rfind(FRIENDLY_BANNER)
-            if r >= 0 or f >= 0:
-                raw_mode = r > f
-            if hold is not None:
-                if inject_on_prompt and PROMPT in look:
-                    inject_on_prompt = False
-                    os.write(self._master_b, b"\x01")
-                i = look.find(hold)
-                if i < 0:
-                    tail = look[-64:]
-                    return
-                data = look[i:]
-                hold = None
-            tail = look[-64:]
-            if host_open:
-                to_host.extend(data)
-
+        """The relay thread: moves bytes while the interpreter runs, restarts it when it ends."""
+        relay = _Relay(self)
         while not self._stopping:
-            proc = self._proc
-            if proc.poll() is not None:
-                # drain what the old interpreter printed, then restart it
-                while True:
-                    try:
-                        data = os.read(self._master_b, _CHUNK)
-                    except OSError:
-                        break
-                    if not data:
-                        break
-                    from_board(data)
-                with self._lock:
-                    request, self._reset_request = self._reset_request, None
-                lived = time.monotonic() - self._started
-                failures = failures + 1 if (lived < 1.0 and proc.returncode not in (0, -15, -9)) else 0
-                if failures >= 3:
-                    self.failed = "micropython exited with %s %d times in a row" % (proc.returncode, failures)
-                    msg = ("\r\nvirtual board: %s; giving up\r\n" % self.failed).encode()
-                    self._record(msg)
-                    if host_open:
-                        to_host.extend(msg)
-                    self._proc = None
-                    self._flush_host(to_host)
-                    break
-                termios.tcflush(self._slave_b, termios.TCIFLUSH)
-                to_board.clear()
-                if request == "hard":
-                    raw_mode, hold, tail = False, None, b""
-                    run_main = self.boot
-                else:
-                    self.soft_reboots += 1
-                    from_board(SOFT_REBOOT)
-                    tail = b""
-                    if raw_mode:  # pyexec stays in the raw REPL and skips main.py
-                        hold, inject_on_prompt = RAW_BANNER, True
-                    run_main = self.boot and not raw_mode
-                with self._lock:  # reset() and stop() see either the old or the new process
-                    if self._stopping:
-                        break
-                    if self._reset_request == "hard":  # asked while we were restarting
-                        self._reset_request = None
-                        raw_mode, hold, tail, run_main = False, None, b"", self.boot
-                    self._spawn(run_main)
-                continue
+            if self._proc.poll() is None:
+                relay.move()
+            elif not relay.restart():
+                break
 
-            poller = select.poll()
-            poller.register(self._wake_r, select.POLLIN)
-            board_ev = 0
-            if len(to_host) < _MAX_PENDING:
-                board_ev |= select.POLLIN
-            if to_board and hold is None:
-                board_ev |= select.POLLOUT
-            if board_ev:
-                poller.register(self._master_b, board_ev)
-            # Is a host holding the port open?  POLLHUP on master H when not.
-            host_ev = select.POLLIN | (select.POLLOUT if to_host else 0)
-            probe = select.poll()
-            probe.register(self._master_h, host_ev)
-            hup = any(ev & select.POLLHUP for _, ev in probe.poll(0))
-            if hup:
-                host_open = False
-                to_host.clear()
-            else:
-                host_open = True
-                poller.register(self._master_h, host_ev)
-            events = poller.poll(_POLL_S * 1000 if hup else 100)
-            for fd, ev in events:
-                if fd == self._wake_r:
-                    try:
-                        os.read(self._wake_r, 64)
-                    except OSError:
-                        pass
-                elif fd == self._master_h:
-                    if ev & select.POLLIN:
-                        try:
-                            data = os.read(self._master_h, _CHUNK)
-                            to_board.extend(data)
-                        except OSError as e:
-                            if e.errno not in (errno.EAGAIN, errno.EIO):
-                                raise
-                    if ev & select.POLLOUT and to_host:
-                        self._write_some(self._master_h, to_host)
-                elif fd == self._master_b:
-                    if ev & select.POLLIN:
-                        try:
-                            data = os.read(self._master_b, _CHUNK)
-                        except OSError as e:
-                            if e.errno not in (errno.EAGAIN, errno.EIO):
-                                raise
-                            data = b""
-                        if data:
-                            from_board(data)
-                    if ev & select.POLLOUT and to_board and hold is None:
-                        self._to_board(to_board)
 
-    def _to_board(self, to_board):
-        """Write host input to the board; a 0x03 interrupts running code instead."""
+class _Relay:
+    """The relay's state: the bytes waiting each way, and what the board's output tells of its REPL."""
+
+    def __init__(self, board):
+        self.board = board
+        self.to_host = bytearray()  # board output waiting for the host
+        self.to_board = bytearray()  # host input waiting for the board
+        self.tail = b""  # end of the board output, to find REPL banners across reads
+        self.raw_mode = False
+        self.hold = None  # while restarting into the raw REPL: output dropped until this marker
+        self.inject_on_prompt = False
+        self.host_open = False
+        self.failures = 0
+
+    def from_board(self, data):
+        """Board output: recorded, watched for the REPL's banners, and passed on to a host that listens."""
+        board = self.board
+        board._record(data)
+        look = self.tail + data
+        r, f = look.rfind(RAW_BANNER), look.rfind(FRIENDLY_BANNER)
+        if r >= 0 or f >= 0:
+            self.raw_mode = r > f
+        if self.hold is not None:
+            if self.inject_on_prompt and PROMPT in look:
+                self.inject_on_prompt = False
+                os.write(board._master_b, b"\x01")
+            i = look.find(self.hold)
+            if i < 0:
+                self.tail = look[-64:]
+                return
+            data = look[i:]
+            self.hold = None
+        self.tail = look[-64:]
+        if self.host_open:
+            self.to_host.extend(data)
+
+    def restart(self):
+        """The interpreter ended: what it printed last is passed on, then the next one starts as after a board's
+        reset (hard: reset(); soft: Ctrl-D). False: it keeps failing at once, and the relay gives up."""
+        board = self.board
+        proc = board._proc
+        while True:
+            try:
+                data = os.read(board._master_b, _CHUNK)
+            except OSError:
+                break
+            if not data:
+                break
+            self.from_board(data)
+        with board._lock:
+            request, board._reset_request = board._reset_request, None
+        lived = time.monotonic() - board._started
+        self.failures = self.failures + 1 if (lived < 1.0 and proc.returncode not in (0, -15, -9)) else 0
+        if self.failures >= 3:
+            board.failed = "micropython exited with %s %d times in a row" % (proc.returncode, self.failures)
+            msg = ("\r\nvirtual board: %s; giving up\r\n" % board.failed).encode()
+            board._record(msg)
+            if self.host_open:
+                self.to_host.extend(msg)
+            board._proc = None
+            self._flush_host()
+            return False
+        termios.tcflush(board._slave_b, termios.TCIFLUSH)
+        self.to_board.clear()
+        if request == "hard":
+            self.raw_mode, self.hold, self.tail = False, None, b""
+            run_main = board.boot
+        else:
+            board.soft_reboots += 1
+            self.from_board(SOFT_REBOOT)
+            self.tail = b""
+            if self.raw_mode:  # pyexec stays in the raw REPL and skips main.py
+                self.hold, self.inject_on_prompt = RAW_BANNER, True
+            run_main = board.boot and not self.raw_mode
+        with board._lock:  # reset() and stop() see either the old or the new process
+            if board._stopping:
+                return False
+            if board._reset_request == "hard":  # asked while we were restarting
+                board._reset_request = None
+                self.raw_mode, self.hold, self.tail, run_main = False, None, b"", board.boot
+            board._spawn(run_main)
+        return True
+
+    def move(self):
+        """One round: waits up to 100 ms for either side (or the wake pipe), then moves what it can."""
+        board = self.board
+        poller = select.poll()
+        poller.register(board._wake_r, select.POLLIN)
+        board_ev = 0
+        if len(self.to_host) < _MAX_PENDING:
+            board_ev |= select.POLLIN
+        if self.to_board and self.hold is None:
+            board_ev |= select.POLLOUT
+        if board_ev:
+            poller.register(board._master_b, board_ev)
+        # Is a host holding the port open?  POLLHUP on master H when not.
+        host_ev = select.POLLIN | (select.POLLOUT if self.to_host else 0)
+        probe = select.poll()
+        probe.register(board._master_h, host_ev)
+        hup = any(ev & select.POLLHUP for _, ev in probe.poll(0))
+        if hup:
+            self.host_open = False
+            self.to_host.clear()
+        else:
+            self.host_open = True
+            poller.register(board._master_h, host_ev)
+        for fd, ev in poller.poll(_POLL_S * 1000 if hup else 100):
+            if fd == board._wake_r:
+                try:
+                    os.read(board._wake_r, 64)
+                except OSError:
+                    pass
+            elif fd == board._master_h:
+                if ev & select.POLLIN:
+                    try:
+                        self.to_board.extend(os.read(board._master_h, _CHUNK))
+                    except OSError as e:
+                        if e.errno not in (errno.EAGAIN, errno.EIO):
+                            raise
+                if ev & select.POLLOUT and self.to_host:
+                    _write_some(board._master_h, self.to_host)
+            elif fd == board._master_b:
+                if ev & select.POLLIN:
+                    try:
+                        data = os.read(board._master_b, _CHUNK)
+                    except OSError as e:
+                        if e.errno not in (errno.EAGAIN, errno.EIO):
+                            raise
+                        data = b""
+                    if data:
+                        self.from_board(data)
+                if ev & select.POLLOUT and self.to_board and self.hold is None:
+                    self._to_board()
+
+    def _to_board(self):
+        """Writes host input to the board; a 0x03 interrupts running code instead."""
+        to_board = self.to_board
         i = to_board.find(b"\x03")
         if i == 0:
-            proc = self._proc
+            proc = self.board._proc
             if proc and _sigint_caught(proc.pid):
                 try:
                     os.kill(proc.pid, signal.SIGINT)
@@ -448,25 +465,28 @@ class VirtualBoard:
             i = 1  # data: the REPL's own Ctrl-C, or kbd_intr(-1) in force
         chunk = to_board if i < 0 else to_board[:i]
         try:
-            n = os.write(self._master_b, chunk)
+            n = os.write(self.board._master_b, chunk)
         except OSError as e:
             if e.errno != errno.EAGAIN:
                 raise
             n = 0
         to_board[:n] = b""
 
-    def _write_some(self, fd, buf):
-        try:
-            n = os.write(fd, buf)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EIO):
-                raise
-            n = 0
-        buf[:n] = b""
-
-    def _flush_host(self, buf):
+    def _flush_host(self):
+        """What waits for the host, within a second (the relay is about to stop)."""
         deadline = time.monotonic() + 1.0
-        while buf and time.monotonic() < deadline:
-            self._write_some(self._master_h, buf)
-            if buf:
+        while self.to_host and time.monotonic() < deadline:
+            _write_some(self.board._master_h, self.to_host)
+            if self.to_host:
                 time.sleep(0.01)
+
+
+def _write_some(fd, buf):
+    """Writes what fd takes of buf now and takes it off buf."""
+    try:
+        n = os.write(fd, buf)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EIO):
+            raise
+        n = 0
+    buf[:n] = b""

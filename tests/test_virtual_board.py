@@ -161,3 +161,20 @@ def test_sp_board_prints_port_and_stops_on_sigterm():
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_an_interpreter_that_keeps_failing_at_once_is_given_up_and_says_so(tmp_path):
+    """Three quick failures in a row: the relay stops restarting it, and a host on the port reads why."""
+    broken = tmp_path / "broken-micropython"
+    broken.write_text("#!/bin/sh\necho 'no heap' >&2\nsleep 0.3\nexit 3\n")   # (time for the host to open the port)
+    broken.chmod(0o755)
+    board = VirtualBoard(micropython=str(broken), ready_timeout=0)
+    try:
+        with serial.Serial(board.port, timeout=0.2) as port:
+            assert board.wait_output(b"giving up", 10), board.output
+            seen = port.read(4096)
+        assert board.failed == "micropython exited with 3 3 times in a row"
+        assert b"no heap" in board.output and b"virtual board: micropython exited with 3" in seen
+        assert board.pid is None
+    finally:
+        board.stop()
