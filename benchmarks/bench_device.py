@@ -257,7 +257,7 @@ def ways(tmp):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--heapsize', default='76k', help='micropython -X heapsize (default 76k, the interop suite\'s cap)')
+    ap.add_argument('--heapsize', default='76k', help='micropython -X heapsize (default 76k)')
     ap.add_argument('--max-frame', type=int, default=1024, help='the board\'s frame cap (default 1024; 6144 for '
                     'the 4 KiB echo)')
     ap.add_argument('--qemu', action='store_true', help='the 32 KiB qemu board, code in ROMFS (needs its firmware)')
