@@ -20,6 +20,7 @@ import pytest
 import serial
 
 import sp_cpython as sp
+from sp_common import frame, pure_json
 from conftest import ROOT, skip_or_fail
 from test_conformance_micropython import _cpython_cases
 from test_interop import SECRET, ask, exchange, refuses_a_wrong_secret
@@ -90,6 +91,27 @@ def power_cycle(pico):
 def test_the_board_serves_again_after_a_power_cycle(pico):
     power_cycle(pico)
     assert_taken_back(pico)
+
+
+def echo_frame_holding_ctrl_c():
+    """A whole echo request whose CRC bytes hold 0x03: a host's frame, which must not stop main.py as Ctrl-C."""
+    for n in range(1000):
+        framed = frame(*pure_json.pieces(sp.SID_EXECUTE_REQUEST, 0, sp.STATUS_OKAY, 'boot %d' % n))
+        if b'\x03' in framed:
+            return framed
+    raise AssertionError('no CRC with a 0x03 byte in 1000 tries')
+
+
+def test_frames_while_the_board_boots_do_not_stop_main_py(pico):
+    """A host that calls while main.py still imports (sp call retries so): the 0x03 bytes of its frames are data."""
+    pico.power_cycle()
+    framed = echo_frame_holding_ctrl_c()
+    with serial.Serial(pico.usb, 115200, exclusive=True) as port:
+        for _ in range(8):   # through the imports (about a second on the emulated M0+), as sp call's tries do
+            port.write(framed)
+            time.sleep(0.2)
+    done = call_usb(pico, 'execute', 'echo', '"after boot"')
+    assert done.returncode == 0 and done.stdout.strip() == 'okay: "after boot"', done.stdout + done.stderr
 
 
 def host_on(port, codec, secret):

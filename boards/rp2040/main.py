@@ -7,9 +7,12 @@ program (config.REPL).
 """
 import micropython
 
-import config
-from sp_micropython.board import run
+micropython.kbd_intr(-1)   # a host's frames (0x03 bytes) may come from the first line on: they are not Ctrl-C
+import config  # noqa: E402
 
-if 'stdio' in config.STREAMS:   # a host's frames (0x03 bytes) may come before the board serves: they are not Ctrl-C
-    micropython.kbd_intr(-1)
+if 'stdio' not in config.STREAMS:   # the USB console stays the REPL's
+    micropython.kbd_intr(3)
+
+from sp_micropython.board import run  # noqa: E402
+
 run(config)
