@@ -292,10 +292,15 @@ def test_crc_errors_are_named(board):
 
 def test_ctrl_c_ends_a_call_without_traceback(silent_port):
     proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'call', silent_port, 'read', '0', '--timeout', '30'],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONFAULTHANDLER='1'))
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:   # where it hangs: faulthandler prints every thread's stack on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        raise AssertionError('sp call still runs 10 s after Ctrl-C:\n' + proc.communicate()[1]) from None
     assert proc.returncode == errors.EXIT_INTERRUPTED, err
     assert err == 'sp call: interrupted\n'
 
