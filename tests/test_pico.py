@@ -114,6 +114,27 @@ def test_frames_while_the_board_boots_do_not_stop_main_py(pico):
     assert done.returncode == 0 and done.stdout.strip() == 'okay: "after boot"', done.stdout + done.stderr
 
 
+def test_a_startup_delay_gives_a_board_with_repl_off_a_window_for_ctrl_c(pico, tmp_path):
+    """REPL = False: Ctrl-C between frames is data, so a reset and a Ctrl-C within STARTUP_DELAY_MS take it back."""
+    deployed = os.path.join(ROOT, 'boards', 'rp2040', 'config.py')
+    with open(deployed) as f:
+        original = f.read()
+    changed = tmp_path / 'config.py'
+    changed.write_text(original.replace('REPL = True', 'REPL = False').replace('DELAY_MS = 0', 'DELAY_MS = 3000'))
+    assert mpremote(pico.usb, 'cp', str(changed), ':config.py').returncode == 0
+    try:
+        pico.power_cycle()
+        with serial.Serial(pico.usb, 115200, timeout=0.5, exclusive=True) as port:
+            got = b''
+            for _ in range(4):
+                port.write(b'\x03')
+                got += port.read(200)
+        assert b'KeyboardInterrupt' in got and b'>>> ' in got, got
+    finally:
+        assert mpremote(pico.usb, 'cp', deployed, ':config.py').returncode == 0
+    power_cycle(pico)
+
+
 def host_on(port, codec, secret):
     cls = sp.pure_json_protocol if codec == 'pure_json' else sp.struct_json_protocol
     return cls(sp.serial_stp(port), secret=secret, auto_auth=bool(secret), channel_name='host')

@@ -12,4 +12,5 @@ WIFI_PASSWORD = None
 TCP_PORT = 57321
 SECRET_FILE = 'secret.txt'
 MAX_FRAME = 8192
-STARTUP_DELAY_MS = 0          # serves at once: Ctrl-C between frames takes the REPL back (REPL)
+STARTUP_DELAY_MS = 0          # serves at once (REPL: Ctrl-C between frames takes the REPL back); > 0: a window after
+                              # reset in which Ctrl-C keeps the REPL, and a host's 0x03 bytes would stop main.py

@@ -10,7 +10,9 @@ import micropython
 micropython.kbd_intr(-1)   # a host's frames (0x03 bytes) may come from the first line on: they are not Ctrl-C
 import config  # noqa: E402
 
-if 'stdio' not in config.STREAMS:   # the USB console stays the REPL's
+# Ctrl-C back on: the USB console is the REPL's, or STARTUP_DELAY_MS asks for a window in which Ctrl-C keeps the
+# REPL (a board with REPL = False); serving the console switches it off again (sp_micropython.stdio)
+if 'stdio' not in config.STREAMS or getattr(config, 'STARTUP_DELAY_MS', 0):
     micropython.kbd_intr(3)
 
 from sp_micropython.board import run  # noqa: E402
