@@ -130,9 +130,8 @@ def test_a_startup_delay_gives_a_board_with_repl_off_a_window_for_ctrl_c(pico, t
                 port.write(b'\x03')
                 got += port.read(200)
         assert b'KeyboardInterrupt' in got and b'>>> ' in got, got
-    finally:
+    finally:   # the board stays at its REPL, where the next tests start it
         assert mpremote(pico.usb, 'cp', deployed, ':config.py').returncode == 0
-    power_cycle(pico)
 
 
 def host_on(port, codec, secret):
