@@ -265,10 +265,12 @@ def test_the_readme_pico_quick_start_runs_as_written(pico, tmp_path):
     assert len(lines) >= 8 and lines[0][0].startswith('sp deploy rp2040')
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
     try:
+        previous = ''
         for command, code, okay in lines:
             command = command.replace('/dev/ttyACM0', pico.usb)
-            if command.startswith('sp call'):   # after a reset the board needs a moment to serve
+            if previous.endswith('reset'):   # after a reset the board needs a moment to serve
                 time.sleep(1.5)
+            previous = command
             done = subprocess.run(['bash', '-c', command], cwd=str(tmp_path), env=env, capture_output=True,
                                   text=True, timeout=300)
             assert done.returncode == code, (command, done.stdout, done.stderr)
