@@ -120,7 +120,9 @@ def test_a_startup_delay_gives_a_board_with_repl_off_a_window_for_ctrl_c(pico, t
     with open(deployed) as f:
         original = f.read()
     changed = tmp_path / 'config.py'
-    changed.write_text(original.replace('REPL = True', 'REPL = False').replace('DELAY_MS = 0', 'DELAY_MS = 3000'))
+    text = original.replace('REPL = True', 'REPL = False').replace('DELAY_MS = 0', 'DELAY_MS = 3000')
+    assert text.count('REPL = False') == 1 and text.count('DELAY_MS = 3000') == 1, 'boards/rp2040/config.py changed'
+    changed.write_text(text)
     assert mpremote(pico.usb, 'cp', str(changed), ':config.py').returncode == 0
     try:
         pico.power_cycle()
