@@ -176,7 +176,9 @@ def _verdict(stop, *monitors: Monitor) -> int:
 
 def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
            forward: Optional[Callable[[bytes], None]] = None) -> None:
-    """Decodes what read returns until stop or its end; forward passes the bytes on (a tap), save keeps them."""
+    """Decodes what read returns until stop or its end; forward passes the bytes on (a tap), save keeps them.
+
+    A tap decodes before it forwards: the line of a request is out before the board can answer it."""
     capture = open(save, 'wb') if save else None
     try:
         while not stop.is_set():
@@ -185,11 +187,11 @@ def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
             except EOFError:
                 break
             if data:
-                if forward:
-                    forward(data)
                 if capture:
                     capture.write(data)
                 mon.feed(data, _stamp(arrow))
+                if forward:
+                    forward(data)
     finally:
         if capture:
             capture.close()
