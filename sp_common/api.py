@@ -1,13 +1,13 @@
 """The socket_protocol calls that wait, for the runtimes that block: threads and the device loop.
 
-Each call is an operation of sp_common.ops; Api drives it. A runtime mixes
-Api into its protocol class and supplies what differs: _engine (the Engine;
-on a device the protocol is its own engine), _locked(fn, *args) where
-threads share the engine (runs an engine step under its lock), _wait(predicate,
-timeout) (waits for the predicate or the protocol's close; returns its last
-value), _flush(timeout) (writes the engine's outbox; False if the link did
-not take it), _may_block() (raises where waiting would stall the link) and
-is_connected().
+Each call is an operation of sp_common.ops, run by _drive(op): here the
+device loop's driver; the threaded host gives its own (sp_cpython.protocol,
+which holds its lock around each step). A runtime mixes Api into its protocol
+class and supplies what differs: _engine (the Engine; on a device the
+protocol is its own engine), _wait(predicate, timeout) (waits for the
+predicate or the protocol's close; returns its last value), _flush(timeout)
+(writes the engine's outbox; False if the link did not take it), _may_block()
+(raises where waiting would stall the link) and is_connected().
 """
 from . import load
 from .const import STATUS_OKAY
@@ -23,13 +23,13 @@ class Api:
         return _ops().deadline(self._engine, timeout)
 
     def _drive(self, op):
-        """Runs op (sp_common.ops) to its result: its engine steps by _locked(), its waits and writes outside it."""
+        """Runs op (sp_common.ops) to its result: its engine steps, its waits and its writes."""
         engine = self._engine
         left = _ops().left
         value = None
         try:
             while True:
-                predicate, end = self._locked(op.send, value)
+                predicate, end = op.send(value)
                 if predicate is None:
                     value = self._flush(left(engine, end))
                 else:
@@ -37,11 +37,7 @@ class Api:
         except StopIteration as done:
             return done.value
         finally:
-            self._locked(op.close)
-
-    def _locked(self, fn, *args):
-        """An engine step of an operation; a runtime whose threads share the engine takes its lock around it."""
-        return fn(*args)
+            op.close()
 
     def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""

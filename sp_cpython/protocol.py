@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional
 from sp_common import Engine, pure_json, struct_json
 from sp_common.api import Api
 from sp_common.dispatch import run
+from sp_common.ops import left
 
 from .transport import StreamTransport
 
@@ -128,7 +129,7 @@ class pure_json_protocol(EngineState, Api):
         callback holds up no other thread's send(), request() or receive()."""
         self._feeding = threading.get_ident()
         try:
-            with self._cond:
+            with self._lock:
                 try:
                     step()
                 finally:
@@ -166,16 +167,39 @@ class pure_json_protocol(EngineState, Api):
     def _on_disconnect(self) -> None:
         self._run_engine(self._engine.connection_lost)
 
-    # what the shared Api needs ------------------------------------------------------
-    def _wait(self, predicate: Callable[[], Any], timeout: Optional[float]) -> Any:
+    # the threaded driver of sp_common.ops, and what the shared Api needs -----------
+    def _drive(self, op) -> Any:
+        """Runs op (sp_common.ops) to its result on the calling thread. Its steps and what they wait for run under
+        one hold of the lock, left only by a wait that blocks and by a write: nothing comes between a look at
+        the engine and the step taken on it."""
+        engine, lock = self._engine, self._lock
+        value = None
+        try:
+            while True:
+                with lock:
+                    predicate, end = op.send(value)
+                    while predicate is not None:
+                        value = predicate()
+                        if not value and not self._closed:
+                            value = self._wait(predicate, left(engine, end))
+                        predicate, end = op.send(value)
+                value = self._flush(left(engine, end))
+        except StopIteration as done:
+            return done.value
+        except BaseException:   # (a finished op needs no closing)
+            with lock:
+                op.close()
+            raise
+
+    def _wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """With the lock held: waits for the predicate, the protocol's close or timeout; the predicate's last value."""
         value = None
 
         def ready() -> Any:
             nonlocal value
             value = predicate()
             return value or self._closed
-        with self._cond:
-            self._cond.wait_for(ready, timeout)
+        self._cond.wait_for(ready, timeout)
         return value
 
     def _flush(self, timeout: float) -> bool:
@@ -195,10 +219,6 @@ class pure_json_protocol(EngineState, Api):
             return self.__comm_inst__.send(data) is not False
         finally:
             self._write_lock.release()
-
-    def _locked(self, fn: Callable[..., Any], *args) -> Any:
-        with self._lock:
-            return fn(*args)
 
     def _may_block(self) -> None:
         if getattr(self.__comm_inst__, 'is_io_thread', lambda: False)():

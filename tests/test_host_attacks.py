@@ -294,14 +294,15 @@ def test_a_reconnect_between_the_wait_and_the_send_sends_nothing(tcp):
     connection's wire is settled (it would put the server on the original wire while the client goes v2)."""
     server, client = tcp.make()
     assert wait_until(lambda: client.session == 2)
-    wait = client._wait
+    engine = client._engine
+    may_send = engine.may_send
 
-    def wait_then_reconnect(predicate, timeout):
-        ready = wait(predicate, timeout)
-        with client._lock:
-            client._engine.connection_made()   # what the I/O thread does when the link is back at that moment
+    def ready_then_reconnect():   # the first look finds the link ready, and then it is back
+        ready = may_send()
+        engine.may_send = may_send
+        engine.connection_made()   # what the I/O thread does when the link is back at that moment
         return ready
-    client._wait = wait_then_reconnect
+    engine.may_send = ready_then_reconnect
     sent = client._engine.counters['tx_messages']
     assert client.send(sp.SID_EXECUTE_REQUEST, 0, 'x') is False
     assert client._engine.counters['tx_messages'] == sent + 2   # the new connection's name and offer, nothing else
