@@ -1,8 +1,10 @@
-"""Shared test set-up and helpers: the repository root, free ports, waiting on a condition, the .mpy build and the
-conformance summary line."""
+"""Shared test set-up and helpers: the repository root, free ports, waiting on a condition, the .mpy build, the
+slow work that starts with the session, and the conformance summary line."""
+import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -39,12 +41,63 @@ def mpy_dir(tmp_path_factory):
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'engine: the pure-engine tier (tests/conformance): no I/O, about a second')
+    config.addinivalue_line('markers', 'starts_early(work): work(stack) runs from the start of the session on a '
+                                       'thread of its own (mark.starts_early.with_args(work)); the test takes its '
+                                       'result with early_result()')
+    config.sp_early = {}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if '/conformance/' in str(item.fspath).replace('\\', '/'):
             item.add_marker(pytest.mark.engine)
+
+
+def pytest_collection_finish(session):
+    """After the selection (-k, -m): only the early work of tests that will run starts."""
+    if session.config.getoption('collectonly'):
+        return
+    for item in session.items:
+        marker = item.get_closest_marker('starts_early')
+        if marker is not None:
+            session.config.sp_early[item.nodeid] = Early(marker.args[0])
+
+
+def pytest_unconfigure(config):
+    for job in getattr(config, 'sp_early', {}).values():
+        job.stack.close()   # a session that ends first stops what the work holds (an emulator)
+
+
+class Early(threading.Thread):
+    """A test's slow work that waits on an emulator, not on the other tests: it runs beside them from the start
+    of the session, on the second core, instead of after them. work(stack) enters what it holds into stack."""
+
+    def __init__(self, work):
+        super().__init__(daemon=True)
+        self.stack = contextlib.ExitStack()
+        self._work = work
+        self._value = self._error = None
+        self.start()
+
+    def run(self):
+        try:
+            with self.stack:
+                self._value = self._work(self.stack)
+        except BaseException as err:
+            self._error = err
+
+    def result(self, timeout):
+        self.join(timeout)
+        if self.is_alive():
+            raise TimeoutError('the early work of this test took over %d s' % timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def early_result(request, timeout=900):
+    """What the test's starts_early work returned (its exception raised here)."""
+    return request.config.sp_early[request.node.nodeid].result(timeout)
 
 
 def skip_or_fail(reason):

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -21,7 +22,7 @@ import serial
 
 import sp_cpython as sp
 from sp_common import frame, pure_json
-from conftest import ROOT, skip_or_fail
+from conftest import ROOT, early_result, skip_or_fail
 from test_conformance_micropython import _cpython_cases
 from test_interop import SECRET, ask, exchange, refuses_a_wrong_secret
 from test_qemu_board import send_hostile
@@ -40,14 +41,19 @@ def mpremote(port, *args, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def deploy(board):
+    """The project deployed as .mpy by `sp deploy rp2040 --mpy` over the board's USB console."""
+    done = sp_cmd('deploy', 'rp2040', '--port', board.usb, '--mpy', timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.fixture(scope='module')
 def pico():
-    """One emulated Pico with the project deployed as .mpy by `sp deploy rp2040 --mpy` over its USB console."""
+    """One emulated Pico, deployed, for the tests of this module."""
     skip_or_fail(missing())
     board = PicoBoard()
     try:
-        done = sp_cmd('deploy', 'rp2040', '--port', board.usb, '--mpy', timeout=180)
-        assert done.returncode == 0, done.stdout + done.stderr
+        deploy(board)
         yield board
     finally:
         board.stop()
@@ -210,15 +216,27 @@ import run_micropython
 MAX_TOO_BIG = 1   # conformance cases too big for the Pico's heap: 1 in the runs measured
 
 
-def test_conformance_suite_on_the_pico(pico, tmp_path, request):
+def conformance_on_a_pico_of_its_own(stack):
+    """mpremote's run of the conformance suite on a board of its own: two minutes of an emulator's core, spent
+    beside the other tests from the start of the session (conftest.Early)."""
+    board = PicoBoard()
+    stack.callback(board.stop)
+    deploy(board)
     suite = sorted(name for name in os.listdir(CONFORMANCE) if name.endswith('.py'))
-    done = mpremote(pico.usb, 'mkdir', ':tests', '+', 'mkdir', ':tests/conformance', '+', 'cp',
+    done = mpremote(board.usb, 'mkdir', ':tests', '+', 'mkdir', ':tests/conformance', '+', 'cp',
                     *[os.path.join(CONFORMANCE, name) for name in suite], ':tests/conformance/')
     assert done.returncode == 0, done.stderr
-    runner = tmp_path / 'run.py'
-    runner.write_text(RUN_CONFORMANCE.replace('import run_micropython',
-                                              "sys.path.insert(0, '/tests/conformance')\nimport run_micropython"))
-    done = mpremote(pico.usb, 'run', str(runner), timeout=600)
+    with tempfile.NamedTemporaryFile('w', suffix='.py', delete=False) as runner:
+        runner.write(RUN_CONFORMANCE.replace('import run_micropython',
+                                             "sys.path.insert(0, '/tests/conformance')\nimport run_micropython"))
+    stack.callback(os.remove, runner.name)
+    return mpremote(board.usb, 'run', runner.name, timeout=600)
+
+
+@pytest.mark.starts_early.with_args(conformance_on_a_pico_of_its_own)
+def test_conformance_suite_on_the_pico(request):
+    skip_or_fail(missing())
+    done = early_result(request)
     out = done.stdout
     match = re.search(r'conformance on micropython: (\d+) passed, (\d+) failed', out)
     assert match, out[-3000:] + done.stderr
@@ -232,7 +250,6 @@ def test_conformance_suite_on_the_pico(pico, tmp_path, request):
     line = 'conformance on micropython, emulated Pico (RP2040 port): %d passed, %d failed' % (passed, failed) + (
         ' (MemoryError: too big for the heap)' if failed else '')
     request.config.sp_conformance_lines = getattr(request.config, 'sp_conformance_lines', []) + [line]
-    assert mpremote(pico.usb, 'rm', '-r', ':tests').returncode == 0
 
 
 def test_deploy_as_py_then_reset_serves(pico):
