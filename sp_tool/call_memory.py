@@ -4,8 +4,9 @@ MQTT QoS 1 delivers at least once: after a reconnect of the gateway or the
 broker, a request may arrive a second time. A write or an execute has
 effects, so the repeat waits for the first call's answer (still in flight)
 or gets it again (already answered), for WINDOW_S after the first arrived.
-What is remembered is bounded by count and by the bytes of the answers, so a
-flood of distinct calls costs the window, not memory without end.
+What is remembered is bounded by count and by its bytes (each call's topics
+and Correlation Data, and its answer with its properties), so a flood of
+distinct calls costs the window, not memory without end.
 """
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ from typing import Callable, Hashable, List, Optional, Tuple
 
 WINDOW_S = 60.0
 MAX_CALLS = 65536
-MAX_ANSWER_BYTES = 16 << 20
+MAX_BYTES = 16 << 20
 
 Answer = Tuple[bytes, object]     # the published payload and its MQTT properties
 
 
-class _Entry:
-    __slots__ = ('since', 'answer', 'waiting')
+def _size(parts) -> int:
+    """The bytes of a key's or an answer's parts (str, bytes or None): what keeping them costs, near enough."""
+    return sum(len(part.encode()) if isinstance(part, str) else len(part) for part in parts if part is not None)
 
-    def __init__(self, since: float) -> None:
+
+class _Entry:
+    __slots__ = ('since', 'size', 'answer', 'waiting')
+
+    def __init__(self, since: float, size: int) -> None:
         self.since = since
+        self.size = size
         self.answer: Optional[Answer] = None
         self.waiting: List[Callable[[Answer], None]] = []
 
@@ -32,8 +39,10 @@ class _Entry:
 class CallMemory:
     """repeat() answers a call taken before; begin() and answered() remember a new one and its answer."""
 
-    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.window_s = window_s
+        self.max_bytes = max_bytes
         self._clock = clock
         self._calls: 'collections.OrderedDict[Hashable, _Entry]' = collections.OrderedDict()
         self._bytes = 0
@@ -52,14 +61,18 @@ class CallMemory:
         return True
 
     def begin(self, key: Hashable) -> None:
-        self._calls[key] = _Entry(self._clock())
+        """key: a tuple of str and bytes (Reply.key)."""
+        entry = self._calls[key] = _Entry(self._clock(), _size(key))
+        self._bytes += entry.size
 
     def answered(self, key: Hashable, answer: Answer) -> None:
         entry = self._calls.get(key)
         if entry is None:
             return
         entry.answer = answer
-        self._bytes += len(answer[0])
+        size = _size(answer)
+        entry.size += size
+        self._bytes += size
         waiting, entry.waiting = entry.waiting, []
         for send in waiting:
             send(answer)
@@ -70,10 +83,9 @@ class CallMemory:
         calls = self._calls
         while calls:
             key, entry = next(iter(calls.items()))
-            if entry.since > oldest and len(calls) <= MAX_CALLS and self._bytes <= MAX_ANSWER_BYTES:
+            if entry.since > oldest and len(calls) <= MAX_CALLS and self._bytes <= self.max_bytes:
                 return
             if entry.answer is None and entry.since > oldest:
                 return      # in flight: its answer will come within the gateway's timeout
             del calls[key]
-            if entry.answer is not None:
-                self._bytes -= len(entry.answer[0])
+            self._bytes -= entry.size

@@ -221,6 +221,7 @@ class Client(asyncio.Protocol):
                 log.info('%s', why)     # again every 1 to 2 s: -v shows it
                 self.on_error(why)
             if self._transport is not None:
+                self._connected = False   # dropped by this side: connection_lost() does not blame the broker
                 self._transport.abort()
             if not self._stopping:
                 await asyncio.sleep(wait)
@@ -261,6 +262,8 @@ class Client(asyncio.Protocol):
         transport.write(_packet(CONNECT, body + payload))
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self._connected and not self._stopping:   # a broker that drops a client says why only in its own log
+            log.warning('the broker at %s closed the connection%s', self.broker.url, ': %s' % exc if exc else '')
         self._connected = False
         self._transport = None
         self._lost.set()
@@ -320,6 +323,7 @@ class Client(asyncio.Protocol):
             return False
         if transport.get_write_buffer_size() > MAX_UNSENT:
             log.warning('the broker at %s has not taken %d bytes: dropping the link', self.broker.url, MAX_UNSENT)
+            self._connected = False
             transport.abort()
             return False
         transport.write(data)

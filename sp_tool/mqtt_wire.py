@@ -41,6 +41,7 @@ FIRST_APPLICATION_SID = sp.SID_READ_REQUEST
 ANSWER_IDS = ('board', 'service_id', 'data_id')     # what an answer names besides its status and data
 MAX_ID_TEXT = 128       # an envelope's id as JSON: a scalar or a short string
 MAX_TOPIC_BYTES = 65535
+MAX_TOPIC_LEVELS = 200  # mosquitto drops a client that publishes to a topic of more levels
 # What MQTT's UTF-8 rules forbid in a topic and mosquitto enforces by dropping the sender: U+0000, control
 # characters, surrogates and non-characters (U+FDD0..U+FDEF and the last two code points of every plane).
 _UNFIT = re.compile('[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef%s]' % ''.join(
@@ -125,6 +126,8 @@ def topic_fault(topic: str) -> Optional[str]:
         return 'a wildcard'
     if len(topic.encode()) > MAX_TOPIC_BYTES:
         return 'over %d bytes' % MAX_TOPIC_BYTES
+    if topic.count('/') >= MAX_TOPIC_LEVELS:
+        return 'over %d levels' % MAX_TOPIC_LEVELS
     return None
 
 

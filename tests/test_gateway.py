@@ -5,6 +5,7 @@ Every wait is on a message or a state with a generous timeout; nothing sleeps to
 """
 import getpass
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
-from conftest import ROOT, free_port, interrupt, skip_or_fail
+from conftest import ROOT, free_port, interrupt, skip_or_fail, wait_until
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
@@ -379,10 +380,10 @@ def test_two_gateways_on_one_broker_each_answer_for_their_own_boards_and_a_name_
             board.close()
 
 
-def test_a_request_delivered_again_after_a_broker_restart_runs_once(fleet):
+def test_a_request_delivered_again_after_a_broker_restart_runs_once(fleet, caplog):
     """QoS 1 delivers at least once: the broker restarts while the board works on a call, and the caller sends the
     request again (as a client does with a QoS 1 publish the broker never acknowledged). The board runs it once;
-    the repeat gets the first call's answer."""
+    the repeat gets the first call's answer. The gateway's log says the broker closed the connection."""
     board = host_board('slow', slow_s=1.5)
     gateway = side_gateway(fleet, 's=' + board.target, 'once', 's', timeout=10)
     caller = Inbox(fleet.broker, 'test/once')
@@ -393,6 +394,7 @@ def test_a_request_delivered_again_after_a_broker_restart_runs_once(fleet):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         fleet.broker.stop()
+        assert wait_until(lambda: 'the broker at %s closed the connection' % fleet.broker.url in caplog.text)
         fleet.broker.start()
         back = Inbox(fleet.broker, gateway.gateway_topic)
         back.wait_payload(gateway.gateway_topic, 'online')     # subscribed again
@@ -425,6 +427,18 @@ def test_call_memory_answers_repeats_within_its_window_and_forgets_after():
     assert memory.repeat('k', sent.append) and len(sent) == 2
     now[0] = 61.0
     assert not memory.repeat('k', sent.append)
+
+
+def test_call_memory_counts_the_addresses_it_keeps_not_only_the_answers():
+    """A caller's reply topic and Correlation Data may take 64 KiB each, and the answer's properties repeat the
+    Correlation Data: all of it counts against the bound, or a flood of such calls fills the gateway's memory."""
+    memory = CallMemory(window_s=60, clock=lambda: 0.0, max_bytes=100_000)
+    keys = [('sp/b/execute/0/req', 'r/' + 'x' * 20000, b'c%d' % i + b'c' * 9998) for i in range(10)]
+    for key in keys:
+        memory.begin(key)
+        memory.answered(key, (b'{"status":0}', key[2] + b'properties'))
+    assert not memory.repeat(keys[0], lambda answer: None)     # about 40 kB each: the oldest were forgotten
+    assert memory.repeat(keys[-1], lambda answer: None)
 
 
 def test_two_gateways_that_claim_a_name_at_once_agree_on_the_later_claim():

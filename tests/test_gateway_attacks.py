@@ -80,7 +80,7 @@ def test_envelope_ids_are_scalars_or_short_strings(fleet, id_):
 
 
 HOSTILE_TOPICS = ['test/\x01', 'test/\x1b[2J', 'test/\x7f', 'test/\x9b', 'test/\uffff', 'test/\ufdd0',
-                  'test/\U0010fffe', 'test/\ud800', 'test/+', 'test/#', '']
+                  'test/\U0010fffe', 'test/\ud800', 'test/+', 'test/#', '', 'test' + '/x' * 201]
 
 
 def test_reply_topics_the_broker_rejects_do_not_get_the_gateway_thrown_off(fleet):
