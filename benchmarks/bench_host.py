@@ -4,7 +4,9 @@ The baseline is the least a JSON request/response link can do: a plain socket
 ping-pong that sends the JSON text plus CRC-32 with a length prefix and parses
 the reply, without framing, dispatch, callbacks or threads handing over.
 A second table splits the protocol's round trip: two engines back to back in
-one thread (no I/O, no threads) beside the baseline's own JSON and CRC work.
+one thread (no I/O, no threads), then the same through the threaded API's
+send() and receive() on an in-process link, beside the baseline's own JSON
+and CRC work.
 Ratios travel between machines; absolute rates do not.
 """
 import argparse
@@ -129,6 +131,58 @@ def engines(n):
     return n / (time.perf_counter() - start)
 
 
+class _InProcessLink:
+    """A comm instance whose peer is a server engine in the same thread: send() feeds it and hands its answer
+    straight back, so the threaded API runs with no socket and no thread between (its own CPU work alone)."""
+
+    IS_CLIENT = True
+
+    def __init__(self):
+        self._peer = Engine(False, clock=monotonic_ms)
+        self._peer.jobs = []
+        self._peer.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+        self._peer.connection_made()
+        self._lock = threading.RLock()
+        self._on_data = self._on_connect = None
+
+    def init_channel_name(self, name):
+        pass
+
+    def register_callback(self, callback):
+        self._on_data = callback
+
+    def register_connect_callback(self, callback):
+        self._on_connect = callback
+
+    def register_disconnect_callback(self, callback):
+        pass
+
+    def is_connected(self):
+        return True
+
+    def send(self, data):
+        self._peer.feed(data)
+        run(self._peer, self._lock)
+        answer = self._peer.data_to_send()
+        if answer:
+            self._on_data(answer)
+        return True
+
+
+def in_process(n):
+    """Round trips of pure_json_protocol's send() and receive() over _InProcessLink (session v2)."""
+    link = _InProcessLink()
+    client = sp.pure_json_protocol(link)
+    link._on_connect()
+    assert client.send(sp.SID_EXECUTE_REQUEST, 0, -1, timeout=5)
+    assert client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5).get_data() == -1
+    start = time.perf_counter()
+    for i in range(n):
+        client.send(sp.SID_EXECUTE_REQUEST, 0, i)
+        assert client.receive(sp.SID_EXECUTE_RESPONSE, 0).get_data() == i
+    return n / (time.perf_counter() - start)
+
+
 def protocol(n, cls=sp.pure_json_protocol, secret=None):
     server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=secret)
     server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
@@ -167,6 +221,11 @@ def main():
     print('| the baseline\'s JSON + CRC alone | %.0f | 1.00 |' % cpu)
     rate = engines(args.n * 5)
     print('| two engines back to back (pure_json, session v2, dispatcher) | %.0f | %.2f |' % (rate, rate / cpu))
+    api = in_process(args.n * 5)
+    print('| the same through the threaded API, on an in-process link | %.0f | %.2f |' % (api, api / cpu))
+    print()
+    print('The threaded API\'s own CPU per round trip (send() and receive() around the engines): %.1f us'
+          % (1e6 / api - 1e6 / rate))
 
 
 if __name__ == '__main__':
