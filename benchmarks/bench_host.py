@@ -169,11 +169,8 @@ class _InProcessLink:
         return True
 
 
-def in_process(n):
-    """Round trips of pure_json_protocol's send() and receive() over _InProcessLink (session v2)."""
-    link = _InProcessLink()
-    client = sp.pure_json_protocol(link)
-    link._on_connect()
+def round_trips(client, n):
+    """Round trips/s of a client's send() and receive() of execute echo, after one untimed that waits for the link."""
     assert client.send(sp.SID_EXECUTE_REQUEST, 0, -1, timeout=5)
     assert client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5).get_data() == -1
     start = time.perf_counter()
@@ -183,18 +180,20 @@ def in_process(n):
     return n / (time.perf_counter() - start)
 
 
+def in_process(n):
+    """Round trips of pure_json_protocol's send() and receive() over _InProcessLink (session v2)."""
+    link = _InProcessLink()
+    client = sp.pure_json_protocol(link)
+    link._on_connect()
+    return round_trips(client, n)
+
+
 def protocol(n, cls=sp.pure_json_protocol, secret=None):
     server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=secret)
     server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
     client = cls(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port), secret=secret, auto_auth=bool(secret))
     try:
-        client.send(sp.SID_EXECUTE_REQUEST, 0, -1, timeout=5)
-        assert client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5).get_data() == -1
-        start = time.perf_counter()
-        for i in range(n):
-            client.send(sp.SID_EXECUTE_REQUEST, 0, i)
-            assert client.receive(sp.SID_EXECUTE_RESPONSE, 0).get_data() == i
-        return n / (time.perf_counter() - start)
+        return round_trips(client, n)
     finally:
         client.close()
         server.close()
