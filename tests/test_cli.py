@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port, interrupt, skip_or_fail
+from conftest import ROOT, free_port, interrupt, skip_or_fail, wait_until
 from ptys import PtyCable
 from sp_common import frame, pure_json
 from sp_common.auth import Hmac
@@ -291,10 +291,16 @@ def test_crc_errors_are_named(board):
 
 
 def test_ctrl_c_ends_a_call_without_traceback(silent_port):
-    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'call', silent_port, 'read', '0', '--timeout', '30'],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONFAULTHANDLER='1'))
-    time.sleep(1.0)
+    # A script's background job (these tests, run as `cmd &`) starts with SIGINT ignored, and a child inherits
+    # that; sp call keeps to it, as a background job should. The call here is a terminal's foreground command.
+    foreground = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'call', silent_port, 'read', '0', '--timeout',
+                                 '30'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONFAULTHANDLER='1'))
+    finally:
+        signal.signal(signal.SIGINT, foreground)
+    assert wait_until(lambda: holds(proc.pid, silent_port), 20)   # the call is under way (not still importing)
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=10)
