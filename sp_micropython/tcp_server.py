@@ -52,6 +52,15 @@ class TcpServerStream(_SocketStream):
                 ms = due
         return ms
 
+    def _drop(self):
+        """The client goes, however it went (its end, a refusal, a stuck write): the listener is polled again, so
+        a newcomer waiting in the backlog wakes the next poll instead of a board that sleeps on nothing."""
+        self._waiting = False
+        self._listener = self._polled
+        _SocketStream._drop(self)
+
+    reconnect = _drop
+
     def readinto(self, buf):
         """The client's bytes. The client is judged first, on what the engine has been fed, on every call, so
         that one that keeps its socket full cannot hold newcomers off (its bytes read here are fed before the

@@ -442,6 +442,23 @@ def test_a_newcomer_replaces_a_client_that_never_spoke(device):
     assert old.link.read(TIMEOUT) == b''   # the device closed the old connection
 
 
+def test_a_client_refused_while_a_newcomer_waits_leaves_the_board_listening(device):
+    """With SESSION_V2='required' the engine's timer refuses a client that gave its name and fell silent, and the
+    board drops it outside its read while a newcomer waits in the backlog: the newcomer is served next (the
+    listener had been left out of the poll, and the board slept on nothing for good)."""
+    dev = device(session_v2='required', stdio=False)
+    silent = dev.tcp(connect=False, session_v2=False)
+    silent.engine.connection_made()
+    silent.link.write(silent.engine.data_to_send())   # its name, no offer of v2; then nothing
+    time.sleep(0.3)
+    newcomer = dev.tcp(connect=False)
+    silent.link.sock.settimeout(TIMEOUT)
+    while silent.link.sock.recv(4096):                # answered, then refused and dropped at NEGOTIATE_MS
+        pass
+    newcomer.connect()
+    assert newcomer.request(sp.SID_EXECUTE_REQUEST, 0, 'served').get_data() == 'served'
+
+
 def test_a_newcomer_does_not_throw_out_a_trusted_client(device):
     dev = device(secret='s3cret')
     trusted = dev.tcp(secret='s3cret')
