@@ -58,7 +58,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 PROMPT = b">>> "
 
 _CHUNK = 4096
-_MAX_PENDING = 1 << 16  # board output waiting for the host before the board is held back
+_MAX_PENDING = 1 << 16  # output waiting for either side before its writer is held back (as USB holds a host back)
 _LOG_MAX = 1 << 18  # bytes of board output kept for diagnostics
 _POLL_S = 0.02
 
@@ -411,7 +411,7 @@ class _Relay:
         if board_ev:
             poller.register(board._master_b, board_ev)
         # Is a host holding the port open?  POLLHUP on master H when not.
-        host_ev = select.POLLIN | (select.POLLOUT if self.to_host else 0)
+        host_ev = (select.POLLIN if len(self.to_board) < _MAX_PENDING else 0) | (select.POLLOUT if self.to_host else 0)
         probe = select.poll()
         probe.register(board._master_h, host_ev)
         hup = any(ev & select.POLLHUP for _, ev in probe.poll(0))
@@ -450,19 +450,21 @@ class _Relay:
                     self._to_board()
 
     def _to_board(self):
-        """Writes host input to the board; a 0x03 interrupts running code instead."""
+        """Writes host input to the board; a 0x03 interrupts running code instead while the board takes SIGINT
+        (Ctrl-C on), each in a round of its own so the board acts on it before the bytes after it. While it does
+        not (the REPL's own Ctrl-C, or kbd_intr(-1) in force) every 0x03 is data and goes in the same write."""
         to_board = self.to_board
         i = to_board.find(b"\x03")
+        proc = self.board._proc
+        if i >= 0 and not (proc and _sigint_caught(proc.pid)):
+            i = -1
         if i == 0:
-            proc = self.board._proc
-            if proc and _sigint_caught(proc.pid):
-                try:
-                    os.kill(proc.pid, signal.SIGINT)
-                except OSError:
-                    pass
-                to_board[:1] = b""
-                return
-            i = 1  # data: the REPL's own Ctrl-C, or kbd_intr(-1) in force
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except OSError:
+                pass
+            to_board[:1] = b""
+            return
         chunk = to_board if i < 0 else to_board[:i]
         try:
             n = os.write(self.board._master_b, chunk)

@@ -1,9 +1,11 @@
 """The virtual board: the MicroPython unix port behind a raw pty, driven by mpremote and pyserial."""
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+import tty
 
 import pytest
 import serial
@@ -178,3 +180,27 @@ def test_an_interpreter_that_keeps_failing_at_once_is_given_up_and_says_so(tmp_p
         assert board.pid is None
     finally:
         board.stop()
+
+
+def test_a_host_that_floods_the_console_and_leaves_holds_the_next_host_up_for_seconds_at_most():
+    """A host writes Ctrl-C bytes among data as fast as the port takes them, then closes it. The relay holds it
+    back once 64 KiB wait for the board (as a USB port holds its host back) and passes the 0x03 bytes the board
+    takes as data in whole writes, so the next host is answered at once, not after hours of a backlog."""
+    from sp_tool.target import board_env
+    with VirtualBoard(boot=True, env=board_env(None, "pure_json", 0)) as board:
+        fd = os.open(board.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(fd)
+        flood = b"\x03A" * 4096
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            select.select([], [fd], [], 0.1)
+            try:
+                os.write(fd, flood)
+            except BlockingIOError:
+                pass
+        os.close(fd)
+        start = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "sp_tool", "call", board.port, "execute", "echo", '"after"',
+                            "--timeout", "10"], capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout) == (0, 'okay: "after"\n'), r.stderr
+        assert time.monotonic() - start < 10
