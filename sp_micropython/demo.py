@@ -38,10 +38,12 @@ def asctime(t=None):
 
 def _value(msg):
     """Writes or reads the value (one callback for both: each function a board holds takes its heap; json is
-    imported here, where it is used, for the same reason)."""
+    imported here, where it is used, for the same reason). Written through the codec, which refuses what is
+    not JSON (1e999 parses to inf on a board): such a write is a callback error and the value stays."""
     import json
+    from sp_common.codec import dumps
     if msg.get_service_id() == SID_WRITE_REQUEST:
-        values[1] = json.dumps(msg.get_data())
+        values[1] = dumps(msg.get_data())
         return STATUS_OKAY, None
     return STATUS_OKAY, json.loads(values[1])
 

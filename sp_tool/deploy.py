@@ -146,7 +146,9 @@ def probe(port, timeout=20.0):
     out = _mpremote(port, ["exec", _PROBE], timeout)
     try:
         mpy, platform = ast.literal_eval(out.strip().splitlines()[-1])
-    except (ValueError, SyntaxError, IndexError):
+    except (ValueError, SyntaxError, IndexError, TypeError):
+        mpy = platform = None
+    if type(mpy) is not int or mpy < 0 or type(platform) is not str or not platform.isprintable():
         raise DeployError("unexpected answer from the board on %s: %r" % (port, out[-200:]))
     arch = MPY_ARCHS[mpy >> 10] if (mpy >> 10) < len(MPY_ARCHS) else None
     return mpy & 0xFF, (mpy >> 8) & 3, arch, platform

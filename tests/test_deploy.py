@@ -225,3 +225,14 @@ def test_unknown_board_fails_clearly():
     r = run_deploy("no-such-board", "--port", "/dev/null")
     assert r.returncode != 0
     assert "unknown board 'no-such-board'" in r.stderr
+
+
+@pytest.mark.parametrize("answer", ["(1542, '\\x1b]0;retitled by the board\\x07\\x1b[2J')", "(6.5, 'rp2')",
+                                    "('6', 'rp2')", "(-1, 'rp2')", "(1542,)", "[1542, 'rp2', 3]", "{}"])
+def test_a_probe_answer_other_than_a_version_and_a_platform_is_refused(monkeypatch, answer):
+    """What the board prints is the board's to choose: a platform that would drive the terminal, or a version
+    that is no integer, is a clear error, not escape codes on the screen or a traceback."""
+    from sp_tool import deploy
+    monkeypatch.setattr(deploy, "_mpremote", lambda port, args, timeout: "banner\n" + answer + "\n")
+    with pytest.raises(deploy.DeployError, match="unexpected answer from the board"):
+        deploy.probe("board")

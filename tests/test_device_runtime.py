@@ -354,6 +354,16 @@ def test_hostile_frames_at_the_heap_cap(device, transport, secret):
     assert dev.proc.poll() is None
 
 
+def test_a_value_written_out_of_range_is_refused_and_the_value_kept(device):
+    """A board's json takes 1e999 as inf, which no JSON carries back: the demo's write refuses it with a callback
+    error, and every host still reads the value written before (stored as inf, it broke each later read)."""
+    host = device().host(session_v2=False)
+    assert host.request(sp.SID_WRITE_REQUEST, 1, [1.5]).get_status() == sp.STATUS_OKAY
+    out_of_range = '{"data_id": 1, "service_id": 20, "status": 0, "data": [1e999]}'
+    assert raw_reply(host.link, crc_valid(out_of_range))[2] == sp.STATUS_CALLBACK_ERROR
+    assert host.request(sp.SID_READ_REQUEST, 1).get_data() == [1.5]
+
+
 def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
     dev = device()
     first = dev.tcp()

@@ -309,3 +309,16 @@ def test_a_callback_that_waits_holds_up_no_other_threads_call():
         release.set()
         client.close()
         server.close()
+
+
+def test_a_number_out_of_range_is_malformed_json_on_the_host():
+    """1e999 parses to inf, which no JSON carries back: the host drops such a frame as a format error, so no
+    callback, receive() or `sp call --json` sees an inf (a board's json takes it; its codec refuses to send it)."""
+    from sp_common import FormatError
+    from sp_common.codec import _with_crc
+    for data in (b'1e999', b'[1, -1e999]', b'{"x": 2E+400}'):
+        body = b'{"data_id": 0, "service_id": 31, "status": 0, "data": ' + data + b'}'
+        with pytest.raises(FormatError):
+            pure_json.decode(b''.join(_with_crc((body,))))
+    largest = b'{"data_id": 0, "service_id": 31, "status": 0, "data": 1e308}'
+    assert pure_json.decode(b''.join(_with_crc((largest,))))[3] == 1e308
