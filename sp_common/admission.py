@@ -66,6 +66,13 @@ def due_ms(engine, waiting):
     return None if due is None else max(0, due)
 
 
+def write_ms(engine, limit_ms):
+    """How long a server that blocks on its writes (the host's threaded one) may wait for this peer to take its
+    answers: one on probation that reads nothing holds the server, and a newcomer who waits, no longer than a
+    stall would (PATIENCE_MS)."""
+    return limit_ms if engine.proven() else min(limit_ms, PATIENCE_MS)
+
+
 def _rank(engine):
     """(on its way, last heard of): a peer on probation that took a step within PATIENCE_MS is on its way."""
     on_its_way = not engine.proven() and engine.moved_at is not None and not gives_way(engine)

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from sp_common import Engine, pure_json, struct_json
+from sp_common import Engine, admission, pure_json, struct_json
 from sp_common.api import Api
 from sp_common.dispatch import run
 from sp_common.ops import left
@@ -103,6 +103,7 @@ class pure_json_protocol(EngineState, Api):
         self._timer: Optional[threading.Timer] = None
         self._feeding: Optional[int] = None     # the thread running an engine step and its callbacks
         self._timed_writes = isinstance(comm_instance, StreamTransport)
+        self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
                               channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
                               log=logger('socket_protocol', channel_name),
@@ -141,8 +142,9 @@ class pure_json_protocol(EngineState, Api):
             refused = self._engine.wire == 'refused'
             wait = self._engine.deadline_ms()
             queued = self._engine.queued is not None
+            write_s = admission.write_ms(self._engine, WRITE_TIMEOUT * 1000) / 1000 if self._admits else WRITE_TIMEOUT
         if queued:   # (a writer with nothing to write would hold the write lock from a caller's send)
-            self._flush(WRITE_TIMEOUT)
+            self._flush(write_s)
         if refused:
             self.__comm_inst__.reconnect()
         elif wait is not None:

@@ -116,6 +116,35 @@ def test_squatters_cannot_lock_out_the_threaded_server(mode):
         server.close()
 
 
+def test_a_squatter_that_reads_nothing_holds_the_threaded_server_no_longer_than_a_stall():
+    """A peer on probation floods gated requests, each answered with its 60 kB data id echoed, and reads nothing:
+    once the server's socket is full its I/O thread waits in a write, judging no one. That wait ends after
+    PATIENCE_MS for a peer on probation (it was the 2 s of a proven one), and the newcomer is served."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    port = server.__comm_inst__.port
+    gated = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 'x' * 60000, 0, None))
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    try:
+        squatter.connect(('127.0.0.1', port))
+        squatter.sendall(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'squatter')))
+        squatter.setblocking(False)
+        stalled_since = time.monotonic()
+        while time.monotonic() - stalled_since < 0.2:   # until the server stops reading: it waits in a write
+            try:
+                if squatter.send(gated):
+                    stalled_since = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:
+                break   # already dropped
+        assert served_in(port) < 1.2
+    finally:
+        squatter.close()
+        server.close()
+
+
 @pytest.mark.parametrize('mode', ['silent', 'chatty', 'wrong_keys'])
 def test_squatters_cannot_lock_out_the_board(mode):
     with socket.socket() as probe:
