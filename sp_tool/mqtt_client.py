@@ -28,6 +28,9 @@ from .mqtt_aio import Client, Message, publish_properties
 
 log = logging.getLogger('sp.mqtt_client')
 CORRELATION_BYTES = 16
+# The largest packet taken, said in the CONNECT so that the broker drops bigger ones: an answer carries at most
+# a board frame's data (64 KiB on the gateway's links), a forged packet of megabytes costs nothing.
+MAX_ANSWER_PACKET = 1 << 20
 
 
 _shared: Optional[asyncio.AbstractEventLoop] = None
@@ -71,7 +74,8 @@ class BoardClient:
     """
 
     def __init__(self, broker_url: str, board: Optional[str] = None, prefix: str = wire.DEFAULT_PREFIX,
-                 connect_timeout: float = 10.0, broker: Optional[wire.Broker] = None, qos: int = wire.QOS_CALL) -> None:
+                 connect_timeout: float = 10.0, broker: Optional[wire.Broker] = None, qos: int = wire.QOS_CALL,
+                 max_packet: int = MAX_ANSWER_PACKET) -> None:
         parsed, path = wire.parse_broker(broker_url)
         self.broker = broker or parsed
         if board is None:
@@ -89,7 +93,7 @@ class BoardClient:
         self._subscribed = threading.Event()
         self._refused: Optional[str] = None
         self._loop = shared_loop()
-        self.client = Client(self.broker, client_id, session_s=0)
+        self.client = Client(self.broker, client_id, session_s=0, max_packet=max_packet)
         self.client.on_connect = lambda: self.client.subscribe([(self.reply_topic, qos)])
         self.client.on_suback = lambda packet_id: self._subscribed.set()
         self.client.on_error = self._on_error
@@ -113,11 +117,15 @@ class BoardClient:
             self._subscribed.set()
 
     def _on_message(self, msg: Message) -> None:
-        """Hands an answer to its call: the first that has the call's Correlation Data and names what it asked."""
-        try:
-            answer = json.loads(msg.payload)
-        except (ValueError, RecursionError):
-            answer = None
+        """Hands an answer to its call: the first that has the call's Correlation Data and names what it asked.
+        Only a message with a waiting call's Correlation Data is parsed: anyone who may publish on the reply
+        topic could make each of its messages cost a parse on the thread every call shares."""
+        answer = None
+        if msg.correlation in self._pending:
+            try:
+                answer = json.loads(msg.payload)
+            except (ValueError, RecursionError):
+                pass
         with self._lock:
             call = self._pending.get(msg.correlation)
             if call is not None and call.matches(answer):

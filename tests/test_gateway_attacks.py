@@ -182,6 +182,23 @@ def test_guessed_correlations_forge_no_answer_into_another_callers_call(fleet, m
         forger.inbox.close()
 
 
+def test_forged_megabytes_on_a_reply_topic_never_reach_the_caller(fleet, mute):
+    """Anyone who may publish on a caller's reply topic can send it packets as big as the broker takes: the
+    caller says it takes 1 MiB at most, so the broker drops a 2 MiB forgery; only the small one after it
+    reaches the caller, which drops it (no call waits on its Correlation Data) without parsing it."""
+    forger = Forger(fleet, 'forge/+/+/+/req')
+    try:
+        with BoardClient(fleet.broker.url, 'mute', prefix='forge') as victim:
+            call, result = call_in_flight(victim, forger)
+            forger.answer_directly(victim.reply_topic, b'forged', ['ab'] * 400000)
+            forger.answer_directly(victim.reply_topic, b'forged', ['ab'])
+            call.join(WAIT)
+            assert result == [wire.answer(wire.STATUS_TIMEOUT, 'no answer from mute within 2 s')]
+            assert victim.counters['dropped'] == 1
+    finally:
+        forger.inbox.close()
+
+
 def test_an_answer_from_another_board_is_not_taken_for_the_call_even_with_its_correlation(fleet, mute):
     """Past the broker's ACL: the forger, who may call board b, saw the victim's request to the silent board and
     asks board b with the victim's reply topic and correlation data. The gateway answers there, but the answer
