@@ -55,9 +55,8 @@ class TcpServerStream(_SocketStream):
     def _drop(self):
         """The client goes, however it went (its end, a refusal, a stuck write): the listener is polled again, so
         a newcomer waiting in the backlog wakes the next poll instead of a board that sleeps on nothing."""
-        self._waiting = False
-        self._listener = self._polled
         _SocketStream._drop(self)
+        self._wait(False)
 
     reconnect = _drop
 
@@ -79,9 +78,7 @@ class TcpServerStream(_SocketStream):
                 self._attach(self._srv.accept()[0])   # the caller sees the connect before the first byte
             except OSError:
                 pass
-            self._wait(self._newcomer())
-        elif self._sock is None and self._waiting:
-            self._wait(False)
+            self._wait(self._sock is not None and self._newcomer())   # no client (accept failed): listen on
         return n
 
     def close(self):
