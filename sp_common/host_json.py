@@ -1,7 +1,30 @@
-"""JSON on CPython, as a board writes and refuses it (sp_common.codec on MicroPython loads none of this)."""
-import json
+"""JSON on CPython, as a board writes and refuses it (sp_common.codec on MicroPython loads none of this).
 
-dumps = json.JSONEncoder(allow_nan=False).encode   # json.dumps's bytes; inf and nan refused
+json.dumps and json.loads set up an encoder, a decoder or a scanner on every
+call, which costs more than a small message's text: both are set up once here.
+"""
+import json
+from json import encoder
+
+_encoder = json.JSONEncoder(allow_nan=False)   # json.dumps's text; inf and nan refused
+
+
+def _not_serializable(value):
+    return _encoder.default(value)   # (raises TypeError, as json.dumps does)
+
+
+if encoder.c_make_encoder is None:   # pragma: no cover - a Python built without the _json accelerator
+    dumps = _encoder.encode
+else:
+    # no table of the containers being written: a cycle ends in RecursionError, turned into json.dumps's error
+    _encode = encoder.c_make_encoder(None, _not_serializable, encoder.encode_basestring_ascii, None, ': ', ', ',
+                                     False, False, False)
+
+    def dumps(value):
+        try:
+            return ''.join(_encode(value, 0))
+        except RecursionError:
+            raise ValueError('Circular reference detected (or data nested too deep)') from None
 
 
 def _not_json(word):
@@ -15,5 +38,16 @@ def _finite(text):
     return value
 
 
-# one decoder: json.loads with options builds one per call
-loads = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite).decode
+_decoder = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+_scan = _decoder.scan_once
+
+
+def loads(text):
+    """json.loads(text); text that is one value from its first character to its last is scanned directly."""
+    try:
+        value, end = _scan(text, 0)
+        if end == len(text):
+            return value
+    except StopIteration:   # (it starts with white space, or with no value at all)
+        pass
+    return _decoder.decode(text)
