@@ -127,7 +127,8 @@ class pure_json_protocol(EngineState, Api):
     # comm callbacks (I/O thread) -------------------------------------------------
     def _run_engine(self, step: Callable[[], Any]) -> None:
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
-        callback holds up no other thread's send(), request() or receive()."""
+        callback holds up no other thread's send(), request() or receive(). A step that queued none takes the
+        lock once: a caller it wakes finds the lock free, not taken again for the looks after the step."""
         self._feeding = threading.get_ident()
         try:
             with self._lock:
@@ -135,20 +136,26 @@ class pure_json_protocol(EngineState, Api):
                     step()
                 finally:
                     self._cond.notify_all()
-            run(self._engine, self._lock)
+                after = None if self._engine.jobs else self._after_step()
+            if after is None:
+                run(self._engine, self._lock)
+                with self._lock:
+                    after = self._after_step()
         finally:
             self._feeding = None
-        with self._lock:
-            refused = self._engine.wire == 'refused'
-            wait = self._engine.deadline_ms()
-            queued = self._engine.queued is not None
-            write_s = admission.write_ms(self._engine, WRITE_TIMEOUT * 1000) / 1000 if self._admits else WRITE_TIMEOUT
+        refused, wait, queued, write_s = after
         if queued:   # (a writer with nothing to write would hold the write lock from a caller's send)
             self._flush(write_s)
         if refused:
             self.__comm_inst__.reconnect()
         elif wait is not None:
             self._tick_later(wait)
+
+    def _after_step(self) -> tuple:
+        """Under the lock: (wire refused, ms until the engine's timer, something queued, seconds a write may take)."""
+        engine = self._engine
+        write_s = admission.write_ms(engine, WRITE_TIMEOUT * 1000) / 1000 if self._admits else WRITE_TIMEOUT
+        return engine.wire == 'refused', engine.deadline_ms(), engine.queued is not None, write_s
 
     def _tick_later(self, wait_ms: int) -> None:
         """The engine's timers (the wire left unsettled) run on one timer thread at a time."""
