@@ -111,11 +111,26 @@ class AsyncProtocol(EngineState):
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._connected = False
-            self._engine.connection_lost()
-            self._notify()
-            if self.on_lost is not None:
-                self.on_lost(self)
+            self._lost()
+
+    def _lost(self) -> None:
+        """The link is gone (or closed): the socket is closed, however the peer left it (a half-closed one
+        stays open otherwise), the callbacks still at work end, as nothing they answer could go out, and the
+        waiting calls wake."""
+        if not self._connected:
+            return
+        self._connected = False
+        _close(self._writer)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._engine.connection_lost()
+        self._notify()
+        if self.on_lost is not None:
+            self.on_lost(self)
+            self.on_lost = None
 
     def _feed_on_probation(self, data: bytes) -> bytes:
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
@@ -124,12 +139,15 @@ class AsyncProtocol(EngineState):
         engine = self._engine
         start = 0
         while True:
-            end = data.find(b':>', start)
-            if end < 0:
-                engine.feed(data[start:])
-                return b''
-            engine.feed(data[start:end + 2])
-            start = end + 2
+            if start == 0 and data[:1] == b'>':
+                end = 1   # it may end a frame whose ':' was the last byte of the read before
+            else:
+                end = data.find(b':>', start) + 2
+                if end < 2:
+                    engine.feed(data[start:])
+                    return b''
+            engine.feed(data[start:end])
+            start = end
             if engine.proven():
                 narrow = engine.deframer
                 wide = engine.deframer = Deframer(self._max_frame)
@@ -174,10 +192,10 @@ class AsyncProtocol(EngineState):
             return True   # the stream took it: drain() would not wait (a task and a timer per message saved)
         try:
             await asyncio.wait_for(self._writer.drain(), timeout)
-            return True
         except (OSError, asyncio.TimeoutError):
             transport.abort()   # a peer that stopped reading: the link is lost, and what it did not take with it
             return False
+        return self._connected and not transport.is_closing()   # (a link aborted meanwhile ends drain() as if written)
 
     def _flush_soon(self) -> None:
         self._spawn(self._settle())
@@ -204,6 +222,10 @@ class AsyncProtocol(EngineState):
             result, error = await coroutine, None
         except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
             result, error = None, err
+        except asyncio.CancelledError:
+            if not self._connected:
+                raise   # the link went or close() ran: this task is what was cancelled
+            result, error = None, RuntimeError('the callback was cancelled')   # by something it awaited
         finally:
             self._answering -= 1
         self._engine.finish(job, result, error)
@@ -274,37 +296,66 @@ class AsyncProtocol(EngineState):
         await asyncio.wait((self._pump,))
 
     async def close(self) -> None:
-        _close(self._writer)
+        """Closes the link; every call waiting on this connection returns at once, a write stuck on a peer that
+        reads nothing included (what it had not taken is dropped)."""
+        transport = self._writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()
         self._pump.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        self._connected = False
-        self._notify()
+        self._lost()
+
+
+class _TtyWriter(asyncio.StreamWriter):
+    """A tty's writer: closing it closes the read side too, whose descriptor holds the port's lock."""
+
+    def __init__(self, transport, protocol, loop, read_side: asyncio.BaseTransport) -> None:
+        super().__init__(transport, protocol, None, loop)
+        self._read_side = read_side
+
+    def close(self) -> None:
+        self._read_side.close()
+        super().close()
 
 
 async def _open_tty(path: str, baudrate: int):
     """A serial device or pty in raw mode as an asyncio reader and writer (Linux: a tty is a pipe to asyncio).
 
     Opened exclusively, as the threaded serial_stp and pyserial's exclusive=True do: a port another program
-    holds is a ConnectionError at once, not a link that loses half its bytes to the other reader.
+    holds is a ConnectionError at once, not a link that loses half its bytes to the other reader. One that
+    fails to open leaves the port free.
     """
+    speed = getattr(termios, 'B%d' % baudrate, None)
+    if not isinstance(baudrate, int) or speed is None:
+        raise ValueError('%r is not a baud rate this system knows' % (baudrate,))
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    pipes = []
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise ConnectionError('%s is in use by another program' % path) from None
-    tty.setraw(fd)
-    attrs = termios.tcgetattr(fd)
-    speed = getattr(termios, 'B%d' % baudrate)
-    attrs[4] = attrs[5] = speed
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, 'rb', 0))
-    transport, protocol = await loop.connect_write_pipe(lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()),
-                                                        os.fdopen(os.dup(fd), 'wb', 0))
-    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConnectionError('%s is in use by another program' % path) from None
+        tty.setraw(fd)
+        attrs = termios.tcgetattr(fd)
+        attrs[4] = attrs[5] = speed
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipes.append(os.fdopen(fd, 'rb', 0))
+        pipes.append(os.fdopen(os.dup(fd), 'wb', 0))
+        read_side, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipes[0])
+        try:
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), pipes[1])
+        except BaseException:
+            read_side.close()
+            raise
+    except BaseException:
+        for pipe in pipes:
+            pipe.close()
+        if not pipes:
+            os.close(fd)
+        raise
+    return reader, _TtyWriter(transport, protocol, loop, read_side)
 
 
 async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtocol:

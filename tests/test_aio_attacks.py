@@ -1,0 +1,180 @@
+"""The asyncio API against peers that hang up, half-close or stop reading, callbacks that end oddly, and ports
+that fail to open: nothing a connection held outlives it."""
+import asyncio
+import os
+import socket
+import time
+
+import pytest
+
+import sp_cpython as sp
+from ptys import PtyCable
+from sp_common import Deframer, frame, pure_json
+from sp_cpython import aio
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 60))
+
+
+async def until(condition, seconds=5):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, 'not within %s s' % seconds
+        await asyncio.sleep(0.01)
+
+
+def test_the_callbacks_of_a_connection_its_peer_closed_end_with_it():
+    """A peer that starts slow coroutine callbacks and hangs up, again and again, leaves no task behind."""
+    started, cancelled = [], []
+
+    async def slow(msg):
+        started.append(msg)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(msg)
+            raise
+        return sp.STATUS_OKAY, None
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, slow))
+        port = server.sockets[0].getsockname()[1]
+        burst = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, None)) * 10
+        for n in range(5):
+            reader, writer = await asyncio.open_connection('127.0.0.1', port)
+            writer.write(burst)
+            await until(lambda: len(started) == 10 * (n + 1))
+            writer.close()
+        await until(lambda: len(cancelled) == 50)
+        server.close()
+    run(main())
+
+
+def test_a_peer_that_half_closes_has_its_socket_closed():
+    held = []
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, held.append)
+        sock = socket.create_connection(server.sockets[0].getsockname())
+        sock.sendall(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'half')))
+        sock.shutdown(socket.SHUT_WR)   # stays connected, never reads
+        await until(lambda: held)
+        await until(lambda: held[0]._writer.transport.get_extra_info('socket').fileno() == -1, 3)
+        assert not held[0].is_connected()
+        sock.close()
+        server.close()
+    run(main())
+
+
+async def _stuck_link():
+    """A client whose peer accepts and never reads."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    prot = await aio.connect('tcp://127.0.0.1:%d' % listener.getsockname()[1], session_v2=False)
+    peer, _ = listener.accept()
+    listener.close()
+    return prot, peer
+
+
+def test_close_wakes_a_send_stuck_on_a_peer_that_reads_nothing_and_it_returns_false():
+    async def main():
+        prot, peer = await _stuck_link()
+        send = asyncio.ensure_future(prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x' * 4000000, timeout=10))
+        await asyncio.sleep(0.3)
+        assert not send.done()
+        start = time.monotonic()
+        await prot.close()
+        assert await asyncio.wait_for(send, 1) is False
+        assert time.monotonic() - start < 0.5
+        peer.close()
+    run(main())
+
+
+def test_a_send_whose_bytes_went_with_a_link_another_call_gave_up_on_returns_false():
+    async def main():
+        prot, peer = await _stuck_link()
+        long = asyncio.ensure_future(prot.send(sp.SID_EXECUTE_REQUEST, 1, 'y' * 4000000, timeout=10))
+        await asyncio.sleep(0.1)
+        assert await prot.send(sp.SID_EXECUTE_REQUEST, 2, 'z', timeout=0.3) is False   # drops the link
+        assert await asyncio.wait_for(long, 1) is False
+        assert not prot.is_connected()
+        await prot.close()
+        peer.close()
+    run(main())
+
+
+def test_a_coroutine_callback_cancelled_by_what_it_awaited_is_answered_with_a_callback_error():
+    async def cancelled(msg):
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, future.cancel)
+        await future
+
+    async def main():
+        held = []
+
+        def setup(prot):
+            held.append(prot)
+            prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, cancelled)
+        server = await aio.serve('127.0.0.1', 0, setup)
+        async with await aio.connect('tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1]) as prot:
+            answer = await prot.request(sp.SID_EXECUTE_REQUEST, 0, None, timeout=2)
+        assert answer is not None and answer.get_status() == sp.STATUS_CALLBACK_ERROR
+        assert held[0].counters['callback_errors'] == 1
+        server.close()
+    run(main())
+
+
+def test_a_long_request_after_a_proof_whose_last_byte_came_in_a_read_of_its_own_is_answered():
+    """The proof's ':' ends one read and its '>' starts the next, with the long request behind it."""
+    def setup(prot):
+        prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, len(msg.get_data())))
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, setup)
+        reader, writer = await asyncio.open_connection('127.0.0.1', server.sockets[0].getsockname()[1])
+        proof = frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'honest'))
+        writer.write(proof[:-1])
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(proof[-1:] + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'z' * (aio.PROBATION_FRAME * 2))))
+        deframer, answers = Deframer(4096), []
+        while not answers:
+            bodies = deframer.feed(await asyncio.wait_for(reader.read(4096), 5))
+            answers = [a for a in map(pure_json.decode, bodies) if a[0] == sp.SID_EXECUTE_RESPONSE]
+        assert answers[0][3] == aio.PROBATION_FRAME * 2
+        writer.close()
+        server.close()
+    run(main())
+
+
+def _open_fds(path):
+    """How many of this process's descriptors are open on path."""
+    real = os.path.realpath(path)
+    count = 0
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            count += os.path.realpath(os.readlink('/proc/self/fd/' + fd)) == real
+        except OSError:
+            pass
+    return count
+
+
+def test_a_serial_port_closed_or_failed_to_open_is_free_for_the_next_connect(tmp_path):
+    cable = PtyCable(str(tmp_path))
+
+    async def main():
+        cables_own = _open_fds(cable.path_b)
+        with pytest.raises(ValueError, match='baud rate'):
+            await aio.connect(cable.path_b, baudrate=250001)
+        prot = await aio.connect(cable.path_b)
+        assert _open_fds(cable.path_b) > cables_own
+        await prot.close()
+        await asyncio.sleep(0.05)
+        assert _open_fds(cable.path_b) == cables_own
+        prot = await aio.connect(cable.path_b)   # no ConnectionError: the port is not held by the one closed
+        await prot.close()
+    try:
+        run(main())
+    finally:
+        cable.close()
