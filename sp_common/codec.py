@@ -150,10 +150,6 @@ def _head_int(body, key, start):
         return None, start
 
 
-def _id(value):
-    return str(value) if type(value) is int else dumps(value)
-
-
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -163,6 +159,7 @@ def _encode(codec, service_id, data_id, status, data, seq=None, re=0, mac=None):
     return b''.join(codec.pieces(service_id, data_id, status, data, seq, re, mac))
 
 
+_IDS = 'service_id and status must be integers, data_id an integer or a string'
 _BODY = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s}'
 _BODY_V2 = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s, "seq": %d, "re": %d}'
 _MAC_KEY = b', "mac": "'
@@ -181,7 +178,9 @@ class pure_json:
         One format makes the whole JSON text: on a board each call costs more than the bytes it copies.
         """
         if not (type(data_id) is int and type(service_id) is int and type(status) is int):
-            data_id, service_id, status = _id(data_id), _id(service_id), _id(status)
+            if not (type(service_id) is int and type(status) is int and type(data_id) is str):
+                raise TypeError(_IDS)   # a frame the peer's decode() would drop
+            data_id = dumps(data_id)
         if seq is None:
             return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
         body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
@@ -218,7 +217,7 @@ class pure_json:
             raise FormatError('missing key')
         # parsed JSON: an int is an int (no bool, no subclass)
         if not (type(msg[0]) is int and type(msg[2]) is int and (type(msg[1]) is int or type(msg[1]) is str)):
-            raise FormatError('service_id and status must be integers, data_id an integer or a string')
+            raise FormatError(_IDS)
         if msg[4] is not None and not (type(msg[4]) is int and (msg[5] is None or type(msg[5]) is int)):
             raise FormatError('seq and re must be integers')
         return msg

@@ -50,8 +50,12 @@ TEXTS = {
 
 
 def _unprintable(code):
-    """A control character, or a lone surrogate (which a strict UTF-8 terminal cannot even take)."""
-    return code < 0x20 or 0x7f <= code <= 0x9f or 0xd800 <= code <= 0xdfff
+    """A control character, a lone surrogate (which a strict UTF-8 terminal cannot even take), or a format
+    character that breaks a line or turns text around for a log viewer: the line and paragraph separators,
+    zero-width and direction marks, the bidirectional embeddings, overrides and isolates, the BOM."""
+    return code < 0x20 or 0x7f <= code <= 0x9f or 0xd800 <= code <= 0xdfff or \
+        0x200b <= code <= 0x200f or 0x2028 <= code <= 0x202e or 0x2060 <= code <= 0x206f or \
+        code == 0x061c or code == 0xfeff
 
 
 def printable(text):

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 
-from sp_common import const, engine, names
+from sp_common import const, engine, frame, names, pure_json
 
 
 def test_the_constants_of_const_are_written_nowhere_else():
@@ -81,3 +81,18 @@ def test_a_message_line_is_logged_exactly_when_its_status_level_is_enabled(caplo
     sender.send_msg(const.SID_EXECUTE_REQUEST, 0, 'x', status)
     lines = [r for r in caplog.records if 'TX ->' in r.getMessage()]
     assert bool(lines) == logged, caplog.text
+
+
+def test_peer_text_can_neither_break_a_log_line_nor_turn_it_around(caplog):
+    """Control characters, and the Unicode separators, direction marks and overrides a log viewer honours,
+    reach the log escaped."""
+    log = logging.getLogger('socket_protocol.forgery-test')
+    receiver = engine.Engine(is_client=False, session_v2=False, log=log, clock=lambda: 0)
+    receiver.connection_made()
+    caplog.set_level(logging.INFO, logger=log.name)
+    forged = 'a\nb\u2028CRITICAL granted\u2029\u202egnp.exe\u2066\u200f\ufeff\x1b'
+    receiver.feed(frame(pure_json.encode(const.SID_EXECUTE_REQUEST, 0, 0, forged)))
+    lines = [r.getMessage() for r in caplog.records if 'RX <-' in r.getMessage()]
+    assert lines and all(not any(ch in line for ch in forged if ch not in 'abCRITICAL grantedgnp.exe')
+                         for line in lines), lines
+    assert '\\u2028CRITICAL granted\\u2029\\u202egnp.exe\\u2066\\u200f\\ufeff\\x1b' in lines[0]

@@ -331,3 +331,20 @@ def test_one_timeout_bounds_the_whole_request(listener):
         peer.close()
     finally:
         client.close()
+
+
+@pytest.mark.parametrize('session_v2', [True, False])
+def test_a_callback_answering_with_a_status_that_is_no_integer_is_a_callback_error(tcp, session_v2):
+    """A status of None, True or a name would make a frame the peer drops: the requester would wait its whole
+    timeout. It is the callback's error instead, answered and counted; send() refuses such ids at once."""
+    server, client = tcp.make(session_v2=session_v2)
+    for did, status in enumerate((None, True, 'okay')):
+        server.register_callback(sp.SID_EXECUTE_REQUEST, 40 + did, lambda msg, status=status: (status, 'x'))
+    for did in range(3):
+        answer = returns_at_once(lambda: client.request(sp.SID_EXECUTE_REQUEST, 40 + did, None, timeout=3))
+        assert answer is not None and answer.get_status() == sp.STATUS_CALLBACK_ERROR
+    assert server.counters['callback_errors'] == 3 and client.counters['format_errors'] == 0
+    for ids in ((sp.SID_EXECUTE_REQUEST, 0, 'okay'), (sp.SID_EXECUTE_REQUEST, None, 0), ('30', 0, 0)):
+        with pytest.raises(TypeError, match='integers'):
+            client.send(ids[0], ids[1], 'data', status=ids[2])
+    assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'still usable', timeout=3).get_data() == 'still usable'
