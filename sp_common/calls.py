@@ -8,23 +8,32 @@ import sys
 from .const import STATUS_AUTH_REQUIRED
 from .engine import make_message
 
-# a list or dict in the heap, the object and its table, empty or small: 8 words (32 B on a 32-bit board)
+# a list or dict in the heap, the object and its table, empty or small: 8 words (32 B on a 32-bit board); a
+# string, its object and the block its text takes, about as much
 CONTAINER_BYTES = 64 if getattr(sys, 'maxsize', 0) > 0xFFFFFFFF else 32
+_WORD = CONTAINER_BYTES // 8
+_SMALL_INT = 0x3FFFFFFF   # what a board holds in a word, without an object
 
 
 def heap_cost(data):
-    """The heap a message's data takes beyond its text, estimated by its lists and dicts (nesting is bounded
-    by the codec)."""
+    """The heap a message's data takes beyond its text, which a little text can make many times over: each
+    list and dict (its object, and a slot per item), each string (its object and block) and each number a board
+    keeps as an object (a float, a big integer). Nesting is bounded by the codec."""
+    if isinstance(data, str):
+        return CONTAINER_BYTES
+    if isinstance(data, float) or isinstance(data, int) and not -_SMALL_INT <= data <= _SMALL_INT:
+        return CONTAINER_BYTES // 2
     if isinstance(data, dict):
-        items = data.values()
-    elif isinstance(data, list):
-        items = data
-    else:
-        return 0
-    cost = CONTAINER_BYTES
-    for item in items:
-        cost += heap_cost(item)
-    return cost
+        cost = CONTAINER_BYTES
+        for key in data:
+            cost += 3 * _WORD + heap_cost(key) + heap_cost(data[key])
+        return cost
+    if isinstance(data, list):
+        cost = CONTAINER_BYTES
+        for item in data:
+            cost += _WORD + heap_cost(item)
+        return cost
+    return 0
 
 
 class Calls:
@@ -117,9 +126,9 @@ class Calls:
     def store(self, msg, length):
         """Keeps msg for receive(); the oldest go when the buffer is over its count or its bytes.
 
-        Its bytes are the frame's length plus what its lists and dicts cost in
-        heap: a little text can make many of them, a kilobyte of [[],[],...]
-        some 10 KiB on a 32-bit board, more than the frame's bytes would say.
+        Its bytes are the frame's length plus what its objects cost in heap
+        (heap_cost): a kilobyte of [[],[],...] or ["a","b",...] takes some 10 KiB
+        on a 32-bit board, more than the frame's bytes would say.
         """
         length += heap_cost(msg['data'])
         engine = self.engine

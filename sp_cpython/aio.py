@@ -25,7 +25,7 @@ from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
 
-from .protocol import CODECS, WRITE_TIMEOUT, EngineState, logger, monotonic_ms
+from .protocol import BUFFERED_FRAMES, CODECS, WRITE_TIMEOUT, EngineState, logger, monotonic_ms
 
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
 MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.admission)
@@ -71,7 +71,7 @@ class AsyncProtocol(EngineState):
         connections); max_frame from then on."""
         self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
                                        channel_name=channel_name, max_frame=min(probation_frame or max_frame, max_frame),
-                                       max_buffered_bytes=2 * max_frame, clock=monotonic_ms,
+                                       max_buffered_bytes=BUFFERED_FRAMES * max_frame, clock=monotonic_ms,
                                        session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame

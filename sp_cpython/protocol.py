@@ -19,6 +19,9 @@ from sp_common.ops import left
 from .transport import StreamTransport
 
 WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts as lost
+# The receive buffer's bound in heap (sp_common.calls.heap_cost), in frames: one frame of short strings takes up
+# to 16 times its text in objects; a board's engine keeps its own default, twice max_frame.
+BUFFERED_FRAMES = 16
 CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codecs by the names users give
 
 
@@ -106,6 +109,7 @@ class pure_json_protocol(EngineState, Api):
         self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
                               channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
+                              max_buffered_bytes=BUFFERED_FRAMES * max_frame,
                               log=logger('socket_protocol', channel_name),
                               hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'sp_cpython.comm'), channel_name),
                               clock=monotonic_ms, session_v2=session_v2)

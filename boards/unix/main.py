@@ -1,6 +1,6 @@
 """The virtual board: the device runtime on the MicroPython unix port.
 
-    micropython -X heapsize=64k boards/unix/main.py [--key=value ...]
+    micropython -X heapsize=128k boards/unix/main.py [--key=value ...]
 
 Serves the demo services (sp_micropython.demo) on stdin/stdout (put them on a
 pty in raw mode: that is the board's USB serial console) and on a loopback

@@ -118,7 +118,7 @@ def test_receive_buffer_is_bounded_in_messages_and_bytes():
     assert link.server.counters['buffer_dropped'] == 1
     assert link.server.pop_received(11, 0) is None
     assert link.server.pop_received(11, None).get_data() == 1
-    link = Link(server={'max_buffered_bytes': 300})
+    link = Link(server={'max_buffered_bytes': 400})
     link.connect()
     for i in range(4):
         link.server.add_data(sp.SID_READ_RESPONSE, i, 'declared')
@@ -287,3 +287,16 @@ def test_duplicate_services_raise():
             continue
         raise AssertionError('%r accepted' % ((req, resp),))
     engine.add_service(50, 51)
+
+
+def test_receive_buffer_counts_the_heap_of_strings():
+    """Short strings take many times their text in objects: a peer cannot pin a board's heap with a few frames
+    of ["ab", "ab", ...] while the buffer's bound counts their text."""
+    link = Link(server={'max_buffered_bytes': 4096})
+    link.connect()
+    link.server.add_data(sp.SID_READ_RESPONSE, 0, 'declared')
+    link.client.send_msg(sp.SID_READ_RESPONSE, 0, ['ab'] * 200)   # 1.2 KiB of text
+    link.client.send_msg(sp.SID_READ_RESPONSE, 0, {'n': 1.5, 'text': 'x' * 500})
+    link.pump()
+    assert link.server.counters['buffer_dropped'] == 1
+    assert link.server.pop_received(11, 0).get_data() == {'n': 1.5, 'text': 'x' * 500}
