@@ -3,10 +3,13 @@
 MQTT QoS 1 delivers at least once: after a reconnect of the gateway or the
 broker, a request may arrive a second time. A write or an execute has
 effects, so the repeat waits for the first call's answer (still in flight)
-or gets it again (already answered), for WINDOW_S after the first arrived.
-What is remembered is bounded by count and by its bytes (each call's topics
-and Correlation Data, and its answer with its properties), so a flood of
-distinct calls costs the window, not memory without end.
+or gets it again (already answered), for WINDOW_S after the first arrived;
+at most MAX_WAITING repeats wait for one call, the rest are dropped (a
+caller that sends one request again and again gets no more answers than
+that). What is remembered is bounded by count and by its bytes (each call's
+topics and Correlation Data, its waiting repeats, and its answer with its
+properties), so a flood of distinct calls costs the window, not memory
+without end.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Callable, Hashable, List, Optional, Tuple
 WINDOW_S = 60.0
 MAX_CALLS = 65536
 MAX_BYTES = 16 << 20
+MAX_WAITING = 8     # repeats of one call waiting for its answer
 
 Answer = Tuple[bytes, object]     # the published payload and its MQTT properties
 
@@ -46,18 +50,24 @@ class CallMemory:
         self._clock = clock
         self._calls: 'collections.OrderedDict[Hashable, _Entry]' = collections.OrderedDict()
         self._bytes = 0
+        self.dropped = 0    # repeats dropped: MAX_WAITING waited already
 
     def repeat(self, key: Hashable, send: Callable[[Answer], None]) -> bool:
         """True when key was taken within the window: send(answer) gets the first call's answer, now or once it
-        is there."""
+        is there (unless MAX_WAITING repeats wait already: then it is dropped, counted in dropped)."""
         self._forget_old()
         entry = self._calls.get(key)
         if entry is None:
             return False
         if entry.answer is not None:
             send(entry.answer)
-        else:
+        elif len(entry.waiting) < MAX_WAITING:
             entry.waiting.append(send)
+            size = _size(key)     # what the repeat's reply holds: the same topics and Correlation Data again
+            entry.size += size
+            self._bytes += size
+        else:
+            self.dropped += 1
         return True
 
     def begin(self, key: Hashable) -> None:

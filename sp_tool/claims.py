@@ -11,11 +11,14 @@ claims came before it: they give way.)
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, Optional, Set
 
 from . import mqtt_wire as wire
 
+log = logging.getLogger('sp.gateway')
 OWNER_PROPERTY = 'gateway'
+MAX_GATEWAYS = 1024   # live gateway ids kept: ids published by anyone on the broker cost no memory beyond
 REASON_PROPERTY = 'reason'
 
 
@@ -25,7 +28,8 @@ class Claims:
     def __init__(self, own_id: str) -> None:
         self.own_id = own_id
         self.owners: Dict[str, str] = {}     # board -> the gateway its retained status names
-        self.alive: Dict[str, bool] = {}     # gateway id -> its liveness status
+        self.alive: Set[str] = set()         # the ids of the gateways whose status says online
+        self._full = False
         self._echoed: Dict[str, bool] = {}   # a board this gateway claimed -> its own claim came back
         self._earlier: Dict[str, Set[str]] = {}  # and the gateways whose claims came before that
 
@@ -54,11 +58,19 @@ class Claims:
         return None
 
     def heard_gateway(self, gateway_id: str, payload: bytes) -> None:
-        self.alive[gateway_id] = payload == wire.ONLINE.encode()
+        """Notes a gateway's liveness: only live ones are kept, at most MAX_GATEWAYS of them."""
+        if payload != wire.ONLINE.encode():
+            self.alive.discard(gateway_id)
+        elif len(self.alive) < MAX_GATEWAYS:
+            self.alive.add(gateway_id)
+        elif gateway_id not in self.alive and not self._full:
+            self._full = True     # (logged once: a flood of ids is not a flood of lines)
+            log.warning('more than %d gateways say they are online: the ones beyond are taken for offline',
+                        MAX_GATEWAYS)
 
     def holder(self, board: str) -> Optional[str]:
         """The other live gateway that holds board, or None: the name is free for this one."""
         owner = self.owners.get(board)
-        if owner is None or owner == self.own_id or not self.alive.get(owner):
+        if owner is None or owner == self.own_id or owner not in self.alive:
             return None
         return owner

@@ -151,7 +151,7 @@ class Gateway:
         client = self.client
         control = [(wire.status_topic(self.prefix, name), wire.QOS_STATUS) for name in self.links]
         control += [('%s/gateway/+/status' % self.prefix, wire.QOS_STATUS), (self._sync_topic, wire.QOS_STATUS)]
-        control += [(self._request_topics(name), wire.QOS_STATUS) for name in self.owned]
+        control += [(self._request_topics(name), wire.QOS_STATUS | wire.NO_RETAINED) for name in self.owned]
         self._sync_mid = client.subscribe(control)
         client.publish(self.gateway_topic, wire.ONLINE.encode(), wire.QOS_STATUS, retain=True)
         self._publish_states()
@@ -185,7 +185,7 @@ class Gateway:
             self.owned.add(name)
             self.claims.claimed(name)
             self._published[name] = None
-            self.client.subscribe([(self._request_topics(name), wire.QOS_STATUS)])
+            self.client.subscribe([(self._request_topics(name), wire.QOS_STATUS | wire.NO_RETAINED)])
             link.start()
         self._publish_states()
 
@@ -235,6 +235,10 @@ class Gateway:
         board, service, did_text = msg.topic[len(self.prefix) + 1:].split('/')[:3]   # as subscribed: .../req
         if board not in self.owned:
             return      # sent before this gateway gave the board up: its owner answers
+        if msg.retain:  # a request kept by the broker would run again on every subscribe (its subscription asks for
+            self.count('bad_input')     # none; this is for a broker that ignores that)
+            log.warning('retained request on %r dropped: a request runs once, when it is sent', msg.topic)
+            return
         reply = None
         try:
             if msg.response_topic:

@@ -37,10 +37,10 @@ _LAYOUT = {1: 'byte', 2: 'u32', 3: 'str', 8: 'str', 9: 'bin', 11: 'var', 17: 'u3
 class Message:
     """A PUBLISH the broker delivered: its topic, payload, QoS and the properties the gateway reads."""
 
-    __slots__ = ('topic', 'payload', 'qos', 'response_topic', 'correlation', 'user_properties')
+    __slots__ = ('topic', 'payload', 'qos', 'retain', 'response_topic', 'correlation', 'user_properties')
 
-    def __init__(self, topic: str, payload: bytes, qos: int) -> None:
-        self.topic, self.payload, self.qos = topic, payload, qos
+    def __init__(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+        self.topic, self.payload, self.qos, self.retain = topic, payload, qos, retain
         self.response_topic: Optional[str] = None
         self.correlation: Optional[bytes] = None
         self.user_properties: Dict[str, str] = {}
@@ -297,7 +297,7 @@ class Client(asyncio.Protocol):
             if qos:
                 packet_id = body[pos:pos + 2]
                 pos += 2
-            msg = Message(topic, b'', qos)
+            msg = Message(topic, b'', qos, bool(first & 1))
             pos = _read_properties(body, pos, msg)
             msg.payload = body[pos:]
             if qos:
@@ -342,7 +342,8 @@ class Client(asyncio.Protocol):
         return self._write(_packet(PUBLISH | qos << 1 | (1 if retain else 0), body))
 
     def subscribe(self, filters: Iterable[Tuple[str, int]]) -> int:
-        """The SUBSCRIBE's packet id, which on_suback() gets once the broker has taken it."""
+        """The SUBSCRIBE's packet id, which on_suback() gets once the broker has taken it. filters: (topic
+        filter, its options: the QoS, or'ed with mqtt_wire.NO_RETAINED for one that takes no retained message)."""
         packet_id = self._next_id()
         self._write(_packet(SUBSCRIBE, packet_id + b'\x00' + b''.join(_string(f) + bytes((qos,))
                                                                       for f, qos in filters)))

@@ -30,6 +30,7 @@ ONLINE, OFFLINE = 'online', 'offline'
 # The gateway takes requests at QoS 1 and answers at theirs. Statuses at QoS 1.
 QOS_CALL = 0
 QOS_STATUS = 1
+NO_RETAINED = 0x20   # a subscription option (Retain Handling 2): no retained message comes when it is made
 
 # The gateway's own statuses, beside the protocol's (0..6): a board never sends these.
 STATUS_BOARD_OFFLINE = 100

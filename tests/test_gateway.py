@@ -24,9 +24,10 @@ from conftest import ROOT, free_port, interrupt, skip_or_fail, wait_until
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
-from sp_tool.call_memory import CallMemory
-from sp_tool.claims import Claims
+from sp_tool.call_memory import MAX_WAITING, CallMemory
+from sp_tool.claims import MAX_GATEWAYS, Claims
 from sp_tool.gateway import UNSENT_BYTES, Gateway, parse_board
+from sp_tool.mqtt_aio import Message
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
@@ -413,6 +414,61 @@ def test_a_request_delivered_again_after_a_broker_restart_runs_once(fleet, caplo
         gateway.stop()
         board.close()
     fleet.wait_online()
+
+
+def test_a_request_the_broker_retained_never_runs(fleet):
+    """Anyone may publish a request with the retain flag: the broker keeps it and would deliver it on every
+    subscribe, each reconnect of the gateway running the call again long after its caller left. The gateway's
+    subscriptions take no retained message, and a retained request that came anyway is dropped and counted."""
+    board = host_board('kept')
+    planter = Inbox(fleet.broker, 'test/kept')
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = 'test/kept'
+    properties.CorrelationData = b'planted'
+    planter.client.publish('kept/k/execute/9/req', b'"planted"', 1, retain=True, properties=properties).wait_for_publish()
+    gateway = side_gateway(fleet, 'k=' + board.target, 'kept', 'k')
+    try:
+        with BoardClient(fleet.broker.url, 'k', prefix='kept') as client:
+            assert client.request('execute', 9, 'live')['data'] == 'kept'
+        gateway._loop.call_soon_threadsafe(gateway.client._transport.abort)     # a broker hiccup: subscribed again
+        back = Inbox(fleet.broker, gateway.gateway_topic)
+        back.wait_for(lambda: [t for t, _ in back.messages].count(gateway.gateway_topic) >= 2)
+        back.close()
+        with BoardClient(fleet.broker.url, 'k', prefix='kept') as client:
+            assert client.request('execute', 9, 'again', timeout=WAIT)['data'] == 'kept'
+        assert board.runs == ['live', 'again'] and b'planted' not in planter.answers()
+        gateway._on_message(Message('kept/k/execute/9/req', b'"x"', 1, retain=True))   # a broker that ignores the option
+        assert gateway.counters['bad_input'] == 1 and board.runs == ['live', 'again']
+    finally:
+        planter.client.publish('kept/k/execute/9/req', b'', 1, retain=True).wait_for_publish()
+        planter.close()
+        gateway.stop()
+        board.close()
+
+
+def test_call_memory_keeps_a_few_repeats_of_a_call_in_flight_and_drops_the_rest():
+    """A caller that sends one request again and again while the board works on it gets at most MAX_WAITING
+    answers, not one per repeat (each held its own reply topic and Correlation Data until the answer came)."""
+    memory = CallMemory(window_s=60, clock=lambda: 0.0)
+    key = ('sp/b/execute/0/req', 'r/' + 'x' * 1000, b'c' * 1000)
+    memory.begin(key)
+    sent = []
+    assert all(memory.repeat(key, sent.append) for _ in range(200))
+    assert memory.dropped == 200 - MAX_WAITING and memory._bytes == (MAX_WAITING + 1) * sum(map(len, key))
+    memory.answered(key, (b'answer', None))
+    assert len(sent) == MAX_WAITING
+
+
+def test_gateway_ids_heard_from_the_broker_cost_memory_only_while_online_and_up_to_a_bound(caplog):
+    claims = Claims('g0')
+    for i in range(3000):
+        claims.heard_gateway('g%d' % i, b'offline')
+    assert claims.alive == set()
+    for i in range(MAX_GATEWAYS + 100):
+        claims.heard_gateway('g%d' % i, b'online')
+    assert len(claims.alive) == MAX_GATEWAYS and caplog.text.count('gateways say they are online') == 1
+    claims.heard_gateway('g1', b'')
+    assert 'g1' not in claims.alive
 
 
 def test_call_memory_answers_repeats_within_its_window_and_forgets_after():
