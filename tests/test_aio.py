@@ -361,16 +361,25 @@ def test_server_connections_whose_peers_read_nothing_are_closed_for_good(monkeyp
     run(main())
 
 
-def test_a_long_request_in_the_same_read_as_the_frame_that_proves_the_client_is_answered():
-    """The probation's small frames end with the frame that proves the client, not with the read it came in."""
+@pytest.mark.parametrize('split', [False, True])
+def test_a_long_request_in_the_same_read_as_the_frame_that_proves_the_client_is_answered(split):
+    """The probation's small frames end with the frame that proves the client, not with the read it came in;
+    split: the proof's ':' ends one read and its '>' starts the next, with the long request behind it."""
     def setup(prot):
         prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, len(msg.get_data())))
 
     async def main():
         server = await aio.serve('127.0.0.1', 0, setup)
         reader, writer = await asyncio.open_connection('127.0.0.1', server.sockets[0].getsockname()[1])
-        writer.write(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'honest'))
-                     + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'z' * (aio.PROBATION_FRAME * 2))))
+        stream = frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'honest')) \
+            + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'z' * (aio.PROBATION_FRAME * 2)))
+        if split:
+            cut = stream.index(b':>') + 1
+            writer.write(stream[:cut])
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            stream = stream[cut:]
+        writer.write(stream)
         deframer, answers = Deframer(4096), []
         while not answers:
             bodies = deframer.feed(await asyncio.wait_for(reader.read(4096), 5))

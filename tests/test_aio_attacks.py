@@ -9,7 +9,7 @@ import pytest
 
 import sp_cpython as sp
 from ptys import PtyCable
-from sp_common import Deframer, frame, pure_json
+from sp_common import frame, pure_json
 from sp_cpython import aio
 
 
@@ -121,29 +121,6 @@ def test_a_coroutine_callback_cancelled_by_what_it_awaited_is_answered_with_a_ca
             answer = await prot.request(sp.SID_EXECUTE_REQUEST, 0, None, timeout=2)
         assert answer is not None and answer.get_status() == sp.STATUS_CALLBACK_ERROR
         assert held[0].counters['callback_errors'] == 1
-        server.close()
-    run(main())
-
-
-def test_a_long_request_after_a_proof_whose_last_byte_came_in_a_read_of_its_own_is_answered():
-    """The proof's ':' ends one read and its '>' starts the next, with the long request behind it."""
-    def setup(prot):
-        prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, len(msg.get_data())))
-
-    async def main():
-        server = await aio.serve('127.0.0.1', 0, setup)
-        reader, writer = await asyncio.open_connection('127.0.0.1', server.sockets[0].getsockname()[1])
-        proof = frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'honest'))
-        writer.write(proof[:-1])
-        await writer.drain()
-        await asyncio.sleep(0.2)
-        writer.write(proof[-1:] + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'z' * (aio.PROBATION_FRAME * 2))))
-        deframer, answers = Deframer(4096), []
-        while not answers:
-            bodies = deframer.feed(await asyncio.wait_for(reader.read(4096), 5))
-            answers = [a for a in map(pure_json.decode, bodies) if a[0] == sp.SID_EXECUTE_RESPONSE]
-        assert answers[0][3] == aio.PROBATION_FRAME * 2
-        writer.close()
         server.close()
     run(main())
 
