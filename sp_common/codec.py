@@ -178,9 +178,11 @@ class pure_json:
         One format makes the whole JSON text: on a board each call costs more than the bytes it copies.
         """
         if not (type(data_id) is int and type(service_id) is int and type(status) is int):
-            if not (type(service_id) is int and type(status) is int and type(data_id) is str):
-                raise TypeError(_IDS)   # a frame the peer's decode() would drop
-            data_id = dumps(data_id)
+            # a bool or None would make a frame the peer's decode() drops; an IntEnum is written as its number
+            if not (_is_int(service_id) and _is_int(status) and (_is_int(data_id) or isinstance(data_id, str))):
+                raise TypeError(_IDS)
+            service_id, status = int(service_id), int(status)
+            data_id = int(data_id) if _is_int(data_id) else dumps(str(data_id))
         if seq is None:
             return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
         body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
