@@ -1,7 +1,7 @@
 """JSON on CPython, as a board writes and refuses it (sp_common.codec on MicroPython loads none of this).
 
 json.dumps and json.loads set up an encoder, a decoder or a scanner on every
-call, which costs more than a small message's text: both are set up once here.
+call, which costs more than a small message's text: only the encoder's table of containers is new per call.
 """
 import json
 from json import encoder
@@ -16,15 +16,11 @@ def _not_serializable(value):
 if encoder.c_make_encoder is None:   # pragma: no cover - a Python built without the _json accelerator
     dumps = _encoder.encode
 else:
-    # no table of the containers being written: a cycle ends in RecursionError, turned into json.dumps's error
-    _encode = encoder.c_make_encoder(None, _not_serializable, encoder.encode_basestring_ascii, None, ': ', ', ',
-                                     False, False, False)
-
     def dumps(value):
-        try:
-            return ''.join(_encode(value, 0))
-        except RecursionError:
-            raise ValueError('Circular reference detected (or data nested too deep)') from None
+        # a fresh table of the containers being written, as json.dumps keeps: a cycle is its ValueError, never a
+        # recursion as deep as the limit allows (which a raised limit turns into a crash)
+        return ''.join(encoder.c_make_encoder({}, _not_serializable, encoder.encode_basestring_ascii, None, ': ',
+                                              ', ', False, False, False)(value, 0))
 
 
 def _not_json(word):
