@@ -19,9 +19,10 @@ from sp_common.ops import left
 from .transport import StreamTransport
 
 WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts as lost
-# The receive buffer's bound in heap (sp_common.calls.heap_cost), in frames: one frame of short strings takes up
-# to 16 times its text in objects; a board's engine keeps its own default, twice max_frame.
-BUFFERED_FRAMES = 16
+# The receive buffer's bound in heap (sp_common.calls.heap_cost), in frames: the densest frame, '"",' or '[],'
+# over and over (three bytes of text for an object and a slot), costs 24 times its text on a 64-bit host, and the
+# bound holds it whole; a board's engine keeps its own default, twice max_frame.
+BUFFERED_FRAMES = 32
 CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codecs by the names users give
 
 
