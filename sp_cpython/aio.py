@@ -365,7 +365,11 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
         reader, writer = await asyncio.open_connection(host, int(port))
     else:
         reader, writer = await _open_tty(target, baudrate)
-    return AsyncProtocol(reader, writer, True, **options)
+    try:
+        return AsyncProtocol(reader, writer, True, **options)
+    except BaseException:   # options it refuses: the port or socket is free again
+        writer.close()
+        raise
 
 
 async def _probation(prot: AsyncProtocol) -> None:

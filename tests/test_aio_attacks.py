@@ -144,6 +144,11 @@ def test_a_serial_port_closed_or_failed_to_open_is_free_for_the_next_connect(tmp
         cables_own = _open_fds(cable.path_b)
         with pytest.raises(ValueError, match='baud rate'):
             await aio.connect(cable.path_b, baudrate=250001)
+        with pytest.raises(KeyError) as refused:   # an option AsyncProtocol refuses, once the port is open
+            await aio.connect(cable.path_b, codec='no such codec')
+        await asyncio.sleep(0.05)
+        assert _open_fds(cable.path_b) == cables_own   # while its traceback, kept, still holds the port's objects
+        del refused
         prot = await aio.connect(cable.path_b)
         assert _open_fds(cable.path_b) > cables_own
         await prot.close()
@@ -155,3 +160,21 @@ def test_a_serial_port_closed_or_failed_to_open_is_free_for_the_next_connect(tmp
         run(main())
     finally:
         cable.close()
+
+
+def test_a_tcp_client_whose_options_are_refused_hangs_up():
+    listener = socket.create_server(('127.0.0.1', 0))
+
+    async def main():
+        with pytest.raises(KeyError) as refused:
+            await aio.connect('tcp://127.0.0.1:%d' % listener.getsockname()[1], codec='no such codec')
+        await asyncio.sleep(0.05)
+        peer, _ = listener.accept()
+        peer.settimeout(5)
+        assert peer.recv(100) == b''   # closed, though its traceback, kept, holds the socket's objects
+        peer.close()
+        del refused
+    try:
+        run(main())
+    finally:
+        listener.close()
