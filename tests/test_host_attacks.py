@@ -1,12 +1,16 @@
 """The host runtime against peers that misbehave: real loopback TCP and real pseudo-terminals."""
+import enum
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 import sp_cpython as sp
-from sp_common import Engine, admission, frame, pure_json
+from sp_common import Engine, admission, frame, pure_json, struct_json
+from sp_common.codec import _with_crc
 from conftest import wait_until
 from test_host import SECRET, Endpoints, ask, serve_demo
 
@@ -348,3 +352,47 @@ def test_a_callback_answering_with_a_status_that_is_no_integer_is_a_callback_err
         with pytest.raises(TypeError, match='integers'):
             client.send(ids[0], ids[1], 'data', status=ids[2])
     assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'still usable', timeout=3).get_data() == 'still usable'
+
+
+def test_ids_of_int_and_str_subclasses_go_out_as_their_values():
+    """An IntEnum of services or data ids is what users of such a library write; it is a number on the wire."""
+    class Sid(enum.IntEnum):
+        EXECUTE = sp.SID_EXECUTE_REQUEST
+
+    class Name(str):
+        pass
+
+    for codec in (pure_json, struct_json):
+        assert codec.encode(Sid.EXECUTE, Sid.EXECUTE, Sid.EXECUTE, 'x') == codec.encode(30, 30, 30, 'x')
+    assert pure_json.encode(30, Name('name'), 0, 1, seq=3) == pure_json.encode(30, 'name', 0, 1, seq=3)
+    assert pure_json.decode(pure_json.encode(Sid.EXECUTE, 7, 0, None))[:3] == (30, 7, 0)
+
+
+def test_data_that_contains_itself_is_refused_even_under_a_raised_recursion_limit():
+    """A cycle in a caller's data is json.dumps's ValueError, not a recursion as deep as the limit (a crash)."""
+    script = ('import sys; sys.setrecursionlimit(10 ** 6)\n'
+              'from sp_common.host_json import dumps\n'
+              'loop = []; loop.append({"a": loop})\n'
+              'try:\n    dumps(loop)\nexcept ValueError as error:\n    print(error)\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, 'Circular reference detected')
+
+
+def test_a_frame_of_the_densest_json_is_received_whole():
+    """'"",' is three bytes of text for a string and a slot, 24 times that in a 64-bit host's heap: the host's
+    receive buffer holds one whole frame of it (one of 4 KiB was dropped)."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), max_frame=4096,
+                                   session_v2=False)
+    try:
+        peer, _ = listener.accept()
+        client.add_data((sp.SID_READ_REQUEST, sp.SID_READ_RESPONSE), 0, 'declared')
+        body = b'{"data_id": 0, "service_id": %d, "status": 0, "data": [' % sp.SID_READ_RESPONSE + b'"",' * 1300 + b'""]}'
+        peer.sendall(frame(body, _with_crc((body,))[-1]))
+        msg = client.receive(sp.SID_READ_RESPONSE, 0, timeout=5)
+        assert msg is not None and msg.get_data() == [''] * 1301
+        assert client.counters['buffer_dropped'] == 0
+        peer.close()
+    finally:
+        client.close()
+        listener.close()
