@@ -182,12 +182,18 @@ def test_an_interpreter_that_keeps_failing_at_once_is_given_up_and_says_so(tmp_p
         board.stop()
 
 
+def call(board, word):
+    return subprocess.run([sys.executable, "-m", "sp_tool", "call", board.port, "execute", "echo", '"%s"' % word,
+                           "--timeout", "10"], capture_output=True, text=True, timeout=30)
+
+
 def test_a_host_that_floods_the_console_and_leaves_holds_the_next_host_up_for_seconds_at_most():
     """A host writes Ctrl-C bytes among data as fast as the port takes them, then closes it. The relay holds it
     back once 64 KiB wait for the board (as a USB port holds its host back) and passes the 0x03 bytes the board
     takes as data in whole writes, so the next host is answered at once, not after hours of a backlog."""
     from sp_tool.target import board_env
     with VirtualBoard(boot=True, env=board_env(None, "pure_json", 0)) as board:
+        assert call(board, "before").stdout == 'okay: "before"\n'   # main.py serves (a Ctrl-C before would stop it)
         fd = os.open(board.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(fd)
         flood = b"\x03A" * 4096
@@ -200,7 +206,6 @@ def test_a_host_that_floods_the_console_and_leaves_holds_the_next_host_up_for_se
                 pass
         os.close(fd)
         start = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "sp_tool", "call", board.port, "execute", "echo", '"after"',
-                            "--timeout", "10"], capture_output=True, text=True, timeout=30)
+        r = call(board, "after")
         assert (r.returncode, r.stdout) == (0, 'okay: "after"\n'), r.stderr
         assert time.monotonic() - start < 10
