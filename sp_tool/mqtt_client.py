@@ -59,7 +59,7 @@ class _Call:
 
     def matches(self, answer: Any) -> bool:
         return (isinstance(answer, dict) and type(answer.get('status')) is int
-                and isinstance(answer.get('status_name'), str)
+                and isinstance(answer.get('status_name'), str) and 'data' in answer
                 and all(answer.get(key) == value for key, value in self.expected.items()))
 
 

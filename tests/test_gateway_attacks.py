@@ -21,6 +21,7 @@ import sp_cpython as sp
 from conftest import ROOT
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
+from sp_tool.errors import EXIT_TIMEOUT
 from sp_tool.gateway import Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from test_gateway import WAIT, Inbox, fleet, side_gateway  # noqa: F401 (fleet is a fixture)
@@ -270,6 +271,24 @@ def test_sp_call_through_a_broker_prints_what_comes_back_escaped(fleet, status):
     finally:
         rogue.inbox.close()
 
+
+
+@pytest.mark.parametrize('status', [0, wire.STATUS_BOARD_OFFLINE])
+def test_an_answer_without_data_answers_no_call(fleet, status):
+    """An answer names its status and carries data: one without data is dropped and counted like any stray
+    message on the reply topic, not handed to the caller (sp call printed a traceback)."""
+    rogue = RogueGateway(fleet, 'rogue', 'y', status, 'okay', None)
+    del rogue.body['data']
+    try:
+        r = subprocess.run([sys.executable, '-m', 'sp_tool', 'call', fleet.broker.url + '/rogue/y', 'read', '0',
+                            '--timeout', '2'], capture_output=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+        assert r.returncode == EXIT_TIMEOUT and b'Traceback' not in r.stderr, r.stderr
+        with BoardClient(fleet.broker.url, 'y', prefix='rogue') as caller:
+            with pytest.raises(TimeoutError):
+                caller.request('read', 0, timeout=2)
+            assert caller.counters['dropped'] == 1
+    finally:
+        rogue.inbox.close()
 
 ACL = '''user gateway
 topic read sp/+/+/+/req
