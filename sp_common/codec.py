@@ -154,6 +154,17 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def printable(text, longest):
+    """A str of 1 to longest printable ASCII characters: a channel name, a seed, a key. Looked at character by
+    character, not encoded: a lone surrogate in a peer's JSON string has no UTF-8."""
+    if not isinstance(text, str) or not 0 < len(text) <= longest:
+        return False
+    for ch in text:
+        if not ' ' <= ch <= '~':
+            return False
+    return True
+
+
 def _encode(codec, service_id, data_id, status, data, seq=None, re=0, mac=None):
     """Both codecs' encode(): the body as one byte string."""
     return b''.join(codec.pieces(service_id, data_id, status, data, seq, re, mac))

@@ -9,7 +9,7 @@ sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
 from . import const, load
-from .codec import ChecksumError, FormatError, MacError, pure_json
+from .codec import ChecksumError, FormatError, MacError, printable, pure_json
 from .dispatch import call
 from .entropy import random_bytes
 from .stp import Deframer, frame
@@ -79,17 +79,6 @@ _WIRE_MOVES = {
 }
 
 _NO_KWARGS = {}
-
-
-
-def valid_name(name):
-    """A channel name is a short printable ASCII string (it ends up in log lines)."""
-    if not isinstance(name, str) or not 0 < len(name) <= const.MAX_CHANNEL_NAME:
-        return False
-    for b in name.encode():
-        if not 0x20 <= b <= 0x7E:
-            return False
-    return True
 
 
 class Engine:
@@ -553,7 +542,7 @@ class Engine:
         if name is None:
             self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, self.channel_name)
             return
-        if not valid_name(name):
+        if not printable(name, const.MAX_CHANNEL_NAME):
             self.drop('bad_names')
             self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, None,
                           const.STATUS_OPERATION_NOT_PERMITTED)
@@ -567,7 +556,7 @@ class Engine:
         if not self.is_client:
             self.drop('out_of_turn', const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME)
         elif name is not None and self.channel_name is None:
-            if valid_name(name):
+            if printable(name, const.MAX_CHANNEL_NAME):
                 self.channel_name = name
             else:
                 self.drop('bad_names')

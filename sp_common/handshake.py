@@ -4,6 +4,7 @@ The engine's table (engine._HANDSHAKE) decides who may send what, when;
 these only carry a step out.
 """
 from .auth import equal, hmac_sha256_hex, new_seed
+from .codec import printable
 from .const import (
     AUTH_STATE_KEY_TRANSFERRED, AUTH_STATE_SEED_TRANSFERRED, AUTH_STATE_TRUSTED_CONNECTION,
     AUTH_STATE_UNTRUSTED_CONNECTION, DID_AUTH_KEY, DID_AUTH_SEED, SID_AUTH_REQUEST, SID_AUTH_RESPONSE, STATUS_OKAY,
@@ -45,7 +46,7 @@ def seed_request(engine, status, data):
 
 
 def seed(engine, status, seed):
-    if engine.secret is None or status != STATUS_OKAY or not isinstance(seed, str) or len(seed) != 64:
+    if engine.secret is None or status != STATUS_OKAY or not printable(seed, 64) or len(seed) != 64:
         engine.auth_state = AUTH_STATE_UNTRUSTED_CONNECTION
         engine.note('no_seed')
         return
@@ -56,7 +57,7 @@ def seed(engine, status, seed):
 def key(engine, status, key):
     seed = engine.seed
     engine.seed = None
-    ok = seed is not None and isinstance(key, str) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
+    ok = seed is not None and printable(key, 64) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
     engine.auth_state = AUTH_STATE_TRUSTED_CONNECTION if ok else AUTH_STATE_UNTRUSTED_CONNECTION
     if not ok:
         engine.wrong_keys += 1

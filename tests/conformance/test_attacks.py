@@ -238,6 +238,31 @@ def test_channel_names_are_short_printable_text():
     assert client.channel_name is None
 
 
+
+def text_wire(sid, did, json_text):
+    """A frame whose data is json_text as written (a lone surrogate escape, which an encoder never writes)."""
+    body = b'{"data_id": %d, "service_id": %d, "status": 0, "data": %s}' % (did, sid, json_text)
+    return sp.frame(*_with_crc((body,)))
+
+
+def test_a_lone_surrogate_is_no_name_seed_or_key():
+    """JSON may escape a lone surrogate, which has no UTF-8: a name, seed or key holding one is a bad one,
+    counted as such and answered, not a frame that fails while it is taken (or a key check that never ends)."""
+    lone = b'"ab\\ud800"'
+    server = engine(False)
+    server.feed(text_wire(sp.SID_CHANNEL_NAME_REQUEST, 0, lone))
+    assert sent(server) == [(9, 0, sp.STATUS_OPERATION_NOT_PERMITTED, None)] and server.counters['bad_names'] == 1
+    server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
+    sent(server)
+    server.feed(text_wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_KEY, b'"' + b'f' * 63 + b'\\ud800"'))
+    assert sent(server) == [(1, 1, 0, False)] and server.counters['wrong_keys'] == 1
+    client = engine(True)
+    client.start_auth()
+    client.data_to_send()
+    client.feed(text_wire(sp.SID_AUTH_RESPONSE, sp.DID_AUTH_SEED, b'"' + b'a' * 63 + b'\\ud800"'))
+    assert sent(client) == [] and client.auth_state == sp.AUTH_STATE_UNTRUSTED_CONNECTION
+    assert client.counters['format_errors'] == 0
+
 def test_log_lines_escape_control_characters():
     link = Link()
     link.connect()
