@@ -103,6 +103,7 @@ class pure_json_protocol(EngineState, Api):
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
+        self._failed_writes = 0   # writes the link did not take (under the write lock)
         self._closed = False
         self._timer: Optional[threading.Timer] = None
         self._feeding: Optional[int] = None     # the thread running an engine step and its callbacks
@@ -197,7 +198,8 @@ class pure_json_protocol(EngineState, Api):
                         if not value and not self._closed:
                             value = self._wait(predicate, left(engine, end))
                         predicate, end = op.send(value)
-                value = self._flush(left(engine, end))
+                    failures = self._failed_writes   # as the op's frame was queued
+                value = self._flush(left(engine, end), failures)
         except StopIteration as done:
             return done.value
         except BaseException:   # (a finished op needs no closing)
@@ -216,8 +218,11 @@ class pure_json_protocol(EngineState, Api):
         self._cond.wait_for(ready, timeout)
         return value
 
-    def _flush(self, timeout: float) -> bool:
-        """Writes what the engine queued, oldest first; inside a callback it is left for the I/O thread."""
+    def _flush(self, timeout: float, failures: Optional[int] = None) -> bool:
+        """Writes what the engine queued, oldest first; inside a callback it is left for the I/O thread.
+
+        failures: _failed_writes when the caller's frame was queued. A writer before us may have taken it with
+        its own frames: then it went out unless a write failed since."""
         if self._feeding == threading.get_ident():
             return True
         end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
@@ -227,10 +232,14 @@ class pure_json_protocol(EngineState, Api):
             with self._lock:
                 data = self._engine.data_to_send()
             if not data:
-                return True
+                return failures is None or failures == self._failed_writes
             if self._timed_writes:
-                return self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
-            return self.__comm_inst__.send(data) is not False
+                written = self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
+            else:
+                written = self.__comm_inst__.send(data) is not False
+            if not written:
+                self._failed_writes += 1
+            return written
         finally:
             self._write_lock.release()
 

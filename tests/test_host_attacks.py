@@ -396,3 +396,42 @@ def test_a_frame_of_the_densest_json_is_received_whole():
     finally:
         client.close()
         listener.close()
+
+
+def test_a_send_whose_frame_went_with_another_callers_failed_write_returns_false():
+    """A caller's write takes every frame queued, another caller's too; when the peer stops reading and that
+    write fails, the other caller's send() says False (it said True for a frame that never went out)."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    try:
+        peer, _ = listener.accept()   # reads nothing
+        assert wait_until(client.is_connected)
+        results = {}
+        big = threading.Thread(target=lambda: results.update(
+            big=client.send(sp.SID_EXECUTE_REQUEST, 1, 'x' * (8 << 20), timeout=1)))
+        big.start()
+        time.sleep(0.2)   # its write holds the link
+        results['small'] = client.send(sp.SID_EXECUTE_REQUEST, 2, 'small frame', timeout=5)
+        big.join(10)
+        listener.settimeout(1)
+        got = b''
+        for _ in range(2):   # the lost link, then the client's next one, where a frame still queued may go
+            try:
+                peer = peer or listener.accept()[0]
+                peer.settimeout(1)
+                while True:
+                    chunk = peer.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += chunk
+            except OSError:
+                pass
+            if peer is not None:
+                peer.close()
+                peer = None
+        assert results['big'] is False
+        assert results['small'] is (b'small frame' in got)
+    finally:
+        client.close()
+        listener.close()
