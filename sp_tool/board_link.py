@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import sp_cpython as sp
 from sp_cpython import aio
@@ -89,6 +89,10 @@ class BoardLink:
 
     # the link -------------------------------------------------------------------------------
     def start(self) -> None:
+        """Takes the board up; a link already started is left as it is (a second dial task would fight it for the
+        board's one connection, and close() would end only one of them)."""
+        if self._task is not None:
+            return
         self._slots = asyncio.Semaphore(self._workers)
         self._task = asyncio.ensure_future(self._serve() if self.listen else self._dial())
 
@@ -153,8 +157,9 @@ class BoardLink:
         prot.on_proven = lambda p, make_room=prot.on_proven: (make_room(p), proven())
         prot.on_lost = lost
 
-    async def close(self) -> None:
-        """Lets go of the board; start() takes it up again."""
+    def close(self) -> Awaitable[None]:
+        """Lets go of the board at once, not when awaited: the gateway may give a board up and start() it again in one
+        loop step, and a dial task left running would keep the board. Awaiting the result closes the connection."""
         task, server, prot = self._task, self._server, self._prot
         self._task = self._server = self._prot = None
         self.why = 'not connected yet'
@@ -162,8 +167,7 @@ class BoardLink:
             task.cancel()
         if server is not None:
             server.close()
-        if prot is not None:
-            await prot.close()
+        return prot.close() if prot is not None else asyncio.sleep(0)
 
     # calls ----------------------------------------------------------------------------------
     def take_call(self) -> bool:

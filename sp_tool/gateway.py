@@ -197,7 +197,7 @@ class Gateway:
         self.claims.released(name)
         self._published[name] = ('refused', owner)
         self.client.unsubscribe([self._request_topics(name)])
-        self._spawn(self.links[name].close())
+        self._spawn(self.links[name].close())     # lets go at once: this same read may claim the board back
 
     def _on_message(self, msg: Message) -> None:
         """Whatever a message holds, it ends here: no message can stop the gateway's loop."""

@@ -3,6 +3,7 @@ and coming back, bad input, the MQTT 3.1.1 envelope, and the sp commands through
 
 Every wait is on a message or a state with a generous timeout; nothing sleeps to make a point.
 """
+import asyncio
 import getpass
 import json
 import logging
@@ -514,6 +515,52 @@ def test_two_gateways_that_claim_a_name_at_once_agree_on_the_later_claim():
     assert newcomer.holder('x') == 'g2'
     newcomer.heard_gateway('g2', b'')     # the owner stopped: the name is free
     assert newcomer.holder('x') is None
+
+
+def test_a_board_given_up_and_claimed_back_in_one_step_is_let_go_of_for_good_when_a_rival_takes_it():
+    """A rival's claim and its last will come in one read: the gateway gives the board up and claims it back in one
+    loop step. When another rival takes the board later, no task of the gateway dials it any more (it would hold a
+    one-client board or a locked serial port from its owner)."""
+    board = host_board('x')
+    gateway = Gateway(wire.Broker('127.0.0.1', free_port()), [parse_board('x=' + board.target)])   # no broker needed
+    link, loop = gateway.links['x'], gateway._loop
+
+    def status(owner):
+        msg = Message('sp/x/status', b'online', wire.QOS_STATUS, retain=True)
+        msg.user_properties = {'gateway': owner}
+        return msg
+
+    async def until(predicate):
+        """True once predicate() is, False after WAIT seconds."""
+        end = loop.time() + WAIT
+        while not predicate() and loop.time() < end:
+            await asyncio.sleep(0.01)
+        return predicate()
+
+    def others():
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    async def rivals():
+        try:
+            gateway._settle_claims()     # no other gateway known: x is ours
+            assert await until(link.online)
+            for msg in (status(gateway.id), status('rival'), Message('sp/gateway/rival/status', b'offline', 1, True)):
+                gateway._on_message(msg)     # one read: x given way to 'rival', then free again as its will arrives
+            assert gateway.owned == {'x'} and await until(link.online)
+            gateway._on_message(status(gateway.id))
+            gateway._on_message(status('rival2'))
+            assert gateway.owned == set()
+            assert await until(lambda: not others()), others()
+            assert not link.online()
+        finally:    # what a failed run left
+            for task in others():
+                task.cancel()
+            await asyncio.gather(*others(), return_exceptions=True)
+    try:
+        loop.run_until_complete(rivals())
+    finally:
+        loop.close()
+        board.close()
 
 
 def test_a_board_that_keeps_failing_backs_off_its_status_says_why_and_holds_up_no_other(fleet):
