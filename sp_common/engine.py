@@ -124,6 +124,7 @@ class Engine:
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self.last_wrong_key = 0
         self.counters = new_counters()
+        self.log_budget = None   # sp_common.logtext's, once it logs: this second's start, its lines, those left out
         self.token_base = self.tx_seq = self.epoch = 0
         self.connection_lost()
 

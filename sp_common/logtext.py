@@ -83,11 +83,35 @@ def describe(engine, sid, did):
                                          engine._did_names.get(key, BUILTIN_DATA.get(key, did)))
 
 
+LINES_A_SECOND = 20   # event lines one engine logs in a second of its clock; the rest are counted, not logged
+
+
+def _left_out(engine):
+    """True past LINES_A_SECOND lines in this second: four bytes of junk (':<:>') make a line of a hundred, and
+    a peer would fill the log. The first line of a later second says how many were left out."""
+    if engine.clock is None:
+        return False
+    now = engine.clock()
+    budget = engine.log_budget
+    if budget is None:
+        budget = engine.log_budget = [now, 0, 0]
+    elif now - budget[0] >= 1000:
+        if budget[2]:
+            engine.log.log(_W, 'prot%s: %d more event lines left out (the counters have every event)' % (
+                _side(engine), budget[2]))
+        budget[0], budget[1], budget[2] = now, 0, 0
+    budget[1] += 1
+    if budget[1] <= LINES_A_SECOND:
+        return False
+    budget[2] += 1
+    return True
+
+
 def note(engine, what, sid, did, detail):
     """Logs event what on engine.log, at its level."""
     level, text = TEXTS[what]
     log = engine.log
-    if not log.isEnabledFor(level):
+    if not log.isEnabledFor(level) or _left_out(engine):
         return
     if sid is not None:
         head, _, tail = text.partition('%s')

@@ -273,6 +273,19 @@ def test_log_lines_escape_control_characters():
     assert '\nprot-server: FORGED' not in text
 
 
+
+def test_a_flood_of_junk_is_counted_whole_and_logged_twenty_lines_a_second():
+    """':<:>' is four bytes and a log line of a hundred: a peer sending it without end would fill the log."""
+    link = Link()
+    link.connect()
+    link.server.feed(b':<:>' * 500)
+    crc_lines = [line for line in link.server_log.lines if 'wrong checksum' in line[1]]
+    assert link.server.counters['crc_errors'] == 500 and len(crc_lines) == 20
+    link.clock.now += 1000
+    link.server.feed(b':<:>')
+    assert link.server_log.lines[-2][1] == 'prot-server: 480 more event lines left out (the counters have every event)'
+    assert 'wrong checksum' in link.server_log.lines[-1][1] and link.server.counters['crc_errors'] == 501
+
 def test_deep_nesting_is_one_dropped_frame():
     link = Link()
     link.connect()
