@@ -29,6 +29,21 @@ def wait_until(predicate, timeout=5.0):
     return False
 
 
+def read_to_end(sock, timeout=2.0):
+    """What sock receives until its peer closes it, or until timeout seconds pass without a byte."""
+    sock.settimeout(timeout)
+    got = bytearray()
+    try:
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+    except OSError:
+        pass
+    return bytes(got)
+
+
 @pytest.fixture(scope='session')
 def mpy_dir(tmp_path_factory):
     """sp_common and sp_micropython compiled as `sp deploy --mpy` ships them: put it in MICROPYPATH for a small heap."""

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, read_to_end
 
 import sp_cpython as sp
 from ptys import PtyCable
@@ -306,13 +306,7 @@ def test_a_send_to_a_peer_that_stopped_reading_gives_up_in_its_timeout_and_never
         assert await prot.send(sp.SID_EXECUTE_REQUEST, 7, 'launch', timeout=0.3) is False
         await asyncio.wait_for(prot.wait_closed(), 1)
         assert not prot.is_connected() and lost == [prot]
-        got = bytearray()
-        peer.settimeout(2)
-        while True:
-            chunk = peer.recv(1 << 20)
-            if not chunk:
-                break
-            got += chunk
+        got = read_to_end(peer)
         assert b'launch' not in got and len(got) < (1 << 20)
         peer.close()
         listener.close()
