@@ -198,8 +198,8 @@ class pure_json_protocol(EngineState, Api):
                         if not value and not self._closed:
                             value = self._wait(predicate, left(engine, end))
                         predicate, end = op.send(value)
-                    failures = self._failed_writes   # as the op's frame was queued
-                value = self._flush(left(engine, end), failures)
+                    mark = self._failed_writes, engine.epoch   # as the op's frame was queued
+                value = self._flush(left(engine, end), mark)
         except StopIteration as done:
             return done.value
         except BaseException:   # (a finished op needs no closing)
@@ -208,7 +208,10 @@ class pure_json_protocol(EngineState, Api):
             raise
 
     def _wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """With the lock held: waits for the predicate, the protocol's close or timeout; the predicate's last value."""
+        """With the lock held: waits for the predicate, the protocol's close or timeout; the predicate's last value.
+        Inside a callback it looks once: the I/O thread waiting would stall the very link it waits for."""
+        if self._feeding == threading.get_ident():
+            return predicate()
         value = None
 
         def ready() -> Any:
@@ -218,11 +221,12 @@ class pure_json_protocol(EngineState, Api):
         self._cond.wait_for(ready, timeout)
         return value
 
-    def _flush(self, timeout: float, failures: Optional[int] = None) -> bool:
+    def _flush(self, timeout: float, mark: Optional[tuple] = None) -> bool:
         """Writes what the engine queued, oldest first; inside a callback it is left for the I/O thread.
 
-        failures: _failed_writes when the caller's frame was queued. A writer before us may have taken it with
-        its own frames: then it went out unless a write failed since."""
+        mark: (_failed_writes, the engine's epoch) as the caller's frame was queued. True only if that frame went:
+        a writer before us may have taken it along (lost if a write failed since), and a session that ended
+        since dropped it with its outbox."""
         if self._feeding == threading.get_ident():
             return True
         end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
@@ -231,15 +235,15 @@ class pure_json_protocol(EngineState, Api):
         try:
             with self._lock:
                 data = self._engine.data_to_send()
-            if not data:
-                return failures is None or failures == self._failed_writes
-            if self._timed_writes:
+                kept = mark is None or mark == (self._failed_writes, self._engine.epoch)
+            written = True
+            if data and self._timed_writes:
                 written = self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
-            else:
+            elif data:
                 written = self.__comm_inst__.send(data) is not False
             if not written:
                 self._failed_writes += 1
-            return written
+            return written and kept
         finally:
             self._write_lock.release()
 

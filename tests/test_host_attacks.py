@@ -428,3 +428,25 @@ def test_a_send_whose_frame_went_with_another_callers_failed_write_returns_false
     finally:
         client.close()
         listener.close()
+
+
+def test_a_send_inside_a_callback_that_cannot_go_yet_holds_up_no_link():
+    """A callback runs on the I/O thread: a send() there that would wait (no trust yet, with auto_auth) returns
+    False at once, where it stalled the link it waited for until its timeout."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET, auto_auth=True)
+    sent = []
+
+    def notify(msg):
+        sent.append(server.send(sp.SID_READ_REQUEST, 0, 'news', timeout=3))
+        return sp.STATUS_OKAY, 'done'
+    server.add_msg_to_auth_whitelist_(sp.SID_EXECUTE_REQUEST, 0)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, notify)
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port))
+    try:
+        start = time.monotonic()
+        answer = client.request(sp.SID_EXECUTE_REQUEST, 0, None, timeout=5)
+        assert answer is not None and answer.get_data() == 'done' and sent == [False]
+        assert time.monotonic() - start < 1.5
+    finally:
+        client.close()
+        server.close()
