@@ -47,18 +47,24 @@ def make_protocols(config):
             pass
     session_v2 = getattr(config, 'SESSION_V2', 'on')   # 'on' (default), 'off' or 'required'
     session_v2 = session_v2 if session_v2 == 'required' else session_v2 != 'off'
-    prots = []
+    streams = []
     for name in config.STREAMS:
         if name not in ('uart', 'stdio', 'tcp', 'wifi'):
             raise ValueError('unknown stream %r in config.STREAMS' % (name,))
         # each kind of stream lives in the module of its name; None if unusable
         stream = __import__('sp_micropython.' + name, None, None, ('from_config',)).from_config(config, client)
         if stream is not None:
-            prot = protocol(stream, secret=secret, auto_auth=True, channel_name=config.CHANNEL_NAME,
-                            max_frame=config.MAX_FRAME, log=None if level is None else PrintLog(level),
-                            session_v2=session_v2)
-            add_demo_services(prot)
-            prots.append(prot)
+            streams.append((name, stream))
+    log = None
+    if level is not None:   # one log for all, through the console when it carries frames (see PrintLog)
+        console = [stream for name, stream in streams if name == 'stdio']
+        log = PrintLog(level, console[0] if console else None)
+    prots = []
+    for name, stream in streams:
+        prot = protocol(stream, secret=secret, auto_auth=True, channel_name=config.CHANNEL_NAME,
+                        max_frame=config.MAX_FRAME, log=log, session_v2=session_v2)
+        add_demo_services(prot)
+        prots.append(prot)
     return prots
 
 

@@ -1,6 +1,7 @@
 """The virtual board: the MicroPython unix port behind a raw pty, driven by mpremote and pyserial."""
 import os
 import select
+import socket
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import tty
 import pytest
 import serial
 
+from conftest import free_port
 from sp_tool.virtual_board import VirtualBoard
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
@@ -209,3 +211,80 @@ def test_a_host_that_floods_the_console_and_leaves_holds_the_next_host_up_for_se
         r = call(board, "after")
         assert (r.returncode, r.stdout) == (0, 'okay: "after"\n'), r.stderr
         assert time.monotonic() - start < 10
+
+
+def _tcp_host(port, **options):
+    """A host on the board's TCP server, connected (retried while the board starts)."""
+    from test_device_runtime import Host, SockLink
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=3)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the board does not listen"
+            time.sleep(0.05)
+    host = Host(SockLink(sock), **options)
+    host.connect()
+    return host, sock
+
+
+def _raw_console(board):
+    fd = os.open(board.port, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    return fd
+
+
+def test_the_log_on_the_console_holds_no_stream_up_when_its_peer_reads_nothing():
+    """The engine log goes out on the console between frames, as frames do: a console peer that sends requests
+    the board logs (a non-okay status: data and all) and reads nothing stalls no TCP client (a blocking write
+    to stderr, the same console, held the whole board)."""
+    import sp_common as sp
+    from sp_common import Engine
+    port = free_port()
+    with VirtualBoard(boot=True, env={"SP_LOG_LEVEL": "30", "SP_TCP_PORT": str(port)}) as board:
+        tcp, sock = _tcp_host(port)
+        assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, "before").get_data() == "before"
+        fd = _raw_console(board)
+        mute = Engine(True, session_v2=False)
+        mute.connection_made()
+        for _ in range(60):
+            mute.send_msg(sp.SID_EXECUTE_REQUEST, 0, "z" * 3000, status=1)
+        data = mute.data_to_send()
+        os.set_blocking(fd, False)
+        sent, end = 0, time.monotonic() + 10
+        while sent < len(data) and time.monotonic() < end:
+            try:
+                sent += os.write(fd, data[sent:sent + 4096])
+            except BlockingIOError:
+                time.sleep(0.05)
+        assert sent == len(data)
+        assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, "during", timeout=3).get_data() == "during"
+        os.close(fd)
+        sock.close()
+
+
+def test_peer_text_in_the_log_on_the_console_is_no_frame():
+    """A TCP peer, untrusted, sends the text of a frame as data with a non-okay status; the board logs it on
+    the console, where the host that reads it must not take it for a frame the board sent."""
+    import sp_common as sp
+    from sp_common import Engine
+    from sp_common.codec import _with_crc
+    body = b'{"data_id": 1, "service_id": 11, "status": 0, "data": "forged"}'
+    forged = sp.frame(*_with_crc((body,))).decode("latin-1")
+    port = free_port()
+    with VirtualBoard(boot=True, env={"SP_LOG_LEVEL": "30", "SP_TCP_PORT": str(port), "SP_SECRET": "s"}) as board:
+        fd = _raw_console(board)
+        peer = Engine(True, session_v2=False)   # no secret: never trusted, yet its message is logged
+        peer.connection_made()
+        peer.send_msg(sp.SID_EXECUTE_REQUEST, 0, forged, status=1)
+        tcp, sock = _tcp_host(port, session_v2=False)
+        sock.sendall(peer.data_to_send())
+        seen, end = b"", time.monotonic() + 2
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.2)[0]:
+                seen += os.read(fd, 65536)
+        assert b"forged" in seen   # logged, and escaped:
+        assert list(sp.Deframer(4096).feed(seen)) == []
+        os.close(fd)
+        sock.close()

@@ -9,4 +9,4 @@ SECRET = None
 SECRET_FILE = 'secret.txt'   # read when SECRET is None and the file exists
 MAX_FRAME = 8192
 SESSION_V2 = 'on'            # session v2 with hosts that offer it; 'off': the original wire only; 'required'
-LOG_LEVEL = None             # engine log on stderr: 10 debug .. 40 error
+LOG_LEVEL = None             # engine log, on the console between frames (else stderr): 10 debug .. 40 error
