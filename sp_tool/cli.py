@@ -284,7 +284,7 @@ def argparse_board(p: argparse.ArgumentParser) -> None:
     p.add_argument('--tcp-port', type=int, default=None,
                    help='TCP port the board serves on 127.0.0.1 (default: boards/unix/config.py\'s; 0: none)')
     _add_link_options(p, secret_help='the board\'s shared secret', baud=False)
-    p.add_argument('--heapsize', help='MicroPython heap, e.g. 64k (like a small board)')
+    p.add_argument('--heapsize', help='MicroPython heap, e.g. 192k (the least it starts in from sources)')
 
 
 def do_board(args) -> int:

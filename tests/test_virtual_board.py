@@ -1,5 +1,6 @@
 """The virtual board: the MicroPython unix port behind a raw pty, driven by mpremote and pyserial."""
 import os
+import re
 import select
 import socket
 import signal
@@ -288,3 +289,11 @@ def test_peer_text_in_the_log_on_the_console_is_no_frame():
         assert list(sp.Deframer(4096).feed(seen)) == []
         os.close(fd)
         sock.close()
+
+
+def test_the_least_heap_the_docs_name_serves():
+    """docs/boards.md names the least --heapsize the virtual board starts in from its sources."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "boards.md")) as f:
+        least = re.search(r"`--heapsize (\d+k)` limits the heap", f.read()).group(1)
+    with VirtualBoard(boot=True, heapsize=least) as board:
+        assert call(board, "small").stdout == 'okay: "small"\n'
