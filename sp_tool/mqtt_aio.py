@@ -16,7 +16,7 @@ import asyncio
 import logging
 import ssl
 import struct
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import mqtt_wire as wire
 
@@ -157,7 +157,9 @@ NO_PROPERTIES = publish_properties()
 
 class Client(asyncio.Protocol):
     """MQTT 5 to one broker, on the running loop. on_connect() after every CONNACK that accepts, on_message(msg)
-    for every PUBLISH, on_suback(packet_id); publish() drops what comes while the broker is away."""
+    for every PUBLISH, on_suback(packet_id) for a subscription granted (on_error(why) for one refused); publish()
+    drops what comes while the broker is away. A broker that breaks MQTT (a packet it may not send now) loses
+    the link, as a client of a broker that breaks it should."""
 
     def __init__(self, broker: wire.Broker, client_id: str, keepalive: int = 30,
                  will: Optional[Tuple[str, bytes, int, bool]] = None, session_s: int = SESSION_S,
@@ -178,7 +180,8 @@ class Client(asyncio.Protocol):
         self._connected = False
         self._buffer = bytearray()
         self._packet_id = 0
-        self._heard = 0.0
+        self._subscribing: Set[int] = set()   # the SUBSCRIBEs of this connection that await their SUBACK
+        self._heard = 0.0   # when the last whole packet came, once connected: a trickle of bytes is silence
         self._lost: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task] = None
         self._stopping = False
@@ -232,7 +235,7 @@ class Client(asyncio.Protocol):
         self._heard = loop.time()
         while not self._lost.is_set():
             try:
-                await asyncio.wait_for(self._lost.wait(), self.keepalive / 2)
+                await asyncio.wait_for(self._lost.wait(), self.keepalive / 2 if self._connected else CONNECT_S)
             except asyncio.TimeoutError:
                 silent = loop.time() - self._heard
                 if silent > (1.5 * self.keepalive if self._connected else CONNECT_S):
@@ -243,6 +246,7 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         self._buffer.clear()
+        self._subscribing.clear()
         flags = 0x02 if self._first else 0     # clean start once; then the broker keeps the session across reconnects
         body = _string('MQTT') + bytes((5,))
         payload = _string(self.client_id)
@@ -269,7 +273,6 @@ class Client(asyncio.Protocol):
         self._lost.set()
 
     def data_received(self, data: bytes) -> None:
-        self._heard = asyncio.get_running_loop().time()
         buffer = self._buffer
         buffer += data
         pos = 0
@@ -281,6 +284,10 @@ class Client(asyncio.Protocol):
                 start, end = bounds
                 self._handle(buffer[pos], bytes(buffer[start:end]))
                 pos = end
+                if self._transport is None or self._transport.is_closing():
+                    return   # (a refusing CONNACK: what came after it is not taken)
+                if self._connected:
+                    self._heard = asyncio.get_running_loop().time()
         except (ValueError, IndexError, UnicodeDecodeError, struct.error) as err:   # a broker that breaks MQTT
             log.warning('bad packet from the broker at %s: %s', self.broker.url, err)
             self._transport.abort()
@@ -291,6 +298,8 @@ class Client(asyncio.Protocol):
         kind = first & 0xF0
         if kind == PUBLISH:
             qos = (first >> 1) & 3
+            if qos > 1:
+                raise ValueError('a PUBLISH at QoS %d: none is subscribed above 1' % qos)
             size = struct.unpack_from('!H', body)[0]
             topic = body[2:2 + size].decode()
             pos = 2 + size
@@ -304,6 +313,8 @@ class Client(asyncio.Protocol):
                 self._write(_packet(PUBACK, packet_id))
             self.on_message(msg)
         elif kind == CONNACK:
+            if self._connected:
+                raise ValueError('a second CONNACK')
             if body[1] >= 0x80:
                 why = 'the broker at %s refused the connection: reason code %d' % (self.broker.url, body[1])
                 log.warning('%s', why)
@@ -314,7 +325,17 @@ class Client(asyncio.Protocol):
             self._first = False
             self.on_connect()
         elif kind == SUBACK:
-            self.on_suback(struct.unpack_from('!H', body)[0])
+            packet_id = struct.unpack_from('!H', body)[0]
+            if packet_id not in self._subscribing:
+                raise ValueError('a SUBACK for packet %d, which subscribed nothing' % packet_id)
+            self._subscribing.discard(packet_id)
+            refused = [code for code in body[_read_properties(body, 2):] if code >= 0x80]
+            if refused:
+                why = 'the broker at %s refused a subscription: reason code %d' % (self.broker.url, refused[0])
+                log.error('%s', why)
+                self.on_error(why)
+            else:
+                self.on_suback(packet_id)
 
     # what goes out ------------------------------------------------------------------------------
     def _write(self, data: bytes) -> bool:
@@ -345,8 +366,9 @@ class Client(asyncio.Protocol):
         """The SUBSCRIBE's packet id, which on_suback() gets once the broker has taken it. filters: (topic
         filter, its options: the QoS, or'ed with mqtt_wire.NO_RETAINED for one that takes no retained message)."""
         packet_id = self._next_id()
-        self._write(_packet(SUBSCRIBE, packet_id + b'\x00' + b''.join(_string(f) + bytes((qos,))
-                                                                      for f, qos in filters)))
+        if self._write(_packet(SUBSCRIBE, packet_id + b'\x00' + b''.join(_string(f) + bytes((qos,))
+                                                                         for f, qos in filters))):
+            self._subscribing.add(struct.unpack('!H', packet_id)[0])
         return struct.unpack('!H', packet_id)[0]
 
     def unsubscribe(self, filters: List[str]) -> None:

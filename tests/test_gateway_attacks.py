@@ -18,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
-from conftest import ROOT
+from conftest import ROOT, wait_until
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.errors import EXIT_TIMEOUT
@@ -488,3 +488,95 @@ def test_a_gateway_id_from_the_broker_reaches_the_log_escaped(caplog):
         listener.close()
     line = [r for r in caplog.records if 'claimed by gateway' in r.getMessage()][0].getMessage()
     assert '\x1b' not in line and '\x07' not in line and '\\x1b]0;owned\\x07' in line, line
+
+
+def _mqtt_packet(first, body):
+    from sp_tool.mqtt_aio import _varint
+    return bytes((first,)) + _varint(len(body)) + body
+
+
+CONNACK_OK = b'\x20\x03\x00\x00\x00'
+
+
+def _against(broker_writes, seconds, monkeypatch):
+    """What mqtt_aio.Client made of a fake broker that answers each CONNECT with broker_writes (bytes, or a list
+    written 1 s apart): its connection attempts, connects, messages, SUBACKs and errors within seconds."""
+    import asyncio
+    from sp_tool import mqtt_aio
+    monkeypatch.setattr(mqtt_aio, 'CONNECT_S', 1.0)
+    monkeypatch.setattr(mqtt_aio, 'RECONNECT_S', (0.2, 0.2))
+    got = {'attempts': 0, 'connects': 0, 'messages': [], 'subacks': [], 'errors': []}
+
+    async def main():
+        async def broker(reader, writer):
+            got['attempts'] += 1
+            await reader.read(1024)   # the CONNECT
+            for piece in broker_writes if isinstance(broker_writes, list) else [broker_writes]:
+                writer.write(piece)
+                await asyncio.sleep(1)
+            await asyncio.sleep(seconds)
+        server = await asyncio.start_server(broker, '127.0.0.1', 0)
+        client = mqtt_aio.Client(wire.Broker('127.0.0.1', server.sockets[0].getsockname()[1]), 'probed')
+        client.on_connect = lambda: (got.__setitem__('connects', got['connects'] + 1),
+                                     client.subscribe([('a/#', 1)]))
+        client.on_message = lambda msg: got['messages'].append(msg.payload)
+        client.on_suback = got['subacks'].append
+        client.on_error = got['errors'].append
+        client.start()
+        await asyncio.sleep(seconds)
+        await client.stop(0.1)
+        server.close()
+    asyncio.run(main())
+    return got
+
+
+def test_a_broker_that_never_finishes_its_connack_is_given_up_and_tried_again(monkeypatch):
+    """A byte now and then is no answer: the CONNACK must come whole within CONNECT_S (it kept the gateway
+    offline for good, trying nothing else)."""
+    got = _against([b'\x20\x7f'] + [b'\x00'] * 10, 3.5, monkeypatch)
+    assert got['attempts'] >= 2 and got['connects'] == 0
+
+
+def test_what_a_refusing_connack_comes_with_is_not_taken(monkeypatch):
+    refused = _mqtt_packet(0x20, b'\x00\x87\x00')
+    got = _against(refused + _mqtt_packet(0x30, b'\x00\x03a/b\x00hello') + CONNACK_OK, 1.0, monkeypatch)
+    assert got['connects'] == 0 and got['messages'] == [] and len(got['errors']) >= 1
+
+
+@pytest.mark.parametrize('after_connack', [
+    _mqtt_packet(0x34, b'\x00\x03a/b\x12\x34\x00at QoS 2'),   # never subscribed above QoS 1
+    CONNACK_OK * 100,                                         # a connection is accepted once
+    _mqtt_packet(0x90, b'\xbe\xef\x00\x00'),                  # a SUBACK for a SUBSCRIBE never sent
+], ids=['qos2', 'connacks', 'suback'])
+def test_a_packet_the_broker_may_not_send_now_ends_the_link(monkeypatch, after_connack):
+    got = _against(CONNACK_OK + after_connack, 1.0, monkeypatch)
+    # each link dropped at once and made again (the last one, as the client stops, perhaps not yet connected)
+    assert got['attempts'] >= 2 and got['attempts'] - 1 <= got['connects'] <= got['attempts']
+    assert got['messages'] == [] and got['subacks'] == []
+
+
+def test_a_refused_subscription_is_an_error_not_a_subscription(monkeypatch):
+    """A broker's ACL may refuse a topic in the SUBACK (reason 0x87): BoardClient says so at once, where it
+    took any SUBACK for its reply topic and let every call time out."""
+    import asyncio
+    from sp_tool import mqtt_client
+
+    async def broker(reader, writer):
+        await reader.read(1024)
+        writer.write(CONNACK_OK)
+        subscribe = await reader.read(1024)
+        writer.write(_mqtt_packet(0x90, subscribe[2:4] + b'\x00\x87'))
+        await asyncio.sleep(5)
+
+    def serve(started):
+        async def main():
+            server = await asyncio.start_server(broker, '127.0.0.1', 0)
+            started.append(server.sockets[0].getsockname()[1])
+            await asyncio.sleep(5)
+            server.close()
+        asyncio.run(main())
+    started = []
+    threading.Thread(target=serve, args=(started,), daemon=True).start()
+    assert wait_until(lambda: started)
+    with pytest.raises(ConnectionError, match='refused a subscription'):
+        mqtt_client.BoardClient('mqtt://127.0.0.1:%d' % started[0], 'x', connect_timeout=3)
