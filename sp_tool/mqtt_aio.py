@@ -28,6 +28,7 @@ CONNECT_S = 10.0            # what the broker gets to answer a CONNECT
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE = 0x10, 0x20, 0x30, 0x40, 0x82, 0x90, 0xA2
 PINGREQ, PINGRESP, DISCONNECT = b'\xc0\x00', 0xD0, b'\xe0\x00'
 SESSION_EXPIRY, RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY, MAXIMUM_PACKET_SIZE = 17, 8, 9, 38, 39
+SERVER_KEEP_ALIVE = 19
 # property id -> how its value is laid out, for the properties a broker may send on a PUBLISH, CONNACK or SUBACK
 _LAYOUT = {1: 'byte', 2: 'u32', 3: 'str', 8: 'str', 9: 'bin', 11: 'var', 17: 'u32', 18: 'str', 19: 'u16',
            21: 'str', 22: 'bin', 26: 'str', 28: 'str', 31: 'str', 33: 'u16', 34: 'u16', 35: 'u16', 36: 'byte',
@@ -107,8 +108,10 @@ def _bounds(buffer: bytearray, pos: int, limit: int = MAX_PACKET) -> Optional[Tu
     return (i, i + length) if len(buffer) >= i + length else None
 
 
-def _read_properties(data: bytes, pos: int, into: Optional[Message] = None) -> int:
-    """Skips the properties at pos, keeping in `into` those the gateway reads; the position after them."""
+def _read_properties(data: bytes, pos: int, into: Optional[Message] = None,
+                     numbers: Optional[Dict[int, int]] = None) -> int:
+    """Skips the properties at pos, keeping in `into` those the gateway reads of a message, and in `numbers`
+    (property id -> value) the integers of a CONNACK; the position after them."""
     length, pos = _read_varint(data, pos)
     end = pos + length
     while pos < end:
@@ -135,7 +138,10 @@ def _read_properties(data: bytes, pos: int, into: Optional[Message] = None) -> i
         elif layout == 'var':
             _, pos = _read_varint(data, pos)
         else:
-            pos += {'byte': 1, 'u16': 2, 'u32': 4}[layout]
+            size = {'byte': 1, 'u16': 2, 'u32': 4}[layout]
+            if numbers is not None:
+                numbers[ident] = int.from_bytes(data[pos:pos + size], 'big')
+            pos += size
     if pos != end:
         raise ValueError('properties overrun their length')
     return end
@@ -169,7 +175,9 @@ class Client(asyncio.Protocol):
         self.broker = broker
         self.max_packet = max_packet
         self.client_id = client_id
-        self.keepalive = keepalive
+        self.keepalive = keepalive   # asked for; the broker's CONNACK may set another (_keepalive)
+        self._keepalive = keepalive
+        self._largest_out = 1 << 28   # the largest packet the broker takes (its CONNACK may say less)
         self.will = will
         self.session_s = session_s
         self.on_connect: Callable[[], None] = lambda: None
@@ -235,18 +243,21 @@ class Client(asyncio.Protocol):
         self._heard = loop.time()
         while not self._lost.is_set():
             try:
-                await asyncio.wait_for(self._lost.wait(), self.keepalive / 2 if self._connected else CONNECT_S)
+                # (each second until the CONNACK, which may set a keepalive shorter than the one asked for)
+                await asyncio.wait_for(self._lost.wait(), self._keepalive / 2 if self._connected else 1.0)
             except asyncio.TimeoutError:
                 silent = loop.time() - self._heard
-                if silent > (1.5 * self.keepalive if self._connected else CONNECT_S):
+                if silent > (1.5 * self._keepalive if self._connected else CONNECT_S):
                     log.warning('the broker at %s went silent', self.broker.url)
                     return
-                self._write(PINGREQ)
+                if self._connected:
+                    self._write(PINGREQ)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         self._buffer.clear()
         self._subscribing.clear()
+        self._keepalive, self._largest_out = self.keepalive, 1 << 28   # until the CONNACK says otherwise
         flags = 0x02 if self._first else 0     # clean start once; then the broker keeps the session across reconnects
         body = _string('MQTT') + bytes((5,))
         payload = _string(self.client_id)
@@ -321,6 +332,10 @@ class Client(asyncio.Protocol):
                 self.on_error(why)
                 self._transport.close()
                 return
+            told: Dict[int, int] = {}
+            _read_properties(body, 2, numbers=told)
+            self._keepalive = told.get(SERVER_KEEP_ALIVE) or self.keepalive   # a broker's own keepalive is the one
+            self._largest_out = told.get(MAXIMUM_PACKET_SIZE, 1 << 28)
             self._connected = True
             self._first = False
             self.on_connect()
@@ -341,6 +356,10 @@ class Client(asyncio.Protocol):
     def _write(self, data: bytes) -> bool:
         transport = self._transport
         if transport is None or transport.is_closing():
+            return False
+        if len(data) > self._largest_out:   # the broker would drop the link for it
+            log.warning('a packet of %d bytes not sent: the broker at %s takes %d at most', len(data),
+                        self.broker.url, self._largest_out)
             return False
         if transport.get_write_buffer_size() > MAX_UNSENT:
             log.warning('the broker at %s has not taken %d bytes: dropping the link', self.broker.url, MAX_UNSENT)

@@ -580,3 +580,37 @@ def test_a_refused_subscription_is_an_error_not_a_subscription(monkeypatch):
     assert wait_until(lambda: started)
     with pytest.raises(ConnectionError, match='refused a subscription'):
         mqtt_client.BoardClient('mqtt://127.0.0.1:%d' % started[0], 'x', connect_timeout=3)
+
+
+def test_the_keepalive_and_packet_size_a_broker_sets_in_its_connack_are_kept():
+    """MQTT 5: a broker's Server Keep Alive replaces the client's (it drops a client that pings later), and no
+    packet goes over the broker's Maximum Packet Size (it drops the link for one)."""
+    import asyncio
+    from sp_tool import mqtt_aio
+    seen = []
+
+    async def main():
+        async def broker(reader, writer):
+            await reader.read(1024)
+            properties = b'\x13\x00\x01' + b'\x27\x00\x00\x00\x64'   # keep alive 1 s, packets of 100 bytes at most
+            writer.write(_mqtt_packet(0x20, b'\x00\x00' + bytes((len(properties),)) + properties))
+            while True:
+                data = await reader.read(1024)
+                if not data:
+                    break
+                seen.append(data)
+                writer.write(b'\xd0\x00' * data.count(mqtt_aio.PINGREQ))   # PINGRESP
+        server = await asyncio.start_server(broker, '127.0.0.1', 0)
+        client = mqtt_aio.Client(wire.Broker('127.0.0.1', server.sockets[0].getsockname()[1]), 'kept', keepalive=30)
+        connected = asyncio.Event()
+        client.on_connect = connected.set
+        client.start()
+        await asyncio.wait_for(connected.wait(), 5)
+        assert client.publish('t', b'x' * 200) is False and client.publish('t', b'small') is True
+        await asyncio.sleep(2.5)
+        await client.stop(0.1)
+        server.close()
+    asyncio.run(main())
+    sent = b''.join(seen)
+    assert b'x' * 200 not in sent and b'small' in sent
+    assert sent.count(mqtt_aio.PINGREQ) >= 2   # every half second, not every 15
