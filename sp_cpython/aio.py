@@ -385,13 +385,17 @@ async def _probation(prot: AsyncProtocol) -> None:
             return
 
 
-def _make_room(prots: list, proven: bool, limit: int) -> None:
-    """Closes the connections, proven or on probation, quiet the longest, until no more than limit remain."""
+def _make_room(prots: list, proven: bool, limit: int, newcomer: Optional[AsyncProtocol] = None) -> None:
+    """Closes the connections, proven or on probation, quiet the longest, until no more than limit remain.
+    Without a secret (any valid frame proves a peer) a proven one goes only once idle (sp_common.admission),
+    and while none is the newcomer goes instead; one that authenticated is trusted as much as those it finds."""
     while True:
         engines = [prot._engine for prot in prots if prot._engine.proven() == proven]
         if len(engines) <= limit:
             return
         stalest = admission.stalest(engines)
+        if proven and newcomer is not None and newcomer._engine.secret is None and not admission.gives_way(stalest):
+            stalest = newcomer._engine
         for prot in prots:
             if prot._engine is stalest:
                 stalest.note('made_room')
@@ -408,12 +412,14 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
     beyond max_unproven connections on probation a newcomer takes the place
     of the one quiet the longest, and beyond max_clients proven ones a
     newcomer that proves itself takes the place of the proven client silent
-    the longest. A peer on probation may send frames up to PROBATION_FRAME.
+    the longest (without a secret only once that one is idle,
+    admission.IDLE_MS; else the newcomer goes). A peer on probation may send
+    frames up to PROBATION_FRAME.
     """
     held: list = []
 
     def proven(prot: AsyncProtocol) -> None:
-        _make_room(held, True, max_clients)
+        _make_room(held, True, max_clients, prot)
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)

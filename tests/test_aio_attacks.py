@@ -178,3 +178,53 @@ def test_a_tcp_client_whose_options_are_refused_hangs_up():
         run(main())
     finally:
         listener.close()
+
+
+def test_a_busy_proven_client_is_not_pushed_out_by_newcomers(monkeypatch):
+    """Beyond max_clients a newcomer that proves itself (without a secret any valid frame does) takes the place
+    of a client only once that one is idle; while none is, the newcomer goes."""
+    from sp_common import admission
+    held = []
+
+    def setup(prot):
+        prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+        held.append(prot)
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, setup, max_clients=1)
+        url = 'tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1]
+        busy = await aio.connect(url)
+        assert (await busy.request(sp.SID_EXECUTE_REQUEST, 0, 'a', timeout=3)).get_data() == 'a'
+        for n in range(3):
+            newcomer = await aio.connect(url)
+            await newcomer.request(sp.SID_EXECUTE_REQUEST, 0, n, timeout=1)
+            await until(lambda: not held[-1].is_connected())
+            await newcomer.close()
+            assert (await busy.request(sp.SID_EXECUTE_REQUEST, 0, 'b', timeout=3)).get_data() == 'b'
+        monkeypatch.setattr(admission, 'IDLE_MS', 200)
+        await asyncio.sleep(0.3)   # the client falls idle: the next newcomer takes its place
+        late = await aio.connect(url)
+        assert (await late.request(sp.SID_EXECUTE_REQUEST, 0, 'c', timeout=3)).get_data() == 'c'
+        await until(lambda: not held[0].is_connected())
+        await late.close()
+        await busy.close()
+        server.close()
+    run(main())
+
+
+def test_with_a_secret_a_newcomer_that_authenticates_takes_the_place_at_once():
+    """A board that rebooted dials in again while its dead connection still counts: authenticated, it is
+    trusted as much as that one and takes its place (the gateway's listen:// boards)."""
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: prot.register_callback(
+            sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data())), max_clients=1, secret='s')
+        url = 'tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1]
+        first = await aio.connect(url, secret='s', auto_auth=True)
+        assert (await first.request(sp.SID_EXECUTE_REQUEST, 0, 'a', timeout=3)).get_data() == 'a'
+        second = await aio.connect(url, secret='s', auto_auth=True)
+        assert (await second.request(sp.SID_EXECUTE_REQUEST, 0, 'b', timeout=3)).get_data() == 'b'
+        await until(lambda: not first.is_connected())
+        await second.close()
+        await first.close()
+        server.close()
+    run(main())
