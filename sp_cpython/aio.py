@@ -75,7 +75,8 @@ class AsyncProtocol(EngineState):
                                        session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame
-        self.on_proven: Optional[Callable[['AsyncProtocol'], None]] = None   # serve()'s admission
+        # serve()'s admission: False when it closes this connection, which proved itself with no room for it
+        self.on_proven: Optional[Callable[['AsyncProtocol'], bool]] = None
         self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
         engine.jobs = []
         engine.connects = True   # this object is one connection, whatever the stream
@@ -418,8 +419,9 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
     """
     held: list = []
 
-    def proven(prot: AsyncProtocol) -> None:
+    def proven(prot: AsyncProtocol) -> bool:
         _make_room(held, True, max_clients, prot)
+        return prot in held
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)

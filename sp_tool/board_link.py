@@ -154,7 +154,7 @@ class BoardLink:
                 self._prot = None
                 self._offline('the board\'s connection ended: waiting for it to connect again')
             self._on_state()
-        prot.on_proven = lambda p, make_room=prot.on_proven: (make_room(p), proven())
+        prot.on_proven = lambda p, make_room=prot.on_proven: make_room(p) and proven()   # (not if it goes)
         prot.on_lost = lost
 
     def close(self) -> Awaitable[None]:

@@ -712,3 +712,39 @@ def test_gateway_help_and_bad_command_lines():
         assert r.returncode == errors.EXIT_USAGE and 'Traceback' not in r.stderr, r.stderr
     r = sp_command('gateway', '--broker', 'http://127.0.0.1', 'x=/dev/null')
     assert r.returncode == errors.EXIT_USAGE and 'mqtt://HOST' in r.stderr, r.stderr
+
+
+def test_a_second_peer_on_a_listening_link_without_a_secret_leaves_the_board_online():
+    """listen:// without a secret: any valid frame proves a peer, and one more that dials in is closed (the board
+    is at work), not taken for the board while the board's own connection is left unused."""
+    from sp_cpython import aio
+    from sp_tool.board_link import BoardLink, BoardSpec
+    port = free_port()
+
+    async def dial():
+        for _ in range(100):
+            try:
+                return await aio.connect('tcp://127.0.0.1:%d' % port)
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise AssertionError('the link does not listen')
+
+    async def main():
+        link = BoardLink(BoardSpec('b', 'listen://127.0.0.1:%d' % port), 2, lambda name, msg: None, lambda: None)
+        link.start()
+        board = await dial()
+        for _ in range(100):
+            if link.online():
+                break
+            await asyncio.sleep(0.02)
+        first = link._prot
+        other = await dial()
+        for _ in range(100):
+            if not other.is_connected():
+                break
+            await asyncio.sleep(0.02)
+        assert not other.is_connected() and link.online() and link._prot is first and board.is_connected()
+        await link.close()
+        await board.close()
+        await other.close()
+    asyncio.run(main())
