@@ -193,7 +193,7 @@ class pure_json:
             if not (_is_int(service_id) and _is_int(status) and (_is_int(data_id) or isinstance(data_id, str))):
                 raise TypeError(_IDS)
             service_id, status = int(service_id), int(status)
-            data_id = int(data_id) if _is_int(data_id) else dumps(str(data_id))
+            data_id = int(data_id) if _is_int(data_id) else dumps(data_id)   # (a str Enum: its value, as json's)
         if seq is None:
             return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
         body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()

@@ -360,11 +360,16 @@ def test_ids_of_int_and_str_subclasses_go_out_as_their_values():
         EXECUTE = sp.SID_EXECUTE_REQUEST
 
     class Name(str):
-        pass
+        def __str__(self):
+            return 'not the value'
+
+    class Colour(str, enum.Enum):
+        RED = 'red'
 
     for codec in (pure_json, struct_json):
         assert codec.encode(Sid.EXECUTE, Sid.EXECUTE, Sid.EXECUTE, 'x') == codec.encode(30, 30, 30, 'x')
     assert pure_json.encode(30, Name('name'), 0, 1, seq=3) == pure_json.encode(30, 'name', 0, 1, seq=3)
+    assert pure_json.encode(30, Colour.RED, 0, 1) == pure_json.encode(30, 'red', 0, 1)
     assert pure_json.decode(pure_json.encode(Sid.EXECUTE, 7, 0, None))[:3] == (30, 7, 0)
 
 
