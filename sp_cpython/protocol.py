@@ -236,10 +236,11 @@ class pure_json_protocol(EngineState, Api):
             with self._lock:
                 data = self._engine.data_to_send()
                 kept = mark is None or mark == (self._failed_writes, self._engine.epoch)
-            written = True
-            if data and self._timed_writes:
+            if not data:
+                written = True
+            elif self._timed_writes:
                 written = self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
-            elif data:
+            else:
                 written = self.__comm_inst__.send(data) is not False
             if not written:
                 self._failed_writes += 1

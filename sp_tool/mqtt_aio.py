@@ -29,6 +29,7 @@ CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE = 0x10, 0x20, 
 PINGREQ, PINGRESP, DISCONNECT = b'\xc0\x00', 0xD0, b'\xe0\x00'
 SESSION_EXPIRY, RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY, MAXIMUM_PACKET_SIZE = 17, 8, 9, 38, 39
 SERVER_KEEP_ALIVE = 19
+NO_SIZE_LIMIT = 1 << 28     # beyond MQTT's largest packet: what a broker takes that names no Maximum Packet Size
 # property id -> how its value is laid out, for the properties a broker may send on a PUBLISH, CONNACK or SUBACK
 _LAYOUT = {1: 'byte', 2: 'u32', 3: 'str', 8: 'str', 9: 'bin', 11: 'var', 17: 'u32', 18: 'str', 19: 'u16',
            21: 'str', 22: 'bin', 26: 'str', 28: 'str', 31: 'str', 33: 'u16', 34: 'u16', 35: 'u16', 36: 'byte',
@@ -177,7 +178,7 @@ class Client(asyncio.Protocol):
         self.client_id = client_id
         self.keepalive = keepalive   # asked for; the broker's CONNACK may set another (_keepalive)
         self._keepalive = keepalive
-        self._largest_out = 1 << 28   # the largest packet the broker takes (its CONNACK may say less)
+        self._largest_out = NO_SIZE_LIMIT   # the largest packet the broker takes (its CONNACK may say less)
         self.will = will
         self.session_s = session_s
         self.on_connect: Callable[[], None] = lambda: None
@@ -257,7 +258,7 @@ class Client(asyncio.Protocol):
         self._transport = transport
         self._buffer.clear()
         self._subscribing.clear()
-        self._keepalive, self._largest_out = self.keepalive, 1 << 28   # until the CONNACK says otherwise
+        self._keepalive, self._largest_out = self.keepalive, NO_SIZE_LIMIT   # until the CONNACK says otherwise
         flags = 0x02 if self._first else 0     # clean start once; then the broker keeps the session across reconnects
         body = _string('MQTT') + bytes((5,))
         payload = _string(self.client_id)
@@ -335,7 +336,7 @@ class Client(asyncio.Protocol):
             told: Dict[int, int] = {}
             _read_properties(body, 2, numbers=told)
             self._keepalive = told.get(SERVER_KEEP_ALIVE) or self.keepalive   # a broker's own keepalive is the one
-            self._largest_out = told.get(MAXIMUM_PACKET_SIZE, 1 << 28)
+            self._largest_out = told.get(MAXIMUM_PACKET_SIZE, NO_SIZE_LIMIT)
             self._connected = True
             self._first = False
             self.on_connect()
@@ -385,10 +386,11 @@ class Client(asyncio.Protocol):
         """The SUBSCRIBE's packet id, which on_suback() gets once the broker has taken it. filters: (topic
         filter, its options: the QoS, or'ed with mqtt_wire.NO_RETAINED for one that takes no retained message)."""
         packet_id = self._next_id()
+        number = struct.unpack('!H', packet_id)[0]
         if self._write(_packet(SUBSCRIBE, packet_id + b'\x00' + b''.join(_string(f) + bytes((qos,))
                                                                          for f, qos in filters))):
-            self._subscribing.add(struct.unpack('!H', packet_id)[0])
-        return struct.unpack('!H', packet_id)[0]
+            self._subscribing.add(number)
+        return number
 
     def unsubscribe(self, filters: List[str]) -> None:
         self._write(_packet(UNSUBSCRIBE, self._next_id() + b'\x00' + b''.join(_string(f) for f in filters)))
