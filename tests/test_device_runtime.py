@@ -493,6 +493,37 @@ def test_device_as_tcp_client_with_auto_auth(device):
     assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'to the board').get_data() == 'to the board'
 
 
+def test_a_connect_nobody_answers_holds_up_no_other_stream(device):
+    """A board in the client role whose host drops its connects without a word (a listener whose queue is
+    full, as a host that is off): each try gives up after 2 s, and the console answers at once meanwhile.
+    A connect that waited held the whole board for those 2 s, try after try."""
+    with socket.socket() as server:
+        server.bind(('127.0.0.1', 0))
+        server.listen(0)
+        queued = [socket.socket() for _ in range(3)]   # the queue's room taken: later connects get no answer
+        for sock in queued:
+            sock.setblocking(False)
+            sock.connect_ex(server.getsockname())
+        try:
+            dev = device(role='client', tcp_port=server.getsockname()[1])
+            host = dev.host(is_client=False)
+            for i in range(5):
+                start = time.monotonic()
+                assert host.request(sp.SID_EXECUTE_REQUEST, 0, i, timeout=TIMEOUT).get_data() == i
+                assert time.monotonic() - start < 0.5, 'request %d waited for a connect' % i
+                time.sleep(0.3)
+        finally:
+            for sock in queued:
+                sock.close()
+        server.settimeout(TIMEOUT)
+        while True:   # the queue emptied, a later try gets through: the board introduces itself
+            sock = server.accept()[0]
+            dev.socks.append(sock)
+            sock.settimeout(TIMEOUT)
+            if sock.recv(2) == b':<':
+                break
+
+
 def test_board_runs_from_source_and_exits_when_stdin_closes(device):
     dev = device(use_mpy=False, heapsize='256k')
     check_demo(dev.host())
