@@ -144,6 +144,8 @@ def _head_int(body, key, start):
         return None, start
     at = start + len(key)
     end = body.find(b',', at, at + 12)
+    if end < 0:   # (-1 would take the rest of the body: a long run of digits costs time squared to convert)
+        return None, start
     try:
         return int(body[at:end]), end + 1
     except ValueError:

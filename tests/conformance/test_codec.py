@@ -56,6 +56,13 @@ def test_wrong_crc_names_the_service():
     assert (err.sid, err.did) == (10, 3)
 
 
+def test_a_wrong_crc_names_only_ids_within_their_length():
+    # the ids of a broken body are looked for in the bytes an id can take: a run of digits with no end in sight
+    # names nothing (converting it whole costs a board time squared in its length)
+    err = raises(ChecksumError, pure_json.decode, b'{"data_id": ' + b'9' * 200 + b'1234')
+    assert (err.sid, err.did) == (None, None)
+
+
 def test_malformed_json_with_good_crc():
     from sp_common.codec import _with_crc
     for bad in (b'{"data_id": 0, "serv', b'[1, 2]', b'{"data_id": 0}', b'\xff\xfe',
