@@ -94,6 +94,7 @@ class Engine:
 
     jobs = None    # a runtime that runs user callbacks outside its lock sets a list here (sp_common.dispatch)
     connects = False   # set by a runtime whose link has connects of its own (TCP): see _on_name_request
+    log_budget = None   # sp_common.logtext's, once it logs: this second's start, its lines, those left out
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,
@@ -124,7 +125,6 @@ class Engine:
         self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self.last_wrong_key = 0
         self.counters = new_counters()
-        self.log_budget = None   # sp_common.logtext's, once it logs: this second's start, its lines, those left out
         self.token_base = self.tx_seq = self.epoch = 0
         self.connection_lost()
 
@@ -276,6 +276,7 @@ class Engine:
         # sp_common.admission
         self.since = self.clock() if self.clock is not None else 0
         self.heard_at = self.moved_at = None
+        self.was_trusted = False   # trusted once on this connection (sp_common.handshake)
 
     def start_auth(self):
         """Client side: asks for a seed, unless a handshake runs already: the server keeps only its newest
@@ -298,8 +299,9 @@ class Engine:
         return self.linked and (self.secret is None or self.is_trusted())
 
     def proven(self):
-        """The peer has shown it belongs here: trusted (with a secret) or sent a valid message (without)."""
-        return self.is_trusted() if self.secret is not None else self.heard_at is not None
+        """The peer has shown it belongs here on this connection: trusted (with a secret), if only before an
+        authentication it runs again, or sent a valid message (without)."""
+        return self.was_trusted if self.secret is not None else self.heard_at is not None
 
     def auth_settled(self):
         """The handshake has ended, either way: what authentificate() waits for."""

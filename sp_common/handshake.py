@@ -54,11 +54,19 @@ def seed(engine, status, seed):
     engine.auth_state = AUTH_STATE_KEY_TRANSFERRED
 
 
+def _settle(engine, ok):
+    """The handshake's outcome. A connection once trusted stays proven (sp_common.admission) while it
+    authenticates again: the seed request takes its trust until the new key is judged."""
+    engine.auth_state = AUTH_STATE_TRUSTED_CONNECTION if ok else AUTH_STATE_UNTRUSTED_CONNECTION
+    if ok:
+        engine.was_trusted = True
+
+
 def key(engine, status, key):
     seed = engine.seed
     engine.seed = None
     ok = seed is not None and printable(key, 64) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
-    engine.auth_state = AUTH_STATE_TRUSTED_CONNECTION if ok else AUTH_STATE_UNTRUSTED_CONNECTION
+    _settle(engine, ok)
     if not ok:
         engine.wrong_keys += 1
         engine.last_wrong_key = engine.clock() if engine.clock is not None else 0
@@ -73,6 +81,6 @@ def key(engine, status, key):
 
 def key_result(engine, status, result):
     ok = result is True and status == STATUS_OKAY and not _macs_missing(engine)
-    engine.auth_state = AUTH_STATE_TRUSTED_CONNECTION if ok else AUTH_STATE_UNTRUSTED_CONNECTION
+    _settle(engine, ok)
     if not ok:
         engine.note('rejected')

@@ -213,6 +213,24 @@ def test_auto_auth_and_reconnect_resets():
     assert not link.server.is_trusted()
 
 
+def test_a_trusted_peer_that_authenticates_again_stays_admitted():
+    # the seed request takes its trust until the new key is judged; its connection's probation is long over, and
+    # a TCP server must not drop it as a peer that never proved itself
+    from sp_common import admission
+    link = secured('secret')
+    link.client.start_auth()
+    link.pump()
+    link.clock.now += admission.PROBATION_MS + 1000
+    link.client.start_auth()
+    link.server.feed(link.client.data_to_send())
+    assert link.server.auth_state == sp.AUTH_STATE_SEED_TRANSFERRED
+    assert link.server.proven() and not admission.expired(link.server)
+    link.pump()
+    assert link.server.is_trusted()
+    link.server.connection_lost()
+    assert not link.server.proven()   # the next peer proves itself anew
+
+
 def test_auth_with_wrong_key():
     link = secured('wrong')
     calls = serving(link)
