@@ -25,7 +25,7 @@ from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
 
-from .protocol import BUFFERED_FRAMES, CODECS, WRITE_TIMEOUT, EngineState, logger, monotonic_ms
+from .protocol import BUFFERED_FRAMES, CODECS, MAX_BUFFERED, WRITE_TIMEOUT, EngineState, logger, monotonic_ms
 
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
 MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.admission)
@@ -71,7 +71,7 @@ class AsyncProtocol(EngineState):
         connections); max_frame from then on."""
         self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
                                        channel_name=channel_name, max_frame=min(probation_frame or max_frame, max_frame),
-                                       max_buffered_bytes=BUFFERED_FRAMES * max_frame, clock=monotonic_ms,
+                                       max_buffered=MAX_BUFFERED, max_buffered_bytes=BUFFERED_FRAMES * max_frame, clock=monotonic_ms,
                                        session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame
@@ -106,6 +106,8 @@ class AsyncProtocol(EngineState):
                     break
                 if self._engine.deframer.max_size < self._max_frame:
                     data = self._feed_on_probation(data)
+                    if data is None:
+                        break   # turned away: nothing more of it runs
                 self._engine.feed(data)
                 run(self._engine, _ONE_TASK, self._finish)   # the user callbacks it queued
                 await self._settle()
@@ -136,7 +138,8 @@ class AsyncProtocol(EngineState):
     def _feed_on_probation(self, data: bytes) -> bytes:
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
         send frames up to max_frame, and what follows that frame (returned, else b'') is for the wide deframer:
-        a long frame that came in the same read as the proof is taken whole."""
+        a long frame that came in the same read as the proof is taken whole. None: the server has no room for
+        the peer that proved itself (on_proven said so), and the link ends."""
         engine = self._engine
         start = 0
         while True:
@@ -150,11 +153,11 @@ class AsyncProtocol(EngineState):
             engine.feed(data[start:end])
             start = end
             if engine.proven():
+                if self.on_proven is not None and not self.on_proven(self):
+                    return None
                 narrow = engine.deframer
                 wide = engine.deframer = Deframer(self._max_frame)
                 wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
-                if self.on_proven is not None:
-                    self.on_proven(self)
                 return data[start:]
 
     async def _settle(self) -> None:

@@ -145,9 +145,10 @@ class BoardLink:
 
     def _accepted(self, prot: aio.AsyncProtocol) -> None:
         """A connection to the listening gateway: the board once it proves itself (authenticates, with a secret)."""
-        def proven() -> None:
+        def proven() -> bool:
             self._take(prot)
             self._on_state()
+            return True
 
         def lost(_: aio.AsyncProtocol) -> None:
             if self._prot is prot and not prot.is_connected():

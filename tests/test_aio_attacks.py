@@ -212,6 +212,30 @@ def test_a_busy_proven_client_is_not_pushed_out_by_newcomers(monkeypatch):
     run(main())
 
 
+def test_a_newcomer_turned_away_has_nothing_run_of_what_came_with_its_proof():
+    """No room for a newcomer that proves itself (a busy client holds max_clients): the request it sent in the same
+    write as its proof (a valid frame, no secret) runs no callback, and its link ends at once."""
+    ran = []
+
+    def setup(prot):
+        prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (ran.append(msg.get_data()), (0, 'ran'))[1])
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, setup, max_clients=1)
+        port = server.sockets[0].getsockname()[1]
+        busy = await aio.connect('tcp://127.0.0.1:%d' % port)
+        assert (await busy.request(sp.SID_EXECUTE_REQUEST, 0, 'busy', timeout=3)).get_data() == 'ran'
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        writer.write(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'newcomer'))
+                     + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'x' * 20000)))
+        got = await asyncio.wait_for(reader.read(), 5)   # to its end: the server closed it
+        assert b'ran' not in got and ran == ['busy']
+        writer.close()
+        await busy.close()
+        server.close()
+    run(main())
+
+
 def test_with_a_secret_a_newcomer_that_authenticates_takes_the_place_at_once():
     """A board that rebooted dials in again while its dead connection still counts: authenticated, it is
     trusted as much as that one and takes its place (the gateway's listen:// boards)."""
