@@ -23,6 +23,7 @@ WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts
 # over and over (three bytes of text for an object and a slot), costs 24 times its text on a 64-bit host, and the
 # bound holds it whole; a board's engine keeps its own default, twice max_frame.
 BUFFERED_FRAMES = 32
+MAX_BUFFERED = 256   # messages the receive buffer holds (answers and add_data's ids), threaded and asyncio alike
 CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codecs by the names users give
 
 
@@ -97,7 +98,7 @@ class pure_json_protocol(EngineState, Api):
     CODEC = pure_json
 
     def __init__(self, comm_instance, secret: Optional[str] = None, auto_auth: bool = False,
-                 channel_name: Optional[str] = None, max_frame: int = 65536, max_buffered: int = 256,
+                 channel_name: Optional[str] = None, max_frame: int = 65536, max_buffered: int = MAX_BUFFERED,
                  session_v2=True) -> None:
         self.__comm_inst__ = comm_instance
         self._lock = threading.RLock()

@@ -382,3 +382,24 @@ def test_a_long_request_in_the_same_read_as_the_frame_that_proves_the_client_is_
         writer.close()
         server.close()
     run(main())
+
+
+def test_its_receive_buffer_holds_as_many_messages_as_the_threaded_one():
+    """100 messages on an id declared with add_data, none received yet: the asyncio API keeps all of them, as the
+    threaded API does (max_buffered 256 on the host), and drops none."""
+    async def main():
+        got = []
+
+        def setup(prot):
+            prot.add_data(sp.SID_WRITE_REQUEST, 5, 'reading')
+            got.append(prot)
+        server = await aio.serve('127.0.0.1', 0, setup)
+        client = await aio.connect('tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1])
+        for n in range(100):
+            assert await client.send(sp.SID_WRITE_REQUEST, 5, n)
+        await asyncio.sleep(0.2)
+        assert [(await got[0].receive(sp.SID_WRITE_REQUEST, 5, 3)).get_data() for _ in range(100)] == list(range(100))
+        assert got[0].counters['buffer_dropped'] == 0
+        await client.close()
+        server.close()
+    run(main())
