@@ -45,10 +45,16 @@ class ChecksumError(ValueError):
 _MICROPYTHON = sys.implementation.name == 'micropython'
 _SCALARS = (bool, int, float, str)   # and the types of JSON's keys, with None
 _SEQUENCES = (list, tuple)
+_MAX_DIGITS = const(4300)   # CPython's limit on an integer's text (sys.int_info): no host parses a longer one
+_SHORT = const(0x3FFFFFFF)  # integers within it have few digits: only those beyond are written out to count them
 
 
 def _check(value):
     # MicroPython's json.dumps writes '<object>' for what it cannot encode and inf, nan as bare words; CPython raises.
+    if type(value) is int:
+        if (value > _SHORT or value < -_SHORT) and len(str(value)) - (value < 0) > _MAX_DIGITS:
+            raise ValueError('Exceeds the limit (%d digits) for integer string conversion' % _MAX_DIGITS)
+        return
     if type(value) is float:
         if value - value != 0:   # inf - inf and nan - nan are nan
             raise ValueError('Out of range float values are not JSON compliant')

@@ -107,6 +107,15 @@ def test_nan_and_infinity_are_not_json_on_either_side():
         raises(FormatError, pure_json.decode, b"".join(_with_crc((bad,))))
 
 
+def test_integers_longer_than_any_host_parses_are_refused():
+    # CPython parses integers of at most 4300 digits: a board that wrote a longer one (a value a peer wrote, an
+    # echo) would send frames no host takes, and its callers would wait out their timeouts
+    longest = 10 ** 4300 - 1
+    assert pure_json.decode(pure_json.encode(10, 0, 0, [-longest]))[3] == [-longest]
+    for data in (longest + 1, [-longest - 1], {'k': longest * 10}):
+        raises(ValueError, pure_json.encode, 10, 0, 0, data)
+
+
 def test_unencodable_data_raises_type_error():
     for data in (object(), b'bytes', [1, {'k': set()}], {(1, 2): 3}):
         raises(TypeError, pure_json.encode, 10, 0, 0, data)
