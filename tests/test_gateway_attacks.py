@@ -414,12 +414,37 @@ def test_a_request_over_the_packet_limit_is_dropped_by_the_broker_and_keeps_no_g
         raw.loop_stop()
 
 
-def test_a_flood_of_user_properties_makes_no_dict_of_them():
-    from sp_tool.mqtt_aio import MAX_USER_PROPERTIES, Message, _read_properties, publish_properties
-    properties = publish_properties(user_properties=[('k%d' % i, 'v') for i in range(5000)])
-    msg = Message('t', b'', 0)
-    assert _read_properties(properties, 0, msg) == len(properties)
-    assert len(msg.user_properties) == MAX_USER_PROPERTIES and msg.user_properties['k0'] == 'v'
+class _Transport:
+    """What a Client writes, kept."""
+
+    def __init__(self):
+        self.written = []
+
+    def is_closing(self):
+        return False
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def write(self, data):
+        self.written.append(data)
+
+
+def test_a_message_with_more_properties_than_a_request_needs_is_dropped_unread():
+    """A PUBLISH of 5,000 empty user properties (each one read in Python: a flood of them stalled every board of
+    the gateway) is acknowledged and dropped, counted; one of MAX_PROPERTIES is taken, and only
+    MAX_USER_PROPERTIES of them are kept."""
+    from sp_tool import mqtt_aio
+    client = mqtt_aio.Client(wire.Broker('127.0.0.1', 1883), 'props')
+    client._transport = transport = _Transport()
+    got = []
+    client.on_message = got.append
+    for count in (mqtt_aio.MAX_PROPERTIES, 5000):
+        properties = mqtt_aio.publish_properties(user_properties=[('k%d' % i, '') for i in range(count)])
+        client._handle(mqtt_aio.PUBLISH | 0x02, b'\x00\x01t\x00\x07' + properties + b'payload')
+    assert len(got) == 1 and got[0].payload == b'payload' and got[0].user_properties['k0'] == ''
+    assert len(got[0].user_properties) == mqtt_aio.MAX_USER_PROPERTIES
+    assert client.dropped == 1 and transport.written == [bytes((mqtt_aio.PUBACK, 2, 0, 7))] * 2
 
 
 def test_a_broker_that_reads_nothing_loses_the_link_not_the_memory(monkeypatch):
