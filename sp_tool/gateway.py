@@ -12,12 +12,13 @@ time gets an error answer with a status that says which.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import socket
 import threading
 import uuid
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl, urlencode
 
 import sp_cpython as sp
@@ -77,11 +78,23 @@ class Reply:
         self.service_id: Optional[int] = None
         self.data_id: Optional[int] = None
 
-    def key(self, request_topic: str) -> Optional[Hashable]:
-        """What tells a repeat of this call from another call: None when the caller gave nothing to tell by."""
+    def key(self, request_topic: str, payload: bytes) -> Optional[bytes]:
+        """What tells a repeat of this call from another call (sp_tool.call_memory): a digest of the request's topic,
+        its reply address and its payload, so that only the same bytes again are a repeat (a request sent first
+        under another caller's address is a call of its own); None when the caller gave no id to tell by."""
         if self.envelope:
-            return None if self.envelope_id is None else (request_topic, self.topic, json.dumps(self.envelope_id))
-        return None if self.correlation is None else (request_topic, self.topic, self.correlation)
+            if self.envelope_id is None:
+                return None
+            ident = json.dumps(self.envelope_id).encode()
+        elif self.correlation is None:
+            return None
+        else:
+            ident = self.correlation
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (request_topic.encode(), self.topic.encode(), ident, payload):
+            digest.update(len(part).to_bytes(4, 'big'))
+            digest.update(part)
+        return digest.digest()
 
 
 class Gateway:
@@ -261,7 +274,7 @@ class Gateway:
             if reply is not None:
                 self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
             return
-        key = reply.key(msg.topic)
+        key = reply.key(msg.topic, msg.payload)
         if key is not None and self.memory.repeat(key, lambda answer: self._send(reply, answer)):
             self.count('repeats')
             return
@@ -284,7 +297,7 @@ class Gateway:
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
-    async def _call(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, key: Optional[Hashable]):
+    async def _call(self, link: BoardLink, sid: int, did: int, data: Any, reply: Reply, key: Optional[bytes]):
         """One call to the board, one answer to the caller (and to any repeat of the call), whatever happens."""
         try:
             msg = await link.request(sid, did, data, self.timeout)
@@ -306,17 +319,17 @@ class Gateway:
         if key is not None:
             self.memory.answered(key, answer)
 
-    def _respond(self, reply: Reply, body: Dict[str, Any]):
-        """Publishes body, naming what it answers, where the caller asked (a topic checked on arrival)."""
+    def _respond(self, reply: Reply, body: Dict[str, Any]) -> bytes:
+        """Publishes body, naming what it answers, where the caller asked (a topic checked on arrival); the payload."""
         body = wire.addressed(body, reply.board, reply.service_id, reply.data_id)
         if reply.envelope:
             body['id'] = reply.envelope_id
-        answer = (wire.dumps(body), publish_properties(reply.correlation))
+        answer = wire.dumps(body)
         self._send(reply, answer)
         return answer
 
-    def _send(self, reply: Reply, answer) -> None:
-        self.client.publish(reply.topic, answer[0], reply.qos, properties=answer[1])
+    def _send(self, reply: Reply, answer: bytes) -> None:
+        self.client.publish(reply.topic, answer, reply.qos, properties=publish_properties(reply.correlation))
 
     # board side ------------------------------------------------------------------------------
     def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:

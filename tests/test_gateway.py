@@ -27,7 +27,7 @@ from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.call_memory import MAX_WAITING, CallMemory
 from sp_tool.claims import MAX_GATEWAYS, Claims
-from sp_tool.gateway import UNSENT_BYTES, Gateway, parse_board
+from sp_tool.gateway import UNSENT_BYTES, Gateway, Reply, parse_board
 from sp_tool.mqtt_aio import Message
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
@@ -451,13 +451,13 @@ def test_call_memory_keeps_a_few_repeats_of_a_call_in_flight_and_drops_the_rest(
     """A caller that sends one request again and again while the board works on it gets at most MAX_WAITING
     answers, not one per repeat (each held its own reply topic and Correlation Data until the answer came)."""
     memory = CallMemory(window_s=60, clock=lambda: 0.0)
-    key = ('sp/b/execute/0/req', 'r/' + 'x' * 1000, b'c' * 1000)
+    key = b'k' * 16
     memory.begin(key)
     sent = []
     assert all(memory.repeat(key, sent.append) for _ in range(200))
-    assert memory.dropped == 200 - MAX_WAITING and memory._bytes == (MAX_WAITING + 1) * sum(map(len, key))
-    memory.answered(key, (b'answer', None))
-    assert len(sent) == MAX_WAITING
+    assert memory.dropped == 200 - MAX_WAITING
+    memory.answered(key, b'answer')
+    assert sent == [b'answer'] * MAX_WAITING
 
 
 def test_gateway_ids_heard_from_the_broker_cost_memory_only_while_online_and_up_to_a_bound(caplog):
@@ -476,26 +476,48 @@ def test_call_memory_answers_repeats_within_its_window_and_forgets_after():
     now = [0.0]
     memory = CallMemory(window_s=60, clock=lambda: now[0])
     sent = []
-    assert not memory.repeat('k', sent.append)
-    memory.begin('k')
-    assert memory.repeat('k', sent.append) and sent == []     # in flight: answered with the first call
-    memory.answered('k', (b'answer', None))
-    assert sent == [(b'answer', None)]
-    assert memory.repeat('k', sent.append) and len(sent) == 2
+    assert not memory.repeat(b'k', sent.append)
+    memory.begin(b'k')
+    assert memory.repeat(b'k', sent.append) and sent == []     # in flight: answered with the first call
+    memory.answered(b'k', b'answer')
+    assert sent == [b'answer']
+    assert memory.repeat(b'k', sent.append) and len(sent) == 2
     now[0] = 61.0
-    assert not memory.repeat('k', sent.append)
+    assert not memory.repeat(b'k', sent.append)
 
 
-def test_call_memory_counts_the_addresses_it_keeps_not_only_the_answers():
-    """A caller's reply topic and Correlation Data may take 64 KiB each, and the answer's properties repeat the
-    Correlation Data: all of it counts against the bound, or a flood of such calls fills the gateway's memory."""
+def test_a_call_is_known_by_its_bytes_and_address_whatever_their_size():
+    """The key is a digest of the request topic, the reply address and the payload: the same request again is a
+    repeat; another payload under the same address is a call of its own (sent first by someone who guessed the
+    address, it would have taken the real call's place), and 64 KiB reply topics and Correlation Data make a
+    key no longer than any other."""
+    topic, payload = 'sp/b/write/1/req', b'"mine"'
+    reply = Reply('r/' + 'x' * 65000, 'b', b'c' * 65000)
+    key = reply.key(topic, payload)
+    assert key == Reply('r/' + 'x' * 65000, 'b', b'c' * 65000).key(topic, payload) and len(key) == 16
+    assert key not in {reply.key(topic, b'"theirs"'), reply.key('sp/b/write/2/req', payload),
+                       Reply('r/y', 'b', b'c' * 65000).key(topic, payload), Reply(reply.topic, 'b', b'd').key(topic, payload)}
+    assert Reply('r', 'b').key(topic, payload) is None
+    assert Reply('r', 'b', envelope_id=7, envelope=True).key(topic, payload) != \
+        Reply('r', 'b', envelope_id=8, envelope=True).key(topic, payload)
+
+
+def test_call_memory_is_bounded_by_the_answers_it_keeps_and_a_call_in_flight_holds_none_back():
+    """Over its bytes the oldest answered calls go, also past a call still in flight (which an old call that
+    waits long on a slow board held back, the memory growing without its bound meanwhile); the call in flight
+    is still known when its answer comes."""
     memory = CallMemory(window_s=60, clock=lambda: 0.0, max_bytes=100_000)
-    keys = [('sp/b/execute/0/req', 'r/' + 'x' * 20000, b'c%d' % i + b'c' * 9998) for i in range(10)]
+    memory.begin(b'slow')
+    keys = [b'%016d' % i for i in range(10)]
     for key in keys:
         memory.begin(key)
-        memory.answered(key, (b'{"status":0}', key[2] + b'properties'))
-    assert not memory.repeat(keys[0], lambda answer: None)     # about 40 kB each: the oldest were forgotten
-    assert memory.repeat(keys[-1], lambda answer: None)
+        memory.answered(key, b'a' * 30_000)
+    assert memory._bytes <= 100_000
+    assert not memory.repeat(keys[0], lambda answer: None) and memory.repeat(keys[-1], lambda answer: None)
+    sent = []
+    assert memory.repeat(b'slow', sent.append)
+    memory.answered(b'slow', b'late')
+    assert sent == [b'late']
 
 
 def test_two_gateways_that_claim_a_name_at_once_agree_on_the_later_claim():
