@@ -14,13 +14,13 @@ threads): a caller's thread hands it the request and waits for the answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
 import uuid
 from typing import Any, Dict, Optional, Union
 
+from sp_common.host_json import loads
 from sp_common.names import response_sid
 
 from . import mqtt_wire as wire
@@ -122,8 +122,8 @@ class BoardClient:
         topic could make each of its messages cost a parse on the thread every call shares."""
         answer = None
         if msg.correlation in self._pending:
-            try:
-                answer = json.loads(msg.payload)
+            try:   # strict: NaN, Infinity and 1e999 are no JSON, and `sp call --json` prints what this gives
+                answer = loads(msg.payload.decode())
             except (ValueError, RecursionError):
                 pass
         with self._lock:
@@ -140,7 +140,7 @@ class BoardClient:
                 log.warning('dropped a message on %s that answers no call of this client (%d so far)',
                             self.reply_topic, dropped)
             return
-        call.answer = {key: value for key, value in answer.items() if key not in wire.ANSWER_IDS}
+        call.answer = {key: answer[key] for key in wire.ANSWER_KEYS}   # what the answer says, nothing a forger added
         call.done.release()
 
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:

@@ -220,6 +220,24 @@ def test_an_answer_from_another_board_is_not_taken_for_the_call_even_with_its_co
         forger.inbox.close()
 
 
+def test_an_answer_that_is_no_strict_json_is_dropped_and_one_that_is_says_no_more_than_an_answer(fleet, mute):
+    """Someone who saw the victim's request answers it first: NaN and Infinity (which Python's json takes, and
+    `sp call --json` would print as no JSON) make no answer; a well-formed one reaches the caller with its status,
+    status name and data only, not the keys the forger added."""
+    forger = Forger(fleet, 'forge/+/+/+/req')
+    try:
+        with BoardClient(fleet.broker.url, 'mute', prefix='forge') as victim:
+            call, result = call_in_flight(victim, forger)
+            correlation = forger.seen()[0].properties.CorrelationData
+            forged = dict(wire.answer(sp.STATUS_OKAY, 'forged'), board='mute', service_id=11, data_id=0)
+            forger.answer_directly(victim.reply_topic, correlation, dict(forged, data=[float('nan'), float('inf')]))
+            forger.answer_directly(victim.reply_topic, correlation, dict(forged, exit=0, error='none'))
+            call.join(WAIT)
+            assert result == [wire.answer(sp.STATUS_OKAY, 'forged')] and victim.counters['dropped'] == 1
+    finally:
+        forger.inbox.close()
+
+
 def test_answers_name_their_board_service_and_data_id(fleet):
     caller = Inbox(fleet.broker, 'test/named')
     try:
