@@ -84,6 +84,7 @@ def describe(engine, sid, did):
 
 
 LINES_A_SECOND = 20   # event lines one engine logs in a second of its clock; the rest are counted, not logged
+DATA_CHARS = 200      # of a message's data in its line: a peer's 8 KiB frames make no 8 KiB lines
 
 
 def _left_out(engine):
@@ -124,14 +125,21 @@ def note(engine, what, sid, did, detail):
 
 
 def trace(engine, sent, sid, did, status, data, pieces):
-    """The message line (at its status's level) and the hex line (DEBUG) of one message, sent or received."""
+    """The message line (at its status's level) and the hex line (DEBUG) of one message, sent or received.
+
+    A line at WARNING or above (a status other than okay, which any peer can send or make this end answer)
+    counts in the event lines' budget; INFO lines, every message's, are what a log at INFO asks for.
+    """
     direction = 'TX ->' if sent else 'RX <-'
     log = engine.log
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
-    if log is not None and log.isEnabledFor(level):
+    if log is not None and log.isEnabledFor(level) and (level < c.WARNING or not _left_out(engine)):
+        text = str(data)
+        if len(text) > DATA_CHARS:
+            text = '%s... (%d characters)' % (text[:DATA_CHARS], len(text))
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (
             _side(engine), direction, describe(engine, sid, did),
-            engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), data)))
+            engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), text)))
     log = engine.hexlog
     if log is not None and log.isEnabledFor(c.DEBUG):
         body = b''.join(pieces)

@@ -286,6 +286,21 @@ def test_a_flood_of_junk_is_counted_whole_and_logged_twenty_lines_a_second():
     assert link.server_log.lines[-2][1] == 'prot-server: 480 more event lines left out (the counters have every event)'
     assert 'wrong checksum' in link.server_log.lines[-1][1] and link.server.counters['crc_errors'] == 501
 
+def test_messages_with_a_status_other_than_okay_count_in_the_log_budget_and_their_data_is_cut():
+    # any peer can send them (or make this end answer them, as every refusal is): logged at WARNING, each line
+    # with the peer's data, they would fill a board's console as junk would
+    link = Link()
+    link.connect()
+    link.server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, None))
+    for _ in range(100):
+        link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'x' * 1000, status=1)
+    link.pump()
+    lines = [line[1] for line in link.server_log.lines if line[0] >= sp.WARNING and 'RX <-' in line[1]]
+    assert len(lines) == 20 and link.server.counters['rx_messages'] >= 100
+    assert lines[0].endswith('x' * 200 + '... (1000 characters)"')
+    assert len([line for line in link.server_log.lines if 'TX ->' in line[1]]) >= 100   # INFO: every message
+
+
 def test_deep_nesting_is_one_dropped_frame():
     link = Link()
     link.connect()
