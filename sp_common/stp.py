@@ -42,8 +42,11 @@ class Deframer:
         self.watch = None
         self.watched = False
 
-    def reset(self):
-        """Forget a partial frame, e.g. after the connection was lost."""
+    def reset(self, stalled):
+        """Forget a partial frame: after the connection was lost, or when its sender stopped in the middle of it
+        (stalled, a framing error): what comes next is between frames."""
+        if stalled and self._in_frame:
+            self.framing_errors += 1
         self._in_frame = self._sync = self._over = self._broken = False
         self._len = 0
 

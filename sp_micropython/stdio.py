@@ -14,6 +14,7 @@ except ImportError:   # a board's console
     termios = None
 
 _READY = const(0x19)   # select.POLLIN | POLLERR | POLLHUP
+_STALLED_MS = const(500)   # silence after which a frame left unfinished is given up (with repl=True)
 
 
 class StdioStream(Stream):
@@ -23,7 +24,10 @@ class StdioStream(Stream):
     because frames contain 0x03 bytes; close() switches it back on. With
     repl=True a Ctrl-C between frames (as mpremote, Thonny and Belay send
     it) closes the stream: the board's loop ends and the console is the
-    REPL's again. A read takes what has arrived in one call where the port
+    REPL's again. A frame left unfinished (its host died in the middle of a
+    write, or sent ':<' alone) is given up when the next bytes come after
+    500 ms of silence, so that a Ctrl-C then still hands the console back.
+    A read takes what has arrived in one call where the port
     allows it (the unix port on a terminal); a board's console reads block
     until the buffer is full, so there stdin is read byte by byte while
     select.poll says a byte is ready, stopping after a Ctrl-C byte so that
@@ -43,11 +47,12 @@ class StdioStream(Stream):
         self.IS_CLIENT = is_client
         self.watch = b'\x03' if repl else None   # Ctrl-C
         self.handed_back = False
+        self._heard = 0   # when bytes last came, on the engine's clock (repl=True: see readinto)
         self._in = sys.stdin.buffer
         self._out = sys.stdout.buffer
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
-        self.pollables = self._reading = ((sys.stdin, select.POLLIN),)
+        self.pollables = ((sys.stdin, select.POLLIN),)
         self._one = bytearray(1)
         self._read = self._in.readinto   # the per-byte calls, bound once: a bound method made per call allocates
         self._ipoll = self._poll.ipoll
@@ -57,6 +62,7 @@ class StdioStream(Stream):
             self._pending = load('sp_micropython.pending').Pending()
             self._writable = select.poll()
             self._writable.register(sys.stdout, select.POLLOUT)
+            self._reading = self.pollables   # (a terminal's, with the writing below: a board's console has neither)
             self._writing = self._reading + ((sys.stdout, select.POLLOUT),)   # serve() wakes when it has room
         else:
             self.rx_size = 128   # read byte by byte: a bigger buffer would only hold heap
@@ -80,6 +86,11 @@ class StdioStream(Stream):
             self._push()
         if not self._ready():
             return 0
+        if self.watch is not None:
+            now = self.engine.clock()
+            if now - self._heard >= _STALLED_MS:
+                self.engine.deframer.reset(stalled=True)
+            self._heard = now
         n = 0
         try:
             if self._tty:

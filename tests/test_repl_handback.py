@@ -39,20 +39,48 @@ def read_until(fd, mark, timeout=10):
     return got
 
 
-@pytest.mark.parametrize('loop', ['serve_forever', 'asyncio'])
-def test_a_ctrl_c_between_frames_ends_the_loop(loop, tmp_path):
+def _board(loop):
     master, slave = os.openpty()
     tty.setraw(slave)
     proc = subprocess.Popen(['micropython', '-c', BOARD, loop], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
                             cwd=ROOT, env=dict(os.environ, MICROPYPATH=ROOT + ':.frozen'))   # asyncio is frozen in
     os.close(slave)
+    return master, proc
+
+
+def _handed_back(master, proc):
+    os.write(master, b'\r\x03')
+    assert proc.wait(10) == 0
+    assert 'back at the REPL' in proc.stderr.read().decode()
+
+
+@pytest.mark.parametrize('loop', ['serve_forever', 'asyncio'])
+def test_a_ctrl_c_between_frames_ends_the_loop(loop, tmp_path):
+    master, proc = _board(loop)
     try:
         os.write(master, frame(*pure_json.pieces(30, 0, 0, '\x03 inside')))   # a 0x03 in a frame is data
         assert b'"data":= "\\u0003 inside"' in read_until(master, b'inside"}')   # as framed: ':' escaped
         assert proc.poll() is None
-        os.write(master, b'\r\x03')
-        assert proc.wait(10) == 0
-        assert 'back at the REPL' in proc.stderr.read().decode()
+        _handed_back(master, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+@pytest.mark.parametrize('unfinished', [b':<{"data_id":= 0, "serv', b':<abc:xdef'], ids=['cut', 'bad escape'])
+def test_a_frame_left_unfinished_holds_the_console_no_longer_than_a_pause(unfinished):
+    """A host that died in the middle of a frame (or a bad escape, whose frame's rest passes up to its ':>'): a
+    Ctrl-C that comes after a pause of 500 ms is between frames again, where it was frame data until a ':>' came,
+    and mpremote could never take the REPL back. Within the frame's own bytes it stays data."""
+    master, proc = _board('serve_forever')
+    try:
+        os.write(master, frame(*pure_json.pieces(30, 0, 0, 'served')))
+        assert b'served' in read_until(master, b'served"')
+        os.write(master, unfinished + b'\x03')
+        time.sleep(0.7)
+        assert proc.poll() is None
+        _handed_back(master, proc)
     finally:
         if proc.poll() is None:
             proc.kill()
