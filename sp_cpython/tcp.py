@@ -43,7 +43,11 @@ class _TcpTransport(StreamTransport):
 
 
 class tcp_client_stp(_TcpTransport):
-    """Connects to host:port and keeps reconnecting (0.1 s, doubling to 1 s) while open."""
+    """Connects to host:port and keeps reconnecting (0.1 s, doubling to 1 s) while open.
+
+    rx_tx_log_lvl (both classes): taken for socket_protocol's signature and unused; the frames' hex lines go to
+    the comm logger at DEBUG.
+    """
 
     IS_CLIENT = True
 

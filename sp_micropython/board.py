@@ -15,7 +15,7 @@ from sp_common.const import WARNING
 from sp_common.entropy import available, set_source
 
 from .demo import add_demo_services
-from .protocol import pure_json_protocol, serve, serve_until_end
+from .protocol import pure_json_protocol, serve_until_end
 
 
 
@@ -82,6 +82,6 @@ def start(config):
     return prots
 
 
-def run(config, loop=serve):
-    """start(config), then loop(*protocols, until=...) serves until a stream ends (serve_until_end)."""
-    serve_until_end(start(config), loop)
+def run(config):
+    """start(config), then serves until a stream ends (serve_until_end)."""
+    serve_until_end(start(config))

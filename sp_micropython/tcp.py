@@ -5,7 +5,6 @@ loads only the one it uses.
 """
 import errno
 import select
-import time
 
 from .pending import Pending
 from .protocol import Stream
@@ -21,7 +20,6 @@ class _SocketStream(Stream):
         Stream.__init__(self)
         self._sock = None
         self._out = Pending()    # what the socket has not taken yet
-        self._last_rx = 0
 
     def _repoll(self):
         """pollables: the listener if any, the connection, and its writability while output is pending."""
@@ -40,7 +38,6 @@ class _SocketStream(Stream):
         sock.setblocking(False)
         self._sock = sock
         self._out = Pending()
-        self._last_rx = time.ticks_ms()
         self._repoll()
         self._set(True)
 
@@ -67,8 +64,6 @@ class _SocketStream(Stream):
             return 0
         if n == 0:   # end of stream or error: the peer is gone
             self._drop()
-        else:
-            self._last_rx = time.ticks_ms()
         return n
 
     def _send(self, view):
