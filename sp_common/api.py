@@ -5,9 +5,9 @@ device loop's driver; the threaded host gives its own (sp_cpython.protocol,
 which holds its lock around each step). A runtime mixes Api into its protocol
 class and supplies what differs: _engine (the Engine; on a device the
 protocol is its own engine), _wait(predicate, timeout) (waits for the
-predicate or the protocol's close; returns its last value), _flush(timeout)
-(writes the engine's outbox; False if the link did not take it), _may_block()
-(raises where waiting would stall the link) and is_connected().
+predicate; returns its last value), _flush(timeout) (writes the engine's
+outbox; False if the link did not take it) and _may_block() (raises where
+waiting would stall the link).
 """
 from . import load
 from .const import STATUS_OKAY

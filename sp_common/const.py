@@ -43,7 +43,8 @@ AUTH_STATE_TRUSTED_CONNECTION = const(4)
 
 
 MAX_CHANNEL_NAME = const(32)   # characters, printable ASCII
-NEGOTIATE_MS = const(3000)     # a session request unanswered this long settles on the original wire, for now
+NEGOTIATE_MS = const(3000)     # a wire not settled this long (a client's offer unanswered, a server's client
+                               # silent after its name) settles on the original wire, for now
 
 
 DEBUG = const(10)

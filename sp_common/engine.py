@@ -213,9 +213,9 @@ class Engine:
             if self.session_v2:
                 load('sp_common.session').offer(self)
             else:
-                self.settled()
+                self.on_settled()
 
-    def settled(self):
+    def on_settled(self):
         """Client: the wire is settled; with auto_auth the handshake starts now."""
         if self.auto_auth and self.secret is not None:
             self.start_auth()
@@ -252,12 +252,13 @@ class Engine:
         self.tx_mac = self.rx_mac = None
         self.move('original')
         if self.is_client:
-            self.settled()
+            self.on_settled()
 
     def tick(self):
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
         if self.deadline_ms() == 0:
-            self.settle_original()   # a client's offer went unanswered: its negotiation is over
+            self.settle_original()   # the wire did not settle in time: a client's offer went unanswered, or a
+                                     # server's client gave its name and no offer
 
     def deadline_ms(self):
         """Milliseconds until tick() has work, or None when no timer runs."""

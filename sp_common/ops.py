@@ -3,13 +3,15 @@
 An operation is a generator over an engine: it takes its engine steps itself
 and yields what it needs from its runtime, one of
 
-    predicate, end   wait until predicate() is true, the link is gone or end
-                     has passed; send back predicate()'s last value
+    predicate, end   wait until predicate() is true or end has passed (a driver
+                     may stop sooner: the threaded one when the protocol is
+                     closed, asyncio's when its connection is lost); send
+                     back predicate()'s last value
     None, end        write the engine's outbox; send back True if the link took it
 
 (end: a time of the engine's clock, from deadline()), and returns the call's
-result. Three small drivers run them: threads and the device loop
-(sp_common.api.Api) and asyncio (sp_cpython.aio). A driver that stops an
+result. Three small drivers run them: threads (sp_cpython.protocol), the
+device loop (sp_common.api.Api) and asyncio (sp_cpython.aio). A driver that stops an
 operation early (a cancelled task) closes it, and the operation tidies up.
 """
 from .const import STATUS_OKAY

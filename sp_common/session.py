@@ -67,7 +67,7 @@ def on_answer(engine, status, data):
         engine.settle_original()
         return
     _start(engine, engine.nonce, terms[0], terms[1])
-    engine.settled()
+    engine.on_settled()
 
 
 def _start(engine, client_nonce, server_nonce, peer_mac):
