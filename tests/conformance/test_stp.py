@@ -58,9 +58,23 @@ def test_oversized_frame_is_dropped_whole():
 def test_reset_forgets_partial():
     d = Deframer(64)
     d.feed(b':<abc')
-    d.reset()
+    d.reset(stalled=False)
     assert d.feed(b'def:>') == []
     assert d.feed(frame(b'g')) == [b'g']
+    assert d.framing_errors == 0
+
+
+def test_a_stalled_partial_frame_is_a_framing_error_and_what_follows_is_between_frames():
+    d = Deframer(64)
+    d.watch = b'\x03'
+    d.feed(b':<ab:xc')   # a bad escape: the rest of its frame passes as data, up to its ':>'
+    d.feed(b'\x03')
+    assert not d.watched
+    d.feed(b':<abc')
+    d.reset(stalled=True)
+    assert d.framing_errors == 2
+    d.feed(b'\x03')
+    assert d.watched and d.feed(frame(b'g')) == [b'g']
 
 
 def _watched(*chunks):
