@@ -28,10 +28,11 @@ class StdioStream(Stream):
     write, or sent ':<' alone) is given up when the next bytes come after
     500 ms of silence, so that a Ctrl-C then still hands the console back.
     A read takes what has arrived in one call where the port
-    allows it (the unix port on a terminal); a board's console reads block
-    until the buffer is full, so there stdin is read byte by byte while
-    select.poll says a byte is ready, stopping after a Ctrl-C byte so that
-    what follows it stays for the REPL. End of input (unix port: the pty or
+    allows it (the unix port on a terminal, without repl); a board's console
+    reads block until the buffer is full, so there stdin is read byte by
+    byte while select.poll says a byte is ready, stopping after a Ctrl-C
+    byte so that what follows it stays for the REPL (mpremote sends its
+    Ctrl-A right behind), and so is a terminal's with repl=True. End of input (unix port: the pty or
     pipe closed) reports a disconnect and sets ended.
 
     Writes to a terminal (the unix port) never block: what the peer has not
@@ -64,7 +65,7 @@ class StdioStream(Stream):
             self._writable.register(sys.stdout, select.POLLOUT)
             self._reading = self.pollables   # (a terminal's, with the writing below: a board's console has neither)
             self._writing = self._reading + ((sys.stdout, select.POLLOUT),)   # serve() wakes when it has room
-        else:
+        if not self._tty or self.watch is not None:
             self.rx_size = 128   # read byte by byte: a bigger buffer would only hold heap
         micropython.kbd_intr(-1)
         self._set(True)
@@ -93,7 +94,7 @@ class StdioStream(Stream):
             self._heard = now
         n = 0
         try:
-            if self._tty:
+            if self._tty and self.watch is None:
                 n = self._in.readinto(buf)
             else:
                 one = self._one

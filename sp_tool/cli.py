@@ -253,7 +253,7 @@ def do_serve(args) -> int:
 def argparse_monitor(p: argparse.ArgumentParser) -> None:
     p.description = ('Decode what a link carries into one line per message: time (or byte offset in '
                      'a file), direction where known, service, data, status, data and CRC verdict, '
-                     'and framing errors. SOURCE is a file of captured bytes or a target as for call '
+                     'and framing errors. TARGET|FILE is a target as for call or a file of captured bytes '
                      '(what the board sends is shown, until Ctrl-C).')
     p.epilog = ('example: sp monitor /dev/ttyACM0 --save capture.bin; sp monitor --tap /dev/ttyACM0 (then point '
                 'the host program at the pty it prints)')
@@ -293,8 +293,9 @@ def do_board(args) -> int:
     if tcp_port > 0:
         check_tcp_port_free(tcp_port)
     stop = Stop()
+    # REPL: a Ctrl-C between frames hands the console back, as on a Pico, so mpremote and sp deploy take it
     board = VirtualBoard(fs_dir=args.fs, heapsize=args.heapsize, boot=True, install=not (args.empty or args.fs),
-                         env=board_env(_secret(args), args.codec, tcp_port))
+                         env=dict(board_env(_secret(args), args.codec, tcp_port), SP_REPL='1'))
     try:
         signal.signal(signal.SIGUSR1, lambda *_: _reset(board))
         threading.Thread(target=_reset_on_enter, args=(board,), daemon=True).start()

@@ -13,9 +13,10 @@ extra: pip install 'sp-dual[deploy]'.
 
 PORT is anything mpremote accepts: a device path (/dev/ttyACM0, COM3, the
 virtual board's /dev/pts/N), a shortcut (a0, u0, c3) or "auto" (default: the
-first USB serial port).  The board must be at its REPL: a board running the
-protocol main.py on its USB console has Ctrl-C switched off, so reset it
-into the REPL first.  Exits non-zero with a message when no board answers
+first USB serial port).  A board serving its USB console with REPL = True
+(the Pico's and ESP32's config.py, the virtual board) gives mpremote its REPL
+at the first Ctrl-C; one with REPL = False needs a reset and a Ctrl-C within
+its STARTUP_DELAY_MS first.  Exits non-zero with a message when no board answers
 within --timeout seconds.
 
 For --mpy the architecture comes from the board (sys.implementation._mpy),

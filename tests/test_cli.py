@@ -128,7 +128,7 @@ def test_wrong_secret_is_refused(board):
 
 def test_missing_secret_is_named(board):
     r = sp('call', board.port, 'read', 'asc_time')
-    fails(r, errors.EXIT_AUTH, 'requires authentication: give --secret')
+    fails(r, errors.EXIT_AUTH, 'requires authentication: give --secret-file')
     assert r.stdout == 'authentification required: null\n'
 
 

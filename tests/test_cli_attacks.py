@@ -75,7 +75,7 @@ def board(tmp_path_factory):
 
 def test_a_board_started_with_a_secret_file_shows_its_secret_in_no_command_line(board):
     assert [line for line in command_lines() if SECRET in line] == []
-    fails(sp('call', board.tcp, 'read', 'asc_time', env=env_with()), errors.EXIT_AUTH, 'give --secret')
+    fails(sp('call', board.tcp, 'read', 'asc_time', env=env_with()), errors.EXIT_AUTH, 'give --secret-file')
 
 
 def test_call_takes_the_secret_from_a_file(board, tmp_path):
@@ -118,7 +118,7 @@ def test_serve_takes_the_secret_from_the_environment(tmp_path):
         assert [line for line in command_lines() if SECRET in line] == []
         r = sp('call', where, 'execute', 'echo', '"served"', '--secret-file', secret_file(tmp_path), env=env_with())
         assert (r.returncode, r.stdout) == (0, 'okay: "served"\n'), r.stderr
-        fails(sp('call', where, 'execute', 'echo', '"x"', env=env_with()), errors.EXIT_AUTH, 'give --secret')
+        fails(sp('call', where, 'execute', 'echo', '"x"', env=env_with()), errors.EXIT_AUTH, 'give --secret-file')
     finally:
         interrupt(proc)
 

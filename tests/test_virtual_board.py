@@ -168,6 +168,39 @@ def test_sp_board_prints_port_and_stops_on_sigterm():
         proc.stderr.close()
 
 
+def test_sp_board_serving_is_taken_back_by_mpremote_and_deploy_as_a_pico_is():
+    """sp board's main.py serves its console with REPL on: mpremote (its Ctrl-C and, right behind it, Ctrl-A)
+    gets the REPL while the board serves, sp deploy works on it, and Enter starts main.py again. Without REPL a
+    Ctrl-C was frame data there, and both waited until killed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "sp_tool", "board", "--tcp-port", "0"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root)
+
+    def call():
+        return subprocess.run([sys.executable, "-m", "sp_tool", "call", port, "execute", "echo", '"served"'],
+                              capture_output=True, text=True, timeout=60, cwd=root)
+    try:
+        port = proc.stdout.readline().strip()
+        assert call().stdout == 'okay: "served"\n'
+        r = mpremote(port, "resume", "exec", "print('back at the REPL')")
+        assert r.stdout == "back at the REPL\n", r.stderr
+        r = subprocess.run([sys.executable, "-m", "sp_tool", "deploy", "unix", "--port", port], capture_output=True,
+                           text=True, timeout=120, cwd=root)
+        assert r.returncode == 0 and "deployed" in r.stdout, r.stdout + r.stderr
+        assert call().returncode == 7   # at its REPL
+        proc.stdin.write("\n")   # Enter: a reset, main.py serves again
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while call().returncode != 0:
+            assert time.monotonic() < deadline
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
+        proc.stdin.close()
+
+
 def test_an_interpreter_that_keeps_failing_at_once_is_given_up_and_says_so(tmp_path):
     """Three quick failures in a row: the relay stops restarting it, and a host on the port reads why."""
     broken = tmp_path / "broken-micropython"

@@ -5,6 +5,7 @@ ROLE = 'server'              # 'client': connect to a host's TCP server, and be 
 TCP_HOST = '127.0.0.1'       # listen address (server) or the host to connect to (client)
 TCP_PORT = 57321             # 0 or 'off': no TCP
 STDIO = True                 # serve on stdin/stdout (put them on a pty)
+REPL = False                 # True: a Ctrl-C between frames hands the console back to the REPL (`sp board`, as a Pico)
 SECRET = None
 SECRET_FILE = 'secret.txt'   # read when SECRET is None and the file exists
 MAX_FRAME = 8192
