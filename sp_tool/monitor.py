@@ -161,9 +161,11 @@ def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, 
         read, close = _reader(source, baud)
         stop = make_stop()
         try:
-            _watch(read, mon, '<-', stop, save)
+            ended = _watch(read, mon, '<-', stop, save)
         finally:
             close()
+        if ended:   # (a TCP server drops a client that sends no valid frame within 1 s: sp_common.admission)
+            print('%s closed the link' % printable(source), file=sys.stderr)
     print(mon.summary(), file=sys.stderr)
     return _verdict(stop, mon)
 
@@ -175,8 +177,9 @@ def _verdict(stop, *monitors: Monitor) -> int:
 
 
 def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
-           forward: Optional[Callable[[bytes], None]] = None) -> None:
-    """Decodes what read returns until stop or its end; forward passes the bytes on (a tap), save keeps them.
+           forward: Optional[Callable[[bytes], None]] = None) -> bool:
+    """Decodes what read returns until stop or its end (then True); forward passes the bytes on (a tap), save
+    keeps them.
 
     A tap decodes before it forwards: the line of a request is out before the board can answer it."""
     capture = open(save, 'wb') if save else None
@@ -185,7 +188,7 @@ def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
             try:
                 data = read(_CHUNK)
             except EOFError:
-                break
+                return True
             if data:
                 if capture:
                     capture.write(data)
@@ -195,6 +198,7 @@ def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
     finally:
         if capture:
             capture.close()
+    return False
 
 
 def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> int:

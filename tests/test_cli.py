@@ -420,10 +420,12 @@ def test_monitor_ends_with_its_summary_when_the_peer_resets_the_link():
         conn.close()   # with linger 0: a reset, not a close
 
     threading.Thread(target=talk_and_reset, daemon=True).start()
-    r = sp('monitor', 'tcp://127.0.0.1:%d' % listener.getsockname()[1], timeout=20)
+    where = 'tcp://127.0.0.1:%d' % listener.getsockname()[1]
+    r = sp('monitor', where, timeout=20)
     listener.close()
     assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
     assert 'data: "last words"' in r.stdout and r.stderr.strip().endswith('0 framing errors'), r.stderr
+    assert where + ' closed the link' in r.stderr   # not a silent end
 
 
 def test_secret_is_random_hex():
