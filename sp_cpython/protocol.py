@@ -107,7 +107,7 @@ class pure_json_protocol(EngineState, Api):
         self._failed_writes = 0   # writes the link did not take (under the write lock)
         self._closed = False
         self._timer: Optional[threading.Timer] = None
-        self._feeding: Optional[int] = None     # the thread running an engine step and its callbacks
+        self._feeding: set = set()   # the threads running an engine step and its callbacks (I/O, timer)
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
         self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
@@ -136,20 +136,23 @@ class pure_json_protocol(EngineState, Api):
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
         callback holds up no other thread's send(), request() or receive(). A step that queued none takes the
         lock once: a caller it wakes finds the lock free, not taken again for the looks after the step."""
-        self._feeding = threading.get_ident()
+        me = threading.get_ident()
+        self._feeding.add(me)
         try:
             with self._lock:
                 try:
                     step()
                 finally:
                     self._cond.notify_all()
-                after = None if self._engine.jobs else self._after_step()
-            if after is None:
+                jobs = bool(self._engine.jobs)
+                if not jobs:
+                    after = self._after_step()
+            if jobs:
                 run(self._engine, self._lock)
                 with self._lock:
                     after = self._after_step()
         finally:
-            self._feeding = None
+            self._feeding.discard(me)
         refused, wait, queued, write_s = after
         if queued:   # (a writer with nothing to write would hold the write lock from a caller's send)
             self._flush(write_s)
@@ -211,7 +214,7 @@ class pure_json_protocol(EngineState, Api):
     def _wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
         """With the lock held: waits for the predicate, the protocol's close or timeout; the predicate's last value.
         Inside a callback it looks once: the I/O thread waiting would stall the very link it waits for."""
-        if self._feeding == threading.get_ident():
+        if threading.get_ident() in self._feeding:
             return predicate()
         value = None
 
@@ -228,7 +231,7 @@ class pure_json_protocol(EngineState, Api):
         mark: (_failed_writes, the engine's epoch) as the caller's frame was queued. True only if that frame went:
         a writer before us may have taken it along (lost if a write failed since), and a session that ended
         since dropped it with its outbox."""
-        if self._feeding == threading.get_ident():
+        if threading.get_ident() in self._feeding:
             return True
         end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
         if not self._write_lock.acquire(timeout=timeout):
