@@ -88,3 +88,18 @@ def stalest(engines):
         if found is None or _rank(engine) < _rank(found):
             found = engine
     return found
+
+
+def to_drop(engines, limit, newcomer=None):
+    """Of a pool of a server's connections (all proven or all on probation), the one that goes so that at most
+    limit remain, logged (made_room); None while they fit. The stalest goes; but a newcomer that just proved
+    itself without a secret (any valid frame does) takes a proven client's place only once that one is idle,
+    and while none is, the newcomer goes instead. With a secret an authenticated newcomer is trusted as much as
+    those it finds (a board that rebooted and dials in again, its dead connection still counted)."""
+    if len(engines) <= limit:
+        return None
+    found = stalest(engines)
+    if newcomer is not None and newcomer.secret is None and not gives_way(found):
+        found = newcomer
+    found.note('made_room')
+    return found

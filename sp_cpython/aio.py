@@ -390,19 +390,15 @@ async def _probation(prot: AsyncProtocol) -> None:
 
 
 def _make_room(prots: list, proven: bool, limit: int, newcomer: Optional[AsyncProtocol] = None) -> None:
-    """Closes the connections, proven or on probation, quiet the longest, until no more than limit remain.
-    Without a secret (any valid frame proves a peer) a proven one goes only once idle (sp_common.admission),
-    and while none is the newcomer goes instead; one that authenticated is trusted as much as those it finds."""
+    """Closes the connections of a pool (proven, or on probation) that sp_common.admission drops, until no more
+    than limit remain; newcomer: the connection that just proved itself."""
     while True:
-        engines = [prot._engine for prot in prots if prot._engine.proven() == proven]
-        if len(engines) <= limit:
+        gone = admission.to_drop([prot._engine for prot in prots if prot._engine.proven() == proven], limit,
+                                 newcomer._engine if newcomer is not None else None)
+        if gone is None:
             return
-        stalest = admission.stalest(engines)
-        if proven and newcomer is not None and newcomer._engine.secret is None and not admission.gives_way(stalest):
-            stalest = newcomer._engine
         for prot in prots:
-            if prot._engine is stalest:
-                stalest.note('made_room')
+            if prot._engine is gone:
                 prots.remove(prot)
                 asyncio.ensure_future(prot.close())
                 break
