@@ -162,7 +162,7 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def printable(text, longest):
+def is_short_ascii(text, longest):
     """A str of 1 to longest printable ASCII characters: a channel name, a seed, a key. Looked at character by
     character, not encoded: a lone surrogate in a peer's JSON string has no UTF-8."""
     if not isinstance(text, str) or not 0 < len(text) <= longest:

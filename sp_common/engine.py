@@ -9,7 +9,7 @@ sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
 from . import const, load
-from .codec import ChecksumError, FormatError, MacError, printable, pure_json
+from .codec import ChecksumError, FormatError, MacError, is_short_ascii, pure_json
 from .dispatch import call
 from .entropy import random_bytes
 from .stp import Deframer, frame
@@ -546,7 +546,7 @@ class Engine:
         if name is None:
             self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, self.channel_name)
             return
-        if not printable(name, const.MAX_CHANNEL_NAME):
+        if not is_short_ascii(name, const.MAX_CHANNEL_NAME):
             self.drop('bad_names')
             self.send_msg(const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME, None,
                           const.STATUS_OPERATION_NOT_PERMITTED)
@@ -560,7 +560,7 @@ class Engine:
         if not self.is_client:
             self.drop('out_of_turn', const.SID_CHANNEL_NAME_RESPONSE, const.DID_CHANNEL_NAME)
         elif name is not None and self.channel_name is None:
-            if printable(name, const.MAX_CHANNEL_NAME):
+            if is_short_ascii(name, const.MAX_CHANNEL_NAME):
                 self.channel_name = name
             else:
                 self.drop('bad_names')

@@ -4,7 +4,7 @@ The engine's table (engine._HANDSHAKE) decides who may send what, when;
 these only carry a step out.
 """
 from .auth import equal, hmac_sha256_hex, new_seed
-from .codec import printable
+from .codec import is_short_ascii
 from .const import (
     AUTH_STATE_KEY_TRANSFERRED, AUTH_STATE_SEED_TRANSFERRED, AUTH_STATE_TRUSTED_CONNECTION,
     AUTH_STATE_UNTRUSTED_CONNECTION, DID_AUTH_KEY, DID_AUTH_SEED, SID_AUTH_REQUEST, SID_AUTH_RESPONSE, STATUS_OKAY,
@@ -46,7 +46,7 @@ def seed_request(engine, status, data):
 
 
 def seed(engine, status, seed):
-    if engine.secret is None or status != STATUS_OKAY or not printable(seed, 64) or len(seed) != 64:
+    if engine.secret is None or status != STATUS_OKAY or not is_short_ascii(seed, 64) or len(seed) != 64:
         engine.auth_state = AUTH_STATE_UNTRUSTED_CONNECTION
         engine.note('no_seed')
         return
@@ -65,7 +65,7 @@ def _settle(engine, ok):
 def key(engine, status, key):
     seed = engine.seed
     engine.seed = None
-    ok = seed is not None and printable(key, 64) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
+    ok = seed is not None and is_short_ascii(key, 64) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
     _settle(engine, ok)
     if not ok:
         engine.wrong_keys += 1
