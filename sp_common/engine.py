@@ -394,16 +394,15 @@ class Engine:
             load('sp_common.stray').bad_checksum(self, err)
             return
         except (MacError, FormatError) as err:
+            msg = None
             if v2:
                 try:
-                    msg = self.codec.decode(body)   # an original frame?
+                    msg = self.codec.decode(body)   # an original frame (no seq, no MAC)? Taken below.
                 except Exception:
-                    msg = None
-                if msg is not None and msg[4] is None:
-                    load('sp_common.stray').original(self, msg, len(body))
-                    return
-            self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', detail=err.args[0])
-            return
+                    pass
+            if msg is None or msg[4] is not None:
+                self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', detail=err.args[0])
+                return
         seq = msg[4]
         if v2:
             if seq is None:
