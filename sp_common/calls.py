@@ -8,6 +8,8 @@ import sys
 from .const import STATUS_AUTH_REQUIRED
 from .engine import make_message
 
+FOR_RECEIVE = 0   # _claim(): the answer is for receive() (a request() call's token is positive)
+
 # a list or dict in the heap, the object and its table, empty or small: 8 words (32 B on a 32-bit board); a
 # string, its object and the block its text takes, about as much
 CONTAINER_BYTES = 64 if getattr(sys, 'maxsize', 0) > 0xFFFFFFFF else 32
@@ -70,29 +72,34 @@ class Calls:
 
     # messages coming in ---------------------------------------------------------
     def on_response(self, sid, did, status, data, length, re):
-        """A response or any other message that asks for nothing back."""
+        """A response or any other message that asks for nothing back: the answer of a request() call, one
+        receive() waits for, one a callback takes, one add_data declared (kept), or one dropped."""
         engine = self.engine
         key = (sid, did)
         gated = engine._gated(key)
-        # an untrusted peer may only tell a request of this side that it needs authentification
-        token = None if gated and not (status == STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
+        if gated and not (status == STATUS_AUTH_REQUIRED and data is None):
+            # an untrusted peer may only tell a request of this side that it needs authentification
+            engine.drop('auth_rejected', sid, did)
+            return
+        token = self._claim(key, re)
         if gated and token is None:
             engine.drop('auth_rejected', sid, did)
             return
         msg = make_message(sid, did, status, data)
-        if token:
+        if token is not None and token != FOR_RECEIVE:
             self.replies[token] = msg
             return
         entry = None if gated else engine._find_callback(sid, did)   # no callback runs for an untrusted peer
         if token is None and (re or (entry is None and key not in engine._did_names)):
+            # the answer to a request nobody waits for any more, or a message nobody takes
             engine.drop('unknown' if sid not in engine._responses else 'stale' if re else 'unsolicited', sid, did)
         elif entry is not None:
             engine.callback(entry, msg)
         else:
-            self.store(msg, length)
+            self.store(msg, length)   # for receive(), or on ids add_data declared
 
     def _claim(self, key, re):
-        """Who waits for this answer: a request() call's token, 0 for receive(), None for no one.
+        """Who waits for this answer: a request() call's token, FOR_RECEIVE, or None for no one.
 
         In v2 re names the request. The original wire cannot tell: a peer answers
         in order, so the older of the oldest call and the newest send() on the
@@ -109,7 +116,7 @@ class Calls:
                 return token
             if asked == token:
                 del self.asked[key]
-                return 0
+                return FOR_RECEIVE
             return None
         token = None
         for t in waiting:
@@ -117,7 +124,7 @@ class Calls:
                 token = t
         if asked is not None and (token is None or asked < token):
             del self.asked[key]
-            return 0
+            return FOR_RECEIVE
         if token is not None:
             del waiting[token]
         return token
