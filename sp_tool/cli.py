@@ -431,9 +431,25 @@ def _verbosity(parser: argparse.ArgumentParser, dest: str) -> None:
                         help='-v: log each message, -vv: and its bytes')
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors, with --json on the command line, are one JSON object on stdout too, as
+    every other failure of a command with --json is."""
+
+    json_errors = False
+
+    def error(self, message: str):
+        if self.json_errors:
+            self.print_usage(sys.stderr)
+            print('%s: error: %s' % (self.prog, message), file=sys.stderr)
+            print(json.dumps({'error': message, 'exit': EXIT_USAGE}), flush=True)
+            sys.exit(EXIT_USAGE)
+        super().error(message)
+
+
+def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     """-v counts before the command and after it (sp -v gateway ..., sp gateway -v ...), each on its own."""
-    parser = argparse.ArgumentParser(prog='sp', description='socket_protocol for a host and its boards: talk to a '
+    _Parser.json_errors = json_errors
+    parser = _Parser(prog='sp', description='socket_protocol for a host and its boards: talk to a '
                                                            'board, serve, watch a link, run the virtual board, deploy.')
     _verbosity(parser, 'verbose')
     parser.add_argument('--version', action='version', version='%(prog)s ' + _version())
@@ -447,7 +463,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser('--json' in (sys.argv[1:] if argv is None else argv)).parse_args(argv)
     verbose = args.verbose + args.verbose_after
     if verbose:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,

@@ -216,6 +216,9 @@ def test_json_failures_are_one_object_with_the_answers_keys(board, silent_port):
     r = sp('call', 'reed', '0', '--json')
     assert json.loads(r.stdout) == {'error': "unknown service 'reed' (did you mean read?): read, write, execute or a "
                                              "number", 'exit': errors.EXIT_USAGE}
+    r = sp('call', 'read', 'asc_time', '--timeout', 'x', '--json')   # argparse's own errors too
+    assert r.returncode == errors.EXIT_USAGE and 'usage: sp call' in r.stderr
+    assert json.loads(r.stdout) == {'error': "argument --timeout: invalid float value: 'x'", 'exit': errors.EXIT_USAGE}
 
 
 @pytest.mark.parametrize('words', [['reed', 'asc_time'], ['reed', 'asc_time', '5'], ['/dev/ttyX', 'reed', '0']])
