@@ -292,13 +292,13 @@ def test_messages_with_a_status_other_than_okay_count_in_the_log_budget_and_thei
     link = Link()
     link.connect()
     link.server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, None))
-    for _ in range(100):
-        link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'x' * 1000, status=1)
-    link.pump()
+    for _ in range(30):   # (a board's heap holds every line the recorder keeps)
+        link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'x' * 250, status=1)
+        link.pump()
     lines = [line[1] for line in link.server_log.lines if line[0] >= sp.WARNING and 'RX <-' in line[1]]
-    assert len(lines) == 20 and link.server.counters['rx_messages'] >= 100
-    assert lines[0].endswith('x' * 200 + '... (1000 characters)"')
-    assert len([line for line in link.server_log.lines if 'TX ->' in line[1]]) >= 100   # INFO: every message
+    assert len(lines) == 20 and link.server.counters['rx_messages'] >= 30
+    assert lines[0].endswith('x' * 200 + '... (250 characters)"')
+    assert len([line for line in link.server_log.lines if 'TX ->' in line[1]]) >= 30   # INFO: every message
 
 
 def test_deep_nesting_is_one_dropped_frame():
