@@ -435,13 +435,14 @@ def test_a_send_whose_frame_went_with_another_callers_failed_write_returns_false
         listener.close()
 
 
-def test_a_send_inside_a_callback_that_cannot_go_yet_holds_up_no_link():
-    """A callback runs on the I/O thread: a send() there that would wait (no trust yet, with auto_auth) returns
-    False at once, where it stalled the link it waited for until its timeout."""
+def _a_send_inside_a_callback(before=lambda server: None):
+    """A callback that sends with auto_auth and no trust yet (after before(server)): its send() returns False at
+    once, the request is answered, and nothing waits out the send's timeout."""
     server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET, auto_auth=True)
     sent = []
 
     def notify(msg):
+        before(server)
         sent.append(server.send(sp.SID_READ_REQUEST, 0, 'news', timeout=3))
         return sp.STATUS_OKAY, 'done'
     server.add_msg_to_auth_whitelist_(sp.SID_EXECUTE_REQUEST, 0)
@@ -455,29 +456,20 @@ def test_a_send_inside_a_callback_that_cannot_go_yet_holds_up_no_link():
     finally:
         client.close()
         server.close()
+
+
+def test_a_send_inside_a_callback_that_cannot_go_yet_holds_up_no_link():
+    """A callback runs on the I/O thread: a send() there that would wait (no trust yet, with auto_auth) returns
+    False at once, where it stalled the link it waited for until its timeout."""
+    _a_send_inside_a_callback()
 
 
 def test_a_step_on_the_timer_thread_leaves_a_callback_on_the_io_thread_a_callback():
     """The timer thread runs engine steps too (sp_common.dispatch). One that ends while a callback runs on the I/O
     thread left that callback's send() taken for an outside caller's: it waited for trust until its timeout,
     the link it waited for stalled meanwhile."""
-    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET, auto_auth=True)
-    sent = []
-
-    def notify(msg):
+    def timer_step(server):   # begun and ended while the callback runs
         timer = threading.Thread(target=server._run_engine, args=(server._engine.tick,))
-        timer.start()   # a timer step, begun and ended while this callback runs
+        timer.start()
         timer.join()
-        sent.append(server.send(sp.SID_READ_REQUEST, 0, 'news', timeout=3))
-        return sp.STATUS_OKAY, 'done'
-    server.add_msg_to_auth_whitelist_(sp.SID_EXECUTE_REQUEST, 0)
-    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, notify)
-    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port))
-    try:
-        start = time.monotonic()
-        answer = client.request(sp.SID_EXECUTE_REQUEST, 0, None, timeout=5)
-        assert answer is not None and answer.get_data() == 'done' and sent == [False]
-        assert time.monotonic() - start < 1.5
-    finally:
-        client.close()
-        server.close()
+    _a_send_inside_a_callback(timer_step)
