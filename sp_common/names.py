@@ -19,7 +19,8 @@ SID_RESPONSE_DICT = {
 
 def response_sid(sid):
     """Where the answer to a request on sid comes when no table of the caller says: socket_protocol's services
-    answer on theirs, any other even sid on the next (what the engine waits on, sp_common.engine)."""
+    answer on theirs, any other sid on the next. For an even sid that is what the engine waits on; an odd one it
+    takes for a response (sp_common.engine), so its callers (sp_tool) give even request sids only."""
     return SID_RESPONSE_DICT.get(sid, sid + 1)
 
 SID__NAMES = {
