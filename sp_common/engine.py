@@ -269,7 +269,7 @@ class Engine:
 
     def connection_lost(self):
         """Nothing of a link outlives it: its partial frame, trust, buffer, outbox, wire and wrong keys."""
-        self.deframer.reset(stalled=False)
+        self.deframer.reset()
         self.linked = False   # until connection_made()
         self._new_session()
         self.wrong_keys = 0   # on this connection (see sp_common.handshake)

@@ -25,6 +25,9 @@ class Deframer:
     a console's REPL tools send it; watched turns true when it comes there.
     Inside a frame the same byte is data, and so it is in the rest of a frame
     broken by a bad escape, up to that frame's ':>' or the next ':<'.
+
+    in_frame and broken say which of the two it is in the middle of (neither:
+    between frames).
     """
 
     def __init__(self, max_size):
@@ -32,22 +35,19 @@ class Deframer:
         self._mv = memoryview(self._buf)
         self.max_size = max_size
         self._len = 0
-        self._in_frame = False
+        self.in_frame = False   # a frame began and has not ended
         self._sync = False     # last byte was ':'
         self._over = False     # current frame exceeded max_size
-        self._broken = False   # the rest of a frame broken by a bad escape is passing: not between frames
+        self.broken = False     # the rest of a frame broken by a bad escape is passing: not between frames
         self._bodies = []      # what feed() returns, reused
         self.framing_errors = 0
         self.oversized = 0
         self.watch = None
         self.watched = False
 
-    def reset(self, stalled):
-        """Forget a partial frame: after the connection was lost, or when its sender stopped in the middle of it
-        (stalled, a framing error): what comes next is between frames."""
-        if stalled and self._in_frame:
-            self.framing_errors += 1
-        self._in_frame = self._sync = self._over = self._broken = False
+    def reset(self):
+        """Forget a partial frame, e.g. after the connection was lost."""
+        self.in_frame = self._sync = self._over = self.broken = False
         self._len = 0
 
     def _room(self, n):
@@ -83,7 +83,7 @@ class Deframer:
             self.oversized += 1
         else:
             self._cut(out, body)
-        self._in_frame = False
+        self.in_frame = False
         return e + 2
 
     def _cut(self, out, body):
@@ -112,45 +112,45 @@ class Deframer:
                 c = data[i]
                 i += 1
                 if c == 0x3C:     # ':<' starts a frame
-                    if self._in_frame:
+                    if self.in_frame:
                         self.framing_errors += 1
-                    self._in_frame = True
-                    self._broken = False
+                    self.in_frame = True
+                    self.broken = False
                     self._over = False
                     self._len = 0
-                elif not self._in_frame:
+                elif not self.in_frame:
                     self._sync = c == 0x3A
                     if c == 0x3E:
-                        self._broken = False   # the broken frame's end
-                    elif self.watch is not None and c == self.watch[0] and not self._broken:
+                        self.broken = False   # the broken frame's end
+                    elif self.watch is not None and c == self.watch[0] and not self.broken:
                         self.watched = True
                 elif c == 0x3D:   # ':=' is an escaped ':'
                     self._put(0x3A)
                 elif c == 0x3E:   # ':>' ends it
-                    self._in_frame = False
+                    self.in_frame = False
                     if self._over:
                         self.oversized += 1
                     else:
                         self._cut(out, self._mv[:self._len])
                 else:
                     self.framing_errors += 1
-                    self._in_frame = False
-                    self._broken = True
+                    self.in_frame = False
+                    self.broken = True
                     self._sync = c == 0x3A
                 continue
-            if self._in_frame and not self._len and not self._over:
+            if self.in_frame and not self._len and not self._over:
                 j = self._whole(data, i, end, out)
                 if j:
                     i = j
                     continue
             j = data.find(b':', i, end)
             stop = end if j < 0 else j
-            if not self._in_frame and self.watch is not None and not self._broken and \
+            if not self.in_frame and self.watch is not None and not self.broken and \
                     data.find(self.watch, i, stop) >= 0:
                 self.watched = True
-            if self._in_frame and stop == i + 1:
+            if self.in_frame and stop == i + 1:
                 self._put(data[i])
-            elif self._in_frame and stop > i and self._room(stop - i):
+            elif self.in_frame and stop > i and self._room(stop - i):
                 if view is None:
                     view = memoryview(data)
                 self._mv[self._len:self._len + stop - i] = view[i:stop]

@@ -25,8 +25,10 @@ class StdioStream(Stream):
     repl=True a Ctrl-C between frames (as mpremote, Thonny and Belay send
     it) closes the stream: the board's loop ends and the console is the
     REPL's again. A frame left unfinished (its host died in the middle of a
-    write, or sent ':<' alone) is given up when the next bytes come after
-    500 ms of silence, so that a Ctrl-C then still hands the console back.
+    write, or sent ':<' alone) is given up once no byte has come for 500 ms
+    and none is there when the loop looks (time the board spent in a
+    callback does not count as the host's silence), so that a Ctrl-C then
+    still hands the console back.
     A read takes what has arrived in one call where the port
     allows it (the unix port on a terminal, without repl); a board's console
     reads block until the buffer is full, so there stdin is read byte by
@@ -86,12 +88,12 @@ class StdioStream(Stream):
         if self._pending is not None:
             self._push()
         if not self._ready():
+            if self.watch is not None and self.engine.clock() - self._heard >= _STALLED_MS:
+                deframer = self.engine.deframer   # a frame left unfinished, if any, is given up
+                if deframer.in_frame:
+                    deframer.framing_errors += 1
+                deframer.reset()
             return 0
-        if self.watch is not None:
-            now = self.engine.clock()
-            if now - self._heard >= _STALLED_MS:
-                self.engine.deframer.reset(stalled=True)
-            self._heard = now
         n = 0
         try:
             if self._tty and self.watch is None:
@@ -114,6 +116,8 @@ class StdioStream(Stream):
             pass
         if not n:   # ready, yet nothing to read: the end of input
             self._lost()
+        elif self.watch is not None:
+            self._heard = self.engine.clock()
         return n
 
     def interrupted(self):
@@ -147,7 +151,14 @@ class StdioStream(Stream):
             self._push()
 
     def wait_ms(self):
-        return -1 if self._pending is None else self._pending.wait_ms()
+        """Until what waits to be written is due, or (repl=True) a frame left unfinished is."""
+        ms = -1 if self._pending is None else self._pending.wait_ms()
+        if self.watch is not None and (self.engine.deframer.in_frame or self.engine.deframer.broken):
+            stalled = max(0, _STALLED_MS - (self.engine.clock() - self._heard))   # the loop looks then
+            if ms < 0 or stalled < ms:
+                ms = stalled
+        return ms
+
 
     def _take(self, view):
         """What the terminal takes of view now: small chunks while poll says it has room (inline: one more

@@ -71,7 +71,7 @@ class TcpClientStream(_SocketStream):
 
     def _dial_ms(self):
         """Milliseconds the connect under way has left."""
-        return self.connect_timeout * 1000 - time.ticks_diff(time.ticks_ms(), self._last)
+        return int(self.connect_timeout * 1000) - time.ticks_diff(time.ticks_ms(), self._last)   # (poll takes ints)
 
     def _hang_up(self):
         """Stops looking at the connect under way (the caller closes or keeps its socket)."""

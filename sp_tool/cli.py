@@ -463,7 +463,8 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser('--json' in (sys.argv[1:] if argv is None else argv)).parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = _parser(any(len(word) > 2 and '--json'.startswith(word) for word in words)).parse_args(argv)   # (--js too)
     verbose = args.verbose + args.verbose_after
     if verbose:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,

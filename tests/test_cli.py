@@ -219,6 +219,8 @@ def test_json_failures_are_one_object_with_the_answers_keys(board, silent_port):
     r = sp('call', 'read', 'asc_time', '--timeout', 'x', '--json')   # argparse's own errors too
     assert r.returncode == errors.EXIT_USAGE and 'usage: sp call' in r.stderr
     assert json.loads(r.stdout) == {'error': "argument --timeout: invalid float value: 'x'", 'exit': errors.EXIT_USAGE}
+    r = sp('call', 'read', 'asc_time', '--timeout', 'x', '--js')   # argparse takes --js for --json
+    assert json.loads(r.stdout)['exit'] == errors.EXIT_USAGE
 
 
 @pytest.mark.parametrize('words', [['reed', 'asc_time'], ['reed', 'asc_time', '5'], ['/dev/ttyX', 'reed', '0']])

@@ -7,6 +7,7 @@ are compiled with mpy-cross first and put on MICROPYPATH, as they are
 deployed on a board, so that the board fits a small heap (HEAPSIZE, override
 with SP_TEST_HEAPSIZE).
 """
+import contextlib
 import os
 import re
 import select
@@ -493,6 +494,21 @@ def test_device_as_tcp_client_with_auto_auth(device):
     assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'to the board').get_data() == 'to the board'
 
 
+@contextlib.contextmanager
+def _unanswered(server):
+    """server (listening with a queue of 0) drops the connects that come while this holds its queue full: as a
+    host that is off does, they get no answer."""
+    queued = [socket.socket() for _ in range(3)]
+    for sock in queued:
+        sock.setblocking(False)
+        sock.connect_ex(server.getsockname())
+    try:
+        yield
+    finally:
+        for sock in queued:
+            sock.close()
+
+
 def test_a_connect_nobody_answers_holds_up_no_other_stream(device):
     """A board in the client role whose host drops its connects without a word (a listener whose queue is
     full, as a host that is off): each try gives up after 2 s, and the console answers at once meanwhile.
@@ -500,11 +516,7 @@ def test_a_connect_nobody_answers_holds_up_no_other_stream(device):
     with socket.socket() as server:
         server.bind(('127.0.0.1', 0))
         server.listen(0)
-        queued = [socket.socket() for _ in range(3)]   # the queue's room taken: later connects get no answer
-        for sock in queued:
-            sock.setblocking(False)
-            sock.connect_ex(server.getsockname())
-        try:
+        with _unanswered(server):
             dev = device(role='client', tcp_port=server.getsockname()[1])
             host = dev.host(is_client=False)
             for i in range(5):
@@ -512,9 +524,6 @@ def test_a_connect_nobody_answers_holds_up_no_other_stream(device):
                 assert host.request(sp.SID_EXECUTE_REQUEST, 0, i, timeout=TIMEOUT).get_data() == i
                 assert time.monotonic() - start < 0.5, 'request %d waited for a connect' % i
                 time.sleep(0.3)
-        finally:
-            for sock in queued:
-                sock.close()
         server.settimeout(TIMEOUT)
         while True:   # the queue emptied, a later try gets through: the board introduces itself
             sock = server.accept()[0]
@@ -522,6 +531,26 @@ def test_a_connect_nobody_answers_holds_up_no_other_stream(device):
             sock.settimeout(TIMEOUT)
             if sock.recv(2) == b':<':
                 break
+
+
+def test_a_connect_timeout_in_parts_of_a_second_is_waited_for_in_whole_milliseconds(tmp_path):
+    """TcpClientStream(connect_timeout=0.5): while its connect is under way the loop's wait is a whole number of
+    milliseconds (select.poll takes no float: a float ended the board's loop with a TypeError)."""
+    script = tmp_path / 'dial.py'
+    with socket.socket() as server:
+        server.bind(('127.0.0.1', 0))
+        server.listen(0)
+        script.write_text(
+            'from sp_micropython.tcp_client import TcpClientStream\n'
+            'stream = TcpClientStream("127.0.0.1", %d, connect_timeout=0.5)\n'
+            'stream.readinto(bytearray(8))\n'   # the connect starts
+            'import select\n'
+            'select.poll().ipoll(stream.wait_ms())\n'
+            'print(type(stream.wait_ms()).__name__, 0 <= stream.wait_ms() <= 500)\n' % server.getsockname()[1])
+        with _unanswered(server):
+            r = subprocess.run(['micropython', str(script)], capture_output=True, text=True, timeout=30,
+                               env=dict(os.environ, MICROPYPATH=ROOT))
+    assert r.stdout == 'int True\n', r.stdout + r.stderr
 
 
 def test_board_runs_from_source_and_exits_when_stdin_closes(device):

@@ -21,6 +21,8 @@ import sp_micropython as sp
 from sp_micropython.demo import add_demo_services
 prot = sp.pure_json_protocol(sp.StdioStream(repl=True), session_v2=False)
 add_demo_services(prot)
+import time
+prot.register_callback(30, 7, lambda msg: (time.sleep_ms(700), (0, msg.get_data()))[1])   # a slow service
 if sys.argv[1] == 'asyncio':
     import asyncio
     asyncio.run(prot.run())
@@ -84,4 +86,18 @@ def test_a_frame_left_unfinished_holds_the_console_no_longer_than_a_pause(unfini
     finally:
         if proc.poll() is None:
             proc.kill()
+        os.close(master)
+
+
+def test_a_board_busy_in_a_callback_gives_up_no_frame_of_a_host_that_kept_sending():
+    """Two requests in one write, the first to a service that takes 700 ms: the board reads the second's first
+    bytes with the first, works, then reads the rest. Its time in the callback is not the host's silence: both
+    are answered (a silence counted from the board's last read gave the second up)."""
+    master, proc = _board('serve_forever')
+    try:
+        os.write(master, frame(*pure_json.pieces(30, 7, 0, 'slow')) + frame(*pure_json.pieces(30, 0, 0, 'after')))
+        got = read_until(master, b'"after"')
+        assert b'"slow"' in got and b'"after"' in got, got
+    finally:
+        proc.kill()
         os.close(master)
