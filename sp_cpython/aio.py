@@ -51,7 +51,7 @@ def _close(writer: asyncio.StreamWriter) -> None:
 
 
 def _abort_if_stuck(transport: asyncio.WriteTransport) -> None:
-    if transport.get_write_buffer_size():
+    if transport.get_write_buffer_size() and not transport.is_closing():
         transport.abort()
 
 
@@ -197,7 +197,9 @@ class AsyncProtocol(EngineState):
         try:
             await asyncio.wait_for(self._writer.drain(), timeout)
         except (OSError, asyncio.TimeoutError):
-            transport.abort()   # a peer that stopped reading: the link is lost, and what it did not take with it
+            if not transport.is_closing():
+                transport.abort()   # a peer that stopped reading: the link is lost, and what it did not take with it
+            self._lost()   # (its read side too: a tty's is a transport of its own)
             return False
         return self._connected and not transport.is_closing()   # (a link aborted meanwhile ends drain() as if written)
 
@@ -303,7 +305,7 @@ class AsyncProtocol(EngineState):
         """Closes the link; every call waiting on this connection returns at once, a write stuck on a peer that
         reads nothing included (what it had not taken is dropped)."""
         transport = self._writer.transport
-        if transport.get_write_buffer_size():
+        if transport.get_write_buffer_size() and not transport.is_closing():
             transport.abort()
         self._pump.cancel()
         self._lost()

@@ -4,6 +4,7 @@ import asyncio
 import os
 import socket
 import time
+import tty
 
 import pytest
 
@@ -251,4 +252,28 @@ def test_with_a_secret_a_newcomer_that_authenticates_takes_the_place_at_once():
         await second.close()
         await first.close()
         server.close()
+    run(main())
+
+
+def test_a_serial_peer_that_stops_reading_loses_the_link_whole():
+    """A board that reads nothing until a send times out: over a tty, as over TCP, the link is lost, its read
+    side too. Only the write side went: the link stayed 'connected', its port locked, wait_closed() never
+    returned, and the next send raised AttributeError from asyncio."""
+    async def main():
+        board, port = os.openpty()
+        tty.setraw(port)
+        prot = await aio.connect(os.ttyname(port), session_v2=False)
+        try:
+            sent = True
+            for _ in range(64):   # the pty's buffer fills: a send times out
+                sent = await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x' * 4000, timeout=0.5)
+                if not sent:
+                    break
+            assert sent is False and not prot.is_connected()
+            await asyncio.wait_for(prot.wait_closed(), 5)
+            assert await prot.send(sp.SID_EXECUTE_REQUEST, 0, 'after', timeout=1) is False
+        finally:
+            await prot.close()
+            os.close(board)
+            os.close(port)
     run(main())
