@@ -33,6 +33,7 @@ secret.txt stays on the filesystem.  A board without a ROMFS partition is
 refused with an error; deploy to it with --mpy instead.
 """
 import ast
+import collections
 import os
 import queue
 import subprocess
@@ -124,12 +125,11 @@ def _mpremote(port, args, timeout):
     """Run one mpremote command; returns stdout or raises DeployError."""
     cmd = mpremote_cmd() + ["connect", port, "resume"] + args
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
+                              stdin=subprocess.DEVNULL)   # (what the board prints need not be UTF-8)
     except subprocess.TimeoutExpired:
-        raise DeployError("no answer from a board on %s within %g s (is it at the REPL? "
-                          "a running protocol main.py ignores Ctrl-C: reset the board)" % (port, timeout),
-                          EXIT_TIMEOUT)
+        raise DeployError("no answer from a board on %s within %g s (is it at the REPL? a protocol main.py "
+                          "with REPL = False ignores Ctrl-C: reset the board)" % (port, timeout), EXIT_TIMEOUT)
     if proc.returncode != 0:
         raise DeployError("mpremote on %s failed: %s" % (port, _last_lines(proc.stderr + proc.stdout)))
     return proc.stdout
@@ -259,7 +259,7 @@ def _copy(port, files, timeout, out, prepare=True):
         args += ["fs", "cp", local, ":" + remote, "+"]
     args.pop()
     cmd = mpremote_cmd() + ["connect", port, "resume"] + args
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                             stdin=subprocess.DEVNULL)
     lines = queue.Queue()
 
@@ -270,10 +270,13 @@ def _copy(port, files, timeout, out, prepare=True):
 
     threading.Thread(target=reader, daemon=True).start()
     progress = _Progress(files, out)
+    # the whole copy has its time too: a board that prints a line a second would otherwise keep it going for good
+    deadline = time.monotonic() + timeout + sum(progress.sizes.values()) / 500.0 + 2.0 * len(files)
     try:
         while True:
             try:   # a line comes when the file being copied is done: allow time for its size
-                line = lines.get(timeout=timeout + progress.pending_bytes() / 500.0)
+                line = lines.get(timeout=min(timeout + progress.pending_bytes() / 500.0,
+                                             max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 raise DeployError("board on %s stopped answering after %d of %d files"
                                   % (port, progress.done, len(files)))
@@ -290,7 +293,7 @@ def _copy(port, files, timeout, out, prepare=True):
         progress.finish()
     if rc != 0 or progress.done != len(files):
         raise DeployError("copy to %s failed after %d of %d files: %s"
-                          % (port, progress.done, len(files), "\n".join(progress.other[-4:]) or "rc %s" % rc))
+                          % (port, progress.done, len(files), "\n".join(progress.other) or "rc %s" % rc))
     return progress.unchanged
 
 
@@ -303,24 +306,28 @@ def _prepare_script(files):
 
 class _Progress:
     """mpremote's lines, one per file: "cp LOCAL :REMOTE" starts a file, "Up to date: REMOTE" says it was the
-    same on the board; a copied file is reported when the next one starts, or at the end."""
+    same on the board; a copied file is reported when the next one starts, or at the end. What the board prints
+    comes in the same stream: only a "cp" line naming the next file to copy counts, and of the other lines the
+    last few are kept for the error message."""
 
     def __init__(self, files, out):
         self.sizes = {remote: os.path.getsize(local) for local, remote in files}
         self.total = len(files)
         self.out = out
+        self.order = [remote for _, remote in files]
         self.current = None
         self.done = self.unchanged = 0
-        self.other = []
+        self.other = collections.deque(maxlen=4)
 
     def pending_bytes(self):
         return self.sizes.get(self.current, 0)
 
     def line(self, line):
-        if line.startswith("cp ") and " :" in line:
+        if line.startswith("cp ") and " :" in line and self.done + (self.current is not None) < self.total and \
+                line.rsplit(" :", 1)[1] == self.order[self.done + (self.current is not None)]:
             self.finish()
             self.current = line.rsplit(" :", 1)[1]
-        elif line.startswith("Up to date: ") and self.current is not None:
+        elif line.startswith("Up to date: ") and self.current is not None and line.endswith(self.current):
             self.unchanged += 1
             self._report("unchanged")
         elif line.strip():

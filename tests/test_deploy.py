@@ -236,3 +236,36 @@ def test_a_probe_answer_other_than_a_version_and_a_platform_is_refused(monkeypat
     monkeypatch.setattr(deploy, "_mpremote", lambda port, args, timeout: "banner\n" + answer + "\n")
     with pytest.raises(deploy.DeployError, match="unexpected answer from the board"):
         deploy.probe("board")
+
+
+def _a_board_that_says(monkeypatch, tmp_path, script):
+    """mpremote stood in for by a program that prints what a board's output would make it print."""
+    from sp_tool import deploy
+    fake = tmp_path / "fake_mpremote.py"
+    fake.write_text(script)
+    monkeypatch.setattr(deploy, "mpremote_cmd", lambda: [sys.executable, str(fake)])
+    local = tmp_path / "a.py"
+    local.write_text("x = 1\n")
+    return deploy, [(str(local), "a.py")]
+
+
+def test_a_copy_whose_board_keeps_printing_ends_in_its_time(monkeypatch, tmp_path):
+    """A line a second, for good: each came within --timeout, and the copy went on for ever."""
+    deploy, files = _a_board_that_says(monkeypatch, tmp_path, "import time\nwhile True:\n    print('tick', flush=True)\n"
+                                                             "    time.sleep(0.2)\n")
+    start = time.monotonic()
+    with pytest.raises(deploy.DeployError, match="stopped answering after 0 of 1 files"):
+        deploy._copy("board", files, 1.0, lambda line: None, prepare=False)
+    assert time.monotonic() - start < 10
+
+
+def test_what_the_board_prints_is_neither_progress_nor_raw_text(monkeypatch, tmp_path):
+    """The board's output shares mpremote's stream: a forged 'cp' line with escape codes is no file of the copy,
+    and a byte that is no UTF-8 is no traceback."""
+    deploy, files = _a_board_that_says(monkeypatch, tmp_path, (
+        "import sys\n"
+        "sys.stdout.buffer.write(b'cp x :\\x1b]0;retitled\\x07\\x1b[2J\\nUp to date: \\x1b[2J\\n\\xff\\xfe\\n')\n"
+        "sys.stdout.buffer.write(b'cp a.py :a.py\\n')\n"))
+    said = []
+    assert deploy._copy("board", files, 5.0, said.append, prepare=False) == 0
+    assert said == ["[1/1] a.py (6 B)"]
