@@ -130,7 +130,18 @@ def _reader(source: str, baud: int):
             return data
         return read_socket, conn.close
     port = open_serial(source, baud, timeout=0.2)
-    return (lambda n: port.read(port.in_waiting or 1)), port.close
+    return _serial_reader(port), port.close
+
+
+def _serial_reader(port):
+    """port's read(n): what has come, b'' after the port's timeout, EOFError once the port is gone (a board
+    unplugged, the other end of a pty closed)."""
+    def read(n: int) -> bytes:
+        try:
+            return port.read(port.in_waiting or 1)
+        except (serial.SerialException, OSError):
+            raise EOFError from None
+    return read
 
 
 def _stamp(arrow: str) -> str:
@@ -165,9 +176,13 @@ def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, 
         finally:
             close()
         if ended:   # (a TCP server drops a client that sends no valid frame within 1 s: sp_common.admission)
-            print('%s closed the link' % printable(source), file=sys.stderr)
+            _say_closed(source)
     print(mon.summary(), file=sys.stderr)
     return _verdict(stop, mon)
+
+
+def _say_closed(source: str) -> None:
+    print('%s closed the link' % printable(source), file=sys.stderr, flush=True)
 
 
 def _verdict(stop, *monitors: Monitor) -> int:
@@ -187,14 +202,14 @@ def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
         while not stop.is_set():
             try:
                 data = read(_CHUNK)
-            except EOFError:
+                if data:
+                    if capture:
+                        capture.write(data)
+                    mon.feed(data, _stamp(arrow))
+                    if forward:
+                        forward(data)
+            except EOFError:   # either end gone (forward raises it for the other)
                 return True
-            if data:
-                if capture:
-                    capture.write(data)
-                mon.feed(data, _stamp(arrow))
-                if forward:
-                    forward(data)
     finally:
         if capture:
             capture.close()
@@ -218,11 +233,11 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
         print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
               file=sys.stderr, flush=True)
         watchers = [
-            threading.Thread(target=_watch_until_stop, args=(lambda n: port.read(port.in_waiting or 1), board, '<-',
-                                                             stop, save, lambda data: _to_host(master, slave, data)),
+            threading.Thread(target=_watch_until_stop, args=(source, _serial_reader(port), board, '<-', stop, save,
+                                                             lambda data: _to_host(master, slave, data)),
                              daemon=True),
-            threading.Thread(target=_watch_until_stop, args=(lambda n: _read_pty(master, n), host, '->', stop, None,
-                                                             lambda data: _to_board(port, data)), daemon=True)]
+            threading.Thread(target=_watch_until_stop, args=(source, lambda n: _read_pty(master, n), host, '->', stop,
+                                                             None, lambda data: _to_board(port, data)), daemon=True)]
         for watcher in watchers:
             watcher.start()
         stop.wait()
@@ -242,10 +257,11 @@ def _read_pty(fd: int, n: int) -> bytes:
     return os.read(fd, n) if ready else b''
 
 
-def _watch_until_stop(*args) -> None:
+def _watch_until_stop(source: str, *args) -> None:
     """_watch, and the tap ends when either direction does (the port unplugged): none forwards alone."""
     try:
-        _watch(*args)
+        if _watch(*args):
+            _say_closed(source)
     finally:
         args[3].set()
 
@@ -256,6 +272,8 @@ def _to_board(port, data: bytes) -> None:
         port.write(data)
     except serial.SerialTimeoutException:
         print('tap: the board takes nothing: bytes from the host program dropped', file=sys.stderr, flush=True)
+    except (serial.SerialException, OSError):   # the port is gone
+        raise EOFError from None
 
 
 def _to_host(master: int, slave: int, data: bytes) -> None:

@@ -6,6 +6,8 @@ import sys
 import time
 import tty
 
+import pytest
+
 from conftest import ROOT
 from sp_common import frame, pure_json
 
@@ -69,3 +71,29 @@ def test_a_tap_whose_board_reads_nothing_drops_the_host_bytes_and_stops_at_once(
             os.close(host)
         os.close(board_end)
         os.close(port)
+
+
+@pytest.mark.parametrize('tap', [False, True], ids=['monitor', 'tap'])
+def test_a_board_that_hangs_up_ends_the_monitor_with_a_line_not_a_traceback(tap):
+    """The board's end of the port closes (a USB board unplugged): the monitor and the tap say so and end, where
+    pyserial's error ended them with a traceback (the tap's in a thread, then exit 0 as if nothing happened)."""
+    board_end, port = os.openpty()
+    tty.setraw(port)
+    path = os.ttyname(port)
+    mon = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor'] + (['--tap'] if tap else []) + [path],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if tap:
+            assert mon.stdout.readline().startswith('/dev/')
+        else:
+            time.sleep(1.5)   # the monitor has the port open
+        os.write(board_end, frame(*pure_json.pieces(31, 0, 0, 'last words')))
+        time.sleep(0.5)
+        os.close(port)
+        os.close(board_end)
+        out, err = mon.communicate(timeout=10)
+        assert 'data: "last words"' in out and '%s closed the link' % path in err, err
+        assert 'Traceback' not in err and 'Exception' not in err and mon.returncode == 0, err
+    finally:
+        if mon.poll() is None:
+            mon.kill()
