@@ -77,11 +77,8 @@ class Calls:
         engine = self.engine
         key = (sid, did)
         gated = engine._gated(key)
-        if gated and not (status == STATUS_AUTH_REQUIRED and data is None):
-            # an untrusted peer may only tell a request of this side that it needs authentification
-            engine.drop('auth_rejected', sid, did)
-            return
-        token = self._claim(key, re)
+        # an untrusted peer may only tell a request of this side that it needs authentification
+        token = None if gated and not (status == STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
         if gated and token is None:
             engine.drop('auth_rejected', sid, did)
             return

@@ -65,7 +65,8 @@ def _settle(engine, ok):
 def key(engine, status, key):
     seed = engine.seed
     engine.seed = None
-    ok = seed is not None and is_short_ascii(key, 64) and not _macs_missing(engine) and equal(key, _signed(engine, seed))
+    ok = seed is not None and is_short_ascii(key, 64) and not _macs_missing(engine) and \
+        equal(key, _signed(engine, seed))
     _settle(engine, ok)
     if not ok:
         engine.wrong_keys += 1

@@ -51,7 +51,7 @@ def _close(writer: asyncio.StreamWriter) -> None:
 
 
 def _abort_if_stuck(transport: asyncio.WriteTransport) -> None:
-    if transport.get_write_buffer_size() and not transport.is_closing():
+    if transport.get_write_buffer_size():   # (an aborted transport holds nothing)
         transport.abort()
 
 
@@ -71,8 +71,8 @@ class AsyncProtocol(EngineState):
         connections); max_frame from then on."""
         self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
                                        channel_name=channel_name, max_frame=min(probation_frame or max_frame, max_frame),
-                                       max_buffered=MAX_BUFFERED, max_buffered_bytes=BUFFERED_FRAMES * max_frame, clock=monotonic_ms,
-                                       session_v2=session_v2, log=logger('socket_protocol', channel_name),
+                                       max_buffered=MAX_BUFFERED, max_buffered_bytes=BUFFERED_FRAMES * max_frame,
+                                       clock=monotonic_ms, session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame
         # serve()'s admission: False when it closes this connection, which proved itself with no room for it
@@ -197,7 +197,7 @@ class AsyncProtocol(EngineState):
         try:
             await asyncio.wait_for(self._writer.drain(), timeout)
         except (OSError, asyncio.TimeoutError):
-            if not transport.is_closing():
+            if not transport.is_closing():   # (one closing already is aborted by _close's timer if still stuck)
                 transport.abort()   # a peer that stopped reading: the link is lost, and what it did not take with it
             self._lost()   # (its read side too: a tty's is a transport of its own)
             return False
@@ -305,7 +305,7 @@ class AsyncProtocol(EngineState):
         """Closes the link; every call waiting on this connection returns at once, a write stuck on a peer that
         reads nothing included (what it had not taken is dropped)."""
         transport = self._writer.transport
-        if transport.get_write_buffer_size() and not transport.is_closing():
+        if transport.get_write_buffer_size():
             transport.abort()
         self._pump.cancel()
         self._lost()

@@ -29,13 +29,14 @@ class StdioStream(Stream):
     and none is there when the loop looks (time the board spent in a
     callback does not count as the host's silence), so that a Ctrl-C then
     still hands the console back.
-    A read takes what has arrived in one call where the port
-    allows it (the unix port on a terminal, without repl); a board's console
-    reads block until the buffer is full, so there stdin is read byte by
-    byte while select.poll says a byte is ready, stopping after a Ctrl-C
-    byte so that what follows it stays for the REPL (mpremote sends its
-    Ctrl-A right behind), and so is a terminal's with repl=True. End of input (unix port: the pty or
-    pipe closed) reports a disconnect and sets ended.
+
+    A read takes what has arrived in one call where the port allows it (the
+    unix port on a terminal, without repl); a board's console reads block
+    until the buffer is full, so there stdin is read byte by byte while
+    select.poll says a byte is ready, stopping after a Ctrl-C byte so that
+    what follows it stays for the REPL (mpremote sends its Ctrl-A right
+    behind), and so is a terminal's with repl=True. End of input (unix port:
+    the pty or pipe closed) reports a disconnect and sets ended.
 
     Writes to a terminal (the unix port) never block: what the peer has not
     read waits and goes out as the terminal takes it, and a peer that reads
@@ -158,7 +159,6 @@ class StdioStream(Stream):
             if ms < 0 or stalled < ms:
                 ms = stalled
         return ms
-
 
     def _take(self, view):
         """What the terminal takes of view now: small chunks while poll says it has room (inline: one more

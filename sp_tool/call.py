@@ -22,8 +22,8 @@ REPL_GRACE_S = 0.5
 REPL_ADVICE = ('the board on %(port)s answers with a MicroPython REPL, not the protocol. A board serves the '
                'streams its config.py names in STREAMS: boards/rp2040 its USB console, boards/esp32 UART1 '
                '(GPIO17/16), boards/qemu its console. Its main.py is not running here: reset it '
-               '(mpremote connect %(port)s reset; the virtual board: Enter where sp board runs), or deploy first (sp deploy BOARD --port %(port)s). If it '
-               'serves another stream, call that port instead (a USB-UART adapter on the pins above)')
+               '(mpremote connect %(port)s reset; the virtual board: Enter where sp board runs), or deploy first '
+               '(sp deploy BOARD --port %(port)s). If it serves another stream, call that port instead (a USB-UART adapter on the pins above)')
 
 DataId = Union[int, str]
 
@@ -131,7 +131,8 @@ def verdict(answer: sp.data_storage, counters: dict, where: str) -> Optional[Com
     """The error an answer stands for, if any: its status, or CRC errors seen on the way."""
     status = answer.get_status()
     if status == sp.STATUS_AUTH_REQUIRED:
-        return CommandError('the board on %s requires authentication: give --secret-file FILE or set SP_SECRET' % where, EXIT_AUTH)
+        return CommandError('the board on %s requires authentication: give --secret-file FILE or set SP_SECRET'
+                            % where, EXIT_AUTH)
     if status == sp.STATUS_CHECKSUM_ERROR:
         return CommandError('the board on %s received the request with a wrong CRC' % where, EXIT_CRC)
     if status != sp.STATUS_OKAY:

@@ -323,10 +323,10 @@ class _Progress:
         return self.sizes.get(self.current, 0)
 
     def line(self, line):
-        if line.startswith("cp ") and " :" in line and self.done + (self.current is not None) < self.total and \
-                line.rsplit(" :", 1)[1] == self.order[self.done + (self.current is not None)]:
+        upcoming = self.done + (self.current is not None)   # the file whose "cp" line comes next
+        if line.startswith("cp ") and upcoming < self.total and line.endswith(" :" + self.order[upcoming]):
             self.finish()
-            self.current = line.rsplit(" :", 1)[1]
+            self.current = self.order[upcoming]
         elif line.startswith("Up to date: ") and self.current is not None and line.endswith(self.current):
             self.unchanged += 1
             self._report("unchanged")
