@@ -147,7 +147,8 @@ class pure_json_protocol(Engine, Api):
         """One non-blocking step; True if anything happened (a connection event or bytes).
 
         A step the heap has no room for (the last bytes of a nearly full heap)
-        is dropped and counted, as a frame is: the board serves on.
+        is dropped and counted, as a frame is: the board serves on, and what
+        the step left queued goes out with the next one.
         """
         try:
             return self._poll_once()
@@ -172,7 +173,7 @@ class pure_json_protocol(Engine, Api):
         self._flush(0)
         if self.wire == 'refused':
             self.__comm_inst__.reconnect()
-        return busy
+        return self._events() or busy   # (a link the flush or the refusal dropped: nothing is left for later)
 
     def serve_forever(self):
         serve(self)
@@ -251,15 +252,17 @@ def ended(protocols):
 
 
 def serve(*protocols, until=None, step=poll_all):
-    """Serves the protocols until until() is true or all their streams have ended, asleep in one select.poll
-    over their streams while idle.
+    """Serves the protocols until until() is true or all their streams have ended: a step of work, then asleep
+    in one select.poll over their streams until one is ready or a deadline is due, and again.
 
-    step(protocols) is one round of work, True if there was any (poll_all).
+    step(protocols) is one round of work (poll_all). A step leaves nothing for the next one but what wakes the
+    poll (bytes waiting, a deadline): stepping again at once, to find it idle, would cost a round per request.
     """
     waiter = Waiter(protocols)
+    step(protocols)
     while (until is None or not until()) and not ended(protocols):
-        if not step(protocols):
-            waiter.wait()
+        waiter.wait()
+        step(protocols)
 
 
 def serve_until_end(prots, loop=serve):

@@ -129,8 +129,8 @@ def test_idle_loop_sleeps_and_requests_wake_it(script):
         for i in range(20):
             assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, i).get_data() == i
             assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, -i).get_data() == -i
-        # each answer came from the round its request woke: a few rounds per request, none spent waiting
-        assert dev.counts()[0] - before <= 40 * 3 + 4
+        # each answer came from the round its request woke, and no round after it looked for more in vain
+        assert dev.counts()[0] - before <= 40 + 6
     finally:
         sock.close()
 
