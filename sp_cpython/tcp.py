@@ -11,6 +11,21 @@ from sp_common import admission
 from .transport import StreamTransport
 
 _CHUNK = 65536
+_POLL = getattr(select, 'poll', None)   # select.select takes no descriptor over 1023: a busy process has them
+
+
+def _ready(read: tuple, write: tuple, timeout: Optional[float]) -> set:
+    """Those of the sockets that are ready (to read, to write) within timeout seconds (None: no limit)."""
+    if _POLL is None:   # (Windows, whose select has no such limit)
+        ready = select.select(read, write, (), timeout)
+        return set(ready[0] + ready[1])
+    poll = _POLL()
+    for conn in read:
+        poll.register(conn, select.POLLIN)
+    for conn in write:
+        poll.register(conn, select.POLLOUT)
+    by_fd = {conn.fileno(): conn for conn in read + write}
+    return {by_fd[fd] for fd, _ in poll.poll(None if timeout is None else max(0, timeout * 1000))}
 
 
 class _TcpTransport(StreamTransport):
@@ -29,7 +44,7 @@ class _TcpTransport(StreamTransport):
             except BlockingIOError:
                 pass
             wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select((), (conn,), (), wait)[1]:
+            if wait <= 0 or not _ready((), (conn,), wait):
                 raise socket.timeout('the peer stopped reading (%d bytes not taken)' % len(view))
 
     def _shut(self, conn: socket.socket) -> None:
@@ -101,7 +116,7 @@ class tcp_server_stp(_TcpTransport):
                 return conn.recv(_CHUNK)
             due = admission.due_ms(engine, waiting)
             watched = (conn,) if waiting else (conn, self._listener)
-            ready = select.select(watched, (), (), None if due is None else due / 1000)[0]
+            ready = _ready(watched, (), None if due is None else due / 1000)
             waiting = waiting or self._listener in ready
             if admission.must_go(engine, waiting):   # judged first: a client that keeps its socket full is judged too
                 return b''

@@ -1,5 +1,7 @@
 """The host runtime against peers that misbehave: real loopback TCP and real pseudo-terminals."""
 import enum
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -473,3 +475,25 @@ def test_a_step_on_the_timer_thread_leaves_a_callback_on_the_io_thread_a_callbac
         timer.start()
         timer.join()
     _a_send_inside_a_callback(timer_step)
+
+
+def test_a_tcp_server_in_a_process_holding_over_1023_descriptors_serves_its_client():
+    """select.select refuses descriptors over 1023; a busy application holds more than that."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
+        server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+        client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port))
+        try:
+            answer = client.request(sp.SID_EXECUTE_REQUEST, 0, 'hello', timeout=5)
+            assert answer is not None and answer.get_data() == 'hello'
+        finally:
+            client.close()
+            server.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
