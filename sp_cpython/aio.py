@@ -32,6 +32,7 @@ MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.ad
 MAX_CLIENTS = 64     # and its proven clients
 PROBATION_FRAME = 1024   # the longest frame a peer on probation may send: the handshake takes a few hundred bytes
 READ_LIMIT = 16384       # a server's connection stops reading at twice this many bytes not yet taken
+READ_CHUNK = 4096        # the most one step takes of a peer's bytes before the loop's other tasks get a turn
 
 _ONE_TASK = contextlib.nullcontext()   # the engine's lock on one event loop: none is needed
 _TIMED_OUT = object()   # what a waiting call's future holds when its timeout ran out
@@ -75,6 +76,7 @@ class AsyncProtocol(EngineState):
                                        clock=monotonic_ms, session_v2=session_v2, log=logger('socket_protocol', channel_name),
                                        hexlog=logger('sp_cpython.comm', channel_name))
         self._max_frame = max_frame
+        self._on_probation = probation_frame is not None   # until the peer proves itself (on_proven's moment)
         # serve()'s admission: False when it closes this connection, which proved itself with no room for it
         self.on_proven: Optional[Callable[['AsyncProtocol'], bool]] = None
         self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
@@ -100,17 +102,19 @@ class AsyncProtocol(EngineState):
     # the loop ---------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         try:
-            while True:   # while the peer has not proven itself, chunks as small as the frames it may send
-                data = await self._reader.read(max(self._engine.deframer.max_size, 4096))
+            while True:
+                data = await self._reader.read(READ_CHUNK)
                 if not data:
                     break
-                if self._engine.deframer.max_size < self._max_frame:
+                if self._on_probation:
                     data = self._feed_on_probation(data)
                     if data is None:
                         break   # turned away: nothing more of it runs
                 self._engine.feed(data)
                 run(self._engine, _ONE_TASK, self._finish)   # the user callbacks it queued
                 await self._settle()
+                if len(data) == READ_CHUNK:   # more may wait (a peer that floods): the other links' turn first
+                    await asyncio.sleep(0)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -153,11 +157,13 @@ class AsyncProtocol(EngineState):
             engine.feed(data[start:end])
             start = end
             if engine.proven():
+                self._on_probation = False
                 if self.on_proven is not None and not self.on_proven(self):
                     return None
                 narrow = engine.deframer
-                wide = engine.deframer = Deframer(self._max_frame)
-                wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
+                if narrow.max_size < self._max_frame:
+                    wide = engine.deframer = Deframer(self._max_frame)
+                    wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
                 return data[start:]
 
     async def _settle(self) -> None:

@@ -181,7 +181,8 @@ def test_a_tcp_client_whose_options_are_refused_hangs_up():
         listener.close()
 
 
-def test_a_busy_proven_client_is_not_pushed_out_by_newcomers(monkeypatch):
+@pytest.mark.parametrize('max_frame', [65536, 1024])   # (frames no longer than a probation's: the same rule)
+def test_a_busy_proven_client_is_not_pushed_out_by_newcomers(monkeypatch, max_frame):
     """Beyond max_clients a newcomer that proves itself (without a secret any valid frame does) takes the place
     of a client only once that one is idle; while none is, the newcomer goes."""
     from sp_common import admission
@@ -192,7 +193,7 @@ def test_a_busy_proven_client_is_not_pushed_out_by_newcomers(monkeypatch):
         held.append(prot)
 
     async def main():
-        server = await aio.serve('127.0.0.1', 0, setup, max_clients=1)
+        server = await aio.serve('127.0.0.1', 0, setup, max_clients=1, max_frame=max_frame)
         url = 'tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1]
         busy = await aio.connect(url)
         assert (await busy.request(sp.SID_EXECUTE_REQUEST, 0, 'a', timeout=3)).get_data() == 'a'
@@ -277,3 +278,26 @@ def test_a_serial_peer_that_stops_reading_loses_the_link_whole():
             os.close(board)
             os.close(port)
     run(main())
+
+
+def test_a_peer_that_floods_gives_the_loop_back_between_chunks():
+    """Its bytes are taken a chunk at a time, the loop's other tasks (every other link of a gateway) run between:
+    read whole, a buffer of flood held the loop for every frame in it."""
+    flood = frame(pure_json.encode(sp.SID_EXECUTE_RESPONSE, 0, 0, 'x' * 40)) * 600   # unsolicited: dropped, counted
+
+    async def main():
+        near, far = socket.socketpair()
+        far.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        far.sendall(flood)
+        reader, writer = await asyncio.open_connection(sock=near)
+        await until(lambda: len(reader._buffer) == len(flood))   # all of it there before the first read
+        prot = aio.AsyncProtocol(reader, writer, False, session_v2=False)
+        seen = []
+
+        async def other_task():
+            seen.append(prot._engine.counters['unsolicited'])
+        await asyncio.gather(other_task(), until(lambda: prot._engine.counters['unsolicited'] == 600))
+        await prot.close()
+        far.close()
+        return seen[0]
+    assert run(main()) <= 600 // 10   # it ran after the first chunk, not after the whole flood
