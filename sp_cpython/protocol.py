@@ -202,7 +202,7 @@ class pure_json_protocol(EngineState, Api):
                         if not value and not self._closed:
                             value = self._wait(predicate, left(engine, end))
                         predicate, end = op.send(value)
-                    mark = self._failed_writes, engine.epoch   # as the op's frame was queued
+                    mark = self._failed_writes, engine.epoch, engine.queued   # as the op's frame was queued
                 value = self._flush(left(engine, end), mark)
         except StopIteration as done:
             return done.value
@@ -228,9 +228,10 @@ class pure_json_protocol(EngineState, Api):
     def _flush(self, timeout: float, mark: Optional[tuple] = None) -> bool:
         """Writes what the engine queued, oldest first; inside a callback it is left for the I/O thread.
 
-        mark: (_failed_writes, the engine's epoch) as the caller's frame was queued. True only if that frame went:
-        a writer before us may have taken it along (lost if a write failed since), and a session that ended
-        since dropped it with its outbox."""
+        mark: (_failed_writes, the engine's epoch, the frame) as the caller's frame was queued. True only if that
+        frame went: a writer before us may have taken it along (lost if a write failed since), a session that
+        ended since dropped it with its outbox, and frames other threads queued behind it are written after it,
+        so that their failure is not its own (its caller's retry would run it twice)."""
         if threading.get_ident() in self._feeding:
             return True
         end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
@@ -238,19 +239,24 @@ class pure_json_protocol(EngineState, Api):
             return False
         try:
             with self._lock:
-                data = self._engine.data_to_send()
-                kept = mark is None or mark == (self._failed_writes, self._engine.epoch)
-            if not data:
-                written = True
-            elif self._timed_writes:
-                written = self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
-            else:
-                written = self.__comm_inst__.send(data) is not False
-            if not written:
-                self._failed_writes += 1
-            return written and kept
+                frames = self._engine.frames_to_send()
+                kept = mark is None or mark[:2] == (self._failed_writes, self._engine.epoch)
+            cut = len(frames)   # what goes before the caller's frame and the frame itself; the rest after
+            if mark is not None:
+                cut = next((i + 1 for i, frame in enumerate(frames) if frame is mark[2]), 0)   # (0: taken along)
+            for data, own in ((b''.join(frames[:cut]), True), (b''.join(frames[cut:]), False)):
+                if data and not self._send(data, end):
+                    self._failed_writes += 1
+                    if own:
+                        return False
+            return kept
         finally:
             self._write_lock.release()
+
+    def _send(self, data: bytes, end: float) -> bool:
+        if self._timed_writes:
+            return self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
+        return self.__comm_inst__.send(data) is not False
 
     def _may_block(self) -> None:
         if getattr(self.__comm_inst__, 'is_io_thread', lambda: False)():

@@ -497,3 +497,35 @@ def test_a_tcp_server_in_a_process_holding_over_1023_descriptors_serves_its_clie
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_send_whose_frame_went_first_in_a_write_that_failed_behind_it_returns_true():
+    """Another thread's frame queued behind the caller's in the same write, and the peer stopped reading after
+    the caller's frame: the caller's send() says True (its request arrived; a retry would run it twice)."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    try:
+        peer, _ = listener.accept()
+        assert wait_until(client.is_connected)
+        got = []
+
+        def read_until_the_small_frame():
+            while b'small frame' not in b''.join(got):
+                got.append(peer.recv(4096))
+        reader = threading.Thread(target=read_until_the_small_frame)
+        reader.start()
+        engine = client._engine
+        take = engine.frames_to_send
+
+        def another_thread_queues_first():   # (the race of a second caller, made certain)
+            engine.frames_to_send = take
+            engine.send_msg(sp.SID_EXECUTE_REQUEST, 9, 'x' * (8 << 20))
+            return take()
+        engine.frames_to_send = another_thread_queues_first
+        assert client.send(sp.SID_EXECUTE_REQUEST, 2, 'small frame', timeout=1) is True
+        reader.join(5)
+        assert b'small frame' in b''.join(got)
+    finally:
+        client.close()
+        listener.close()
