@@ -405,6 +405,11 @@ class Engine:
                 return
         seq = msg[4]
         if v2:
+            if seq is not None and seq != 1 and not self.rx_seq:
+                # a session's first frame has seq 1; another may be an original frame read with a v2 header
+                # (struct_json's seq and re sit where an original frame's data begins)
+                msg = load('sp_common.stray').as_original(self, body) or msg
+                seq = msg[4]
             if seq is None:
                 load('sp_common.stray').original(self, msg, len(body))
                 return

@@ -40,6 +40,16 @@ def while_refused(engine, body):
         engine._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
 
 
+def as_original(engine, body):
+    """body read as an original frame, or None if it is none: a positional codec (struct_json) reads an original
+    frame's first data bytes as a v2 header's seq and re, and the rest may still parse."""
+    try:
+        msg = engine.codec.decode(body)
+    except Exception:
+        return None
+    return msg if msg[4] is None else None
+
+
 def original(engine, msg, length):
     """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
     line) and a server's first frame from a client that never heard its session answer."""

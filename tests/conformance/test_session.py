@@ -141,6 +141,23 @@ def test_a_lost_session_answer_leaves_both_sides_on_the_original_wire():
             assert answer.get_data() == 'after the loss' and link.server.session == 1
 
 
+def test_a_server_follows_an_original_frame_whose_data_would_read_as_a_v2_header():
+    """struct_json keeps a v2 frame's seq and re where an original frame's data begins: after a lost session
+    answer, the client's original frame of a long number reads as a v2 frame too (its first digits as seq and
+    re); a session's first frame has seq 1, so the server takes it for the original frame it is."""
+    for codec in (pure_json, struct_json):
+        link = Link(codec, session_v2=True)
+        link.client.connection_made()
+        link.server.connection_made()
+        link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
+        link.server.feed(link.client.data_to_send())
+        link.server.data_to_send()             # the answer, lost on a noisy line
+        link.clock.now += 3000
+        link.client.tick()
+        assert call(link, 0, 12345678901).get_data() == 12345678901
+        assert link.server.session == 1
+
+
 def test_golden_v2_frames():
     link = pair(secret=SECRET)
     assert link.client.nonces == '01' * 32 + '65' * 32
