@@ -139,7 +139,7 @@ def _loads(body, start, end):
         if body.find(b'\\u', start, end) < 0 or body.find(b'\\ud', start, end) < 0 and \
                 body.find(b'\\uD', start, end) < 0:
             return json.loads(memoryview(body)[start:end])
-        return json.loads(load('sp_common.nonascii').join_surrogates(body[start:end]))
+        return json.loads(load('sp_common.nonascii').join_surrogates(body, start, end))
     except (ValueError, UnicodeError):
         raise FormatError('malformed JSON')
 

@@ -26,28 +26,43 @@ def _hex4(text, at):
         return 0
 
 
-def join_surrogates(raw):
-    """The JSON text of raw (bytes) with each escaped surrogate pair written as its character (MicroPython's
-    json.loads would leave two lone surrogates). It works on the bytes and decodes once at the end: on
-    MicroPython a str is found and sliced by walking it from its start, so text would cost time squared."""
-    out = []
-    i = 0
+def join_surrogates(body, start, end):
+    """The JSON text of body[start:end] with each escaped surrogate pair written as its character (MicroPython's
+    json.loads would leave two lone surrogates), as a view of UTF-8 for json.loads.
+
+    It is written in place into one buffer the size of the text (a pair's escape takes 12 bytes, its character 4):
+    pieces gathered in a list and joined were scattered over the heap, then wanted one more block of the whole
+    size. It works on the bytes: on MicroPython a str is sliced by walking it from its start, time squared.
+    """
+    out = memoryview(bytearray(end - start))
+    view = memoryview(body)
+    n = 0
+    i = start
     while True:
-        j = raw.find(b'\\u', i)
+        j = body.find(b'\\u', i, end)
         if j < 0:
             break
         k = j
-        while k > 0 and raw[k - 1] == 0x5C:   # the backslashes before it: an odd run escapes the escape
+        while k > start and body[k - 1] == 0x5C:   # the backslashes before it: an odd run escapes the escape
             k -= 1
-        hi = _hex4(raw, j + 2)
-        if (j - k) % 2 == 0 and 0xD800 <= hi < 0xDC00 and raw[j + 6:j + 8] == b'\\u':
-            lo = _hex4(raw, j + 8)
-            if 0xDC00 <= lo < 0xE000:
-                out.append(raw[i:j])
-                out.append(chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).encode())
-                i = j + 12
-                continue
-        out.append(raw[i:j + 2])
-        i = j + 2
-    out.append(raw[i:])
-    return b''.join(out).decode()
+        code = _pair(body, j, end) if (j - k) % 2 == 0 else None
+        stop = j if code else j + 2
+        out[n:n + stop - i] = view[i:stop]
+        n += stop - i
+        i = stop
+        if code:
+            out[n:n + 4] = chr(code).encode()
+            n += 4
+            i += 12
+    out[n:n + end - i] = view[i:end]
+    return out[:n + end - i]
+
+
+def _pair(body, j, end):
+    """The character that the escaped surrogate pair at body[j:] stands for, or None if none is there."""
+    if j + 12 <= end and body[j + 6:j + 8] == b'\\u':
+        hi = _hex4(body, j + 2)
+        lo = _hex4(body, j + 8)
+        if 0xD800 <= hi < 0xDC00 and 0xDC00 <= lo < 0xE000:
+            return 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+    return None

@@ -15,7 +15,7 @@ import tty
 import pytest
 
 import sp_common as sp
-from sp_common import pure_json
+from sp_common import frame, pure_json
 from conftest import ROOT
 from test_device_runtime import TIMEOUT, Host, PtyLink, SockLink, free_port
 
@@ -179,6 +179,34 @@ def test_feeding_a_partial_frame_byte_by_byte_allocates_nothing(mpy_dir, tmp_pat
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ['1', str(len(pure_json.encode(30, 0, 0, 'a:b' * 20)))]   # all of the body, waiting for ':>'
+
+
+SURROGATES = '''
+import gc
+from binascii import crc32
+from sp_common import Engine
+from sp_micropython.demo import add_demo_services
+
+engine = Engine(False, max_frame=8192, max_buffered=16, session_v2=False)   # as a board serves
+add_demo_services(engine)
+engine.connection_made()
+pair = '\\\\ud83d\\\\ude00'   # one emoji as CPython's json.dumps writes it: an escaped surrogate pair
+text = ('{"data_id": 0, "service_id": 30, "status": 0, "data": "' + pair * 500 + '"}').encode()
+gc.collect()
+engine._receive(text + crc32(text).to_bytes(4, 'big'))   # execute 0: the echo
+print(engine.counters['rx_messages'], engine.counters['format_errors'], len(engine.data_to_send()))
+'''
+
+
+def test_text_beyond_the_bmp_is_parsed_in_a_heap_that_holds_its_frame(mpy_dir, tmp_path):
+    """A 6 KB frame of emoji in a 256 KiB heap: joining its 500 surrogate pairs took a list of pieces scattered
+    over the heap and one more block of the whole size, and the frame was dropped with MemoryError."""
+    path = tmp_path / 'surrogates.py'
+    path.write_text(SURROGATES)
+    proc = subprocess.run(['micropython', '-X', 'heapsize=256k', str(path)], cwd=ROOT,
+                          env=dict(os.environ, MICROPYPATH=mpy_dir), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ['1', '0', str(len(frame(pure_json.encode(31, 0, 0, chr(0x1F600) * 500))))]
 
 
 # A TCP server board driven poll by poll, and clients of it on real sockets: sys.argv[1] is the port,
