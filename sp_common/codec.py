@@ -203,8 +203,11 @@ class pure_json:
             service_id, status = int(service_id), int(status)
             data_id = int(data_id) if _is_int(data_id) else dumps(data_id)   # (a str Enum: its value, as json's)
         if seq is None:
-            return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
-        body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
+            body = (_BODY % (data_id, service_id, status, dumps(data))).encode()
+        else:
+            body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
+        if _too_deep(body, 0, len(body)):   # every peer's decode() drops it
+            raise TypeError('data nested deeper than a peer takes (32 levels of JSON)')
         if mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
             body = body[:-1] + _MAC_KEY + hexlify(mac.digest(body)[:8]) + b'"}'
         return _with_crc((body,))

@@ -314,6 +314,19 @@ def test_deep_nesting_is_one_dropped_frame():
     assert link.request(30, 0, text).get_data() == text
 
 
+def test_an_answer_nested_deeper_than_a_peer_takes_is_a_callback_error():
+    """No peer's decode() takes it: the requester hears at once what went wrong, not silence until its timeout."""
+    link = Link()
+    link.connect()
+    deep = 0
+    for _ in range(40):
+        deep = [deep]
+    link.server.register_callback(30, 0, lambda msg: (0, deep))
+    answer = link.request(30, 0, None)
+    assert answer.get_status() == sp.STATUS_CALLBACK_ERROR and link.server.counters['callback_errors'] == 1
+    assert link.client.counters['format_errors'] == 0
+
+
 def test_any_exception_while_decoding_is_one_dropped_frame():
     class Exploding:
         name = 'exploding'

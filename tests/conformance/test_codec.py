@@ -121,6 +121,23 @@ def test_unencodable_data_raises_type_error():
         raises(TypeError, pure_json.encode, 10, 0, 0, data)
 
 
+def nested(levels):
+    data = 0
+    for _ in range(levels):
+        data = [data]
+    return data
+
+
+def test_data_nested_deeper_than_a_peer_takes_is_refused_when_sent():
+    """A peer's decode() takes 32 levels of JSON, pure_json's envelope among them: deeper data raises where it is
+    sent, rather than leave its requester waiting for an answer to a frame every peer drops."""
+    assert pure_json.decode(pure_json.encode(30, 0, 0, nested(31)))[3] == nested(31)
+    raises(TypeError, pure_json.encode, 30, 0, 0, nested(32))
+    raises(TypeError, pure_json.encode, 30, 0, 0, nested(32), 1)    # (session v2)
+    assert struct_json.decode(struct_json.encode(30, 0, 0, nested(32)))[3] == nested(32)
+    raises(TypeError, struct_json.encode, 30, 0, 0, nested(33))
+
+
 def test_non_finite_floats_are_refused():
     """MicroPython's json would write inf and nan as bare words, which no JSON parser takes."""
     for data in (float('inf'), -float('inf'), float('nan'), [1, float('nan')], {'x': float('inf')}):
