@@ -14,7 +14,8 @@ FOR_RECEIVE = 0   # _claim(): the answer is for receive() (a request() call's to
 # string, its object and the block its text takes, about as much
 CONTAINER_BYTES = 64 if getattr(sys, 'maxsize', 0) > 0xFFFFFFFF else 32
 _WORD = CONTAINER_BYTES // 8
-_SMALL_INT = 0x3FFFFFFF   # what a board holds in a word, without an object
+# the integers held in a word, without an object: a board's up to 30 bits; CPython's only those it keeps cached
+_SMALL_INT = 0x3FFFFFFF if sys.implementation.name == 'micropython' else 256
 
 
 def heap_cost(data):

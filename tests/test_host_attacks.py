@@ -1,5 +1,6 @@
 """The host runtime against peers that misbehave: real loopback TCP and real pseudo-terminals."""
 import enum
+import gc
 import os
 import resource
 import socket
@@ -7,12 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 
 import pytest
 
 import sp_cpython as sp
 from sp_common import Engine, admission, frame, pure_json, struct_json
 from sp_common.codec import _with_crc
+from sp_cpython.protocol import BUFFERED_FRAMES, MAX_BUFFERED
 from conftest import read_to_end, wait_until
 from test_host import SECRET, Endpoints, ask, serve_demo
 
@@ -529,3 +532,23 @@ def test_a_send_whose_frame_went_first_in_a_write_that_failed_behind_it_returns_
     finally:
         client.close()
         listener.close()
+
+
+def test_the_receive_buffer_bound_counts_integers_as_the_host_holds_them():
+    """Every integer beyond 256 is an object of its own on CPython: a buffer of [1000, 1000, ...] messages held
+    two and a half times its bound in bytes."""
+    engine = Engine(False, max_frame=8192, max_buffered=MAX_BUFFERED, max_buffered_bytes=BUFFERED_FRAMES * 8192,
+                    session_v2=False)
+    engine.add_data((sp.SID_EXECUTE_REQUEST, sp.SID_EXECUTE_RESPONSE), 0, 'declared')   # kept for receive()
+    engine.connection_made()
+    body = b'{"data_id": 0, "service_id": 30, "status": 0, "data": [' + b', '.join([b'1000'] * 1300) + b']}'
+    wire = frame(*_with_crc((body,)))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(100):
+            engine.feed(wire)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert engine.counters['buffer_dropped'] > 0 and held <= BUFFERED_FRAMES * 8192
