@@ -66,7 +66,11 @@ def service_id(text: str) -> int:
 def data_id(service: int, text: str) -> Tuple[DataId, str]:
     """(Data-ID, name): a number, a demo name (asc_time, value, echo, fail) or a string Data-ID."""
     if text.lstrip('-').isdigit():
-        return int(text), text
+        try:
+            return int(text), text
+        except ValueError:   # over 4300 digits, or digits int() does not read (²)
+            raise CommandError('the data id %s%s is not a number a message carries'
+                               % (text[:40], '...' if len(text) > 40 else '')) from None
     for services, did, name in DEMO_DATA:
         if service in services and name == text:
             return did, name

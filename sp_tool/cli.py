@@ -15,13 +15,40 @@ import sys
 import threading
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from .errors import EXIT_BOARD, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
 from .target import PROTOCOLS, board_env, check_tcp_port_free, format_host_port, read_secret_file, \
     virtual_board_tcp_port
 
 CODECS = tuple(PROTOCOLS)
+MAX_SECONDS = 86400   # a day: longer than any answer takes, and within what every wait of the OS and asyncio takes
+MAX_PACKET = 268435455   # MQTT's largest packet (its length field's limit)
+MAX_BAUD = 2 ** 31 - 1   # what a serial driver takes (a C int)
+MAX_WORKERS = 1024   # far more calls in flight than a board answers at once
+
+
+def _number(kind: Callable[[str], float], text: str, fits: Callable[[float], bool], what: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:   # (an int of over 4300 digits too)
+        value = None
+    if value is None or not fits(value):   # nan fits no range
+        raise argparse.ArgumentTypeError('%s, not %r' % (what, text))
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type for a timeout: nan would never end a wait, 0 or less ends it before anything is sent, inf
+    and 1e10 overflow the OS's waits."""
+    return _number(float, text, lambda value: 0 < value <= MAX_SECONDS,
+                   'seconds above 0, at most %d' % MAX_SECONDS)
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for a whole number from low to high: out of range it would fail later, with a traceback."""
+    return lambda text: _number(int, text, lambda value: low <= value <= high,
+                                'a whole number from %d to %d' % (low, high))
 
 
 def _version() -> str:
@@ -66,10 +93,12 @@ def argparse_ports(p: argparse.ArgumentParser) -> None:
 
 
 def do_ports(args) -> int:
+    """The device's own USB strings are in the description and hwid: escaped, they cannot drive the terminal."""
     from serial.tools import list_ports
+    from sp_common.logtext import printable
     ports = sorted(list_ports.comports(), key=lambda port: port.device)
     for port in ports:
-        print('%-16s %s [%s]' % (port.device, port.description, port.hwid))
+        print(printable('%-16s %s [%s]' % (port.device, port.description, port.hwid)))
     if not ports:
         print('no serial ports found', file=sys.stderr)
     return EXIT_OK
@@ -87,7 +116,7 @@ def argparse_call(p: argparse.ArgumentParser) -> None:
                    help='TARGET: optional, see above; SERVICE: read, write, execute or a number; DATA_ID: a '
                         'number or a name (asc_time, value, echo, fail); DATA_JSON: optional, the data, default null')
     _add_link_options(p)
-    p.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for the answer (default 10)')
+    p.add_argument('--timeout', type=_seconds, default=10.0, help='seconds to wait for the answer (default 10)')
     p.add_argument('--json', action='store_true', help='print the answer as one JSON object; on failure too, '
                                                        'with error and exit added')
 
@@ -113,19 +142,38 @@ def _secret(args) -> Optional[str]:
 def _add_wire_options(p: argparse.ArgumentParser, baud: bool = True) -> None:
     p.add_argument('--codec', choices=CODECS, default='pure_json', help='message codec (default pure_json)')
     if baud:
-        p.add_argument('--baud', type=int, default=115200, help='serial baud rate (default 115200)')
+        p.add_argument('--baud', type=_integer(1, MAX_BAUD), default=115200, help='serial baud rate (default 115200)')
 
 
 def _split_call_words(words: List[str]):
-    """[TARGET] SERVICE DATA_ID [DATA_JSON] -> (target or None, service, data id, data)."""
+    """[TARGET] SERVICE DATA_ID [DATA_JSON] -> (target or None, service, data id, DATA_JSON's text or None)."""
     target = None
     if _has_target(words):
         target, words = words[0], words[1:]
+    return target, words[0], words[1], words[2] if len(words) == 3 else None
+
+
+def _data(text: Optional[str], codec: str):
+    """DATA_JSON as a board takes it: JSON with no NaN, Infinity or 1e999 (no codec sends them), nested no deeper
+    than the codec parses (a board drops a deeper message unanswered: the call would only time out)."""
+    from sp_common.codec import _MAX_DEPTH
+    from sp_common.host_json import loads
+    from sp_cpython.protocol import CODECS as codecs
+    if text is None:
+        return None
+    too_deep = CommandError('DATA_JSON nests deeper than a board parses (%d levels, the message around it included)'
+                            % _MAX_DEPTH)
     try:
-        data = json.loads(words[2]) if len(words) == 3 else None
+        data = loads(text)
+    except RecursionError:
+        raise too_deep from None
     except ValueError as err:
-        raise CommandError('DATA_JSON is not JSON (%s): %r' % (err, words[2])) from None
-    return target, words[0], words[1], data
+        raise CommandError('DATA_JSON is not JSON (%s): %r' % (err, text)) from None
+    try:
+        codecs[codec].encode(0, 0, 0, data)   # refused there: what every peer's decode() drops
+    except TypeError:
+        raise too_deep from None
+    return data
 
 
 def _has_target(words: List[str]) -> bool:
@@ -146,7 +194,8 @@ def do_call(args) -> int:
     from .mqtt_wire import is_broker_url
     if not 2 <= len(args.words) <= 4:
         args.parser.error('give SERVICE and DATA_ID (TARGET and DATA_JSON are optional)')
-    args.target, service, did_text, data = _split_call_words(args.words)
+    args.target, service, did_text, data_text = _split_call_words(args.words)
+    data = _data(data_text, args.codec)
     sid = service_id(service)
     did, name = data_id(sid, did_text)
     try:
@@ -281,7 +330,7 @@ def argparse_board(p: argparse.ArgumentParser) -> None:
     files = p.add_mutually_exclusive_group()
     files.add_argument('--fs', metavar='DIR', help='the board\'s filesystem folder (default: a new temporary one)')
     files.add_argument('--empty', action='store_true', help='start with nothing installed (the board waits at its REPL)')
-    p.add_argument('--tcp-port', type=int, default=None,
+    p.add_argument('--tcp-port', type=_integer(0, 65535), default=None,
                    help='TCP port the board serves on 127.0.0.1 (default: boards/unix/config.py\'s; 0: none)')
     _add_link_options(p, secret_help='the board\'s shared secret', baud=False)
     p.add_argument('--heapsize', help='MicroPython heap, e.g. 192k (the least it starts in from sources)')
@@ -298,11 +347,13 @@ def do_board(args) -> int:
                          env=dict(board_env(_secret(args), args.codec, tcp_port), SP_REPL='1'))
     try:
         signal.signal(signal.SIGUSR1, lambda *_: _reset(board))
-        threading.Thread(target=_reset_on_enter, args=(board,), daemon=True).start()
+        enter = _reads_enter()
+        if enter:
+            threading.Thread(target=_reset_on_enter, args=(board,), daemon=True).start()
         print(board.port, flush=True)
-        print('virtual board on %s%s, folder %s: Enter or kill -USR1 %d resets it, Ctrl-C stops it'
+        print('virtual board on %s%s, folder %s: %skill -USR1 %d resets it, Ctrl-C stops it'
               % (board.port, ', tcp://127.0.0.1:%d' % tcp_port if tcp_port > 0 else '', board.fs_dir,
-                 os.getpid()), file=sys.stderr, flush=True)
+                 'Enter or ' if enter else '', os.getpid()), file=sys.stderr, flush=True)
         while not stop.wait(0.2):
             if board.failed:
                 raise CommandError('virtual board: ' + board.failed, EXIT_BOARD)
@@ -314,6 +365,19 @@ def do_board(args) -> int:
 def _reset(board) -> None:
     print('reset', file=sys.stderr, flush=True)
     board.reset(boot=True)
+
+
+def _reads_enter() -> bool:
+    """Whether Enter may reset the board: stdin is open (not <&-), and not a terminal of which this process is a
+    background job (sp board &), which a read stops (SIGTTIN). A pipe is a program's Enter."""
+    if sys.stdin is None:
+        return False
+    if not sys.stdin.isatty():
+        return True
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except OSError:   # a terminal that is not this process's own
+        return False
 
 
 def _reset_on_enter(board) -> None:
@@ -341,9 +405,10 @@ def argparse_gateway(p: argparse.ArgumentParser) -> None:
     p.add_argument('--cafile', help='CA certificates for TLS (default: the system\'s)')
     p.add_argument('--certfile', help='client certificate for TLS')
     p.add_argument('--keyfile', help='client certificate key for TLS')
-    p.add_argument('--timeout', type=float, default=5.0, help='seconds a board has to answer (default 5)')
-    p.add_argument('--workers', type=int, default=8, help='calls in flight per board (default 8)')
-    p.add_argument('--max-payload', type=int, default=65536, help='largest request payload in bytes (default 65536)')
+    p.add_argument('--timeout', type=_seconds, default=5.0, help='seconds a board has to answer (default 5)')
+    p.add_argument('--workers', type=_integer(1, MAX_WORKERS), default=8, help='calls in flight per board (default 8)')
+    p.add_argument('--max-payload', type=_integer(1, MAX_PACKET), default=65536,
+                   help='largest request payload in bytes (default 65536)')
 
 
 def do_gateway(args) -> int:
@@ -352,13 +417,13 @@ def do_gateway(args) -> int:
     try:
         broker, _ = wire.parse_broker(args.broker)
         boards = [parse_board(text) for text in args.boards]
-    except (ValueError, OSError) as err:
+        broker.username = args.username or broker.username
+        broker.password = args.password or os.environ.get('SP_MQTT_PASSWORD') or broker.password
+        broker.cafile, broker.certfile, broker.keyfile = args.cafile, args.certfile, args.keyfile
+        gateway = Gateway(broker, boards, args.prefix, args.timeout, args.workers, args.max_payload)
+    except (ValueError, OSError) as err:   # (two boards of one name too)
         raise CommandError(str(err)) from None
-    broker.username = args.username or broker.username
-    broker.password = args.password or os.environ.get('SP_MQTT_PASSWORD') or broker.password
-    broker.cafile, broker.certfile, broker.keyfile = args.cafile, args.certfile, args.keyfile
     stop = Stop()
-    gateway = Gateway(broker, boards, args.prefix, args.timeout, args.workers, args.max_payload)
     try:
         gateway.start()
         print('gateway for %s on %s, prefix %s' % (', '.join(b.name for b in boards), broker.url, args.prefix),
@@ -384,7 +449,8 @@ def argparse_deploy(p: argparse.ArgumentParser) -> None:
                      help="write everything as a ROMFS image to the board's ROMFS partition, plus a main.py "
                           'that starts it (MicroPython 1.25+)')
     p.add_argument('--march', help='mpy-cross -march (default: what the board reports)')
-    p.add_argument('--timeout', type=float, default=20.0, help='seconds to wait for the board to answer (default 20)')
+    p.add_argument('--timeout', type=_seconds, default=20.0,
+                   help='seconds to wait for the board to answer (default 20)')
 
 
 def do_deploy(args) -> int:
@@ -476,6 +542,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _failed(args, str(err), err.code, err.answer)
     except KeyboardInterrupt:
         return _failed(args, 'interrupted', EXIT_INTERRUPTED)
+    except BrokenPipeError:   # what reads stdout went away (sp monitor FILE | head): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # else the exit's flush fails again
+        return 128 + signal.SIGPIPE   # as a shell reports a command SIGPIPE ended
 
 
 def _failed(args, message: str, code: int, answer: Optional[dict] = None) -> int:

@@ -20,7 +20,8 @@ import termios
 import threading
 import time
 import tty
-from typing import Callable, Optional
+from contextlib import nullcontext
+from typing import BinaryIO, Callable, ContextManager, Optional, Tuple
 
 import serial
 
@@ -45,6 +46,17 @@ def data_names() -> dict:
         for sid in services:
             names[(sid, did)] = name
     return names
+
+
+class _Unchecked:
+    """A session's MAC key where the monitor has none: a struct_json body's 8 bytes of MAC are passed over."""
+
+    @staticmethod
+    def check(*_) -> bool:
+        return True
+
+
+_STRUCT_LAYOUTS = ((False, None), (True, None), (True, _Unchecked))   # original, session v2, v2 with MACs
 
 
 class Monitor:
@@ -77,7 +89,7 @@ class Monitor:
 
     def describe(self, body: bytes) -> str:
         try:
-            sid, did, status, data, seq, re = self.codec.decode(body)
+            (sid, did, status, data, seq, re), mac = self._decode(body)
         except ChecksumError as err:
             self.crc_errors += 1
             seems = '' if err.sid is None else ' (seems %s, data_id: %s)' % (self._service(err.sid),
@@ -87,17 +99,24 @@ class Monitor:
             self.format_errors += 1
             return 'format error (%s), %d bytes' % (err, len(body))
         self.messages += 1
-        v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if self._has_mac(body) else '')
+        v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if mac else '')
         return '%s, data_id: %s, status: %s, data: %s%s, crc: ok' % (
             self._service(sid), self._data(sid, did), STATUS__NAMES.get(status, status), json.dumps(data), v2)
 
-    def _has_mac(self, body: bytes) -> bool:
-        """Whether a session v2 body carries a MAC (not checked: the monitor has no key). Only pure_json's
-        shows it: struct_json's 8 bytes of MAC cannot be told from data without the key."""
-        if self.codec is not CODECS['pure_json']:
-            return False
-        obj = json.loads(body[:-4])
-        return 'mac' in obj
+    def _decode(self, body: bytes) -> Tuple[tuple, bool]:
+        """(message, whether it carries a MAC), the MAC not checked: the monitor has no key. A pure_json body's keys
+        say whether it is session v2 and has a MAC; a struct_json body does not, so its layouts are tried in turn,
+        the original first (a v2 header read as data is no JSON) and the MAC last (JSON cut short may be JSON)."""
+        if self.codec is CODECS['pure_json']:
+            msg = self.codec.decode(body)
+            return msg, msg[4] is not None and 'mac' in json.loads(body[:-4])
+        first = None
+        for v2, mac in _STRUCT_LAYOUTS:
+            try:
+                return self.codec.decode(body, v2, mac), mac is not None
+            except FormatError as err:
+                first = first or err
+        raise first
 
     @staticmethod
     def _service(sid: int) -> str:
@@ -170,9 +189,10 @@ def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, 
             mon.feed(f.read())
     else:
         read, close = _reader(source, baud)
-        stop = make_stop()
         try:
-            ended = _watch(read, mon, '<-', stop, save)
+            with _capture(save) as capture:
+                stop = make_stop()
+                ended = _watch(read, mon, '<-', stop, capture)
         finally:
             close()
         if ended:   # (a TCP server drops a client that sends no valid frame within 1 s: sp_common.admission)
@@ -181,38 +201,45 @@ def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, 
     return _verdict(stop, mon)
 
 
+def _capture(save: Optional[str]) -> ContextManager[Optional[BinaryIO]]:
+    """The file --save writes, opened before anything is read: a path that cannot be written is named at once."""
+    if save is None:
+        return nullcontext()
+    try:
+        return open(save, 'wb')
+    except OSError as err:
+        raise CommandError('cannot write %s: %s' % (save, err.strerror or err)) from None
+
+
 def _say_closed(source: str) -> None:
     print('%s closed the link' % printable(source), file=sys.stderr, flush=True)
 
 
 def _verdict(stop, *monitors: Monitor) -> int:
-    if stop is not None and stop.is_set():
+    """The status of the signal that stopped the monitor, if one did; else (the link ended by itself, which sets a
+    tap's stop too) EXIT_CRC if any CRC was wrong."""
+    if stop is not None and stop.code != EXIT_OK:
         return stop.code
     return EXIT_CRC if any(mon.crc_errors for mon in monitors) else EXIT_OK
 
 
-def _watch(read, mon: Monitor, arrow: str, stop, save: Optional[str] = None,
+def _watch(read, mon: Monitor, arrow: str, stop, capture: Optional[BinaryIO] = None,
            forward: Optional[Callable[[bytes], None]] = None) -> bool:
-    """Decodes what read returns until stop or its end (then True); forward passes the bytes on (a tap), save
+    """Decodes what read returns until stop or its end (then True); forward passes the bytes on (a tap), capture
     keeps them.
 
     A tap decodes before it forwards: the line of a request is out before the board can answer it."""
-    capture = open(save, 'wb') if save else None
-    try:
-        while not stop.is_set():
-            try:
-                data = read(_CHUNK)
-                if data:
-                    if capture:
-                        capture.write(data)
-                    mon.feed(data, _stamp(arrow))
-                    if forward:
-                        forward(data)
-            except EOFError:   # either end gone (forward raises it for the other)
-                return True
-    finally:
-        if capture:
-            capture.close()
+    while not stop.is_set():
+        try:
+            data = read(_CHUNK)
+            if data:
+                if capture:
+                    capture.write(data)
+                mon.feed(data, _stamp(arrow))
+                if forward:
+                    forward(data)
+        except EOFError:   # either end gone (forward raises it for the other)
+            return True
     return False
 
 
@@ -227,22 +254,24 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
     os.set_blocking(master, False)   # a host program that does not read must not stall the tap
     out = _printer()
     board, host = Monitor(CODECS[codec], out), Monitor(CODECS[codec], out)
-    stop = make_stop()
     try:
-        print(os.ttyname(slave), flush=True)
-        print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
-              file=sys.stderr, flush=True)
-        watchers = [
-            threading.Thread(target=_watch_until_stop, args=(source, _serial_reader(port), board, '<-', stop, save,
-                                                             lambda data: _to_host(master, slave, data)),
-                             daemon=True),
-            threading.Thread(target=_watch_until_stop, args=(source, lambda n: _read_pty(master, n), host, '->', stop,
-                                                             None, lambda data: _to_board(port, data)), daemon=True)]
-        for watcher in watchers:
-            watcher.start()
-        stop.wait()
-        for watcher in watchers:   # no step blocks for more than 0.2 s: the port and pty close after the last one
-            watcher.join()
+        with _capture(save) as capture:
+            stop = make_stop()
+            print(os.ttyname(slave), flush=True)
+            print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
+                  file=sys.stderr, flush=True)
+            watchers = [
+                threading.Thread(target=_watch_until_stop, args=(source, _serial_reader(port), board, '<-', stop,
+                                                                 capture, lambda data: _to_host(master, slave, data)),
+                                 daemon=True),
+                threading.Thread(target=_watch_until_stop, args=(source, lambda n: _read_pty(master, n), host, '->',
+                                                                 stop, None, lambda data: _to_board(port, data)),
+                                 daemon=True)]
+            for watcher in watchers:
+                watcher.start()
+            stop.wait()
+            for watcher in watchers:   # no step blocks for more than 0.2 s: the port and pty close after the last one
+                watcher.join()
     finally:
         port.close()
         os.close(master)

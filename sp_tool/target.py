@@ -25,6 +25,8 @@ from .files import boards_dir
 
 TCP_SCHEME = 'tcp://'
 PROTOCOLS = {'pure_json': sp.pure_json_protocol, 'struct_json': sp.struct_json_protocol}
+# what a board's str.strip() strips (MicroPython's): a host that stripped more would read another secret from a file
+ASCII_WHITESPACE = ' \t\r\n\x0b\x0c'
 
 
 def parse_tcp(target: str) -> Optional[Tuple[str, int]]:
@@ -65,6 +67,8 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
         raise CommandError('no answer from %s within %g s' % (target, timeout), EXIT_TIMEOUT) from None
     except OSError as err:
         raise CommandError('cannot connect to %s: %s' % (target, err.strerror or err), EXIT_PORT) from None
+    except UnicodeError:   # a name no IDNA encodes (an empty label: board..local)
+        raise CommandError('cannot connect to %s: invalid host name' % target, EXIT_PORT) from None
 
 
 def open_serial(url: str, baud: int, timeout: Optional[float] = None) -> serial.SerialBase:
@@ -72,7 +76,7 @@ def open_serial(url: str, baud: int, timeout: Optional[float] = None) -> serial.
     exclusive=True)."""
     try:
         return serial.serial_for_url(url, baudrate=baud, timeout=timeout, exclusive=True)
-    except (serial.SerialException, OSError, ValueError) as err:
+    except (serial.SerialException, OSError, ValueError, OverflowError) as err:   # (a baud rate a driver refuses)
         if 'Connection refused' in str(err):
             raise _refused(url) from None
         if getattr(err, 'errno', None) in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
@@ -126,12 +130,12 @@ def check_tcp_port_free(port: int) -> None:
 
 
 def read_secret_file(path: str) -> str:
-    """The secret in a file, whitespace around it stripped; a warning on stderr when the file is open to its
-    group or others, who could read the secret there."""
+    """The secret in a file, ASCII whitespace around it stripped, as a board strips it; a warning on stderr when the
+    file is open to its group or others, who could read the secret there."""
     try:
         with open(path, encoding='utf-8') as f:
             mode = os.fstat(f.fileno()).st_mode
-            secret = f.read().strip()
+            secret = f.read().strip(ASCII_WHITESPACE)
     except OSError as err:
         raise CommandError('cannot read the secret file %s: %s' % (path, err.strerror or err)) from None
     except UnicodeDecodeError:

@@ -151,6 +151,8 @@ class VirtualBoard:
         try:
             if install:
                 install_files(self.fs_dir)
+            if not os.path.isdir(self.fs_dir):   # the interpreter's working folder: else an error of Popen's
+                raise VirtualBoardError("cannot start the virtual board in %s: no such folder" % self.fs_dir)
             self._open_ptys()
             self._spawn(run_main=boot)
             self._thread = threading.Thread(target=self._relay, name="virtual-board", daemon=True)

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT, free_port, interrupt, skip_or_fail, wait_until
 from ptys import PtyCable
 from sp_common import frame, pure_json
+from sp_common.struct_codec import struct_json
 from sp_common.auth import Hmac
 from sp_tool import errors
 from sp_tool.demo import DATA
@@ -218,7 +219,8 @@ def test_json_failures_are_one_object_with_the_answers_keys(board, silent_port):
                                              "number", 'exit': errors.EXIT_USAGE}
     r = sp('call', 'read', 'asc_time', '--timeout', 'x', '--json')   # argparse's own errors too
     assert r.returncode == errors.EXIT_USAGE and 'usage: sp call' in r.stderr
-    assert json.loads(r.stdout) == {'error': "argument --timeout: invalid float value: 'x'", 'exit': errors.EXIT_USAGE}
+    assert json.loads(r.stdout) == {'error': "argument --timeout: seconds above 0, at most 86400, not 'x'",
+                                    'exit': errors.EXIT_USAGE}
     r = sp('call', 'read', 'asc_time', '--timeout', 'x', '--js')   # argparse takes --js for --json
     assert json.loads(r.stdout)['exit'] == errors.EXIT_USAGE
 
@@ -389,6 +391,36 @@ def test_monitor_shows_session_v2_seq_re_and_mac(tmp_path):
     assert lines == ['read data response, data_id: asc_time, status: okay, data: {"mac": "data, not a MAC"}, '
                      'seq: 3, re: 2, crc: ok',
                      'execute response, data_id: echo, status: okay, data: "y", seq: 4, re: 3, mac, crc: ok']
+
+
+def test_monitor_shows_struct_json_session_v2_with_and_without_mac(tmp_path):
+    """A struct_json body does not say its layout (the original, v2's seq and re, v2's MAC): every v2 message was a
+    format error."""
+    capture = tmp_path / 'struct-v2.bin'
+    capture.write_bytes(frame(struct_json.encode(11, 0, 0, 12345678901)) +
+                        frame(struct_json.encode(11, 0, 0, 'x' * 20, 3, 2)) +
+                        frame(struct_json.encode(31, 0, 0, {'n': [1]}, 4, 3, Hmac(b'key'))))
+    r = sp('monitor', '--codec', 'struct_json', str(capture))
+    assert r.returncode == 0, r.stderr
+    assert [line.split(' ', 1)[1] for line in r.stdout.splitlines()] == [
+        'read data response, data_id: asc_time, status: okay, data: 12345678901, crc: ok',
+        'read data response, data_id: asc_time, status: okay, data: "%s", seq: 3, re: 2, crc: ok' % ('x' * 20),
+        'execute response, data_id: echo, status: okay, data: {"n": [1]}, seq: 4, re: 3, mac, crc: ok']
+    assert r.stderr == '3 messages, 0 CRC errors, 0 format errors, 0 framing errors\n'
+
+
+def test_monitor_read_by_a_program_that_stops_reading_ends_quietly(tmp_path):
+    """sp monitor capture.bin | head: a BrokenPipeError traceback (twice), exit 1."""
+    capture = tmp_path / 'long.bin'
+    capture.write_bytes(frame(pure_json.encode(31, 0, 0, 'x')) * 20000)
+    head, out = os.pipe()
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', str(capture)], cwd=ROOT, stdout=out,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(out)
+    assert os.read(head, 80).startswith(b'@')
+    os.close(head)
+    assert (proc.wait(20), proc.stderr.read()) == (128 + signal.SIGPIPE, '')
+    proc.stderr.close()
 
 
 def test_monitor_shows_a_live_link_and_saves_its_bytes(tmp_path):

@@ -8,10 +8,12 @@ import sys
 
 import pytest
 
-from conftest import ROOT, interrupt
+from conftest import ROOT, free_port, interrupt, skip_or_fail
 from sp_common import frame, pure_json
 from sp_tool import errors
+from sp_tool.virtual_board import install_files
 from test_cli import Board, fails, sp
+from tools.mosquitto import Mosquitto
 
 SECRET = secrets.token_hex(12)     # not the other tests' secret: ps must show this one nowhere
 ESCAPES = '\x1b[2J\x1b]0;owned\x07\r'
@@ -37,6 +39,23 @@ def test_monitor_shows_a_lone_surrogate_escaped_and_goes_on(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].endswith(' execute response, data_id: \\ud800, status: okay, data: "evil", crc: ok'), r.stdout
     assert lines[1].endswith(' execute response, data_id: echo, status: okay, data: "after", crc: ok'), r.stdout
+
+
+def test_ports_prints_a_devices_own_usb_strings_escaped():
+    """A device names itself: pyserial reports its USB product and serial strings, which may hold ESC, BEL and CR.
+    (Run with those strings handed to pyserial as it reads them from sysfs, which takes root to fake.)"""
+    listing = ('import sys\n'
+               'from serial.tools import list_ports, list_ports_common\n'
+               'from sp_tool import cli\n'
+               'port = list_ports_common.ListPortInfo("/dev/ttyACM0", skip_link_detection=True)\n'
+               'port.vid, port.pid, port.serial_number, port.product = 0x2E8A, 5, sys.argv[1], sys.argv[1]\n'
+               'port.apply_usb_info()\n'
+               'list_ports.comports = lambda *args, **kwargs: [port]\n'
+               'sys.exit(cli.main(["ports"]))\n')
+    r = subprocess.run([sys.executable, '-c', listing, ESCAPES], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    escaped = '\\x1b[2J\\x1b]0;owned\\x07\\x0d'
+    assert (r.returncode, r.stderr) == (0, '')
+    assert r.stdout == '/dev/ttyACM0     %s [USB VID:PID=2E8A:0005 SER=%s]\n' % (escaped, escaped), r.stdout
 
 
 def secret_file(tmp_path, mode=0o600, text=SECRET + '\n'):
@@ -131,7 +150,52 @@ def test_gateway_warns_about_a_board_secret_file_others_may_read(tmp_path):
     assert proc.stdout.readline().startswith('gateway for k on mqtt://127.0.0.1:1')
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == errors.EXIT_INTERRUPTED
-    assert proc.stderr.read() == ('sp: warning: the secret file %s is open to its group or others (mode 640): '
-                                  'chmod 600 it\n' % path)
+    err = proc.stderr.read()   # (then that the broker cannot be reached: there is none)
+    assert err.startswith('sp: warning: the secret file %s is open to its group or others (mode 640): '
+                          'chmod 600 it\n' % path), err
     proc.stdout.close()
     proc.stderr.close()
+
+
+def test_a_secret_file_is_read_as_a_board_reads_it(tmp_path):
+    """The board strips ASCII white space around its secret.txt (MicroPython's str.strip()); the host stripped a
+    no-break space too, so one file gave two secrets and every call was refused."""
+    folder = tmp_path / 'board'
+    install_files(str(folder))
+    path = folder / 'secret.txt'
+    path.write_text(SECRET + '\u00a0\n', encoding='utf-8')
+    os.chmod(path, 0o600)
+    board = Board('--fs', str(folder), env=env_with())
+    try:
+        r = sp('call', board.tcp, 'execute', 'echo', '"nbsp"', '--secret-file', str(path), env=env_with())
+        assert (r.returncode, r.stdout) == (0, 'okay: "nbsp"\n'), r.stderr
+    finally:
+        assert board.stop() == errors.EXIT_INTERRUPTED
+
+
+def test_a_broker_password_shows_in_no_message(tmp_path):
+    """mqtt://USER:PASSWORD@HOST is how sp call logs in to a broker: its messages quoted the whole URL, password and
+    all, on stderr and in the --json object."""
+    try:
+        broker = Mosquitto(str(tmp_path))
+    except RuntimeError as err:
+        skip_or_fail(str(err))
+    gateway = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', broker.url,
+                                'k=tcp://127.0.0.1:%d' % free_port()], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        login = 'mqtt://alice:%s@' % SECRET
+        where = '127.0.0.1:%d/k' % broker.port
+        for _ in range(10):   # until the gateway, which has just started, answers for k: it is offline
+            r = sp('call', login + where, 'read', '0', '--timeout', '1', '--json')
+            if r.returncode != errors.EXIT_TIMEOUT:
+                break
+        fails(r, errors.EXIT_REFUSED, 'mqtt://%s answered: board offline' % where)
+        assert SECRET not in r.stdout + r.stderr
+        for url in (login + '127.0.0.1:99999/k', 'mqtt://alice:%s/1@127.0.0.1:1/k' % SECRET):   # (a / ends the host)
+            r = sp('call', url, 'read', '0', '--json')
+            fails(r, errors.EXIT_USAGE, 'bad port in')
+            assert SECRET not in r.stdout + r.stderr
+    finally:
+        interrupt(gateway)
+        broker.stop()

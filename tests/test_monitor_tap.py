@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT
 from sp_common import frame, pure_json
+from sp_tool import errors
 
 
 def test_a_tap_nobody_reads_keeps_decoding_and_stops_at_once():
@@ -73,10 +74,9 @@ def test_a_tap_whose_board_reads_nothing_drops_the_host_bytes_and_stops_at_once(
         os.close(port)
 
 
-@pytest.mark.parametrize('tap', [False, True], ids=['monitor', 'tap'])
-def test_a_board_that_hangs_up_ends_the_monitor_with_a_line_not_a_traceback(tap):
-    """The board's end of the port closes (a USB board unplugged): the monitor and the tap say so and end, where
-    pyserial's error ended them with a traceback (the tap's in a thread, then exit 0 as if nothing happened)."""
+def watch_a_board_that_hangs_up(tap, wire):
+    """sp monitor (or its tap) on a pty whose board end writes wire, then closes (a USB board unplugged): the
+    monitor's (exit status, stdout, stderr) and the port's path."""
     board_end, port = os.openpty()
     tty.setraw(port)
     path = os.ttyname(port)
@@ -87,13 +87,49 @@ def test_a_board_that_hangs_up_ends_the_monitor_with_a_line_not_a_traceback(tap)
             assert mon.stdout.readline().startswith('/dev/')
         else:
             time.sleep(1.5)   # the monitor has the port open
-        os.write(board_end, frame(*pure_json.pieces(31, 0, 0, 'last words')))
+        os.write(board_end, wire)
         time.sleep(0.5)
         os.close(port)
         os.close(board_end)
         out, err = mon.communicate(timeout=10)
-        assert 'data: "last words"' in out and '%s closed the link' % path in err, err
-        assert 'Traceback' not in err and 'Exception' not in err and mon.returncode == 0, err
+        return mon.returncode, out, err, path
     finally:
         if mon.poll() is None:
             mon.kill()
+
+
+ONE_OF_EACH = ['monitor', 'tap']
+
+
+@pytest.mark.parametrize('tap', [False, True], ids=ONE_OF_EACH)
+def test_a_board_that_hangs_up_ends_the_monitor_with_a_line_not_a_traceback(tap):
+    """The monitor and the tap say so and end, where pyserial's error ended them with a traceback (the tap's in a
+    thread, then exit 0 as if nothing happened)."""
+    code, out, err, path = watch_a_board_that_hangs_up(tap, frame(*pure_json.pieces(31, 0, 0, 'last words')))
+    assert 'data: "last words"' in out and '%s closed the link' % path in err, err
+    assert 'Traceback' not in err and 'Exception' not in err and code == 0, err
+
+
+@pytest.mark.parametrize('tap', [False, True], ids=ONE_OF_EACH)
+def test_a_board_that_sent_a_wrong_crc_and_hung_up_ends_the_monitor_with_exit_8(tap):
+    """A tap that ends by itself gives the monitor's verdict: it gave 0 whatever it had seen."""
+    bad = bytearray(frame(*pure_json.pieces(11, 0, 0, 'Fri')))
+    bad[-8] ^= 0x01   # a CRC byte
+    code, out, err, path = watch_a_board_that_hangs_up(tap, frame(*pure_json.pieces(11, 0, 0, 'Thu')) + bytes(bad))
+    assert 'data: "Thu"' in out and 'CRC ERROR' in out and '%s closed the link' % path in err, err
+    assert code == errors.EXIT_CRC and 'Traceback' not in err, err
+
+
+@pytest.mark.parametrize('tap', [False, True], ids=ONE_OF_EACH)
+def test_a_save_file_that_cannot_be_written_is_named_before_the_monitor_starts(tap, tmp_path):
+    """The tap printed its pty, then a thread's traceback, and exited 0; the monitor ended with a traceback."""
+    board_end, port = os.openpty()
+    save = str(tmp_path / 'missing' / 'capture.bin')
+    try:
+        r = subprocess.run([sys.executable, '-m', 'sp_tool', 'monitor'] + (['--tap'] if tap else []) +
+                           [os.ttyname(port), '--save', save], cwd=ROOT, capture_output=True, text=True, timeout=20)
+    finally:
+        os.close(board_end)
+        os.close(port)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        errors.EXIT_USAGE, '', 'sp monitor: error: cannot write %s: No such file or directory\n' % save)
