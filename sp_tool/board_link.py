@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 import sp_cpython as sp
 from sp_cpython import aio
+from sp_cpython.protocol import CODECS
 
 from .target import PROTOCOLS, parse_host_port
 
@@ -25,6 +27,10 @@ BACKOFF_S = (0.2, 5.0)          # first and longest wait before the next attempt
 STEADY_S = 10.0                 # a link up this long was no failure: the next loss starts the backoff over
 AUTH_S = 5.0                    # what a board gets to authenticate before the attempt counts as failed
 WAITING_PER_WORKER = 8          # calls a board takes per call in flight before it answers the rest at once
+OWN_PER_S = 500                 # messages a board may send on its own each second; the gateway drops the rest
+MAX_FRAME = 65536               # the longest frame body on the gateway's links (the board's own limit may be lower)
+FRAME_HEADROOM = 128            # a session v2 frame's seq, re and MAC, beyond the body the codec writes without them
+GROWTH = 6                      # the most a payload's bytes grow in the codec's JSON (e.g. a character as \uXXXX)
 
 
 @dataclass
@@ -62,6 +68,10 @@ class BoardLink:
         self._on_state = on_state
         self._task: Optional[asyncio.Task] = None
         self._server: Optional[asyncio.AbstractServer] = None
+        self._second_ends = 0.0     # of the second whose own messages _own counts
+        self._own = 0
+        self._flooded = False       # the second before went over OWN_PER_S too
+        self.flood_began = False    # the message over_budget() refused is the first of a flood
 
     # state --------------------------------------------------------------------------------
     def online(self) -> bool:
@@ -76,7 +86,7 @@ class BoardLink:
         self._on_state()
 
     def _options(self) -> dict:
-        return dict(codec=self.spec.codec, secret=self.spec.secret, channel_name=CHANNEL_NAME)
+        return dict(codec=self.spec.codec, secret=self.spec.secret, channel_name=CHANNEL_NAME, max_frame=MAX_FRAME)
 
     def _take(self, prot: aio.AsyncProtocol) -> None:
         prot.register_callback(None, None, self._from_board)
@@ -86,6 +96,17 @@ class BoardLink:
         """Whatever the board sends that no call waits for: a request of its own, or an answer nobody asked for."""
         self._on_message(self.name, msg)
         return sp.STATUS_OKAY, None     # a board's request is acknowledged once published
+
+    def over_budget(self) -> bool:
+        """Counts a message the board sent on its own: True past OWN_PER_S within a second, so that one board's flood
+        costs the gateway's loop and the broker no more than that."""
+        now = time.monotonic()
+        if now >= self._second_ends:
+            self._flooded = self._own > OWN_PER_S and now < self._second_ends + 1.0
+            self._second_ends, self._own = now + 1.0, 0
+        self._own += 1
+        self.flood_began = self._own == OWN_PER_S + 1 and not self._flooded
+        return self._own > OWN_PER_S
 
     # the link -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -171,6 +192,21 @@ class BoardLink:
         return prot.close() if prot is not None else asyncio.sleep(0)
 
     # calls ----------------------------------------------------------------------------------
+    def frame_fault(self, sid: int, did: int, data: Any, payload_bytes: int) -> Optional[str]:
+        """Why the frame of a request is longer than the link takes (the board drops such a frame unread: its call
+        would only time out) or the codec refuses it, or None. The request is encoded for it only when its payload
+        could make such a frame."""
+        if payload_bytes * GROWTH + FRAME_HEADROOM <= MAX_FRAME:
+            return None
+        try:
+            size = len(CODECS[self.spec.codec].encode(sid, did, sp.STATUS_OKAY, data))
+        except (TypeError, ValueError, RecursionError) as err:   # e.g. nested deeper than a board takes
+            return str(err)
+        if size + FRAME_HEADROOM <= MAX_FRAME:
+            return None
+        return 'the request is too long for the board\'s frames: %d bytes encoded, %d at most' % (
+            size, MAX_FRAME - FRAME_HEADROOM)
+
     def take_call(self) -> bool:
         """Counts a call in, unless max_waiting are there already: a flood waits in no queue without end."""
         if self._waiting >= self.max_waiting:

@@ -1,25 +1,43 @@
 """Who owns which board name on a broker that several gateways share.
 
-A board's retained status names its owner (MQTT 5 user property `gateway`),
-and every gateway says whether it is alive on <prefix>/gateway/<id>/status
-(retained, `offline` as its last will). A gateway takes a name only when no
-other live gateway holds it; two that take one at the same moment both see
-both claims in the broker's order, and the one whose claim came first gives
-way to the later one, which the broker keeps as the retained status. (Once
-a gateway has seen its own claim come back, it ignores the gateways whose
-claims came before it: they give way.)
+A board's retained status names its owner (MQTT 5 user property `gateway`)
+and the owner's claim (user property `claim`: a token new with each claim,
+the same on every status of that claim); every gateway says whether it is
+alive on <prefix>/gateway/<id>/status (retained, `offline` as its last
+will). A gateway takes a name only when no other live gateway holds it. Two
+that take one at the same moment both see both claims in the broker's
+order, and the later claim wins: a claimant gives way to a claim it first
+hears after its own came back, and ignores the statuses of the claims it
+heard before (their gateways give way to it). Since the broker orders the
+claims, exactly one claimant is left: the last. A status that a gateway
+published before it read the later claim (late) may reach the broker after
+it: the owner says its own status again whenever it ignores another
+gateway's, so the retained status names the owner; and a gateway takes no
+late status of its own for a claim it holds no more.
 """
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Set
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Set, Tuple
 
 from . import mqtt_wire as wire
 
 log = logging.getLogger('sp.gateway')
 OWNER_PROPERTY = 'gateway'
+CLAIM_PROPERTY = 'claim'
 MAX_GATEWAYS = 1024   # live gateway ids kept: ids published by anyone on the broker cost no memory beyond
 REASON_PROPERTY = 'reason'
+GIVE_WAY = 'give way'   # a later claim took the board
+RESTATE = 'restate'     # a status of an earlier claim came last: the owner's own status must be the retained one
+
+
+@dataclass
+class _Claim:
+    token: str
+    echoed: bool = False    # it came back from the broker
+    earlier: Set[Tuple[str, Optional[str]]] = field(default_factory=set)   # (gateway, claim) heard before that
 
 
 class Claims:
@@ -30,32 +48,37 @@ class Claims:
         self.owners: Dict[str, str] = {}     # board -> the gateway its retained status names
         self.alive: Set[str] = set()         # the ids of the gateways whose status says online
         self._full = False
-        self._echoed: Dict[str, bool] = {}   # a board this gateway claimed -> its own claim came back
-        self._earlier: Dict[str, Set[str]] = {}  # and the gateways whose claims came before that
+        self._claims: Dict[str, _Claim] = {}     # the boards this gateway claimed
 
     def claimed(self, board: str) -> None:
-        self._echoed[board] = False
-        self._earlier[board] = set()
+        self._claims[board] = _Claim(os.urandom(4).hex())
 
     def released(self, board: str) -> None:
-        self._echoed.pop(board, None)
-        self._earlier.pop(board, None)
+        self._claims.pop(board, None)
+
+    def token(self, board: str) -> str:
+        """The token of this gateway's claim of board, which each of its statuses carries."""
+        return self._claims[board].token
 
     def heard_status(self, board: str, user_properties: Dict[str, str]) -> Optional[str]:
-        """Notes a board's status; for a board this gateway claimed, the gateway it must give way to, if any."""
+        """Notes a board's status; for a board this gateway claimed, GIVE_WAY (to owners[board]), RESTATE or None."""
         owner = user_properties.get(OWNER_PROPERTY)
         if owner is None:
             return None
-        self.owners[board] = owner
-        if board not in self._echoed:
-            return None
+        claim = self._claims.get(board)
+        token = user_properties.get(CLAIM_PROPERTY)
         if owner == self.own_id:
-            self._echoed[board] = True
-        elif not self._echoed[board]:
-            self._earlier[board].add(owner)
-        elif owner not in self._earlier[board]:
-            return owner
-        return None
+            if claim is not None and token == claim.token:
+                claim.echoed = True
+                self.owners[board] = owner
+            return None     # late, of a claim this gateway gave up: it names no owner
+        self.owners[board] = owner
+        if claim is None:
+            return None
+        if not claim.echoed:
+            claim.earlier.add((owner, token))
+            return None
+        return RESTATE if (owner, token) in claim.earlier else GIVE_WAY
 
     def heard_gateway(self, gateway_id: str, payload: bytes) -> None:
         """Notes a gateway's liveness: only live ones are kept, at most MAX_GATEWAYS of them."""

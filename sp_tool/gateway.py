@@ -24,9 +24,9 @@ from urllib.parse import parse_qsl, urlencode
 import sp_cpython as sp
 
 from . import mqtt_wire as wire
-from .board_link import BoardLink, BoardSpec
+from .board_link import OWN_PER_S, BoardLink, BoardSpec
 from .call_memory import CallMemory
-from .claims import OWNER_PROPERTY, REASON_PROPERTY, Claims
+from .claims import CLAIM_PROPERTY, GIVE_WAY, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims
 from .mqtt_aio import Client, Message, publish_properties
 from .target import PROTOCOLS, read_secret_file
 
@@ -103,6 +103,9 @@ class Gateway:
     def __init__(self, broker: wire.Broker, boards: List[BoardSpec], prefix: str = wire.DEFAULT_PREFIX,
                  timeout: float = 5.0, workers: int = 8, max_payload: int = 65536,
                  gateway_id: Optional[str] = None) -> None:
+        why = wire.check_prefix(prefix)
+        if why:
+            raise ValueError('%s: %r' % (why, prefix))
         names = [spec.name for spec in boards]
         if len(set(names)) != len(names):
             raise ValueError('two boards with the same name')
@@ -116,7 +119,8 @@ class Gateway:
         self.owned: set = set()                 # the boards this gateway answers for
         self.claims = Claims(self.id)
         self.memory = CallMemory()
-        self._published: Dict[str, Any] = dict.fromkeys(names)
+        self._published: Dict[str, Any] = dict.fromkeys(names)   # an owned board's state as last published
+        self._refused: Dict[str, str] = {}      # a board refused -> the gateway that held it: counted and logged once
         self._calls: set = set()
         self.gateway_topic = '%s/gateway/%s/status' % (prefix, self.id)
         self._sync_topic = '%s/gateway/%s/sync' % (prefix, self.id)
@@ -189,12 +193,13 @@ class Gateway:
                 continue
             holder = self.claims.holder(name)
             if holder is not None:
-                if self._published[name] != ('refused', holder):
-                    self._published[name] = ('refused', holder)
+                if self._refused.get(name) != holder:
+                    self._refused[name] = holder
                     self.count('refused')
                     log.error('board %s is claimed by gateway %r already: not answered here', name, holder)
                 continue
             log.info('board %s is ours', name)
+            self._refused.pop(name, None)
             self.owned.add(name)
             self.claims.claimed(name)
             self._published[name] = None
@@ -208,7 +213,7 @@ class Gateway:
         self.count('refused')
         self.owned.discard(name)
         self.claims.released(name)
-        self._published[name] = ('refused', owner)
+        self._refused[name] = owner
         self.client.unsubscribe([self._request_topics(name)])
         self._spawn(self.links[name].close())     # lets go at once: this same read may claim the board back
 
@@ -239,9 +244,13 @@ class Gateway:
             if self._sync_timer is None:
                 self._settle_claims()     # a gateway that went away may leave a board free
         elif len(parts) == 2 and parts[0] in self.links:
-            owner = self.claims.heard_status(parts[0], msg.user_properties)
-            if owner is not None:
-                self._give_up(parts[0], owner)
+            name = parts[0]
+            verdict = self.claims.heard_status(name, msg.user_properties)
+            if verdict == GIVE_WAY:
+                self._give_up(name, self.claims.owners[name])
+            elif verdict == RESTATE:    # a late status of a gateway that gives way: the retained one must be ours
+                link = self.links[name]
+                self._publish_status(name, link.online(), link.why)
 
     def _take(self, msg: Message) -> None:
         """Checks the request and starts its call; never blocks."""
@@ -268,6 +277,10 @@ class Gateway:
             sid = wire.parse_service(service)
             reply.service_id = sp.response_sid(sid)
             did = reply.data_id = wire.parse_data_id(did_text)
+            link = self.links[board]
+            too_long = link.frame_fault(sid, did, data, len(msg.payload))
+            if too_long:
+                raise ValueError(too_long)
         except ValueError as err:
             self.count('bad_input')
             log.warning('bad request on %r: %s%s', msg.topic, err, '' if reply else ' (nowhere to answer: dropped)')
@@ -278,7 +291,6 @@ class Gateway:
         if key is not None and self.memory.repeat(key, lambda answer: self._send(reply, answer)):
             self.count('repeats')
             return
-        link = self.links[board]
         if not link.online():
             self.count('offline')
             self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s is offline' % board))
@@ -334,6 +346,13 @@ class Gateway:
     # board side ------------------------------------------------------------------------------
     def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:
         self.count('board_messages')
+        link = self.links[board]
+        if link.over_budget():     # a flood of one board's own messages holds up no other board's calls
+            self.count('board_dropped')
+            if link.flood_began:
+                log.warning('board %s sends more than %d messages of its own a second: the rest dropped (%d so far)',
+                            board, OWN_PER_S, self.counters['board_dropped'])
+            return
         sid, did = msg.get_service_id(), msg.get_data_id()
         topic = '%s/%s/%d/%s' % (self.prefix, board, sid, did)
         fault = 'a topic level of its own' if isinstance(did, str) and '/' in did else wire.topic_fault(topic)
@@ -364,7 +383,8 @@ class Gateway:
                 self._publish_status(name, online, link.why)
 
     def _publish_status(self, name: str, online: bool, why: str) -> None:
-        properties = publish_properties(user_properties=[(OWNER_PROPERTY, self.id)]
+        properties = publish_properties(user_properties=[(OWNER_PROPERTY, self.id),
+                                                         (CLAIM_PROPERTY, self.claims.token(name))]
                                         + ([] if online else [(REASON_PROPERTY, why)]))
         self.client.publish(wire.status_topic(self.prefix, name), (wire.ONLINE if online else wire.OFFLINE).encode(),
                             wire.QOS_STATUS, retain=True, properties=properties)

@@ -7,7 +7,8 @@ on the gateway's loop and reads and writes only what the gateway uses:
 PUBLISH at QoS 0 and 1 (Response Topic, Correlation Data, User Property),
 SUBSCRIBE, UNSUBSCRIBE, the keepalive, a last will, login and TLS. It
 reconnects by itself, every 1 to 2 s, asking the broker to keep its session
-(and the QoS 1 requests that come meanwhile) for session_s. BoardClient
+(and the QoS 1 requests that come meanwhile) for session_s, and ends the
+session when it stops. BoardClient
 uses it too, on a loop thread that its process shares.
 """
 from __future__ import annotations
@@ -26,8 +27,11 @@ SESSION_S = 300             # how long the broker keeps the session of a client 
 CONNECT_S = 10.0            # what the broker gets to answer a CONNECT
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE = 0x10, 0x20, 0x30, 0x40, 0x82, 0x90, 0xA2
-PINGREQ, PINGRESP, DISCONNECT = b'\xc0\x00', 0xD0, b'\xe0\x00'
+PINGREQ, PINGRESP = b'\xc0\x00', 0xD0
 SESSION_EXPIRY, RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY, MAXIMUM_PACKET_SIZE = 17, 8, 9, 38, 39
+# a normal disconnection that ends the session (Session Expiry Interval 0): the broker keeps no subscription, and no
+# QoS 1 request queued, for a client that stopped
+DISCONNECT = b'\xe0\x07\x00\x05' + bytes((SESSION_EXPIRY,)) + b'\x00\x00\x00\x00'
 SERVER_KEEP_ALIVE = 19
 NO_SIZE_LIMIT = 1 << 28     # beyond MQTT's largest packet: what a broker takes that names no Maximum Packet Size
 # property id -> how its value is laid out, for the properties a broker may send on a PUBLISH, CONNACK or SUBACK
@@ -192,6 +196,8 @@ class Client(asyncio.Protocol):
         self._largest_out = NO_SIZE_LIMIT   # the largest packet the broker takes (its CONNACK may say less)
         self.will = will
         self.session_s = session_s
+        self._context = self._ssl()     # a TLS file that is missing or bad is a configuration error, raised here
+        self._failing: Optional[str] = None     # why the last attempt to connect failed, until one succeeds
         self.on_connect: Callable[[], None] = lambda: None
         self.on_error: Callable[[str], None] = lambda why: None      # the broker cannot be reached or refused
         self.on_message: Callable[[Message], None] = lambda msg: None
@@ -220,12 +226,19 @@ class Client(asyncio.Protocol):
         return self._transport.get_write_buffer_size() if self._transport is not None else 0
 
     def _ssl(self) -> Optional[ssl.SSLContext]:
+        """The TLS context (None without TLS); ValueError for a file it cannot take, which no reconnect mends."""
         broker = self.broker
         if not (broker.tls or broker.cafile):
             return None
-        context = ssl.create_default_context(cafile=broker.cafile)
-        if broker.certfile:
-            context.load_cert_chain(broker.certfile, broker.keyfile)
+        what = 'TLS to the broker at %s: the CA file %r' % (broker.url, broker.cafile)
+        try:
+            context = ssl.create_default_context(cafile=broker.cafile)
+            if broker.certfile:
+                what = 'TLS to the broker at %s: the client certificate %r%s' % (
+                    broker.url, broker.certfile, ' with the key %r' % broker.keyfile if broker.keyfile else '')
+                context.load_cert_chain(broker.certfile, broker.keyfile)
+        except OSError as err:     # ssl.SSLError too
+            raise ValueError('%s: %s' % (what, err.strerror or err)) from None
         return context
 
     async def _run(self) -> None:
@@ -236,13 +249,15 @@ class Client(asyncio.Protocol):
             self._lost.clear()
             try:
                 await asyncio.wait_for(loop.create_connection(lambda: self, self.broker.host, self.broker.port,
-                                                              ssl=self._ssl()), CONNECT_S)
+                                                              ssl=self._context), CONNECT_S)
                 wait = RECONNECT_S[0]
                 await self._keep_alive(loop)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
+            except (OSError, asyncio.TimeoutError) as err:
                 why = 'cannot reach the broker at %s: %s' % (self.broker.url,
                                                              getattr(err, 'strerror', None) or err or 'no answer')
-                log.info('%s', why)     # again every 1 to 2 s: -v shows it
+                # said without -v once, and whenever the reason changes; its repeats every 1 to 2 s -v shows
+                log.log(logging.INFO if why == self._failing else logging.WARNING, '%s', why)
+                self._failing = why
                 self.on_error(why)
             if self._transport is not None:
                 self._connected = False   # dropped by this side: connection_lost() does not blame the broker
@@ -297,6 +312,8 @@ class Client(asyncio.Protocol):
         self._lost.set()
 
     def data_received(self, data: bytes) -> None:
+        if self._stopping:
+            return      # what comes while the broker closes the connection is for nobody
         buffer = self._buffer
         buffer += data
         pos = 0
@@ -359,6 +376,7 @@ class Client(asyncio.Protocol):
             self._largest_out = told.get(MAXIMUM_PACKET_SIZE, NO_SIZE_LIMIT)
             self._connected = True
             self._first = False
+            self._failing = None
             self.on_connect()
         elif kind == SUBACK:
             packet_id = struct.unpack_from('!H', body)[0]
@@ -416,15 +434,19 @@ class Client(asyncio.Protocol):
         self._write(_packet(UNSUBSCRIBE, self._next_id() + b'\x00' + b''.join(_string(f) for f in filters)))
 
     async def stop(self, flush_s: float) -> None:
-        """Disconnects once what is queued has gone out, or after flush_s (a broker that reads nothing)."""
+        """Disconnects, ending the session, once what is queued has gone out, or after flush_s (a broker that reads
+        nothing)."""
         self._stopping = True
         transport = self._transport
         if transport is not None:
-            self._write(DISCONNECT)
-            loop = asyncio.get_running_loop()
-            end = loop.time() + flush_s
-            while transport.get_write_buffer_size() and loop.time() < end and not transport.is_closing():
-                await asyncio.sleep(0.01)
+            if self._write(DISCONNECT) and transport.can_write_eof():
+                transport.write_eof()
+            # the broker closes the connection once it has read the DISCONNECT; closed first, the link would send
+            # a reset for what the broker sent meanwhile (acknowledgements), and the broker could lose the DISCONNECT
+            try:
+                await asyncio.wait_for(self._lost.wait(), flush_s)
+            except asyncio.TimeoutError:
+                pass
             transport.abort()
         self._task.cancel()     # it may wait for a broker that does not answer, or before the next attempt
         await asyncio.gather(self._task, return_exceptions=True)

@@ -81,7 +81,7 @@ class BoardClient:
         if board is None:
             prefix, _, board = path.rpartition('/')
             prefix = prefix or wire.DEFAULT_PREFIX
-        why = wire.check_name(board)
+        why = wire.check_prefix(prefix) or wire.check_name(board)
         if why:
             raise ValueError(why)
         self.board, self.prefix, self.qos = board, prefix, qos

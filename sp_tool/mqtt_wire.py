@@ -72,11 +72,23 @@ def status_topic(prefix: str, board: str) -> str:
 
 
 def check_name(name: str) -> Optional[str]:
-    """Why name cannot be a board's name on the broker (one topic level, not reserved), or None."""
-    if not name or any(c in name for c in '/+#\0') or name.startswith('$'):
+    """Why name cannot be a board's name on the broker (one topic level it takes, not reserved), or None: the broker
+    drops a client that subscribes to a topic it refuses, on every reconnect."""
+    if not name or any(c in name for c in '/+#') or name.startswith('$'):
         return 'a board name is one MQTT topic level: no /, +, # or leading $'
+    fault = topic_fault(name)
+    if fault:
+        return 'a board name is part of MQTT topics, which the broker refuses with %s' % fault
     if name in RESERVED_NAMES:
         return '%r is reserved for the gateway\'s own topics' % name
+    return None
+
+
+def check_prefix(prefix: str) -> Optional[str]:
+    """Why prefix cannot begin the topics of the gateway and its callers (levels the broker takes), or None."""
+    fault = 'a leading $' if prefix.startswith('$') else topic_fault(prefix)
+    if fault:
+        return 'the prefix begins MQTT topics, which the broker refuses with %s' % fault
     return None
 
 

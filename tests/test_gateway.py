@@ -4,6 +4,7 @@ and coming back, bad input, the MQTT 3.1.1 envelope, and the sp commands through
 Every wait is on a message or a state with a generous timeout; nothing sleeps to make a point.
 """
 import asyncio
+import functools
 import getpass
 import json
 import logging
@@ -283,6 +284,36 @@ def test_bad_input_gets_error_answers_and_the_gateway_keeps_running(fleet):
         assert client.request('execute', 0, 'still here')['data'] == 'still here'
 
 
+def test_a_request_whose_frame_the_link_cannot_take_is_a_bad_request_at_once(fleet):
+    """A payload within --max-payload may still make a frame over the link's 64 KiB (the codec writes each
+    non-ASCII character as \\uXXXX): the board would drop it unread and its caller wait the whole timeout. It is
+    answered bad request before anything is sent; a long request that fits goes through."""
+    board = host_board('long', slow_s=0)
+    gateway = side_gateway(fleet, 'l=' + board.target, 'long', 'l', timeout=WAIT)
+    caller = Inbox(fleet.broker, 'test/long')
+    try:
+        cases = {b'fits': json.dumps('x' * 60000), b'ascii': json.dumps('x' * 65528),
+                 b'accents': json.dumps('\u00e9' * 12000, ensure_ascii=False),
+                 b'deep': json.dumps(functools.reduce(lambda inner, _: [inner], range(40), 'x' * 12000))}
+        start = time.monotonic()
+        for correlation, payload in cases.items():
+            assert len(payload.encode()) <= gateway.max_payload
+            caller.ask('long/l/execute/9/req', payload.encode(), correlation, 'test/long')
+        caller.wait_for(lambda: len(caller.answers()) == len(cases))
+        assert time.monotonic() - start < WAIT / 2
+        answers = caller.answers()
+        assert answers[b'fits'] == wire.addressed(wire.answer(sp.STATUS_OKAY, 'long'), 'l', 31, 9)
+        for correlation in (b'ascii', b'accents'):
+            assert answers[correlation]['status'] == wire.STATUS_BAD_REQUEST, answers[correlation]
+            assert "too long for the board's frames" in answers[correlation]['data']
+        assert answers[b'deep']['status'] == wire.STATUS_BAD_REQUEST and 'nested deeper' in answers[b'deep']['data']
+        assert len(board.runs) == 1 and gateway.counters['bad_input'] == 3
+    finally:
+        caller.close()
+        gateway.stop()
+        board.close()
+
+
 def test_hostile_requests_leave_the_gateway_running_and_speak_for_no_board(fleet):
     """JSON nested past the parser's depth gets a bad-request answer; response topics with wildcards or on
     the gateway's own board topics get none (each dropped and counted); the gateway keeps answering."""
@@ -364,8 +395,10 @@ def test_two_gateways_on_one_broker_each_answer_for_their_own_boards_and_a_name_
     try:
         status.wait_payload('two/x/status', 'online')
         status.wait_payload('two/y/status', 'online')
-        assert user_properties(status.last('two/x/status').properties) == {'gateway': first.id}
-        assert user_properties(status.last('two/y/status').properties) == {'gateway': second.id}
+        assert user_properties(status.last('two/x/status').properties) == {'gateway': first.id,
+                                                                            'claim': first.claims.token('x')}
+        assert user_properties(status.last('two/y/status').properties) == {'gateway': second.id,
+                                                                            'claim': second.claims.token('y')}
         assert second.counters['refused'] == 1 and second.owned == {'y'}
         with BoardClient(fleet.broker.url, 'x', prefix='two') as x, BoardClient(fleet.broker.url, 'y', prefix='two') as y_:
             assert [x.request('execute', 9)['data'] for _ in range(20)] == ['x1'] * 20
@@ -380,6 +413,31 @@ def test_two_gateways_on_one_broker_each_answer_for_their_own_boards_and_a_name_
         second.stop()
         for board in (x1, x2, y):
             board.close()
+
+
+def test_a_name_refused_is_counted_and_logged_once_however_often_the_broker_connection_comes_back(fleet, caplog):
+    """Nothing changed when the link to the broker comes back: the refusal of a name another gateway holds is
+    counted and logged when the holder changes, not on every reconnect."""
+    caplog.set_level(logging.ERROR, 'sp.gateway')
+    held, refused = host_board('held'), host_board('refused')
+    owner = side_gateway(fleet, 'r=' + held.target, 'refusal', 'r')
+    other = side_gateway(fleet, 'r=' + refused.target, 'refusal')
+    syncs = Inbox(fleet.broker, other._sync_topic)
+    try:
+        assert wait_until(lambda: other.counters['refused'] == 1, WAIT)
+        for blip in range(2):
+            lost = other.client._transport
+            other._loop.call_soon_threadsafe(lost.abort)
+            syncs.wait_for(lambda: [t for t, _ in syncs.messages].count(other._sync_topic) == blip + 1)
+            assert wait_until(lambda: other._sync_timer is None, WAIT)     # settled again
+        assert other.counters['refused'] == 1 and other.owned == set() and owner.owned == {'r'}
+        assert caplog.text.count('board r is claimed by gateway %r already' % owner.id) == 1
+    finally:
+        syncs.close()
+        for gateway in (other, owner):
+            gateway.stop()
+        held.close()
+        refused.close()
 
 
 def test_a_request_delivered_again_after_a_broker_restart_runs_once(fleet, caplog):
@@ -520,25 +578,6 @@ def test_call_memory_is_bounded_by_the_answers_it_keeps_and_a_call_in_flight_hol
     assert sent == [b'late']
 
 
-def test_two_gateways_that_claim_a_name_at_once_agree_on_the_later_claim():
-    """Both see both claims in the broker's order: the first claimant gives way, the later keeps the name, and a
-    status the first published before it saw the later claim does not make the later one give way too."""
-    first, later = Claims('g1'), Claims('g2')
-    for claims in (first, later):
-        claims.heard_gateway('g1', b'online')
-        claims.heard_gateway('g2', b'online')
-        claims.claimed('x')
-    broker_order = [{'gateway': 'g1'}, {'gateway': 'g2'}, {'gateway': 'g1', 'reason': 'connection lost'}]
-    assert [first.heard_status('x', props) for props in broker_order] == [None, 'g2', None]
-    assert [later.heard_status('x', props) for props in broker_order] == [None, None, None]
-    newcomer = Claims('g3')
-    newcomer.heard_gateway('g2', b'online')
-    newcomer.heard_status('x', {'gateway': 'g2'})
-    assert newcomer.holder('x') == 'g2'
-    newcomer.heard_gateway('g2', b'')     # the owner stopped: the name is free
-    assert newcomer.holder('x') is None
-
-
 def test_a_board_given_up_and_claimed_back_in_one_step_is_let_go_of_for_good_when_a_rival_takes_it():
     """A rival's claim and its last will come in one read: the gateway gives the board up and claims it back in one
     loop step. When another rival takes the board later, no task of the gateway dials it any more (it would hold a
@@ -549,7 +588,7 @@ def test_a_board_given_up_and_claimed_back_in_one_step_is_let_go_of_for_good_whe
 
     def status(owner):
         msg = Message('sp/x/status', b'online', wire.QOS_STATUS, retain=True)
-        msg.user_properties = {'gateway': owner}
+        msg.user_properties = {'gateway': owner, 'claim': gateway.claims.token('x') if owner == gateway.id else 'c'}
         return msg
 
     async def until(predicate):
@@ -583,6 +622,30 @@ def test_a_board_given_up_and_claimed_back_in_one_step_is_let_go_of_for_good_whe
     finally:
         loop.close()
         board.close()
+
+
+def test_a_stopped_gateway_leaves_no_session_on_the_broker(fleet):
+    """The broker keeps the gateway's session while it reconnects; once it stopped, a session kept would queue
+    every QoS 1 request for a client that never comes back."""
+    board = host_board('ended')
+    gateway = side_gateway(fleet, 'e=' + board.target, 'ended', 'e')
+    gateway.stop()
+    board.close()
+    caller = Inbox(fleet.broker, 'test/ended')
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = 'test/ended'
+    caller.client.publish('ended/e/execute/9/req', b'"late"', 1, properties=properties).wait_for_publish(WAIT)
+    caller.close()
+    present = []
+    ghost = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=gateway.client.client_id, protocol=mqtt.MQTTv5)
+    ghost.on_connect = lambda client, userdata, flags, *_: present.append(flags.session_present)
+    ghost.connect('127.0.0.1', fleet.broker.port, clean_start=False)
+    ghost.loop_start()
+    try:
+        assert wait_until(lambda: present, WAIT) and present == [False]
+    finally:
+        ghost.disconnect()
+        ghost.loop_stop()
 
 
 def test_a_board_that_keeps_failing_backs_off_its_status_says_why_and_holds_up_no_other(fleet):
@@ -734,6 +797,9 @@ def test_gateway_help_and_bad_command_lines():
         assert r.returncode == errors.EXIT_USAGE and 'Traceback' not in r.stderr, r.stderr
     r = sp_command('gateway', '--broker', 'http://127.0.0.1', 'x=/dev/null')
     assert r.returncode == errors.EXIT_USAGE and 'mqtt://HOST' in r.stderr, r.stderr
+    for args in (['ki\x01t=/dev/null'], ['--prefix', 's\x85p', 'x=/dev/null']):    # the broker refuses such topics
+        r = sp_command('gateway', '--broker', 'mqtt://127.0.0.1:1', *args)
+        assert r.returncode == errors.EXIT_USAGE and 'refuses with the character U+' in r.stderr, r.stderr
 
 
 def test_a_second_peer_on_a_listening_link_without_a_secret_leaves_the_board_online():

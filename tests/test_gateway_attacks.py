@@ -18,10 +18,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import sp_cpython as sp
-from conftest import ROOT, wait_until
+from conftest import ROOT, free_port, wait_until
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.errors import EXIT_TIMEOUT
+from sp_tool.board_link import OWN_PER_S
 from sp_tool.gateway import Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
 from test_gateway import WAIT, Inbox, fleet, side_gateway  # noqa: F401 (fleet is a fixture)
@@ -110,6 +111,20 @@ def test_reply_topics_brokers_reject_are_refused_as_mqtt_5_response_topics_too(t
         wire.reply_topic(topic, 'sp')
 
 
+@pytest.mark.parametrize('char', ['\x01', '\x1b', '\x7f', '\x85', '\ud800', '\ufdd0', '\uffff', '\U0010fffe'],
+                         ids=ascii)
+def test_a_board_name_or_prefix_the_broker_refuses_in_a_topic_is_refused_before_anything_starts(char):
+    """mosquitto drops a client that subscribes to such a topic, again on every reconnect: one such board name or
+    prefix would keep every board of the gateway off the broker, and a caller's every call would time out."""
+    with pytest.raises(ValueError, match='refuses with the character U'):
+        parse_board('ki%st=tcp://127.0.0.1:1' % char)
+    with pytest.raises(ValueError, match='refuses with the character U'):
+        Gateway(wire.Broker('127.0.0.1', 1), [], prefix='s%sp' % char)
+    for board, prefix in (('ki%st' % char, 'sp'), ('kit', 's%sp' % char)):
+        with pytest.raises(ValueError, match='refuses with the character U'):
+            BoardClient('mqtt://127.0.0.1:1', board, prefix=prefix, connect_timeout=1)
+
+
 def test_a_board_that_sends_a_data_id_no_topic_can_hold_does_not_get_the_gateway_thrown_off(fleet):
     comm = sp.tcp_server_stp('127.0.0.1', 0)
     board = sp.pure_json_protocol(comm, channel_name='hostile-board')
@@ -124,6 +139,31 @@ def test_a_board_that_sends_a_data_id_no_topic_can_hold_does_not_get_the_gateway
         watch.wait_for(lambda: watch.last('hb/h/11/fine') is not None)
         assert gateway.client.is_connected()
         assert b'offline' not in [msg.payload for t, msg in watch.messages if t == gateway.gateway_topic]
+    finally:
+        watch.close()
+        gateway.stop()
+        board.close()
+
+
+def test_a_board_that_floods_the_gateway_with_its_own_messages_gets_its_budget_a_second_published(fleet, caplog):
+    """A board's own messages past OWN_PER_S a second are dropped and counted, the flood logged once: they cost the
+    gateway's loop and the broker no more than that, whatever the board sends."""
+    caplog.set_level(logging.WARNING, 'sp.gateway')
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    board = sp.pure_json_protocol(comm, channel_name='noisy-board')
+    gateway = side_gateway(fleet, 'n=tcp://127.0.0.1:%d' % comm.port, 'noisy', 'n')
+    watch = Inbox(fleet.broker, 'noisy/n/11/+')
+    try:
+        flood = 4 * OWN_PER_S
+        start = time.monotonic()
+        for n in range(flood):
+            assert board.send(sp.SID_READ_RESPONSE, 0, n, timeout=WAIT)
+        seconds = time.monotonic() - start
+        wait_counter(gateway, 'board_messages', flood)
+        published = flood - gateway.counters['board_dropped']
+        assert OWN_PER_S <= published <= OWN_PER_S * (int(seconds) + 2) < flood, (published, seconds)
+        watch.wait_for(lambda: len(watch.messages) == 1 + published)
+        assert caplog.text.count('messages of its own a second') == 1
     finally:
         watch.close()
         gateway.stop()
@@ -571,6 +611,65 @@ def _against(broker_writes, seconds, monkeypatch):
         server.close()
     asyncio.run(main())
     return got
+
+
+def test_a_broker_that_cannot_be_reached_is_said_without_v_and_its_repeats_only_with_it(monkeypatch, caplog):
+    """`sp gateway` without -v shows warnings only: the first failure to reach the broker is one, and so is the
+    first after the broker was reached again; the attempts that fail the same way every 1 to 2 s meanwhile are
+    info (-v)."""
+    import asyncio
+    from sp_tool import mqtt_aio
+    monkeypatch.setattr(mqtt_aio, 'RECONNECT_S', (0.05, 0.05))
+    caplog.set_level(logging.INFO, 'sp.gateway')
+    port = free_port()
+
+    def levels():
+        return [r.levelname for r in caplog.records if 'cannot reach the broker' in r.getMessage()]
+
+    async def main():
+        client = mqtt_aio.Client(wire.Broker('127.0.0.1', port), 'unreached')
+        connected = []
+        client.on_connect = lambda: connected.append(True)
+        client.start()
+
+        async def until(predicate):
+            for _ in range(500):
+                if predicate():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(caplog.text)
+
+        async def broker(reader, writer):   # takes the client once, then goes
+            await reader.read(1024)
+            writer.write(CONNACK_OK)
+            await writer.drain()
+            writer.close()
+        await until(lambda: len(levels()) >= 3)
+        server = await asyncio.start_server(broker, '127.0.0.1', port)
+        await until(lambda: connected)
+        server.close()
+        await server.wait_closed()
+        before = len(levels())
+        await until(lambda: len(levels()) >= before + 3)
+        await client.stop(0.1)
+        return before
+    before = asyncio.run(main())
+    assert levels()[:before] == ['WARNING'] + ['INFO'] * (before - 1)
+    assert levels()[before:before + 3] == ['WARNING', 'INFO', 'INFO']
+
+
+def test_a_tls_file_the_gateway_cannot_take_is_an_error_at_once_not_a_broker_out_of_reach(tmp_path):
+    """No reconnect mends a missing CA file: it is refused when the client is made, and `sp gateway` exits 2
+    saying which file, not that the broker cannot be reached."""
+    from sp_tool.mqtt_aio import Client
+    missing = str(tmp_path / 'missing.pem')
+    with pytest.raises(ValueError, match='the CA file .*missing.pem'):
+        Client(wire.Broker('127.0.0.1', 1, tls=True, cafile=missing), 'x')
+    with pytest.raises(ValueError, match='the client certificate .*missing.pem'):
+        Client(wire.Broker('127.0.0.1', 1, tls=True, certfile=missing), 'x')
+    r = subprocess.run([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', 'mqtt://127.0.0.1:1', '--cafile',
+                        missing, 'x=tcp://127.0.0.1:9'], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and 'the CA file' in r.stderr and 'cannot reach' not in r.stderr, r.stderr
 
 
 def test_a_broker_that_never_finishes_its_connack_is_given_up_and_tried_again(monkeypatch):
