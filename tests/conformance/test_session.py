@@ -124,16 +124,22 @@ def test_an_unanswered_offer_settles_on_the_original_wire_after_a_while():
     assert link.server.session == 1
 
 
+def session_answer_lost(codec=pure_json, server_v2=True):
+    """A link whose client offered v2 and never heard the answer: it has settled on the original wire."""
+    link = Link(codec, session_v2=True, server={'session_v2': server_v2})
+    link.client.connection_made()
+    link.server.connection_made()
+    link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
+    link.server.feed(link.client.data_to_send())
+    link.server.data_to_send()             # the answer, lost on a noisy line
+    link.clock.now += 3000
+    link.client.tick()
+    return link
+
+
 def test_a_lost_session_answer_leaves_both_sides_on_the_original_wire():
     for server_v2 in (True, 'required'):
-        link = Link(session_v2=True, server={'session_v2': server_v2})
-        link.client.connection_made()
-        link.server.connection_made()
-        link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
-        link.server.feed(link.client.data_to_send())
-        link.server.data_to_send()             # the answer, lost on a noisy line
-        link.clock.now += 3000
-        link.client.tick()
+        link = session_answer_lost(server_v2=server_v2)
         answer = call(link, 0, 'after the loss')
         if server_v2 == 'required':    # no original wire with a side that requires v2
             assert answer is None and link.server.counters['downgrade'] == 1
@@ -146,14 +152,7 @@ def test_a_server_follows_an_original_frame_whose_data_would_read_as_a_v2_header
     answer, the client's original frame of a long number reads as a v2 frame too (its first digits as seq and
     re); a session's first frame has seq 1, so the server takes it for the original frame it is."""
     for codec in (pure_json, struct_json):
-        link = Link(codec, session_v2=True)
-        link.client.connection_made()
-        link.server.connection_made()
-        link.server.register_callback(None, None, lambda msg: (0, msg.get_data()))
-        link.server.feed(link.client.data_to_send())
-        link.server.data_to_send()             # the answer, lost on a noisy line
-        link.clock.now += 3000
-        link.client.tick()
+        link = session_answer_lost(codec)
         assert call(link, 0, 12345678901).get_data() == 12345678901
         assert link.server.session == 1
 
