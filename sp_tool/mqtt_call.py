@@ -26,7 +26,7 @@ def call_through_broker(url: str, service: str, did_text: str, data: Any, timeou
         with BoardClient(url, connect_timeout=min(timeout, 10.0)) as client:
             answer = client.request(sid, did, data, timeout)
     except ValueError as err:   # (a bad URL, quoted)
-        raise CommandError('%s (mqtt://HOST:PORT/BOARD)' % str(err).replace(repr(url), repr(_shown(url)))) from None
+        raise CommandError('%s (mqtt://HOST:PORT/BOARD)' % err) from None
     except ConnectionError as err:
         raise CommandError(str(err), EXIT_REFUSED) from None
     except TimeoutError as err:
@@ -34,16 +34,9 @@ def call_through_broker(url: str, service: str, did_text: str, data: Any, timeou
     return dict({'service_id': response_sid(sid), 'data_id': did}, **answer)
 
 
-def _shown(url: str) -> str:
-    """url as a message shows it: without USER:PASSWORD@. All up to the URL's last @ goes, so that a password
-    with a / left unquoted, which ends the URL's host part, is not shown either."""
-    scheme, sep, rest = url.partition('://')
-    return scheme + sep + rest.rpartition('@')[2]
-
-
 def verdict(answer: Dict[str, Any], url: str) -> CommandError:
     """The error an answer with a status other than okay stands for."""
     status = answer['status']
-    return CommandError('%s answered: %s%s' % (_shown(url), answer['status_name'], ' (%s)' % answer['data']
+    return CommandError('%s answered: %s%s' % (wire.shown(url), answer['status_name'], ' (%s)' % answer['data']
                                               if status in wire.GATEWAY_STATUS_NAMES else ''),
                         EXIT_CODES.get(status, EXIT_STATUS))

@@ -178,16 +178,24 @@ class Broker:
         return '%s://%s:%d' % ('mqtts' if self.tls else 'mqtt', self.host, self.port)
 
 
+def shown(url: str) -> str:
+    """url as a message shows it: without USER:PASSWORD@. All up to the URL's last @ goes, so that a password
+    with a / left unquoted, which ends the URL's host part, is not shown either."""
+    scheme, sep, rest = url.partition('://')
+    return scheme + sep + rest.rpartition('@')[2]
+
+
 def parse_broker(url: str) -> Tuple[Broker, str]:
-    """(Broker, path without its leading /); ValueError for anything that is not an mqtt[s] URL."""
+    """(Broker, path without its leading /); ValueError for anything that is not an mqtt[s] URL (which it quotes
+    without its credentials)."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ValueError('a broker is mqtt://HOST[:PORT] or mqtts://HOST[:PORT], not %r' % url)
+        raise ValueError('a broker is mqtt://HOST[:PORT] or mqtts://HOST[:PORT], not %r' % shown(url))
     default_port, tls = SCHEMES[parts.scheme]
     try:
         port = parts.port or default_port
     except ValueError:
-        raise ValueError('bad port in %r' % url) from None
+        raise ValueError('bad port in %r' % shown(url)) from None
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return Broker(parts.hostname, port, tls, user, password), parts.path.lstrip('/')

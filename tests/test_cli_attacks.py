@@ -196,6 +196,8 @@ def test_a_broker_password_shows_in_no_message(tmp_path):
             r = sp('call', url, 'read', '0', '--json')
             fails(r, errors.EXIT_USAGE, 'bad port in')
             assert SECRET not in r.stdout + r.stderr
+        r = sp('gateway', '--broker', login + '127.0.0.1:99999', 'k=tcp://127.0.0.1:1')   # the gateway's own login
+        assert r.returncode == errors.EXIT_USAGE and 'bad port in' in r.stderr and SECRET not in r.stdout + r.stderr
     finally:
         interrupt(gateway)
         broker.stop()
