@@ -21,7 +21,7 @@ import threading
 import time
 import tty
 from contextlib import nullcontext
-from typing import BinaryIO, Callable, ContextManager, Optional, Tuple
+from typing import BinaryIO, Callable, ContextManager, List, Optional, Tuple
 
 import serial
 
@@ -260,18 +260,23 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
             print(os.ttyname(slave), flush=True)
             print('tap on %s: point the host program at %s (Ctrl-C stops)' % (source, os.ttyname(slave)),
                   file=sys.stderr, flush=True)
+            failures: List[BaseException] = []
             watchers = [
-                threading.Thread(target=_watch_until_stop, args=(source, _serial_reader(port), board, '<-', stop,
-                                                                 capture, lambda data: _to_host(master, slave, data)),
+                threading.Thread(target=_watch_until_stop, args=(source, failures, _serial_reader(port), board, '<-',
+                                                                 stop, capture, lambda data: _to_host(master, slave,
+                                                                                                      data)),
                                  daemon=True),
-                threading.Thread(target=_watch_until_stop, args=(source, lambda n: _read_pty(master, n), host, '->',
-                                                                 stop, None, lambda data: _to_board(port, data)),
+                threading.Thread(target=_watch_until_stop, args=(source, failures, lambda n: _read_pty(master, n),
+                                                                 host, '->', stop, None,
+                                                                 lambda data: _to_board(port, data)),
                                  daemon=True)]
             for watcher in watchers:
                 watcher.start()
             stop.wait()
             for watcher in watchers:   # no step blocks for more than 0.2 s: the port and pty close after the last one
                 watcher.join()
+            if failures:   # (what reads the lines went away, sp monitor --tap | head: the command ends as it does
+                raise failures[0]   # without --tap)
     finally:
         port.close()
         os.close(master)
@@ -286,11 +291,14 @@ def _read_pty(fd: int, n: int) -> bytes:
     return os.read(fd, n) if ready else b''
 
 
-def _watch_until_stop(source: str, *args) -> None:
-    """_watch, and the tap ends when either direction does (the port unplugged): none forwards alone."""
+def _watch_until_stop(source: str, failures: List[BaseException], *args) -> None:
+    """_watch, and the tap ends when either direction does (the port unplugged): none forwards alone. A line that
+    cannot be printed (its reader gone) ends it too, and goes to failures for the main thread to raise."""
     try:
         if _watch(*args):
             _say_closed(source)
+    except BrokenPipeError as err:
+        failures.append(err)
     finally:
         args[3].set()
 

@@ -133,3 +133,27 @@ def test_a_save_file_that_cannot_be_written_is_named_before_the_monitor_starts(t
         os.close(port)
     assert (r.returncode, r.stdout, r.stderr) == (
         errors.EXIT_USAGE, '', 'sp monitor: error: cannot write %s: No such file or directory\n' % save)
+
+
+def test_a_tap_read_by_a_program_that_stops_reading_ends_quietly():
+    """sp monitor --tap PORT | head: the line the watcher could not print ended its thread with a traceback, and
+    the tap with exit 0."""
+    board_end, port = os.openpty()
+    tty.setraw(port)
+    head, out = os.pipe()
+    tap = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', '--tap', os.ttyname(port)], cwd=ROOT,
+                           stdout=out, stderr=subprocess.PIPE, text=True)
+    os.close(out)
+    try:
+        assert os.read(head, 80).startswith(b'/dev/')   # the tap's own pty
+        os.close(head)
+        wire = b''.join(frame(*pure_json.pieces(31, 0, 0, 'line %d' % n)) for n in range(50))
+        os.write(board_end, wire)
+        assert tap.wait(10) == 128 + signal.SIGPIPE
+        assert 'Traceback' not in tap.stderr.read()
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+        tap.stderr.close()
+        os.close(board_end)
+        os.close(port)
