@@ -91,14 +91,20 @@ class Waiter:
         """
         prots = self._prots
         seen = self._seen
-        for i in range(len(prots)):
-            if prots[i].__comm_inst__.pollables is not seen[i]:
-                self._poll = select.poll()
-                for j in range(len(prots)):
-                    seen[j] = prots[j].__comm_inst__.pollables
-                    for entry in seen[j]:
-                        self._poll.register(entry[0], entry[1])
-                break
+        try:
+            for i in range(len(prots)):
+                if prots[i].__comm_inst__.pollables is not seen[i]:
+                    self._poll = select.poll()
+                    for j in range(len(prots)):
+                        seen[j] = prots[j].__comm_inst__.pollables
+                        for entry in seen[j]:
+                            self._poll.register(entry[0], entry[1])
+                    break
+        except MemoryError:   # no room for the poll of the streams as they are now: a nap, and the loop goes on
+            for j in range(len(seen)):
+                seen[j] = None   # (registered anew next time)
+            time.sleep_ms(10)
+            return
         for prot in prots:
             ms = prot.wait_ms()
             if ms >= 0 and (timeout < 0 or ms < timeout):

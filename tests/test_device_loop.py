@@ -209,6 +209,40 @@ def test_text_beyond_the_bmp_is_parsed_in_a_heap_that_holds_its_frame(mpy_dir, t
     assert proc.stdout.split() == ['1', '0', str(len(frame(pure_json.encode(31, 0, 0, chr(0x1F600) * 500))))]
 
 
+WAIT_WITHOUT_HEAP = '''
+import select, sys
+import micropython
+from sp_micropython.protocol import Stream, Waiter, pure_json_protocol
+
+
+class Quiet(Stream):
+    def readinto(self, buf):
+        return 0
+
+
+stream = Quiet()
+waiter = Waiter((pure_json_protocol(stream),))
+waiter.wait(0)
+stream.pollables = ((sys.stdin, select.POLLIN),)   # changed (a connect, say): the next wait registers anew
+micropython.heap_lock()   # no byte of heap for it
+try:
+    waiter.wait(0)
+finally:
+    micropython.heap_unlock()
+waiter.wait(0)
+print('serving')
+'''
+
+
+def test_a_loop_whose_heap_has_no_room_to_watch_its_streams_anew_serves_on(mpy_dir, tmp_path):
+    """serve()'s wait registers the streams anew when they change: a MemoryError there ended the board's loop."""
+    path = tmp_path / 'wait.py'
+    path.write_text(WAIT_WITHOUT_HEAP)
+    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert (proc.returncode, proc.stdout) == (0, 'serving\n'), proc.stderr
+
+
 # A TCP server board driven poll by poll, and clients of it on real sockets: sys.argv[1] is the port,
 # SERVER_OPTIONS the protocol's keyword arguments.
 TCP_SERVER = '''
