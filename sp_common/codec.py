@@ -47,6 +47,7 @@ _SCALARS = (bool, int, float, str)   # and the types of JSON's keys, with None
 _SEQUENCES = (list, tuple)
 _MAX_DIGITS = const(4300)   # CPython's limit on an integer's text (sys.int_info): no host parses a longer one
 _SHORT = const(0x3FFFFFFF)  # integers within it have few digits: only those beyond are written out to count them
+_MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope included
 
 
 def _check(value):
@@ -78,14 +79,22 @@ def _check(value):
 
 if _MICROPYTHON:
     def dumps(value):
-        """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold)."""
-        _check(value)
-        text = json.dumps(value)
+        """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold or nested deeper than a
+        peer takes: every peer would drop its frame)."""
+        try:
+            _check(value)
+            text = json.dumps(value)
+            deep = text.count('[') + text.count('{') > _MAX_DEPTH - 1 and \
+                load('sp_common.depth').deeper_than(value, _MAX_DEPTH - 1)
+        except RuntimeError:   # the interpreter's own recursion limit: deeper still
+            deep = True
+        if deep:
+            raise TypeError('data nested deeper than a peer takes (%d levels)' % (_MAX_DEPTH - 1))
         if len(memoryview(text)) == len(text):
             return text
         return load('sp_common.nonascii').escape(text)
 else:
-    from .host_json import dumps, loads
+    from .host_json import deeper_than, dumps, loads
 
 
 def _with_crc(pieces):
@@ -100,13 +109,12 @@ def _crc_ok(body):
     return n > 0 and (crc32(memoryview(body)[:n]) & 0xFFFFFFFF) == int.from_bytes(body[n:], 'big')
 
 
-_MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope included
-
-
 def _too_deep(body, start, end):
     """True if the JSON in body[start:end] nests deeper than _MAX_DEPTH (checked before parsing)."""
     if body.count(b'[', start, end) + body.count(b'{', start, end) <= _MAX_DEPTH:
         return False
+    if not _MICROPYTHON:
+        return deeper_than(body[start:end], _MAX_DEPTH)
     depth = 0
     in_str = escaped = False
     for i in range(start, end):
@@ -203,11 +211,8 @@ class pure_json:
             service_id, status = int(service_id), int(status)
             data_id = int(data_id) if _is_int(data_id) else dumps(data_id)   # (a str Enum: its value, as json's)
         if seq is None:
-            body = (_BODY % (data_id, service_id, status, dumps(data))).encode()
-        else:
-            body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
-        if _too_deep(body, 0, len(body)):   # every peer's decode() drops it
-            raise TypeError('data nested deeper than a peer takes (32 levels of JSON)')
+            return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
+        body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
         if mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
             body = body[:-1] + _MAC_KEY + hexlify(mac.digest(body)[:8]) + b'"}'
         return _with_crc((body,))

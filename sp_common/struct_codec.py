@@ -1,8 +1,7 @@
 """struct_json, the compact (deprecated) codec: a module of its own, so that only a board that speaks it loads it."""
 import struct
 
-from .codec import ChecksumError, FormatError, MacError, _crc_ok, _encode, _is_int, _loads, _too_deep, \
-    _with_crc, dumps
+from .codec import ChecksumError, FormatError, MacError, _crc_ok, _encode, _is_int, _loads, _with_crc, dumps
 
 
 class struct_json:
@@ -16,12 +15,9 @@ class struct_json:
         for value, top in ((service_id, 0xFFFF), (data_id, 0xFFFF), (status, 0xFF)):
             if not _is_int(value) or not 0 <= value <= top:
                 raise ValueError('struct_json ids must be integers in range, got %r' % (value,))
-        text = dumps(data).encode()
-        if _too_deep(text, 0, len(text)):   # every peer's decode() drops it
-            raise TypeError('data nested deeper than a peer takes (32 levels of JSON)')
         if seq is None:
-            return _with_crc((struct.pack('>HHB', service_id, data_id, status), text))
-        parts = (struct.pack('>HHBII', service_id, data_id, status, seq, re), text)
+            return _with_crc((struct.pack('>HHB', service_id, data_id, status), dumps(data).encode()))
+        parts = (struct.pack('>HHBII', service_id, data_id, status, seq, re), dumps(data).encode())
         if mac is not None:
             parts = parts + (mac.digest(*parts)[:8],)
         return _with_crc(parts)

@@ -156,13 +156,11 @@ def _split_call_words(words: List[str]):
 def _data(text: Optional[str], codec: str):
     """DATA_JSON as a board takes it: JSON with no NaN, Infinity or 1e999 (no codec sends them), nested no deeper
     than the codec parses (a board drops a deeper message unanswered: the call would only time out)."""
-    from sp_common.codec import _MAX_DEPTH
-    from sp_common.host_json import loads
+    from sp_common.host_json import MAX_DATA_DEPTH, loads
     from sp_cpython.protocol import CODECS as codecs
     if text is None:
         return None
-    too_deep = CommandError('DATA_JSON nests deeper than a board parses (%d levels, the message around it included)'
-                            % _MAX_DEPTH)
+    too_deep = CommandError('DATA_JSON nests deeper than a board takes (%d levels)' % MAX_DATA_DEPTH)
     try:
         data = loads(text)
     except RecursionError:

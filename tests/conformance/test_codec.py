@@ -130,12 +130,14 @@ def nested(levels):
 
 def test_data_nested_deeper_than_a_peer_takes_is_refused_when_sent():
     """A peer's decode() takes 32 levels of JSON, pure_json's envelope among them: deeper data raises where it is
-    sent, rather than leave its requester waiting for an answer to a frame every peer drops."""
-    assert pure_json.decode(pure_json.encode(30, 0, 0, nested(31)))[3] == nested(31)
-    raises(TypeError, pure_json.encode, 30, 0, 0, nested(32))
-    raises(TypeError, pure_json.encode, 30, 0, 0, nested(32), 1)    # (session v2)
-    assert struct_json.decode(struct_json.encode(30, 0, 0, nested(32)))[3] == nested(32)
-    raises(TypeError, struct_json.encode, 30, 0, 0, nested(33))
+    sent (31 levels of data, whichever the codec), rather than leave its requester waiting for an answer to a
+    frame every peer drops; far deeper data too, on either interpreter."""
+    for codec in (pure_json, struct_json):
+        assert codec.decode(codec.encode(30, 0, 0, nested(31)))[3] == nested(31)
+        assert codec.decode(codec.encode(30, 0, 0, [{'a': '[[[[' * 20}] * 40))[3] == [{'a': '[[[[' * 20}] * 40
+        for levels in (32, 1000):
+            raises(TypeError, codec.encode, 30, 0, 0, nested(levels))
+            raises(TypeError, codec.encode, 30, 0, 0, nested(levels), 1)    # (session v2)
 
 
 def test_non_finite_floats_are_refused():
