@@ -171,6 +171,8 @@ class Gateway:
         control += [(self._request_topics(name), wire.QOS_STATUS | wire.NO_RETAINED) for name in self.owned]
         self._sync_mid = client.subscribe(control)
         client.publish(self.gateway_topic, wire.ONLINE.encode(), wire.QOS_STATUS, retain=True)
+        for name in self.owned:   # claimed anew: one that another gateway made while this one was away (its will
+            self.claims.claimed(name)   # said offline) is put in the broker's order with it, as any two claims are
         self._publish_states()
         if self._sync_timer is not None:
             self._sync_timer.cancel()

@@ -144,3 +144,29 @@ def test_two_gateways_racing_for_a_name_on_a_broker_end_with_one_answering(broke
             gateway.stop()
         for board in (board_a, board_b):
             board.close()
+
+
+def test_an_owner_back_from_a_broker_blink_and_the_gateway_that_claimed_meanwhile_leave_one_answering(broker):
+    """A owns kit; its broker link is cut (its will says it is offline) and B claims kit; A connects again and says
+    its status again. The broker orders A's claim, made anew, after B's: B gives way, and A answers. With its old
+    claim both gave way, and nobody answered for kit."""
+    board_a, board_b = host_board('a'), host_board('b')
+    where = wire.parse_broker(broker.url)[0]
+    a = Gateway(where, [parse_board('kit=' + board_a.target)], gateway_id='A')
+    b = Gateway(where, [parse_board('kit=' + board_b.target)], gateway_id='B')
+    try:
+        a.start()
+        assert wait_until(lambda: a.owned == {'kit'} and a.links['kit'].online(), WAIT)
+        b.start()
+        assert wait_until(lambda: b.counters['refused'] == 1, WAIT)
+        a._loop.call_soon_threadsafe(lambda: a.client._transport.abort())   # no DISCONNECT: the broker sends A's will
+        assert wait_until(lambda: b.owned == {'kit'}, WAIT)
+        assert wait_until(lambda: a.owned == {'kit'} and b.owned == set(), WAIT), (a.owned, b.owned)
+        with BoardClient(broker.url, 'kit') as client:
+            assert client.request('execute', 9, 'one call', timeout=WAIT) == wire.answer(sp.STATUS_OKAY, 'a')
+        assert board_b.runs == []
+    finally:
+        for gateway in (a, b):
+            gateway.stop()
+        for board in (board_a, board_b):
+            board.close()
