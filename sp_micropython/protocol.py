@@ -154,7 +154,7 @@ class pure_json_protocol(Engine, Api):
 
         A step the heap has no room for (the last bytes of a nearly full heap)
         is dropped and counted, as a frame is: the board serves on, and what
-        the step left queued goes out with the next one.
+        the step left queued goes out with the next one, at once.
         """
         try:
             return self._poll_once()
@@ -189,7 +189,10 @@ class pure_json_protocol(Engine, Api):
         return load('sp_micropython.aio').serve_task(self)
 
     def wait_ms(self):
-        """Milliseconds poll() may wait for its stream to wake it (-1: as long as it takes); the engine's timers count."""
+        """Milliseconds poll() may wait for its stream to wake it (-1: as long as it takes); the engine's timers count,
+        and frames still queued (a step the heap had no room for left them) want the next step at once."""
+        if self._out:
+            return 0
         ms = self.__comm_inst__.wait_ms()
         due = self.deadline_ms()
         if due is not None and (ms < 0 or due < ms):

@@ -243,6 +243,68 @@ def test_a_loop_whose_heap_has_no_room_to_watch_its_streams_anew_serves_on(mpy_d
     assert (proc.returncode, proc.stdout) == (0, 'serving\n'), proc.stderr
 
 
+STEP_WITHOUT_HEAP = '''
+import time
+from sp_common import frame, pure_json
+from sp_micropython.demo import add_demo_services
+from sp_micropython.protocol import Stream, pure_json_protocol, serve
+
+
+class Once(Stream):
+    \'\'\'Hands over one request; nothing wakes the loop but its wait_ms(), a second.\'\'\'
+    request = frame(pure_json.encode(30, 0, 0, 'hello'))
+    written = b''
+
+    def __init__(self):
+        Stream.__init__(self)
+        self._set(True)
+
+    def readinto(self, buf):
+        n = len(self.request)
+        buf[:n] = self.request
+        self.request = b''
+        return n
+
+    def write(self, data):
+        self.written += data
+
+    def wait_ms(self):
+        return 1000
+
+
+stream = Once()
+prot = pure_json_protocol(stream, session_v2=False)
+add_demo_services(prot)
+ticks = [0]
+tick = prot.tick
+
+
+def short_of_heap():   # in the request's step: its answer is queued, and the heap has no room
+    ticks[0] += 1
+    if ticks[0] == 1:
+        raise MemoryError
+    tick()
+
+
+prot.tick = short_of_heap
+start = time.ticks_ms()
+serve(prot, until=lambda: b'hello' in stream.written or time.ticks_diff(time.ticks_ms(), start) > 3000)
+print(b'hello' in stream.written, time.ticks_diff(time.ticks_ms(), start))
+'''
+
+
+def test_a_step_short_of_heap_leaves_its_answer_for_the_next_step_at_once(mpy_dir, tmp_path):
+    """The loop slept right after the step (nothing left to wake it but the stream's next second, or a host's
+    next request): the answer that step had queued waited with it."""
+    path = tmp_path / 'step.py'
+    path.write_text(STEP_WITHOUT_HEAP)
+    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    answered, ms = proc.stdout.split()
+    assert answered == 'True' and int(ms) < 500, proc.stdout
+
+
 # A TCP server board driven poll by poll, and clients of it on real sockets: sys.argv[1] is the port,
 # SERVER_OPTIONS the protocol's keyword arguments.
 TCP_SERVER = '''
