@@ -104,6 +104,7 @@ class AsyncProtocol(EngineState):
         try:
             while True:
                 data = await self._reader.read(READ_CHUNK)
+                full = len(data) == READ_CHUNK   # more may wait (a peer that floods): the other links' turn first
                 if not data:
                     break
                 if self._on_probation:
@@ -113,7 +114,7 @@ class AsyncProtocol(EngineState):
                 self._engine.feed(data)
                 run(self._engine, _ONE_TASK, self._finish)   # the user callbacks it queued
                 await self._settle()
-                if len(data) == READ_CHUNK:   # more may wait (a peer that floods): the other links' turn first
+                if full:
                     await asyncio.sleep(0)
         except (OSError, asyncio.IncompleteReadError):
             pass

@@ -280,9 +280,11 @@ def test_a_serial_peer_that_stops_reading_loses_the_link_whole():
     run(main())
 
 
-def test_a_peer_that_floods_gives_the_loop_back_between_chunks():
+@pytest.mark.parametrize('on_probation', [False, True])
+def test_a_peer_that_floods_gives_the_loop_back_between_chunks(on_probation):
     """Its bytes are taken a chunk at a time, the loop's other tasks (every other link of a gateway) run between:
-    read whole, a buffer of flood held the loop for every frame in it."""
+    read whole, a buffer of flood held the loop for every frame in it. A peer on probation too (a server's
+    newcomer, whose frames are fed one by one)."""
     flood = frame(pure_json.encode(sp.SID_EXECUTE_RESPONSE, 0, 0, 'x' * 40)) * 600   # unsolicited: dropped, counted
 
     async def main():
@@ -291,7 +293,8 @@ def test_a_peer_that_floods_gives_the_loop_back_between_chunks():
         far.sendall(flood)
         reader, writer = await asyncio.open_connection(sock=near)
         await until(lambda: len(reader._buffer) == len(flood))   # all of it there before the first read
-        prot = aio.AsyncProtocol(reader, writer, False, session_v2=False)
+        prot = aio.AsyncProtocol(reader, writer, False, session_v2=False,
+                                 probation_frame=aio.PROBATION_FRAME if on_probation else None)
         seen = []
 
         async def other_task():
