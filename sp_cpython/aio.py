@@ -33,6 +33,7 @@ MAX_CLIENTS = 64     # and its proven clients
 PROBATION_FRAME = 1024   # the longest frame a peer on probation may send: the handshake takes a few hundred bytes
 READ_LIMIT = 16384       # a server's connection stops reading at twice this many bytes not yet taken
 READ_CHUNK = 4096        # the most one step takes of a peer's bytes before the loop's other tasks get a turn
+RECV_SIZE = 16384        # the most one read of the socket or tty takes (see small_reads)
 
 _ONE_TASK = contextlib.nullcontext()   # the engine's lock on one event loop: none is needed
 _TIMED_OUT = object()   # what a waiting call's future holds when its timeout ran out
@@ -41,6 +42,14 @@ _TIMED_OUT = object()   # what a waiting call's future holds when its timeout ra
 def _time_out(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(_TIMED_OUT)
+
+
+def small_reads(transport: asyncio.BaseTransport) -> None:
+    """Has transport read RECV_SIZE bytes at most at a time: asyncio reads up to 256 KiB into a new buffer, which
+    for an answer of a hundred bytes maps fresh memory and gives it back (three system calls and a page fault)
+    on every read, the largest cost of a gateway's call."""
+    if hasattr(transport, 'max_size'):   # (the selector and pipe transports; another loop's reads as it does)
+        transport.max_size = RECV_SIZE
 
 
 def _close(writer: asyncio.StreamWriter) -> None:
@@ -356,6 +365,7 @@ async def _open_tty(path: str, baudrate: int):
         pipes.append(os.fdopen(fd, 'rb', 0))
         pipes.append(os.fdopen(os.dup(fd), 'wb', 0))
         read_side, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipes[0])
+        small_reads(read_side)
         try:
             transport, protocol = await loop.connect_write_pipe(
                 lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), pipes[1])
@@ -376,6 +386,7 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
     if target.startswith('tcp://'):
         host, _, port = target[6:].rpartition(':')
         reader, writer = await asyncio.open_connection(host, int(port))
+        small_reads(writer.transport)
     else:
         reader, writer = await _open_tty(target, baudrate)
     try:
@@ -432,6 +443,7 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
         return prot in held
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        small_reads(writer.transport)
         prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)
         prot.on_proven = proven
         held.append(prot)

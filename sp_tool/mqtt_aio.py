@@ -19,6 +19,8 @@ import ssl
 import struct
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from sp_cpython.aio import small_reads
+
 from . import mqtt_wire as wire
 
 log = logging.getLogger('sp.gateway')
@@ -282,6 +284,7 @@ class Client(asyncio.Protocol):
                     self._write(PINGREQ)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        small_reads(transport)
         self._transport = transport
         self._buffer.clear()
         self._subscribing.clear()

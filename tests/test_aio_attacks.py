@@ -230,7 +230,10 @@ def test_a_newcomer_turned_away_has_nothing_run_of_what_came_with_its_proof():
         reader, writer = await asyncio.open_connection('127.0.0.1', port)
         writer.write(frame(pure_json.encode(sp.SID_CHANNEL_NAME_REQUEST, 0, 0, 'newcomer'))
                      + frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'x' * 20000)))
-        got = await asyncio.wait_for(reader.read(), 5)   # to its end: the server closed it
+        try:
+            got = await asyncio.wait_for(reader.read(), 5)   # to its end: the server closed it
+        except ConnectionResetError:   # (closed with the rest of the request unread)
+            got = b''
         assert b'ran' not in got and ran == ['busy']
         writer.close()
         await busy.close()
@@ -304,3 +307,19 @@ def test_a_peer_that_floods_gives_the_loop_back_between_chunks(on_probation):
         far.close()
         return seen[0]
     assert run(main()) <= 600 // 10   # it ran after the first chunk, not after the whole flood
+
+
+def test_links_read_their_peers_in_small_chunks():
+    """asyncio reads up to 256 KiB into a fresh buffer on every read: for each answer of a hundred bytes, memory
+    mapped and given back (three system calls), the largest single cost of a gateway's call."""
+    async def main():
+        accepted = []
+        server = await aio.serve('127.0.0.1', 0, accepted.append)
+        client = await aio.connect('tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1])
+        try:
+            await until(lambda: accepted)
+            assert client._writer.transport.max_size == accepted[0]._writer.transport.max_size == aio.RECV_SIZE
+        finally:
+            await client.close()
+            server.close()
+    run(main())
