@@ -101,3 +101,25 @@ def test_a_board_busy_in_a_callback_gives_up_no_frame_of_a_host_that_kept_sendin
     finally:
         proc.kill()
         os.close(master)
+
+
+def test_the_readme_board_code_serves_and_gives_the_console_back():
+    """Its code, copied onto a Pico as main.py: served without repl=True, the console could never be taken back
+    (mpremote could not enter the raw REPL) short of erasing the board's flash."""
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    code = readme.split('## Quick start: board code', 1)[1].split('```python\n', 1)[1].split('```', 1)[0]
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    proc = subprocess.Popen(['micropython', '-c', code + "import sys; sys.stderr.write('back at the REPL\\n')\n"],
+                            stdin=slave, stdout=slave, stderr=subprocess.PIPE, cwd=ROOT,
+                            env=dict(os.environ, MICROPYPATH=ROOT))
+    os.close(slave)
+    try:
+        os.write(master, frame(*pure_json.pieces(30, 0, 0, 'from the readme')))
+        assert b'from the readme' in read_until(master, b'from the readme"')
+        _handed_back(master, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
