@@ -106,8 +106,9 @@ class TcpClientStream(_SocketStream):
         _SocketStream._drop(self)
 
     def reconnect(self):
+        """Drops the link; the next connect comes no sooner than retry_ms after the last one began (a host that
+        refuses the board's wire, SESSION_V2='required', is not dialed again and again at once)."""
         self._drop()
-        self._last = None
 
     def close(self):
         self._closed = True

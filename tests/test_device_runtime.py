@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until
 
 import sp_common as sp
 from sp_common import Engine, pure_json, struct_json
@@ -531,6 +531,42 @@ def test_a_connect_nobody_answers_holds_up_no_other_stream(device):
             sock.settimeout(TIMEOUT)
             if sock.recv(2) == b':<':
                 break
+
+
+def test_a_board_whose_host_refuses_its_wire_dials_again_no_sooner_than_its_retry(device):
+    """SESSION_V2='required' against a host of the original wire: each connection is refused, and the board
+    dialed again at once, thousands of times a second, where it waits retry_ms (200 ms) between tries."""
+    connects = []
+    with socket.socket() as server:
+        server.bind(('127.0.0.1', 0))
+        server.listen(8)
+
+        def original_host():   # answers the board's name and offer as a host without session v2 does
+            while True:
+                try:
+                    conn = server.accept()[0]
+                except OSError:
+                    return
+                connects.append(time.monotonic())
+                engine = Engine(False, session_v2=False)
+                engine.connection_made()
+                conn.settimeout(1)
+                try:
+                    while True:
+                        data = conn.recv(4096)
+                        if not data:
+                            break
+                        engine.feed(data)
+                        conn.sendall(engine.data_to_send())
+                except OSError:
+                    pass
+                conn.close()
+        threading.Thread(target=original_host, daemon=True).start()
+        device(role='client', tcp_port=server.getsockname()[1], session_v2='required')
+        assert wait_until(lambda: len(connects) >= 2, TIMEOUT)
+        time.sleep(1.5)
+        server.shutdown(socket.SHUT_RDWR)
+    assert len(connects) <= 2 + 1.5 / 0.2 + 2, len(connects)
 
 
 def test_a_connect_timeout_in_parts_of_a_second_is_waited_for_in_whole_milliseconds(tmp_path):
