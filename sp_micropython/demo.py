@@ -14,7 +14,8 @@ from sp_common.const import (
 _NAMES = 'MonTueWedThuFriSatSunJanFebMarAprMayJunJulAugSepOctNovDec'   # the days, then the months
 
 # shared by every protocol the board serves, so a value written over TCP reads back over UART; kept as its JSON
-# text, which takes the heap its frame took: parsed, a kilobyte of [[],[],...] held about 16 KiB for good
+# text, at most about three times the heap its frame took (docs/security.md): parsed, a kilobyte of [[],[],...]
+# held about 16 KiB for good
 values = {1: 'null'}
 _START = time.ticks_ms()
 
