@@ -14,8 +14,8 @@ FOR_RECEIVE = 0   # _claim(): the answer is for receive() (a request() call's to
 # string, its object and the block its text takes, about as much
 CONTAINER_BYTES = 64 if getattr(sys, 'maxsize', 0) > 0xFFFFFFFF else 32
 _WORD = CONTAINER_BYTES // 8
-# the integers held in a word, without an object: a board's up to 30 bits; CPython's only those it keeps cached
-_SMALL_INT = 0x3FFFFFFF if sys.implementation.name == 'micropython' else 256
+# the integers held without an object of their own: a board's in a word (30 bits); CPython's those it keeps cached
+_SMALL_INTS = (-0x3FFFFFFF, 0x3FFFFFFF) if sys.implementation.name == 'micropython' else (-5, 256)
 
 
 def heap_cost(data):
@@ -24,7 +24,7 @@ def heap_cost(data):
     keeps as an object (a float, a big integer). Nesting is bounded by the codec."""
     if isinstance(data, str):
         return CONTAINER_BYTES
-    if isinstance(data, float) or isinstance(data, int) and not -_SMALL_INT <= data <= _SMALL_INT:
+    if isinstance(data, float) or isinstance(data, int) and not _SMALL_INTS[0] <= data <= _SMALL_INTS[1]:
         return CONTAINER_BYTES // 2
     if isinstance(data, dict):
         cost = CONTAINER_BYTES

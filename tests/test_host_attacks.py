@@ -534,14 +534,15 @@ def test_a_send_whose_frame_went_first_in_a_write_that_failed_behind_it_returns_
         listener.close()
 
 
-def test_the_receive_buffer_bound_counts_integers_as_the_host_holds_them():
-    """Every integer beyond 256 is an object of its own on CPython: a buffer of [1000, 1000, ...] messages held
-    two and a half times its bound in bytes."""
+@pytest.mark.parametrize('number', [b'1000', b'-200'])
+def test_the_receive_buffer_bound_counts_integers_as_the_host_holds_them(number):
+    """Every integer beyond -5 to 256 is an object of its own on CPython: a buffer of [1000, 1000, ...] messages
+    held two and a half times its bound in bytes."""
     engine = Engine(False, max_frame=8192, max_buffered=MAX_BUFFERED, max_buffered_bytes=BUFFERED_FRAMES * 8192,
                     session_v2=False)
     engine.add_data((sp.SID_EXECUTE_REQUEST, sp.SID_EXECUTE_RESPONSE), 0, 'declared')   # kept for receive()
     engine.connection_made()
-    body = b'{"data_id": 0, "service_id": 30, "status": 0, "data": [' + b', '.join([b'1000'] * 1300) + b']}'
+    body = b'{"data_id": 0, "service_id": 30, "status": 0, "data": [' + b', '.join([number] * 1300) + b']}'
     wire = frame(*_with_crc((body,)))
     gc.collect()
     tracemalloc.start()
