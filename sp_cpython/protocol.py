@@ -104,7 +104,9 @@ class pure_json_protocol(EngineState, Api):
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
-        self._failed_writes = 0   # writes the link did not take (under the write lock)
+        # frame's id -> whether a write took it (None: not written yet), for the frames callers wait on: a writer
+        # takes along every frame queued, a frame of another caller's too, and says here how it went
+        self._went: Dict[int, Optional[bool]] = {}
         self._closed = False
         self._timer: Optional[threading.Timer] = None
         self._feeding: set = set()   # the threads running an engine step and its callbacks (I/O, timer)
@@ -196,14 +198,17 @@ class pure_json_protocol(EngineState, Api):
         try:
             while True:
                 with lock:
+                    before = engine.queued
                     predicate, end = op.send(value)
                     while predicate is not None:
                         value = predicate()
                         if not value and not self._closed:
                             value = self._wait(predicate, left(engine, end))
                         predicate, end = op.send(value)
-                    mark = self._failed_writes, engine.epoch, engine.queued   # as the op's frame was queued
-                value = self._flush(left(engine, end), mark)
+                    own = engine.queued if engine.queued is not before else None   # the frame the op queued
+                    if own is not None:
+                        self._went[id(own)] = None
+                value = self._flush(left(engine, end), own)
         except StopIteration as done:
             return done.value
         except BaseException:   # (a finished op needs no closing)
@@ -225,33 +230,32 @@ class pure_json_protocol(EngineState, Api):
         self._cond.wait_for(ready, timeout)
         return value
 
-    def _flush(self, timeout: float, mark: Optional[tuple] = None) -> bool:
-        """Writes what the engine queued, oldest first; inside a callback it is left for the I/O thread.
-
-        mark: (_failed_writes, the engine's epoch, the frame) as the caller's frame was queued. True only if that
-        frame went: a writer before us may have taken it along (lost if a write failed since), a session that
-        ended since dropped it with its outbox, and frames other threads queued behind it are written after it,
-        so that their failure is not its own (its caller's retry would run it twice)."""
-        if threading.get_ident() in self._feeding:
-            return True
-        end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
-        if not self._write_lock.acquire(timeout=timeout):
-            return False
+    def _flush(self, timeout: float, own: Optional[bytes] = None) -> bool:
+        """Writes what the engine queued, oldest first, a frame at a time; inside a callback it is left for the I/O
+        thread. own: the frame the caller queued, if any: True only if it went, whether this write took it or
+        another caller's did (_went), never when a session that ended since dropped it with its outbox. A frame
+        is written on its own so that a write failing behind it is not its failure (its caller's retry would
+        run it twice)."""
         try:
-            with self._lock:
-                frames = self._engine.frames_to_send()
-                kept = mark is None or mark[:2] == (self._failed_writes, self._engine.epoch)
-            cut = len(frames)   # what goes before the caller's frame and the frame itself; the rest after
-            if mark is not None:
-                cut = next((i + 1 for i, frame in enumerate(frames) if frame is mark[2]), 0)   # (0: taken along)
-            for data, own in ((b''.join(frames[:cut]), True), (b''.join(frames[cut:]), False)):
-                if data and not self._send(data, end):
-                    self._failed_writes += 1
-                    if own:
-                        return False
-            return kept
+            if threading.get_ident() in self._feeding:
+                return True
+            end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
+            if not self._write_lock.acquire(timeout=timeout):   # (another write holds the link: it may take own)
+                return own is not None and self._went.get(id(own)) is True
+            try:
+                with self._lock:
+                    frames = self._engine.frames_to_send()
+                went = True
+                for frame in frames:
+                    went = went and self._send(frame, end)   # (after a failure the link is gone: the rest too)
+                    if id(frame) in self._went:
+                        self._went[id(frame)] = went
+            finally:
+                self._write_lock.release()
+            return went if own is None else self._went.get(id(own)) is True
         finally:
-            self._write_lock.release()
+            if own is not None:
+                self._went.pop(id(own), None)
 
     def _send(self, data: bytes, end: float) -> bool:
         if self._timed_writes:

@@ -553,3 +553,55 @@ def test_the_receive_buffer_bound_counts_integers_as_the_host_holds_them(number)
     finally:
         tracemalloc.stop()
     assert engine.counters['buffer_dropped'] > 0 and held <= BUFFERED_FRAMES * 8192
+
+
+def test_a_send_whose_frame_went_in_another_callers_write_returns_true_though_a_frame_behind_failed():
+    """C queues its frame and is held before it writes; A's write takes C's frame and its own, and B's frame (queued
+    behind A's) fails, the peer reading nothing more: C's send() says True (its request arrived: a retry would run
+    it twice), A's True, B's False."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    try:
+        peer, _ = listener.accept()
+        assert wait_until(client.is_connected)
+        got = []
+
+        def read_until_c_and_a():
+            while b'"C"' not in b''.join(got) or b'"A"' not in b''.join(got):
+                got.append(peer.recv(4096))
+        reader = threading.Thread(target=read_until_c_and_a)
+        reader.start()
+        flush = client._flush
+        queued = {name: threading.Event() for name in 'CAB'}
+        a_wrote = threading.Event()
+
+        def held(timeout, own=None):   # (the order of the three threads, made certain)
+            me = threading.current_thread().name
+            if me not in queued:   # (the I/O thread's, once the link is back)
+                return flush(timeout, own)
+            queued[me].set()
+            if me == 'C' or me == 'B':
+                a_wrote.wait(5)
+            else:
+                queued['B'].wait(5)
+            try:
+                return flush(timeout, own)
+            finally:
+                if me == 'A':
+                    a_wrote.set()
+        client._flush = held
+        results = {}
+        threads = []
+        for name, data in (('C', 'C'), ('A', 'A'), ('B', 'x' * (8 << 20))):
+            threads.append(threading.Thread(target=lambda n=name, d=data: results.update(
+                {n: client.send(sp.SID_EXECUTE_REQUEST, 0, d, timeout=1)}), name=name))
+            threads[-1].start()
+            assert queued[name].wait(5)
+        for thread in threads:
+            thread.join(10)
+        reader.join(5)
+        assert results == {'C': True, 'A': True, 'B': False}
+    finally:
+        client.close()
+        listener.close()
