@@ -18,7 +18,8 @@ if __name__ == '__main__':
     parser.add_argument('port', type=int, nargs='?', default=17017, help='TCP port (default 17017)')
     port = parser.parse_args().port
     comm = socket_protocol.tcp_server_stp('127.0.0.1', port)
-    prot = socket_protocol.pure_json_protocol(comm, secret='apple', channel_name='example_server')
+    # no channel name of its own: a server takes its client's (one of its own it would replace, with a warning)
+    prot = socket_protocol.pure_json_protocol(comm, secret='apple')
     prot.add_data((socket_protocol.SID_READ_REQUEST, socket_protocol.SID_READ_RESPONSE), DID_ASC_TIME, 'asc_time')
     prot.register_callback(socket_protocol.SID_READ_REQUEST, DID_ASC_TIME, resp_asctime)
     print('serving on port %d' % comm.port, flush=True)

@@ -4,7 +4,9 @@ A board the gateway dials (tcp://, a serial device) is connected again after
 every loss; one that fails again and again waits longer each time (up to
 BACKOFF_S[1]), on its own task, so it holds up no other board. A board that
 dials in (listen://) is served by sp_cpython.aio's server, one board at a
-time. `why` says what keeps a board offline, for its status topic.
+time. `why` says what keeps a board offline, for its status topic; each
+change of a board's state is logged, at WARNING when it went offline or came
+back, so that it is said without -v.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ OWN_PER_S = 500                 # messages a board may send on its own each seco
 MAX_FRAME = 65536               # the longest frame body on the gateway's links (the board's own limit may be lower)
 FRAME_HEADROOM = 128            # a session v2 frame's seq, re and MAC, beyond the body the codec writes without them
 GROWTH = 6                      # the most a payload's bytes grow in the codec's JSON (e.g. a character as \uXXXX)
+NOT_CONNECTED = 'not connected yet'
 
 
 @dataclass
@@ -59,7 +62,9 @@ class BoardLink:
         if spec.codec not in PROTOCOLS:
             raise ValueError('board %s: codec is one of %s' % (spec.name, ', '.join(PROTOCOLS)))
         self.max_waiting = WAITING_PER_WORKER * workers
-        self.why = 'not connected yet'
+        self.why = NOT_CONNECTED
+        self._said = self.why       # the state last logged: True (online) or why the board was offline
+        self._warned = False        # an offline state was logged at WARNING since the board was last online
         self._workers = workers
         self._slots: Optional[asyncio.Semaphore] = None
         self._waiting = 0
@@ -79,10 +84,23 @@ class BoardLink:
         return prot is not None and prot.is_connected() and (self.spec.secret is None
                                                              or prot.check_authentification_state())
 
-    def _offline(self, why: str) -> None:
-        if why != self.why:
-            log.info('board %s: %s', self.name, why)
+    def _offline(self, why: str, level: int = logging.WARNING) -> None:
         self.why = why
+        self._changed(level)
+
+    def _changed(self, level: int = logging.WARNING) -> None:
+        """Logs a change of state (going offline at level, coming back online at WARNING when going offline was),
+        then tells the gateway."""
+        state = True if self.online() else self.why
+        if state != self._said:
+            if state is True:
+                log.log(logging.WARNING if self._warned else logging.INFO, 'board %s is %s', self.name,
+                        'back online' if self._warned else 'online')
+                self._warned = False
+            else:
+                log.log(level, 'board %s is offline: %s', self.name, self.why)
+                self._warned = self._warned or level >= logging.WARNING
+            self._said = state
         self._on_state()
 
     def _options(self) -> dict:
@@ -131,7 +149,7 @@ class BoardLink:
                 self._offline('cannot connect to %s: %s' % (target, getattr(err, 'strerror', None) or err))
             else:
                 self._take(prot)
-                self._on_state()
+                self._changed()
                 why = await self._hold(prot)
                 self._prot = None
                 await prot.close()
@@ -147,7 +165,7 @@ class BoardLink:
             if prot.is_connected():
                 return 'did not authenticate within %g s (the wrong secret?)' % AUTH_S
             return 'connection lost while authenticating'
-        self._on_state()
+        self._changed()
         await prot.wait_closed()
         return 'connection lost'
 
@@ -162,20 +180,21 @@ class BoardLink:
                 self._offline('cannot listen on %s:%d: %s' % (host, port, err.strerror or err))
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, BACKOFF_S[1])
-        self._offline('waiting for the board to connect to %s:%d' % (host, port))
+        # what a listening board is until it dials in: no news without -v
+        self._offline('waiting for the board to connect to %s:%d' % (host, port), logging.INFO)
 
     def _accepted(self, prot: aio.AsyncProtocol) -> None:
         """A connection to the listening gateway: the board once it proves itself (authenticates, with a secret)."""
         def proven() -> bool:
             self._take(prot)
-            self._on_state()
+            self._changed()
             return True
 
         def lost(_: aio.AsyncProtocol) -> None:
             if self._prot is prot and not prot.is_connected():
                 self._prot = None
                 self._offline('the board\'s connection ended: waiting for it to connect again')
-            self._on_state()
+            self._changed()
         prot.on_proven = lambda p, make_room=prot.on_proven: make_room(p) and proven()   # (not if it goes)
         prot.on_lost = lost
 
@@ -184,7 +203,8 @@ class BoardLink:
         loop step, and a dial task left running would keep the board. Awaiting the result closes the connection."""
         task, server, prot = self._task, self._server, self._prot
         self._task = self._server = self._prot = None
-        self.why = 'not connected yet'
+        self.why = self._said = NOT_CONNECTED     # a board claimed back starts over
+        self._warned = False
         if task is not None:
             task.cancel()
         if server is not None:

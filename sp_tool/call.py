@@ -9,9 +9,10 @@ import sp_cpython as sp
 from .demo import DATA as DEMO_DATA
 
 from .errors import EXIT_AUTH, EXIT_CRC, EXIT_REPL, EXIT_STATUS, EXIT_TIMEOUT, CommandError
-from .target import PROTOCOLS
+from .target import PROTOCOLS, TCP_SCHEME
 
 CHANNEL_NAME = 'sp-host'
+VIRTUAL_BOARD = 'the virtual board'   # what messages call the board sp call starts itself (its pty is no news)
 SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute': sp.SID_EXECUTE_REQUEST}
 # What a MicroPython REPL sends and a protocol board never does; the last one is our own
 # channel-name request echoed back, which is all a board sitting at its prompt may show.
@@ -64,16 +65,21 @@ def service_id(text: str) -> int:
 
 
 def data_id(service: int, text: str) -> Tuple[DataId, str]:
-    """(Data-ID, name): a number, a demo name (asc_time, value, echo, fail) or a string Data-ID."""
+    """(Data-ID, name): a number, a demo name (asc_time, value, echo, fail) or a string Data-ID. A name close to a
+    demo name of the service is a typo of it, named here: sent, it would only come back as unknown."""
     if text.lstrip('-').isdigit():
         try:
             return int(text), text
         except ValueError:   # over 4300 digits, or digits int() does not read (²)
             raise CommandError('the data id %s%s is not a number a message carries'
                                % (text[:40], '...' if len(text) > 40 else '')) from None
-    for services, did, name in DEMO_DATA:
-        if service in services and name == text:
-            return did, name
+    names = {name: did for services, did, name in DEMO_DATA if service in services}
+    if text in names:
+        return names[text], text
+    close = difflib.get_close_matches(text, names, 1)
+    if close:
+        raise CommandError('unknown data id %r (did you mean %s?): a number or a demo name (%s)'
+                           % (text, close[0], ', '.join(names)))
     return text, text
 
 
@@ -91,7 +97,8 @@ def _wait(predicate, deadline: float, sniffer: ReplSniffer, where: str) -> bool:
 
 def call(comm, where: str, service: int, did: DataId, name: str, data, codec: str = 'pure_json',
          secret: Optional[str] = None, timeout: float = 10.0) -> Tuple[sp.data_storage, dict]:
-    """Sends one request on comm (a transport not yet used) and returns (answer, counters)."""
+    """Sends one request on comm (a transport not yet used) and returns (answer, counters). where: the target as
+    messages name it (VIRTUAL_BOARD for the one sp call started)."""
     sniffer = ReplSniffer()
     comm.register_callback(sniffer)     # before the protocol: it sees the bytes first
     prot = PROTOCOLS[codec](comm, secret=secret, channel_name=CHANNEL_NAME)
@@ -111,8 +118,8 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
             if not prot.authentificate(max(min(deadline - time.monotonic(), 3.0), 0.1)):
                 # in session v2 with MACs a board with another secret drops every frame: silence says it too
                 if heard() > before or prot.macs:
-                    raise CommandError('authentication refused by the board on %s: wrong --secret, '
-                                       'or the board has none' % where, EXIT_AUTH)
+                    raise CommandError('authentication refused by %s: wrong --secret, or the board has none'
+                                       % _the_board(where), EXIT_AUTH)
                 raise _silence(prot, where, timeout)
         answer = prot.request(service, did, data, max(deadline - time.monotonic(), 0.1))
         if answer is None:
@@ -122,25 +129,32 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
         prot.close()
 
 
+def _the_board(where: str) -> str:
+    """How messages name the board on where: 'the board on /dev/ttyACM0', or the virtual board."""
+    return where if where == VIRTUAL_BOARD else 'the board on %s' % where
+
+
 def _silence(prot, where: str, timeout: float) -> CommandError:
     crc = prot.counters.get('crc_errors', 0)
     if crc:
         return CommandError('no answer from %s: %d frame(s) with a wrong CRC came instead (noisy line, '
                             'or another codec: --codec)' % (where, crc), EXIT_CRC)
-    return CommandError('no answer from %s within %g s (is the protocol running there? is --codec right?)'
-                        % (where, timeout), EXIT_TIMEOUT)
+    busy = ' a board serves one TCP host at a time: is another connected to it?' \
+        if where.startswith(TCP_SCHEME) else ''
+    return CommandError('no answer from %s within %g s (is the protocol running there? is --codec right?%s)'
+                        % (where, timeout, busy), EXIT_TIMEOUT)
 
 
 def verdict(answer: sp.data_storage, counters: dict, where: str) -> Optional[CommandError]:
     """The error an answer stands for, if any: its status, or CRC errors seen on the way."""
     status = answer.get_status()
     if status == sp.STATUS_AUTH_REQUIRED:
-        return CommandError('the board on %s requires authentication: give --secret-file FILE or set SP_SECRET'
-                            % where, EXIT_AUTH)
+        return CommandError('%s requires authentication: give --secret-file FILE or set SP_SECRET'
+                            % _the_board(where), EXIT_AUTH)
     if status == sp.STATUS_CHECKSUM_ERROR:
-        return CommandError('the board on %s received the request with a wrong CRC' % where, EXIT_CRC)
+        return CommandError('%s received the request with a wrong CRC' % _the_board(where), EXIT_CRC)
     if status != sp.STATUS_OKAY:
-        return CommandError('the board on %s answered: %s' % (where, sp.STATUS__NAMES.get(status, status)),
+        return CommandError('%s answered: %s' % (_the_board(where), sp.STATUS__NAMES.get(status, status)),
                             EXIT_STATUS)
     if counters.get('crc_errors', 0):
         return CommandError('%d frame(s) with a wrong CRC seen on %s' % (counters['crc_errors'], where), EXIT_CRC)

@@ -210,11 +210,12 @@ def do_call(args) -> int:
 
 def _call(args, sid: int, did, name: str, data):
     """(answer as a dict, the error it stands for or None)."""
-    from .call import call, verdict
+    from .call import VIRTUAL_BOARD, call, verdict
     from .target import open_transport
     secret = _secret(args)
-    with _board_port(args, secret) as where:
-        comm = open_transport(where, args.baud, args.timeout)
+    with _board_port(args, secret) as port:
+        where = VIRTUAL_BOARD if args.target is None else port
+        comm = open_transport(port, args.baud, args.timeout)
         answer, counters = call(comm, where, sid, did, name, data, args.codec, secret, args.timeout)
     status = answer.get_status()
     return ({'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(), 'status': status,
@@ -528,18 +529,19 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    args = _parser(any(len(word) > 2 and '--json'.startswith(word) for word in words)).parse_args(argv)   # (--js too)
-    verbose = args.verbose + args.verbose_after
-    if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
-                            format='%(asctime)s.%(msecs)03d %(name)-28s %(levelname)-7s %(message)s',
-                            datefmt='%H:%M:%S')
-    try:
-        return args.handler(args)
-    except CommandError as err:
-        return _failed(args, str(err), err.code, err.answer)
-    except KeyboardInterrupt:
-        return _failed(args, 'interrupted', EXIT_INTERRUPTED)
+    try:   # all of it: a failure's --json object, argparse's too, is output as much as an answer is
+        args = _parser(any(len(word) > 2 and '--json'.startswith(word) for word in words)).parse_args(argv)  # --js too
+        verbose = args.verbose + args.verbose_after
+        if verbose:
+            logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
+                                format='%(asctime)s.%(msecs)03d %(name)-28s %(levelname)-7s %(message)s',
+                                datefmt='%H:%M:%S')
+        try:
+            return args.handler(args)
+        except CommandError as err:
+            return _failed(args, str(err), err.code, err.answer)
+        except KeyboardInterrupt:
+            return _failed(args, 'interrupted', EXIT_INTERRUPTED)
     except BrokenPipeError:   # what reads stdout went away (sp monitor FILE | head): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # else the exit's flush fails again
         return 128 + signal.SIGPIPE   # as a shell reports a command SIGPIPE ended

@@ -73,6 +73,7 @@ for d, keep in %r.items():
 # /rom first: a board's sys.path starts with its filesystem, where this file itself is main.py.
 ROMFS_MAIN = "import sys; sys.path.insert(0, '/rom'); import main\n"
 _NO_ROMFS = ("ROMFS is not enabled", "partition not found")
+_NO_RAW_REPL = "could not enter raw repl"   # mpremote's: the board gave no REPL for its Ctrl-C
 
 
 class DeployError(CommandError):
@@ -131,13 +132,23 @@ def _mpremote(port, args, timeout):
         raise DeployError("no answer from a board on %s within %g s (is it at the REPL? a protocol main.py "
                           "with REPL = False ignores Ctrl-C: reset the board)" % (port, timeout), EXIT_TIMEOUT)
     if proc.returncode != 0:
-        raise DeployError("mpremote on %s failed: %s" % (port, _last_lines(proc.stderr + proc.stdout)))
+        raise _failed(proc.stdout + proc.stderr, port, "mpremote on %s failed" % port)
     return proc.stdout
 
 
-def _last_lines(text, n=4):
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-n:]) or "(no output)"
+def _failed(output, port, what):
+    """The error of an mpremote run on port that failed: what failed and the last line mpremote printed, the
+    exception's message (the traceback above it says nothing to the user); a board that gave it no REPL, what to do."""
+    if _NO_RAW_REPL in output:
+        return DeployError("the board on %s does not give mpremote its REPL: its program does not hand the console "
+                           "back on Ctrl-C (a StdioStream without repl=True, for instance). Reset the board and deploy "
+                           "within its STARTUP_DELAY_MS, or erase its flash" % port)
+    return DeployError("%s: %s" % (what, _last_line(output)))
+
+
+def _last_line(text):
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
 
 
 def probe(port, timeout=20.0):
@@ -175,7 +186,7 @@ def build_romfs(files, image):
         proc = subprocess.run(mpremote_cmd() + ["romfs", "-o", image, "build", folder],
                               capture_output=True, text=True)
     if proc.returncode != 0:
-        raise DeployError("mpremote romfs build failed: " + _last_lines(proc.stderr + proc.stdout))
+        raise DeployError("mpremote romfs build failed: " + _last_line(proc.stdout + proc.stderr))
     return image
 
 
@@ -235,11 +246,11 @@ def deploy_romfs(board, port="auto", timeout=20.0, out=print):
         try:
             report = _mpremote(port, ["romfs", "deploy", image], timeout + size / 500.0)
         except DeployError as e:
-            said = [line for line in str(e).splitlines() if any(text in line for text in _NO_ROMFS)]
-            if not said:
+            said = str(e).split("mpremote: ")[-1]
+            if not any(text in said for text in _NO_ROMFS):
                 raise
             raise DeployError("the board on %s has no ROMFS partition (mpremote: %s): deploy with "
-                              "`sp deploy %s --mpy` instead" % (port, said[0].split("mpremote: ")[-1].strip(), board))
+                              "`sp deploy %s --mpy` instead" % (port, said, board))
         for line in report.splitlines():
             if line.startswith(("ROMFS", "Image size")):
                 out(line.strip())
@@ -292,8 +303,8 @@ def _copy(port, files, timeout, out, prepare=True):
     if rc == 0:
         progress.finish()
     if rc != 0 or progress.done != len(files):
-        raise DeployError("copy to %s failed after %d of %d files: %s"
-                          % (port, progress.done, len(files), "\n".join(progress.other) or "rc %s" % rc))
+        raise _failed("\n".join(progress.other) or "rc %s" % rc, port,
+                      "copy to %s failed after %d of %d files" % (port, progress.done, len(files)))
     return progress.unchanged
 
 

@@ -295,7 +295,7 @@ class Gateway:
             return
         if not link.online():
             self.count('offline')
-            self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s is offline' % board))
+            self._respond(reply, wire.answer(wire.STATUS_BOARD_OFFLINE, '%s is offline: %s' % (board, link.why)))
             return
         if not link.take_call():
             self.count('timeouts')
@@ -381,7 +381,6 @@ class Gateway:
             state = (online, None if online else link.why)
             if state != self._published[name]:
                 self._published[name] = state
-                log.info('board %s is %s', name, wire.ONLINE if online else '%s (%s)' % (wire.OFFLINE, link.why))
                 self._publish_status(name, online, link.why)
 
     def _publish_status(self, name: str, online: bool, why: str) -> None:

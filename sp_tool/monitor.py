@@ -192,6 +192,8 @@ def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, 
         try:
             with _capture(save) as capture:
                 stop = make_stop()
+                # said at once: an idle link prints nothing more, and must not look like a command that hangs
+                print('watching %s (Ctrl-C stops)' % printable(source), file=sys.stderr, flush=True)
                 ended = _watch(read, mon, '<-', stop, capture)
         finally:
             close()

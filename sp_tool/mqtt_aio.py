@@ -201,7 +201,9 @@ class Client(asyncio.Protocol):
         self._context = self._ssl()     # a TLS file that is missing or bad is a configuration error, raised here
         self._failing: Optional[str] = None     # why the last attempt to connect failed, until one succeeds
         self.on_connect: Callable[[], None] = lambda: None
-        self.on_error: Callable[[str], None] = lambda why: None      # the broker cannot be reached or refused
+        # the broker cannot be reached or refused; True: the error is the caller's to say (it raises it), and the
+        # client logs it for -v only
+        self.on_error: Callable[[str], Optional[bool]] = lambda why: None
         self.on_message: Callable[[Message], None] = lambda msg: None
         self.on_suback: Callable[[int], None] = lambda packet_id: None
         self._transport: Optional[asyncio.Transport] = None
@@ -255,12 +257,12 @@ class Client(asyncio.Protocol):
                 wait = RECONNECT_S[0]
                 await self._keep_alive(loop)
             except (OSError, asyncio.TimeoutError) as err:
-                why = 'cannot reach the broker at %s: %s' % (self.broker.url,
-                                                             getattr(err, 'strerror', None) or err or 'no answer')
+                reason = 'connection refused (nothing listens there)' if isinstance(err, ConnectionRefusedError) \
+                    else getattr(err, 'strerror', None) or err or 'no answer'
+                why = 'cannot reach the broker at %s: %s' % (self.broker.url, reason)
                 # said without -v once, and whenever the reason changes; its repeats every 1 to 2 s -v shows
-                log.log(logging.INFO if why == self._failing else logging.WARNING, '%s', why)
+                self._failed(why, logging.INFO if why == self._failing else logging.WARNING)
                 self._failing = why
-                self.on_error(why)
             if self._transport is not None:
                 self._connected = False   # dropped by this side: connection_lost() does not blame the broker
                 self._transport.abort()
@@ -368,9 +370,8 @@ class Client(asyncio.Protocol):
             if self._connected:
                 raise ValueError('a second CONNACK')
             if body[1] >= 0x80:
-                why = 'the broker at %s refused the connection: reason code %d' % (self.broker.url, body[1])
-                log.warning('%s', why)
-                self.on_error(why)
+                self._failed('the broker at %s refused the connection: reason code %d' % (self.broker.url, body[1]),
+                             logging.WARNING)
                 self._transport.close()
                 return
             told: Dict[int, int] = {}
@@ -388,11 +389,14 @@ class Client(asyncio.Protocol):
             self._subscribing.discard(packet_id)
             refused = [code for code in body[_read_properties(body, 2):] if code >= 0x80]
             if refused:
-                why = 'the broker at %s refused a subscription: reason code %d' % (self.broker.url, refused[0])
-                log.error('%s', why)
-                self.on_error(why)
+                self._failed('the broker at %s refused a subscription: reason code %d' % (self.broker.url, refused[0]),
+                             logging.ERROR)
             else:
                 self.on_suback(packet_id)
+
+    def _failed(self, why: str, level: int) -> None:
+        """Hands why to on_error, and logs it at level, or for -v only when on_error takes it (it is said once)."""
+        log.log(logging.INFO if self.on_error(why) else level, '%s', why)
 
     # what goes out ------------------------------------------------------------------------------
     def _write(self, data: bytes) -> bool:

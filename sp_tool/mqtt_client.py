@@ -110,11 +110,14 @@ class BoardClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _on_error(self, why: str) -> None:
-        """Before the first subscription: the constructor's error; after it, the client reconnects by itself."""
-        if not self._subscribed.is_set():
-            self._refused = why
-            self._subscribed.set()
+    def _on_error(self, why: str) -> bool:
+        """Before the first subscription: the constructor's error, which it raises (so the client logs it for -v
+        only); after it, the client reconnects by itself and logs why."""
+        if self._subscribed.is_set():
+            return False
+        self._refused = why
+        self._subscribed.set()
+        return True
 
     def _on_message(self, msg: Message) -> None:
         """Hands an answer to its call: the first that has the call's Correlation Data and names what it asked.

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import sp_cpython
 from conftest import ROOT, free_port, interrupt, skip_or_fail, wait_until
 from ptys import PtyCable
 from sp_common import frame, pure_json
@@ -25,9 +26,9 @@ SECRET = 'apple'
 TIME_TEXT = r'"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}"'
 
 
-def sp(*args, timeout=60, **kwargs):
-    return subprocess.run([sys.executable, '-m', 'sp_tool'] + list(args), capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL, **kwargs)
+def sp(*args, timeout=60, stdout=subprocess.PIPE, **kwargs):
+    return subprocess.run([sys.executable, '-m', 'sp_tool'] + list(args), stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL, **kwargs)
 
 
 class Board:
@@ -230,6 +231,42 @@ def test_a_mistyped_service_is_named_not_opened(words):
     fails(sp('call', *words), errors.EXIT_USAGE, "unknown service 'reed' (did you mean read?)")
 
 
+def test_a_mistyped_demo_data_name_is_named_and_another_name_is_sent(board):
+    """A name close to a demo name of the service is a typo (sent, it came back as unknown); any other name may be
+    one the board declares: sent as it is."""
+    r = sp('call', board.tcp, 'read', 'asc_tim', '--secret', SECRET)
+    fails(r, errors.EXIT_USAGE)
+    assert r.stderr == ("sp call: error: unknown data id 'asc_tim' (did you mean asc_time?): a number or a demo name "
+                        "(asc_time, value)\n")
+    fails(sp('call', board.tcp, 'execute', 'ech', '--secret', SECRET), errors.EXIT_USAGE, "(did you mean echo?)")
+    fails(sp('call', board.tcp, 'read', 'calibration', '--secret', SECRET), errors.EXIT_STATUS,
+          'the board on %s answered: service or data unknown' % board.tcp)
+
+
+def test_the_virtual_board_a_call_starts_is_named_so_not_by_its_pty():
+    r = sp('call', 'execute', 'fail')
+    fails(r, errors.EXIT_STATUS)
+    assert r.stderr == 'sp call: error: the virtual board answered: callback error\n'
+
+
+def test_no_answer_over_tcp_says_a_board_may_be_serving_another_host():
+    """A board serves one TCP host at a time: a call while another host holds it waits and gets nothing."""
+    busy = Board()
+    try:
+        other = sp_cpython.pure_json_protocol(sp_cpython.tcp_client_stp('127.0.0.1', busy.tcp_port))
+        try:
+            other.add_data((10, 11), 0, 'asc_time')
+            assert other.request(10, 0, None, 10) is not None
+            r = sp('call', busy.tcp, 'read', 'asc_time', '--timeout', '1')
+        finally:
+            other.close()
+    finally:
+        assert busy.stop() == errors.EXIT_INTERRUPTED
+    fails(r, errors.EXIT_TIMEOUT)
+    assert r.stderr == ('sp call: error: no answer from %s within 1 s (is the protocol running there? is --codec '
+                        'right? a board serves one TCP host at a time: is another connected to it?)\n' % busy.tcp)
+
+
 def test_call_without_words_shows_what_is_optional():
     r = sp('call')
     fails(r, errors.EXIT_USAGE, 'usage: sp call [options] [TARGET] SERVICE DATA_ID [DATA_JSON]',
@@ -421,6 +458,21 @@ def test_monitor_read_by_a_program_that_stops_reading_ends_quietly(tmp_path):
     os.close(head)
     assert (proc.wait(20), proc.stderr.read()) == (128 + signal.SIGPIPE, '')
     proc.stderr.close()
+
+
+@pytest.mark.parametrize('words', [['tcp://127.0.0.1:%d' % free_port(), 'read', '0'],   # refused: exit 4
+                                   ['read', 'asc_time', '--timeout', 'x']])                # argparse's error
+def test_a_failed_call_whose_json_nobody_reads_ends_quietly(words):
+    """sp call --json ... | head -c 0: the failure's JSON object, printed while handling the failure, gave two
+    tracebacks and exit 1."""
+    head, out = os.pipe()
+    os.close(head)   # the reader is gone before anything is written
+    try:
+        r = sp('call', *words, '--json', stdout=out)
+    finally:
+        os.close(out)
+    assert r.returncode == 128 + signal.SIGPIPE, r.stderr
+    assert r.stderr.startswith(('sp call: error: ', 'usage: sp call')) and 'Traceback' not in r.stderr, r.stderr
 
 
 def test_monitor_shows_a_live_link_and_saves_its_bytes(tmp_path):

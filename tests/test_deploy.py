@@ -221,6 +221,19 @@ def test_silent_port_times_out_clearly():
     assert "no answer from a board" in r.stderr
 
 
+def test_a_board_whose_program_keeps_its_console_is_named_with_what_to_do(tmp_path):
+    """A protocol program without REPL: mpremote cannot enter the raw REPL, and its traceback (with this host's
+    paths) was the message. The port is a link to the pty: mpremote would wait on a /dev/pts device for good."""
+    with VirtualBoard(boot=True, env={"SP_TCP_PORT": "off"}) as serving:
+        port = tmp_path / "ttyBOARD"
+        port.symlink_to(serving.port)
+        r = run_deploy("unix", "--port", str(port))
+    assert r.returncode == EXIT_DEPLOY, r.stderr
+    assert r.stderr == ("sp deploy: error: the board on %s does not give mpremote its REPL: its program does not hand "
+                        "the console back on Ctrl-C (a StdioStream without repl=True, for instance). Reset the board "
+                        "and deploy within its STARTUP_DELAY_MS, or erase its flash\n" % port)
+
+
 def test_unknown_board_fails_clearly():
     r = run_deploy("no-such-board", "--port", "/dev/null")
     assert r.returncode != 0
@@ -269,3 +282,14 @@ def test_what_the_board_prints_is_neither_progress_nor_raw_text(monkeypatch, tmp
     said = []
     assert deploy._copy("board", files, 5.0, said.append, prepare=False) == 0
     assert said == ["[1/1] a.py (6 B)"]
+
+
+def test_a_failed_mpremote_run_is_named_by_its_last_line(monkeypatch, tmp_path):
+    """Of a traceback, the exception's message: not the lines above it, nor what the board printed before."""
+    deploy, _files = _a_board_that_says(monkeypatch, tmp_path, (
+        "import sys\nprint('board output')\n"
+        "print('Traceback (most recent call last):\\n  File \"/home/me/mpremote/main.py\", line 1, in main\\n'\n"
+        "      'mpremote.transport.TransportError: could not exec command', file=sys.stderr)\nsys.exit(1)\n"))
+    with pytest.raises(deploy.DeployError) as failed:
+        deploy.probe("board")
+    assert str(failed.value) == "mpremote on board failed: mpremote.transport.TransportError: could not exec command"

@@ -24,3 +24,4 @@ def test_example_client_reads_asc_time_from_example_server():
     assert time.strptime(answer['data'])
     assert 'prot-client: RX <- service: read data response, data_id: asc_time, status: okay' in client.stderr
     assert 'authentification response, data_id: key, status: okay, data: "True"' in server_log
+    assert 'WARNING' not in server_log + client.stderr    # a normal run: the server took the client's channel name

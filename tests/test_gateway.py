@@ -9,6 +9,7 @@ import getpass
 import json
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -752,6 +753,47 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
         watcher.wait_payload('cli/h/status', 'offline')
         watcher.close()
         server.close()
+
+
+def test_sp_call_to_a_broker_that_is_not_there_says_so_once_in_its_own_words():
+    """The client's log line came before sp call's error line, with asyncio's 'Connect call failed (...)'."""
+    url = 'mqtt://127.0.0.1:%d' % free_port()
+    r = sp_command('call', url + '/kitchen', 'read', 'asc_time')
+    assert r.returncode == errors.EXIT_REFUSED
+    assert r.stderr == ('sp call: error: cannot reach the broker at %s: connection refused (nothing listens there)\n'
+                        % url)
+
+
+def test_sp_gateway_says_without_v_when_a_board_is_offline_and_why_and_when_it_is_back(fleet):
+    """Without -v the gateway said nothing of a board it could not reach, and its offline answer said not why."""
+    port = free_port()     # nothing listens there, until the board below does
+    watcher = Inbox(fleet.broker, 'states/+/status')
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', fleet.broker.url, '--prefix',
+                             'states', 'gone=/dev/does-not-exist', 'late=tcp://127.0.0.1:%d' % port],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    board = None
+    try:
+        watcher.wait_payload('states/late/status', 'offline')
+        r = sp_command('call', fleet.broker.url + '/states/gone', 'read', 'asc_time')
+        assert r.returncode == errors.EXIT_REFUSED, r.stderr
+        assert r.stderr == ('sp call: error: %s/states/gone answered: board offline (gone is offline: cannot connect '
+                            'to /dev/does-not-exist: No such file or directory)\n' % fleet.broker.url)
+        board = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', port))
+        watcher.wait_payload('states/late/status', 'online')
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code, said = proc.wait(10), proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+        watcher.close()
+        if board is not None:
+            board.close()
+    assert code == 130
+    lines = said.splitlines()
+    assert lines.count('board gone is offline: cannot connect to /dev/does-not-exist: No such file or directory') == 1
+    late = [line for line in lines if line.startswith('board late is')]
+    assert len(late) == 2 and late[1] == 'board late is back online', said
+    assert late[0].startswith('board late is offline: cannot connect to tcp://127.0.0.1:%d: ' % port), said
 
 
 def test_a_board_that_outruns_a_stuck_broker_fills_no_queue_without_end():

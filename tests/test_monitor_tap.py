@@ -1,5 +1,6 @@
 """sp monitor --tap keeps decoding what the board sends while no host program reads the tap's pty."""
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def watch_a_board_that_hangs_up(tap, wire):
         if tap:
             assert mon.stdout.readline().startswith('/dev/')
         else:
-            time.sleep(1.5)   # the monitor has the port open
+            assert mon.stderr.readline() == 'watching %s (Ctrl-C stops)\n' % path   # it has the port open
         os.write(board_end, wire)
         time.sleep(0.5)
         os.close(port)
@@ -96,6 +97,25 @@ def watch_a_board_that_hangs_up(tap, wire):
     finally:
         if mon.poll() is None:
             mon.kill()
+
+
+def test_a_live_monitor_says_at_once_what_it_watches():
+    """On an idle link it printed nothing until Ctrl-C, like a command that hangs."""
+    board_end, port = os.openpty()
+    path = os.ttyname(port)
+    mon = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'monitor', path], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert select.select([mon.stderr], [], [], 10)[0], 'nothing said'
+        assert mon.stderr.readline() == 'watching %s (Ctrl-C stops)\n' % path
+        mon.send_signal(signal.SIGINT)
+        assert mon.communicate(timeout=10) == ('', '0 messages, 0 CRC errors, 0 format errors, 0 framing errors\n')
+        assert mon.returncode == errors.EXIT_INTERRUPTED
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+        os.close(board_end)
+        os.close(port)
 
 
 ONE_OF_EACH = ['monitor', 'tap']
