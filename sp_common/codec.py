@@ -51,45 +51,46 @@ _MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope incl
 
 
 def _check(value):
-    # MicroPython's json.dumps writes '<object>' for what it cannot encode and inf, nan as bare words; CPython raises.
-    if type(value) is int:
-        if (value > _SHORT or value < -_SHORT) and len(str(value)) - (value < 0) > _MAX_DIGITS:
-            raise ValueError('Exceeds the limit (%d digits) for integer string conversion' % _MAX_DIGITS)
-        return
-    if type(value) is float:
-        if value - value != 0:   # inf - inf and nan - nan are nan
-            raise ValueError('Out of range float values are not JSON compliant')
-        return
-    if value is None or isinstance(value, _SCALARS):
-        return
-    if isinstance(value, _SEQUENCES):
+    """Raises for what MicroPython's json.dumps would write wrongly ('<object>' for what it cannot encode, inf and
+    nan as bare words: CPython raises) and for arrays and objects nested deeper than a peer takes. It walks a list
+    of what is left, not by recursion: a board's stack holds some 30 calls."""
+    values = [value]
+    depths = [1]   # the arrays and objects around each value left, itself included
+    while values:
+        value = values.pop()
+        depth = depths.pop()
+        if type(value) is int:
+            if (value > _SHORT or value < -_SHORT) and len(str(value)) - (value < 0) > _MAX_DIGITS:
+                raise ValueError('Exceeds the limit (%d digits) for integer string conversion' % _MAX_DIGITS)
+            continue
+        if type(value) is float:
+            if value - value != 0:   # inf - inf and nan - nan are nan
+                raise ValueError('Out of range float values are not JSON compliant')
+            continue
+        if value is None or isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, dict):
+            for key in value:
+                if not (key is None or isinstance(key, _SCALARS)):
+                    raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
+                values.append(key)   # (a float key is checked as a float)
+                depths.append(depth)
+            value = value.values()
+        elif not isinstance(value, _SEQUENCES):
+            raise TypeError('Object of type %s is not JSON serializable' % type(value).__name__)
+        if depth > _MAX_DEPTH - 1:
+            raise TypeError('data nested deeper than a peer takes (%d levels)' % (_MAX_DEPTH - 1))
         for item in value:
-            _check(item)
-        return
-    if isinstance(value, dict):
-        for key in value:
-            if not (key is None or isinstance(key, _SCALARS)):
-                raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
-            if type(key) is float:
-                _check(key)
-            _check(value[key])
-        return
-    raise TypeError('Object of type %s is not JSON serializable' % type(value).__name__)
+            values.append(item)
+            depths.append(depth + 1)
 
 
 if _MICROPYTHON:
     def dumps(value):
         """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold or nested deeper than a
         peer takes: every peer would drop its frame)."""
-        try:
-            _check(value)
-            text = json.dumps(value)
-            deep = text.count('[') + text.count('{') > _MAX_DEPTH - 1 and \
-                load('sp_common.depth').deeper_than(value, _MAX_DEPTH - 1)
-        except RuntimeError:   # the interpreter's own recursion limit: deeper still
-            deep = True
-        if deep:
-            raise TypeError('data nested deeper than a peer takes (%d levels)' % (_MAX_DEPTH - 1))
+        _check(value)
+        text = json.dumps(value)
         if len(memoryview(text)) == len(text):
             return text
         return load('sp_common.nonascii').escape(text)
