@@ -52,37 +52,41 @@ _MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope incl
 
 def _check(value):
     """Raises for what MicroPython's json.dumps would write wrongly ('<object>' for what it cannot encode, inf and
-    nan as bare words: CPython raises) and for arrays and objects nested deeper than a peer takes. It walks a list
-    of what is left, not by recursion: a board's stack holds some 30 calls."""
-    values = [value]
-    depths = [1]   # the arrays and objects around each value left, itself included
-    while values:
-        value = values.pop()
-        depth = depths.pop()
+    nan as bare words: CPython raises) and for arrays and objects nested deeper than a peer takes. It goes depth
+    first, not by recursion (a board's stack holds some 30 calls), with the containers around the value and the
+    place reached in each: no more than one of each per level."""
+    around = []   # the arrays around value (an object's values are taken as one)
+    places = []   # the index of value in each
+    while True:
         if type(value) is int:
             if (value > _SHORT or value < -_SHORT) and len(str(value)) - (value < 0) > _MAX_DIGITS:
                 raise ValueError('Exceeds the limit (%d digits) for integer string conversion' % _MAX_DIGITS)
-            continue
-        if type(value) is float:
+        elif type(value) is float:
             if value - value != 0:   # inf - inf and nan - nan are nan
                 raise ValueError('Out of range float values are not JSON compliant')
-            continue
-        if value is None or isinstance(value, _SCALARS):
-            continue
-        if isinstance(value, dict):
-            for key in value:
-                if not (key is None or isinstance(key, _SCALARS)):
-                    raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
-                values.append(key)   # (a float key is checked as a float)
-                depths.append(depth)
-            value = value.values()
-        elif not isinstance(value, _SEQUENCES):
-            raise TypeError('Object of type %s is not JSON serializable' % type(value).__name__)
-        if depth > _MAX_DEPTH - 1:
-            raise TypeError('data nested deeper than a peer takes (%d levels)' % (_MAX_DEPTH - 1))
-        for item in value:
-            values.append(item)
-            depths.append(depth + 1)
+        elif not (value is None or isinstance(value, _SCALARS)):
+            if isinstance(value, dict):
+                for key in value:
+                    if not (key is None or isinstance(key, _SCALARS)):
+                        raise TypeError('keys must be str, int, float, bool or None, not %s' % type(key).__name__)
+                    if type(key) is float:
+                        _check(key)
+                value = list(value.values())
+            elif not isinstance(value, _SEQUENCES):
+                raise TypeError('Object of type %s is not JSON serializable' % type(value).__name__)
+            if len(around) == _MAX_DEPTH - 1:
+                raise TypeError('data nested deeper than a peer takes (%d levels)' % (_MAX_DEPTH - 1))
+            around.append(value)
+            places.append(-1)
+        while around:   # the next value: the next item of the innermost container that has one
+            places[-1] += 1
+            if places[-1] < len(around[-1]):
+                value = around[-1][places[-1]]
+                break
+            around.pop()
+            places.pop()
+        else:
+            return
 
 
 if _MICROPYTHON:

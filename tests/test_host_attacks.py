@@ -389,6 +389,16 @@ def test_data_that_contains_itself_is_refused_even_under_a_raised_recursion_limi
     assert (done.returncode, done.stdout.strip()) == (0, 'Circular reference detected')
 
 
+def test_data_nested_past_the_recursion_limit_is_the_same_type_error_as_any_too_deep():
+    """json's encoder recurses: data 100,000 levels deep was its RecursionError, not the TypeError of data deeper
+    than a peer takes."""
+    data = 0
+    for _ in range(100000):
+        data = [data]
+    with pytest.raises(TypeError, match='nested deeper than a peer takes'):
+        pure_json.encode(30, 0, 0, data)
+
+
 def test_a_frame_of_the_densest_json_is_received_whole():
     """'"",' is three bytes of text for a string and a slot, 24 times that in a 64-bit host's heap: the host's
     receive buffer holds one whole frame of it (one of 4 KiB was dropped)."""
