@@ -4,6 +4,7 @@ The device is the MicroPython unix port on a raw pty, as the virtual board is; w
 is the loop's side (serve_forever() and the asyncio task return once the console is handed back); the
 console's byte-by-byte reads are tested on the emulated Pico (tests/test_pico.py).
 """
+import contextlib
 import os
 import select
 import subprocess
@@ -41,13 +42,20 @@ def read_until(fd, mark, timeout=10):
     return got
 
 
-def _board(loop):
+@contextlib.contextmanager
+def _board(loop='serve_forever', code=BOARD):
+    """(the pty's master end, the process) of code run on a raw pty, killed at the end if it still runs."""
     master, slave = os.openpty()
     tty.setraw(slave)
-    proc = subprocess.Popen(['micropython', '-c', BOARD, loop], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(['micropython', '-c', code, loop], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
                             cwd=ROOT, env=dict(os.environ, MICROPYPATH=ROOT + ':.frozen'))   # asyncio is frozen in
     os.close(slave)
-    return master, proc
+    try:
+        yield master, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
 
 
 def _handed_back(master, proc):
@@ -58,16 +66,11 @@ def _handed_back(master, proc):
 
 @pytest.mark.parametrize('loop', ['serve_forever', 'asyncio'])
 def test_a_ctrl_c_between_frames_ends_the_loop(loop, tmp_path):
-    master, proc = _board(loop)
-    try:
+    with _board(loop) as (master, proc):
         os.write(master, frame(*pure_json.pieces(30, 0, 0, '\x03 inside')))   # a 0x03 in a frame is data
         assert b'"data":= "\\u0003 inside"' in read_until(master, b'inside"}')   # as framed: ':' escaped
         assert proc.poll() is None
         _handed_back(master, proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
 
 
 @pytest.mark.parametrize('unfinished', [b':<{"data_id":= 0, "serv', b':<abc:xdef'], ids=['cut', 'bad escape'])
@@ -75,32 +78,23 @@ def test_a_frame_left_unfinished_holds_the_console_no_longer_than_a_pause(unfini
     """A host that died in the middle of a frame (or a bad escape, whose frame's rest passes up to its ':>'): a
     Ctrl-C that comes after a pause of 500 ms is between frames again, where it was frame data until a ':>' came,
     and mpremote could never take the REPL back. Within the frame's own bytes it stays data."""
-    master, proc = _board('serve_forever')
-    try:
+    with _board() as (master, proc):
         os.write(master, frame(*pure_json.pieces(30, 0, 0, 'served')))
         assert b'served' in read_until(master, b'served"')
         os.write(master, unfinished + b'\x03')
         time.sleep(0.7)
         assert proc.poll() is None
         _handed_back(master, proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
 
 
 def test_a_board_busy_in_a_callback_gives_up_no_frame_of_a_host_that_kept_sending():
     """Two requests in one write, the first to a service that takes 700 ms: the board reads the second's first
     bytes with the first, works, then reads the rest. Its time in the callback is not the host's silence: both
     are answered (a silence counted from the board's last read gave the second up)."""
-    master, proc = _board('serve_forever')
-    try:
+    with _board() as (master, proc):
         os.write(master, frame(*pure_json.pieces(30, 7, 0, 'slow')) + frame(*pure_json.pieces(30, 0, 0, 'after')))
         got = read_until(master, b'"after"')
         assert b'"slow"' in got and b'"after"' in got, got
-    finally:
-        proc.kill()
-        os.close(master)
 
 
 def test_the_readme_board_code_serves_and_gives_the_console_back():
@@ -109,17 +103,7 @@ def test_the_readme_board_code_serves_and_gives_the_console_back():
     with open(os.path.join(ROOT, 'README.md')) as f:
         readme = f.read()
     code = readme.split('## Quick start: board code', 1)[1].split('```python\n', 1)[1].split('```', 1)[0]
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    proc = subprocess.Popen(['micropython', '-c', code + "import sys; sys.stderr.write('back at the REPL\\n')\n"],
-                            stdin=slave, stdout=slave, stderr=subprocess.PIPE, cwd=ROOT,
-                            env=dict(os.environ, MICROPYPATH=ROOT))
-    os.close(slave)
-    try:
+    with _board(code=code + "import sys; sys.stderr.write('back at the REPL\\n')\n") as (master, proc):
         os.write(master, frame(*pure_json.pieces(30, 0, 0, 'from the readme')))
         assert b'from the readme' in read_until(master, b'from the readme"')
         _handed_back(master, proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
