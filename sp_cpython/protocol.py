@@ -134,7 +134,7 @@ class pure_json_protocol(EngineState, Api):
         self.close()
 
     # comm callbacks (I/O thread) -------------------------------------------------
-    def _run_engine(self, step: Callable[[], Any]) -> None:
+    def _run_engine(self, step: Callable[..., Any], *args: Any) -> None:
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
         callback holds up no other thread's send(), request() or receive(). A step that queued none takes the
         lock once: a caller it wakes finds the lock free, not taken again for the looks after the step."""
@@ -143,7 +143,7 @@ class pure_json_protocol(EngineState, Api):
         try:
             with self._lock:
                 try:
-                    step()
+                    step(*args)
                 finally:
                     self._cond.notify_all()
                 jobs = bool(self._engine.jobs)
@@ -180,7 +180,7 @@ class pure_json_protocol(EngineState, Api):
             self._timer.start()
 
     def _on_data(self, data: bytes) -> None:
-        self._run_engine(lambda: self._engine.feed(data))
+        self._run_engine(self._engine.feed, data)
 
     def _on_connect(self) -> None:
         self._run_engine(self._engine.connection_made)
@@ -217,17 +217,21 @@ class pure_json_protocol(EngineState, Api):
             raise
 
     def _wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """With the lock held: waits for the predicate, the protocol's close or timeout; the predicate's last value.
-        Inside a callback it looks once: the I/O thread waiting would stall the very link it waits for."""
+        """With the lock held and the predicate just found false: waits for it, the protocol's close or timeout;
+        the predicate's last value. Inside a callback it looks once: the I/O thread waiting would stall the very
+        link it waits for."""
         if threading.get_ident() in self._feeding:
             return predicate()
         value = None
-
-        def ready() -> Any:
-            nonlocal value
+        end = time.monotonic() + timeout
+        while not self._closed:
+            wait = end - time.monotonic()
+            if wait <= 0:
+                break
+            self._cond.wait(wait)
             value = predicate()
-            return value or self._closed
-        self._cond.wait_for(ready, timeout)
+            if value:
+                break
         return value
 
     def _flush(self, timeout: float, own: Optional[bytes] = None) -> bool:
