@@ -161,8 +161,10 @@ class StdioStream(Stream):
         return ms
 
     def _take(self, view):
-        """What the terminal takes of view now: small chunks while poll says it has room (inline: one more
-        method grows the class's table, which a board builds in its heap even from frozen code)."""
+        """What the terminal takes of view now: 256 bytes at a time while poll says it has room. A Linux pty
+        that has room has it for 256 bytes (it counts its buffers in units of 256), so such a write never
+        blocks, and a frame of that size goes in one call (inline: one more method grows the class's table,
+        which a board builds in its heap even from frozen code)."""
         n = 0
         while n < len(view):
             for _ in self._writable.ipoll(0):
@@ -170,7 +172,7 @@ class StdioStream(Stream):
             else:
                 break
             try:
-                n += self._out.write(view[n:n + 64]) or 0
+                n += self._out.write(view[n:n + 256]) or 0
             except OSError:   # the peer hung up: the read that follows finds the end of input
                 break
         return n

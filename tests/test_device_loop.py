@@ -135,6 +135,39 @@ def test_idle_loop_sleeps_and_requests_wake_it(script):
         sock.close()
 
 
+# The console's writes counted: its stream writes through _out, wrapped here.
+WRITES = '''
+import sp_micropython as sp
+from sp_micropython.demo import add_demo_services
+
+class Counted:
+    def __init__(self, out):
+        self.out = out
+        self.writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        return self.out.write(data)
+
+stream = sp.StdioStream()
+stream._out = Counted(stream._out)
+prot = sp.pure_json_protocol(stream, max_frame=1024)
+add_demo_services(prot)
+prot.register_callback(sp.SID_EXECUTE_REQUEST, 9, lambda msg: (sp.STATUS_OKAY, [stream._out.writes, 0]))
+sp.serve(prot)
+'''
+
+
+def test_an_answer_of_up_to_256_bytes_leaves_the_console_in_one_write(script):
+    """A pty that has room has it for 256 bytes: an answer that size goes in one write, not in pieces."""
+    dev = script(WRITES)
+    data = 'x' * 150   # an answer frame of about 230 bytes
+    before = dev.counts()[0]
+    for i in range(10):
+        assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, data).get_data() == data
+    assert dev.counts()[0] - before == 10 + 1   # (the count's own answer, too)
+
+
 def test_asyncio_task_idles_without_taking_the_other_tasks_time(script):
     dev = script(TASKS)
     rounds, ticks = dev.counts()
