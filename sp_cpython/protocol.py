@@ -24,6 +24,7 @@ WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts
 # bound holds it whole; a board's engine keeps its own default, twice max_frame.
 BUFFERED_FRAMES = 32
 MAX_BUFFERED = 256   # messages the receive buffer holds (answers and add_data's ids), threaded and asyncio alike
+_WRITING = 'writing'   # in _went: a frame a write has taken and not yet written
 CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codecs by the names users give
 
 
@@ -104,8 +105,9 @@ class pure_json_protocol(EngineState, Api):
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
-        # frame's id -> whether a write took it (None: not written yet), for the frames callers wait on: a writer
-        # takes along every frame queued, a frame of another caller's too, and says here how it went
+        # frame's id -> whether a write took it (None: still queued; _WRITING: a write has taken it), for the frames
+        # callers wait on: a writer takes along every frame queued, a frame of another caller's too, and says here
+        # how it went
         self._went: Dict[int, Optional[bool]] = {}
         self._closed = False
         self._timer: Optional[threading.Timer] = None
@@ -245,21 +247,48 @@ class pure_json_protocol(EngineState, Api):
                 return True
             end = time.monotonic() + timeout     # the wait for the link and the write share the timeout
             if not self._write_lock.acquire(timeout=timeout):   # (another write holds the link: it may take own)
-                return own is not None and self._went.get(id(own)) is True
+                return own is not None and self._outcome(own)
             try:
                 with self._lock:
                     frames = self._engine.frames_to_send()
+                    for frame in frames:
+                        if id(frame) in self._went:
+                            self._went[id(frame)] = _WRITING
                 went = True
-                for frame in frames:
-                    went = went and self._send(frame, end)   # (after a failure the link is gone: the rest too)
-                    if id(frame) in self._went:
-                        self._went[id(frame)] = went
+                try:
+                    for frame in frames:
+                        went = went and self._send(frame, end)   # (after a failure the link is gone: the rest too)
+                        self._went_as(frame, went)
+                except BaseException:   # (frames taken and not written never go: their callers are told)
+                    for frame in frames:
+                        if self._went.get(id(frame)) is _WRITING:
+                            self._went_as(frame, False)
+                    raise
             finally:
                 self._write_lock.release()
             return went if own is None else self._went.get(id(own)) is True
         finally:
             if own is not None:
                 self._went.pop(id(own), None)
+
+    def _went_as(self, frame: bytes, went: bool) -> None:
+        """Notes how a frame a caller waits on went, and wakes that caller if it waits for another's write."""
+        if id(frame) in self._went:
+            with self._cond:
+                self._went[id(frame)] = went
+                self._cond.notify_all()
+
+    def _outcome(self, own: bytes) -> bool:
+        """Whether own went, for a caller whose wait for the link ran out: a frame still queued is taken back
+        there and then, under the lock no writer takes frames without; one that another write is writing is that
+        write's to tell, and the caller waits for it (that write's own timeout bounds it): a frame that goes out
+        is never said not to, or a retry would run it twice."""
+        with self._cond:
+            if self._went.get(id(own)) is None:
+                self._engine.withdraw(own)
+                return False
+            self._cond.wait_for(lambda: self._went.get(id(own)) is not _WRITING)
+            return self._went.get(id(own)) is True
 
     def _send(self, data: bytes, end: float) -> bool:
         if self._timed_writes:

@@ -586,3 +586,45 @@ def test_a_send_whose_frame_went_in_another_callers_write_returns_true_though_a_
         for thread in threads:
             thread.join(10)
     assert results == {'C': True, 'A': True, 'B': False}
+
+def test_a_send_whose_frame_another_write_has_taken_says_how_that_write_went():
+    """C's wait for the link runs out while W's write, which took C's frame along with its own, is still writing:
+    C's send() says True once W's write has written it (it said False, and the frame went out after it: a
+    retry would have run it twice)."""
+    with a_peer_reading_until(b'"C"', b'"W"') as (client, got):
+        lock, send = client._write_lock, client._send
+        c_queued, c_returned = threading.Event(), threading.Event()
+
+        class Ordered:   # (the order of the two threads, made certain): W holds the link, then C queues and waits
+            def acquire(self, timeout=-1):
+                if threading.current_thread().name == 'C':
+                    c_queued.set()
+                    return lock.acquire(timeout=timeout)
+                taken = lock.acquire(timeout=timeout)
+                if threading.current_thread().name == 'W':
+                    c_queued.wait(5)   # W takes the frames once C's is queued too
+                return taken
+
+            def release(self):
+                lock.release()
+
+        def slow_send(data, end):   # W's own frame takes longer to write than C waits for the link
+            if b'"W"' in data:
+                c_returned.wait(2)
+            return send(data, end)
+        client._write_lock, client._send = Ordered(), slow_send
+        results = {}
+
+        def sends(name, timeout):
+            results[name] = client.send(sp.SID_EXECUTE_REQUEST, 0, name, timeout=timeout)
+            if name == 'C':
+                c_returned.set()
+        w = threading.Thread(target=sends, args=('W', 10), name='W')
+        w.start()
+        time.sleep(0.2)   # W holds the link and waits for C's frame
+        c = threading.Thread(target=sends, args=('C', 0.5), name='C')
+        c.start()
+        c.join(10)
+        w.join(10)
+    assert results == {'W': True, 'C': True}
+    assert b'"C"' in b''.join(got)
