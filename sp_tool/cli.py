@@ -174,6 +174,16 @@ def _data(text: Optional[str], codec: str):
     return data
 
 
+def _check_ids(codec: str, sid: int, did) -> None:
+    """The ids as the codec carries them: struct_json's are integers of 16 bits, where a request would fail only
+    after the link is up."""
+    from sp_cpython.protocol import CODECS as codecs
+    try:
+        codecs[codec].encode(sid, did, 0, None)
+    except (TypeError, ValueError) as err:
+        raise CommandError('%s cannot carry service %r, data id %r: %s' % (codec, sid, did, err)) from None
+
+
 def _has_target(words: List[str]) -> bool:
     """Two words are SERVICE DATA_ID, four start with TARGET; of three, the first is a TARGET when it is no service
     and the second is one, or when it looks like a port or URL. So a mistyped service (sp call reed asc_time) is
@@ -196,6 +206,7 @@ def do_call(args) -> int:
     data = _data(data_text, args.codec)
     sid = service_id(service)
     did, name = data_id(sid, did_text)
+    _check_ids(args.codec, sid, did)
     try:
         if args.target is not None and is_broker_url(args.target):
             answer, error = _call_through_broker(args, service, did_text, data)

@@ -156,9 +156,9 @@ def probe(port, timeout=20.0):
     if os.sep in port and not os.path.exists(port):
         raise DeployError("no board: %s does not exist" % port, EXIT_PORT)
     out = _mpremote(port, ["exec", _PROBE], timeout)
-    try:
+    try:   # (a line of the board's making: deep nesting raises RecursionError, a long one MemoryError)
         mpy, platform = ast.literal_eval(out.strip().splitlines()[-1])
-    except (ValueError, SyntaxError, IndexError, TypeError):
+    except (ValueError, SyntaxError, IndexError, TypeError, RecursionError, MemoryError):
         mpy = platform = None
     if type(mpy) is not int or mpy < 0 or type(platform) is not str or not platform.isprintable():
         raise DeployError("unexpected answer from the board on %s: %r" % (port, out[-200:]))

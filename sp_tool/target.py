@@ -111,6 +111,8 @@ def listen_transport(address: str):
         return sp.tcp_server_stp(host, port)
     except OSError as err:
         raise CommandError('cannot listen on %s: %s' % (address, err.strerror or err), EXIT_PORT) from None
+    except (TypeError, UnicodeError):   # (a host name that is not text a resolver takes)
+        raise CommandError('cannot listen on %s: invalid host name' % address, EXIT_PORT) from None
 
 
 def virtual_board_tcp_port() -> int:

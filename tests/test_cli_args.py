@@ -88,6 +88,19 @@ def test_a_data_id_int_cannot_read_is_a_wrong_command_line():
                 'the data id %s... is not a number a message carries' % ('9' * 40))
 
 
+@pytest.mark.parametrize('words', [('read', 'mything'), ('read', '-1'), ('70000', '0')])
+def test_ids_the_codec_cannot_carry_are_a_wrong_command_line(words):
+    """struct_json carries ids of 16 bits: a name or a number beyond is named before any link is opened (it was a
+    traceback once the virtual board served)."""
+    usage_error(sp('call', '--codec', 'struct_json', *words), 'struct_json cannot carry service')
+
+
+def test_a_host_to_listen_on_that_is_no_text_is_named():
+    """A host that is not UTF-8 (a byte from the shell): bind()'s TypeError was a traceback."""
+    fails(sp('serve', '--tcp', b'\xff'.decode(errors='surrogateescape') + ':%d' % free_port()), errors.EXIT_PORT,
+          'invalid host name')
+
+
 @pytest.mark.parametrize('host', ['board..local', 'a' * 64 + '.local'])
 def test_a_host_name_no_resolver_takes_cannot_be_connected_to(host):
     """An empty or over-long label: the IDNA codec's UnicodeError was a traceback."""

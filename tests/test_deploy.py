@@ -241,7 +241,8 @@ def test_unknown_board_fails_clearly():
 
 
 @pytest.mark.parametrize("answer", ["(1542, '\\x1b]0;retitled by the board\\x07\\x1b[2J')", "(6.5, 'rp2')",
-                                    "('6', 'rp2')", "(-1, 'rp2')", "(1542,)", "[1542, 'rp2', 3]", "{}"])
+                                    "('6', 'rp2')", "(-1, 'rp2')", "(1542,)", "[1542, 'rp2', 3]", "{}",
+                                    "1+" * 100000 + "1", "(" * 300 + ")" * 300])
 def test_a_probe_answer_other_than_a_version_and_a_platform_is_refused(monkeypatch, answer):
     """What the board prints is the board's to choose: a platform that would drive the terminal, or a version
     that is no integer, is a clear error, not escape codes on the screen or a traceback."""
