@@ -82,15 +82,21 @@ class Waiter:
         self._prots = prots
         self._seen = [None] * len(prots)   # the streams' pollables as registered
         self._poll = None
+        self.due = []   # the protocols the last wait() woke for: a stream of theirs is ready, or they have a deadline
 
     def wait(self, timeout=-1):
         """Returns when a stream is ready, a protocol's wait_ms() has passed or timeout ms (-1: none) have.
 
         The streams' pollables are registered anew when one of them changed
-        (a connect, a drop, output pending).
+        (a connect, a drop, output pending). due then holds the protocols
+        whose step has something to do, or none after a wait that could not
+        tell (a step of all).
         """
         prots = self._prots
         seen = self._seen
+        due = self.due
+        while due:   # (not clear(): that reallocates the list)
+            due.pop()
         try:
             for i in range(len(prots)):
                 if prots[i].__comm_inst__.pollables is not seen[i]:
@@ -107,9 +113,17 @@ class Waiter:
             return
         for prot in prots:
             ms = prot.wait_ms()
-            if ms >= 0 and (timeout < 0 or ms < timeout):
-                timeout = ms
-        self._poll.ipoll(timeout)
+            if ms >= 0:
+                due.append(prot)   # its step looks whether the deadline has come
+                if timeout < 0 or ms < timeout:
+                    timeout = ms
+        for ready in self._poll.ipoll(timeout):
+            for i in range(len(prots)):
+                if prots[i] not in due:
+                    for entry in seen[i]:
+                        if entry[0] is ready[0]:
+                            due.append(prots[i])
+                            break
 
 
 class pure_json_protocol(Engine, Api):
@@ -264,14 +278,15 @@ def serve(*protocols, until=None, step=poll_all):
     """Serves the protocols until until() is true or all their streams have ended: a step of work, then asleep
     in one select.poll over their streams until one is ready or a deadline is due, and again.
 
-    step(protocols) is one round of work (poll_all). A step leaves nothing for the next one but what wakes the
-    poll (bytes waiting, a deadline): stepping again at once, to find it idle, would cost a round per request.
+    step(protocols) is one round of work (poll_all), of the protocols the wake was for. A step leaves nothing for
+    the next one but what wakes the poll (bytes waiting, a deadline): stepping again at once, to find it idle,
+    would cost a round per request, and so would a step of a link the wake was not for.
     """
     waiter = Waiter(protocols)
     step(protocols)
     while (until is None or not until()) and not ended(protocols):
         waiter.wait()
-        step(protocols)
+        step(waiter.due or protocols)
 
 
 def serve_until_end(prots, loop=serve):

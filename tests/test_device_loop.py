@@ -38,6 +38,13 @@ def until():
     rounds[0] += 1
     return not prots[0].is_connected()
 
+tcp_poll = prots[1].poll
+
+def tcp_counted():   # the TCP link's steps, in ticks
+    ticks[0] += 1
+    return tcp_poll()
+
+prots[1].poll = tcp_counted
 sp.serve(*prots, until=until)
 ''' % COUNTED
 
@@ -183,6 +190,24 @@ def test_a_raw_terminal_is_read_without_a_look_first(script):
     """A raw terminal's read returns at once with what is there: the loop, woken by a request, reads it without
     asking again whether a byte waits (the unix port's console; a board's console blocks and must ask)."""
     assert console_counts(script(CONSOLE), 'x', 10)[1] == 0
+
+
+def test_a_request_on_one_link_steps_no_other(script):
+    """The loop steps the links its wake was for: requests over the pty leave the idle TCP server unstepped (it was
+    stepped each time, a look for a newcomer and a read of nothing)."""
+    dev = script(SERVE)
+    before = dev.counts()[1]
+    for i in range(10):
+        assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, i).get_data() == i
+    assert dev.counts()[1] == before
+    sock = socket.create_connection(('127.0.0.1', dev.port), timeout=TIMEOUT)
+    try:   # and the TCP link, woken, serves
+        tcp = Host(SockLink(sock))
+        tcp.connect()
+        assert tcp.request(sp.SID_EXECUTE_REQUEST, 0, 'tcp').get_data() == 'tcp'
+        assert dev.counts()[1] > before
+    finally:
+        sock.close()
 
 
 def test_asyncio_task_idles_without_taking_the_other_tasks_time(script):
