@@ -70,10 +70,8 @@ class TcpServerStream(_SocketStream):
                 self._wait(True)
             if must_go(engine, self._waiting):
                 self._drop()
-        n = self._read(buf)
-        if 0 < n < len(buf):   # its socket is drained: its end, if it came with its last bytes, shows now
-            n += self._read(memoryview(buf)[n:])
-        if self._sock is None and self._newcomer():
+        n = self._read(buf)   # (an end that came with the last bytes shows at the next step, which it wakes: the
+        if self._sock is None and self._newcomer():   # answers to those bytes go out first, to a half-closed peer)
             try:
                 self._attach(self._srv.accept()[0])   # the caller sees the connect before the first byte
             except OSError:

@@ -383,6 +383,27 @@ def test_tcp_client_that_drops_mid_frame_then_next_client_is_served(device):
     assert dev.host().request(sp.SID_EXECUTE_REQUEST, 0, 'pty still up').get_data() == 'pty still up'
 
 
+@pytest.mark.parametrize('session_v2', [False, True])
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(device, session_v2):
+    """A scripted client (nc -N) sends its request and shuts its side: the board read the end with the request and
+    dropped the answer with the connection (on the original wire every time)."""
+    dev = device()
+    host = dev.tcp(session_v2=session_v2)
+    host.engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'half closed')
+    host.link.write(host.engine.data_to_send())
+    host.link.sock.shutdown(socket.SHUT_WR)
+    got = b''
+    while True:
+        chunk = host.link.read(TIMEOUT)
+        if not chunk:
+            break
+        got += chunk
+    host.engine.feed(got)
+    msg = host.engine.pop_received(sp.SID_EXECUTE_RESPONSE, 0)
+    assert msg is not None and msg.get_data() == 'half closed'
+    assert dev.tcp().request(sp.SID_EXECUTE_REQUEST, 0, 'next').get_data() == 'next'
+
+
 def test_a_client_that_keeps_the_socket_full_does_not_hold_newcomers_off(device):
     """Junk without a frame in it, faster than the board reads: it proves nothing, and the next client is served."""
     dev = device(secret='s3cret')
