@@ -3,8 +3,9 @@
 - round trips host <-> virtual board (boards/unix/main.py on a raw pty and on
   loopback TCP), median and p99, beside the same request frame echoed raw by
   the same interpreter on the same kind of link (benchmarks/echo_board.py: the
-  floor); the host end is the sans-IO engine, so the figures are the device's
-  and the link's; one more row: the sp_cpython client over TCP, as a user has it;
+  floor), a request and an echo in turns; the host end is the sans-IO engine,
+  so the figures are the device's and the link's; one more row: the sp_cpython
+  client over TCP, as a user has it;
 - bulk: a 4 KiB payload echoed, payload bytes per second, beside the raw echo
   of the same frame bytes;
 - codec messages per second on CPython and on MicroPython (benchmarks/codec_speed.py)
@@ -78,53 +79,59 @@ def connect(port):
             time.sleep(0.02)
 
 
-def raw_times(link, wire, n):
-    """Seconds per echo of wire, n times."""
-    times = []
-    for _ in range(n):
+def raw_echo(link, wire):
+    """A function that times one echo of wire on link, in seconds."""
+    def once():
         start = time.perf_counter()
         link.write(wire)
         got = 0
         while got < len(wire):
             got += len(link.read())
-        times.append(time.perf_counter() - start)
-    return times
+        return time.perf_counter() - start
+    return once
 
 
-def protocol_times(link, data, n):
-    """Seconds per execute echo request answered, n times, from a host engine on link."""
+def protocol_echo(link, data):
+    """A function that times one execute echo request of data answered, from a host engine on link (its session
+    set up here first)."""
     engine = Engine(True, channel_name='bench')
     engine.connection_made()
     link.write(engine.data_to_send())
     while not (engine.counters['rx_messages'] and engine.ready()):   # the channel name and the session answered
         engine.feed(link.read())
-    times = []
-    for _ in range(n):
+
+    def once():
         start = time.perf_counter()
         engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, data)
         link.write(engine.data_to_send())
         while engine.pop_received(sp.SID_EXECUTE_RESPONSE, 0) is None:
             engine.feed(link.read())
-        times.append(time.perf_counter() - start)
-    return times
+        return time.perf_counter() - start
+    return once
 
 
-def user_times(port, n):
+def user_echo(prot):
     """The same through sp_cpython's TCP client: send() then receive(), as a user calls them."""
-    prot = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port))
-    try:
-        prot.add_data((sp.SID_EXECUTE_REQUEST, sp.SID_EXECUTE_RESPONSE), 0, 'echo')
-        prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=5)
+    prot.add_data((sp.SID_EXECUTE_REQUEST, sp.SID_EXECUTE_RESPONSE), 0, 'echo')
+    prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=5)
+    assert prot.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5) is not None
+
+    def once():
+        start = time.perf_counter()
+        prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x')
         assert prot.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5) is not None
-        times = []
-        for i in range(n):
-            start = time.perf_counter()
-            prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x')
-            assert prot.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5) is not None
-            times.append(time.perf_counter() - start)
-        return times
-    finally:
-        prot.close()
+        return time.perf_counter() - start
+    return once
+
+
+def paired(ours, floor, n):
+    """(ours' seconds, floor's seconds), n of each, taken in turns: the machine's speed drifts during a run, and
+    turns give both the same share of the drift."""
+    times = ([], [])
+    for _ in range(n):
+        times[0].append(ours())
+        times[1].append(floor())
+    return times
 
 
 def start_echo():
@@ -192,13 +199,18 @@ def main(argv=None):
         try:
             pty, raw_pty = Fd(board.master), Fd(echo_pty)
             tcp, raw_tcp = Fd(sock=connect(port)), Fd(sock=connect(echo_port))
-            rows.append(rt_rows('over the pty', protocol_times(pty, 'x', n), raw_times(raw_pty, request, n)))
-            rows.append(rt_rows('over TCP', protocol_times(tcp, 'x', n), raw_times(raw_tcp, request, n)))
+            rows.append(rt_rows('over the pty', *paired(protocol_echo(pty, 'x'), raw_echo(raw_pty, request), n)))
+            rows.append(rt_rows('over TCP', *paired(protocol_echo(tcp, 'x'), raw_echo(raw_tcp, request), n)))
             tcp.sock.close()
-            rows.append(rt_rows('over TCP, sp_cpython client', user_times(port, n), raw_times(raw_tcp, request, n)))
+            prot = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port))
+            try:
+                rows.append(rt_rows('over TCP, sp_cpython client', *paired(user_echo(prot), raw_echo(raw_tcp, request),
+                                                                           n)))
+            finally:
+                prot.close()
             for name, link, raw in (('pty', Fd(board.master), raw_pty), ('TCP', Fd(sock=connect(port)), raw_tcp)):
-                ours = len(BULK) / statistics.median(protocol_times(link, BULK, bulk_n))
-                floor = len(BULK) / statistics.median(raw_times(raw, bulk, bulk_n))
+                ours, floor = (len(BULK) / statistics.median(times)
+                               for times in paired(protocol_echo(link, BULK), raw_echo(raw, bulk), bulk_n))
                 rows.append(('4 KiB payload echoed over the %s, payload bytes/s' % name, '%.0f' % ours, '%.0f' % floor,
                              '%.2f' % (ours / floor)))
             time.sleep(0.2)
