@@ -1,6 +1,8 @@
 """Round trips per second, host <-> host on loopback TCP, next to a baseline measured in the same run.
 
-The baseline is the least a JSON request/response link can do: a plain socket
+The rows take turns, in five rounds: each rate is the median of its rounds, each
+ratio the median of its rounds' ratios to the baseline's. The baseline is the
+least a JSON request/response link can do: a plain socket
 ping-pong that sends the JSON text plus CRC-32 with a length prefix and parses
 the reply, without framing, dispatch, callbacks or threads handing over.
 A second table splits the protocol's round trip: two engines back to back in
@@ -12,6 +14,7 @@ Ratios travel between machines; absolute rates do not.
 import argparse
 import json
 import socket
+import statistics
 import struct
 import threading
 import time
@@ -21,6 +24,8 @@ import sp_cpython as sp
 from sp_common import Engine
 from sp_common.dispatch import run
 from sp_cpython.protocol import monotonic_ms
+
+ROUNDS = 5   # each row's round trips are split into rounds, the rows taking turns
 
 
 def _recv_exact(conn, n):
@@ -199,28 +204,45 @@ def protocol(n, cls=sp.pure_json_protocol, secret=None):
         server.close()
 
 
+def in_rounds(runs, n, rounds=ROUNDS):
+    """{name: its rate in each round} of runs ((name, function of a number of round trips)), each run in turn with
+    n // rounds round trips, rounds times: the machine's speed drifts during a run, and turns give every row the
+    same share of the drift."""
+    rates = {name: [] for name, _ in runs}
+    for _ in range(rounds):
+        for name, run in runs:
+            rates[name].append(run(n // rounds))
+    return rates
+
+
+def ratio(rates, base):
+    """The median of the rounds' ratios of rates to base (lists from in_rounds)."""
+    return statistics.median(rate / b for rate, b in zip(rates, base))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('-n', type=int, default=3000, help='round trips per measurement')
+    parser.add_argument('-n', type=int, default=15000, help='round trips per row, over %d rounds' % ROUNDS)
     args = parser.parse_args()
-    base = baseline(args.n)
-    rows = [('plain socket JSON+CRC ping-pong (baseline)', base),
-            ('the same, replies handed over from a reader thread', baseline(args.n, hand_over=True))]
-    rows.append(('pure_json_protocol over tcp', protocol(args.n)))
-    rows.append(('struct_json_protocol over tcp', protocol(args.n, sp.struct_json_protocol)))
-    rows.append(('pure_json_protocol over tcp, with secret', protocol(args.n, secret='s')))
+    runs = [('plain socket JSON+CRC ping-pong (baseline)', baseline),
+            ('the same, replies handed over from a reader thread', lambda n: baseline(n, hand_over=True)),
+            ('pure_json_protocol over tcp', protocol),
+            ('struct_json_protocol over tcp', lambda n: protocol(n, sp.struct_json_protocol)),
+            ('pure_json_protocol over tcp, with secret', lambda n: protocol(n, secret='s'))]
+    rates = in_rounds(runs, args.n)
+    base = rates[runs[0][0]]
     print('| link | round trips/s | vs baseline |')
     print('|---|---:|---:|')
-    for name, rate in rows:
-        print('| %s | %.0f | %.2f |' % (name, rate, rate / base))
-    cpu = baseline_cpu(args.n * 5)
+    for name, _ in runs:
+        print('| %s | %.0f | %.2f |' % (name, statistics.median(rates[name]), ratio(rates[name], base)))
+    cpu = baseline_cpu(args.n)
     print()
     print('| work of a round trip, no I/O | round trips/s | vs baseline |')
     print('|---|---:|---:|')
     print('| the baseline\'s JSON + CRC alone | %.0f | 1.00 |' % cpu)
-    rate = engines(args.n * 5)
+    rate = engines(args.n)
     print('| two engines back to back (pure_json, session v2, dispatcher) | %.0f | %.2f |' % (rate, rate / cpu))
-    api = in_process(args.n * 5)
+    api = in_process(args.n)
     print('| the same through the threaded API, on an in-process link | %.0f | %.2f |' % (api, api / cpu))
     print()
     print('The threaded API\'s own CPU per round trip (send() and receive() around the engines): %.1f us'
