@@ -42,6 +42,7 @@ from tools.unix_board import ROOT, UnixBoard
 HEAP = '144k'
 MAX_FRAME = 6144
 BULK = ''.join(chr(32 + i % 90) for i in range(4096))
+REQUEST = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'x'))   # the request the raw echo echoes
 
 
 class Fd:
@@ -134,11 +135,13 @@ def paired(ours, floor, n):
     return times
 
 
-def start_echo():
+def start_echo(prefix=()):
+    """benchmarks/echo_board.py on a raw pty (under prefix, a command such as valgrind): (process, master, TCP port)."""
     port = free_port()
     master, slave = os.openpty()
     tty.setraw(slave)
-    proc = subprocess.Popen([micropython_command(), '-X', 'heapsize=' + HEAP, 'benchmarks/echo_board.py', str(port)],
+    proc = subprocess.Popen([*prefix, micropython_command(), '-X', 'heapsize=' + HEAP, 'benchmarks/echo_board.py',
+                             str(port)],
                             stdin=slave, stdout=slave, cwd=ROOT)
     os.close(slave)
     return proc, master, port
@@ -186,7 +189,6 @@ def main(argv=None):
     ap.add_argument('--quick', action='store_true', help='few samples, 1 s idle: checks that every row works')
     args = ap.parse_args(argv)
     n, bulk_n, idle_s, codec_n = (50, 5, 1, 400) if args.quick else (2000, 100, 10, 20000)
-    request = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'x'))
     bulk = frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, BULK))
     rows = []
     with tempfile.TemporaryDirectory() as mpy_dir:
@@ -199,12 +201,12 @@ def main(argv=None):
         try:
             pty, raw_pty = Fd(board.master), Fd(echo_pty)
             tcp, raw_tcp = Fd(sock=connect(port)), Fd(sock=connect(echo_port))
-            rows.append(rt_rows('over the pty', *paired(protocol_echo(pty, 'x'), raw_echo(raw_pty, request), n)))
-            rows.append(rt_rows('over TCP', *paired(protocol_echo(tcp, 'x'), raw_echo(raw_tcp, request), n)))
+            rows.append(rt_rows('over the pty', *paired(protocol_echo(pty, 'x'), raw_echo(raw_pty, REQUEST), n)))
+            rows.append(rt_rows('over TCP', *paired(protocol_echo(tcp, 'x'), raw_echo(raw_tcp, REQUEST), n)))
             tcp.sock.close()
             prot = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', port))
             try:
-                rows.append(rt_rows('over TCP, sp_cpython client', *paired(user_echo(prot), raw_echo(raw_tcp, request),
+                rows.append(rt_rows('over TCP, sp_cpython client', *paired(user_echo(prot), raw_echo(raw_tcp, REQUEST),
                                                                            n)))
             finally:
                 prot.close()

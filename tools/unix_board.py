@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class UnixBoard:
-    def __init__(self, heapsize, mpy_dir=None, **settings):
+    def __init__(self, heapsize, mpy_dir=None, prefix=(), **settings):
+        """prefix: a command the interpreter runs under (valgrind, for one)."""
         env = dict(os.environ)
         env.pop('MICROPYPATH', None)
         if mpy_dir:
@@ -24,8 +25,9 @@ class UnixBoard:
         master, slave = os.openpty()
         tty.setraw(slave)
         self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([micropython_command(), '-X', 'heapsize=' + heapsize, 'boards/unix/main.py'],
-                                     stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen([*prefix, micropython_command(), '-X', 'heapsize=' + heapsize,
+                                      'boards/unix/main.py'], stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT,
+                                     env=env)
         os.close(slave)
         self.master = master
 

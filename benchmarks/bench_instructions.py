@@ -1,0 +1,104 @@
+"""Instructions per round trip, counted by valgrind's callgrind: figures that do not move with the machine's load.
+
+    python3 -m benchmarks.bench_instructions [-n 1000]
+
+- the virtual board (boards/unix/main.py, from .mpy, as bench_link starts it)
+  answering execute echo requests over its pty, beside benchmarks/echo_board.py echoing the same
+  request frame raw: the unix port's instructions per request;
+- host <-> host: benchmarks.bench_host's protocol() beside its plain-socket
+  baseline, every thread of the one process.
+
+Each figure is the count with SETUP + n round trips less the count with SETUP,
+over n: start-up and set-up fall out. The counts are of user space only (no
+system calls, no waits), so they say what the code costs, not how long a
+round trip takes. Needs valgrind (Debian's valgrind package); about 3
+minutes.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+from benchmarks import bench_link
+from sp_tool.deploy import compile_mpy
+from sp_tool.files import device_files
+from tools.mosquitto import free_port
+from tools.unix_board import ROOT, UnixBoard
+
+SETUP = 200   # round trips in the run whose count is taken away
+
+
+def callgrind(out):
+    """The command that runs a program under callgrind, its count into the file out."""
+    return ['valgrind', '-q', '--tool=callgrind', '--callgrind-out-file=' + out]
+
+
+def total(out):
+    """The instructions callgrind counted into the file out."""
+    with open(out) as f:
+        for line in f:
+            if line.startswith('totals:') or line.startswith('summary:'):
+                return int(line.split()[1])
+    raise RuntimeError('no count in ' + out)
+
+
+def board_count(mpy_dir, out, n):
+    """Instructions of the virtual board over n echo requests on its pty (and its start)."""
+    board = UnixBoard(bench_link.HEAP, mpy_dir, prefix=callgrind(out), tcp_port=free_port(),
+                      max_frame=bench_link.MAX_FRAME)   # (as bench_link's: its TCP server idle beside the console)
+    once = bench_link.protocol_echo(bench_link.Fd(board.master), 'x')
+    for _ in range(n):
+        once()
+    os.close(board.master)   # the end of its input: the board exits, and callgrind writes its count
+    board.proc.wait(120)
+    return total(out)
+
+
+def echo_count(out, n):
+    """Instructions of the raw echo over n echoes of the request frame."""
+    proc, master, _ = bench_link.start_echo(callgrind(out))
+    once = bench_link.raw_echo(bench_link.Fd(master), bench_link.REQUEST)
+    for _ in range(n):
+        once()
+    os.close(master)
+    proc.wait(120)
+    return total(out)
+
+
+def host_count(out, function, n):
+    """Instructions of one process running benchmarks.bench_host's function(n)."""
+    code = 'from benchmarks.bench_host import %s; %s(%d)' % (function, function, n)
+    subprocess.run(callgrind(out) + [sys.executable, '-c', code], cwd=ROOT, check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=ROOT))   # (PYTHONHASHSEED set by main: the same start-up)
+    return total(out)
+
+
+def per_round_trip(count, n):
+    """(count(SETUP + n) - count(SETUP)) / n."""
+    return (count(SETUP + n) - count(SETUP)) / n
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-n', type=int, default=1000, help='round trips counted')
+    args = parser.parse_args()
+    os.environ['PYTHONHASHSEED'] = '0'   # the same start-up in every run (the micropython command starts in CPython)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'callgrind.out')
+        mpy_dir = os.path.join(tmp, 'mpy')
+        compile_mpy(device_files('unix'), mpy_dir, where=mpy_dir + '/')
+        board = per_round_trip(lambda n: board_count(mpy_dir, out, n), args.n)
+        echo = per_round_trip(lambda n: echo_count(out, n), args.n)
+        host = per_round_trip(lambda n: host_count(out, 'protocol', n), args.n)
+        base = per_round_trip(lambda n: host_count(out, 'baseline', n), args.n)
+    print('| instructions per round trip | sp-dual | baseline | ratio |')
+    print('|---|---:|---:|---:|')
+    print('| the virtual board, a request over the pty (vs raw echo) | %.0f | %.0f | %.2f |' % (board, echo, echo / board))
+    print('| host <-> host over TCP, both ends (vs plain-socket ping-pong) | %.0f | %.0f | %.2f |' % (host, base,
+                                                                                                   base / host))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
