@@ -88,8 +88,7 @@ class StdioStream(Stream):
             return 0
         if self._pending is not None:
             self._push()
-        raw = self._tty and self.watch is None   # a raw terminal (VMIN = VTIME = 0): a read returns at once
-        if not raw and not self._ready():
+        if not self._ready():
             if self.watch is not None and self.engine.clock() - self._heard >= _STALLED_MS:
                 deframer = self.engine.deframer   # a frame left unfinished, if any, is given up
                 if deframer.in_frame:
@@ -98,12 +97,8 @@ class StdioStream(Stream):
             return 0
         n = 0
         try:
-            if raw:   # read first; a poll only tells nothing from the end of input
+            if self._tty and self.watch is None:
                 n = self._in.readinto(buf)
-                if not n:
-                    if not self._ready():
-                        return 0
-                    n = self._in.readinto(buf)   # ready: bytes that came since the read, or the end
             else:
                 one = self._one
                 read = self._read

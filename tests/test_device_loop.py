@@ -142,54 +142,37 @@ def test_idle_loop_sleeps_and_requests_wake_it(script):
         sock.close()
 
 
-# The console's writes and its looks at whether a byte waits, counted: the stream writes through _out and looks
-# through _poll, each wrapped here.
-CONSOLE = '''
+# The console's writes counted: the stream writes through _out, wrapped here.
+WRITES = '''
 import sp_micropython as sp
 from sp_micropython.demo import add_demo_services
 
 class Counted:
-    def __init__(self, wrapped):
-        self.wrapped = wrapped
-        self.calls = 0
+    def __init__(self, out):
+        self.out = out
+        self.writes = 0
 
     def write(self, data):
-        self.calls += 1
-        return self.wrapped.write(data)
-
-    def ipoll(self, ms):
-        self.calls += 1
-        return self.wrapped.ipoll(ms)
+        self.writes += 1
+        return self.out.write(data)
 
 stream = sp.StdioStream()
 stream._out = Counted(stream._out)
-stream._poll = Counted(stream._poll)
 prot = sp.pure_json_protocol(stream, max_frame=1024)
 add_demo_services(prot)
-prot.register_callback(sp.SID_EXECUTE_REQUEST, 9, lambda msg: (sp.STATUS_OKAY, [stream._out.calls,
-                                                                              stream._poll.calls]))
+prot.register_callback(sp.SID_EXECUTE_REQUEST, 9, lambda msg: (sp.STATUS_OKAY, [stream._out.writes, 0]))
 sp.serve(prot)
 '''
 
 
-def console_counts(dev, data, n):
-    """(writes, looks) of the console over n echo requests of data."""
-    before = dev.counts()
-    for i in range(n):
-        assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, data).get_data() == data
-    after = dev.counts()
-    return after[0] - before[0] - 1, after[1] - before[1]   # (less the count's own answer)
-
-
 def test_an_answer_of_up_to_256_bytes_leaves_the_console_in_one_write(script):
     """A pty that has room has it for 256 bytes: an answer that size goes in one write, not in pieces."""
-    assert console_counts(script(CONSOLE), 'x' * 150, 10)[0] == 10   # answer frames of about 230 bytes
-
-
-def test_a_raw_terminal_is_read_without_a_look_first(script):
-    """A raw terminal's read returns at once with what is there: the loop, woken by a request, reads it without
-    asking again whether a byte waits (the unix port's console; a board's console blocks and must ask)."""
-    assert console_counts(script(CONSOLE), 'x', 10)[1] == 0
+    dev = script(WRITES)
+    data = 'x' * 150   # answer frames of about 230 bytes
+    before = dev.counts()[0]
+    for i in range(10):
+        assert dev.pty.request(sp.SID_EXECUTE_REQUEST, 0, data).get_data() == data
+    assert dev.counts()[0] - before == 10 + 1   # (the count's own answer, too)
 
 
 def test_a_request_on_one_link_steps_no_other(script):

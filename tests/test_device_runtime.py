@@ -404,6 +404,13 @@ def test_a_client_that_half_closes_after_its_request_gets_its_answer(device, ses
     assert dev.tcp().request(sp.SID_EXECUTE_REQUEST, 0, 'next').get_data() == 'next'
 
 
+def test_a_console_left_cooked_holds_up_no_other_link(device):
+    """Started from a shell, the board's terminal stays cooked (canonical), where a read waits for a whole line
+    whatever VMIN and VTIME say: the console is read only once a poll says a byte waits, and TCP is served."""
+    dev = device(raw=False)
+    assert dev.tcp().request(sp.SID_EXECUTE_REQUEST, 0, 'cooked').get_data() == 'cooked'
+
+
 def test_a_client_that_keeps_the_socket_full_does_not_hold_newcomers_off(device):
     """Junk without a frame in it, faster than the board reads: it proves nothing, and the next client is served."""
     dev = device(secret='s3cret')

@@ -14,8 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class UnixBoard:
-    def __init__(self, heapsize, mpy_dir=None, prefix=(), **settings):
-        """prefix: a command the interpreter runs under (valgrind, for one)."""
+    def __init__(self, heapsize, mpy_dir=None, prefix=(), raw=True, **settings):
+        """prefix: a command the interpreter runs under (valgrind, for one); raw: the pty in raw mode, as a host
+        program wants it (else cooked, as a shell leaves a terminal)."""
         env = dict(os.environ)
         env.pop('MICROPYPATH', None)
         if mpy_dir:
@@ -23,7 +24,8 @@ class UnixBoard:
         for key, value in settings.items():
             env['SP_' + key.upper()] = str(value)
         master, slave = os.openpty()
-        tty.setraw(slave)
+        if raw:
+            tty.setraw(slave)
         self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([*prefix, micropython_command(), '-X', 'heapsize=' + heapsize,
                                       'boards/unix/main.py'], stdin=slave, stdout=slave, stderr=self.err, cwd=ROOT,
