@@ -211,7 +211,7 @@ def in_rounds(runs, n, rounds=ROUNDS):
     rates = {name: [] for name, _ in runs}
     for _ in range(rounds):
         for name, run in runs:
-            rates[name].append(run(n // rounds))
+            rates[name].append(run(max(1, n // rounds)))
     return rates
 
 
