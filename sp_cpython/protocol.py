@@ -258,11 +258,11 @@ class pure_json_protocol(EngineState, Api):
                 try:
                     for frame in frames:
                         went = went and self._send(frame, end)   # (after a failure the link is gone: the rest too)
-                        self._went_as(frame, went)
+                        self._went_as(frame, went, own)
                 except BaseException:   # (frames taken and not written never go: their callers are told)
                     for frame in frames:
                         if self._went.get(id(frame)) is _WRITING:
-                            self._went_as(frame, False)
+                            self._went_as(frame, False, own)
                     raise
             finally:
                 self._write_lock.release()
@@ -271,12 +271,17 @@ class pure_json_protocol(EngineState, Api):
             if own is not None:
                 self._went.pop(id(own), None)
 
-    def _went_as(self, frame: bytes, went: bool) -> None:
-        """Notes how a frame a caller waits on went, and wakes that caller if it waits for another's write."""
-        if id(frame) in self._went:
-            with self._cond:
-                self._went[id(frame)] = went
-                self._cond.notify_all()
+    def _went_as(self, frame: bytes, went: bool, own: Optional[bytes]) -> None:
+        """Notes how a frame a caller waits on went, and wakes that caller if it waits for another's write (the
+        writer's own frame has its caller right here)."""
+        if id(frame) not in self._went:
+            return
+        if frame is own:
+            self._went[id(frame)] = went
+            return
+        with self._cond:
+            self._went[id(frame)] = went
+            self._cond.notify_all()
 
     def _outcome(self, own: bytes) -> bool:
         """Whether own went, for a caller whose wait for the link ran out: a frame still queued is taken back
