@@ -19,9 +19,6 @@ def _ops():
 
 
 class Api:
-    def _end(self, timeout):
-        return _ops().deadline(self._engine, timeout)
-
     def _drive(self, op):
         """Runs op (sp_common.ops) to its result: its engine steps, its waits and its writes."""
         engine = self._engine
@@ -41,8 +38,9 @@ class Api:
 
     def send(self, service_id, data_id, data, status=STATUS_OKAY, timeout=2):
         """Sends once a connection is there (and trusted, with auto_auth); False after timeout."""
-        return self._drive(_ops().send(self._engine, service_id, data_id, data, status,
-                                       self._end(timeout))) is not None
+        ops = _ops()
+        return self._drive(ops.send(self._engine, service_id, data_id, data, status,
+                                    ops.deadline(self._engine, timeout))) is not None
 
     def request(self, service_id, data_id, data=None, timeout=2):
         """Sends a request and returns its own response (a data_storage), or None after timeout.
@@ -63,15 +61,18 @@ class Api:
 
     def _ask(self, service_id, data_id, data, timeout):
         self._may_block()
-        return self._drive(_ops().ask(self._engine, service_id, data_id, data, self._end(timeout)))
+        ops = _ops()
+        return self._drive(ops.ask(self._engine, service_id, data_id, data, ops.deadline(self._engine, timeout)))
 
     def receive(self, service_id, data_id, timeout=1):
         """The next buffered message for these ids, waiting up to timeout; None if none came."""
         if timeout:
             self._may_block()
-        return self._drive(_ops().receive(self._engine, service_id, data_id, self._end(timeout)))
+        ops = _ops()
+        return self._drive(ops.receive(self._engine, service_id, data_id, ops.deadline(self._engine, timeout)))
 
     def authentificate(self, timeout=2):
         """Runs the seed/key handshake; True once the peer accepted the key."""
         self._may_block()
-        return self._drive(_ops().authentificate(self._engine, self._end(timeout)))
+        ops = _ops()
+        return self._drive(ops.authentificate(self._engine, ops.deadline(self._engine, timeout)))
