@@ -102,7 +102,8 @@ class Engine:
         self.is_client = is_client
         self.session_v2 = session_v2
         self.codec = codec
-        self.secret = secret
+        # ASCII white space around a secret is no part of it, as on every side (a secret file's newline)
+        self.secret = secret if secret is None else secret.strip(' \t\n\r\x0b\x0c')
         self.auto_auth = auto_auth
         self.channel_name = channel_name
         self.log = log

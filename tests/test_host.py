@@ -98,6 +98,14 @@ def test_requests(link, cls, auth):
     assert server.channel_name == 'example_client'
 
 
+def test_a_secret_read_from_a_file_with_its_newline_is_the_boards_secret(link):
+    """sp secret > secret.txt ends in a newline; a board and sp strip it, and so does the library: a host that
+    passed open('secret.txt').read() was refused by a board with the same file, with no word of the secret."""
+    server, client = link.make(server_secret=SECRET, client_secret=' %s\r\n' % SECRET, auto_auth=True)
+    assert wait_until(client.connection_established)
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'in').get_data() == 'in'
+
+
 def test_wrong_secret_is_refused_on_the_original_wire(link):
     server, client = link.make(server_secret=SECRET, client_secret='guess', session_v2=False)
     assert client.authentificate(timeout=3) is False
