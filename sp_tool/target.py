@@ -13,6 +13,7 @@ import os
 import runpy
 import socket
 import sys
+import time
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ TCP_SCHEME = 'tcp://'
 PROTOCOLS = {'pure_json': sp.pure_json_protocol, 'struct_json': sp.struct_json_protocol}
 # what a board's str.strip() strips (MicroPython's): a host that stripped more would read another secret from a file
 ASCII_WHITESPACE = ' \t\r\n\x0b\x0c'
+DEVICE_RETURNS_S = 3.0   # how long a serial device path that is not there is waited for (see await_device)
 
 
 def parse_tcp(target: str) -> Optional[Tuple[str, int]]:
@@ -100,8 +102,18 @@ def open_transport(target: str, baud: int, timeout: float, is_client: bool = Tru
     if tcp is not None:
         open_socket(*tcp, timeout=timeout).close()
     else:
+        await_device(target, min(timeout, DEVICE_RETURNS_S))
         open_serial(target, baud).close()
     return transport(target, baud, is_client)
+
+
+def await_device(path: str, seconds: float) -> None:
+    """Waits up to seconds for a device path that is not there yet: a board's USB port leaves the bus while the
+    board resets and comes back about a second later, so a call right after `mpremote reset` would find none.
+    Names that are no paths (COM3, URLs) are not waited for."""
+    end = time.monotonic() + seconds
+    while path.startswith('/') and not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.1)
 
 
 def listen_transport(address: str):

@@ -123,6 +123,22 @@ def test_timeout_on_a_silent_port(silent_port):
     fails(sp('call', silent_port, 'read', '0', '--timeout', '1'), errors.EXIT_TIMEOUT, 'no answer from', 'within 1 s')
 
 
+def test_a_port_that_comes_back_after_a_reset_is_waited_for(board, tmp_path):
+    """A board's USB port leaves the bus while it resets and is back about a second later: sp call right after
+    mpremote reset (the README's Pico lines pasted at once) found no port and exited 3."""
+    late = tmp_path / 'ttyACM0'
+    timer = threading.Timer(1.0, os.symlink, (board.port, str(late)))
+    timer.start()
+    try:
+        r = sp('call', str(late), 'execute', 'echo', '"back"', '--secret', SECRET)
+    finally:
+        timer.join()
+    assert (r.returncode, r.stdout) == (0, 'okay: "back"\n'), r.stderr
+    start = time.monotonic()
+    fails(sp('call', str(tmp_path / 'ttyACM9'), 'read', 'asc_time'), errors.EXIT_PORT, 'No such file')
+    assert time.monotonic() - start < 10   # a port that never comes is given up after a few seconds
+
+
 def test_wrong_secret_is_refused(board):
     fails(sp('call', board.port, 'read', 'asc_time', '--secret', 'pear'), errors.EXIT_AUTH,
           'authentication refused by the board')
