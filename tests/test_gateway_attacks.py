@@ -756,3 +756,38 @@ def test_the_keepalive_and_packet_size_a_broker_sets_in_its_connack_are_kept():
     sent = b''.join(seen)
     assert b'x' * 200 not in sent and b'small' in sent
     assert sent.count(mqtt_aio.PINGREQ) >= 2   # every half second, not every 15
+
+
+def test_a_late_answer_on_the_original_wire_goes_to_no_later_caller(fleet):
+    """A board that speaks only the original wire (an upstream socket_protocol peer) matches answers by their ids:
+    the late answer to A's timed-out call went to B, the next caller on those ids. The link now drops after such a
+    timeout, and the answers on their way with it."""
+    slow = threading.Event()
+
+    def echo(msg):
+        if not slow.is_set():
+            slow.set()
+            time.sleep(1.5)   # longer than the gateway waits
+        return sp.STATUS_OKAY, msg.get_data()
+    port = free_port()
+    board = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', port), channel_name='old', session_v2=False)
+    board.register_callback(sp.SID_EXECUTE_REQUEST, 0, echo)
+    gateway = side_gateway(fleet, 'old=tcp://127.0.0.1:%d' % port, 'legacy', 'old', timeout=1.0)
+    try:
+        results = {}
+
+        def call(name, data, delay):
+            time.sleep(delay)
+            with BoardClient(fleet.broker.url, 'old', prefix='legacy') as client:
+                results[name] = client.request('execute', 0, data, timeout=8)
+        callers = [threading.Thread(target=call, args=('A', 'A-private', 0)),
+                   threading.Thread(target=call, args=('B', 'B', 1.2))]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(20)
+        assert results['A']['status'] != sp.STATUS_OKAY
+        assert results['B']['data'] != 'A-private', results
+    finally:
+        gateway.stop()
+        board.close()
