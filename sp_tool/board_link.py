@@ -246,8 +246,9 @@ class BoardLink:
                 answer = await prot.request(sid, did, data, end - loop.time())
                 if answer is None and prot.session != 2 and prot is self._prot:
                     # the original wire matches an answer by its ids alone: this call's late answer would go to the
-                    # next caller on these ids, so the connection goes, and the answers on their way with it
-                    await prot.close()
+                    # next caller on these ids, so the connection goes, and the answers on their way with it (once
+                    # this call is told its timeout)
+                    loop.call_soon(asyncio.ensure_future, prot.close())
                 return answer
         finally:
             self._waiting -= 1
