@@ -16,7 +16,7 @@ def call_through_broker(url: str, service: str, did_text: str, data: Any, timeou
     """{"service_id", "data_id", "status", "status_name", "data"} of the board's answer."""
     from .mqtt_client import BoardClient
     try:
-        sid = wire.parse_service(service)   # the gateway's own rule: refused here, before anything is sent
+        sid = wire.caller_service(service)   # the gateway's own rule: refused here, before anything is sent
     except ValueError as err:
         raise CommandError(str(err)) from None
     did, _ = data_id(sid, did_text)

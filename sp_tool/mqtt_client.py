@@ -148,7 +148,7 @@ class BoardClient:
 
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:
         """One call to the board: service is read, write, execute or a request Service-ID (ValueError otherwise)."""
-        sid = wire.parse_service(str(service))
+        sid = wire.caller_service(service)
         call = _Call({'board': self.board, 'service_id': response_sid(sid), 'data_id': data_id})
         correlation = os.urandom(CORRELATION_BYTES)
         with self._lock:
@@ -156,7 +156,7 @@ class BoardClient:
         try:
             properties = publish_properties(correlation, response_topic=self.reply_topic)
             self._loop.call_soon_threadsafe(self.client.publish, wire.request_topic(self.prefix, self.board,
-                                                                                    str(service), data_id),
+                                                                                    wire.service_level(sid), data_id),
                                             wire.dumps(data), self.qos, False, properties)
             if not call.done.acquire(timeout=max(timeout, 0)):
                 raise TimeoutError('no answer from board %s through %s within %g s'

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
 import sp_cpython as sp
@@ -92,19 +92,40 @@ def check_prefix(prefix: str) -> Optional[str]:
     return None
 
 
+_NAMES = {sid: name for name, sid in SERVICES.items()}
+# a number's one spelling in a topic: ASCII digits, no leading 0, no + and no -0 (a broker's ACL that denies a topic
+# then denies the call: another spelling of the same call would pass it)
+_INTEGER = re.compile(r'(0|-?[1-9][0-9]*)\Z')
+
+
 def parse_service(text: str) -> int:
-    """read / write / execute, or an even request Service-ID from 10 on; ValueError otherwise."""
+    """read / write / execute, or an even request Service-ID from 10 on that has no name, in its one spelling;
+    ValueError otherwise."""
     if text in SERVICES:
         return SERVICES[text]
-    if not text.isdigit() or int(text) % 2 or not FIRST_APPLICATION_SID <= int(text) < 65536:
-        raise ValueError('unknown service %r: read, write, execute or an even number from %d'
+    if not _INTEGER.match(text) or int(text) % 2 or not FIRST_APPLICATION_SID <= int(text) < 65536:
+        raise ValueError('unknown service %.40r: read, write, execute or an even number from %d'
                          % (text, FIRST_APPLICATION_SID))
+    if int(text) in _NAMES:
+        raise ValueError('service %s is spelled %s in a topic' % (text, _NAMES[int(text)]))
     return int(text)
 
 
+def service_level(sid: int) -> str:
+    """A request Service-ID as its topic level: its name, where it has one."""
+    return _NAMES.get(sid, str(sid))
+
+
+def caller_service(service: Union[str, int]) -> int:
+    """A caller's service as the gateway takes it: a name, or a number (int or text), a named one's too."""
+    if isinstance(service, str) and _INTEGER.match(service):
+        service = int(service)
+    return parse_service(service_level(service) if isinstance(service, int) else service)
+
+
 def parse_data_id(text: str) -> int:
-    if not text.lstrip('-').isdigit():
-        raise ValueError('the data id %r is not an integer' % text)
+    if not _INTEGER.match(text):
+        raise ValueError('the data id %.40r is not an integer in its one spelling (ASCII digits, no leading 0)' % text)
     return int(text)
 
 

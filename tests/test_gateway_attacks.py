@@ -791,3 +791,24 @@ def test_a_late_answer_on_the_original_wire_goes_to_no_later_caller(fleet):
     finally:
         gateway.stop()
         board.close()
+
+
+def test_a_call_has_one_topic_so_an_acl_that_denies_it_denies_every_spelling(fleet):
+    """A broker's ACL denies by topic: sp/a/write/# denied, the same write on sp/a/20/1/req or with fullwidth digits
+    passed it. A number of a named service, a leading 0, -0 and digits beyond ASCII are bad requests now."""
+    caller = Inbox(fleet.broker, 'test/spelling')
+    try:
+        cases = {b'number of write': 'sp/a/20/1/req', b'leading zero': 'sp/a/write/01/req',
+                 b'minus zero': 'sp/a/write/-0/req', b'fullwidth': 'sp/a/\uff12\uff10/1/req',
+                 b'arabic-indic': 'sp/a/write/\u0661/req'}
+        for correlation, topic in cases.items():
+            caller.ask(topic, b'"aliased"', correlation, 'test/spelling')
+        caller.wait_for(lambda: len(caller.answers()) == len(cases))
+        for correlation, answer in caller.answers().items():
+            assert answer['status'] == wire.STATUS_BAD_REQUEST, (correlation, answer)
+        assert 'spelled write' in caller.answers()[b'number of write']['data']
+    finally:
+        caller.close()
+    with BoardClient(fleet.broker.url, 'a') as client:   # a caller's own number of a named service is its name
+        assert client.request(20, 1, 'by number')['status'] == sp.STATUS_OKAY
+        assert client.request('read', 1)['data'] == 'by number'
