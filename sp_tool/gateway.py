@@ -17,11 +17,13 @@ import json
 import logging
 import socket
 import threading
+import time
 import uuid
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl, urlencode
 
 import sp_cpython as sp
+from sp_common.logtext import LINES_A_SECOND
 
 from . import mqtt_wire as wire
 from .board_link import OWN_PER_S, BoardLink, BoardSpec
@@ -114,6 +116,7 @@ class Gateway:
         self.max_payload = max_payload
         self.id = gateway_id or '%s-%s' % (socket.gethostname(), uuid.uuid4().hex[:8])
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self._said_bad = [0.0, 0, 0]   # lines on callers' bad input: since when, how many, how many left out
         self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board, self._publish_states)
                       for spec in boards}
         self.owned: set = set()                 # the boards this gateway answers for
@@ -158,6 +161,23 @@ class Gateway:
 
     def count(self, name: str) -> None:
         self.counters[name] += 1
+
+    def _bad_input(self, level: int, text: str, *args: Any) -> None:
+        """Counts a caller's bad input and logs it, LINES_A_SECOND lines a second at most, as an engine logs a peer's:
+        a caller that may publish requests would fill the log. The first line of a later second says how many
+        were left out."""
+        self.count('bad_input')
+        said = self._said_bad
+        now = time.monotonic()
+        if now - said[0] >= 1.0:
+            if said[2]:
+                log.warning('%d more lines on bad input left out (the counters have every one)', said[2])
+            said[0], said[1], said[2] = now, 0, 0
+        said[1] += 1
+        if said[1] <= LINES_A_SECOND:
+            log.log(level, text, *args)
+        else:
+            said[2] += 1
 
     # broker side ----------------------------------------------------------------------------
     def _on_connect(self) -> None:
@@ -225,15 +245,13 @@ class Gateway:
             try:
                 self._on_control(msg)
             except Exception as err:
-                self.count('bad_input')
-                log.error('message on %r dropped: %s', msg.topic, type(err).__name__)
+                self._bad_input(logging.ERROR, 'message on %.200r dropped: %s', msg.topic, type(err).__name__)
             return
         self.count('requests')
         try:
             self._take(msg)
         except Exception as err:    # a flaw a message found: that message is lost, the gateway runs on
-            self.count('bad_input')
-            log.error('request on %r dropped: %s', msg.topic, type(err).__name__)
+            self._bad_input(logging.ERROR, 'request on %.200r dropped: %s', msg.topic, type(err).__name__)
 
     def _on_control(self, msg: Message) -> None:
         """A board's status, a gateway's liveness, or this gateway's own sync marker."""
@@ -260,8 +278,9 @@ class Gateway:
         if board not in self.owned:
             return      # sent before this gateway gave the board up: its owner answers
         if msg.retain:  # a request kept by the broker would run again on every subscribe (its subscription asks for
-            self.count('bad_input')     # none; this is for a broker that ignores that)
-            log.warning('retained request on %r dropped: a request runs once, when it is sent', msg.topic)
+            # none; this is for a broker that ignores that)
+            self._bad_input(logging.WARNING, 'retained request on %.200r dropped: a request runs once, when it is '
+                            'sent', msg.topic)
             return
         reply = None
         try:
@@ -284,8 +303,8 @@ class Gateway:
             if too_long:
                 raise ValueError(too_long)
         except ValueError as err:
-            self.count('bad_input')
-            log.warning('bad request on %r: %s%s', msg.topic, err, '' if reply else ' (nowhere to answer: dropped)')
+            self._bad_input(logging.WARNING, 'bad request on %.200r: %s%s', msg.topic, err,
+                            '' if reply else ' (nowhere to answer: dropped)')
             if reply is not None:
                 self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, str(err)))
             return
@@ -316,8 +335,8 @@ class Gateway:
         try:
             msg = await link.request(sid, did, data, self.timeout)
         except Exception as err:    # the codec refused what JSON allowed (e.g. a data id over 16 bits)
-            self.count('bad_input')
-            log.warning('board %s cannot take service %d, data id %d: %s', link.name, sid, did, err)
+            self._bad_input(logging.WARNING, 'board %s cannot take service %d, data id %d: %.200s', link.name, sid, did,
+                            err)
             body = wire.answer(wire.STATUS_BAD_REQUEST, str(err))
         else:
             if msg is not None:
