@@ -11,6 +11,10 @@ import serial
 from .transport import StreamTransport
 
 
+# what a MicroPython REPL sends and a board serving the protocol does not
+REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent call last)')
+
+
 class serial_stp(StreamTransport):
     """Opens url (a path, loop://, socket://, rfc2217://, spy://...) and reopens it after a failure.
 
@@ -27,6 +31,8 @@ class serial_stp(StreamTransport):
         self._retry = retry
         self._drop = threading.Event()
         self._in_use_said = False
+        self._tail = b''          # the last bytes read, for a REPL mark cut in two by the reads
+        self._repl_said = False   # on this open of the port
         super().__init__()
 
     def _open(self) -> Optional[serial.SerialBase]:
@@ -39,6 +45,7 @@ class serial_stp(StreamTransport):
             self._wait_retry(self._retry)
             return None
         self._in_use_said = False
+        self._tail, self._repl_said = b'', False
         return conn
 
     def _say_in_use(self, err: Exception) -> None:
@@ -54,8 +61,20 @@ class serial_stp(StreamTransport):
             except (serial.SerialException, OSError, TypeError, AttributeError) as err:
                 raise OSError('serial port lost: %s' % err) from err
             if data:
+                if not self._repl_said:
+                    self._look_for_repl(data)
                 return data
         return b''
+
+    def _look_for_repl(self, data: bytes) -> None:
+        """Says once per open when the port answers with a MicroPython REPL, where a board's main.py would serve the
+        protocol: a program would see checksum errors and no connection, and not why."""
+        window = self._tail + data
+        self._tail = window[-40:]
+        if any(mark in window for mark in REPL_MARKS):
+            self._repl_said = True
+            self.logger.warning('%s: %s answers with a MicroPython REPL, not the protocol: the board\'s main.py is '
+                                'not running (reset the board; sp call says more)', self._prefix(), self.url)
 
     def _write(self, conn: serial.SerialBase, data: bytes, deadline: Optional[float]) -> None:
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)

@@ -6,6 +6,7 @@ import time
 from typing import Optional, Tuple, Union
 
 import sp_cpython as sp
+from sp_cpython import serial_port
 from .demo import DATA as DEMO_DATA
 
 from .errors import EXIT_AUTH, EXIT_CRC, EXIT_REPL, EXIT_STATUS, EXIT_TIMEOUT, CommandError
@@ -14,10 +15,9 @@ from .target import PROTOCOLS, TCP_SCHEME
 CHANNEL_NAME = 'sp-host'
 VIRTUAL_BOARD = 'the virtual board'   # what messages call the board sp call starts itself (its pty is no news)
 SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute': sp.SID_EXECUTE_REQUEST}
-# What a MicroPython REPL sends and a protocol board never does; the last one is our own
-# channel-name request echoed back, which is all a board sitting at its prompt may show.
-REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent call last)',
-              ('"%s"' % CHANNEL_NAME).encode())
+# What a MicroPython REPL sends and a protocol board never does, and our own channel-name request echoed back, which
+# is all a board sitting at its prompt may show.
+REPL_MARKS = serial_port.REPL_MARKS + (('"%s"' % CHANNEL_NAME).encode(),)
 _POLL_S = 0.05
 REPL_GRACE_S = 0.5
 REPL_ADVICE = ('the board on %(port)s answers with a MicroPython REPL, not the protocol. A board serves the '

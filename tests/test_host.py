@@ -1,8 +1,10 @@
 """Host runtime over real sockets and real pseudo-terminals."""
 import logging
+import os
 import socket
 import threading
 import time
+import tty
 
 import pytest
 
@@ -104,6 +106,28 @@ def test_a_secret_read_from_a_file_with_its_newline_is_the_boards_secret(link):
     server, client = link.make(server_secret=SECRET, client_secret=' %s\r\n' % SECRET, auto_auth=True)
     assert wait_until(client.connection_established)
     assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'in').get_data() == 'in'
+
+
+def test_a_port_that_answers_with_a_repl_is_named_for_what_it_is(tmp_path, caplog):
+    """A board at its REPL (main.py not running) echoes and prints prompts: a program saw checksum errors and no
+    connection, and not why. The serial transport says so once per open."""
+    caplog.set_level(logging.WARNING)
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    prot = sp.pure_json_protocol(sp.serial_stp(os.ttyname(slave)))
+    try:
+        assert wait_until(prot.is_connected)   # (pyserial flushes what came before it opened the port)
+        os.write(master, b'MicroPython v1.24.1 on 2024-11-29; Raspberry Pi Pico with RP2040\r\nType "help(')
+        os.write(master, b')" for more information.\r\n>')
+        os.write(master, b'>> ')
+        assert wait_until(lambda: any('answers with a MicroPython REPL' in r.getMessage() for r in caplog.records))
+        os.write(master, b'\r\n>>> ')
+        time.sleep(0.3)
+        assert len([r for r in caplog.records if 'answers with a MicroPython REPL' in r.getMessage()]) == 1
+    finally:
+        prot.close()
+        os.close(master)
+        os.close(slave)
 
 
 def test_wrong_secret_is_refused_on_the_original_wire(link):
