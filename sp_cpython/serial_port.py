@@ -15,6 +15,21 @@ from .transport import StreamTransport
 REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent call last)')
 
 
+class ReplSniffer:
+    """Watches the raw bytes from a board for signs of a REPL instead of the protocol (seen_at: when first seen)."""
+
+    def __init__(self, marks: tuple = REPL_MARKS) -> None:
+        self.marks = marks
+        self.seen_at: Optional[float] = None
+        self._tail = b''   # the last bytes, for a mark cut in two by the reads
+
+    def __call__(self, data: bytes) -> None:
+        chunk = self._tail + data
+        if self.seen_at is None and any(mark in chunk for mark in self.marks):
+            self.seen_at = time.monotonic()
+        self._tail = chunk[-40:]
+
+
 class serial_stp(StreamTransport):
     """Opens url (a path, loop://, socket://, rfc2217://, spy://...) and reopens it after a failure.
 
@@ -31,8 +46,7 @@ class serial_stp(StreamTransport):
         self._retry = retry
         self._drop = threading.Event()
         self._in_use_said = False
-        self._tail = b''          # the last bytes read, for a REPL mark cut in two by the reads
-        self._repl_said = False   # on this open of the port
+        self._repl = ReplSniffer()   # on this open of the port
         super().__init__()
 
     def _open(self) -> Optional[serial.SerialBase]:
@@ -45,7 +59,7 @@ class serial_stp(StreamTransport):
             self._wait_retry(self._retry)
             return None
         self._in_use_said = False
-        self._tail, self._repl_said = b'', False
+        self._repl = ReplSniffer()
         return conn
 
     def _say_in_use(self, err: Exception) -> None:
@@ -61,7 +75,7 @@ class serial_stp(StreamTransport):
             except (serial.SerialException, OSError, TypeError, AttributeError) as err:
                 raise OSError('serial port lost: %s' % err) from err
             if data:
-                if not self._repl_said:
+                if self._repl.seen_at is None:
                     self._look_for_repl(data)
                 return data
         return b''
@@ -69,10 +83,8 @@ class serial_stp(StreamTransport):
     def _look_for_repl(self, data: bytes) -> None:
         """Says once per open when the port answers with a MicroPython REPL, where a board's main.py would serve the
         protocol: a program would see checksum errors and no connection, and not why."""
-        window = self._tail + data
-        self._tail = window[-40:]
-        if any(mark in window for mark in REPL_MARKS):
-            self._repl_said = True
+        self._repl(data)
+        if self._repl.seen_at is not None:
             self.logger.warning('%s: %s answers with a MicroPython REPL, not the protocol: the board\'s main.py is '
                                 'not running (reset the board; sp call says more)', self._prefix(), self.url)
 

@@ -70,8 +70,10 @@ class TcpServerStream(_SocketStream):
                 self._wait(True)
             if must_go(engine, self._waiting):
                 self._drop()
-        n = self._read(buf)   # (an end that came with the last bytes shows at the next step, which it wakes: the
-        if self._sock is None and self._newcomer():   # answers to those bytes go out first, to a half-closed peer)
+        # an end that came with the last bytes shows at the next step, which it wakes: the answers to those bytes
+        # go out first, to a peer that shut only its side
+        n = self._read(buf)
+        if self._sock is None and self._newcomer():
             try:
                 self._attach(self._srv.accept()[0])   # the caller sees the connect before the first byte
             except OSError:

@@ -29,18 +29,11 @@ REPL_ADVICE = ('the board on %(port)s answers with a MicroPython REPL, not the p
 DataId = Union[int, str]
 
 
-class ReplSniffer:
-    """Watches the raw bytes from the board for signs of a REPL instead of the protocol."""
+class ReplSniffer(serial_port.ReplSniffer):
+    """The transport's REPL marks and ours, and how long to be sure."""
 
     def __init__(self) -> None:
-        self.seen_at: Optional[float] = None
-        self._tail = b''
-
-    def __call__(self, data: bytes) -> None:
-        chunk = self._tail + data
-        if self.seen_at is None and any(mark in chunk for mark in REPL_MARKS):
-            self.seen_at = time.monotonic()
-        self._tail = chunk[-40:]
+        super().__init__(REPL_MARKS)
 
     def sure(self) -> bool:
         """A mark seen, and no protocol answer for REPL_GRACE_S since: a board just starting its
