@@ -75,8 +75,8 @@ def key(engine, status, key):
             engine.drop('wrong_keys')
         else:
             engine.counters['wrong_keys'] += 1
-            if engine.wrong_keys == FREE_WRONG_KEYS + 1:
-                engine.note('held_from_now')
+        if engine.wrong_keys == FREE_WRONG_KEYS:   # the hold starts with this one (hold_ms)
+            engine.note('held_from_now')
     engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_KEY, ok)
 
 

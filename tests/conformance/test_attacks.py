@@ -77,6 +77,7 @@ def test_repeated_wrong_keys_hold_seeds_back():
         link.pump()
         assert link.client.auth_state == sp.AUTH_STATE_UNTRUSTED_CONNECTION
     assert link.server.counters['wrong_keys'] == 3
+    assert link.server_log.text().count('repeated wrong keys') == 1   # said as the hold starts
     link.server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
     assert sent(link.server) == [(1, 0, sp.STATUS_OPERATION_NOT_PERMITTED, None)]
     link.clock.now += 1001
