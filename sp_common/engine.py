@@ -74,8 +74,8 @@ BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 # 'refused': session_v2='required' met a peer without v2, and nothing goes in or out.
 _WIRE_MOVES = {
     'negotiating': ('original', 'v2', 'v2_macs', 'refused'),
-    'v2': ('original',),        # a server whose client never heard the session answer (sp_common.stray.original)
-    'v2_macs': ('original',),
+    'v2': ('original', 'refused'),   # a server whose client never heard the session answer (sp_common.stray.original)
+    'v2_macs': ('original', 'refused'),
 }
 
 _NO_KWARGS = {}

@@ -52,10 +52,13 @@ def as_original(engine, body):
 
 def original(engine, msg, length):
     """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
-    line) and a server's first frame from a client that never heard its session answer."""
+    line) and a server's first frame from a client that never heard its session answer: the server follows
+    it to the original wire, or with session_v2='required' refuses the connection, which its runtime drops
+    (the client then offers v2 again), rather than drop that client's every frame."""
     name = (msg[0], msg[1]) == _NAME_REQUEST
-    if not (engine.is_client or name or engine.rx_seq or engine.session_v2 == 'required'):
-        engine.note('follow')   # the client never heard the session answer and settled on the original wire
+    if not (engine.is_client or name or engine.rx_seq):
+        if engine.session_v2 != 'required':
+            engine.note('follow')   # the client never heard the session answer and settled on the original wire
         engine.settle_original()
     if not engine.is_client and (name or engine.wire == 'original'):
         engine._dispatch(msg[0], msg[1], msg[2], msg[3], length, None, None)

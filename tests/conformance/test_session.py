@@ -141,8 +141,9 @@ def test_a_lost_session_answer_leaves_both_sides_on_the_original_wire():
     for server_v2 in (True, 'required'):
         link = session_answer_lost(server_v2=server_v2)
         answer = call(link, 0, 'after the loss')
-        if server_v2 == 'required':    # no original wire with a side that requires v2
+        if server_v2 == 'required':    # no original wire with a side that requires v2: the connection is refused
             assert answer is None and link.server.counters['downgrade'] == 1
+            assert link.server.wire == 'refused' and not link.server.ready()
         else:
             assert answer.get_data() == 'after the loss' and link.server.session == 1
 
