@@ -154,9 +154,9 @@ class Engine:
             self._did_names[(sid, data_id)] = name
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
-        """The handshake and channel-name messages stay the engine's own."""
+        """The handshake, channel-name and session messages stay the engine's own."""
         key = (service_id, data_id)
-        if key in BUILTIN_DATA:
+        if key in BUILTIN_DATA or key in _SESSION:
             raise ValueError('%r/%r is served by the engine itself' % key)
         if key in self._callbacks:
             self.note('overwrite', service_id, data_id)

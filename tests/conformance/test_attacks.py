@@ -345,7 +345,8 @@ def test_any_exception_while_decoding_is_one_dropped_frame():
 
 def test_builtin_services_cannot_be_replaced():
     eng = Engine(False, max_frame=8192)
-    for sid, did in ((0, 0), (0, 1), (1, 0), (1, 1), (8, 0), (9, 0)):
+    for sid, did in ((0, 0), (0, 1), (1, 0), (1, 1), (8, 0), (9, 0), (sp.SID_SESSION_REQUEST, sp.DID_SESSION),
+                     (sp.SID_SESSION_RESPONSE, sp.DID_SESSION)):
         try:
             eng.register_callback(sid, did, lambda msg: (0, True))
         except ValueError:
