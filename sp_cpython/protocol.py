@@ -301,9 +301,10 @@ class pure_json_protocol(EngineState, Api):
         return self.__comm_inst__.send(data) is not False
 
     def _may_block(self) -> None:
-        if getattr(self.__comm_inst__, 'is_io_thread', lambda: False)():
-            raise RuntimeError('receive()/authentificate() cannot wait on the I/O thread (inside a callback): '
-                               'it would stall the link; use timeout=0 or wait in another thread')
+        if threading.get_ident() in self._feeding:
+            raise RuntimeError('request(), call(), authentificate() and receive() with a timeout cannot wait inside '
+                               'a callback (on the I/O thread): it would stall the link; receive(timeout=0) looks '
+                               'without waiting, or wait in another thread')
 
     # state --------------------------------------------------------------------------
     def is_connected(self) -> bool:

@@ -79,10 +79,6 @@ class StreamTransport:
         finally:
             self._write_lock.release()
 
-    def is_io_thread(self) -> bool:
-        """True on the thread that reads and runs the callbacks: it must never wait for the peer."""
-        return threading.current_thread() is self._thread
-
     def reconnect(self) -> None:
         """Drops the current connection; the I/O thread opens the next one."""
         conn = self._conn

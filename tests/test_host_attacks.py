@@ -175,17 +175,21 @@ def test_receive_with_a_timeout_inside_a_callback_raises_at_once(tcp):
     seen = []
 
     def waits(msg):
-        start = time.monotonic()
-        try:
-            server.receive(sp.SID_READ_RESPONSE, 0, timeout=5)
-        except RuntimeError as err:
-            seen.append((str(err), time.monotonic() - start))
+        for call in (lambda: server.receive(sp.SID_READ_RESPONSE, 0, timeout=5),
+                     lambda: server.request(sp.SID_READ_REQUEST, 0, timeout=5)):
+            start = time.monotonic()
+            try:
+                call()
+            except RuntimeError as err:
+                seen.append((str(err), time.monotonic() - start))
         assert server.receive(sp.SID_READ_RESPONSE, 0, timeout=0) is None   # not waiting is fine
         return sp.STATUS_OKAY, 'answered'
     server.register_callback(sp.SID_EXECUTE_REQUEST, 5, waits)
     assert ask(client, sp.SID_EXECUTE_REQUEST, 5).get_data() == 'answered'
-    [(text, took)] = seen
-    assert 'inside a callback' in text and took < 1
+    assert len(seen) == 2
+    for text, took in seen:   # the message names the call that raised it, and the way out
+        assert 'request()' in text and 'receive() with a timeout' in text and 'receive(timeout=0)' in text
+        assert 'inside a callback' in text and took < 1
     assert ask(client, sp.SID_EXECUTE_REQUEST, 1, 'still working').get_data() == 'still working'
 
 
