@@ -92,7 +92,7 @@ def stalest(engines):
 
 def to_drop(engines, limit, newcomer=None):
     """Of a pool of a server's connections (all proven or all on probation), the one that goes so that at most
-    limit remain, logged (made_room); None while they fit. The stalest goes; but a newcomer that just proved
+    limit remain, logged (made_room, or no_room for the newcomer); None while they fit. The stalest goes; but a newcomer that just proved
     itself without a secret (any valid frame does) takes a proven client's place only once that one is idle,
     and while none is, the newcomer goes instead. With a secret an authenticated newcomer is trusted as much as
     those it finds (a board that rebooted and dials in again, its dead connection still counted)."""
@@ -100,6 +100,7 @@ def to_drop(engines, limit, newcomer=None):
         return None
     found = stalest(engines)
     if newcomer is not None and newcomer.secret is None and not gives_way(found):
-        found = newcomer
+        newcomer.note('no_room')
+        return newcomer
     found.note('made_room')
     return found

@@ -1,6 +1,7 @@
 """The asyncio API against peers that hang up, half-close or stop reading, callbacks that end oddly, and ports
 that fail to open: nothing a connection held outlives it."""
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -214,9 +215,11 @@ def test_a_busy_proven_client_is_not_pushed_out_by_newcomers(monkeypatch, max_fr
     run(main())
 
 
-def test_a_newcomer_turned_away_has_nothing_run_of_what_came_with_its_proof():
+def test_a_newcomer_turned_away_has_nothing_run_of_what_came_with_its_proof(caplog):
     """No room for a newcomer that proves itself (a busy client holds max_clients): the request it sent in the same
-    write as its proof (a valid frame, no secret) runs no callback, and its link ends at once."""
+    write as its proof (a valid frame, no secret) runs no callback, its link ends at once, and the log says it
+    was the newcomer that went."""
+    caplog.set_level(logging.WARNING)
     ran = []
 
     def setup(prot):
@@ -235,6 +238,7 @@ def test_a_newcomer_turned_away_has_nothing_run_of_what_came_with_its_proof():
         except ConnectionResetError:   # (closed with the rest of the request unread)
             got = b''
         assert b'ran' not in got and ran == ['busy']
+        assert 'dropping this newcomer' in caplog.text and 'a newcomer waits' not in caplog.text
         writer.close()
         await busy.close()
         server.close()
