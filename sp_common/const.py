@@ -44,7 +44,7 @@ AUTH_STATE_TRUSTED_CONNECTION = const(4)
 
 MAX_CHANNEL_NAME = const(32)   # characters, printable ASCII
 NEGOTIATE_MS = const(3000)     # a wire not settled this long (a client's offer unanswered, a server's client
-                               # silent after its name) settles on the original wire, for now
+                               # silent after its name) settles on the original wire, for this session
 
 
 DEBUG = const(10)

@@ -4,8 +4,7 @@ Every decision both sides must agree on is made here: dispatch, callback
 priority, the error replies, the channel-name exchange, the wire's state and
 who may say what, when (the tables below); the steps they pick are carried
 out by the parts docs/design.md names (sp_common.handshake, session, stray,
-calls). It never writes,
-sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
+calls). It never writes, sleeps or reads a clock of its own; the runtimes feed it the bytes they read,
 drain its outbox and may lend it a clock (milliseconds that only grow).
 """
 from . import const, load
@@ -13,7 +12,6 @@ from .codec import ChecksumError, FormatError, MacError, is_short_ascii, pure_js
 from .dispatch import call
 from .entropy import random_bytes
 from .stp import Deframer, frame
-
 
 
 class data_storage(dict):
@@ -69,7 +67,7 @@ _HANDSHAKE = {
 BUILTIN_DATA = {key: 'key' if key[1] == const.DID_AUTH_KEY else 'seed' for key in _HANDSHAKE}
 BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 
-# The connection's wire is one state (docs/session-v2.md), named as the log names it. A session starts it
+# The connection's wire is one state (docs/design.md, the wire's state), named as the log names it. A session starts it
 # 'negotiating' ('original' with session_v2=False); from there it moves only as this table says.
 # 'refused': session_v2='required' met a peer without v2, and nothing goes in or out.
 _WIRE_MOVES = {
@@ -361,7 +359,7 @@ class Engine:
         return out[0] if len(out) == 1 else b''.join(out)
 
     def frames_to_send(self):
-        """The frames queued since the last call, as a list: a device writes them without joining them."""
+        """The frames queued since the last call, as a list: a writer that writes them one by one need not join them."""
         out = self._out
         if out:
             self._out = []
@@ -435,10 +433,10 @@ class Engine:
             and key not in BUILTIN_DATA and key not in self._whitelist
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
-        """A valid message, routed (_route); one that moved the connection on (its wire settled, its handshake
-        went a step forward) sets moved_at, all that counts of a peer on probation (sp_common.admission). A
-        wrong key moves the handshake back, and after one no step of it counts: a peer that sends seed
-        requests and wrong keys by turns gets nowhere."""
+        """A valid message, routed (_route). A message that moved the connection on (its wire settled, or its
+        handshake went a step forward) sets moved_at: for a peer on probation only such steps count
+        (sp_common.admission). A wrong key moves the handshake back, and after one no step of it counts: a
+        peer that sends seed requests and wrong keys by turns gets nowhere."""
         wire, auth = self.wire, self.auth_state
         self._route(sid, did, status, data, length, seq, re)
         if self.wire != wire or (self.auth_state != auth and not self.wrong_keys

@@ -17,7 +17,6 @@ operation early (a cancelled task) closes it, and the operation tidies up.
 from .const import STATUS_OKAY
 
 
-
 def deadline(engine, timeout):
     """The engine's clock (ms) when timeout (s) runs out: one timeout bounds every step of a call."""
     return engine.clock() + timeout * 1000

@@ -8,11 +8,14 @@ from .engine import _NAME_REQUEST
 
 
 def bad_checksum(engine, error):
-    """A broken request is answered so that its requester fails fast. Nothing in it is vouched for, so it
-    is not answered while the wire settles (the answer would be taken for the peer's first words) nor with
-    MACs, where it changes nothing, not even a seq (else a blind injector spends the genuine peer's seqs);
-    in v2 without MACs only the next seq is answered, and it is spent, so a forged broken frame cannot
-    make a caller give up a request that then runs."""
+    """A broken request is answered, so that its requester fails fast. Nothing in it is vouched for, so:
+
+    - while the wire settles it is not answered: the answer would be taken for the peer's first words;
+    - with MACs it is not answered and changes nothing, not even a seq: else a blind injector could spend the
+      genuine peer's seqs;
+    - in v2 without MACs only the next seq is answered, and that seq is spent: a forged broken frame cannot
+      make a caller give up a request that then runs.
+    """
     engine.drop('crc_errors')
     if engine.rx_mac is not None or engine.wire == 'negotiating':
         return

@@ -149,7 +149,7 @@ class AsyncProtocol(EngineState):
             self.on_lost(self)
             self.on_lost = None
 
-    def _feed_on_probation(self, data: bytes) -> bytes:
+    def _feed_on_probation(self, data: bytes) -> Optional[bytes]:
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
         send frames up to max_frame, and what follows that frame (returned, else b'') is for the wide deframer:
         a long frame that came in the same read as the proof is taken whole. None: the server has no room for

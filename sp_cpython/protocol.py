@@ -47,7 +47,7 @@ class EngineState:
 
     @property
     def session(self) -> Optional[int]:
-        """The wire this connection settled on: 2 (session v2), 1 (the original), None while it settles."""
+        """The wire this connection settled on: 2 (session v2), 1 (the original), None while it settles or refused."""
         return self._engine.session
 
     @property
@@ -138,8 +138,9 @@ class pure_json_protocol(EngineState, Api):
     # comm callbacks (I/O thread) -------------------------------------------------
     def _run_engine(self, step: Callable[..., Any], *args: Any) -> None:
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
-        callback holds up no other thread's send(), request() or receive(). A step that queued none takes the
-        lock once: a caller it wakes finds the lock free, not taken again for the looks after the step."""
+        callback holds up no other thread's send(), request() or receive(). When the step queued no callback,
+        what is to do after it is read in the same hold of the lock, so that a caller the step wakes does not
+        find the lock taken again."""
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -284,10 +285,10 @@ class pure_json_protocol(EngineState, Api):
             self._cond.notify_all()
 
     def _outcome(self, own: bytes) -> bool:
-        """Whether own went, for a caller whose wait for the link ran out: a frame still queued is taken back
-        there and then, under the lock no writer takes frames without; one that another write is writing is that
-        write's to tell, and the caller waits for it (that write's own timeout bounds it): a frame that goes out
-        is never said not to, or a retry would run it twice."""
+        """Whether own went, for a caller whose wait for the link ran out. A frame still queued is taken back
+        there and then (writers take frames only under the lock held here). A frame that another write is
+        writing is that write's to tell: the caller waits for it, bounded by that write's own timeout. A frame
+        that goes out must never be said not to, or a retry would run it twice."""
         with self._cond:
             if self._went.get(id(own)) is None:
                 self._engine.withdraw(own)

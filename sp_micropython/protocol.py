@@ -12,21 +12,21 @@ from sp_common.codec import pure_json
 from sp_common.engine import Engine
 
 
-# What every device stream offers: IS_CLIENT, readinto(buf) -> int (non-blocking,
-# 0 when nothing is there), write(data) (never blocks or raises: what a link
-# cannot take is kept for later, a dead or stuck link is dropped), poll_event()
-# -> True (connected), False (disconnected) or None (each change is reported
-# once, in order), is_connected(), reconnect() and close(); and for
-# the loops that wait on it: pollables, the (object, select event mask) pairs
-# whose readiness means poll() has work (a new tuple whenever they change),
-# and wait_ms(), how long poll() may wait without any of them waking it;
-# ended, true once the stream is gone for good (stdin closed); rx_size, the
-# receive buffer it wants (protocol(rx_size=...) overrides it); CONNECTS, whether
-# the link has connects of its own; watch, a byte that means something between
-# frames (the console's Ctrl-C) or None, and interrupted(), called when it came
-# there. The protocol gives it engine, itself.
-# Each kind lives in its own module (uart, stdio, tcp) so that a board loads
-# only the ones it uses.
+# What every device stream offers:
+# - IS_CLIENT; CONNECTS, whether the link has connects of its own (TCP has, a serial line has not);
+# - readinto(buf) -> int: non-blocking, 0 when nothing is there;
+# - write(data): never blocks or raises; what the link cannot take is kept for later, a dead or stuck
+#   link is dropped;
+# - poll_event() -> True (connected), False (disconnected) or None; each change is reported once, in order;
+# - is_connected(), reconnect(), close();
+# - for the loops that wait on it: pollables, the (object, select event mask) pairs whose readiness means
+#   poll() has work (a new tuple whenever they change); wait_ms(), how long poll() may wait without any of
+#   them waking it; ended, true once the stream is gone for good (stdin closed);
+# - rx_size, the receive buffer it wants (protocol(rx_size=...) overrides it);
+# - watch, a byte that means something between frames (the console's Ctrl-C) or None, and interrupted(),
+#   which the protocol calls when that byte came between frames.
+# The protocol sets the stream's engine attribute to itself.
+# Each kind lives in its own module (uart, stdio, tcp) so that a board loads only the ones it uses.
 
 
 class Stream:
