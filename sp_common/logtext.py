@@ -78,14 +78,21 @@ def _side(engine):
     return '-client' if engine.is_client else '-server'
 
 
-def describe(engine, sid, did):
-    key = (sid, did)
-    return 'service: %s, data_id: %s' % (engine._sid_names.get(sid, c.SID__NAMES.get(sid, sid)),
-                                         engine._did_names.get(key, BUILTIN_DATA.get(key, did)))
-
-
 LINES_A_SECOND = 20   # event lines one engine logs in a second of its clock; the rest are counted, not logged
 DATA_CHARS = 200      # of a message's data in its line: a peer's 8 KiB frames make no 8 KiB lines
+ID_CHARS = 40         # of an id in a line: a peer's string data id, or a number written out
+
+
+def _cut(value, chars):
+    """str(value), cut to chars characters and its length said."""
+    text = str(value)
+    return text if len(text) <= chars else '%s... (%d characters)' % (text[:chars], len(text))
+
+
+def describe(engine, sid, did):
+    key = (sid, did)
+    return 'service: %s, data_id: %s' % (_cut(engine._sid_names.get(sid, c.SID__NAMES.get(sid, sid)), ID_CHARS),
+                                         _cut(engine._did_names.get(key, BUILTIN_DATA.get(key, did)), ID_CHARS))
 
 
 def _left_out(engine):
@@ -135,12 +142,10 @@ def trace(engine, sent, sid, did, status, data, pieces):
     log = engine.log
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
     if log is not None and log.isEnabledFor(level) and (level < c.WARNING or not _left_out(engine)):
-        text = str(data)
-        if len(text) > DATA_CHARS:
-            text = '%s... (%d characters)' % (text[:DATA_CHARS], len(text))
+        text = _cut(data, DATA_CHARS)
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (
             _side(engine), direction, describe(engine, sid, did),
-            engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), text)))
+            _cut(engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), ID_CHARS), text)))
     log = engine.hexlog
     if log is not None and log.isEnabledFor(c.DEBUG):
         body = b''.join(pieces)

@@ -1,5 +1,5 @@
 """What a hostile peer may try against the engine: each case failed on the engine before the handshake table."""
-from link import Link
+from link import Link, Recorder
 
 import sp_common as sp
 from sp_common import Engine, pure_json
@@ -300,6 +300,17 @@ def test_messages_with_a_status_other_than_okay_count_in_the_log_budget_and_thei
     assert len(lines) == 20 and link.server.counters['rx_messages'] >= 30
     assert lines[0].endswith('x' * 200 + '... (250 characters)"')
     assert len([line for line in link.server_log.lines if 'TX ->' in line[1]]) >= 30   # INFO: every message
+
+
+def test_a_peers_long_ids_are_cut_in_log_lines():
+    # a string data id or a status is the peer's to make as long as a frame: a refusal's line shows 40 characters
+    server = engine(False)
+    server.log = Recorder()
+    server.feed(wire(sp.SID_READ_REQUEST, 'd' * 5000, None) + wire(sp.SID_EXECUTE_REQUEST, 0, None, status=7 ** 900))
+    lines = [line[1] for line in server.log.lines]
+    assert len(lines) >= 2 and max(len(line) for line in lines) < 300
+    assert any('d' * 40 + '... (5000 characters)' in line for line in lines)
+    assert any('... (761 characters)' in line for line in lines)   # the status, 7 ** 900 written out
 
 
 def test_deep_nesting_is_one_dropped_frame():
