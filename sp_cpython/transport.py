@@ -139,8 +139,9 @@ class StreamTransport:
             try:
                 data = self._read(conn)
             except (OSError, ValueError) as err:
-                if not self._closed.is_set():
-                    self.logger.warning('%s: read failed: %s', self._prefix(), err)
+                if not self._closed.is_set():   # (a reset is a peer's way to leave, any peer's: no warning)
+                    level = logging.INFO if isinstance(err, ConnectionResetError) else logging.WARNING
+                    self.logger.log(level, '%s: read failed: %s', self._prefix(), err)
                 return
             if not data:
                 return

@@ -2,9 +2,11 @@
 import contextlib
 import enum
 import gc
+import logging
 import os
 import resource
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -632,3 +634,20 @@ def test_a_send_whose_frame_another_write_has_taken_says_how_that_write_went():
         w.join(10)
     assert results == {'W': True, 'C': True}
     assert b'"C"' in b''.join(got)
+
+
+def test_peers_that_reset_their_connections_write_no_warnings(tcp, caplog):
+    """A reset is a peer's way to leave, and any peer can do it in a loop: the server logs it at INFO."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    server = sp.pure_json_protocol(comm)
+    tcp.closers.append(server.close)
+    caplog.set_level(logging.INFO)
+    warnings = []
+    for _ in range(5):
+        with socket.create_connection(('127.0.0.1', comm.port), timeout=5) as peer:
+            peer.sendall(b'x')
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))   # close sends RST
+        assert wait_until(lambda: 'Connection reset' in caplog.text)
+        warnings += [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        caplog.clear()
+    assert warnings == []
