@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import select
 import threading
 import time
 from typing import Optional
@@ -9,6 +11,9 @@ from typing import Optional
 import serial
 
 from .transport import StreamTransport
+
+_POSIX_PORT = getattr(serial, 'serialposix', None) and serial.serialposix.Serial   # a device path's port on POSIX
+WAKE_S = 0.1   # a write waiting for a port to take its bytes looks this often whether the port closed
 
 
 # what a MicroPython REPL sends and a board serving the protocol does not
@@ -89,8 +94,11 @@ class serial_stp(StreamTransport):
                                 'not running (reset the board; sp call says more)', self._prefix(), self.url)
 
     def _write(self, conn: serial.SerialBase, data: bytes, deadline: Optional[float]) -> None:
+        if _POSIX_PORT is not None and type(conn) is _POSIX_PORT:
+            self._write_fd(conn.fd, data, deadline)
+            return
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-        try:
+        try:   # (a URL's port: pyserial's own write and timeout)
             if conn.write_timeout != timeout:
                 conn.write_timeout = timeout
             conn.write(data)
@@ -99,7 +107,27 @@ class serial_stp(StreamTransport):
         except (serial.SerialException, TypeError, AttributeError) as err:
             raise OSError('serial port lost: %s' % err) from err
 
+    def _write_fd(self, fd: int, data: bytes, deadline: Optional[float]) -> None:
+        """Writes data to a device path's descriptor as it takes it, until deadline; raises OSError if not all of it
+        went, or the port closes meanwhile (its close() waits WAKE_S at most). pyserial's write_timeout does
+        not tell: it raised after the last byte went too, and a closed port's write returned as if all had."""
+        view = memoryview(data)
+        while view:
+            if self._drop.is_set():
+                raise OSError('the port closed with %d bytes not written' % len(view))
+            try:   # what the port takes at once goes, however little time is left
+                view = view[os.write(fd, view):]
+                continue
+            except BlockingIOError:
+                pass
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise OSError('the peer stopped reading (%d bytes not taken)' % len(view))
+            select.select((), (fd,), (), WAKE_S if wait is None else min(wait, WAKE_S))
+
     def _shut(self, conn: serial.SerialBase) -> None:
+        if self._conn is not None and conn is not self._conn:
+            return   # a connection already gone (a late write failing on it): the current one stays
         self._drop.set()
         cancel = getattr(conn, 'cancel_read', None)
         if cancel is not None:

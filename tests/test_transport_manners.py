@@ -1,9 +1,12 @@
 """Host transports as users of pyserial expect: context managers, and no tight loop when a link keeps dropping."""
+import os
 import socket
 import threading
 import time
+import tty
 
 import sp_cpython as sp
+from conftest import wait_until
 
 
 def test_a_peer_that_hangs_up_at_once_is_not_redialled_in_a_tight_loop():
@@ -38,3 +41,27 @@ def test_transports_are_context_managers():
     except ConnectionRefusedError:
         refused = True
     assert refused   # the with block closed the listener
+
+
+def test_a_serial_write_cut_short_by_close_is_not_sent():
+    """close() while a frame is stuck half written to a peer that reads nothing: send() says False (its caller
+    may retry: the peer has only part of a frame, which it drops) and close() returns at once."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    comm = sp.serial_stp(os.ttyname(slave))
+    comm.register_connect_callback(lambda: None)
+    try:
+        assert wait_until(comm.is_connected)
+        outcome = []
+        writer = threading.Thread(target=lambda: outcome.append(comm.send(b'x' * 60000, timeout=20)))
+        writer.start()
+        time.sleep(0.5)   # the pty's buffer full, the rest of the frame waiting
+        start = time.monotonic()
+        comm.close()
+        assert time.monotonic() - start < 1
+        writer.join(5)
+        assert outcome == [False]
+    finally:
+        os.close(master)
+        os.close(slave)
