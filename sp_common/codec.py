@@ -120,13 +120,17 @@ def _too_deep(body, start, end):
         return False
     if not _MICROPYTHON:
         return deeper_than(body[start:end], _MAX_DEPTH)
-    depth = 0
+    depth = skip = 0
     in_str = escaped = False
     for i in range(start, end):
         b = body[i]
-        if in_str:
+        if skip:   # the hex digits of a \u escape, which MicroPython's json takes whatever they are, a '"' too
+            skip -= 1
+        elif in_str:
             if escaped:
                 escaped = False
+                if b == 0x75:
+                    skip = 4
             elif b == 0x5C:
                 escaped = True
             elif b == 0x22:

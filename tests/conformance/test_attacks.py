@@ -324,6 +324,11 @@ def test_deep_nesting_is_one_dropped_frame():
     assert link.request(30, 0, nested).get_data() == nested
     text = '[' * 64   # twice the nesting limit (32), inside a string: text, not nesting
     assert link.request(30, 0, text).get_data() == text
+    # a \u escape takes four characters, a '"' among them on MicroPython, where the string then goes on: the
+    # nesting after it is nesting
+    tricked = b'{"data_id": 0, "service_id": 30, "status": 0, "data": ["\\u"123", ' + b'[' * 40 + b']' * 40 + b']}'
+    link.server.feed(sp.frame(*_with_crc((tricked,))))
+    assert link.server.counters['format_errors'] == 2 and link.server.data_to_send() == b''
 
 
 def test_an_answer_nested_deeper_than_a_peer_takes_is_a_callback_error():
