@@ -103,7 +103,7 @@ class Engine:
         # ASCII white space around a secret is no part of it, as on every side (a secret file's newline)
         self.secret = secret if secret is None else secret.strip(' \t\n\r\x0b\x0c')
         self.auto_auth = auto_auth
-        self.channel_name = channel_name
+        self.own_name = self.channel_name = channel_name   # the name given here, which each session starts with
         self.log = log
         self.hexlog = hexlog
         self.clock = clock
@@ -162,8 +162,9 @@ class Engine:
 
     # connection ------------------------------------------------------------
     def _new_session(self):
-        """Trust, seed, buffer, outbox and wire start over: nothing passes from one peer to the next, not even
-        the answers still queued for the last one."""
+        """Trust, seed, buffer, outbox, wire and name start over: nothing passes from one peer to the next, not
+        even the answers still queued for the last one, or the name it gave."""
+        self.channel_name = self.own_name
         self._out = []
         self.queued = None
         self.epoch += 1           # callbacks still running answer only within the session they were called in

@@ -227,6 +227,22 @@ def test_a_channel_name_request_starts_a_new_session():
     assert link.server.channel_name == 'next program'
 
 
+def test_a_peers_name_lasts_its_session():
+    # a name taken from one peer (a client's, or a server's answer) is not what this side calls itself to the next
+    link = Link(server={'channel_name': 'kitchen', 'secret': 'secret'})
+    link.connect()
+    link.server.feed(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'mallory'))   # no secret needed to name oneself
+    assert link.server.channel_name == 'mallory'
+    link.connect()   # the next connection: its client asks the server's name
+    link.server.data_to_send()
+    link.server.feed(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, None))
+    assert sent(link.server) == [(9, 0, 0, 'kitchen')]
+    link.client.feed(wire(sp.SID_CHANNEL_NAME_RESPONSE, 0, 'kitchen'))   # a nameless client takes the server's
+    assert link.client.channel_name == 'kitchen'
+    link.client.connection_made()
+    assert link.client.channel_name is None and sent(link.client)[0][:4] == (8, 0, 0, None)
+
+
 def test_channel_names_are_short_printable_text():
     for name in ('x' * 33, 'line\nforged', '', 7, ['a']):
         link = Link(server={'channel_name': 'board'})
