@@ -172,7 +172,7 @@ class Engine:
         self.seed = None
         self._calls = None        # the calls part (answers to this end's requests, the receive buffer): calls()
         self.wire = 'negotiating' if self.session_v2 else 'original'   # see _WIRE_MOVES
-        self.nonce = self.nonces = self.tx_mac = self.rx_mac = None
+        self.nonces = self.tx_mac = self.rx_mac = None   # session v2's (sp_common.session)
         self.negotiating_since = None   # when the wire started to settle (the client's offer, or its name)
         self.restart_seq()
 

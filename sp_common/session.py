@@ -36,9 +36,9 @@ def _terms_of(engine, nonce):
 
 def offer(engine):
     """Client: the session request, right after the channel name; the client says nothing else until it settles."""
-    engine.nonce = _nonce(engine)
+    engine.nonces = _nonce(engine)   # the nonces known so far: the client's own, until the answer brings the server's
     engine.negotiating_since = engine.clock() if engine.clock is not None else 0
-    engine.send_msg(SID_SESSION_REQUEST, DID_SESSION, _terms_of(engine, engine.nonce))
+    engine.send_msg(SID_SESSION_REQUEST, DID_SESSION, _terms_of(engine, engine.nonces))
 
 
 def on_offer(engine, status, data):
@@ -59,14 +59,14 @@ def on_answer(engine, status, data):
     An answer after the wait ran out comes too late: the client has settled on
     the original wire, and its next frame tells the server so (sp_common.stray.original).
     """
-    if engine.nonce is None:
+    if engine.nonces is None:
         engine.drop('out_of_turn', SID_SESSION_RESPONSE, DID_SESSION)
         return
     terms = _terms(data) if status == STATUS_OKAY else None
     if terms is None:
         engine.settle_original()
         return
-    _start(engine, engine.nonce, terms[0], terms[1])
+    _start(engine, engine.nonces, terms[0], terms[1])
     engine.on_settled()
 
 
