@@ -228,10 +228,14 @@ class pure_json_protocol(Engine, Api):
                 self._waiter.wait(left)
 
     def _flush(self, timeout):
-        """Hands the outbox to the stream, which never blocks (a stuck link is dropped)."""
+        """Hands the outbox to the stream, which never blocks (a stuck link is dropped). A frame leaves the outbox
+        once the stream took it: one the heap had no room to take waits, with those behind it, for the next step."""
         stream = self.__comm_inst__
-        for data in self.frames_to_send():
-            stream.write(data)
+        out = self._out
+        while out:
+            stream.write(out[0])
+            out.pop(0)
+        self.queued = None   # (the engine's: nothing left to withdraw)
         return stream.is_connected()
 
     def _may_block(self):

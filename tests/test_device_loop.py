@@ -351,11 +351,32 @@ print(b'hello' in stream.written, time.ticks_diff(time.ticks_ms(), start))
 '''
 
 
-def test_a_step_short_of_heap_leaves_its_answer_for_the_next_step_at_once(mpy_dir, tmp_path):
+# the same, the heap short when the stream writes the answer
+WRITE_WITHOUT_HEAP = STEP_WITHOUT_HEAP.split('prot.tick = short_of_heap')[0].replace('''def short_of_heap():''', '''
+def write_short_of_heap(data):   # the stream has no room to take the answer, once
+    ticks[0] += 1
+    if ticks[0] == 1:
+        raise MemoryError
+    stream.written += data
+
+
+stream.write = write_short_of_heap
+
+
+def short_of_heap():''') + '''
+start = time.ticks_ms()
+serve(prot, until=lambda: b'hello' in stream.written or time.ticks_diff(time.ticks_ms(), start) > 3000)
+print(b'hello' in stream.written, time.ticks_diff(time.ticks_ms(), start))
+'''
+
+
+@pytest.mark.parametrize('script', [STEP_WITHOUT_HEAP, WRITE_WITHOUT_HEAP], ids=['step', 'write'])
+def test_a_step_short_of_heap_leaves_its_answer_for_the_next_step_at_once(mpy_dir, tmp_path, script):
     """The loop slept right after the step (nothing left to wake it but the stream's next second, or a host's
-    next request): the answer that step had queued waited with it."""
+    next request): the answer that step had queued waited with it. A frame the stream had no room to take
+    was lost with the step."""
     path = tmp_path / 'step.py'
-    path.write_text(STEP_WITHOUT_HEAP)
+    path.write_text(script)
     proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
