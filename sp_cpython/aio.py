@@ -17,7 +17,7 @@ import termios
 import tty
 from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
-from sp_common import Deframer, Engine, admission
+from sp_common import Deframer, admission
 from sp_common import ops
 from sp_common.ops import deadline, left
 from sp_common.dispatch import run
@@ -25,7 +25,7 @@ from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
 
-from .protocol import BUFFERED_FRAMES, CODECS, MAX_BUFFERED, WRITE_TIMEOUT, EngineState, logger, monotonic_ms
+from .protocol import CODECS, WRITE_TIMEOUT, EngineState, host_engine
 
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
 MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.admission)
@@ -79,18 +79,14 @@ class AsyncProtocol(EngineState):
                  max_frame: int = 65536, probation_frame: Optional[int] = None) -> None:
         """probation_frame: the longest frame taken before the peer has proven itself (a server's
         connections); max_frame from then on."""
-        self._engine = engine = Engine(is_client, codec=CODECS[codec], secret=secret, auto_auth=auto_auth,
-                                       channel_name=channel_name, max_frame=min(probation_frame or max_frame, max_frame),
-                                       max_buffered=MAX_BUFFERED, max_buffered_bytes=BUFFERED_FRAMES * max_frame,
-                                       clock=monotonic_ms, session_v2=session_v2, log=logger('socket_protocol', channel_name),
-                                       hexlog=logger('sp_cpython.comm', channel_name))
+        # (connects: this object is one connection, whatever the stream)
+        self._engine = engine = host_engine(is_client, CODECS[codec], secret, auto_auth, channel_name, max_frame,
+                                            session_v2, True, 'sp_cpython.comm', first_frames=probation_frame)
         self._max_frame = max_frame
         self._on_probation = probation_frame is not None   # until the peer proves itself (on_proven's moment)
         # serve()'s admission: False when it closes this connection, which proved itself with no room for it
         self.on_proven: Optional[Callable[['AsyncProtocol'], bool]] = None
         self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
-        engine.jobs = []
-        engine.connects = True   # this object is one connection, whatever the stream
         self._reader = reader
         self._writer = writer
         self._waiters: list = []   # [predicate, future] of the calls waiting (_wait)

@@ -38,6 +38,21 @@ def logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
     return logging.getLogger(prefix if channel_name is None else '%s.%s' % (prefix, channel_name))
 
 
+def host_engine(is_client: bool, codec, secret: Optional[str], auto_auth: bool, channel_name: Optional[str],
+                max_frame: int, session_v2, connects: bool, hexlog_prefix: str, max_buffered: int = MAX_BUFFERED,
+                first_frames: Optional[int] = None) -> Engine:
+    """An engine as every host protocol runs it (threaded and asyncio): the host's clock, loggers and receive
+    buffer, and its user callbacks queued as jobs for the runtime's dispatcher (sp_common.dispatch).
+    first_frames: the longest frame taken until the runtime widens the deframer to max_frame."""
+    engine = Engine(is_client, codec=codec, secret=secret, auto_auth=auto_auth, channel_name=channel_name,
+                    max_frame=min(first_frames or max_frame, max_frame), max_buffered=max_buffered,
+                    max_buffered_bytes=BUFFERED_FRAMES * max_frame, log=logger('socket_protocol', channel_name),
+                    hexlog=logger(hexlog_prefix, channel_name), clock=monotonic_ms, session_v2=session_v2)
+    engine.connects = connects
+    engine.jobs = []
+    return engine
+
+
 class EngineState:
     """What a host protocol (threaded or asyncio) tells of its engine's connection and registers in it, under
     its _lock; none of it waits."""
@@ -114,14 +129,10 @@ class pure_json_protocol(EngineState, Api):
         self._feeding: set = set()   # the threads running an engine step and its callbacks (I/O, timer)
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
-        self._engine = Engine(comm_instance.IS_CLIENT, codec=self.CODEC, secret=secret, auto_auth=auto_auth,
-                              channel_name=channel_name, max_frame=max_frame, max_buffered=max_buffered,
-                              max_buffered_bytes=BUFFERED_FRAMES * max_frame,
-                              log=logger('socket_protocol', channel_name),
-                              hexlog=logger(getattr(comm_instance, 'LOGGER_PREFIX', 'sp_cpython.comm'), channel_name),
-                              clock=monotonic_ms, session_v2=session_v2)
-        self._engine.connects = getattr(comm_instance, 'CONNECTS', False)
-        self._engine.jobs = []   # user callbacks run outside the lock (_run_engine)
+        # (user callbacks run outside the lock: _run_engine)
+        self._engine = host_engine(comm_instance.IS_CLIENT, self.CODEC, secret, auto_auth, channel_name, max_frame,
+                                   session_v2, getattr(comm_instance, 'CONNECTS', False),
+                                   getattr(comm_instance, 'LOGGER_PREFIX', 'sp_cpython.comm'), max_buffered)
         if self._timed_writes:
             comm_instance.engine = self._engine
         comm_instance.init_channel_name(channel_name)
