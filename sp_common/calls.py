@@ -78,19 +78,23 @@ class Calls:
         engine = self.engine
         key = (sid, did)
         gated = engine._gated(key)
-        # an untrusted peer may only tell a request of this side that it needs authentification
-        token = None if gated and not (status == STATUS_AUTH_REQUIRED and data is None) else self._claim(key, re)
+        # all an untrusted peer may answer: that a request of this side needs authentification
+        answers = not gated or (status == STATUS_AUTH_REQUIRED and data is None)
+        token = self._claim(key, re) if answers else None
         if gated and token is None:
             engine.drop('auth_rejected', sid, did)
             return
         msg = make_message(sid, did, status, data)
-        if token is not None and token != FOR_RECEIVE:
+        if token is not None and token != FOR_RECEIVE:   # a request() call's answer
             self.replies[token] = msg
             return
         entry = None if gated else engine._find_callback(sid, did)   # no callback runs for an untrusted peer
         if token is None and (re or (entry is None and key not in engine._did_names)):
             # the answer to a request nobody waits for any more, or a message nobody takes
-            engine.drop('unknown' if sid not in engine._responses else 'stale' if re else 'unsolicited', sid, did)
+            if sid not in engine._responses:
+                engine.drop('unknown', sid, did)
+            else:
+                engine.drop('stale' if re else 'unsolicited', sid, did)
         elif entry is not None:
             engine.callback(entry, msg)
         else:
