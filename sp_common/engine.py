@@ -394,13 +394,8 @@ class Engine:
             load('sp_common.stray').bad_checksum(self, err)
             return
         except (MacError, FormatError) as err:
-            msg = None
-            if v2:
-                try:
-                    msg = self.codec.decode(body)   # an original frame (no seq, no MAC)? Taken below.
-                except Exception:
-                    pass
-            if msg is None or msg[4] is not None:
+            msg = load('sp_common.stray').as_original(self, body) if v2 else None   # an original frame in v2? below
+            if msg is None:
                 self.drop('mac_errors' if isinstance(err, MacError) else 'format_errors', detail=err.args[0])
                 return
         seq = msg[4]
