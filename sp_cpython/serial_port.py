@@ -95,7 +95,7 @@ class serial_stp(StreamTransport):
 
     def _write(self, conn: serial.SerialBase, data: bytes, deadline: Optional[float]) -> None:
         if _POSIX_PORT is not None and type(conn) is _POSIX_PORT:
-            self._write_fd(conn.fd, data, deadline)
+            self._write_fd(conn, data, deadline)
             return
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         try:   # (a URL's port: pyserial's own write and timeout)
@@ -107,26 +107,37 @@ class serial_stp(StreamTransport):
         except (serial.SerialException, TypeError, AttributeError) as err:
             raise OSError('serial port lost: %s' % err) from err
 
-    def _write_fd(self, fd: int, data: bytes, deadline: Optional[float]) -> None:
-        """Writes data to a device path's descriptor as it takes it, until deadline; raises OSError if not all of it
-        went, or the port closes meanwhile (its close() waits WAKE_S at most). pyserial's write_timeout does
-        not tell: it raised after the last byte went too, and a closed port's write returned as if all had."""
-        view = memoryview(data)
-        while view:
-            if self._drop.is_set():
-                raise OSError('the port closed with %d bytes not written' % len(view))
-            try:   # what the port takes at once goes, however little time is left
-                view = view[os.write(fd, view):]
-                continue
-            except BlockingIOError:
-                pass
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                raise OSError('the peer stopped reading (%d bytes not taken)' % len(view))
-            select.select((), (fd,), (), WAKE_S if wait is None else min(wait, WAKE_S))
+    def _write_fd(self, conn: serial.SerialBase, data: bytes, deadline: Optional[float]) -> None:
+        """Writes data to a device path's port as it takes it, until deadline; raises OSError if not all of it went,
+        or the port is no longer the transport's (closed, or reopened) when the write looks again, every WAKE_S
+        at most. It writes through a descriptor of its own, so a number the port gave up, which a new file may
+        have taken, is never written. (pyserial's write_timeout cannot tell: it raised after the last byte went
+        too, and a port closed mid-write returned as if all had gone.)"""
+        try:
+            fd = os.dup(conn.fd)
+        except TypeError:   # (fd None: closed since send() took the connection)
+            raise OSError('serial port closed') from None
+        try:
+            view = memoryview(data)
+            writable = select.poll()
+            writable.register(fd, select.POLLOUT)
+            while view:
+                if conn is not self._conn:
+                    raise OSError('serial port closed with %d bytes not written' % len(view))
+                try:   # what the port takes at once goes, however little time is left
+                    view = view[os.write(fd, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                wait = WAKE_S if deadline is None else min(deadline - time.monotonic(), WAKE_S)
+                if wait <= 0:
+                    raise OSError('the peer stopped reading (%d bytes not taken)' % len(view))
+                writable.poll(wait * 1000)
+        finally:
+            os.close(fd)
 
     def _shut(self, conn: serial.SerialBase) -> None:
-        if self._conn is not None and conn is not self._conn:
+        if conn is not self._conn:
             return   # a connection already gone (a late write failing on it): the current one stays
         self._drop.set()
         cancel = getattr(conn, 'cancel_read', None)

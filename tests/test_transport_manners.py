@@ -43,9 +43,10 @@ def test_transports_are_context_managers():
     assert refused   # the with block closed the listener
 
 
-def test_a_serial_write_cut_short_by_close_is_not_sent():
+def test_a_serial_write_cut_short_by_close_is_not_sent(tmp_path):
     """close() while a frame is stuck half written to a peer that reads nothing: send() says False (its caller
-    may retry: the peer has only part of a frame, which it drops) and close() returns at once."""
+    may retry: the peer has only part of a frame, which it drops), close() returns at once, and the rest of the
+    frame goes nowhere, not to a file that took the port's descriptor number."""
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
@@ -53,6 +54,7 @@ def test_a_serial_write_cut_short_by_close_is_not_sent():
     comm.register_connect_callback(lambda: None)
     try:
         assert wait_until(comm.is_connected)
+        number = comm._conn.fd
         outcome = []
         writer = threading.Thread(target=lambda: outcome.append(comm.send(b'x' * 60000, timeout=20)))
         writer.start()
@@ -60,8 +62,14 @@ def test_a_serial_write_cut_short_by_close_is_not_sent():
         start = time.monotonic()
         comm.close()
         assert time.monotonic() - start < 1
+        other = os.open(str(tmp_path / 'other'), os.O_WRONLY | os.O_CREAT)
+        if other != number:   # a file takes the number the port gave up
+            os.dup2(other, number)
+            os.close(other)
         writer.join(5)
+        os.close(number)
         assert outcome == [False]
+        assert os.path.getsize(tmp_path / 'other') == 0
     finally:
         os.close(master)
         os.close(slave)
