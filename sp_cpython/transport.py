@@ -73,7 +73,7 @@ class StreamTransport:
             self._write(conn, data, deadline)
             return True
         except (OSError, ValueError) as err:
-            self.logger.warning('%s: send failed, dropping the connection: %s', self._prefix(), err)
+            self.logger.log(self._level(err), '%s: send failed, dropping the connection: %s', self._prefix(), err)
             self._shut(conn)
             return False
         finally:
@@ -100,6 +100,13 @@ class StreamTransport:
             self._thread.join(5)
 
     # the I/O thread ------------------------------------------------------------
+    def _level(self, err: Exception) -> int:
+        """A failed read or write is a warning, but for a peer that left (a reset is any peer's way to leave, and a
+        peer could reset in a loop) and for the transport's own close: those are INFO."""
+        if self._closed.is_set() or isinstance(err, (ConnectionResetError, BrokenPipeError)):
+            return logging.INFO
+        return logging.WARNING
+
     def _prefix(self) -> str:
         return 'comm-client' if self.IS_CLIENT else 'comm-server'
 
@@ -139,9 +146,7 @@ class StreamTransport:
             try:
                 data = self._read(conn)
             except (OSError, ValueError) as err:
-                if not self._closed.is_set():   # (a reset is a peer's way to leave, any peer's: no warning)
-                    level = logging.INFO if isinstance(err, ConnectionResetError) else logging.WARNING
-                    self.logger.log(level, '%s: read failed: %s', self._prefix(), err)
+                self.logger.log(self._level(err), '%s: read failed: %s', self._prefix(), err)
                 return
             if not data:
                 return
