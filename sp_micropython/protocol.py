@@ -15,8 +15,8 @@ from sp_common.engine import Engine
 # What every device stream offers:
 # - IS_CLIENT; CONNECTS, whether the link has connects of its own (TCP has, a serial line has not);
 # - readinto(buf) -> int: non-blocking, 0 when nothing is there;
-# - write(data): never blocks or raises; what the link cannot take is kept for later, a dead or stuck
-#   link is dropped;
+# - write(data): never blocks or raises (but MemoryError, in a heap that is full: poll() counts it); what the
+#   link cannot take is kept for later, a dead or stuck link is dropped;
 # - poll_event() -> True (connected), False (disconnected) or None; each change is reported once, in order;
 # - is_connected(), reconnect(), close();
 # - for the loops that wait on it: pollables, the (object, select event mask) pairs whose readiness means
@@ -228,13 +228,13 @@ class pure_json_protocol(Engine, Api):
                 self._waiter.wait(left)
 
     def _flush(self, timeout):
-        """Hands the outbox to the stream, which never blocks (a stuck link is dropped). A frame leaves the outbox
-        once the stream took it: one the heap had no room to take waits, with those behind it, for the next step."""
+        """Hands the outbox to the stream, which never blocks (a stuck link is dropped), a frame at a time. A frame
+        leaves the outbox as its write begins: a write the heap cuts short (it may have queued the frame already)
+        loses that frame, never sends it twice, and the frames behind it wait for the next step."""
         stream = self.__comm_inst__
         out = self._out
         while out:
-            stream.write(out[0])
-            out.pop(0)
+            stream.write(out.pop(0))
         self.queued = None   # (the engine's: nothing left to withdraw)
         return stream.is_connected()
 
