@@ -152,9 +152,10 @@ class Engine:
             self._did_names[(sid, data_id)] = name
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
-        """The handshake, channel-name and session messages stay the engine's own."""
+        """The handshake and channel-name messages stay the engine's own, and so do the session's where the engine
+        negotiates v2 (with session_v2=False the original wire has no such messages)."""
         key = (service_id, data_id)
-        if key in BUILTIN_DATA or key in _SESSION:
+        if key in BUILTIN_DATA or self.session_v2 and key in _SESSION:
             raise ValueError('%r/%r is served by the engine itself' % key)
         if key in self._callbacks:
             self.note('overwrite', service_id, data_id)
@@ -325,9 +326,10 @@ class Engine:
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
         resp = self._response_sid(service_id)
-        # the engine takes the answers to its own requests (seed, key, name, session) itself: no one waits for them
-        if resp is not None and service_id != const.SID_AUTH_REQUEST and \
-                service_id != const.SID_CHANNEL_NAME_REQUEST and service_id != const.SID_SESSION_REQUEST:
+        # the engine takes the answers to its own requests (seed, key, name, and the session offer where it
+        # negotiates v2) itself: no one waits for them
+        if resp is not None and service_id != const.SID_AUTH_REQUEST and service_id != const.SID_CHANNEL_NAME_REQUEST \
+                and (service_id != const.SID_SESSION_REQUEST or not self.session_v2):
             self.calls().sent(token, (resp, data_id), call)
         self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1

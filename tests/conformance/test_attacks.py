@@ -384,6 +384,11 @@ def test_builtin_services_cannot_be_replaced():
         except ValueError:
             continue
         raise AssertionError('callback on %d/%d accepted' % (sid, did))
+    # on the original wire alone (session_v2=False) the session's ids are no message of the engine: a user's
+    link = Link()
+    link.connect()
+    link.server.register_callback(sp.SID_SESSION_REQUEST, sp.DID_SESSION, lambda msg: (0, 'mine'))
+    assert link.request(sp.SID_SESSION_REQUEST, sp.DID_SESSION).get_data() == 'mine'
 
 
 def test_the_engine_only_queues():
