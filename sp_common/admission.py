@@ -92,10 +92,11 @@ def stalest(engines):
 
 def to_drop(engines, limit, newcomer=None):
     """Of a pool of a server's connections (all proven or all on probation), the one that goes so that at most
-    limit remain, logged (made_room, or no_room for the newcomer); None while they fit. The stalest goes; but a newcomer that just proved
-    itself without a secret (any valid frame does) takes a proven client's place only once that one is idle,
-    and while none is, the newcomer goes instead. With a secret an authenticated newcomer is trusted as much as
-    those it finds (a board that rebooted and dials in again, its dead connection still counted)."""
+    limit remain, logged (made_room; no_room when the newcomer goes); None while they fit. The stalest goes; but
+    a newcomer that just proved itself without a secret (any valid frame does) takes a proven client's place
+    only once that one is idle, and while none is, the newcomer goes instead. With a secret an authenticated
+    newcomer is trusted as much as those it finds (a board that rebooted and dials in again, its dead
+    connection still counted)."""
     if len(engines) <= limit:
         return None
     found = stalest(engines)

@@ -56,8 +56,9 @@ def as_original(engine, body):
 def original(engine, msg, length):
     """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
     line) and a server's first frame from a client that never heard its session answer: the server follows
-    it to the original wire, or with session_v2='required' refuses the connection, which its runtime drops
-    (the client then offers v2 again), rather than drop that client's every frame."""
+    it to the original wire, or with session_v2='required' refuses the connection rather than drop that client's
+    every frame: a TCP server's runtime drops it, and the client reconnects and offers v2 again; a serial line
+    stays refused until the next program's name."""
     name = (msg[0], msg[1]) == _NAME_REQUEST
     if not (engine.is_client or name or engine.rx_seq):
         if engine.session_v2 != 'required':
