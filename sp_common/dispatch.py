@@ -22,7 +22,8 @@ def call(job):
 def run(engine, lock, finish=None):
     """Runs the jobs engine.feed() queued, each callback outside lock and each outcome under it.
 
-    Jobs are taken under the lock too: on a host two threads (the I/O thread and the timer's) may run them.
+    Jobs are taken under the lock too: on a host another thread (the timer's) runs engine steps meanwhile. The
+    runtime calls run() on the thread whose step queued the jobs, so that they run in the order they came.
     finish(job, result, error) takes each outcome: engine.finish, or the asyncio driver's, which awaits a
     coroutine first.
     """

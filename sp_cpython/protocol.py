@@ -156,11 +156,14 @@ class pure_json_protocol(EngineState, Api):
         self._feeding.add(me)
         try:
             with self._lock:
+                before = len(self._engine.jobs)
                 try:
                     step(*args)
                 finally:
                     self._cond.notify_all()
-                jobs = bool(self._engine.jobs)
+                # the callbacks this step queued, if any: this thread runs them; those another thread's step queued
+                # are that thread's to run, in order
+                jobs = len(self._engine.jobs) > before
                 if not jobs:
                     after = self._after_step()
             if jobs:

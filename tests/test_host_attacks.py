@@ -497,6 +497,38 @@ def test_a_step_on_the_timer_thread_leaves_a_callback_on_the_io_thread_a_callbac
     _a_send_inside_a_callback(timer_step)
 
 
+def test_a_step_on_the_timer_thread_runs_no_callback_of_the_io_threads_step():
+    """Two requests in one read make two callbacks, run in order on the I/O thread. A timer step that came while
+    the first ran took the second and ran it at once, on the timer thread: out of order, and on the original
+    wire, where answers go by order, the answers swapped."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    server = sp.pure_json_protocol(comm, session_v2=False)
+    ran = []
+    first_runs, timer_done = threading.Event(), threading.Event()
+
+    def callback(msg):
+        ran.append((msg.get_data(), threading.current_thread().name))
+        if msg.get_data() == 'first':
+            first_runs.set()
+            timer_done.wait(5)
+        return sp.STATUS_OKAY, msg.get_data()
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, callback)
+    try:
+        with socket.create_connection(('127.0.0.1', comm.port), timeout=5) as peer:
+            peer.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, None) + wire(sp.SID_EXECUTE_REQUEST, 0, 'first')
+                         + wire(sp.SID_EXECUTE_REQUEST, 0, 'second'))
+            assert first_runs.wait(5)
+            timer = threading.Thread(target=server._run_engine, args=(server._engine.tick,), name='timer')
+            timer.start()
+            timer.join(5)
+            timer_done.set()
+            assert wait_until(lambda: len(ran) == 2)
+        io_thread = comm._thread.name
+        assert ran == [('first', io_thread), ('second', io_thread)]
+    finally:
+        server.close()
+
+
 def test_a_tcp_server_in_a_process_holding_over_1023_descriptors_serves_its_client():
     """select.select refuses descriptors over 1023; a busy application holds more than that."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
