@@ -122,6 +122,16 @@ def script(mpy_dir, tmp_path):
         assert 'Traceback' not in err, err
 
 
+def run_script(script, mpy_dir, tmp_path, *options, argv=()):
+    """script run on the MicroPython unix port (the device code as .mpy), options before it, argv after; its
+    output, once it exited 0."""
+    path = tmp_path / 'script.py'
+    path.write_text(script)
+    proc = subprocess.run(['micropython', *options, str(path), *argv], cwd=ROOT,
+                          env=dict(os.environ, MICROPYPATH=mpy_dir), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
 def test_idle_loop_sleeps_and_requests_wake_it(script):
     dev = script(SERVE)
     sock = socket.create_connection(('127.0.0.1', dev.port), timeout=TIMEOUT)
@@ -231,12 +241,8 @@ print(engine.counters['rx_messages'], engine.deframer._len)
 
 def test_feeding_a_partial_frame_byte_by_byte_allocates_nothing(mpy_dir, tmp_path):
     """As the qemu board's UART hands bytes over: under heap_lock any allocation would raise MemoryError."""
-    path = tmp_path / 'feed.py'
-    path.write_text(FEED)
-    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ['1', str(len(pure_json.encode(30, 0, 0, 'a:b' * 20)))]   # all of the body, waiting for ':>'
+    out = run_script(FEED, mpy_dir, tmp_path)
+    assert out.split() == ['1', str(len(pure_json.encode(30, 0, 0, 'a:b' * 20)))]   # all of the body, waiting for ':>'
 
 
 SURROGATES = '''
@@ -259,12 +265,8 @@ print(engine.counters['rx_messages'], engine.counters['format_errors'], len(engi
 def test_text_beyond_the_bmp_is_parsed_in_a_heap_that_holds_its_frame(mpy_dir, tmp_path):
     """A 6 KB frame of emoji in a 256 KiB heap: joining its 500 surrogate pairs took a list of pieces scattered
     over the heap and one more block of the whole size, and the frame was dropped with MemoryError."""
-    path = tmp_path / 'surrogates.py'
-    path.write_text(SURROGATES)
-    proc = subprocess.run(['micropython', '-X', 'heapsize=256k', str(path)], cwd=ROOT,
-                          env=dict(os.environ, MICROPYPATH=mpy_dir), capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ['1', '0', str(len(frame(pure_json.encode(31, 0, 0, chr(0x1F600) * 500))))]
+    out = run_script(SURROGATES, mpy_dir, tmp_path, '-X', 'heapsize=256k')
+    assert out.split() == ['1', '0', str(len(frame(pure_json.encode(31, 0, 0, chr(0x1F600) * 500))))]
 
 
 WAIT_WITHOUT_HEAP = '''
@@ -294,11 +296,7 @@ print('serving')
 
 def test_a_loop_whose_heap_has_no_room_to_watch_its_streams_anew_serves_on(mpy_dir, tmp_path):
     """serve()'s wait registers the streams anew when they change: a MemoryError there ended the board's loop."""
-    path = tmp_path / 'wait.py'
-    path.write_text(WAIT_WITHOUT_HEAP)
-    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert (proc.returncode, proc.stdout) == (0, 'serving\n'), proc.stderr
+    assert run_script(WAIT_WITHOUT_HEAP, mpy_dir, tmp_path) == 'serving\n'
 
 
 STEP_WITHOUT_HEAP = '''
@@ -354,13 +352,9 @@ print(b'hello' in stream.written, time.ticks_diff(time.ticks_ms(), start))
 def test_a_step_short_of_heap_leaves_its_answer_for_the_next_step_at_once(mpy_dir, tmp_path):
     """The loop slept right after the step (nothing left to wake it but the stream's next second, or a host's
     next request): the answer that step had queued waited with it."""
-    path = tmp_path / 'step.py'
-    path.write_text(STEP_WITHOUT_HEAP)
-    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    answered, ms = proc.stdout.split()
-    assert answered == 'True' and int(ms) < 500, proc.stdout
+    out = run_script(STEP_WITHOUT_HEAP, mpy_dir, tmp_path)
+    answered, ms = out.split()
+    assert answered == 'True' and int(ms) < 500, out
 
 
 # Two requests in one read; the stream takes the first answer and then has no heap left (as a socket stream that
@@ -385,13 +379,9 @@ print(stream.written.count(b'hello'), b'world' in stream.written, time.ticks_dif
 
 
 def test_a_write_short_of_heap_sends_no_frame_twice_and_none_behind_it_waits(mpy_dir, tmp_path):
-    path = tmp_path / 'write.py'
-    path.write_text(WRITE_WITHOUT_HEAP)
-    proc = subprocess.run(['micropython', str(path)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    hellos, world, ms = proc.stdout.split()
-    assert (hellos, world) == ('1', 'True') and int(ms) < 500, proc.stdout
+    out = run_script(WRITE_WITHOUT_HEAP, mpy_dir, tmp_path)
+    hellos, world, ms = out.split()
+    assert (hellos, world) == ('1', 'True') and int(ms) < 500, out
 
 
 # A TCP server board driven poll by poll, and clients of it on real sockets: sys.argv[1] is the port,
@@ -433,15 +423,11 @@ def heard(sock, fields):
 
 def run_tcp_server(script, options, mpy_dir, tmp_path):
     """script after TCP_SERVER on the MicroPython unix port; its output lines."""
-    path = tmp_path / 'tcp_server.py'
-    path.write_text('SERVER_OPTIONS = %s\n%s\n%s' % (options, TCP_SERVER, script))
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
         port = probe.getsockname()[1]
-    proc = subprocess.run(['micropython', str(path), str(port)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=mpy_dir),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.splitlines()
+    return run_script('SERVER_OPTIONS = %s\n%s\n%s' % (options, TCP_SERVER, script), mpy_dir, tmp_path,
+                      argv=(str(port),)).splitlines()
 
 
 SWAP = '''
