@@ -48,6 +48,9 @@ _SEQUENCES = (list, tuple)
 _MAX_DIGITS = const(4300)   # CPython's limit on an integer's text (sys.int_info): no host parses a longer one
 _SHORT = const(0x3FFFFFFF)  # integers within it have few digits: only those beyond are written out to count them
 _MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope included
+# On a board: the most digits in a number it parses. MicroPython turns an integer into text (logs, answers) in time
+# squared in its digits: one of CPython's 4,300 held a Pico for seconds, and 160 take a 512-bit number.
+_BOARD_DIGITS = const(160)
 
 
 def _check(value):
@@ -114,13 +117,20 @@ def _crc_ok(body):
     return n > 0 and (crc32(memoryview(body)[:n]) & 0xFFFFFFFF) == int.from_bytes(body[n:], 'big')
 
 
-def _too_deep(body, start, end):
-    """True if the JSON in body[start:end] nests deeper than _MAX_DEPTH (checked before parsing)."""
-    if body.count(b'[', start, end) + body.count(b'{', start, end) <= _MAX_DEPTH:
-        return False
+def _unfit(body, start, end):
+    """Why the JSON in body[start:end] is refused before it is parsed, or None: nesting deeper than _MAX_DEPTH, and
+    on a board a number of more than _BOARD_DIGITS digits. It goes byte by byte only where counts of brackets and
+    digits cannot rule either out."""
+    deep = body.count(b'[', start, end) + body.count(b'{', start, end) > _MAX_DEPTH
+    digits = 0
+    if _MICROPYTHON and end - start > _BOARD_DIGITS:
+        for digit in (b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7', b'8', b'9'):
+            digits += body.count(digit, start, end)
+    if not deep and digits <= _BOARD_DIGITS:
+        return None
     if not _MICROPYTHON:
-        return deeper_than(body[start:end], _MAX_DEPTH)
-    depth = skip = 0
+        return 'JSON nested deeper than %d' % _MAX_DEPTH if deeper_than(body[start:end], _MAX_DEPTH) else None
+    depth = skip = run = 0
     in_str = escaped = False
     for i in range(start, end):
         b = body[i]
@@ -135,21 +145,28 @@ def _too_deep(body, start, end):
                 escaped = True
             elif b == 0x22:
                 in_str = False
+        elif 0x30 <= b <= 0x39:
+            run += 1
+            if run > _BOARD_DIGITS:
+                return 'a number of more than %d digits' % _BOARD_DIGITS
+            continue
         elif b == 0x22:
             in_str = True
         elif b == 0x5B or b == 0x7B:
             depth += 1
             if depth > _MAX_DEPTH:
-                return True
+                return 'JSON nested deeper than %d' % _MAX_DEPTH
         elif b == 0x5D or b == 0x7D:
             depth -= 1
-    return False
+        run = 0
+    return None
 
 
 def _loads(body, start, end):
     """The JSON in body[start:end]; on MicroPython parsed in place unless it holds an escaped surrogate."""
-    if _too_deep(body, start, end):
-        raise FormatError('JSON nested deeper than %d' % _MAX_DEPTH)
+    unfit = _unfit(body, start, end)
+    if unfit is not None:
+        raise FormatError(unfit)
     try:
         if not _MICROPYTHON:
             return loads(body[start:end].decode())
