@@ -111,8 +111,9 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
             if not prot.authentificate(max(min(deadline - time.monotonic(), 3.0), 0.1)):
                 # in session v2 with MACs a board with another secret drops every frame: silence says it too
                 if heard() > before or prot.macs:
-                    raise CommandError('authentication refused by %s: wrong --secret, or the board has none'
-                                       % _the_board(where), EXIT_AUTH)
+                    raise CommandError('authentication refused by %s: wrong --secret, the board has none, or it '
+                                       'holds seeds back after repeated wrong keys (for up to a minute: try again '
+                                       'then)' % _the_board(where), EXIT_AUTH)
                 raise _silence(prot, where, timeout)
         answer = prot.request(service, did, data, max(deadline - time.monotonic(), 0.1))
         if answer is None:
@@ -132,8 +133,8 @@ def _silence(prot, where: str, timeout: float) -> CommandError:
     if crc:
         return CommandError('no answer from %s: %d frame(s) with a wrong CRC came instead (noisy line, '
                             'or another codec: --codec)' % (where, crc), EXIT_CRC)
-    busy = ' a board serves one TCP host at a time: is another connected to it?' \
-        if where.startswith(TCP_SCHEME) else ''
+    busy = ' a board serves one TCP host at a time: is another connected to it?' if where.startswith(TCP_SCHEME) \
+        else ' is another program reading the port?' if where != VIRTUAL_BOARD else ''
     return CommandError('no answer from %s within %g s (is the protocol running there? is --codec right?%s)'
                         % (where, timeout, busy), EXIT_TIMEOUT)
 

@@ -120,7 +120,8 @@ def test_connection_refused():
 
 
 def test_timeout_on_a_silent_port(silent_port):
-    fails(sp('call', silent_port, 'read', '0', '--timeout', '1'), errors.EXIT_TIMEOUT, 'no answer from', 'within 1 s')
+    fails(sp('call', silent_port, 'read', '0', '--timeout', '1'), errors.EXIT_TIMEOUT, 'no answer from', 'within 1 s',
+          'is another program reading the port?')
 
 
 def test_a_port_that_comes_back_after_a_reset_is_waited_for(board, tmp_path):
@@ -141,7 +142,7 @@ def test_a_port_that_comes_back_after_a_reset_is_waited_for(board, tmp_path):
 
 def test_wrong_secret_is_refused(board):
     fails(sp('call', board.port, 'read', 'asc_time', '--secret', 'pear'), errors.EXIT_AUTH,
-          'authentication refused by the board')
+          'authentication refused by the board', 'holds seeds back after repeated wrong keys')
 
 
 def test_missing_secret_is_named(board):
