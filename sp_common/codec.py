@@ -124,7 +124,9 @@ def _unfit(body, start, end):
     deep = body.count(b'[', start, end) + body.count(b'{', start, end) > _MAX_DEPTH
     digits = 0
     if _MICROPYTHON and end - start > _BOARD_DIGITS:
-        for digit in (b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7', b'8', b'9'):
+        digit = bytearray(1)   # (one allocation for the ten counts)
+        for code in range(0x30, 0x3A):
+            digit[0] = code
             digits += body.count(digit, start, end)
     if not deep and digits <= _BOARD_DIGITS:
         return None
