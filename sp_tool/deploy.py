@@ -80,16 +80,10 @@ class DeployError(CommandError):
     code = EXIT_DEPLOY
 
 
-class NoReplError(DeployError):
-    """mpremote's Ctrl-C got no REPL."""
-
-
 # A board serving its console gives a frame left unfinished up after this much silence (sp_micropython.stdio):
-# until then mpremote's Ctrl-C is frame data, and mpremote waits for a REPL that does not come. So the first probe
-# waits FIRST_PROBE_S at most (a board at its REPL answers in about a second, an emulated one in a few), and
-# one that got no REPL tries once more after the silence.
+# until then mpremote's Ctrl-C is frame data. The probe waits it out first: a program that stopped mid-frame
+# (an interrupted sp call) may have just left.
 STALL_S = 0.6
-FIRST_PROBE_S = 6.0
 
 
 def mpremote_cmd():
@@ -152,7 +146,7 @@ def _failed(output, port, what):
     """The error of an mpremote run on port that failed: what failed and the last line mpremote printed, the
     exception's message (the traceback above it says nothing to the user); a board that gave it no REPL, what to do."""
     if _NO_RAW_REPL in output:
-        return NoReplError("the board on %s does not give mpremote its REPL: its program does not hand the console "
+        return DeployError("the board on %s does not give mpremote its REPL: its program does not hand the console "
                            "back on Ctrl-C (a StdioStream without repl=True, for instance). Reset the board and deploy "
                            "within its STARTUP_DELAY_MS, or erase its flash" % port)
     return DeployError("%s: %s" % (what, _last_line(output)))
@@ -167,13 +161,8 @@ def probe(port, timeout=20.0):
     """Ask the board for (mpy version, mpy sub-version, arch name, sys.platform)."""
     if os.sep in port and not os.path.exists(port):
         raise DeployError("no board: %s does not exist" % port, EXIT_PORT)
-    try:
-        out = _mpremote(port, ["exec", _PROBE], min(timeout, FIRST_PROBE_S))
-    except DeployError as err:   # (a frame another program left unfinished took the Ctrl-C for data?)
-        if not isinstance(err, NoReplError) and err.code != EXIT_TIMEOUT:
-            raise
-        time.sleep(STALL_S)
-        out = _mpremote(port, ["exec", _PROBE], timeout)
+    time.sleep(STALL_S)
+    out = _mpremote(port, ["exec", _PROBE], timeout)
     try:   # (a line of the board's making: deep nesting raises RecursionError, a long one MemoryError)
         mpy, platform = ast.literal_eval(out.strip().splitlines()[-1])
     except (ValueError, SyntaxError, IndexError, TypeError, RecursionError, MemoryError):

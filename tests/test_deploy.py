@@ -235,9 +235,9 @@ def test_a_board_whose_program_keeps_its_console_is_named_with_what_to_do(tmp_pa
 
 
 def test_a_frame_another_program_left_unfinished_does_not_keep_deploy_from_the_repl(tmp_path):
-    """A program wrote the start of a frame to a board serving its console with repl=True and exited: mpremote's
-    Ctrl-C was frame data until the board gave the frame up (500 ms of silence), and deploy said the board's
-    program never hands the console back, and to erase its flash."""
+    """A program wrote the start of a frame to a board serving its console with repl=True and exited just before:
+    mpremote's Ctrl-C was frame data until the board gave the frame up (500 ms of silence), and mpremote waited
+    for a REPL that never came."""
     with VirtualBoard(boot=True, env={"SP_TCP_PORT": "off", "SP_REPL": "1"}) as serving:
         with serial.Serial(serving.port, timeout=1) as other:   # (the board's prompt banner read away)
             time.sleep(1)
