@@ -119,8 +119,6 @@ class serial_stp(StreamTransport):
             raise OSError('serial port closed') from None
         try:
             view = memoryview(data)
-            writable = select.poll()
-            writable.register(fd, select.POLLOUT)
             while view:
                 if conn is not self._conn:
                     raise OSError('serial port closed with %d bytes not written' % len(view))
@@ -132,7 +130,7 @@ class serial_stp(StreamTransport):
                 wait = WAKE_S if deadline is None else min(deadline - time.monotonic(), WAKE_S)
                 if wait <= 0:
                     raise OSError('the peer stopped reading (%d bytes not taken)' % len(view))
-                writable.poll(wait * 1000)
+                select.select((), (fd,), (), wait)   # (select, as pyserial's reads: macOS's poll watches no tty)
         finally:
             os.close(fd)
 

@@ -73,3 +73,4 @@ def test_a_serial_write_cut_short_by_close_is_not_sent(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
