@@ -95,6 +95,21 @@ def describe(engine, sid, did):
                                          _cut(engine._did_names.get(key, BUILTIN_DATA.get(key, did)), ID_CHARS))
 
 
+def admit(budget, now_ms):
+    """One more line in budget, [this second's start in ms, its lines, those left out]: -1 when it is left out, past
+    LINES_A_SECOND lines this second; else how many the second before left out, for the caller to say first.
+    The engine's event lines and the gateway's lines on callers' bad input keep such a budget."""
+    said = 0
+    if now_ms - budget[0] >= 1000:
+        said = budget[2]
+        budget[0], budget[1], budget[2] = now_ms, 0, 0
+    budget[1] += 1
+    if budget[1] <= LINES_A_SECOND:
+        return said
+    budget[2] += 1
+    return -1
+
+
 def _left_out(engine):
     """True past LINES_A_SECOND lines in this second: four bytes of junk (':<:>') make a line of a hundred, and
     a peer would fill the log. The first line of a later second says how many were left out."""
@@ -104,16 +119,11 @@ def _left_out(engine):
     budget = engine.log_budget
     if budget is None:
         budget = engine.log_budget = [now, 0, 0]
-    elif now - budget[0] >= 1000:
-        if budget[2]:
-            engine.log.log(_W, 'prot%s: %d more event lines left out (the counters have every event)' % (
-                _side(engine), budget[2]))
-        budget[0], budget[1], budget[2] = now, 0, 0
-    budget[1] += 1
-    if budget[1] <= LINES_A_SECOND:
-        return False
-    budget[2] += 1
-    return True
+    said = admit(budget, now)
+    if said > 0:
+        engine.log.log(_W, 'prot%s: %d more event lines left out (the counters have every event)' % (
+            _side(engine), said))
+    return said < 0
 
 
 def note(engine, what, sid, did, detail):

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl, urlencode
 
 import sp_cpython as sp
-from sp_common.logtext import LINES_A_SECOND
+from sp_common.logtext import admit
 
 from . import mqtt_wire as wire
 from .board_link import OWN_PER_S, BoardLink, BoardSpec
@@ -116,7 +116,7 @@ class Gateway:
         self.max_payload = max_payload
         self.id = gateway_id or '%s-%s' % (socket.gethostname(), uuid.uuid4().hex[:8])
         self.counters = dict.fromkeys(COUNTERS, 0)
-        self._said_bad = [0.0, 0, 0]   # lines on callers' bad input: since when, how many, how many left out
+        self._said_bad = [0.0, 0, 0]   # lines on callers' bad input: since when (ms), how many, how many left out
         self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board, self._publish_states)
                       for spec in boards}
         self.owned: set = set()                 # the boards this gateway answers for
@@ -167,17 +167,11 @@ class Gateway:
         a caller that may publish requests would fill the log. The first line of a later second says how many
         were left out."""
         self.count('bad_input')
-        said = self._said_bad
-        now = time.monotonic()
-        if now - said[0] >= 1.0:
-            if said[2]:
-                log.warning('%d more lines on bad input left out (the counters have every one)', said[2])
-            said[0], said[1], said[2] = now, 0, 0
-        said[1] += 1
-        if said[1] <= LINES_A_SECOND:
+        said = admit(self._said_bad, time.monotonic() * 1000)
+        if said > 0:
+            log.warning('%d more lines on bad input left out (the counters have every one)', said)
+        if said >= 0:
             log.log(level, text, *args)
-        else:
-            said[2] += 1
 
     # broker side ----------------------------------------------------------------------------
     def _on_connect(self) -> None:
