@@ -49,7 +49,7 @@ _MAX_DIGITS = const(4300)   # CPython's limit on an integer's text (sys.int_info
 _SHORT = const(0x3FFFFFFF)  # integers within it have few digits: only those beyond are written out to count them
 _MAX_DEPTH = const(32)   # nesting of JSON arrays and objects, the envelope included
 # On a board: the most digits in a number it parses. MicroPython turns an integer into text (logs, answers) in time
-# squared in its digits: one of CPython's 4,300 held a Pico for seconds, and 160 take a 512-bit number.
+# squared in its digits, and a peer's long numbers would hold a slow board; 160 take a 512-bit number.
 _BOARD_DIGITS = const(160)
 
 
