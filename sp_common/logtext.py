@@ -52,11 +52,13 @@ TEXTS = {
 
 def _unprintable(code):
     """A control character, a lone surrogate (which a strict UTF-8 terminal cannot even take), or a format
-    character that breaks a line or turns text around for a log viewer: the line and paragraph separators,
-    zero-width and direction marks, the bidirectional embeddings, overrides and isolates, the BOM."""
+    character that breaks a line, turns text around for a log viewer or hides: the line and paragraph separators,
+    zero-width and direction marks, the bidirectional embeddings, overrides and isolates, the BOM, the soft
+    hyphen, interlinear annotations and tags."""
     return code < 0x20 or 0x7f <= code <= 0x9f or 0xd800 <= code <= 0xdfff or \
         0x200b <= code <= 0x200f or 0x2028 <= code <= 0x202e or 0x2060 <= code <= 0x206f or \
-        code == 0x061c or code == 0xfeff
+        code == 0x061c or code == 0xfeff or code == 0xad or code == 0x180e or 0xfff9 <= code <= 0xfffb or \
+        0x1d173 <= code <= 0x1d17a or 0xe0000 <= code <= 0xe007f
 
 
 def printable(text):
@@ -81,18 +83,29 @@ def _side(engine):
 LINES_A_SECOND = 20   # event lines one engine logs in a second of its clock; the rest are counted, not logged
 DATA_CHARS = 200      # of a message's data in its line: a peer's 8 KiB frames make no 8 KiB lines
 ID_CHARS = 40         # of an id in a line: a peer's string data id, or a number written out
+HEX_BYTES = 1024      # of a frame in its hex line (DEBUG): a peer's 64 KiB frames make no 192 KB lines
 
 
-def _cut(value, chars):
+def cut(value, chars):
     """str(value), cut to chars characters and its length said."""
     text = str(value)
     return text if len(text) <= chars else '%s... (%d characters)' % (text[:chars], len(text))
 
 
+def peer_id(value):
+    """A data id as a peer sent it: a number as it is, a string in quotes with its own quotes escaped, so that it
+    cannot read as the line's next fields (data_id: "x\\", status: okay"), cut to ID_CHARS."""
+    if not isinstance(value, str):
+        return cut(value, ID_CHARS)
+    text = value[:ID_CHARS].replace('\\', '\\\\').replace('"', '\\"')
+    return '"%s"' % text if len(value) <= ID_CHARS else '"%s..." (%d characters)' % (text, len(value))
+
+
 def describe(engine, sid, did):
     key = (sid, did)
-    return 'service: %s, data_id: %s' % (_cut(engine._sid_names.get(sid, c.SID__NAMES.get(sid, sid)), ID_CHARS),
-                                         _cut(engine._did_names.get(key, BUILTIN_DATA.get(key, did)), ID_CHARS))
+    name = engine._did_names.get(key, BUILTIN_DATA.get(key))
+    return 'service: %s, data_id: %s' % (cut(engine._sid_names.get(sid, c.SID__NAMES.get(sid, sid)), ID_CHARS),
+                                         peer_id(did) if name is None else cut(name, ID_CHARS))
 
 
 def admit(budget, now_ms):
@@ -152,11 +165,13 @@ def trace(engine, sent, sid, did, status, data, pieces):
     log = engine.log
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
     if log is not None and log.isEnabledFor(level) and (level < c.WARNING or not _left_out(engine)):
-        text = _cut(data, DATA_CHARS)
+        text = cut(data, DATA_CHARS)
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (
             _side(engine), direction, describe(engine, sid, did),
-            _cut(engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), ID_CHARS), text)))
+            cut(engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), ID_CHARS), text)))
     log = engine.hexlog
     if log is not None and log.isEnabledFor(c.DEBUG):
         body = b''.join(pieces)
-        log.log(c.DEBUG, 'comm%s: %s "(%d): %s"' % (_side(engine), direction, len(body), hexlify(body, ' ').decode()))
+        more = '...' if len(body) > HEX_BYTES else ''
+        log.log(c.DEBUG, 'comm%s: %s "(%d): %s%s"' % (_side(engine), direction, len(body),
+                                                      hexlify(body[:HEX_BYTES], ' ').decode(), more))

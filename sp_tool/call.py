@@ -6,6 +6,7 @@ import time
 from typing import Optional, Tuple, Union
 
 import sp_cpython as sp
+from sp_common.logtext import ID_CHARS, cut
 from sp_cpython import serial_port
 from .demo import DATA as DEMO_DATA
 
@@ -139,6 +140,11 @@ def _silence(prot, where: str, timeout: float) -> CommandError:
                         % (where, timeout, busy), EXIT_TIMEOUT)
 
 
+def status_name(status: int) -> str:
+    """A status's name, or its number, cut short: a peer's status may have thousands of digits."""
+    return cut(sp.STATUS__NAMES.get(status, str(status)), ID_CHARS)
+
+
 def verdict(answer: sp.data_storage, counters: dict, where: str) -> Optional[CommandError]:
     """The error an answer stands for, if any: its status, or CRC errors seen on the way."""
     status = answer.get_status()
@@ -148,8 +154,7 @@ def verdict(answer: sp.data_storage, counters: dict, where: str) -> Optional[Com
     if status == sp.STATUS_CHECKSUM_ERROR:
         return CommandError('%s received the request with a wrong CRC' % _the_board(where), EXIT_CRC)
     if status != sp.STATUS_OKAY:
-        return CommandError('%s answered: %s' % (_the_board(where), sp.STATUS__NAMES.get(status, status)),
-                            EXIT_STATUS)
+        return CommandError('%s answered: %s' % (_the_board(where), status_name(status)), EXIT_STATUS)
     if counters.get('crc_errors', 0):
         return CommandError('%d frame(s) with a wrong CRC seen on %s' % (counters['crc_errors'], where), EXIT_CRC)
     return None

@@ -221,7 +221,7 @@ def do_call(args) -> int:
 
 def _call(args, sid: int, did, name: str, data):
     """(answer as a dict, the error it stands for or None)."""
-    from .call import VIRTUAL_BOARD, call, verdict
+    from .call import VIRTUAL_BOARD, call, status_name, verdict
     from .target import open_transport
     secret = _secret(args)
     with _board_port(args, secret) as port:
@@ -230,7 +230,7 @@ def _call(args, sid: int, did, name: str, data):
         answer, counters = call(comm, where, sid, did, name, data, args.codec, secret, args.timeout)
     status = answer.get_status()
     return ({'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(), 'status': status,
-             'status_name': _status_name(status), 'data': answer.get_data()}, verdict(answer, counters, where))
+             'status_name': status_name(status), 'data': answer.get_data()}, verdict(answer, counters, where))
 
 
 def _no_answer(sid: int, did) -> dict:
@@ -268,11 +268,6 @@ def _print_answer(args, answer: dict) -> None:
         print(json.dumps(answer))
     else:
         print(printable('%s: %s' % (answer['status_name'], json.dumps(answer['data']))))
-
-
-def _status_name(status: int) -> str:
-    import sp_cpython as sp
-    return sp.STATUS__NAMES.get(status, str(status))
 
 
 # serve ---------------------------------------------------------------------------------------

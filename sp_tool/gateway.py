@@ -335,7 +335,7 @@ class Gateway:
         else:
             if msg is not None:
                 self.count('answered')
-                body = wire.answer(msg.get_status(), msg.get_data())
+                body = wire.relayed(msg.get_status(), msg.get_data())
             elif not link.online():
                 self.count('offline')
                 body = wire.answer(wire.STATUS_BOARD_OFFLINE, '%s went offline' % link.name)
@@ -376,7 +376,7 @@ class Gateway:
             log.warning('board %s sent data id %.200r, which is no topic level (%s): dropped', board, did, fault)
             return
         if self.client.write_buffer_size() < UNSENT_BYTES:     # a board that outruns the broker fills no queue
-            self.client.publish(topic, wire.dumps(wire.addressed(wire.answer(msg.get_status(), msg.get_data()),
+            self.client.publish(topic, wire.dumps(wire.addressed(wire.relayed(msg.get_status(), msg.get_data()),
                                                                  board, sid, did)), wire.QOS_CALL)
             return
         self.count('board_dropped')

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import sys
 import termios
 import threading
@@ -27,7 +28,7 @@ import serial
 
 from sp_common import ChecksumError, Deframer, FormatError
 from sp_cpython.protocol import CODECS
-from sp_common.logtext import printable
+from sp_common.logtext import ID_CHARS, cut, peer_id, printable
 from sp_common.engine import BUILTIN_DATA
 from sp_common.names import SID__NAMES, STATUS__NAMES
 from .demo import DATA as DEMO_DATA
@@ -101,7 +102,8 @@ class Monitor:
         self.messages += 1
         v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if mac else '')
         return '%s, data_id: %s, status: %s, data: %s%s, crc: ok' % (
-            self._service(sid), self._data(sid, did), STATUS__NAMES.get(status, status), json.dumps(data), v2)
+            self._service(sid), self._data(sid, did), cut(STATUS__NAMES.get(status, status), ID_CHARS), json.dumps(data),
+            v2)
 
     def _decode(self, body: bytes) -> Tuple[tuple, bool]:
         """(message, whether it carries a MAC), the MAC not checked: the monitor has no key. A pure_json body's keys
@@ -120,10 +122,11 @@ class Monitor:
 
     @staticmethod
     def _service(sid: int) -> str:
-        return SID__NAMES.get(sid, 'service %s' % sid)
+        return SID__NAMES.get(sid, 'service %s' % cut(sid, ID_CHARS))
 
     def _data(self, sid: int, did) -> str:
-        return self.names.get((sid, did), str(did))
+        name = self.names.get((sid, did))
+        return peer_id(did) if name is None else name
 
     def summary(self) -> str:
         return '%d messages, %d CRC errors, %d format errors, %d framing errors' % (
@@ -140,7 +143,7 @@ def _reader(source: str, baud: int):
         def read_socket(n: int) -> bytes:
             try:
                 data = conn.recv(n)
-            except TimeoutError:
+            except socket.timeout:   # (TimeoutError from Python 3.10 on; a class of its own on 3.9)
                 return b''
             except OSError:   # reset by the peer: the link's end, as a close is
                 raise EOFError from None

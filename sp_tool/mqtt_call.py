@@ -37,6 +37,8 @@ def call_through_broker(url: str, service: str, did_text: str, data: Any, timeou
 def verdict(answer: Dict[str, Any], url: str) -> CommandError:
     """The error an answer with a status other than okay stands for."""
     status = answer['status']
-    return CommandError('%s answered: %s%s' % (wire.shown(url), answer['status_name'], ' (%s)' % answer['data']
-                                              if status in wire.GATEWAY_STATUS_NAMES else ''),
+    said = ''   # the gateway's words on its own verdicts; what a board sent is the answer's data, printed apart
+    if status in wire.GATEWAY_STATUS_NAMES and status != wire.STATUS_BOARD_RESERVED:
+        said = ' (%s)' % answer['data']
+    return CommandError('%s answered: %s%s' % (wire.shown(url), answer['status_name'], said),
                         EXIT_CODES.get(status, EXIT_STATUS))

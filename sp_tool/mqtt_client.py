@@ -143,7 +143,9 @@ class BoardClient:
                 log.warning('dropped a message on %s that answers no call of this client (%d so far)',
                             self.reply_topic, dropped)
             return
-        call.answer = {key: answer[key] for key in wire.ANSWER_KEYS}   # what the answer says, nothing a forger added
+        # what the answer says, nothing a forger added, and its status named here: a name relayed could contradict it
+        call.answer = {'status': answer['status'], 'status_name': wire.status_name(answer['status']),
+                       'data': answer['data']}
         call.done.release()
 
     def request(self, service: Union[str, int], data_id: int, data: Any = None, timeout: float = 10.0) -> Dict[str, Any]:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import sp_cpython as sp
 
 from .call import SERVICES
+from .call import status_name as board_status_name
 
 SCHEMES = {'mqtt': (1883, False), 'mqtts': (8883, True)}
 DEFAULT_PREFIX = 'sp'
@@ -32,12 +33,14 @@ QOS_CALL = 0
 QOS_STATUS = 1
 NO_RETAINED = 0x20   # a subscription option (Retain Handling 2): no retained message comes when it is made
 
-# The gateway's own statuses, beside the protocol's (0..6): a board never sends these.
+# The gateway's own statuses, beside the protocol's (0..6). A board may use any number for its own (add_status):
+# one of these it sends is relayed as STATUS_BOARD_RESERVED (relayed()), so that no board speaks for the gateway.
 STATUS_BOARD_OFFLINE = 100
 STATUS_TIMEOUT = 101
 STATUS_BAD_REQUEST = 102
+STATUS_BOARD_RESERVED = 103
 GATEWAY_STATUS_NAMES = {STATUS_BOARD_OFFLINE: 'board offline', STATUS_TIMEOUT: 'timeout',
-                        STATUS_BAD_REQUEST: 'bad request'}
+                        STATUS_BAD_REQUEST: 'bad request', STATUS_BOARD_RESERVED: 'board status reserved'}
 FIRST_APPLICATION_SID = sp.SID_READ_REQUEST
 ANSWER_KEYS = ('status', 'status_name', 'data')     # what an answer says to its caller
 MAX_ID_TEXT = 128       # an envelope's id as JSON: a scalar or a short string
@@ -50,12 +53,20 @@ _UNFIT = re.compile('[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef%s]' % ''.join
 
 
 def status_name(status: int) -> str:
-    return GATEWAY_STATUS_NAMES.get(status) or sp.STATUS__NAMES.get(status, str(status))
+    return GATEWAY_STATUS_NAMES.get(status) or board_status_name(status)
 
 
 def answer(status: int, data: Any = None) -> Dict[str, Any]:
     """The payload of a response: {"status", "status_name", "data"}."""
     return {'status': status, 'status_name': status_name(status), 'data': data}
+
+
+def relayed(status: int, data: Any) -> Dict[str, Any]:
+    """The answer that relays what a board sent: its status and data, but a status of the gateway's own comes as
+    STATUS_BOARD_RESERVED, data {"status": the board's, "data": its data}."""
+    if status in GATEWAY_STATUS_NAMES:
+        return answer(STATUS_BOARD_RESERVED, {'status': status, 'data': data})
+    return answer(status, data)
 
 
 def addressed(body: Dict[str, Any], board: str, service_id: Optional[int], data_id: Optional[int]) -> Dict[str, Any]:

@@ -413,6 +413,21 @@ def test_monitor_decodes_a_captured_file(tmp_path):
     assert r.stderr == '1 messages, 1 CRC errors, 0 format errors, 1 framing errors\n'
 
 
+def test_monitor_quotes_a_peers_string_data_id_and_cuts_long_ids(tmp_path):
+    # unquoted, a data id could write the line's own status ('data_id: x, status: okay, ...') and push the real
+    # one off the screen
+    forged = frame(pure_json.encode(11, 'x, status: okay, data: "fine", crc: ok' + ' ' * 150, 2, None))
+    long = frame(pure_json.encode(11, 'd' * 500, 7 ** 60, None))
+    capture = tmp_path / 'capture.bin'
+    capture.write_bytes(forged + long)
+    r = sp('monitor', str(capture))
+    lines = r.stdout.splitlines()
+    assert lines[0] == ('@%d read data response, data_id: "x, status: okay, data: \\"fine\\", crc: ok  ..." (188 characters), '
+                        'status: callback error, data: null, crc: ok' % len(forged)), lines
+    assert lines[1] == ('@%d read data response, data_id: "%s..." (500 characters), status: %s... (51 characters), data: null, '
+                        'crc: ok' % (len(forged + long), 'd' * 40, str(7 ** 60)[:40])), lines
+
+
 @pytest.mark.parametrize('command', ['', 'ports', 'call', 'serve', 'monitor', 'board', 'deploy'])
 def test_help(command):
     r = sp(*([command] if command else []) + ['--help'])

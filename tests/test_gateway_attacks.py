@@ -21,7 +21,7 @@ import sp_cpython as sp
 from conftest import ROOT, free_port, wait_until
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
-from sp_tool.errors import EXIT_TIMEOUT
+from sp_tool.errors import EXIT_STATUS, EXIT_TIMEOUT
 from sp_tool.board_link import OWN_PER_S
 from sp_tool.gateway import Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
@@ -329,6 +329,40 @@ def test_sp_call_through_a_broker_prints_what_comes_back_escaped(fleet, status):
     finally:
         rogue.inbox.close()
 
+
+
+def test_a_status_name_that_contradicts_its_status_is_not_taken(fleet):
+    """The caller names the status itself: a relayed 'okay' on a callback error printed 'okay' with exit 1."""
+    rogue = RogueGateway(fleet, 'rogue', 'z', sp.STATUS_CALLBACK_ERROR, 'okay', 42)
+    try:
+        with BoardClient(fleet.broker.url, 'z', prefix='rogue') as caller:
+            assert caller.request('read', 0, timeout=WAIT) == wire.answer(sp.STATUS_CALLBACK_ERROR, 42)
+    finally:
+        rogue.inbox.close()
+
+
+@pytest.mark.parametrize('status', [wire.STATUS_BOARD_OFFLINE, wire.STATUS_TIMEOUT, wire.STATUS_BOARD_RESERVED])
+def test_a_board_that_answers_with_a_status_of_the_gateways_own_cannot_speak_for_the_gateway(fleet, status):
+    """A board's own status (add_status) may be any number: one of the gateway's comes wrapped, so that no board
+    can say it is offline or timed out (sp call exited 4 and 5 for such an answer)."""
+    board = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
+    board.add_status(status, 'mine')
+    board.register_callback(sp.SID_READ_REQUEST, 0, lambda msg: (status, 'forged'))
+    gateway = side_gateway(fleet, 'h=tcp://127.0.0.1:%d' % board.__comm_inst__.port, 'forge', 'h')
+    try:
+        with BoardClient(fleet.broker.url, 'h', prefix='forge') as client:
+            assert client.request('read', 0, timeout=WAIT) == wire.answer(wire.STATUS_BOARD_RESERVED,
+                                                                           {'status': status, 'data': 'forged'})
+        if status == wire.STATUS_BOARD_OFFLINE:
+            r = subprocess.run([sys.executable, '-m', 'sp_tool', 'call', fleet.broker.url + '/forge/h', 'read', '0',
+                                '--timeout', '5'], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                               stdin=subprocess.DEVNULL)
+            assert r.returncode == EXIT_STATUS, r.stderr
+            assert r.stdout == 'board status reserved: {"status": 100, "data": "forged"}\n'
+            assert r.stderr.endswith('answered: board status reserved\n'), r.stderr
+    finally:
+        gateway.stop()
+        board.close()
 
 
 @pytest.mark.parametrize('status', [0, wire.STATUS_BOARD_OFFLINE])

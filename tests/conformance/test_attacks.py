@@ -291,6 +291,18 @@ def test_log_lines_escape_control_characters():
 
 
 
+def test_log_lines_escape_invisible_characters_and_cut_a_frames_hex():
+    from sp_common.logtext import HEX_BYTES, printable
+    # a soft hyphen, an interlinear annotation and a tag character show nothing: two ids would look alike
+    assert printable('a\u00adb\ufff9c\U000e0041') == 'a\\xadb\\ufff9c\\ue0041'
+    server = engine(False)
+    server.hexlog = Recorder()
+    server.feed(wire(sp.SID_READ_REQUEST, 0, 'x' * 3000))
+    lines = [line[1] for line in server.hexlog.lines]
+    assert len(lines) == 2 and all(len(line) < 3 * HEX_BYTES + 60 for line in lines), [len(line) for line in lines]
+    assert '): 7b 22 64 61 74 61 5f 69 64' in lines[0] and lines[0].endswith(' 78 78..."')   # '{"data_id', ... 'xx'
+
+
 def test_a_flood_of_junk_is_counted_whole_and_logged_twenty_lines_a_second():
     """':<:>' is four bytes and a log line of a hundred: a peer sending it without end would fill the log."""
     link = Link()
@@ -325,8 +337,17 @@ def test_a_peers_long_ids_are_cut_in_log_lines():
     server.feed(wire(sp.SID_READ_REQUEST, 'd' * 500, None) + wire(sp.SID_EXECUTE_REQUEST, 0, None, status=7 ** 60))
     lines = [line[1] for line in server.log.lines]
     assert len(lines) >= 2 and max(len(line) for line in lines) < 300
-    assert any('d' * 40 + '... (500 characters)' in line for line in lines)
+    assert any('data_id: "' + 'd' * 40 + '..." (500 characters)' in line for line in lines)
     assert any('... (51 characters)' in line for line in lines)   # the status, 7 ** 60 written out
+
+
+def test_a_peers_string_data_id_is_quoted_in_log_lines():
+    # unquoted, an id could write the line's next fields itself: 'data_id: z, status: okay, ...'
+    server = engine(False)
+    server.log = Recorder()
+    server.feed(wire(sp.SID_READ_REQUEST, 'z", status: okay, data: "42\\', None))
+    lines = [line[1] for line in server.log.lines if 'data_id' in line[1]]
+    assert len(lines) >= 2 and all('data_id: "z\\", status: okay, data: \\"42\\\\"' in line for line in lines), lines
 
 
 def test_deep_nesting_is_one_dropped_frame():
