@@ -4,9 +4,9 @@ MQTT QoS 1 delivers at least once: after a reconnect of the gateway or the
 broker, a request may arrive a second time. A write or an execute has
 effects, so the repeat waits for the first call's answer (still in flight)
 or gets it again (already answered), for WINDOW_S after the first arrived;
-at most MAX_WAITING repeats wait for one call, the rest are dropped (a
-caller that sends one request again and again gets no more answers than
-that). A call is known by a digest of its request topic, reply address and
+at most MAX_REPEATS repeats of one call are answered, waiting or after, the
+rest are dropped (a caller that sends one request again and again gets no
+more answers than that). A call is known by a digest of its request topic, reply address and
 payload (Reply.key): a repeat is the same bytes, and another request under
 the same reply address is another call. What is remembered of answered
 calls is bounded by count and by bytes (each call's digest and answer), the
@@ -25,16 +25,17 @@ from typing import Callable, Dict, List, Optional
 WINDOW_S = 60.0
 MAX_CALLS = 65536
 MAX_BYTES = 16 << 20
-MAX_WAITING = 8     # repeats of one call waiting for its answer
+MAX_REPEATS = 8     # repeats of one call answered, those that wait for its answer and those after it
 
 
 class _Entry:
-    __slots__ = ('since', 'answer', 'waiting')
+    __slots__ = ('since', 'answer', 'waiting', 'repeats')
 
     def __init__(self, since: float) -> None:
         self.since = since
         self.answer: Optional[bytes] = None
         self.waiting: List[Callable[[bytes], None]] = []
+        self.repeats = 0
 
 
 class CallMemory:
@@ -49,21 +50,22 @@ class CallMemory:
         self._in_flight: Dict[bytes, _Entry] = {}
         self._answered: 'collections.OrderedDict[bytes, _Entry]' = collections.OrderedDict()   # oldest answer first
         self._bytes = 0     # of the answered calls' digests and answers
-        self.dropped = 0    # repeats dropped: MAX_WAITING waited already
+        self.dropped = 0    # repeats dropped: MAX_REPEATS came already
 
     def repeat(self, key: bytes, send: Callable[[bytes], None]) -> bool:
         """True when key was taken within the window: send(answer) gets the first call's answer, now or once it
-        is there (unless MAX_WAITING repeats wait already: then it is dropped, counted in dropped)."""
+        is there (unless MAX_REPEATS repeats came already: then it is dropped, counted in dropped)."""
         self._forget_old()
         entry = self._in_flight.get(key) or self._answered.get(key)
         if entry is None:
             return False
-        if entry.answer is not None:
-            send(entry.answer)
-        elif len(entry.waiting) < MAX_WAITING:
-            entry.waiting.append(send)
-        else:
+        entry.repeats += 1
+        if entry.repeats > MAX_REPEATS:
             self.dropped += 1
+        elif entry.answer is not None:
+            send(entry.answer)
+        else:
+            entry.waiting.append(send)
         return True
 
     def begin(self, key: bytes) -> None:

@@ -17,19 +17,17 @@ import json
 import logging
 import socket
 import threading
-import time
 import uuid
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qsl, urlencode
 
 import sp_cpython as sp
-from sp_common.logtext import admit
 
 from . import mqtt_wire as wire
 from .board_link import OWN_PER_S, BoardLink, BoardSpec
 from .call_memory import CallMemory
 from .claims import CLAIM_PROPERTY, GIVE_WAY, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims
-from .mqtt_aio import Client, Message, publish_properties
+from .mqtt_aio import Client, Message, log_within, publish_properties
 from .target import PROTOCOLS, read_secret_file
 
 log = logging.getLogger('sp.gateway')
@@ -80,6 +78,11 @@ class Reply:
         self.service_id: Optional[int] = None
         self.data_id: Optional[int] = None
 
+    def name(self, sid: Optional[int], did: Optional[int]) -> None:
+        """Names the call's ids (a request's Service-ID: the answer names the response's), None when not valid."""
+        if sid is not None:
+            self.service_id, self.data_id = sp.response_sid(sid), did
+
     def key(self, request_topic: str, payload: bytes) -> Optional[bytes]:
         """What tells a repeat of this call from another call (sp_tool.call_memory): a digest of the request's topic,
         its reply address and its payload, so that only the same bytes again are a repeat (a request sent first
@@ -129,7 +132,9 @@ class Gateway:
         self._sync_topic = '%s/gateway/%s/sync' % (prefix, self.id)
         self._sync_mid: Optional[int] = None
         self._sync_timer: Optional[asyncio.TimerHandle] = None
-        self.client = Client(broker, 'sp-gateway-' + self.id,
+        # a client id of its own, not to be guessed: the gateway's id is published (statuses name it), and whoever
+        # connects with a client's id takes its connection over
+        self.client = Client(broker, 'sp-gateway-' + uuid.uuid4().hex[:12],
                              will=(self.gateway_topic, wire.OFFLINE.encode(), wire.QOS_STATUS, True),
                              max_packet=2 * max_payload + PACKET_HEADROOM)
         self.client.on_connect = self._on_connect
@@ -167,11 +172,7 @@ class Gateway:
         a caller that may publish requests would fill the log. The first line of a later second says how many
         were left out."""
         self.count('bad_input')
-        said = admit(self._said_bad, time.monotonic() * 1000)
-        if said > 0:
-            log.warning('%d more lines on bad input left out (the counters have every one)', said)
-        if said >= 0:
-            log.log(level, text, *args)
+        log_within(self._said_bad, level, 'bad input', text, *args)
 
     # broker side ----------------------------------------------------------------------------
     def _on_connect(self) -> None:
@@ -276,10 +277,15 @@ class Gateway:
             self._bad_input(logging.WARNING, 'retained request on %.200r dropped: a request runs once, when it is '
                             'sent', msg.topic)
             return
-        reply = None
+        reply = sid = did = ids_fault = None
         try:
+            try:   # the ids first: the answer to a request refused for its payload names them too
+                sid, did = wire.parse_service(service), wire.parse_data_id(did_text)
+            except ValueError as err:
+                ids_fault = err
             if msg.response_topic:
                 reply = Reply(wire.reply_topic(msg.response_topic, self.prefix), board, msg.correlation, qos=msg.qos)
+                reply.name(sid, did)
             if len(msg.payload) > self.max_payload:
                 raise ValueError('a payload of %d bytes is over the limit of %d' % (len(msg.payload), self.max_payload))
             try:
@@ -289,9 +295,9 @@ class Gateway:
             if reply is None:
                 topic, envelope_id, data = wire.parse_envelope(data)
                 reply = Reply(wire.reply_topic(topic, self.prefix), board, None, envelope_id, True, msg.qos)
-            sid = wire.parse_service(service)
-            reply.service_id = sp.response_sid(sid)
-            did = reply.data_id = wire.parse_data_id(did_text)
+                reply.name(sid, did)
+            if ids_fault is not None:
+                raise ids_fault
             link = self.links[board]
             too_long = link.frame_fault(sid, did, data, len(msg.payload))
             if too_long:
@@ -352,7 +358,11 @@ class Gateway:
         if reply.envelope:
             body['id'] = reply.envelope_id
         answer = wire.dumps(body)
+        too_big = self.client.too_big
         self._send(reply, answer)
+        if self.client.too_big > too_big and body['status'] != wire.STATUS_BAD_REQUEST:   # (logged by the client)
+            return self._respond(reply, wire.answer(wire.STATUS_BAD_REQUEST, 'the answer, %d bytes, is larger than '
+                                                    'the broker takes' % len(answer)))
         return answer
 
     def _send(self, reply: Reply, answer: bytes) -> None:

@@ -101,9 +101,9 @@ class Monitor:
             return 'format error (%s), %d bytes' % (err, len(body))
         self.messages += 1
         v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if mac else '')
-        return '%s, data_id: %s, status: %s, data: %s%s, crc: ok' % (
-            self._service(sid), self._data(sid, did), cut(STATUS__NAMES.get(status, status), ID_CHARS), json.dumps(data),
-            v2)
+        status = cut(STATUS__NAMES.get(status, status), ID_CHARS)
+        return '%s, data_id: %s, status: %s, data: %s%s, crc: ok' % (self._service(sid), self._data(sid, did), status,
+                                                                     json.dumps(data), v2)
 
     def _decode(self, body: bytes) -> Tuple[tuple, bool]:
         """(message, whether it carries a MAC), the MAC not checked: the monitor has no key. A pure_json body's keys

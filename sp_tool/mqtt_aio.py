@@ -17,8 +17,10 @@ import asyncio
 import logging
 import ssl
 import struct
+import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from sp_common.logtext import admit
 from sp_cpython.aio import small_reads
 
 from . import mqtt_wire as wire
@@ -179,6 +181,16 @@ def publish_properties(correlation: Optional[bytes] = None, user_properties: Seq
 NO_PROPERTIES = publish_properties()
 
 
+def log_within(budget: list, level: int, what: str, text: str, *args) -> None:
+    """Logs a line unless budget (logtext.admit) has had its lines this second: callers, boards or a broker could
+    make one a message. The first line of a later second says how many lines on what were left out."""
+    said = admit(budget, time.monotonic() * 1000)
+    if said > 0:
+        log.warning('%d more lines on %s left out (the counters have every one)', said, what)
+    if said >= 0:
+        log.log(level, text, *args)
+
+
 class Client(asyncio.Protocol):
     """MQTT 5 to one broker, on the running loop. on_connect() after every CONNACK that accepts, on_message(msg)
     for every PUBLISH, on_suback(packet_id) for a subscription granted (on_error(why) for one refused); publish()
@@ -217,6 +229,8 @@ class Client(asyncio.Protocol):
         self._stopping = False
         self._first = True
         self.dropped = 0    # messages dropped unread (more than MAX_PROPERTIES properties)
+        self.too_big = 0    # packets not sent: larger than the broker takes (a caller's long reply topic, say)
+        self._said_big = [0, 0, 0]   # (logtext.admit)
 
     # the connection --------------------------------------------------------------------------
     def start(self) -> None:
@@ -404,8 +418,9 @@ class Client(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return False
         if len(data) > self._largest_out:   # the broker would drop the link for it
-            log.warning('a packet of %d bytes not sent: the broker at %s takes %d at most', len(data),
-                        self.broker.url, self._largest_out)
+            self.too_big += 1
+            log_within(self._said_big, logging.WARNING, 'packets too large', 'a packet of %d bytes not sent: the '
+                       'broker at %s takes %d at most', len(data), self.broker.url, self._largest_out)
             return False
         if transport.get_write_buffer_size() > MAX_UNSENT:
             log.warning('the broker at %s has not taken %d bytes: dropping the link', self.broker.url, MAX_UNSENT)

@@ -422,10 +422,10 @@ def test_monitor_quotes_a_peers_string_data_id_and_cuts_long_ids(tmp_path):
     capture.write_bytes(forged + long)
     r = sp('monitor', str(capture))
     lines = r.stdout.splitlines()
-    assert lines[0] == ('@%d read data response, data_id: "x, status: okay, data: \\"fine\\", crc: ok  ..." (188 characters), '
-                        'status: callback error, data: null, crc: ok' % len(forged)), lines
-    assert lines[1] == ('@%d read data response, data_id: "%s..." (500 characters), status: %s... (51 characters), data: null, '
-                        'crc: ok' % (len(forged + long), 'd' * 40, str(7 ** 60)[:40])), lines
+    assert lines[0] == ('@%d read data response, data_id: "x, status: okay, data: \\"fine\\", crc: ok  ..." '
+                        '(188 characters), status: callback error, data: null, crc: ok' % len(forged)), lines
+    assert lines[1] == ('@%d read data response, data_id: "%s..." (500 characters), status: %s... (51 characters), '
+                        'data: null, crc: ok' % (len(forged + long), 'd' * 40, str(7 ** 60)[:40])), lines
 
 
 @pytest.mark.parametrize('command', ['', 'ports', 'call', 'serve', 'monitor', 'board', 'deploy'])

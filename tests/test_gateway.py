@@ -27,7 +27,7 @@ from conftest import ROOT, free_port, interrupt, skip_or_fail, wait_until
 from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
-from sp_tool.call_memory import MAX_WAITING, CallMemory
+from sp_tool.call_memory import MAX_REPEATS, CallMemory
 from sp_tool.claims import MAX_GATEWAYS, Claims
 from sp_tool.gateway import UNSENT_BYTES, Gateway, Reply, parse_board
 from sp_tool.mqtt_aio import Message
@@ -509,16 +509,28 @@ def test_a_request_the_broker_retained_never_runs(fleet):
 
 
 def test_call_memory_keeps_a_few_repeats_of_a_call_in_flight_and_drops_the_rest():
-    """A caller that sends one request again and again while the board works on it gets at most MAX_WAITING
+    """A caller that sends one request again and again while the board works on it gets at most MAX_REPEATS
     answers, not one per repeat (each held its own reply topic and Correlation Data until the answer came)."""
     memory = CallMemory(window_s=60, clock=lambda: 0.0)
     key = b'k' * 16
     memory.begin(key)
     sent = []
     assert all(memory.repeat(key, sent.append) for _ in range(200))
-    assert memory.dropped == 200 - MAX_WAITING
+    assert memory.dropped == 200 - MAX_REPEATS
     memory.answered(key, b'answer')
-    assert sent == [b'answer'] * MAX_WAITING
+    assert sent == [b'answer'] * MAX_REPEATS
+
+
+def test_call_memory_answers_a_few_repeats_of_an_answered_call_and_drops_the_rest():
+    """Repeats of a call already answered count too: each got the stored answer again, so one request of 430 bytes
+    sent 5,000 times made 26 MB of answers, onto a reply topic that may be another caller's."""
+    memory = CallMemory(window_s=60, clock=lambda: 0.0)
+    key = b'k' * 16
+    memory.begin(key)
+    memory.answered(key, b'answer')
+    sent = []
+    assert all(memory.repeat(key, sent.append) for _ in range(200))
+    assert sent == [b'answer'] * MAX_REPEATS and memory.dropped == 200 - MAX_REPEATS
 
 
 def test_gateway_ids_heard_from_the_broker_cost_memory_only_while_online_and_up_to_a_bound(caplog):

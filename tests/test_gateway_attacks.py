@@ -293,6 +293,14 @@ def test_answers_name_their_board_service_and_data_id(fleet):
         caller.close()
 
 
+def test_a_request_refused_for_its_payload_gets_an_answer_that_names_its_ids(fleet):
+    # (an answer with null ids is dropped by BoardClient: sp call waited out its timeout and blamed the gateway)
+    with BoardClient(fleet.broker.url, 'b') as client:
+        answer = client.request('execute', 0, 'd' * (fleet.gateway.max_payload + 1), timeout=WAIT)
+        assert answer['status'] == wire.STATUS_BAD_REQUEST and 'over the limit' in answer['data']
+        assert client.counters['dropped'] == 0
+
+
 class RogueGateway:
     """Answers every request on PREFIX/BOARD with the right correlation and ids and a status name and data of
     terminal escapes: what a broker relays reaches the terminal of whoever runs sp call."""
@@ -475,6 +483,59 @@ def test_the_documented_acl_confines_callers_to_their_boards_and_reply_topics(lo
     finally:
         dashboard.close()
         camera.close()
+
+
+def test_an_answer_larger_than_the_broker_takes_is_said_in_a_short_one_and_logged_within_the_budget(tmp_path, caplog):
+    """A caller's long reply topic (or a broker's small Maximum Packet Size) makes an answer the broker would drop
+    the gateway for: the caller is told so in one that fits, and the lines on it keep the budget (one a call)."""
+    from sp_common.logtext import LINES_A_SECOND
+    caplog.set_level(logging.WARNING, 'sp')
+    broker = Mosquitto(str(tmp_path))
+    broker.stop()
+    with open(broker.config, 'a') as f:
+        f.write('max_packet_size 20000\n')
+    broker.start()
+    board = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
+    add_demo_services(board)
+    gateway = Gateway(wire.Broker('127.0.0.1', broker.port), [parse_board('h=tcp://127.0.0.1:%d'
+                                                                         % board.__comm_inst__.port)], timeout=2.0)
+    gateway.start()
+    caller = Inbox(broker, 'x/reply/#')
+    try:
+        with BoardClient(broker.url, 'h') as client:
+            assert client.request('execute', 0, 'up', timeout=WAIT)['data'] == 'up'
+        reply = 'x/reply/' + 'r' * 15000
+        for i in range(60):
+            # 2,000 bytes of UTF-8 in the request, 6,000 of \\u00e9 in its answer
+            caller.ask('sp/h/execute/0/req', json.dumps('\u00e9' * 1000, ensure_ascii=False), b'%d' % i, reply)
+        caller.wait_for(lambda: len(caller.answers()) == 60)
+        assert {answer['status'] for answer in caller.answers().values()} == {wire.STATUS_BAD_REQUEST}
+        assert 'larger than the broker takes' in caller.answers()[b'0']['data']
+        assert gateway.client.too_big == 60
+        lines = [r for r in caplog.records if 'not sent' in r.getMessage()]
+        assert 1 <= len(lines) <= LINES_A_SECOND * 2, len(lines)
+    finally:
+        caller.close()
+        gateway.stop()
+        board.close()
+        broker.stop()
+
+
+def test_a_caller_that_takes_the_gateways_published_id_as_its_client_id_takes_nothing_over(fleet):
+    """The boards' statuses name the gateway: a client id made from that id let any caller take the gateway's
+    connection over, and its last will said it was offline."""
+    before = len([m for t, m in fleet.status.messages if t == fleet.gateway.gateway_topic])
+    impostor = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='sp-gateway-' + fleet.gateway.id,
+                           protocol=mqtt.MQTTv5)
+    impostor.connect('127.0.0.1', fleet.broker.port)
+    impostor.loop_start()
+    try:
+        time.sleep(0.5)
+        still_answers(fleet)
+    finally:
+        impostor.disconnect()
+        impostor.loop_stop()
+    assert [m.payload for t, m in fleet.status.messages if t == fleet.gateway.gateway_topic][before:] == []
 
 
 def test_a_broker_that_announces_a_huge_packet_loses_the_link_not_the_memory():
