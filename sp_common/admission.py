@@ -73,6 +73,19 @@ def write_ms(engine, limit_ms):
     return limit_ms if engine.proven() else min(limit_ms, PATIENCE_MS)
 
 
+def pool(engine):
+    """Which of a server's pools a connection counts in, for a server that holds several (the host's asyncio
+    one): 'proven'; 'fresh', on probation, within PATIENCE_MS of its connect and no step yet; 'probation', the
+    rest. Fresh connections make room only for each other: peers that step through the handshake over and over
+    cannot push out a newcomer before its first bytes come, and connects that say nothing push out only
+    their own kind."""
+    if engine.proven():
+        return 'proven'
+    if engine.moved_at is None and engine.clock() - engine.since < PATIENCE_MS:
+        return 'fresh'
+    return 'probation'
+
+
 def _rank(engine):
     """(on its way, last heard of): a peer on probation that took a step within PATIENCE_MS is on its way."""
     on_its_way = not engine.proven() and engine.moved_at is not None and not gives_way(engine)
@@ -91,7 +104,7 @@ def stalest(engines):
 
 
 def to_drop(engines, limit, newcomer=None):
-    """Of a pool of a server's connections (all proven or all on probation), the one that goes so that at most
+    """Of a pool of a server's connections (all proven or all on probation, see pool()), the one that goes so that at most
     limit remain, logged (made_room; no_room when the newcomer goes); None while they fit. The stalest goes; but
     a newcomer that just proved itself without a secret (any valid frame does) takes a proven client's place
     only once that one is idle, and while none is, the newcomer goes instead. With a secret an authenticated

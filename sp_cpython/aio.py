@@ -83,9 +83,11 @@ class AsyncProtocol(EngineState):
         self._engine = engine = host_engine(is_client, CODECS[codec], secret, auto_auth, channel_name, max_frame,
                                             session_v2, True, 'sp_cpython.comm', first_frames=probation_frame)
         self._max_frame = max_frame
-        self._on_probation = probation_frame is not None   # until the peer proves itself (on_proven's moment)
-        # serve()'s admission: False when it closes this connection, which proved itself with no room for it
+        self._on_probation = probation_frame is not None   # until the peer proves itself
+        # serve()'s admission, after a frame that proved the peer (on_proven) or any other frame on probation
+        # (on_frame): False when it closes this connection, for which there is no room
         self.on_proven: Optional[Callable[['AsyncProtocol'], bool]] = None
+        self.on_frame: Optional[Callable[['AsyncProtocol'], bool]] = None
         self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
         self._reader = reader
         self._writer = writer
@@ -149,7 +151,7 @@ class AsyncProtocol(EngineState):
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
         send frames up to max_frame, and what follows that frame (returned, else b'') is for the wide deframer:
         a long frame that came in the same read as the proof is taken whole. None: the server has no room for
-        the peer that proved itself (on_proven said so), and the link ends."""
+        the peer (on_proven or on_frame said so), and the link ends."""
         engine = self._engine
         start = 0
         while True:
@@ -162,15 +164,18 @@ class AsyncProtocol(EngineState):
                     return b''
             engine.feed(data[start:end])
             start = end
-            if engine.proven():
-                self._on_probation = False
-                if self.on_proven is not None and not self.on_proven(self):
+            if not engine.proven():
+                if self.on_frame is not None and not self.on_frame(self):
                     return None
-                narrow = engine.deframer
-                if narrow.max_size < self._max_frame:
-                    wide = engine.deframer = Deframer(self._max_frame)
-                    wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
-                return data[start:]
+                continue
+            self._on_probation = False
+            if self.on_proven is not None and not self.on_proven(self):
+                return None
+            narrow = engine.deframer
+            if narrow.max_size < self._max_frame:
+                wide = engine.deframer = Deframer(self._max_frame)
+                wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
+            return data[start:]
 
     async def _settle(self) -> None:
         """After an engine step: write what it queued, wake the waiters, arm its timer, drop a refused link."""
@@ -405,11 +410,11 @@ async def _probation(prot: AsyncProtocol) -> None:
             return
 
 
-def _make_room(prots: list, proven: bool, limit: int, newcomer: Optional[AsyncProtocol] = None) -> None:
-    """Closes the connections of a pool (proven, or on probation) that sp_common.admission drops, until no more
-    than limit remain; newcomer: the connection that just proved itself."""
+def _make_room(prots: list, pool: str, limit: int, newcomer: Optional[AsyncProtocol] = None) -> None:
+    """Closes the connections of a pool (admission.pool) that sp_common.admission drops, until no more than limit
+    remain; newcomer: the connection that just proved itself."""
     while True:
-        gone = admission.to_drop([prot._engine for prot in prots if prot._engine.proven() == proven], limit,
+        gone = admission.to_drop([prot._engine for prot in prots if admission.pool(prot._engine) == pool], limit,
                                  newcomer._engine if newcomer is not None else None)
         if gone is None:
             return
@@ -426,28 +431,42 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
 
     Clients are served at once, side by side, admitted by sp_common.admission:
     beyond max_unproven connections on probation a newcomer takes the place
-    of the one quiet the longest, and beyond max_clients proven ones a
+    of the one quiet the longest, in each of two pools (admission.pool): the
+    fresh ones, and those that have taken a step or had the time to; beyond
+    max_clients proven ones a
     newcomer that proves itself takes the place of the proven client silent
     the longest (without a secret only once that one is idle,
     admission.IDLE_MS; else the newcomer goes). A peer on probation may send
     frames up to PROBATION_FRAME.
     """
     held: list = []
+    # one budget of event lines (sp_common.logtext) for all its connections, as a server of one client at a time
+    # has: a flood of connects, each dropped with a line, would fill the log with a budget each
+    budget = [0, 0, 0]
 
     def proven(prot: AsyncProtocol) -> bool:
-        _make_room(held, True, max_clients, prot)
+        _make_room(held, 'proven', max_clients, prot)
+        return prot in held
+
+    def on_frame(prot: AsyncProtocol) -> bool:
+        """Whether prot stays, after a frame on probation that may have moved it on from the fresh pool."""
+        _make_room(held, admission.pool(prot._engine), max_unproven)
         return prot in held
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         small_reads(writer.transport)
         prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)
-        prot.on_proven = proven
+        prot.on_proven, prot.on_frame = proven, on_frame
+        prot._engine.log_budget = budget
         held.append(prot)
-        _make_room(held, False, max_unproven)
+        for pool in ('fresh', 'probation'):   # (the second: those that left the fresh pool without a step since)
+            _make_room(held, pool, max_unproven)
         setup(prot)
         probation = asyncio.ensure_future(_probation(prot))
         try:
             await prot.wait_closed()
+        except asyncio.CancelledError:   # the loop ends with the link open: it goes too, quietly (asyncio's streams
+            await prot.close()           # log a handler that ends cancelled as an error, with a traceback)
         finally:
             probation.cancel()
             if prot in held:

@@ -327,3 +327,19 @@ def test_links_read_their_peers_in_small_chunks():
             await client.close()
             server.close()
     run(main())
+
+
+def test_a_program_that_ends_with_clients_connected_logs_no_error(caplog):
+    """The loop's end cancels each connection's task: asyncio logged that as an error with a traceback, one per
+    client still connected."""
+    caplog.set_level(logging.ERROR, 'asyncio')
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: None)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await aio.connect('tcp://127.0.0.1:%d' % port) for _ in range(3)]
+        assert all(client.is_connected() for client in clients)
+        server.close()
+        await server.wait_closed()
+    asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records if r.name == 'asyncio'] == []
