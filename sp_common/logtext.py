@@ -50,15 +50,27 @@ TEXTS = {
 }
 
 
+# Code points past Latin-1's controls that show nothing or change how the text around them shows: every format
+# character (the soft hyphen, zero-width and direction marks, bidirectional embeddings, overrides and isolates,
+# the BOM, interlinear annotations, tags), the line and paragraph separators, variation selectors, the combining
+# grapheme joiner and the Hangul fillers. Two ids that differ by one of these would look alike.
+_HIDDEN = ((0xad, 0xad), (0x34f, 0x34f), (0x600, 0x605), (0x61c, 0x61c), (0x6dd, 0x6dd), (0x70f, 0x70f),
+           (0x890, 0x891), (0x8e2, 0x8e2), (0x115f, 0x1160), (0x180e, 0x180e), (0x200b, 0x200f), (0x2028, 0x202e),
+           (0x2060, 0x206f), (0x3164, 0x3164), (0xfe00, 0xfe0f), (0xfeff, 0xfeff), (0xffa0, 0xffa0),
+           (0xfff9, 0xfffb), (0x110bd, 0x110bd), (0x110cd, 0x110cd), (0x13430, 0x1343f), (0x1bca0, 0x1bca3),
+           (0x1d173, 0x1d17a), (0xe0000, 0xe0fff))
+
+
 def _unprintable(code):
-    """A control character, a lone surrogate (which a strict UTF-8 terminal cannot even take), or a format
-    character that breaks a line, turns text around for a log viewer or hides: the line and paragraph separators,
-    zero-width and direction marks, the bidirectional embeddings, overrides and isolates, the BOM, the soft
-    hyphen, interlinear annotations and tags."""
-    return code < 0x20 or 0x7f <= code <= 0x9f or 0xd800 <= code <= 0xdfff or \
-        0x200b <= code <= 0x200f or 0x2028 <= code <= 0x202e or 0x2060 <= code <= 0x206f or \
-        code == 0x061c or code == 0xfeff or code == 0xad or code == 0x180e or 0xfff9 <= code <= 0xfffb or \
-        0x1d173 <= code <= 0x1d17a or 0xe0000 <= code <= 0xe007f
+    """A control character, a lone surrogate (which a strict UTF-8 terminal cannot even take) or one of _HIDDEN."""
+    if code < 0x20 or 0x7f <= code <= 0x9f or 0xd800 <= code <= 0xdfff:
+        return True
+    if code < 0xad:
+        return False
+    for low, high in _HIDDEN:
+        if low <= code <= high:
+            return True
+    return False
 
 
 def printable(text):

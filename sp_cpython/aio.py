@@ -28,7 +28,7 @@ from sp_common.errors import answer_data
 from .protocol import CODECS, WRITE_TIMEOUT, EngineState, host_engine
 
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
-MAX_UNPROVEN = 16    # a server's connections on probation at once (sp_common.admission)
+MAX_UNPROVEN = 16    # a server's connections on probation in each pool (sp_common.admission.pool)
 MAX_CLIENTS = 64     # and its proven clients
 PROBATION_FRAME = 1024   # the longest frame a peer on probation may send: the handshake takes a few hundred bytes
 READ_LIMIT = 16384       # a server's connection stops reading at twice this many bytes not yet taken
@@ -84,10 +84,10 @@ class AsyncProtocol(EngineState):
                                             session_v2, True, 'sp_cpython.comm', first_frames=probation_frame)
         self._max_frame = max_frame
         self._on_probation = probation_frame is not None   # until the peer proves itself
-        # serve()'s admission, after a frame that proved the peer (on_proven) or any other frame on probation
-        # (on_frame): False when it closes this connection, for which there is no room
+        # serve()'s admission, after a frame that proved the peer (on_proven) or took it a step on while on
+        # probation (on_step, sp_common.admission): False when it closes this connection, for which there is no room
         self.on_proven: Optional[Callable[['AsyncProtocol'], bool]] = None
-        self.on_frame: Optional[Callable[['AsyncProtocol'], bool]] = None
+        self.on_step: Optional[Callable[['AsyncProtocol'], bool]] = None
         self.on_lost: Optional[Callable[['AsyncProtocol'], None]] = None     # once the link is lost or closed
         self._reader = reader
         self._writer = writer
@@ -151,7 +151,7 @@ class AsyncProtocol(EngineState):
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
         send frames up to max_frame, and what follows that frame (returned, else b'') is for the wide deframer:
         a long frame that came in the same read as the proof is taken whole. None: the server has no room for
-        the peer (on_proven or on_frame said so), and the link ends."""
+        the peer (on_proven or on_step said so), and the link ends."""
         engine = self._engine
         start = 0
         while True:
@@ -162,10 +162,11 @@ class AsyncProtocol(EngineState):
                 if end < 2:
                     engine.feed(data[start:])
                     return b''
+            moved = engine.moved_at
             engine.feed(data[start:end])
             start = end
             if not engine.proven():
-                if self.on_frame is not None and not self.on_frame(self):
+                if engine.moved_at != moved and self.on_step is not None and not self.on_step(self):
                     return None
                 continue
             self._on_probation = False
@@ -448,15 +449,15 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
         _make_room(held, 'proven', max_clients, prot)
         return prot in held
 
-    def on_frame(prot: AsyncProtocol) -> bool:
-        """Whether prot stays, after a frame on probation that may have moved it on from the fresh pool."""
+    def on_step(prot: AsyncProtocol) -> bool:
+        """Whether prot stays, after a step on probation: a fresh connection moves on to the other pool."""
         _make_room(held, admission.pool(prot._engine), max_unproven)
         return prot in held
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         small_reads(writer.transport)
         prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)
-        prot.on_proven, prot.on_frame = proven, on_frame
+        prot.on_proven, prot.on_step = proven, on_step
         prot._engine.log_budget = budget
         held.append(prot)
         for pool in ('fresh', 'probation'):   # (the second: those that left the fresh pool without a step since)

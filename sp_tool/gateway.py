@@ -80,8 +80,8 @@ class Reply:
 
     def name(self, sid: Optional[int], did: Optional[int]) -> None:
         """Names the call's ids (a request's Service-ID: the answer names the response's), None when not valid."""
-        if sid is not None:
-            self.service_id, self.data_id = sp.response_sid(sid), did
+        self.service_id = None if sid is None else sp.response_sid(sid)
+        self.data_id = did
 
     def key(self, request_topic: str, payload: bytes) -> Optional[bytes]:
         """What tells a repeat of this call from another call (sp_tool.call_memory): a digest of the request's topic,
@@ -280,7 +280,8 @@ class Gateway:
         reply = sid = did = ids_fault = None
         try:
             try:   # the ids first: the answer to a request refused for its payload names them too
-                sid, did = wire.parse_service(service), wire.parse_data_id(did_text)
+                sid = wire.parse_service(service)
+                did = wire.parse_data_id(did_text)
             except ValueError as err:
                 ids_fault = err
             if msg.response_topic:

@@ -314,6 +314,27 @@ def test_peers_that_step_through_the_handshake_over_and_over_cannot_push_out_a_n
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+def test_frames_on_probation_that_take_no_step_cost_no_look_at_the_pools(monkeypatch):
+    """The pools were judged after every frame on probation: ':>' over and over, two bytes a frame, made a look
+    at every connection held per two bytes, and 110 KB/s held up the server's loop."""
+    from sp_common import admission
+    looks = []
+    pool = admission.pool
+    monkeypatch.setattr(admission, 'pool', lambda engine: looks.append(1) or pool(engine))
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, echo, secret=SECRET)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        writer.write(NAME + b':>' * 20000)
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+        server.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert len(looks) < 50, len(looks)
+
+
 def test_connections_that_leave_the_fresh_pool_without_a_step_still_count_against_the_cap():
     """40 connections 20 ms apart, each giving only its name: no 16 come within one PATIENCE_MS, so the fresh
     pool never overflows, and those past it are held to max_unproven by the next connect."""

@@ -283,7 +283,10 @@ def test_answers_name_their_board_service_and_data_id(fleet):
     try:
         caller.ask('sp/b/execute/0/req', b'"hi"', b'c1', 'test/named')
         caller.ask('sp/a/fly/0/req', b'null', b'c2', 'test/named')
-        caller.wait_for(lambda: len(caller.answers()) == 2)
+        caller.ask('sp/a/read/x1/req', b'null', b'c3', 'test/named')
+        caller.wait_for(lambda: len(caller.answers()) == 3)
+        bad = caller.answers()[b'c3']   # a data id that is no number: the service is still named
+        assert (bad['status'], bad['service_id'], bad['data_id']) == (wire.STATUS_BAD_REQUEST, 11, None)
         assert caller.answers()[b'c1'] == {'status': 0, 'status_name': 'okay', 'data': 'hi', 'board': 'b',
                                            'service_id': 31, 'data_id': 0}
         bad = caller.answers()[b'c2']

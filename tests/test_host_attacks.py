@@ -685,3 +685,14 @@ def test_peers_that_reset_their_connections_write_no_warnings(tcp, caplog):
         warnings += [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         caplog.clear()
     assert warnings == []
+
+
+def test_log_text_escapes_every_character_that_shows_nothing():
+    """Every format character, and the others that show nothing, is escaped: two ids differing by one looked
+    alike (a variation selector, the combining grapheme joiner and the Hangul fillers passed before)."""
+    import unicodedata
+    from sp_common.logtext import printable
+    hidden = [chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) in ('Cf', 'Zl', 'Zp')]
+    hidden += ['\ufe0f', '\U000e0100', '\u034f', '\u115f', '\u1160', '\u3164', '\uffa0']
+    assert [ch for ch in hidden if printable('kitchen' + ch) == 'kitchen' + ch] == []
+    assert printable('kitchen \u00e9\u4e2d\U0001f600') == 'kitchen \u00e9\u4e2d\U0001f600'   # what shows, shows
