@@ -1,7 +1,6 @@
 """The host runtime against peers that misbehave: real loopback TCP and real pseudo-terminals."""
 import contextlib
 import enum
-import gc
 import logging
 import os
 import resource
@@ -11,14 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import tracemalloc
 
 import pytest
 
 import sp_cpython as sp
 from sp_common import Engine, admission, frame, pure_json, struct_json
 from sp_common.codec import _with_crc
-from sp_cpython.protocol import BUFFERED_FRAMES, MAX_BUFFERED
 from conftest import read_to_end, wait_until
 from test_host import SECRET, Endpoints, ask, serve_demo
 

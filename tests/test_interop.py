@@ -7,7 +7,6 @@ it is as short here as on a board, wherever the test's temporary folder is);
 the serial path is a real pty pair opened with pyserial on the host side.
 """
 import os
-import socket
 import subprocess
 import time
 
