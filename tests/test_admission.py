@@ -240,36 +240,40 @@ def slow_client_served(port, round_trip):
         sock.close()
 
 
-def test_a_flood_of_silent_connects_does_not_push_out_a_client_on_its_way_through_the_handshake():
-    """Each newcomer made room by closing the connection on probation quiet the longest: under a flood of
-    connects that say nothing, that was always the client waiting a round trip between its handshake steps
-    (0 of 5 served at 40 ms). A peer that took a step within PATIENCE_MS goes last."""
+def served_during(flood, warm_up, round_trip):
+    """Of five genuine clients a round trip away (slow_client_served), one after the other, which an asyncio server
+    with a secret served while flood(port, stop) ran in a thread of its own."""
     async def main():
         server = await aio.serve('127.0.0.1', 0, echo, secret=SECRET)
         port = server.sockets[0].getsockname()[1]
         stop = threading.Event()
-
-        def flood():
-            socks = []
-            while not stop.is_set():
-                socks.append(connect_nowait(port))
-                if len(socks) > 300:
-                    socks.pop(0).close()
-                time.sleep(0.0005)
-            for sock in socks:
-                sock.close()
-        flooder = threading.Thread(target=flood)
+        flooder = threading.Thread(target=flood, args=(port, stop))
         flooder.start()
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.sleep(0.3)
-            served = [await loop.run_in_executor(None, slow_client_served, port, 0.04) for _ in range(5)]
-            assert served == [True] * 5
+            await asyncio.sleep(warm_up)
+            return [await loop.run_in_executor(None, slow_client_served, port, round_trip) for _ in range(5)]
         finally:
             stop.set()
             await loop.run_in_executor(None, flooder.join)
             server.close()
-    asyncio.run(asyncio.wait_for(main(), 60))
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_flood_of_silent_connects_does_not_push_out_a_client_on_its_way_through_the_handshake():
+    """Each newcomer made room by closing the connection on probation quiet the longest: under a flood of
+    connects that say nothing, that was always the client waiting a round trip between its handshake steps
+    (0 of 5 served at 40 ms). A peer that took a step within PATIENCE_MS goes last."""
+    def flood(port, stop):
+        socks = []
+        while not stop.is_set():
+            socks.append(connect_nowait(port))
+            if len(socks) > 300:
+                socks.pop(0).close()
+            time.sleep(0.0005)
+        for sock in socks:
+            sock.close()
+    assert served_during(flood, 0.3, 0.04) == [True] * 5
 
 
 def stepping_squatter(port, stop):
@@ -291,27 +295,11 @@ def test_peers_that_step_through_the_handshake_over_and_over_cannot_push_out_a_n
     """A newcomer was judged at its connect, before its first bytes: with every connection on probation on its
     way (new ones a hundred a second), the newcomer went at once (1 of 10 served). Fresh connections now make
     room only for each other."""
-    async def main():
-        server = await aio.serve('127.0.0.1', 0, echo, secret=SECRET)
-        port = server.sockets[0].getsockname()[1]
-        stop = threading.Event()
-
-        def flood():
-            while not stop.is_set():
-                threading.Thread(target=stepping_squatter, args=(port, stop), daemon=True).start()
-                time.sleep(0.01)
-        flooder = threading.Thread(target=flood)
-        flooder.start()
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.sleep(1)
-            served = [await loop.run_in_executor(None, slow_client_served, port, 0) for _ in range(5)]
-            assert served == [True] * 5
-        finally:
-            stop.set()
-            await loop.run_in_executor(None, flooder.join)
-            server.close()
-    asyncio.run(asyncio.wait_for(main(), 60))
+    def flood(port, stop):
+        while not stop.is_set():
+            threading.Thread(target=stepping_squatter, args=(port, stop), daemon=True).start()
+            time.sleep(0.01)
+    assert served_during(flood, 1, 0) == [True] * 5
 
 
 def test_frames_on_probation_that_take_no_step_cost_no_look_at_the_pools(monkeypatch):

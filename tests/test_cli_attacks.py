@@ -26,7 +26,7 @@ def test_monitor_prints_a_peers_data_id_escaped(tmp_path):
     r = sp('monitor', str(capture))
     assert r.returncode == 0, r.stderr
     assert not any(c in r.stdout for c in '\x1b\x07\r'), r.stdout
-    assert r.stdout.endswith(' read data response, data_id: \\x1b[2J\\x1b]0;owned\\x07\\x0d, status: okay, '
+    assert r.stdout.endswith(' read data response, data_id: "\\x1b[2J\\x1b]0;owned\\x07\\x0d", status: okay, '
                              'data: "\\u001b[2J\\u001b]0;owned\\u0007\\r", crc: ok\n'), r.stdout
 
 
@@ -37,7 +37,7 @@ def test_monitor_shows_a_lone_surrogate_escaped_and_goes_on(tmp_path):
     r = sp('monitor', str(capture))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].endswith(' execute response, data_id: \\ud800, status: okay, data: "evil", crc: ok'), r.stdout
+    assert lines[0].endswith(' execute response, data_id: "\\ud800", status: okay, data: "evil", crc: ok'), r.stdout
     assert lines[1].endswith(' execute response, data_id: echo, status: okay, data: "after", crc: ok'), r.stdout
 
 

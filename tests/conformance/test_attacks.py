@@ -297,7 +297,7 @@ def test_log_lines_escape_invisible_characters_and_cut_a_frames_hex():
     assert printable('a\u00adb\ufff9c\U000e0041') == 'a\\xadb\\ufff9c\\ue0041'
     server = engine(False)
     server.hexlog = Recorder()
-    server.feed(wire(sp.SID_READ_REQUEST, 0, 'x' * 3000))
+    server.feed(wire(sp.SID_READ_REQUEST, 0, 'x' * (HEX_BYTES + 100)))
     lines = [line[1] for line in server.hexlog.lines]
     assert len(lines) == 2 and all(len(line) < 3 * HEX_BYTES + 60 for line in lines), [len(line) for line in lines]
     assert '): 7b 22 64 61 74 61 5f 69 64' in lines[0] and lines[0].endswith(' 78 78..."')   # '{"data_id', ... 'xx'
