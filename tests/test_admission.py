@@ -202,6 +202,19 @@ def connect_nowait(port):
     return sock
 
 
+def silent_connects(port, until, keep=300, pause=0.0005):
+    """Connects to port that say nothing, one every pause seconds until until() is true, the last keep of them
+    held open."""
+    socks = []
+    while not until():
+        socks.append(connect_nowait(port))
+        if len(socks) > keep:
+            socks.pop(0).close()
+        time.sleep(pause)
+    for sock in socks:
+        sock.close()
+
+
 def slow_client_served(port, round_trip):
     """A genuine client with the secret a round trip away (each flight after its first held back that long): True
     once trusted and answered."""
@@ -264,16 +277,7 @@ def test_a_flood_of_silent_connects_does_not_push_out_a_client_on_its_way_throug
     """Each newcomer made room by closing the connection on probation quiet the longest: under a flood of
     connects that say nothing, that was always the client waiting a round trip between its handshake steps
     (0 of 5 served at 40 ms). A peer that took a step within PATIENCE_MS goes last."""
-    def flood(port, stop):
-        socks = []
-        while not stop.is_set():
-            socks.append(connect_nowait(port))
-            if len(socks) > 300:
-                socks.pop(0).close()
-            time.sleep(0.0005)
-        for sock in socks:
-            sock.close()
-    assert served_during(flood, 0.3, 0.04) == [True] * 5
+    assert served_during(lambda port, stop: silent_connects(port, stop.is_set), 0.3, 0.04) == [True] * 5
 
 
 def stepping_squatter(port, stop):
@@ -354,18 +358,10 @@ def test_a_flood_of_connects_to_the_asyncio_server_logs_within_one_budget(caplog
         server = await aio.serve('127.0.0.1', 0, echo, secret=SECRET)
         port = server.sockets[0].getsockname()[1]
 
-        def flood():
-            socks = []
-            end = time.monotonic() + 1
-            while time.monotonic() < end:
-                socks.append(connect_nowait(port))
-                if len(socks) > 200:
-                    socks.pop(0).close()
-                time.sleep(0.001)
-            for sock in socks:
-                sock.close()
+        end = time.monotonic() + 1
         try:
-            await asyncio.get_running_loop().run_in_executor(None, flood)
+            await asyncio.get_running_loop().run_in_executor(None, silent_connects, port,
+                                                             lambda: time.monotonic() > end, 200, 0.001)
             await asyncio.sleep(0.2)
         finally:
             server.close()
