@@ -11,6 +11,7 @@ class Pending:
     def __init__(self):
         self.view = None
         self._stuck_since = 0
+        self._session = None
 
     def wait_ms(self):
         """While output waits: until the link counts as stuck; else -1."""
@@ -18,8 +19,13 @@ class Pending:
             return -1
         return max(0, WRITE_TIMEOUT_MS + 1 - time.ticks_diff(time.ticks_ms(), self._stuck_since))
 
-    def add(self, data):
-        """Queues data; False (and nothing queued) when the link is this far behind: give it up."""
+    def add(self, data, session=None):
+        """Queues data; False (and nothing queued) when the link is this far behind: give it up. session: the
+        engine's epoch data belongs to, on a link without connects (a console), where what still waits from an
+        earlier session is dropped: the next program on the line hears nothing meant for the last."""
+        if session != self._session:
+            self._session = session
+            self.view = None
         view = self.view
         if view is None:
             self.view = memoryview(data)

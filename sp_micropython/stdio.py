@@ -86,9 +86,9 @@ class StdioStream(Stream):
         """
         if not self._up:
             return 0
-        if self._pending is not None:
-            self._push()
-        if not self._ready():
+        if not self._ready():   # (output waiting is pushed only then: bytes that come may start a new session,
+            if self._pending is not None:   # and what waits for the last one is not to go to the next)
+                self._push()
             if self.watch is not None and self.engine.clock() - self._heard >= _STALLED_MS:
                 deframer = self.engine.deframer   # a frame left unfinished, if any, is given up
                 if deframer.in_frame:
@@ -148,7 +148,7 @@ class StdioStream(Stream):
         if pending is None:
             self._out.write(data)
             return
-        if pending.add(data):
+        if pending.add(data, self.engine.epoch):
             self._push()
 
     def wait_ms(self):

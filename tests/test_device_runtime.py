@@ -268,6 +268,33 @@ def test_a_slipped_in_channel_name_starts_over_only_on_a_serial_line(device, tra
         assert host.engine.counters['downgrade'] == 0
 
 
+def test_the_next_program_on_a_serial_line_gets_none_of_the_answers_still_waiting_for_the_last(device):
+    """A trusted program asks for a secret value 56 times and stops reading; the next program, with no secret,
+    sends its name while the line is full. It gets what the terminal held already (the line's own buffer), but
+    not what the board still kept for the last program: all 56 came, the board having sent what it kept before
+    it read the name, and added the name's answer behind it."""
+    dev = device(secret='s3cret')
+    trusted = Host(dev.pty, secret='s3cret', session_v2=False)
+    trusted.connect()
+    assert trusted.authenticate()
+    assert trusted.request(sp.SID_WRITE_REQUEST, 1, 'SECRET-' + 'k' * 300).get_status() == sp.STATUS_OKAY
+    for _ in range(56):
+        trusted.engine.send_msg(sp.SID_READ_REQUEST, 1, None)
+    trusted.flush()
+    time.sleep(0.5)   # the terminal holds what it takes (some 16 KB), the board keeps the rest (5 KB)
+    untrusted = Host(dev.pty, name='next', session_v2=False)
+    untrusted.engine.connection_made()
+    untrusted.flush()
+    got = b''
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        got += dev.pty.read(0.2)
+    untrusted.engine.feed(got)
+    assert untrusted.engine.counters['rx_messages'] >= 1   # the name's answer
+    assert got.count(b'SECRET-') <= 48, got.count(b'SECRET-')   # (42 here: what the terminal held)
+    assert untrusted.request(sp.SID_READ_REQUEST, 1).get_status() == sp.STATUS_AUTH_REQUIRED
+
+
 def test_secret_file_is_read(device, tmp_path):
     path = tmp_path / 'secret.txt'
     path.write_text('from-file\n')
