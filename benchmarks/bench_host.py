@@ -204,13 +204,6 @@ def protocol(n, cls=sp.pure_json_protocol, secret=None):
         server.close()
 
 
-def cpu_and_wall(run, n):
-    """(CPU us, wall us) per round trip of run(n): the CPU time of every thread of this process, both ends'."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    run(n)
-    return (time.process_time() - cpu) / n * 1e6, (time.perf_counter() - wall) / n * 1e6
-
-
 def in_rounds(runs, n, rounds=ROUNDS):
     """{name: its rate in each round} of runs ((name, function of a number of round trips)), each run in turn with
     n // rounds round trips, rounds times: the machine's speed drifts during a run, and turns give every row the
@@ -254,9 +247,6 @@ def main():
     print()
     print('The threaded API\'s own CPU per round trip (send() and receive() around the engines): %.1f us'
           % (1e6 / api - 1e6 / rate))
-    for name, run in runs[0], runs[2]:
-        print('CPU per round trip, both ends (all threads of this process), %s: %.0f us of %.0f us wall'
-              % (name, *cpu_and_wall(run, max(1, args.n // ROUNDS))))
 
 
 if __name__ == '__main__':
