@@ -36,7 +36,8 @@ SESSION_EXPIRY, RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY, MAXIMUM_PACKET_
 # a normal disconnection that ends the session (Session Expiry Interval 0): the broker keeps no subscription, and no
 # QoS 1 request queued, for a client that stopped
 DISCONNECT = b'\xe0\x07\x00\x05' + bytes((SESSION_EXPIRY,)) + b'\x00\x00\x00\x00'
-SERVER_KEEP_ALIVE = 19
+SERVER_KEEP_ALIVE, RECEIVE_MAXIMUM = 19, 33
+NO_QUOTA = 65535            # QoS 1 messages in flight a broker takes that names no Receive Maximum
 NO_SIZE_LIMIT = 1 << 28     # beyond MQTT's largest packet: what a broker takes that names no Maximum Packet Size
 # property id -> how its value is laid out, for the properties a broker may send on a PUBLISH, CONNACK or SUBACK
 _LAYOUT = {1: 'byte', 2: 'u32', 3: 'str', 8: 'str', 9: 'bin', 11: 'var', 17: 'u32', 18: 'str', 19: 'u16',
@@ -223,6 +224,10 @@ class Client(asyncio.Protocol):
         self._buffer = bytearray()
         self._packet_id = 0
         self._subscribing: Set[int] = set()   # the SUBSCRIBEs of this connection that await their SUBACK
+        # the QoS 1 PUBLISHes of this connection that await their PUBACK, at most the broker's Receive Maximum: a
+        # broker that enforces it drops a client that sends more
+        self._in_flight: Set[bytes] = set()
+        self._quota = NO_QUOTA
         self._heard = 0.0   # when the last whole packet came, once connected: a trickle of bytes is silence
         self._lost: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task] = None
@@ -304,6 +309,7 @@ class Client(asyncio.Protocol):
         self._transport = transport
         self._buffer.clear()
         self._subscribing.clear()
+        self._in_flight.clear()
         self._keepalive, self._largest_out = self.keepalive, NO_SIZE_LIMIT   # until the CONNACK says otherwise
         flags = 0x02 if self._first else 0     # clean start once; then the broker keeps the session across reconnects
         body = _string('MQTT') + bytes((5,))
@@ -392,10 +398,13 @@ class Client(asyncio.Protocol):
             _read_properties(body, 2, numbers=told)
             self._keepalive = told.get(SERVER_KEEP_ALIVE) or self.keepalive   # a broker's own keepalive is the one
             self._largest_out = told.get(MAXIMUM_PACKET_SIZE, NO_SIZE_LIMIT)
+            self._quota = told.get(RECEIVE_MAXIMUM, NO_QUOTA)
             self._connected = True
             self._first = False
             self._failing = None
             self.on_connect()
+        elif kind == PUBACK:
+            self._in_flight.discard(bytes(body[:2]))
         elif kind == SUBACK:
             packet_id = struct.unpack_from('!H', body)[0]
             if packet_id not in self._subscribing:
@@ -436,11 +445,18 @@ class Client(asyncio.Protocol):
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                 properties: bytes = NO_PROPERTIES) -> bool:
-        """Sends (no resend: what the broker does not take is for the caller's timeout); False when not connected."""
+        """Sends (no resend: what the broker does not take is for the caller's timeout); False when not connected.
+        At QoS 1 while the broker's Receive Maximum of them await their acknowledgement, it goes at QoS 0."""
         if not self._connected:
             return False
-        body = _string(topic) + (self._next_id() if qos else b'') + properties + payload
-        return self._write(_packet(PUBLISH | qos << 1 | (1 if retain else 0), body))
+        if qos and len(self._in_flight) >= self._quota:
+            qos = 0
+        packet_id = self._next_id() if qos else b''
+        sent = self._write(_packet(PUBLISH | qos << 1 | (1 if retain else 0),
+                                   _string(topic) + packet_id + properties + payload))
+        if sent and qos:
+            self._in_flight.add(packet_id)
+        return sent
 
     def subscribe(self, filters: Iterable[Tuple[str, int]]) -> int:
         """The SUBSCRIBE's packet id, which on_suback() gets once the broker has taken it. filters: (topic

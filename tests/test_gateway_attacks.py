@@ -634,6 +634,47 @@ def test_a_broker_that_reads_nothing_loses_the_link_not_the_memory(monkeypatch):
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_qos_1_messages_in_flight_keep_to_the_brokers_receive_maximum():
+    """A broker that enforces its Receive Maximum drops a client that has more QoS 1 messages unacknowledged: past
+    it, a message goes at QoS 0, and an acknowledgement makes room again."""
+    import asyncio
+    from sp_tool import mqtt_aio
+
+    async def main():
+        got = []
+
+        async def broker(reader, writer):
+            await reader.read(1024)                                       # the CONNECT
+            writer.write(b'\x20\x06\x00\x00\x03\x21\x00\x02')                # CONNACK: Receive Maximum 2
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                got.append(data)
+        server = await asyncio.start_server(broker, '127.0.0.1', 0)
+        client = mqtt_aio.Client(wire.Broker('127.0.0.1', server.sockets[0].getsockname()[1]), 'quota')
+        connected = asyncio.Event()
+        client.on_connect = connected.set
+        client.start()
+        await asyncio.wait_for(connected.wait(), 5)
+
+        def qos_sent(count):
+            """The QoS of the last count PUBLISHes the broker got (each its own read: they go a loop step apart)."""
+            return [packet[0] >> 1 & 3 for packet in got[-count:]]
+        for _ in range(4):
+            assert client.publish('t', b'x', 1)
+            await asyncio.sleep(0.05)
+        assert qos_sent(4) == [1, 1, 0, 0]
+        first_id = got[-4][5:7]   # (after the fixed header and the topic, 2 + 3 bytes)
+        client._handle(mqtt_aio.PUBACK, first_id + b'\x00')    # the broker acknowledges the first
+        assert client.publish('t', b'x', 1)
+        await asyncio.sleep(0.05)
+        assert qos_sent(1) == [1]
+        await client.stop(0.1)
+        server.close()
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_a_gateway_id_from_the_broker_reaches_the_log_escaped(caplog):
     """A hostile (or non-checking) broker names a board's owner with terminal escapes: the gateway's log line about
     it must not carry them to its operator's terminal (mosquitto refuses them; another broker may not)."""
