@@ -168,9 +168,9 @@ class Gateway:
         self.counters[name] += 1
 
     def _bad_input(self, level: int, text: str, *args: Any) -> None:
-        """Counts a caller's bad input and logs it, LINES_A_SECOND lines a second at most, as an engine logs a peer's:
-        a caller that may publish requests would fill the log. The first line of a later second says how many
-        were left out."""
+        """Counts a caller's or a board's bad input and logs it, LINES_A_SECOND lines a second at most, as an engine
+        logs a peer's: a caller that may publish requests, or a board that sends its own messages, would fill the
+        log. The first line of a later second says how many were left out."""
         self.count('bad_input')
         log_within(self._said_bad, level, 'bad input', text, *args)
 
@@ -383,8 +383,8 @@ class Gateway:
         topic = '%s/%s/%d/%s' % (self.prefix, board, sid, did)
         fault = 'a topic level of its own' if isinstance(did, str) and '/' in did else wire.topic_fault(topic)
         if fault:   # a topic the broker refuses would cost the gateway its connection
-            self.count('bad_input')
-            log.warning('board %s sent data id %.200r, which is no topic level (%s): dropped', board, did, fault)
+            self._bad_input(logging.WARNING, 'board %s sent data id %.200r, which is no topic level (%s): dropped',
+                            board, did, fault)
             return
         if self.client.write_buffer_size() < UNSENT_BYTES:     # a board that outruns the broker fills no queue
             self.client.publish(topic, wire.dumps(wire.addressed(wire.relayed(msg.get_status(), msg.get_data()),
