@@ -18,6 +18,7 @@ PROBATION_MS = 5000
 PATIENCE_MS = 250
 IDLE_MS = 30000
 BACKLOG = 16   # newcomers that wait their turn at a server serving one client at a time; more are refused
+NOISE = 16     # frames that are no message a peer on probation may send to a server that serves many at once
 
 
 def _last(engine):
@@ -32,6 +33,19 @@ def expired(engine):
         return False
     age = engine.clock() - engine.since
     return age >= PROBATION_MS or age >= SILENCE_MS and engine.heard_at is None
+
+
+def noisy(engine):
+    """Whether a peer on probation has sent more than NOISE frames that are no message (junk, wrong CRCs, too
+    long), counted over the engine's life: a server that serves many peers in one loop, an engine each (the host's
+    asyncio one), drops it, since four bytes make such a frame and a flood of them costs every other peer its
+    time, needing no secret. (A server of one client at a time has one engine for all: its counters are not
+    one peer's, and a flood there holds up no one else.)"""
+    if engine.proven():
+        return False
+    counters = engine.counters
+    return counters['crc_errors'] + counters['format_errors'] + counters['framing_errors'] + \
+        counters['oversized'] > NOISE
 
 
 def gives_way(engine):

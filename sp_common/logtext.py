@@ -47,6 +47,7 @@ TEXTS = {
     'silent_peer': (_W, 'dropping a peer that did not speak (with a secret: authenticate) in time'),
     'made_room': (_W, 'dropping a peer that stalled before proving itself, or fell silent: a newcomer waits'),
     'no_room': (_W, 'dropping this newcomer: every peer it could take the place of is busy'),
+    'noisy_peer': (_W, 'dropping a peer that sent frames that are no message before proving itself'),
 }
 
 

@@ -151,7 +151,7 @@ class AsyncProtocol(EngineState):
         """Feeds data frame end by frame end while the peer is on probation; once a frame proves it, the peer may
         send frames up to max_frame, and what follows that frame (returned, else b'') is for the wide deframer:
         a long frame that came in the same read as the proof is taken whole. None: the server has no room for
-        the peer (on_proven or on_step said so), and the link ends."""
+        the peer (on_proven or on_step said so), or it is noisy (sp_common.admission), and the link ends."""
         engine = self._engine
         start = 0
         while True:
@@ -166,6 +166,9 @@ class AsyncProtocol(EngineState):
             engine.feed(data[start:end])
             start = end
             if not engine.proven():
+                if admission.noisy(engine):
+                    engine.note('noisy_peer')
+                    return None
                 if engine.moved_at != moved and self.on_step is not None and not self.on_step(self):
                     return None
                 continue

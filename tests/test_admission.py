@@ -306,6 +306,35 @@ def test_peers_that_step_through_the_handshake_over_and_over_cannot_push_out_a_n
     assert served_during(flood, 1, 0) == [True] * 5
 
 
+def test_a_peer_on_probation_that_sends_frames_that_are_no_message_goes_after_a_few():
+    """Four bytes (':<:>') make a frame the engine must look at: a peer on probation that sent them without end
+    took 4.5 ms of the one loop per 4 KiB it sent, from every other peer of the asyncio server (and every board
+    of a gateway listening for boards), for a second, and came back. It goes after admission.NOISE of them."""
+    from sp_common import admission
+    engines = []
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: engines.append(prot._engine) or echo(prot),
+                                 secret=SECRET)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        try:
+            for _ in range(10):
+                writer.write(b':<:>' * 1024)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            pass
+        try:
+            assert await asyncio.wait_for(reader.read(), 1) == b''   # closed by the server
+        except ConnectionError:   # (or reset: what it sent after was not read)
+            pass
+        writer.close()
+        server.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert engines[0].counters["crc_errors"] == admission.NOISE + 1, engines[0].counters
+
+
 def test_frames_on_probation_that_take_no_step_cost_no_look_at_the_pools(monkeypatch):
     """The pools were judged after every frame on probation: ':>' over and over, two bytes a frame, made a look
     at every connection held per two bytes, and 110 KB/s held up the server's loop."""
