@@ -20,6 +20,7 @@ import sp_cpython as sp
 from sp_cpython import aio
 from sp_cpython.protocol import CODECS
 
+from .log_budget import log_within
 from .target import PROTOCOLS, parse_host_port
 
 log = logging.getLogger('sp.gateway')
@@ -64,6 +65,7 @@ class BoardLink:
         self.max_waiting = WAITING_PER_WORKER * workers
         self.why = NOT_CONNECTED
         self._said = self.why       # the state last logged: True (online) or why the board was offline
+        self._state_lines = [0, 0, 0]   # (log_budget): a board that dials in and hangs up in a loop fills no log
         self._warned = False        # an offline state was logged at WARNING since the board was last online
         self._workers = workers
         self._slots: Optional[asyncio.Semaphore] = None
@@ -93,12 +95,13 @@ class BoardLink:
         then tells the gateway."""
         state = True if self.online() else self.why
         if state != self._said:
+            what = 'board %s\'s state' % self.name
             if state is True:
-                log.log(logging.WARNING if self._warned else logging.INFO, 'board %s is %s', self.name,
-                        'back online' if self._warned else 'online')
+                log_within(self._state_lines, logging.WARNING if self._warned else logging.INFO, what,
+                           'board %s is %s', self.name, 'back online' if self._warned else 'online')
                 self._warned = False
             else:
-                log.log(level, 'board %s is offline: %s', self.name, self.why)
+                log_within(self._state_lines, level, what, 'board %s is offline: %s', self.name, self.why)
                 self._warned = self._warned or level >= logging.WARNING
             self._said = state
         self._on_state()

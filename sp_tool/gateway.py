@@ -27,13 +27,15 @@ from . import mqtt_wire as wire
 from .board_link import OWN_PER_S, BoardLink, BoardSpec
 from .call_memory import CallMemory
 from .claims import CLAIM_PROPERTY, GIVE_WAY, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims
-from .mqtt_aio import Client, Message, log_within, publish_properties
+from .log_budget import log_within
+from .mqtt_aio import Client, Message, publish_properties
 from .target import PROTOCOLS, read_secret_file
 
 log = logging.getLogger('sp.gateway')
 UNSENT_BYTES = 1 << 20  # what the broker has not taken yet; past that the boards' own messages are dropped
 SYNC_S = 2.0            # how long the broker's retained claims may take before this gateway decides without them
 STOP_S = 2.0            # what stop() gives the broker to take the last statuses
+STATE_GAP_S = 0.5       # between two statuses of one board: one that flaps has two a second published at most
 PACKET_HEADROOM = 1 << 17   # a request's packet beyond its payload: topic, response topic, properties
 COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages', 'board_dropped',
             'repeats', 'refused')
@@ -126,6 +128,8 @@ class Gateway:
         self.claims = Claims(self.id)
         self.memory = CallMemory()
         self._published: Dict[str, Any] = dict.fromkeys(names)   # an owned board's state as last published
+        self._published_at: Dict[str, float] = {}                 # and when (the loop's clock)
+        self._publish_later: Dict[str, asyncio.TimerHandle] = {}  # a board's state waiting for STATE_GAP_S to pass
         self._refused: Dict[str, str] = {}      # a board refused -> the gateway that held it: counted and logged once
         self._calls: set = set()
         self.gateway_topic = '%s/gateway/%s/status' % (prefix, self.id)
@@ -156,6 +160,8 @@ class Gateway:
         self._loop.close()
 
     async def _stop(self) -> None:
+        for later in self._publish_later.values():
+            later.cancel()
         for name in self.owned:
             self._publish_status(name, False, 'the gateway stopped')
         self.client.publish(self.gateway_topic, b'', wire.QOS_STATUS, retain=True)    # gone: its retained status too
@@ -396,16 +402,30 @@ class Gateway:
                         UNSENT_BYTES, self.counters['board_dropped'])
 
     def _publish_states(self) -> None:
-        """Publishes (retained) each owned board whose state is not the one last published."""
+        """Publishes (retained) each owned board whose state is not the one last published, STATE_GAP_S after the
+        last at the soonest: a board that dials in and hangs up in a loop has its latest state published, not
+        each."""
         if not self.client.is_connected():
             return
+        now = self._loop.time()
         for name in self.owned:
             link = self.links[name]
             online = link.online()
             state = (online, None if online else link.why)
-            if state != self._published[name]:
-                self._published[name] = state
-                self._publish_status(name, online, link.why)
+            if state == self._published[name]:
+                continue
+            wait = self._published_at.get(name, -STATE_GAP_S) + STATE_GAP_S - now
+            if wait > 0:
+                if name not in self._publish_later:
+                    self._publish_later[name] = self._loop.call_later(wait, self._publish_late, name)
+                continue
+            self._published[name] = state
+            self._published_at[name] = now
+            self._publish_status(name, online, link.why)
+
+    def _publish_late(self, name: str) -> None:
+        del self._publish_later[name]
+        self._publish_states()
 
     def _publish_status(self, name: str, online: bool, why: str) -> None:
         properties = publish_properties(user_properties=[(OWNER_PROPERTY, self.id),

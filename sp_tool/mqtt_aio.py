@@ -17,13 +17,12 @@ import asyncio
 import logging
 import ssl
 import struct
-import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from sp_common.logtext import admit
 from sp_cpython.aio import small_reads
 
 from . import mqtt_wire as wire
+from .log_budget import log_within
 
 log = logging.getLogger('sp.gateway')
 RECONNECT_S = (1.0, 2.0)    # first and longest wait between two connection attempts
@@ -180,16 +179,6 @@ def publish_properties(correlation: Optional[bytes] = None, user_properties: Seq
 
 
 NO_PROPERTIES = publish_properties()
-
-
-def log_within(budget: list, level: int, what: str, text: str, *args) -> None:
-    """Logs a line unless budget (logtext.admit) has had its lines this second: callers, boards or a broker could
-    make one a message. The first line of a later second says how many lines on what were left out."""
-    said = admit(budget, time.monotonic() * 1000)
-    if said > 0:
-        log.warning('%d more lines on %s left out (the counters have every one)', said, what)
-    if said >= 0:
-        log.log(level, text, *args)
 
 
 class Client(asyncio.Protocol):

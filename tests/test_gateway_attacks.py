@@ -23,9 +23,9 @@ from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.errors import EXIT_STATUS, EXIT_TIMEOUT
 from sp_tool.board_link import OWN_PER_S
-from sp_tool.gateway import Gateway, parse_board
+from sp_tool.gateway import STATE_GAP_S, Gateway, parse_board
 from sp_tool.mqtt_client import BoardClient
-from test_gateway import WAIT, Inbox, fleet, side_gateway  # noqa: F401 (fleet is a fixture)
+from test_gateway import SECRET, WAIT, Inbox, fleet, side_gateway  # noqa: F401 (fleet is a fixture)
 from tools.mosquitto import Mosquitto
 
 
@@ -147,6 +147,38 @@ def test_a_board_that_sends_a_data_id_no_topic_can_hold_does_not_get_the_gateway
         watch.close()
         gateway.stop()
         board.close()
+
+
+def test_a_board_that_dials_in_and_hangs_up_in_a_loop_fills_neither_the_log_nor_the_broker(fleet, caplog):
+    """Each cycle was two warnings and two retained statuses: 2,000 cycles in 5 s. A board's state lines keep the
+    line budget, and its status is published STATE_GAP_S apart at most, the latest state."""
+    import asyncio
+    from sp_common.logtext import LINES_A_SECOND
+    from sp_cpython import aio
+    caplog.set_level(logging.INFO, 'sp.gateway')
+    port = free_port()
+    gateway = side_gateway(fleet, 'f=listen://127.0.0.1:%d?secret=%s' % (port, SECRET), 'flap')
+    status = Inbox(fleet.broker, 'flap/f/status')
+    try:
+        async def flap(seconds):
+            cycles, end = 0, time.monotonic() + seconds
+            while time.monotonic() < end:
+                prot = await aio.connect('tcp://127.0.0.1:%d' % port, secret=SECRET, auto_auth=True)
+                cycles += await prot.authentificate(2)
+                await prot.close()
+            return cycles
+        start = time.monotonic()
+        cycles = asyncio.run(flap(2))
+        time.sleep(1)
+        seconds = time.monotonic() - start
+        statuses = [msg.payload for topic, msg in status.messages if topic == 'flap/f/status']
+        assert cycles >= 20 and statuses[-1] == b'offline'
+        assert len(statuses) <= seconds / STATE_GAP_S + 2, (cycles, len(statuses))
+        lines = [r for r in caplog.records if r.getMessage().startswith('board f is')]
+        assert len(lines) <= (seconds + 1) * LINES_A_SECOND, (cycles, len(lines))
+    finally:
+        status.close()
+        gateway.stop()
 
 
 def test_a_board_that_floods_the_gateway_with_its_own_messages_gets_its_budget_a_second_published(fleet, caplog):
