@@ -169,6 +169,13 @@ class Gateway:
         for task in list(self._calls):
             task.cancel()
         await asyncio.gather(*(link.close() for link in self.links.values()), return_exceptions=True)
+        # what is left ends before the loop does, as asyncio.run() ends it: a peer still on probation at a board's
+        # listening port, its connection's tasks (else a traceback each as the loop closes)
+        rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+        await asyncio.sleep(0)   # (and the callbacks closing their transports)
 
     def count(self, name: str) -> None:
         self.counters[name] += 1

@@ -181,6 +181,29 @@ def test_a_board_that_dials_in_and_hangs_up_in_a_loop_fills_neither_the_log_nor_
         gateway.stop()
 
 
+def test_a_gateway_stopped_while_a_peer_is_on_probation_at_a_listening_board_ends_quietly(fleet):
+    """The tasks of a connection still on probation outlived the gateway's loop: a traceback each on stderr."""
+    import signal
+    port = free_port()
+    status = Inbox(fleet.broker, 'quiet/p/status')
+    proc = subprocess.Popen([sys.executable, '-m', 'sp_tool', 'gateway', '--broker', fleet.broker.url, '--prefix',
+                             'quiet', 'p=listen://127.0.0.1:%d?secret=%s' % (port, SECRET)], cwd=ROOT, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        status.wait_payload('quiet/p/status', 'offline')   # the gateway owns the board and listens for it
+        with socket.create_connection(('127.0.0.1', port)) as peer:
+            peer.sendall(b':<:>')   # no valid frame: on probation for a second
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 128 + signal.SIGTERM and 'Traceback' not in err and 'destroyed' not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        status.close()
+
+
 def test_a_board_that_floods_the_gateway_with_its_own_messages_gets_its_budget_a_second_published(fleet, caplog):
     """A board's own messages past OWN_PER_S a second are dropped and counted, the flood logged once: they cost the
     gateway's loop and the broker no more than that, whatever the board sends."""
