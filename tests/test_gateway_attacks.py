@@ -190,8 +190,16 @@ def test_a_gateway_stopped_while_a_peer_is_on_probation_at_a_listening_board_end
                              'quiet', 'p=listen://127.0.0.1:%d?secret=%s' % (port, SECRET)], cwd=ROOT, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        status.wait_payload('quiet/p/status', 'offline')   # the gateway owns the board and listens for it
-        with socket.create_connection(('127.0.0.1', port)) as peer:
+        status.wait_payload('quiet/p/status', 'offline')   # the gateway owns the board (and listens for it soon)
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                peer = socket.create_connection(('127.0.0.1', port))
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        with peer:
             peer.sendall(b':<:>')   # no valid frame: on probation for a second
             time.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
@@ -563,7 +571,9 @@ def test_an_answer_larger_than_the_broker_takes_is_said_in_a_short_one_and_logge
                                                                          % board.__comm_inst__.port)], timeout=2.0)
     gateway.start()
     caller = Inbox(broker, 'x/reply/#')
+    status = Inbox(broker, 'sp/h/status')
     try:
+        status.wait_payload('sp/h/status', 'online')
         with BoardClient(broker.url, 'h') as client:
             assert client.request('execute', 0, 'up', timeout=WAIT)['data'] == 'up'
         reply = 'x/reply/' + 'r' * 15000
@@ -577,6 +587,7 @@ def test_an_answer_larger_than_the_broker_takes_is_said_in_a_short_one_and_logge
         lines = [r for r in caplog.records if 'not sent' in r.getMessage()]
         assert 1 <= len(lines) <= LINES_A_SECOND * 2, len(lines)
     finally:
+        status.close()
         caller.close()
         gateway.stop()
         board.close()
