@@ -411,7 +411,7 @@ class Gateway:
     def _publish_states(self) -> None:
         """Publishes (retained) each owned board whose state is not the one last published, STATE_GAP_S after the
         last at the soonest: a board that dials in and hangs up in a loop has its latest state published, not
-        each."""
+        each. The first status of a claim (none published since) goes at once: other gateways go by it."""
         if not self.client.is_connected():
             return
         now = self._loop.time()
@@ -422,7 +422,7 @@ class Gateway:
             if state == self._published[name]:
                 continue
             wait = self._published_at.get(name, -STATE_GAP_S) + STATE_GAP_S - now
-            if wait > 0:
+            if wait > 0 and self._published[name] is not None:   # (a claim's first status goes at once)
                 if name not in self._publish_later:
                     self._publish_later[name] = self._loop.call_later(wait, self._publish_late, name)
                 continue
