@@ -325,7 +325,7 @@ def test_peer_text_in_the_log_on_the_console_is_no_frame():
 
 
 def test_the_least_heap_the_docs_name_serves():
-    """docs/boards.md names the least --heapsize the virtual board starts in from its sources."""
+    """docs/boards.md names a small --heapsize that the virtual board starts in from its sources."""
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "boards.md")) as f:
         least = re.search(r"`--heapsize (\d+k)` limits the heap", f.read()).group(1)
     with VirtualBoard(boot=True, heapsize=least) as board:
