@@ -92,7 +92,7 @@ class Engine:
 
     jobs = None    # a runtime that runs user callbacks outside its lock sets a list here (sp_common.dispatch)
     connects = False   # set by a runtime whose link has connects of its own (TCP): see _on_name_request
-    log_budget = None   # sp_common.logtext's, once it logs: this second's start, its lines, those left out
+    log_budget = None   # sp_common.logtext's once it logs: events', messages' [second's start, lines, left out]
 
     def __init__(self, is_client, codec=pure_json, secret=None, auto_auth=False,
                  channel_name=None, max_frame=65536, max_buffered=64, log=None, hexlog=None,

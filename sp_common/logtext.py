@@ -130,19 +130,22 @@ def admit(budget, now_ms):
     return -1
 
 
-def _left_out(engine):
-    """True past LINES_A_SECOND lines in this second: four bytes of junk (':<:>') make a line of a hundred, and
-    a peer would fill the log. The first line of a later second says how many were left out."""
+def _left_out(engine, kind=0):
+    """True past LINES_A_SECOND lines of kind (0: event lines, 1: message lines, see trace) in this second: four
+    bytes of junk (':<:>') make a line of a hundred, and a peer would fill the log. Each kind keeps its own
+    budget, so that a peer's messages cannot crowd out the events they cause. The first line of a later second
+    says how many were left out."""
     if engine.clock is None:
         return False
     now = engine.clock()
-    budget = engine.log_budget
-    if budget is None:
-        budget = engine.log_budget = [now, 0, 0]
-    said = admit(budget, now)
+    budgets = engine.log_budget
+    if budgets is None:
+        budgets = engine.log_budget = ([now, 0, 0], [now, 0, 0])
+    said = admit(budgets[kind], now)
     if said > 0:
-        engine.log.log(_W, 'prot%s: %d more event lines left out (the counters have every event)' % (
-            _side(engine), said))
+        what = ('event', 'message')[kind]
+        engine.log.log(_W, 'prot%s: %d more %s lines left out (the counters have every %s)' % (
+            _side(engine), said, what, what))
     return said < 0
 
 
@@ -166,18 +169,21 @@ def trace(engine, sent, sid, did, status, data, pieces):
     """The message line (at its status's level) and the hex line (DEBUG) of one message, sent or received.
 
     A line at WARNING or above (a status other than okay, which any peer can send or make this end answer)
-    counts in the event lines' budget; INFO lines, every message's, are what a log at INFO asks for.
+    counts in the message lines' budget, and so does every line while a secret gates the connection and the
+    peer has not proven it (any peer can send requests to be refused); other INFO lines, every message's, are
+    what a log at INFO asks for.
     """
     direction = 'TX ->' if sent else 'RX <-'
     log = engine.log
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
-    if log is not None and log.isEnabledFor(level) and (level < c.WARNING or not _left_out(engine)):
+    trusted = engine.secret is None or engine.auth_state == c.AUTH_STATE_TRUSTED_CONNECTION
+    if log is not None and log.isEnabledFor(level) and (level < c.WARNING and trusted or not _left_out(engine, 1)):
         text = cut(data, DATA_CHARS)
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (
             _side(engine), direction, describe(engine, sid, did),
             cut(engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), ID_CHARS), text)))
     log = engine.hexlog
-    if log is not None and log.isEnabledFor(c.DEBUG):
+    if log is not None and log.isEnabledFor(c.DEBUG) and (trusted or not _left_out(engine, 1)):
         body = b''.join(pieces)
         more = '...' if len(body) > HEX_BYTES else ''
         log.log(c.DEBUG, 'comm%s: %s "(%d): %s%s"' % (_side(engine), direction, len(body),

@@ -444,9 +444,10 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
     frames up to PROBATION_FRAME.
     """
     held: list = []
-    # one budget of event lines (sp_common.logtext) for all its connections, as a server of one client at a time
-    # has: a flood of connects, each dropped with a line, would fill the log with a budget each
-    budget = [0, 0, 0]
+    # one budget of log lines (sp_common.logtext's, of events and of messages) for all its connections, as a
+    # server of one client at a time has: a flood of connects, each dropped with a line, would fill the log with
+    # a budget each
+    budget = ([0, 0, 0], [0, 0, 0])
 
     def proven(prot: AsyncProtocol) -> bool:
         _make_room(held, 'proven', max_clients, prot)

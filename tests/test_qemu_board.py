@@ -182,7 +182,8 @@ import run_micropython
 """
 
 
-MAX_TOO_BIG = 6   # conformance cases too big for the 140 KiB heap: 4 in the runs measured (8 KiB deframers in a fragmented heap)
+MAX_TOO_BIG = 8   # cases too big for the 140 KiB heap (8 KiB deframers in a fragmented heap): 4 to 6 in the runs
+#                   measured, a count that moves with any small change of what the heap holds
 
 
 def test_conformance_suite_on_the_140k_board(image, tmp_path, request):

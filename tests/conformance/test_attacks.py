@@ -330,6 +330,28 @@ def test_messages_with_a_status_other_than_okay_count_in_the_log_budget_and_thei
     assert len([line for line in link.server_log.lines if 'TX ->' in line[1]]) >= 30   # INFO: every message
 
 
+def test_an_unproven_peers_messages_count_in_the_log_budget_where_a_secret_gates():
+    # refused requests with status okay were an INFO line each, outside the budget: 14,000 lines a second
+    # from one peer that never authenticates. Their lines keep a budget of their own: the events stay in the log
+    link = Link(client={'secret': 'wrong'}, server={'secret': 'secret'})
+    link.connect()
+    for _ in range(12):   # a request, its answer: four lines each with their hex lines (DEBUG)
+        link.request(sp.SID_EXECUTE_REQUEST, 0, 'x')
+    lines = [line[1] for line in link.server_log.lines]
+    assert link.server.counters['auth_rejected'] == 12 and len([line for line in lines if '<-' in line]) >= 10
+    assert len([line for line in lines if '<-' in line or '->' in line]) == 20
+    assert len([line for line in lines if 'from an untrusted peer' in line]) == 12
+    link = Link(client={'secret': 'secret'}, server={'secret': 'secret'})
+    link.connect()
+    link.server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, None))
+    link.client.start_auth()
+    link.pump()
+    assert link.server.is_trusted()
+    for _ in range(12):
+        link.request(sp.SID_EXECUTE_REQUEST, 0, 'x')
+    assert len([line for line in link.server_log.lines if '<-' in line[1] or '->' in line[1]]) > 48   # all
+
+
 def test_a_peers_long_ids_are_cut_in_log_lines():
     # a string data id or a status is the peer's to make as long as a frame: a refusal's line shows 40 characters
     server = engine(False)
