@@ -264,15 +264,16 @@ class pure_json_protocol(EngineState, Api):
             if not self._write_lock.acquire(timeout=timeout):   # (another write holds the link: it may take own)
                 return own is not None and self._outcome(own)
             try:
-                with self._lock:
+                with self._lock:   # the frames and the connection they are for, as the engine knows it
                     frames = self._engine.frames_to_send()
+                    link = self.__comm_inst__.connection() if self._timed_writes else None
                     for frame in frames:
                         if id(frame) in self._went:
                             self._went[id(frame)] = _WRITING
                 went = True
                 try:
                     for frame in frames:
-                        went = went and self._send(frame, end)   # (after a failure the link is gone: the rest too)
+                        went = went and self._send(frame, end, link)   # (after a failure: the rest too)
                         self._went_as(frame, went, own)
                 except BaseException:   # (frames taken and not written never go: their callers are told)
                     for frame in frames:
@@ -310,9 +311,9 @@ class pure_json_protocol(EngineState, Api):
             self._cond.wait_for(lambda: self._went.get(id(own)) is not _WRITING)
             return self._went.get(id(own)) is True
 
-    def _send(self, data: bytes, end: float) -> bool:
+    def _send(self, data: bytes, end: float, link: Any) -> bool:
         if self._timed_writes:
-            return self.__comm_inst__.send(data, timeout=max(0.0, end - time.monotonic()))
+            return self.__comm_inst__.send_on(link, data, timeout=max(0.0, end - time.monotonic()))
         return self.__comm_inst__.send(data) is not False
 
     def _may_block(self) -> None:

@@ -61,9 +61,17 @@ class StreamTransport:
     def is_connected(self) -> bool:
         return self._conn is not None
 
+    def connection(self):
+        """The current connection, None while there is none: for send_on()."""
+        return self._conn
+
     def send(self, data: bytes, timeout: Optional[float] = None) -> bool:
-        """Writes data within timeout seconds (None: no limit); a write that fails or times out loses the link."""
-        conn = self._conn
+        return self.send_on(self._conn, data, timeout)
+
+    def send_on(self, conn, data: bytes, timeout: Optional[float] = None) -> bool:
+        """Writes data to conn (one connection() gave) within timeout seconds (None: no limit); a write that fails or
+        times out loses that connection. Frames taken for one connection go to it or nowhere, never to the next
+        one, though it may come while they are written."""
         if conn is None:
             return False
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -275,6 +275,44 @@ def test_an_answer_planted_on_one_connection_never_reaches_the_next(tcp, secret)
     assert caller.receive(sp.SID_READ_RESPONSE, 0, timeout=0) is None
 
 
+def test_frames_a_write_took_for_one_connection_never_go_to_the_next(tcp):
+    """A write took two frames for its client; between them that client left and the next one came: the second
+    frame went to the newcomer, as the transport wrote to whichever connection was current."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    server = sp.pure_json_protocol(comm, session_v2=False)
+    tcp.closers.append(server.close)
+    first = socket.create_connection(('127.0.0.1', comm.port), timeout=5)
+    first.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'first'))
+    assert wait_until(lambda: server.counters['rx_messages'] == 1)
+    write, held, go, was = comm._write, threading.Event(), threading.Event(), comm._conn
+
+    def held_write(conn, data, deadline):
+        write(conn, data, deadline)
+        if b'taken for the first' in data:   # the first frame is out: the link changes hands
+            held.set()
+            go.wait(5)
+    comm._write = held_write
+    with server._lock:
+        server._engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'taken for the first')
+    sender = threading.Thread(target=server.send, args=(sp.SID_EXECUTE_REQUEST, 0, 'also taken for the first'))
+    sender.start()
+    assert held.wait(5)
+    first.close()
+    newcomer = socket.create_connection(('127.0.0.1', comm.port), timeout=5)
+    assert wait_until(lambda: comm._conn not in (None, was))
+    go.set()
+    sender.join(5)
+    newcomer.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'newcomer'))
+    assert wait_until(lambda: server.counters['rx_messages'] == 2)
+    newcomer.settimeout(0.5)
+    got = b''
+    with contextlib.suppress(socket.timeout):
+        while True:
+            got += newcomer.recv(4096) or b''
+    newcomer.close()
+    assert b'"service_id":= 9' in got and b'taken for the first' not in got, got   # its name's answer only
+
+
 def test_a_late_answer_is_never_handed_to_a_later_request(tcp):
     """A callback slower than the caller's timeout: its answer arrives after the caller gave up.
 
@@ -643,10 +681,10 @@ def test_a_send_whose_frame_another_write_has_taken_says_how_that_write_went():
             def release(self):
                 lock.release()
 
-        def slow_send(data, end):   # W's own frame takes longer to write than C waits for the link
+        def slow_send(data, end, link):   # W's own frame takes longer to write than C waits for the link
             if b'"W"' in data:
                 c_returned.wait(2)
-            return send(data, end)
+            return send(data, end, link)
         client._write_lock, client._send = Ordered(), slow_send
         results = {}
 
