@@ -144,7 +144,8 @@ def _left_out(engine, kind=0):
     said = admit(budgets[kind], now)
     if said > 0:
         what = ('event', 'message')[kind]
-        engine.log.log(_W, 'prot%s: %d more %s lines left out (the counters have every %s)' % (
+        log = engine.hexlog if engine.log is None else engine.log   # (a hex log alone keeps a budget too)
+        log.log(_W, 'prot%s: %d more %s lines left out (the counters have every %s)' % (
             _side(engine), said, what, what))
     return said < 0
 

@@ -20,11 +20,12 @@ def _ready(read: tuple, write: tuple, timeout: Optional[float]) -> set:
         ready = select.select(read, write, (), timeout)
         return set(ready[0] + ready[1])
     poll = _POLL()
-    for conn in read:
-        poll.register(conn, select.POLLIN)
-    for conn in write:
-        poll.register(conn, select.POLLOUT)
-    by_fd = {conn.fileno(): conn for conn in read + write}
+    by_fd = {}
+    for conns, event in ((read, select.POLLIN), (write, select.POLLOUT)):
+        for conn in conns:   # (one look at its descriptor: another thread may close it meanwhile)
+            fd = conn.fileno()
+            poll.register(fd, event)
+            by_fd[fd] = conn
     return {by_fd[fd] for fd, _ in poll.poll(None if timeout is None else max(0, timeout * 1000))}
 
 

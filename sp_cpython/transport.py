@@ -78,6 +78,8 @@ class StreamTransport:
         if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
+            if conn is not self._conn:   # gone: nothing to write to, nothing to say
+                return False
             self._write(conn, data, deadline)
             return True
         except (OSError, ValueError) as err:

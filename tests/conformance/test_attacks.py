@@ -1,5 +1,5 @@
 """What a hostile peer may try against the engine: each case failed on the engine before the handshake table."""
-from link import Link, Recorder
+from link import Clock, Link, Recorder
 
 import sp_common as sp
 from sp_common import Engine, pure_json
@@ -350,6 +350,20 @@ def test_an_unproven_peers_messages_count_in_the_log_budget_where_a_secret_gates
     for _ in range(12):
         link.request(sp.SID_EXECUTE_REQUEST, 0, 'x')
     assert len([line for line in link.server_log.lines if '<-' in line[1] or '->' in line[1]]) > 48   # all
+
+
+def test_an_engine_with_a_hex_log_alone_says_what_its_budget_left_out_there():
+    # a board takes its two logs apart: with the hex log alone, the line saying what was left out went to no log
+    # and raised, and the frame that came with it was lost
+    clock = Clock()
+    server = engine(False, clock=clock.ms)
+    server.hexlog = Recorder()
+    for _ in range(25):
+        server.feed(wire(sp.SID_EXECUTE_REQUEST, 0, 'x'))
+    clock.now += 1000
+    server.feed(wire(sp.SID_EXECUTE_REQUEST, 0, 'x'))
+    assert server.counters['rx_messages'] == 26 and server.counters['format_errors'] == 0
+    assert any('more message lines left out' in line[1] for line in server.hexlog.lines)
 
 
 def test_a_peers_long_ids_are_cut_in_log_lines():
