@@ -35,17 +35,18 @@ def expired(engine):
     return age >= PROBATION_MS or age >= SILENCE_MS and engine.heard_at is None
 
 
-def noisy(engine):
-    """Whether a peer on probation has sent more than NOISE frames that are no message (junk, wrong CRCs, too
-    long), counted over the engine's life: a server that serves many peers in one loop, an engine each (the host's
-    asyncio one), drops it, since four bytes make such a frame and a flood of them costs every other peer its
-    time, needing no secret. (A server of one client at a time has one engine for all: its counters are not
-    one peer's, and a flood there holds up no one else.)"""
-    if engine.proven():
-        return False
+def noise(engine):
+    """The frames that are no message (junk, wrong CRCs, too long) the engine has counted."""
     counters = engine.counters
-    return counters['crc_errors'] + counters['format_errors'] + counters['framing_errors'] + \
-        counters['oversized'] > NOISE
+    return counters['crc_errors'] + counters['format_errors'] + counters['framing_errors'] + counters['oversized']
+
+
+def noisy(engine, before=0):
+    """Whether a peer on probation has sent more than NOISE frames that are no message: noise() less before, what
+    it was when the connection began (a server of one client at a time has one engine for all). Four bytes make
+    such a frame and a flood of them costs the process its time, needing no secret: the server drops the peer
+    (the host's asyncio one after the frame, its threaded one after the read)."""
+    return not engine.proven() and noise(engine) - before > NOISE
 
 
 def gives_way(engine):

@@ -105,11 +105,12 @@ class tcp_server_stp(_TcpTransport):
         self._listener.listen(admission.BACKLOG)
         self.host = host
         self.port = self._listener.getsockname()[1]
+        self._noise_before = 0   # admission.noise() as the connection began
         super().__init__()
 
     def _read(self, conn: socket.socket) -> bytes:
         """The client's bytes, or b'' (lost) once admission says it goes: its probation is over, or a
-        newcomer waits and it makes room."""
+        newcomer waits and it makes room, or it is noisy."""
         waiting = False
         while True:
             engine = self.engine
@@ -121,6 +122,9 @@ class tcp_server_stp(_TcpTransport):
             waiting = waiting or self._listener in ready
             if admission.must_go(engine, waiting):   # judged first: a client that keeps its socket full is judged too
                 return b''
+            if admission.noisy(engine, self._noise_before):
+                engine.note('noisy_peer')
+                return b''
             if conn in ready:
                 return conn.recv(_CHUNK)
 
@@ -131,6 +135,7 @@ class tcp_server_stp(_TcpTransport):
             self._wait_retry(0.1)
             return None
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._noise_before = 0 if self.engine is None else admission.noise(self.engine)
         return conn
 
     def _stop_opening(self) -> None:

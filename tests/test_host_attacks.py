@@ -230,6 +230,32 @@ def test_silent_connections_queued_ahead_hold_the_server_for_little(tcp, monkeyp
     assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'served', timeout=4).get_data() == 'served'
 
 
+def test_a_peer_on_probation_that_floods_junk_is_dropped_after_the_read(tcp):
+    """A name, then ':<:>' (four bytes, a frame that is no message) without end: the threaded server fed it for the
+    peer's whole probation (5 s at full CPU, slowing every server in the process); it goes after one read now,
+    while a client that proved itself keeps its link through junk (bad input loses nothing)."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    server = sp.pure_json_protocol(comm, secret=SECRET)
+    tcp.closers.append(server.close)
+    serve_demo(server)
+    for _ in range(2):   # (the count starts over with each connection)
+        flood = socket.create_connection(('127.0.0.1', comm.port), timeout=5)
+        flood.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'flood'))
+        start = time.monotonic()
+        with contextlib.suppress(OSError):
+            while time.monotonic() - start < 4:
+                flood.sendall(b':<:>' * 1024)
+        assert time.monotonic() - start < 3   # dropped: its sends fail long before its probation ends
+        flood.close()
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', comm.port), secret=SECRET, auto_auth=True)
+    tcp.closers.append(client.close)
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'served', timeout=4).get_data() == 'served'
+    assert client.send(sp.SID_EXECUTE_REQUEST, 0, 'x')
+    junk = b':<:>' * (admission.NOISE + 1)
+    client._engine.frames_to_send = lambda send=client._engine.frames_to_send: [junk] + send()
+    assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'still', timeout=4).get_data() == 'still'
+
+
 def test_trust_on_a_serial_line_ends_with_the_program_that_earned_it(tmp_path):
     """A serial line has no connects: the next program's channel-name request starts it untrusted."""
     link = Endpoints(tmp_path, 'pty')
