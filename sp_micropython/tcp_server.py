@@ -2,7 +2,7 @@
 import select
 import socket
 
-from sp_common.admission import BACKLOG, due_ms, must_go
+from sp_common.admission import BACKLOG, due_ms, must_go, noise, noisy
 
 from .tcp import _SocketStream
 
@@ -10,7 +10,7 @@ from .tcp import _SocketStream
 class TcpServerStream(_SocketStream):
     """Listens on host:port and serves one client at a time, admitted by sp_common.admission.
 
-    A client whose probation is over is dropped; a newcomer waits in the
+    A client whose probation is over, or that is noisy, is dropped; a newcomer waits in the
     listen backlog until the client served makes room (it stalled before
     proving itself, or fell silent after), so connections that never prove
     themselves cannot hold a genuine client off, nor cut one off while it
@@ -30,6 +30,7 @@ class TcpServerStream(_SocketStream):
         self._srv_poll = select.poll()
         self._srv_poll.register(srv, select.POLLIN)
         self._polled = ((srv, select.POLLIN),)
+        self._noise_before = 0   # admission.noise() as the client came
         self._wait(False)
 
     def _newcomer(self):
@@ -70,12 +71,16 @@ class TcpServerStream(_SocketStream):
                 self._wait(True)
             if must_go(engine, self._waiting):
                 self._drop()
+            elif noisy(engine, self._noise_before):   # a flood of junk would take the time of every link
+                engine.note('noisy_peer')
+                self._drop()
         # an end that came with the last bytes shows at the next step, which it wakes: the answers to those bytes
         # go out first, to a peer that shut only its side
         n = self._read(buf)
         if self._sock is None and self._newcomer():
             try:
                 self._attach(self._srv.accept()[0])   # the caller sees the connect before the first byte
+                self._noise_before = noise(self.engine)
             except OSError:
                 pass
             self._wait(self._sock is not None and self._newcomer())   # no client (accept failed): listen on

@@ -135,8 +135,8 @@ class Device(UnixBoard):
         host.connect()
         return host
 
-    def tcp(self, connect=True, **options):
-        """A host client on the device's TCP server (retried until the device listens)."""
+    def connect(self):
+        """A socket connected to the device's TCP server (retried until the device listens)."""
         deadline = time.monotonic() + TIMEOUT
         while True:
             try:
@@ -146,7 +146,11 @@ class Device(UnixBoard):
                 assert time.monotonic() < deadline, 'the device does not listen:\n' + self.stderr()
                 time.sleep(0.02)
         self.socks.append(sock)
-        host = Host(SockLink(sock), **options)
+        return sock
+
+    def tcp(self, connect=True, **options):
+        """A host client on the device's TCP server."""
+        host = Host(SockLink(self.connect()), **options)
         if connect:
             host.connect()
         return host
@@ -768,6 +772,24 @@ def test_a_console_peer_that_hangs_up_with_answers_unread_ends_the_board_cleanly
     os.close(dev.master)
     dev.master = os.open(os.devnull, os.O_RDWR)   # for stop() to close
     assert dev.proc.wait(TIMEOUT) == 0, dev.stderr()
+
+
+def test_a_tcp_peer_on_probation_that_floods_junk_is_dropped_within_its_reads(device):
+    """A name, then ':<:>' (four bytes, a frame that is no message) without end: the board fed it for the peer's
+    whole probation, its one loop busy with it while the console waited. It goes once it is noisy, and a
+    client with the secret is served after it."""
+    dev = device(secret='s3cret')
+    for _ in range(2):   # (the count starts over with each connection)
+        flood = dev.connect()
+        flood.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'flood'))
+        start = time.monotonic()
+        with contextlib.suppress(OSError):
+            while time.monotonic() - start < 4:
+                flood.sendall(b':<:>' * 256)
+        assert time.monotonic() - start < 3   # dropped: its sends fail long before its probation ends
+    host = dev.tcp(secret='s3cret')
+    assert host.authenticate() and host.engine.is_trusted()
+    assert host.request(sp.SID_EXECUTE_REQUEST, 0, 'served').get_data() == 'served'
 
 
 def test_a_written_value_holds_no_more_heap_than_its_frame(device):
