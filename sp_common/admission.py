@@ -35,18 +35,24 @@ def expired(engine):
     return age >= PROBATION_MS or age >= SILENCE_MS and engine.heard_at is None
 
 
-def noise(engine):
-    """The frames that are no message (junk, wrong CRCs, too long) the engine has counted."""
+def counts(engine):
+    """(frames that are no message: junk, wrong CRCs, too long; messages) the engine has counted. As a connection
+    begins, noisy()'s since."""
     counters = engine.counters
-    return counters['crc_errors'] + counters['format_errors'] + counters['framing_errors'] + counters['oversized']
+    return (counters['crc_errors'] + counters['format_errors'] + counters['framing_errors'] +
+            counters['oversized'], counters['rx_messages'])
 
 
-def noisy(engine, before=0):
-    """Whether a peer on probation has sent more than NOISE frames that are no message: noise() less before, what
-    it was when the connection began (a server of one client at a time has one engine for all). Four bytes make
-    such a frame and a flood of them costs the process its time, needing no secret: the server drops the peer
-    (the host's asyncio one after the frame, its threaded one after the read)."""
-    return not engine.proven() and noise(engine) - before > NOISE
+def noisy(engine, since=(0, 0)):
+    """Whether a peer on probation has sent more than NOISE frames that are no message, and NOISE more for each
+    message it sent (a blind injector's broken frames between a genuine client's cut off nothing), counted from
+    since (a server of one client at a time has one engine for all). Four bytes make such a frame and a flood of
+    them costs the process its time, needing no secret: the server drops the peer (the host's asyncio one after
+    the frame, the others after the read)."""
+    if engine.proven():
+        return False
+    noise, messages = counts(engine)
+    return noise - since[0] > NOISE * (1 + messages - since[1])
 
 
 def gives_way(engine):

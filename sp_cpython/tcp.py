@@ -105,7 +105,7 @@ class tcp_server_stp(_TcpTransport):
         self._listener.listen(admission.BACKLOG)
         self.host = host
         self.port = self._listener.getsockname()[1]
-        self._noise_before = 0   # admission.noise() as the connection began
+        self._since = (0, 0)   # admission.counts() as the connection began
         super().__init__()
 
     def _read(self, conn: socket.socket) -> bytes:
@@ -122,7 +122,7 @@ class tcp_server_stp(_TcpTransport):
             waiting = waiting or self._listener in ready
             if admission.must_go(engine, waiting):   # judged first: a client that keeps its socket full is judged too
                 return b''
-            if admission.noisy(engine, self._noise_before):
+            if admission.noisy(engine, self._since):
                 engine.note('noisy_peer')
                 return b''
             if conn in ready:
@@ -135,7 +135,8 @@ class tcp_server_stp(_TcpTransport):
             self._wait_retry(0.1)
             return None
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._noise_before = 0 if self.engine is None else admission.noise(self.engine)
+        if self.engine is not None:
+            self._since = admission.counts(self.engine)
         return conn
 
     def _stop_opening(self) -> None:

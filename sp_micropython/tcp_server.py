@@ -2,7 +2,7 @@
 import select
 import socket
 
-from sp_common.admission import BACKLOG, due_ms, must_go, noise, noisy
+from sp_common.admission import BACKLOG, counts, due_ms, must_go, noisy
 
 from .tcp import _SocketStream
 
@@ -30,7 +30,7 @@ class TcpServerStream(_SocketStream):
         self._srv_poll = select.poll()
         self._srv_poll.register(srv, select.POLLIN)
         self._polled = ((srv, select.POLLIN),)
-        self._noise_before = 0   # admission.noise() as the client came
+        self._since = (0, 0)   # admission.counts() as the client came
         self._wait(False)
 
     def _newcomer(self):
@@ -71,7 +71,7 @@ class TcpServerStream(_SocketStream):
                 self._wait(True)
             if must_go(engine, self._waiting):
                 self._drop()
-            elif noisy(engine, self._noise_before):   # a flood of junk would take the time of every link
+            elif noisy(engine, self._since):   # a flood of junk would take the time of every link
                 engine.note('noisy_peer')
                 self._drop()
         # an end that came with the last bytes shows at the next step, which it wakes: the answers to those bytes
@@ -80,7 +80,7 @@ class TcpServerStream(_SocketStream):
         if self._sock is None and self._newcomer():
             try:
                 self._attach(self._srv.accept()[0])   # the caller sees the connect before the first byte
-                self._noise_before = noise(self.engine)
+                self._since = counts(self.engine)
             except OSError:
                 pass
             self._wait(self._sock is not None and self._newcomer())   # no client (accept failed): listen on
