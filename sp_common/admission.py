@@ -45,7 +45,7 @@ def counts(engine):
 
 def noisy(engine, since=(0, 0)):
     """Whether a peer on probation has sent more than NOISE frames that are no message, and NOISE more for each
-    message it sent (a blind injector's broken frames between a genuine client's cut off nothing), counted from
+    message it sent (a few broken frames injected between a genuine client's cut off nothing), counted from
     since (a server of one client at a time has one engine for all). Four bytes make such a frame and a flood of
     them costs the process its time, needing no secret: the server drops the peer (the host's asyncio one after
     the frame, the others after the read)."""
