@@ -19,6 +19,17 @@ sys.path.insert(0, ROOT)
 from tools.mosquitto import free_port  # noqa: E402,F401  (a TCP port free on loopback, for tests and benchmarks)
 
 
+def junk_flood_lasts(sock, name_frame, chunk=1024, limit=4.0):
+    """Seconds a peer on sock that gives its name (name_frame) and then sends ':<:>' (four bytes, a frame that is
+    no message) without end is fed, up to limit: a server that drops it makes its sends fail."""
+    sock.sendall(name_frame)
+    start = time.monotonic()
+    with contextlib.suppress(OSError):
+        while time.monotonic() - start < limit:
+            sock.sendall(b':<:>' * chunk)
+    return time.monotonic() - start
+
+
 def wait_until(predicate, timeout=5.0):
     """True once predicate() is, False after timeout seconds: for state another process or thread changes."""
     end = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import pytest
 import sp_cpython as sp
 from sp_common import Engine, admission, frame, pure_json, struct_json
 from sp_common.codec import _with_crc
-from conftest import read_to_end, wait_until
+from conftest import junk_flood_lasts, read_to_end, wait_until
 from test_host import SECRET, Endpoints, ask, serve_demo
 
 
@@ -239,14 +239,9 @@ def test_a_peer_on_probation_that_floods_junk_is_dropped_after_the_read(tcp):
     tcp.closers.append(server.close)
     serve_demo(server)
     for _ in range(2):   # (the count starts over with each connection)
-        flood = socket.create_connection(('127.0.0.1', comm.port), timeout=5)
-        flood.sendall(wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'flood'))
-        start = time.monotonic()
-        with contextlib.suppress(OSError):
-            while time.monotonic() - start < 4:
-                flood.sendall(b':<:>' * 1024)
-        assert time.monotonic() - start < 3   # dropped: its sends fail long before its probation ends
-        flood.close()
+        with socket.create_connection(('127.0.0.1', comm.port), timeout=5) as flood:
+            # dropped: its sends fail long before its probation ends
+            assert junk_flood_lasts(flood, wire(sp.SID_CHANNEL_NAME_REQUEST, 0, 'flood')) < 3
     client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', comm.port), secret=SECRET, auto_auth=True)
     tcp.closers.append(client.close)
     assert ask(client, sp.SID_EXECUTE_REQUEST, 0, 'served', timeout=4).get_data() == 'served'
