@@ -60,11 +60,15 @@ def gives_way(engine):
     return engine.clock() - _last(engine) >= (IDLE_MS if engine.proven() else PATIENCE_MS)
 
 
-def must_go(engine, waiting):
-    """Whether the connection must go now: its probation is over, or it makes room for a newcomer who waits
-    (waiting); the reason is logged (silent_peer, made_room). Each server then drops it."""
+def must_go(engine, waiting, since=(0, 0)):
+    """Whether the connection must go now: its probation is over, it is noisy (counted from since), or it makes
+    room for a newcomer who waits (waiting); the reason is logged (silent_peer, noisy_peer, made_room). Each
+    server then drops it."""
     if expired(engine):
         engine.note('silent_peer')
+        return True
+    if noisy(engine, since):
+        engine.note('noisy_peer')
         return True
     if waiting and gives_way(engine):
         engine.note('made_room')

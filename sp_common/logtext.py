@@ -177,7 +177,7 @@ def trace(engine, sent, sid, did, status, data, pieces):
     direction = 'TX ->' if sent else 'RX <-'
     log = engine.log
     level = c.STATUS_LOG_LVL.get(status, c.WARNING)
-    trusted = engine.secret is None or engine.auth_state == c.AUTH_STATE_TRUSTED_CONNECTION
+    trusted = engine.secret is None or engine.is_trusted()
     if log is not None and log.isEnabledFor(level) and (level < c.WARNING and trusted or not _left_out(engine, 1)):
         text = cut(data, DATA_CHARS)
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (

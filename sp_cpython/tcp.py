@@ -120,10 +120,7 @@ class tcp_server_stp(_TcpTransport):
             watched = (conn,) if waiting else (conn, self._listener)
             ready = _ready(watched, (), None if due is None else due / 1000)
             waiting = waiting or self._listener in ready
-            if admission.must_go(engine, waiting):   # judged first: a client that keeps its socket full is judged too
-                return b''
-            if admission.noisy(engine, self._since):
-                engine.note('noisy_peer')
+            if admission.must_go(engine, waiting, self._since):   # judged first: one that keeps its socket full too
                 return b''
             if conn in ready:
                 return conn.recv(_CHUNK)

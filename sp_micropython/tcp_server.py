@@ -2,7 +2,7 @@
 import select
 import socket
 
-from sp_common.admission import BACKLOG, counts, due_ms, must_go, noisy
+from sp_common.admission import BACKLOG, counts, due_ms, must_go
 
 from .tcp import _SocketStream
 
@@ -69,10 +69,7 @@ class TcpServerStream(_SocketStream):
         if self._sock is not None:
             if not self._waiting and self._newcomer():
                 self._wait(True)
-            if must_go(engine, self._waiting):
-                self._drop()
-            elif noisy(engine, self._since):   # a flood of junk would take the time of every link
-                engine.note('noisy_peer')
+            if must_go(engine, self._waiting, self._since):   # (a flood of junk would take every link's time)
                 self._drop()
         # an end that came with the last bytes shows at the next step, which it wakes: the answers to those bytes
         # go out first, to a peer that shut only its side
