@@ -135,6 +135,7 @@ class pure_json_protocol(EngineState, Api):
                                    getattr(comm_instance, 'LOGGER_PREFIX', 'sp_cpython.comm'), max_buffered)
         if self._timed_writes:
             comm_instance.engine = self._engine
+            comm_instance.on_wake = self._on_wake
         comm_instance.init_channel_name(channel_name)
         comm_instance.register_callback(self._on_data)
         comm_instance.register_disconnect_callback(self._on_disconnect)
@@ -147,11 +148,12 @@ class pure_json_protocol(EngineState, Api):
         self.close()
 
     # comm callbacks (I/O thread) -------------------------------------------------
-    def _run_engine(self, step: Callable[..., Any], *args: Any) -> None:
+    def _run_engine(self, step: Callable[..., Any], *args: Any, here: bool = True) -> bool:
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
-        callback holds up no other thread's send(), request() or receive(). When the step queued no callback,
-        what is to do after it is read in the same hold of the lock, so that a caller the step wakes does not
-        find the lock taken again."""
+        callback holds up no other thread's send(), request() or receive(). They run on this thread, or, when not
+        here (a caller that read the link itself), on the I/O thread, which this step's caller must wake: True if
+        it must. When the step queued no callback, what is to do after it is read in the same hold of the lock,
+        so that a caller the step wakes does not find the lock taken again."""
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -164,15 +166,33 @@ class pure_json_protocol(EngineState, Api):
                 # the callbacks this step queued, if any: this thread runs them; those another thread's step queued
                 # are that thread's to run, in order
                 jobs = len(self._engine.jobs) > before
-                if not jobs:
+                if not (jobs and here):
                     after = self._after_step()
-            if jobs:
-                run(self._engine, self._lock)
-                with self._lock:
-                    after = self._after_step()
+            if jobs and here:
+                after = self._run_jobs()
         finally:
             self._feeding.discard(me)
-        refused, wait, queued, write_s = after
+        self._act_on(*after)
+        return jobs and not here
+
+    def _on_wake(self) -> None:
+        """The I/O thread runs the callbacks of what a caller read from the link itself (a caller runs none)."""
+        me = threading.get_ident()
+        self._feeding.add(me)
+        try:
+            after = self._run_jobs()
+        finally:
+            self._feeding.discard(me)
+        self._act_on(*after)
+
+    def _run_jobs(self) -> tuple:
+        """The callbacks queued, each outside the lock; then _after_step()."""
+        run(self._engine, self._lock)
+        with self._lock:
+            return self._after_step()
+
+    def _act_on(self, refused: bool, wait: Optional[int], queued: bool, write_s: float) -> None:
+        """What a step left to do, outside the lock (_after_step's findings)."""
         if queued:   # (a writer with nothing to write would hold the write lock from a caller's send)
             self._flush(write_s)
         if refused:
@@ -234,21 +254,45 @@ class pure_json_protocol(EngineState, Api):
             raise
 
     def _wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
-        """With the lock held and the predicate just found false: waits for it, the protocol's close or timeout;
-        the predicate's last value. Inside a callback it looks once: the I/O thread waiting would stall the very
-        link it waits for."""
+        """With the lock held (once) and the predicate just found false: waits for it, the protocol's close or
+        timeout; the predicate's last value. Where the link lets callers read (sp_cpython.turns) and no other
+        thread reads it, the caller reads it itself. Inside a callback it looks once: the I/O thread waiting
+        would stall the very link it waits for."""
         if threading.get_ident() in self._feeding:
             return predicate()
-        value = None
         end = time.monotonic() + timeout
-        while not self._closed:
+        turns = self.__comm_inst__.take_turn() if self._timed_writes else None
+        value = None if turns is None else self._read_for(turns, predicate, end)
+        while not (value or self._closed):
             wait = end - time.monotonic()
             if wait <= 0:
                 break
             self._cond.wait(wait)
             value = predicate()
-            if value:
-                break
+        return value
+
+    def _read_for(self, turns, predicate: Callable[[], Any], end: float) -> Any:
+        """_wait's turn at reading the link: reads and feeds until the predicate holds, the time is up, the link
+        is lost, or a read queued callbacks (the I/O thread runs them: the turn goes back to it). The lock is
+        left while reading and while the bytes are fed, as the I/O thread leaves it."""
+        value = wake = None
+        try:
+            while not self._closed:
+                wait = end - time.monotonic()
+                if wait <= 0:
+                    break
+                self._lock.release()
+                try:
+                    data = turns.read(wait)
+                    if data:
+                        wake = self._run_engine(self._engine.feed, data, here=False)
+                finally:
+                    self._lock.acquire()
+                value = predicate()
+                if value or wake or data == b'':
+                    break
+        finally:
+            turns.give_back(bool(wake))
         return value
 
     def _flush(self, timeout: float, own: Optional[bytes] = None) -> bool:

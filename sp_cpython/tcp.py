@@ -66,6 +66,7 @@ class tcp_client_stp(_TcpTransport):
     """
 
     IS_CLIENT = True
+    CALLERS_READ = True
 
     def __init__(self, host: str, port: int, rx_tx_log_lvl=None) -> None:
         self.host = host

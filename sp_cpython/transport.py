@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Callable, List, Optional
 
+from . import turns as read_turns
+
 
 class StreamTransport:
     """Base of the comm instances: moves bytes, never interprets them.
@@ -20,7 +22,9 @@ class StreamTransport:
     IS_CLIENT = True
     LOGGER_PREFIX = 'sp_cpython.comm'
     CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
+    CALLERS_READ = False   # whether a caller waiting on the link may read it itself (sp_cpython.turns)
     engine = None      # the protocol's engine, set by the protocol: a server admits clients by it
+    on_wake: Optional[Callable[[], None]] = None   # set by the protocol: runs what a caller's read left undone
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -28,6 +32,7 @@ class StreamTransport:
         self._ready = threading.Event()
         self._closed = threading.Event()
         self._conn = None
+        self._turns: Optional[read_turns.ReadTurns] = None
         self._channel_name: Optional[str] = None
         self._data_callbacks: List[Callable[[bytes], None]] = []
         self._connect_callbacks: List[Callable[[], None]] = []
@@ -67,6 +72,12 @@ class StreamTransport:
 
     def send(self, data: bytes, timeout: Optional[float] = None) -> bool:
         return self.send_on(self._conn, data, timeout)
+
+    def take_turn(self) -> Optional[read_turns.ReadTurns]:
+        """The current connection's turns, the turn to read it taken for the calling thread; None when the I/O
+        thread or another caller reads it (or callers never do on this link)."""
+        turns = self._turns
+        return turns if turns is not None and turns.take() else None
 
     def send_on(self, conn, data: bytes, timeout: Optional[float] = None) -> bool:
         """Writes data to conn (one connection() gave) within timeout seconds (None: no limit); a write that fails or
@@ -131,13 +142,20 @@ class StreamTransport:
                 self._shut(conn)
                 self._release(conn)
                 break
+            turns = read_turns.ReadTurns(conn) if self.CALLERS_READ and read_turns.AVAILABLE else None
             with self._lock:
                 self._conn = conn
                 self.logger.info('%s: connection established', self._prefix())
                 for callback in self._connect_callbacks:
                     callback()
             opened = time.monotonic()
-            self._pump(conn)
+            if turns is None:
+                self._pump(conn)
+            else:
+                self._turns = turns
+                self._pump_turns(conn, turns)
+                self._turns = None
+                turns.close()
             with self._lock:   # the protocol forgets the connection before it reads as gone
                 self.logger.info('%s: connection lost', self._prefix())
                 for callback in self._disconnect_callbacks:
@@ -152,19 +170,41 @@ class StreamTransport:
         self._stop_opening()
 
     def _pump(self, conn) -> None:
+        while self._pumped(lambda: self._read(conn)):
+            pass
+
+    def _pump_turns(self, conn, turns: read_turns.ReadTurns) -> None:
+        """_pump() taking turns with callers: a read in the I/O thread's turn, whenever the connection is
+        readable and no caller reads it."""
         while True:
+            readable, woken = turns.wait()
+            if woken and self.on_wake is not None:
+                self.on_wake()
+            if not readable:
+                continue
+            with turns.lock:
+                if not self._pumped(turns.read_now):
+                    turns.closed = True
+                    return
+                turns.arm()
+
+    def _pumped(self, read: Callable[[], bytes]) -> bool:
+        """One read handed to the protocol; False once the connection is lost."""
+        try:
+            data = read()
+        except BlockingIOError:   # (a caller read what woke this thread)
+            return True
+        except (OSError, ValueError) as err:
+            self.logger.log(self._level(err), '%s: read failed: %s', self._prefix(), err)
+            return False
+        if not data:
+            return False
+        for callback in self._data_callbacks:
             try:
-                data = self._read(conn)
-            except (OSError, ValueError) as err:
-                self.logger.log(self._level(err), '%s: read failed: %s', self._prefix(), err)
-                return
-            if not data:
-                return
-            for callback in self._data_callbacks:
-                try:
-                    callback(data)
-                except Exception:  # a broken handler must not end the connection
-                    self.logger.exception('%s: receive handler failed', self._prefix())
+                callback(data)
+            except Exception:  # a broken handler must not end the connection
+                self.logger.exception('%s: receive handler failed', self._prefix())
+        return True
 
     # for subclasses ---------------------------------------------------------------
     def _open(self):
