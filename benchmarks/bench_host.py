@@ -1,5 +1,9 @@
 """Round trips per second, host <-> host on loopback TCP, next to a baseline measured in the same run.
 
+The two ends run as two programs, as two hosts do: this process is the
+client, a child process of this same module the server (--far-end), for the
+baseline and the protocol alike. (In one process both ends' threads would
+take turns at one interpreter lock, a cost no deployment pays.)
 The rows take turns, in five rounds: each rate is the median of its rounds, each
 ratio the median of its rounds' ratios to the baseline's. The baseline is the
 least a JSON request/response link can do: a plain socket
@@ -16,6 +20,8 @@ import json
 import socket
 import statistics
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -68,20 +74,42 @@ def _handed_over(conn, n):
     return receive
 
 
-def baseline(n, hand_over=False):
-    """The ping-pong's round trips/s; hand_over: the client's replies come through a reader thread."""
+def serve_baseline():
+    """The baseline's server end (--far-end baseline): echoes one client's messages until it leaves."""
     listener = socket.create_server(('127.0.0.1', 0))
-
-    def serve():
-        conn, _ = listener.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with conn:
-            for _ in range(n):
+    print(listener.getsockname()[1], flush=True)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with conn:
+        try:
+            while True:
                 msg = _recv_msg(conn)
                 _send_msg(conn, {'data_id': msg['data_id'], 'service_id': 31, 'status': 0, 'data': msg['data']})
-    thread = threading.Thread(target=serve)
-    thread.start()
-    conn = socket.create_connection(listener.getsockname())
+        except ConnectionError:
+            pass
+
+
+def serve_protocol(codec, secret):
+    """The protocol's server end (--far-end): execute echo until stdin closes."""
+    cls = sp.struct_json_protocol if codec == 'struct_json' else sp.pure_json_protocol
+    server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=secret)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    print(server.__comm_inst__.port, flush=True)
+    sys.stdin.read()
+    server.close()
+
+
+def far_end(*args):
+    """A server end in a child process of this module: (the process, its port)."""
+    child = subprocess.Popen([sys.executable, '-m', 'benchmarks.bench_host', '--far-end', *args],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return child, int(child.stdout.readline())
+
+
+def baseline(n, hand_over=False):
+    """The ping-pong's round trips/s; hand_over: the client's replies come through a reader thread."""
+    child, port = far_end('baseline')
+    conn = socket.create_connection(('127.0.0.1', port))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     receive = _handed_over(conn, n) if hand_over else (lambda: _recv_msg(conn))
     start = time.perf_counter()
@@ -90,8 +118,7 @@ def baseline(n, hand_over=False):
         assert receive()['data'] == i
     elapsed = time.perf_counter() - start
     conn.close()
-    thread.join()
-    listener.close()
+    child.communicate()
     return n / elapsed
 
 
@@ -193,15 +220,15 @@ def in_process(n):
     return round_trips(client, n)
 
 
-def protocol(n, cls=sp.pure_json_protocol, secret=None):
-    server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=secret)
-    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
-    client = cls(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port), secret=secret, auto_auth=bool(secret))
+def protocol(n, codec='pure_json', secret=None):
+    child, port = far_end(codec, *([secret] if secret else []))
+    cls = sp.struct_json_protocol if codec == 'struct_json' else sp.pure_json_protocol
+    client = cls(sp.tcp_client_stp('127.0.0.1', port), secret=secret, auto_auth=bool(secret))
     try:
         return round_trips(client, n)
     finally:
         client.close()
-        server.close()
+        child.communicate()
 
 
 def in_rounds(runs, n, rounds=ROUNDS):
@@ -223,11 +250,19 @@ def ratio(rates, base):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('-n', type=int, default=15000, help='round trips per row, over %d rounds' % ROUNDS)
+    parser.add_argument('--far-end', nargs='+', metavar=('KIND', 'SECRET'),
+                        help='serve as the server end of a row: baseline, pure_json or struct_json [secret]')
     args = parser.parse_args()
+    if args.far_end:
+        if args.far_end[0] == 'baseline':
+            serve_baseline()
+        else:
+            serve_protocol(args.far_end[0], (args.far_end[1:] or [None])[0])
+        return
     runs = [('plain socket JSON+CRC ping-pong (baseline)', baseline),
             ('the same, replies handed over from a reader thread', lambda n: baseline(n, hand_over=True)),
             ('pure_json_protocol over tcp', protocol),
-            ('struct_json_protocol over tcp', lambda n: protocol(n, sp.struct_json_protocol)),
+            ('struct_json_protocol over tcp', lambda n: protocol(n, 'struct_json')),
             ('pure_json_protocol over tcp, with secret', lambda n: protocol(n, secret='s'))]
     rates = in_rounds(runs, args.n)
     base = rates[runs[0][0]]
