@@ -6,7 +6,7 @@
   answering execute echo requests over its pty, beside benchmarks/echo_board.py echoing the same
   request frame raw: the unix port's instructions per request;
 - host <-> host: benchmarks.bench_host's protocol() beside its plain-socket
-  baseline, every thread of the one process.
+  baseline, every thread of both processes (the client and its far end).
 
 Each figure is the count with SETUP + n round trips less the count with SETUP,
 over n: start-up and set-up fall out. The counts are of user space only (no
@@ -66,12 +66,15 @@ def echo_count(out, n):
     return total(out)
 
 
-def host_count(out, function, n):
-    """Instructions of one process running benchmarks.bench_host's function(n)."""
+def host_count(function, n):
+    """Instructions of benchmarks.bench_host's function(n): its process and the far end it starts."""
     code = 'from benchmarks.bench_host import %s; %s(%d)' % (function, function, n)
-    subprocess.run(callgrind(out) + [sys.executable, '-c', code], cwd=ROOT, check=True, capture_output=True,
-                   env=dict(os.environ, PYTHONPATH=ROOT))   # (PYTHONHASHSEED set by main: the same start-up)
-    return total(out)
+    with tempfile.TemporaryDirectory() as outs:
+        subprocess.run(callgrind(os.path.join(outs, 'callgrind.%p')) + ['--trace-children=yes', sys.executable,
+                                                                         '-c', code],
+                       cwd=ROOT, check=True, capture_output=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))   # (PYTHONHASHSEED set by main: the same start-up)
+        return sum(total(os.path.join(outs, name)) for name in os.listdir(outs))
 
 
 def per_round_trip(count, n):
@@ -90,8 +93,8 @@ def main():
         compile_mpy(device_files('unix'), mpy_dir, where=mpy_dir + '/')
         board = per_round_trip(lambda n: board_count(mpy_dir, out, n), args.n)
         echo = per_round_trip(lambda n: echo_count(out, n), args.n)
-        host = per_round_trip(lambda n: host_count(out, 'protocol', n), args.n)
-        base = per_round_trip(lambda n: host_count(out, 'baseline', n), args.n)
+        host = per_round_trip(lambda n: host_count('protocol', n), args.n)
+        base = per_round_trip(lambda n: host_count('baseline', n), args.n)
     print('| instructions per round trip | sp-dual | baseline | ratio |')
     print('|---|---:|---:|---:|')
     print('| the virtual board, a request over the pty (vs raw echo) | %.0f | %.0f | %.2f |' % (board, echo, echo / board))
