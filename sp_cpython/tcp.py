@@ -14,19 +14,34 @@ _CHUNK = 65536
 _POLL = getattr(select, 'poll', None)   # select.select takes no descriptor over 1023: a busy process has them
 
 
-def _ready(read: tuple, write: tuple, timeout: Optional[float]) -> set:
-    """Those of the sockets that are ready (to read, to write) within timeout seconds (None: no limit)."""
-    if _POLL is None:   # (Windows, whose select has no such limit)
-        ready = select.select(read, write, (), timeout)
-        return set(ready[0] + ready[1])
-    poll = _POLL()
-    by_fd = {}
-    for conns, event in ((read, select.POLLIN), (write, select.POLLOUT)):
-        for conn in conns:   # (one look at its descriptor: another thread may close it meanwhile)
-            fd = conn.fileno()
-            poll.register(fd, event)
-            by_fd[fd] = conn
-    return {by_fd[fd] for fd, _ in poll.poll(None if timeout is None else max(0, timeout * 1000))}
+class _Watch:
+    """Sockets watched to read from (or write to), each registered once: a server looks at its client and its
+    listener before every read."""
+
+    def __init__(self, conns: tuple, write: bool = False) -> None:
+        self._write = write
+        self._by_fd: dict = {}
+        self._poll = None if _POLL is None else _POLL()   # (Windows: select, whose descriptors have no limit)
+        for conn in conns:
+            fd = conn.fileno()   # (one look at its descriptor: another thread may close it meanwhile)
+            self._by_fd[fd] = conn
+            if self._poll is not None:
+                self._poll.register(fd, select.POLLOUT if write else select.POLLIN)
+
+    def drop(self, conn) -> None:
+        for fd, watched in list(self._by_fd.items()):
+            if watched is conn:
+                del self._by_fd[fd]
+                if self._poll is not None:
+                    self._poll.unregister(fd)
+
+    def ready(self, timeout: Optional[float]) -> set:
+        """Those of the sockets that are ready within timeout seconds (None: no limit)."""
+        if self._poll is None:
+            conns = tuple(self._by_fd.values())
+            ready = select.select(() if self._write else conns, conns if self._write else (), (), timeout)
+            return set(ready[0] + ready[1])
+        return {self._by_fd[fd] for fd, _ in self._poll.poll(None if timeout is None else max(0, timeout * 1000))}
 
 
 class _TcpTransport(StreamTransport):
@@ -45,7 +60,7 @@ class _TcpTransport(StreamTransport):
             except BlockingIOError:
                 pass
             wait = deadline - time.monotonic()
-            if wait <= 0 or not _ready((), (conn,), wait):
+            if wait <= 0 or not _Watch((conn,), write=True).ready(wait):
                 raise socket.timeout('the peer stopped reading (%d bytes not taken)' % len(view))
 
     def _shut(self, conn: socket.socket) -> None:
@@ -107,21 +122,23 @@ class tcp_server_stp(_TcpTransport):
         self.host = host
         self.port = self._listener.getsockname()[1]
         self._since = (0, 0)   # admission.counts() as the connection began
+        self._watch = _Watch(())   # the client's socket and the listener
+        self._waiting = False
         super().__init__()
 
     def _read(self, conn: socket.socket) -> bytes:
         """The client's bytes, or b'' (lost) once admission says it goes: its probation is over, or a
         newcomer waits and it makes room, or it is noisy."""
-        waiting = False
         while True:
             engine = self.engine
             if engine is None:
                 return conn.recv(_CHUNK)
-            due = admission.due_ms(engine, waiting)
-            watched = (conn,) if waiting else (conn, self._listener)
-            ready = _ready(watched, (), None if due is None else due / 1000)
-            waiting = waiting or self._listener in ready
-            if admission.must_go(engine, waiting, self._since):   # judged first: one that keeps its socket full too
+            due = admission.due_ms(engine, self._waiting)
+            ready = self._watch.ready(None if due is None else due / 1000)
+            if self._listener in ready:   # (from now on only the client is watched)
+                self._waiting = True
+                self._watch.drop(self._listener)
+            if admission.must_go(engine, self._waiting, self._since):   # (first: one that keeps its socket full too)
                 return b''
             if conn in ready:
                 return conn.recv(_CHUNK)
@@ -135,6 +152,8 @@ class tcp_server_stp(_TcpTransport):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.engine is not None:
             self._since = admission.counts(self.engine)
+        self._watch = _Watch((conn, self._listener))
+        self._waiting = False   # a newcomer waits in the listener's backlog
         return conn
 
     def _stop_opening(self) -> None:
