@@ -17,6 +17,7 @@ Ratios travel between machines; absolute rates do not.
 """
 import argparse
 import json
+import os
 import socket
 import statistics
 import struct
@@ -31,6 +32,7 @@ from sp_common import Engine
 from sp_common.dispatch import run
 from sp_cpython.protocol import monotonic_ms
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where -m benchmarks.bench_host starts a far end
 ROUNDS = 5   # each row's round trips are split into rounds, the rows taking turns
 
 
@@ -101,7 +103,7 @@ def serve_protocol(codec, secret):
 
 def far_end(*args):
     """A server end in a child process of this module: (the process, its port)."""
-    child = subprocess.Popen([sys.executable, '-m', 'benchmarks.bench_host', '--far-end', *args],
+    child = subprocess.Popen([sys.executable, '-m', 'benchmarks.bench_host', '--far-end', *args], cwd=ROOT,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     return child, int(child.stdout.readline())
 
