@@ -150,10 +150,12 @@ class pure_json_protocol(EngineState, Api):
     # comm callbacks (I/O thread) -------------------------------------------------
     def _run_engine(self, step: Callable[..., Any], *args: Any, here: bool = True) -> bool:
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
-        callback holds up no other thread's send(), request() or receive(). They run on this thread, or, when not
-        here (a caller that read the link itself), on the I/O thread, which this step's caller must wake: True if
-        it must. When the step queued no callback, what is to do after it is read in the same hold of the lock,
-        so that a caller the step wakes does not find the lock taken again."""
+        callback holds up no other thread's send(), request() or receive(). When the step queued no callback,
+        what is to do after it is read in the same hold of the lock, so that a caller the step wakes does not
+        find the lock taken again. Not here (a caller that read the link itself): the callbacks and what else
+        the step left to do (the engine's own replies to write, a reconnect, a timer) are the I/O thread's,
+        and the caller must wake it: True if it must. A caller's wait is never held up by a write it did not
+        ask for."""
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -168,15 +170,17 @@ class pure_json_protocol(EngineState, Api):
                 jobs = len(self._engine.jobs) > before
                 if not (jobs and here):
                     after = self._after_step()
-            if jobs and here:
+            if not here:
+                return jobs or after[0] or after[1] is not None or after[2]
+            if jobs:
                 after = self._run_jobs()
         finally:
             self._feeding.discard(me)
         self._act_on(*after)
-        return jobs and not here
+        return False
 
     def _on_wake(self) -> None:
-        """The I/O thread runs the callbacks of what a caller read from the link itself (a caller runs none)."""
+        """The I/O thread does what a caller's read of the link left (_run_engine, not here)."""
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -261,20 +265,23 @@ class pure_json_protocol(EngineState, Api):
         if threading.get_ident() in self._feeding:
             return predicate()
         end = time.monotonic() + timeout
-        turns = self.__comm_inst__.take_turn() if self._timed_writes else None
-        value = None if turns is None else self._read_for(turns, predicate, end)
-        while not (value or self._closed):
+        while True:   # (after each wake the turn may be free: the reader before has given it back)
+            turns = self.__comm_inst__.take_turn() if self._timed_writes else None
+            value = None if turns is None else self._read_for(turns, predicate, end)
+            if value or self._closed:
+                return value
             wait = end - time.monotonic()
             if wait <= 0:
-                break
+                return value
             self._cond.wait(wait)
             value = predicate()
-        return value
+            if value:
+                return value
 
     def _read_for(self, turns, predicate: Callable[[], Any], end: float) -> Any:
         """_wait's turn at reading the link: reads and feeds until the predicate holds, the time is up, the link
-        is lost, or a read queued callbacks (the I/O thread runs them: the turn goes back to it). The lock is
-        left while reading and while the bytes are fed, as the I/O thread leaves it."""
+        is lost, or a read left work for the I/O thread (the turn goes back to it, and it is woken). The lock
+        is left while reading and while the bytes are fed, as the I/O thread leaves it."""
         value = wake = None
         try:
             while not self._closed:

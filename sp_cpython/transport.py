@@ -142,7 +142,7 @@ class StreamTransport:
                 self._shut(conn)
                 self._release(conn)
                 break
-            turns = read_turns.ReadTurns(conn) if self.CALLERS_READ and read_turns.AVAILABLE else None
+            turns = self._turns_for(conn)
             with self._lock:
                 self._conn = conn
                 self.logger.info('%s: connection established', self._prefix())
@@ -153,9 +153,11 @@ class StreamTransport:
                 self._pump(conn)
             else:
                 self._turns = turns
-                self._pump_turns(conn, turns)
-                self._turns = None
-                turns.close()
+                try:
+                    self._pump_turns(conn, turns)
+                finally:
+                    self._turns = None
+                    turns.close()
             with self._lock:   # the protocol forgets the connection before it reads as gone
                 self.logger.info('%s: connection lost', self._prefix())
                 for callback in self._disconnect_callbacks:
@@ -173,9 +175,20 @@ class StreamTransport:
         while self._pumped(lambda: self._read(conn)):
             pass
 
+    def _turns_for(self, conn) -> Optional[read_turns.ReadTurns]:
+        """Turns for a new connection where callers may read it; None where they may not, or where the
+        descriptors they need are not to be had (the I/O thread then reads alone)."""
+        if not (self.CALLERS_READ and read_turns.AVAILABLE):
+            return None
+        try:
+            return read_turns.ReadTurns(conn)
+        except OSError as err:
+            self.logger.warning('%s: callers will not read this connection themselves: %s', self._prefix(), err)
+            return None
+
     def _pump_turns(self, conn, turns: read_turns.ReadTurns) -> None:
         """_pump() taking turns with callers: a read in the I/O thread's turn, whenever the connection is
-        readable and no caller reads it."""
+        readable and no caller reads it; and, when a caller woke it, what that caller's read left to do."""
         while True:
             readable, woken = turns.wait()
             if woken and self.on_wake is not None:
@@ -185,8 +198,10 @@ class StreamTransport:
             with turns.lock:
                 if not self._pumped(turns.read_now):
                     turns.closed = True
-                    return
+                    break
                 turns.arm()
+        if self.on_wake is not None:   # (a caller's wake may have come with the end: its work is not lost)
+            self.on_wake()
 
     def _pumped(self, read: Callable[[], bytes]) -> bool:
         """One read handed to the protocol; False once the connection is lost."""

@@ -31,9 +31,14 @@ class ReadTurns:
         self.closed = False             # set by the I/O thread, holding the turn, once the connection is lost
         self._fd = conn.fileno()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._epoll = select.epoll()
+        try:
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self._epoll = select.epoll()
+        except OSError:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
         self._epoll.register(self._fd, select.EPOLLIN | select.EPOLLONESHOT)
         self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
         self._mine = select.poll()      # a caller's wait, which leaves the I/O thread's epoll alone
@@ -91,7 +96,8 @@ class ReadTurns:
             return b''
 
     def give_back(self, wake: bool) -> None:
-        """Gives the turn back to the I/O thread; wake: it has work the caller's bytes left (their callbacks)."""
+        """Gives the turn back to the I/O thread; wake: it has work the caller's bytes left (their callbacks,
+        the engine's own replies)."""
         self.arm()
         if wake:
             try:
