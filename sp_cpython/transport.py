@@ -16,7 +16,8 @@ class StreamTransport:
     None to retry), _read(conn) (bytes, b'' when lost), _write(conn, data) and
     _shut(conn) (wakes a blocked _read). The thread waits for the connect
     callback before it opens anything, so no byte arrives before the protocol
-    is ready for it.
+    is ready for it. With CALLERS_READ (a socket's link, tcp_client_stp) the
+    connection is read through sp_cpython.turns instead of _read().
     """
 
     IS_CLIENT = True
