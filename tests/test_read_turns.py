@@ -70,7 +70,8 @@ def test_a_callback_for_bytes_a_caller_read_runs_on_the_io_thread_at_once(pair):
     assert took < 2, took
     assert fed[0] == 'waiter', fed       # the waiter read the request ...
     assert ran_on == ['tcp_client_stp']  # ... and the I/O thread ran its callback
-    waiting.join(6)
+    client.close()   # (wakes the waiter)
+    waiting.join(5)
 
 
 def test_a_caller_that_reads_the_end_leaves_the_loss_to_the_io_thread(pair):
