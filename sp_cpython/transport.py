@@ -192,8 +192,8 @@ class StreamTransport:
         readable and no caller reads it; and, when a caller woke it, what that caller's read left to do."""
         while True:
             readable, woken = turns.wait()
-            if woken and self.on_wake is not None:
-                self.on_wake()
+            if woken:
+                self._woken()
             if not readable:
                 continue
             with turns.lock:
@@ -201,8 +201,15 @@ class StreamTransport:
                     turns.closed = True
                     break
                 turns.arm()
-        if self.on_wake is not None:   # (a caller's wake may have come with the end: its work is not lost)
+        self._woken()   # (a caller's wake may have come with the end: its work is not lost)
+
+    def _woken(self) -> None:
+        if self.on_wake is None:
+            return
+        try:
             self.on_wake()
+        except Exception:  # as a broken handler, it must not end the I/O thread
+            self.logger.exception('%s: what a caller left to do failed', self._prefix())
 
     def _pumped(self, read: Callable[[], bytes]) -> bool:
         """One read handed to the protocol; False once the connection is lost."""

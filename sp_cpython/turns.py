@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 
 AVAILABLE = hasattr(select, 'epoll')
 _CHUNK = 65536
+_LONGEST_MS = 2 ** 31 - 1   # what poll() takes
 
 
 class ReadTurns:
@@ -82,7 +83,7 @@ class ReadTurns:
     def read(self, timeout: float) -> Optional[bytes]:
         """The connection's next bytes within timeout seconds; None if none came, b'' once it is lost (its
         loss is the I/O thread's to find and tell: it reads the end again when its turn comes)."""
-        if not self._mine.poll(max(0, int(timeout * 1000) + 1)):
+        if not self._mine.poll(min(max(0, int(timeout * 1000) + 1), _LONGEST_MS)):   # (a longer wait reads again)
             return None
         try:
             return self.conn.recv(_CHUNK, socket.MSG_DONTWAIT)

@@ -90,16 +90,24 @@ def test_a_caller_that_reads_the_end_leaves_the_loss_to_the_io_thread(pair):
     assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'again', timeout=5).get_data() == 'again'
 
 
-def test_close_wakes_a_caller_that_reads(pair):
+def test_close_wakes_a_caller_that_reads_however_long_its_timeout(pair):
     server, client = pair
     assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'up', timeout=5).get_data() == 'up'
-    waiting = threading.Thread(target=client.receive, args=(sp.SID_READ_RESPONSE, 9, 10))
+    outcome = []
+
+    def wait():
+        try:
+            outcome.append(client.receive(sp.SID_READ_RESPONSE, 9, timeout=3e6))   # (more than poll() takes)
+        except Exception as err:
+            outcome.append(err)
+    waiting = threading.Thread(target=wait)
     waiting.start()
     assert wait_until(lambda: client.__comm_inst__._turns.lock.locked(), 2)
     start = time.monotonic()
     client.close()
     waiting.join(5)
     assert not waiting.is_alive() and time.monotonic() - start < 1.5
+    assert outcome == [None]
 
 
 def test_a_caller_that_reads_is_not_held_past_its_timeout_by_the_engines_own_writes():
