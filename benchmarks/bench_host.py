@@ -77,28 +77,41 @@ def _handed_over(conn, n):
 
 
 def serve_baseline():
-    """The baseline's server end (--far-end baseline): echoes one client's messages until it leaves."""
+    """The baseline's server end (--far-end baseline): echoes one client's messages until it leaves, then prints
+    the CPU seconds it spent from the first timed message (data 0) on."""
     listener = socket.create_server(('127.0.0.1', 0))
     print(listener.getsockname()[1], flush=True)
     conn, _ = listener.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    start = None
     with conn:
         try:
             while True:
                 msg = _recv_msg(conn)
+                if msg['data'] == 0:
+                    start = time.process_time()
                 _send_msg(conn, {'data_id': msg['data_id'], 'service_id': 31, 'status': 0, 'data': msg['data']})
         except ConnectionError:
             pass
+    print(time.process_time() - start)
 
 
 def serve_protocol(codec, secret):
-    """The protocol's server end (--far-end): execute echo until stdin closes."""
+    """The protocol's server end (--far-end): execute echo until stdin closes, then the CPU seconds it spent
+    from the first timed request (data 0) on."""
+    start = []
+
+    def echo(msg):
+        if msg.get_data() == 0:
+            start.append(time.process_time())
+        return sp.STATUS_OKAY, msg.get_data()
     cls = sp.struct_json_protocol if codec == 'struct_json' else sp.pure_json_protocol
     server = cls(sp.tcp_server_stp('127.0.0.1', 0), secret=secret)
-    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, echo)
     print(server.__comm_inst__.port, flush=True)
     sys.stdin.read()
     server.close()
+    print(time.process_time() - start[0])
 
 
 def far_end(*args):
@@ -108,19 +121,28 @@ def far_end(*args):
     return child, int(child.stdout.readline())
 
 
-def baseline(n, hand_over=False):
-    """The ping-pong's round trips/s; hand_over: the client's replies come through a reader thread."""
+def _cpu_us(cpu, child, client_s, n):
+    """Appends to cpu (a list, or None) the CPU us per round trip of this process and of its far end, once the
+    far end has ended."""
+    far_s = float(child.communicate()[0])
+    if cpu is not None:
+        cpu.append((client_s / n * 1e6, far_s / n * 1e6))
+
+
+def baseline(n, hand_over=False, cpu=None):
+    """The ping-pong's round trips/s; hand_over: the client's replies come through a reader thread. cpu: see
+    _cpu_us."""
     child, port = far_end('baseline')
     conn = socket.create_connection(('127.0.0.1', port))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     receive = _handed_over(conn, n) if hand_over else (lambda: _recv_msg(conn))
-    start = time.perf_counter()
+    start, used = time.perf_counter(), time.process_time()
     for i in range(n):
         _send_msg(conn, {'data_id': 0, 'service_id': 30, 'status': 0, 'data': i})
         assert receive()['data'] == i
-    elapsed = time.perf_counter() - start
+    elapsed, used = time.perf_counter() - start, time.process_time() - used
     conn.close()
-    child.communicate()
+    _cpu_us(cpu, child, used, n)
     return n / elapsed
 
 
@@ -203,15 +225,19 @@ class _InProcessLink:
         return True
 
 
-def round_trips(client, n):
-    """Round trips/s of a client's send() and receive() of execute echo, after one untimed that waits for the link."""
+def round_trips(client, n, cpu=None):
+    """Round trips/s of a client's send() and receive() of execute echo, after one untimed that waits for the
+    link; cpu: a list to which the CPU seconds of this process over them is appended."""
     assert client.send(sp.SID_EXECUTE_REQUEST, 0, -1, timeout=5)
     assert client.receive(sp.SID_EXECUTE_RESPONSE, 0, timeout=5).get_data() == -1
-    start = time.perf_counter()
+    start, used = time.perf_counter(), time.process_time()
     for i in range(n):
         client.send(sp.SID_EXECUTE_REQUEST, 0, i)
         assert client.receive(sp.SID_EXECUTE_RESPONSE, 0).get_data() == i
-    return n / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if cpu is not None:
+        cpu.append(time.process_time() - used)
+    return n / elapsed
 
 
 def in_process(n):
@@ -222,15 +248,17 @@ def in_process(n):
     return round_trips(client, n)
 
 
-def protocol(n, codec='pure_json', secret=None):
+def protocol(n, codec='pure_json', secret=None, cpu=None):
+    """pure_json_protocol's (or struct_json's) round trips/s over TCP; cpu: see _cpu_us."""
     child, port = far_end(codec, *([secret] if secret else []))
     cls = sp.struct_json_protocol if codec == 'struct_json' else sp.pure_json_protocol
     client = cls(sp.tcp_client_stp('127.0.0.1', port), secret=secret, auto_auth=bool(secret))
+    used = []
     try:
-        return round_trips(client, n)
+        return round_trips(client, n, used)
     finally:
         client.close()
-        child.communicate()
+        _cpu_us(cpu, child, used[0] if used else 0.0, n)
 
 
 def in_rounds(runs, n, rounds=ROUNDS):
@@ -261,17 +289,26 @@ def main():
         else:
             serve_protocol(args.far_end[0], (args.far_end[1:] or [None])[0])
         return
-    runs = [('plain socket JSON+CRC ping-pong (baseline)', baseline),
-            ('the same, replies handed over from a reader thread', lambda n: baseline(n, hand_over=True)),
-            ('pure_json_protocol over tcp', protocol),
-            ('struct_json_protocol over tcp', lambda n: protocol(n, 'struct_json')),
-            ('pure_json_protocol over tcp, with secret', lambda n: protocol(n, secret='s'))]
+    names = ('plain socket JSON+CRC ping-pong (baseline)', 'the same, replies handed over from a reader thread',
+             'pure_json_protocol over tcp', 'struct_json_protocol over tcp', 'pure_json_protocol over tcp, with secret')
+    used = {name: [] for name in names}
+    runs = [(names[0], lambda n: baseline(n, cpu=used[names[0]])),
+            (names[1], lambda n: baseline(n, hand_over=True, cpu=used[names[1]])),
+            (names[2], lambda n: protocol(n, cpu=used[names[2]])),
+            (names[3], lambda n: protocol(n, 'struct_json', cpu=used[names[3]])),
+            (names[4], lambda n: protocol(n, secret='s', cpu=used[names[4]]))]
     rates = in_rounds(runs, args.n)
-    base = rates[runs[0][0]]
+    base = rates[names[0]]
     print('| link | round trips/s | vs baseline |')
     print('|---|---:|---:|')
-    for name, _ in runs:
+    for name in names:
         print('| %s | %.0f | %.2f |' % (name, statistics.median(rates[name]), ratio(rates[name], base)))
+    print()
+    print('| CPU per round trip (median of the rounds) | client process, us | server process, us |')
+    print('|---|---:|---:|')
+    for name in names:
+        print('| %s | %.1f | %.1f |' % (name, statistics.median(c for c, _ in used[name]),
+                                       statistics.median(f for _, f in used[name])))
     cpu = baseline_cpu(args.n)
     print()
     print('| work of a round trip, no I/O | round trips/s | vs baseline |')

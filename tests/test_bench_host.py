@@ -19,3 +19,6 @@ def test_bench_host_prints_every_row():
     names = [match.group(1) for match in re.finditer(r'^\| (.+) \| \d+ \| \d+\.\d\d \|$', out.stdout, re.M)]
     assert names == list(ROWS), out.stdout
     assert re.search(r"The threaded API's own CPU per round trip .*: -?\d+\.\d us", out.stdout), out.stdout
+    cpu = re.findall(r'^\| (.+) \| (\d+\.\d) \| (\d+\.\d) \|$', out.stdout, re.M)
+    assert [name for name, _, _ in cpu] == list(ROWS[:5]), out.stdout
+    assert all(float(client) > 0 and float(server) > 0 for _, client, server in cpu), out.stdout
