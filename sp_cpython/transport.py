@@ -1,6 +1,7 @@
 """The I/O thread shared by every host transport: open, read until lost, tell the protocol, reopen."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -173,7 +174,8 @@ class StreamTransport:
         self._stop_opening()
 
     def _pump(self, conn) -> None:
-        while self._pumped(lambda: self._read(conn)):
+        read = functools.partial(self._read, conn)
+        while self._pumped(read):
             pass
 
     def _turns_for(self, conn) -> Optional[read_turns.ReadTurns]:

@@ -1,8 +1,9 @@
 """Who reads a connection: its I/O thread, or a caller that waits for an answer on it and reads it itself.
 
 A round trip whose answer the I/O thread reads and hands to the waiting
-caller costs two thread wake-ups more than one the caller reads itself; on
-a round trip over loopback that is most of the protocol's cost. One reader
+caller costs two thread wake-ups more than one the caller reads itself:
+between two processes on loopback, up to a quarter of a plain round trip's
+rate (benchmarks.bench_host, its "handed over" row). One reader
 at a time holds the turn (a lock), and a frame's bytes are fed to the
 engine before the turn is given up, so the bytes keep their order. The I/O
 thread waits in an epoll on the connection, armed one-shot: while a caller
