@@ -26,6 +26,10 @@ real board has and a unix process has not:
   is what a protocol main.py sets because frames contain 0x03).
 - while nobody has the port open, board output is dropped (like a USB CDC
   port nobody listens to), so a newly opened port starts clean.
+- host input waits while a fresh interpreter starts (up to a second, while
+  it catches SIGINT): a real board's port is not there until it has booted,
+  and a 0x03 in the host's first frames must not end the interpreter's
+  launcher.
 
 The board's filesystem is a folder (``fs_dir``): the interpreter runs with it
 as its working directory and ``sys.path`` = ``['', '.frozen', 'lib']``, so
@@ -62,6 +66,10 @@ _CHUNK = 4096
 _MAX_PENDING = 1 << 16  # output waiting for either side before its writer is held back (as USB holds a host back)
 _LOG_MAX = 1 << 18  # bytes of board output kept for diagnostics
 _POLL_S = 0.02
+# A fresh interpreter takes host input once it runs MicroPython: before, its launcher (a CPython process) catches
+# SIGINT, and a 0x03 in the host's first frames (a CRC byte) would end it rather than interrupt code; a real
+# board's USB port is not there until the board has booted. Held for this long at most, while SIGINT is caught.
+_START_HOLD_S = 1.0
 
 
 def micropython_command() -> str:
@@ -411,7 +419,9 @@ class _Relay:
         board_ev = 0
         if len(self.to_host) < _MAX_PENDING:
             board_ev |= select.POLLIN
-        if self.to_board and self.hold is None:
+        held = bool(self.to_board) and self.hold is None and self._starting()   # (looked at again in _POLL_S)
+        writes = bool(self.to_board) and self.hold is None and not held
+        if writes:
             board_ev |= select.POLLOUT
         if board_ev:
             poller.register(board._master_b, board_ev)
@@ -426,7 +436,7 @@ class _Relay:
         else:
             self.host_open = True
             poller.register(board._master_h, host_ev)
-        for fd, ev in poller.poll(_POLL_S * 1000 if hup else 100):
+        for fd, ev in poller.poll(_POLL_S * 1000 if hup or held else 100):
             if fd == board._wake_r:
                 try:
                     os.read(board._wake_r, 64)
@@ -451,8 +461,14 @@ class _Relay:
                         data = b""
                     if data:
                         self.from_board(data)
-                if ev & select.POLLOUT and self.to_board and self.hold is None:
+                if ev & select.POLLOUT and writes:
                     self._to_board()
+
+    def _starting(self):
+        """Host input waits: the interpreter started less than _START_HOLD_S ago and still catches SIGINT."""
+        board = self.board
+        proc = board._proc
+        return bool(proc and time.monotonic() - board._started < _START_HOLD_S and _sigint_caught(proc.pid))
 
     def _to_board(self):
         """Writes host input to the board; a 0x03 interrupts running code instead while the board takes SIGINT

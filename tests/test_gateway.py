@@ -142,9 +142,11 @@ def side_gateway(fleet, boards, prefix, *online, **options):
 @pytest.fixture(scope='module')
 def fleet(tmp_path_factory):
     f = Fleet(tmp_path_factory.mktemp('broker'))
-    f.wait_online()
-    yield f
-    f.close()
+    try:   # (a fleet that never came online is stopped too: its gateway would dial on into later tests' ports)
+        f.wait_online()
+        yield f
+    finally:
+        f.close()
 
 
 def test_four_clients_calling_both_boards_at_once_each_get_their_own_answers(fleet):

@@ -223,6 +223,19 @@ def call(board, word):
                            "--timeout", "10"], capture_output=True, text=True, timeout=30)
 
 
+def test_a_ctrl_c_in_the_first_bytes_of_a_host_that_comes_as_the_board_starts_ends_nothing():
+    """A host that opens the port as the board starts and writes at once (its frames' CRC bytes may be 0x03): the
+    input waits until the interpreter runs, so the board boots into main.py and serves, its launcher not ended."""
+    from sp_tool.target import board_env
+    with VirtualBoard(boot=True, env=board_env(None, "pure_json", 0)) as board:
+        with serial.Serial(board.port, timeout=0) as port:
+            port.write(b"\x03")
+            time.sleep(1.5)   # (open: the relay reads what an open port has)
+        r = call(board, "after an early Ctrl-C")
+        assert (r.returncode, r.stdout) == (0, 'okay: "after an early Ctrl-C"\n'), r.stderr
+        assert b"KeyboardInterrupt" not in board.output and board.soft_reboots == 0, board.output[-300:]
+
+
 def test_a_host_that_floods_the_console_and_leaves_holds_the_next_host_up_for_seconds_at_most():
     """A host writes Ctrl-C bytes among data as fast as the port takes them, then closes it. The relay holds it
     back once 64 KiB wait for the board (as a USB port holds its host back) and passes the 0x03 bytes the board
