@@ -148,8 +148,8 @@ class StreamTransport:
             with self._lock:
                 self._conn = conn
                 self.logger.info('%s: connection established', self._prefix())
-                for callback in self._connect_callbacks:
-                    callback()
+                if not self._told(self._connect_callbacks, 'connect'):
+                    self._shut(conn)   # (read as lost at once, and opened again)
             opened = time.monotonic()
             if turns is None:
                 self._pump(conn)
@@ -162,8 +162,7 @@ class StreamTransport:
                     turns.close()
             with self._lock:   # the protocol forgets the connection before it reads as gone
                 self.logger.info('%s: connection lost', self._prefix())
-                for callback in self._disconnect_callbacks:
-                    callback()
+                self._told(self._disconnect_callbacks, 'disconnect')
                 self._conn = None
                 self._release(conn)
             # A link lost at once (a peer that accepts and hangs up, a write that fails) must not spin; a TCP
@@ -172,6 +171,18 @@ class StreamTransport:
             pause = min(max(pause * 2, 0.05), 1.0) if spins and time.monotonic() - opened < 1.0 else 0.0
             self._wait_retry(pause)
         self._stop_opening()
+
+    def _told(self, callbacks: List[Callable[[], None]], what: str) -> bool:
+        """Calls each; False if one raised (logged): a broken handler, or one that found no descriptor to load a
+        module with, must not end the I/O thread."""
+        told = True
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                self.logger.exception('%s: %s handler failed', self._prefix(), what)
+                told = False
+        return told
 
     def _pump(self, conn) -> None:
         read = functools.partial(self._read, conn)

@@ -143,6 +143,7 @@ def test_a_caller_that_reads_is_not_held_past_its_timeout_by_the_engines_own_wri
 NO_DESCRIPTORS = r'''
 import logging, os, resource
 import sp_cpython as sp
+import sp_common.session   # (loaded by a connect: here before the descriptors run out)
 from conftest import wait_until
 logging.basicConfig(level=logging.WARNING)
 server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
@@ -170,3 +171,26 @@ def test_a_connection_without_descriptors_for_the_turns_is_read_by_the_io_thread
                          cwd=os.path.dirname(__file__), env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.stdout.split() == ['still', 'served', 'True'], out.stdout + out.stderr
     assert 'callers will not read this connection themselves' in out.stderr
+
+
+def test_a_connect_handler_that_raises_ends_neither_the_io_thread_nor_the_link():
+    """As when no descriptor is left to load a module with: the connection is dropped and opened again."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0))
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+    comm = sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port)
+    failures = [OSError(24, 'Too many open files')]
+
+    def connected():
+        if failures:
+            raise failures.pop()
+    comm.register_connect_callback(connected)
+    client = sp.pure_json_protocol(comm)
+    try:
+        def served():   # (a call that went out on the dropped connection is lost, as any such call is)
+            answer = client.request(sp.SID_EXECUTE_REQUEST, 0, 'served', timeout=2)
+            return answer is not None and answer.get_data() == 'served'
+        assert wait_until(served, 15)
+        assert not failures and comm._thread.is_alive()
+    finally:
+        client.close()
+        server.close()
