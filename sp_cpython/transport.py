@@ -202,18 +202,21 @@ class StreamTransport:
 
     def _pump_turns(self, conn, turns: read_turns.ReadTurns) -> None:
         """_pump() taking turns with callers: a read in the I/O thread's turn, whenever the connection is
-        readable and no caller reads it; and, when a caller woke it, what that caller's read left to do."""
+        readable and no caller reads it; and, when a caller woke it, what that caller's read left to do. It never
+        waits for a caller's turn to end: that caller may wait for what the wake has it do."""
         while True:
             readable, woken = turns.wait()
             if woken:
                 self._woken()
-            if not readable:
-                continue
-            with turns.lock:
+            if not readable or not turns.lock.acquire(False):
+                continue   # (a caller reads: it reads what came, and arms the connection again when it is done)
+            try:
                 if not self._pumped(turns.read_now):
                     turns.closed = True
                     break
                 turns.arm()
+            finally:
+                turns.lock.release()
         self._woken()   # (a caller's wake may have come with the end: its work is not lost)
 
     def _woken(self) -> None:

@@ -99,14 +99,18 @@ class ReadTurns:
 
     def give_back(self, wake: bool) -> None:
         """Gives the turn back to the I/O thread; wake: it has work the caller's bytes left (their callbacks,
-        the engine's own replies)."""
-        self.arm()
-        if wake:
-            try:
-                self._wake_w.send(b'w')
-            except BlockingIOError:   # (a wake already waits)
-                pass
+        the engine's own replies). Armed after the turn is free: the I/O thread, which never waits for a turn,
+        may wake for bytes only once it can take it (a turn another caller took meanwhile is armed again by
+        that caller)."""
         self.lock.release()
+        try:
+            self.arm()
+            if wake:
+                self._wake_w.send(b'w')
+        except BlockingIOError:   # (a wake already waits)
+            pass
+        except (OSError, ValueError):   # closed meanwhile: the I/O thread found the loss, and did what was left
+            pass
 
     def close(self) -> None:
         """After the I/O thread found the loss: no caller takes a turn on a closed one."""

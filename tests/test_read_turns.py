@@ -58,6 +58,7 @@ def test_a_callback_for_bytes_a_caller_read_runs_on_the_io_thread_at_once(pair):
     client.register_callback(sp.SID_EXECUTE_REQUEST, 1, answer)
     assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'up', timeout=5).get_data() == 'up'
     fed = feeding_threads(client)
+    assert wait_until(lambda: not client.__comm_inst__._turns.lock.locked(), 2)   # the I/O thread has read 'up'
     waiting = threading.Thread(target=client.receive, args=(sp.SID_READ_RESPONSE, 9, 4), name='waiter')
     waiting.start()
     assert wait_until(lambda: client.__comm_inst__._turns.lock.locked(), 2)   # the waiter holds the turn
@@ -100,6 +101,7 @@ def test_close_wakes_a_caller_that_reads_however_long_its_timeout(pair):
             outcome.append(client.receive(sp.SID_READ_RESPONSE, 9, timeout=3e6))   # (more than poll() takes)
         except Exception as err:
             outcome.append(err)
+    assert wait_until(lambda: not client.__comm_inst__._turns.lock.locked(), 2)   # the I/O thread has read 'up'
     waiting = threading.Thread(target=wait)
     waiting.start()
     assert wait_until(lambda: client.__comm_inst__._turns.lock.locked(), 2)
@@ -194,3 +196,26 @@ def test_a_connect_handler_that_raises_ends_neither_the_io_thread_nor_the_link()
     finally:
         client.close()
         server.close()
+
+
+def test_a_handshake_a_caller_read_on_goes_on_while_other_callers_hold_the_turn():
+    """Three overlapping authentificate() calls, 100 times: the seed a caller reads leaves the key to the I/O thread
+    to write, while the next caller holds the turn waiting for the answer to that key. The I/O thread used to
+    wait for that turn before it wrote, and all three calls failed (about 1 round in 20)."""
+    for _ in range(100):
+        server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret='s', session_v2=False)
+        client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port), secret='s',
+                                       auto_auth=True, session_v2=False)
+        try:
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(client.authentificate(timeout=3)))
+                       for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            results.append(client.authentificate(timeout=3))
+            for thread in threads:
+                thread.join(5)
+            assert results == [True] * 3
+        finally:
+            client.close()
+            server.close()
