@@ -172,13 +172,13 @@ class StreamTransport:
             self._wait_retry(pause)
         self._stop_opening()
 
-    def _told(self, callbacks: List[Callable[[], None]], what: str) -> bool:
-        """Calls each; False if one raised (logged): a broken handler, or one that found no descriptor to load a
-        module with, must not end the I/O thread."""
+    def _told(self, callbacks, what: str, *args) -> bool:
+        """Calls each with args; False if one raised (logged): a broken handler, or one that found no descriptor
+        to load a module with, ends neither the connection nor the I/O thread."""
         told = True
         for callback in callbacks:
             try:
-                callback()
+                callback(*args)
             except Exception:
                 self.logger.exception('%s: %s handler failed', self._prefix(), what)
                 told = False
@@ -220,12 +220,8 @@ class StreamTransport:
         self._woken()   # (a caller's wake may have come with the end: its work is not lost)
 
     def _woken(self) -> None:
-        if self.on_wake is None:
-            return
-        try:
-            self.on_wake()
-        except Exception:  # as a broken handler, it must not end the I/O thread
-            self.logger.exception('%s: what a caller left to do failed', self._prefix())
+        if self.on_wake is not None:
+            self._told((self.on_wake,), 'wake')
 
     def _pumped(self, read: Callable[[], bytes]) -> bool:
         """One read handed to the protocol; False once the connection is lost."""
@@ -238,11 +234,7 @@ class StreamTransport:
             return False
         if not data:
             return False
-        for callback in self._data_callbacks:
-            try:
-                callback(data)
-            except Exception:  # a broken handler must not end the connection
-                self.logger.exception('%s: receive handler failed', self._prefix())
+        self._told(self._data_callbacks, 'receive', data)
         return True
 
     # for subclasses ---------------------------------------------------------------

@@ -419,8 +419,9 @@ class _Relay:
         board_ev = 0
         if len(self.to_host) < _MAX_PENDING:
             board_ev |= select.POLLIN
-        held = bool(self.to_board) and self.hold is None and self._starting()   # (looked at again in _POLL_S)
-        writes = bool(self.to_board) and self.hold is None and not held
+        pending = bool(self.to_board) and self.hold is None
+        held = pending and self._starting()   # (looked at again in _POLL_S)
+        writes = pending and not held
         if writes:
             board_ev |= select.POLLOUT
         if board_ev:
