@@ -96,7 +96,8 @@ if _MICROPYTHON:
     def dumps(value):
         """json.dumps as CPython writes it (ASCII only, TypeError for what JSON cannot hold or nested deeper than a
         peer takes: every peer would drop its frame)."""
-        _check(value)
+        if not (type(value) is str or value is None):   # (a str or None is written right: no walk)
+            _check(value)
         text = json.dumps(value)
         if len(memoryview(text)) == len(text):
             return text
@@ -117,11 +118,10 @@ def _crc_ok(body):
     return n > 0 and (crc32(memoryview(body)[:n]) & 0xFFFFFFFF) == int.from_bytes(body[n:], 'big')
 
 
-def _unfit(body, start, end):
-    """Why the JSON in body[start:end] is refused before it is parsed, or None: nesting deeper than _MAX_DEPTH, and
-    on a board a number of more than _BOARD_DIGITS digits. It goes byte by byte only where counts of brackets and
-    digits cannot rule either out."""
-    deep = body.count(b'[', start, end) + body.count(b'{', start, end) > _MAX_DEPTH
+def _unfit(body, start, end, deep):
+    """Why the JSON in body[start:end] is refused before it is parsed, or None: nesting deeper than _MAX_DEPTH
+    (deep: its brackets are more than that), and on a board a number of more than _BOARD_DIGITS digits. It goes
+    byte by byte only where counts of brackets and digits cannot rule either out."""
     digits = 0
     if _MICROPYTHON and end - start > _BOARD_DIGITS:
         digit = bytearray(1)   # (one allocation for the ten counts)
@@ -166,9 +166,11 @@ def _unfit(body, start, end):
 
 def _loads(body, start, end):
     """The JSON in body[start:end]; on MicroPython parsed in place unless it holds an escaped surrogate."""
-    unfit = _unfit(body, start, end)
-    if unfit is not None:
-        raise FormatError(unfit)
+    deep = body.count(b'[', start, end) + body.count(b'{', start, end) > _MAX_DEPTH
+    if deep or _MICROPYTHON and end - start > _BOARD_DIGITS:   # (else nothing to look for: no call, which a board
+        unfit = _unfit(body, start, end, deep)                 # pays with a frame in its heap)
+        if unfit is not None:
+            raise FormatError(unfit)
     try:
         if not _MICROPYTHON:
             return loads(body[start:end].decode())
@@ -215,8 +217,12 @@ def _encode(codec, service_id, data_id, status, data, seq=None, re=0, mac=None):
 
 
 _IDS = 'service_id and status must be integers, data_id an integer or a string'
-_BODY = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s}'
-_BODY_V2 = '{"data_id": %s, "service_id": %s, "status": %s, "data": %s, "seq": %d, "re": %d}'
+# On a board a body is formatted into bytes at once (a new str is first looked up among the interned ones, then
+# copied); CPython formats a str, as its bytes formatting takes no str arguments.
+_BODY = b'{"data_id": %s, "service_id": %s, "status": %s, "data": %s}'
+_BODY_V2 = b'{"data_id": %s, "service_id": %s, "status": %s, "data": %s, "seq": %d, "re": %d}'
+if not _MICROPYTHON:
+    _BODY, _BODY_V2 = _BODY.decode(), _BODY_V2.decode()
 _MAC_KEY = b', "mac": "'
 _MAC_TAIL = const(28)   # len(', "mac": "' + 16 hex digits + '"}')
 
@@ -239,9 +245,12 @@ class pure_json:
             service_id, status = int(service_id), int(status)
             data_id = int(data_id) if _is_int(data_id) else dumps(data_id)   # (a str Enum: its value, as json's)
         if seq is None:
-            return _with_crc(((_BODY % (data_id, service_id, status, dumps(data))).encode(),))
-        body = (_BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)).encode()
-        if mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
+            body = _BODY % (data_id, service_id, status, dumps(data))
+        else:
+            body = _BODY_V2 % (data_id, service_id, status, dumps(data), seq, re)
+        if not _MICROPYTHON:
+            body = body.encode()
+        if seq is not None and mac is not None:   # the MAC is over the body without it (its 8 bytes in hex)
             body = body[:-1] + _MAC_KEY + hexlify(mac.digest(body)[:8]) + b'"}'
         return _with_crc((body,))
 

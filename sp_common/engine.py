@@ -331,7 +331,8 @@ class Engine:
         if resp is not None and service_id != const.SID_AUTH_REQUEST and service_id != const.SID_CHANNEL_NAME_REQUEST \
                 and (service_id != const.SID_SESSION_REQUEST or not self.session_v2):
             self.calls().sent(token, (resp, data_id), call)
-        self._trace(True, service_id, data_id, status, data, pieces)
+        if self.log is not None or self.hexlog is not None:   # (no call where nothing logs: a board pays one in heap)
+            self._trace(True, service_id, data_id, status, data, pieces)
         self.counters['tx_messages'] += 1
         self.queued = frame(*pieces)   # the last frame queued, for withdraw(); None once taken
         self._out.append(self.queued)
@@ -417,7 +418,8 @@ class Engine:
         elif seq is not None:
             self.drop('format_errors', detail='a session v2 frame outside a v2 session')
             return
-        self._trace(False, msg[0], msg[1], msg[2], msg[3], (body,))
+        if self.log is not None or self.hexlog is not None:
+            self._trace(False, msg[0], msg[1], msg[2], msg[3], (body,))
         self._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), seq, msg[5])
 
     def _step(self, module, step, *args):
@@ -500,7 +502,8 @@ class Engine:
         if self.jobs is not None:
             self.jobs.append(job)
         else:
-            self.finish(job, *call(job))
+            result, error = call(job)
+            self.finish(job, result, error)
 
     def finish(self, job, result, error=None):
         """A callback's job is done: a request's answer goes out, const.STATUS_CALLBACK_ERROR for what the
@@ -521,12 +524,10 @@ class Engine:
             self.send_msg(resp, msg['data_id'], None, const.STATUS_CALLBACK_ERROR, seq)
 
     def _find_callback(self, sid, did):
+        """The callback of (sid, did), else of (sid, any), of (any, did), of any message; or None."""
         callbacks = self._callbacks
-        for key in ((sid, did), (sid, None), (None, did), (None, None)):
-            entry = callbacks.get(key)
-            if entry is not None:
-                return entry
-        return None
+        return callbacks.get((sid, did)) or callbacks.get((sid, None)) or callbacks.get((None, did)) or \
+            callbacks.get((None, None))
 
     def drop(self, name, sid=None, did=None, detail=None):
         """Counts a dropped message (or event) on the counter of that name and logs it (sp_common.logtext's line)."""
