@@ -61,8 +61,9 @@ class Deframer:
             self._buf[self._len] = b
             self._len += 1
 
-    def _whole(self, data, i, end, out):
-        """A small frame whose end is in data: its body cut out in one step; where it ended, or 0.
+    def _whole(self, data, view, i, end, out):
+        """A small frame whose end is in data (view: a memoryview of it): its body cut out in one step; where it
+        ended, or 0.
 
         The body is copied twice (the cut and the unescaping), so frames longer
         than _WHOLE go byte runs by byte runs through the buffer instead.
@@ -74,15 +75,15 @@ class Deframer:
         if colons != data.count(b':=', i, e):   # a ':' that starts or breaks a frame
             return 0
         try:
-            body = data[i:e]
+            body = bytes(view[i:e])   # (of a bytearray, a slice would be one more copy: a bytearray)
             if colons:
                 body = body.replace(b':=', b':')
+            if len(body) > self.max_size:
+                self.oversized += 1
+            else:
+                out.append(body)
         except MemoryError:   # no room in the heap for the cut: dropped, as _cut drops
-            body = None
-        if body is None or len(body) > self.max_size:
             self.oversized += 1
-        else:
-            self._cut(out, body)
         self.in_frame = False
         return e + 2
 
@@ -138,8 +139,10 @@ class Deframer:
                     self.broken = True
                     self._sync = c == 0x3A
                 continue
-            if self.in_frame and not self._len and not self._over:
-                j = self._whole(data, i, end, out)
+            if self.in_frame and not self._len and not self._over and end - i > 1:   # (a byte is no whole frame)
+                if view is None:
+                    view = memoryview(data)
+                j = self._whole(data, view, i, end, out)
                 if j:
                     i = j
                     continue

@@ -17,7 +17,7 @@ from sp_common.engine import Engine
 # - readinto(buf) -> int: non-blocking, 0 when nothing is there;
 # - write(data): never blocks or raises (but MemoryError, in a heap that is full: poll() counts it); what the
 #   link cannot take is kept for later, a dead or stuck link is dropped;
-# - poll_event() -> True (connected), False (disconnected) or None; each change is reported once, in order;
+# - events, the list of its connection changes not yet taken, oldest first: True (connected), False (disconnected);
 # - is_connected(), reconnect(), close();
 # - for the loops that wait on it: pollables, the (object, select event mask) pairs whose readiness means
 #   poll() has work (a new tuple whenever they change); wait_ms(), how long poll() may wait without any of
@@ -38,7 +38,7 @@ class Stream:
     watch = None
 
     def __init__(self):
-        self._events = []
+        self.events = []
         self._up = False
 
     def wait_ms(self):
@@ -48,10 +48,7 @@ class Stream:
     def _set(self, on):
         if on != self._up:
             self._up = on
-            self._events.append(on)
-
-    def poll_event(self):
-        return self._events.pop(0) if self._events else None
+            self.events.append(on)
 
     def is_connected(self):
         return self._up
@@ -152,15 +149,14 @@ class pure_json_protocol(Engine, Api):
 
     # the loop ----------------------------------------------------------------
     def _events(self):
-        stream = self.__comm_inst__
-        event = stream.poll_event()
-        busy = event is not None
-        while event is not None:
-            if event:
+        """Acts on the stream's connection changes, oldest first; True if there were any."""
+        events = self.__comm_inst__.events
+        busy = bool(events)
+        while events:
+            if events.pop(0):
                 self.connection_made()
             else:
                 self.connection_lost()
-            event = stream.poll_event()
         return busy
 
     def poll(self):
@@ -177,8 +173,10 @@ class pure_json_protocol(Engine, Api):
             return True
 
     def _poll_once(self):
-        busy = self._events()
-        n = self.__comm_inst__.readinto(self._rx)
+        stream = self.__comm_inst__
+        events = stream.events   # (looked at here, so that a step without a change makes no call for it)
+        busy = bool(events) and self._events()
+        n = stream.readinto(self._rx)
         if n:
             self._feeding = True
             try:
@@ -187,13 +185,14 @@ class pure_json_protocol(Engine, Api):
                 self._feeding = False
             if self.deframer.watched:
                 self.deframer.watched = False
-                self.__comm_inst__.interrupted()
-        busy = self._events() or busy or n > 0
+                stream.interrupted()
+        busy = bool(events) and self._events() or busy or n > 0
         self.tick()   # the engine's timers: it knows whether one runs
-        self._flush(0)
+        if self._out:
+            self._flush(0)
         if self.wire == 'refused':
-            self.__comm_inst__.reconnect()
-        return self._events() or busy   # (a link the flush or the refusal dropped: nothing is left for later)
+            stream.reconnect()
+        return bool(events) and self._events() or busy   # (a link the flush or the refusal dropped: nothing is left)
 
     def serve_forever(self):
         serve(self)

@@ -148,6 +148,12 @@ class StdioStream(Stream):
         if pending is None:
             self._out.write(data)
             return
+        if pending.view is None:   # nothing waits: what the terminal takes now goes at once, the rest waits
+            data = memoryview(data)
+            n = self._take(data)
+            if n == len(data):
+                return
+            data = data[n:]
         if pending.add(data, self.engine.epoch):
             self._push()
 
