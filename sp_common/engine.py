@@ -433,21 +433,41 @@ class Engine:
             and key not in BUILTIN_DATA and key not in self._whitelist
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
-        """A valid message, routed (_route). A message that moved the connection on (its wire settled, or its
-        handshake went a step forward) sets moved_at: for a peer on probation only such steps count
-        (sp_common.admission). A wrong key moves the handshake back, and after one no step of it counts: a
-        peer that sends seed requests and wrong keys by turns gets nowhere."""
-        wire, auth = self.wire, self.auth_state
-        self._route(sid, did, status, data, length, seq, re)
-        if self.wire != wire or (self.auth_state != auth and not self.wrong_keys
-                                 and self.auth_state != const.AUTH_STATE_UNTRUSTED_CONNECTION):
-            self.moved_at = self.heard_at
-
-    def _route(self, sid, did, status, data, length, seq, re):
+        """A valid message, routed: the protocol's own (_own) or a user's, a response or a request."""
         self.counters['rx_messages'] += 1
         heard = self.heard_at is not None
         self.heard_at = self.clock() if self.clock is not None else 0
         key = (sid, did)
+        if self.wire == 'negotiating' or key in _HANDSHAKE or key == _NAME_REQUEST or key == _NAME or \
+                self.session_v2 and key in _SESSION:
+            if self._own(key, status, data, heard):
+                return
+        resp = self._response_sid(sid)
+        if resp is None:
+            self.calls().on_response(sid, did, status, data, length, re)
+        else:
+            self._on_request(sid, did, resp, status, data, length, seq or 0)
+
+    def _own(self, key, status, data, heard):
+        """A message of the session, the handshake or the channel name, or any message while the wire is not
+        settled; False if it is a user's message all the same, for _dispatch to route on (it settled the wire).
+
+        One that moved the connection on (its wire settled, or its handshake
+        went a step forward) sets moved_at: for a peer on probation only such
+        steps count (sp_common.admission). A wrong key moves the handshake
+        back, and after one no step of it counts: a peer that sends seed
+        requests and wrong keys by turns gets nowhere.
+        """
+        wire, auth = self.wire, self.auth_state
+        taken = self._route(key, status, data, heard)
+        if self.wire != wire or (self.auth_state != auth and not self.wrong_keys
+                                 and self.auth_state != const.AUTH_STATE_UNTRUSTED_CONNECTION):
+            self.moved_at = self.heard_at
+        return taken
+
+    def _route(self, key, status, data, heard):
+        """_own's step: True if it took the message (or dropped it)."""
+        sid, did = key
         if self.session_v2:
             turn = _SESSION.get(key)
             if turn is not None:
@@ -455,29 +475,25 @@ class Engine:
                     self.drop('out_of_turn', sid, did)
                 else:
                     self._step('sp_common.session', turn[1], status, data)
-                return
+                return True
             if self.wire == 'negotiating' and not self.is_client and key != _NAME_REQUEST:
                 self.settle_original()   # an original client: it spoke before offering v2
                 if self.wire == 'refused':
-                    return
+                    return True
         turn = _HANDSHAKE.get(key)
         if turn is not None:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):
                 self.drop('out_of_turn', sid, did)
             else:
                 self._step('sp_common.handshake', turn[2], status, data)
-            return
+            return True
         if key == _NAME_REQUEST:
             self._on_name_request(data, heard)
-            return
+            return True
         if key == _NAME:
             self._on_name_response(data)
-            return
-        resp = self._response_sid(sid)
-        if resp is None:
-            self.calls().on_response(sid, did, status, data, length, re)
-        else:
-            self._on_request(sid, did, resp, status, data, length, seq or 0)
+            return True
+        return False
 
     def _on_request(self, sid, did, resp, status, data, length, seq):
         if self._gated((sid, did)):
