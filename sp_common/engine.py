@@ -257,7 +257,7 @@ class Engine:
 
     def tick(self):
         """Runs the timers (the runtimes call it when deadline_ms() has passed, or often)."""
-        if self.deadline_ms() == 0:
+        if self.wire == 'negotiating' and self.deadline_ms() == 0:   # (the one timer: a call only while it may run)
             self.settle_original()   # the wire did not settle in time: a client's offer went unanswered, or a
                                      # server's client gave its name and no offer
 
