@@ -152,14 +152,18 @@ class Engine:
             self._did_names[(sid, data_id)] = name
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
-        """The handshake and channel-name messages stay the engine's own, and so do the session's where the engine
-        negotiates v2 (with session_v2=False the original wire has no such messages)."""
+        """Any message but those the engine serves itself (serves_itself), which no callback takes."""
         key = (service_id, data_id)
-        if key in BUILTIN_DATA or self.session_v2 and key in _SESSION:
+        if self.serves_itself(key):
             raise ValueError('%r/%r is served by the engine itself' % key)
         if key in self._callbacks:
             self.note('overwrite', service_id, data_id)
         self._callbacks[key] = (callback, args or (), kwargs or _NO_KWARGS)
+
+    def serves_itself(self, key):
+        """Whether (sid, did) is the engine's own: the handshake's and the channel name's, and the session's where
+        the engine negotiates v2 (the original wire has no such messages)."""
+        return key in BUILTIN_DATA or self.session_v2 and key in _SESSION
 
     # connection ------------------------------------------------------------
     def _new_session(self):
@@ -438,8 +442,7 @@ class Engine:
         heard = self.heard_at is not None
         self.heard_at = self.clock() if self.clock is not None else 0
         key = (sid, did)
-        if self.wire == 'negotiating' or key in _HANDSHAKE or key == _NAME_REQUEST or key == _NAME or \
-                self.session_v2 and key in _SESSION:
+        if self.wire == 'negotiating' or self.serves_itself(key):
             if self._own(key, status, data, heard):
                 return
         resp = self._response_sid(sid)

@@ -82,17 +82,10 @@ class Deframer:
                 self.oversized += 1
             else:
                 out.append(body)
-        except MemoryError:   # no room in the heap for the cut: dropped, as _cut drops
+        except MemoryError:   # no room in the heap for the cut: dropped, counted as oversized
             self.oversized += 1
         self.in_frame = False
         return e + 2
-
-    def _cut(self, out, body):
-        """Copies a completed body out; one the heap has no room for is dropped, counted as oversized."""
-        try:
-            out.append(bytes(body))
-        except MemoryError:
-            self.oversized += 1
 
     def feed(self, data, n=None):
         """Takes data[:n] (bytes or bytearray); returns the bodies completed by it.
@@ -132,7 +125,10 @@ class Deframer:
                     if self._over:
                         self.oversized += 1
                     else:
-                        self._cut(out, self._mv[:self._len])
+                        try:   # the body copied out; one the heap has no room for is dropped, counted as oversized
+                            out.append(bytes(self._mv[:self._len]))
+                        except MemoryError:
+                            self.oversized += 1
                 else:
                     self.framing_errors += 1
                     self.in_frame = False
