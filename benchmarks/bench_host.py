@@ -9,6 +9,9 @@ ratio the median of its rounds' ratios to the baseline's. The baseline is the
 least a JSON request/response link can do: a plain socket
 ping-pong that sends the JSON text plus CRC-32 with a length prefix and parses
 the reply, without framing, dispatch, callbacks or threads handing over.
+Between the two, the engines alone on a bare socket each (a blocking
+recv(), feed(), sendall(): no threads, no waits, no admission) show what
+the engine costs and what the threaded runtime around it adds.
 A second table splits the protocol's round trip: two engines back to back in
 one thread (no I/O, no threads), then the same through the threaded API's
 send() and receive() on an in-process link, beside the baseline's own JSON
@@ -30,7 +33,7 @@ import zlib
 import sp_cpython as sp
 from sp_common import Engine
 from sp_common.dispatch import run
-from sp_cpython.protocol import monotonic_ms
+from sp_cpython.protocol import host_engine, monotonic_ms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where -m benchmarks.bench_host starts a far end
 ROUNDS = 5   # each row's round trips are split into rounds, the rows taking turns
@@ -112,6 +115,65 @@ def serve_protocol(codec, secret):
     sys.stdin.read()
     server.close()
     print(time.process_time() - start[0])
+
+
+def _bare_engine(is_client):
+    """An engine as the threaded protocol configures it (its loggers too), for a bare socket."""
+    return host_engine(is_client, sp.pure_json_protocol.CODEC, None, False, None, 65536, True, True, 'tcp_socket')
+
+
+def serve_bare():
+    """The bare engine's server end (--far-end bare): a blocking recv(), feed(), the callback, sendall(), and
+    nothing else (no threads, no locks held by others, no admission), until the client leaves; then the CPU
+    seconds it spent from the first timed request (data 0) on."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    print(listener.getsockname()[1], flush=True)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    start = []
+
+    def echo(msg):
+        if msg.get_data() == 0:
+            start.append(time.process_time())
+        return sp.STATUS_OKAY, msg.get_data()
+    engine, lock = _bare_engine(False), threading.RLock()
+    engine.register_callback(sp.SID_EXECUTE_REQUEST, 0, echo)
+    engine.connection_made()
+    with conn:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            engine.feed(data)
+            run(engine, lock)
+            conn.sendall(engine.data_to_send())
+    print(time.process_time() - start[0])
+
+
+def bare(n, cpu=None):
+    """Round trips/s of two engines on a bare socket each, in two processes (serve_bare); cpu: see _cpu_us."""
+    child, port = far_end('bare')
+    conn = socket.create_connection(('127.0.0.1', port))
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    engine = _bare_engine(True)
+    engine.connection_made()
+
+    while engine.wire != 'v2':   # the session settles
+        conn.sendall(engine.data_to_send())
+        engine.feed(conn.recv(65536))
+    start, used = time.perf_counter(), time.process_time()
+    for i in range(n):
+        engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, i)
+        conn.sendall(engine.data_to_send())
+        msg = engine.pop_received(sp.SID_EXECUTE_RESPONSE, 0)
+        while msg is None:
+            engine.feed(conn.recv(65536))
+            msg = engine.pop_received(sp.SID_EXECUTE_RESPONSE, 0)
+        assert msg.get_data() == i
+    elapsed, used = time.perf_counter() - start, time.process_time() - used
+    conn.close()
+    _cpu_us(cpu, child, used, n)
+    return n / elapsed
 
 
 def far_end(*args):
@@ -281,22 +343,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('-n', type=int, default=15000, help='round trips per row, over %d rounds' % ROUNDS)
     parser.add_argument('--far-end', nargs='+', metavar=('KIND', 'SECRET'),
-                        help='serve as the server end of a row: baseline, pure_json or struct_json [secret]')
+                        help='serve as the server end of a row: baseline, bare, pure_json or struct_json [secret]')
     args = parser.parse_args()
     if args.far_end:
         if args.far_end[0] == 'baseline':
             serve_baseline()
+        elif args.far_end[0] == 'bare':
+            serve_bare()
         else:
             serve_protocol(args.far_end[0], (args.far_end[1:] or [None])[0])
         return
     names = ('plain socket JSON+CRC ping-pong (baseline)', 'the same, replies handed over from a reader thread',
+             'the engines alone, on a bare socket each (pure_json, session v2)',
              'pure_json_protocol over tcp', 'struct_json_protocol over tcp', 'pure_json_protocol over tcp, with secret')
     used = {name: [] for name in names}
     runs = [(names[0], lambda n: baseline(n, cpu=used[names[0]])),
             (names[1], lambda n: baseline(n, hand_over=True, cpu=used[names[1]])),
-            (names[2], lambda n: protocol(n, cpu=used[names[2]])),
-            (names[3], lambda n: protocol(n, 'struct_json', cpu=used[names[3]])),
-            (names[4], lambda n: protocol(n, secret='s', cpu=used[names[4]]))]
+            (names[2], lambda n: bare(n, cpu=used[names[2]])),
+            (names[3], lambda n: protocol(n, cpu=used[names[3]])),
+            (names[4], lambda n: protocol(n, 'struct_json', cpu=used[names[4]])),
+            (names[5], lambda n: protocol(n, secret='s', cpu=used[names[5]]))]
     rates = in_rounds(runs, args.n)
     base = rates[names[0]]
     print('| link | round trips/s | vs baseline |')
