@@ -11,7 +11,9 @@ ping-pong that sends the JSON text plus CRC-32 with a length prefix and parses
 the reply, without framing, dispatch, callbacks or threads handing over.
 Between the two, the engines alone on a bare socket each (a blocking
 recv(), feed(), sendall(): no threads, no waits, no admission) show what
-the engine costs and what the threaded runtime around it adds.
+the engine costs and what the threaded runtime around it adds; the two rows
+that pair a bare engine with the threaded runtime's client or server tell
+each side's share.
 A second table splits the protocol's round trip: two engines back to back in
 one thread (no I/O, no threads), then the same through the threaded API's
 send() and receive() on an in-process link, beside the baseline's own JSON
@@ -150,14 +152,14 @@ def serve_bare():
     print(time.process_time() - start[0])
 
 
-def bare(n, cpu=None):
-    """Round trips/s of two engines on a bare socket each, in two processes (serve_bare); cpu: see _cpu_us."""
-    child, port = far_end('bare')
+def bare(n, far='bare', cpu=None):
+    """Round trips/s of an engine on a bare socket as the client, against the far end of that kind (bare:
+    serve_bare; pure_json: the threaded protocol's server); cpu: see _cpu_us."""
+    child, port = far_end(far)
     conn = socket.create_connection(('127.0.0.1', port))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     engine = _bare_engine(True)
     engine.connection_made()
-
     while engine.wire != 'v2':   # the session settles
         conn.sendall(engine.data_to_send())
         engine.feed(conn.recv(65536))
@@ -310,9 +312,10 @@ def in_process(n):
     return round_trips(client, n)
 
 
-def protocol(n, codec='pure_json', secret=None, cpu=None):
-    """pure_json_protocol's (or struct_json's) round trips/s over TCP; cpu: see _cpu_us."""
-    child, port = far_end(codec, *([secret] if secret else []))
+def protocol(n, codec='pure_json', secret=None, cpu=None, far=None):
+    """pure_json_protocol's (or struct_json's) round trips/s over TCP, against its own server or the far end of
+    kind far (bare: serve_bare); cpu: see _cpu_us."""
+    child, port = far_end(far or codec, *([secret] if secret else []))
     cls = sp.struct_json_protocol if codec == 'struct_json' else sp.pure_json_protocol
     client = cls(sp.tcp_client_stp('127.0.0.1', port), secret=secret, auto_auth=bool(secret))
     used = []
@@ -355,14 +358,18 @@ def main():
         return
     names = ('plain socket JSON+CRC ping-pong (baseline)', 'the same, replies handed over from a reader thread',
              'the engines alone, on a bare socket each (pure_json, session v2)',
+             'the threaded client, against a bare engine as the server',
+             'a bare engine as the client, against the threaded server',
              'pure_json_protocol over tcp', 'struct_json_protocol over tcp', 'pure_json_protocol over tcp, with secret')
     used = {name: [] for name in names}
     runs = [(names[0], lambda n: baseline(n, cpu=used[names[0]])),
             (names[1], lambda n: baseline(n, hand_over=True, cpu=used[names[1]])),
             (names[2], lambda n: bare(n, cpu=used[names[2]])),
-            (names[3], lambda n: protocol(n, cpu=used[names[3]])),
-            (names[4], lambda n: protocol(n, 'struct_json', cpu=used[names[4]])),
-            (names[5], lambda n: protocol(n, secret='s', cpu=used[names[5]]))]
+            (names[3], lambda n: protocol(n, cpu=used[names[3]], far='bare')),
+            (names[4], lambda n: bare(n, 'pure_json', cpu=used[names[4]])),
+            (names[5], lambda n: protocol(n, cpu=used[names[5]])),
+            (names[6], lambda n: protocol(n, 'struct_json', cpu=used[names[6]])),
+            (names[7], lambda n: protocol(n, secret='s', cpu=used[names[7]]))]
     rates = in_rounds(runs, args.n)
     base = rates[names[0]]
     print('| link | round trips/s | vs baseline |')
