@@ -6,12 +6,14 @@
   answering execute echo requests over its pty, beside benchmarks/echo_board.py echoing the same
   request frame raw: the unix port's instructions per request;
 - host <-> host: benchmarks.bench_host's protocol() beside its plain-socket
-  baseline, every thread of both processes (the client and its far end).
+  baseline, every thread of both processes (the client and its far end),
+  and its bare(): the engines alone on a bare socket each, without the
+  threaded runtime; then each of the three split by process.
 
 Each figure is the count with SETUP + n round trips less the count with SETUP,
 over n: start-up and set-up fall out. The counts are of user space only (no
 system calls, no waits), so they say what the code costs, not how long a
-round trip takes. Needs valgrind (Debian's valgrind package); about 3
+round trip takes. Needs valgrind (Debian's valgrind package); about 4
 minutes.
 """
 import argparse
@@ -43,6 +45,15 @@ def total(out):
     raise RuntimeError('no count in ' + out)
 
 
+def is_far_end(out):
+    """Whether the file out counts a far end (bench_host --far-end), not the client that started it."""
+    with open(out) as f:
+        for line in f:
+            if line.startswith('cmd:'):
+                return '--far-end' in line
+    raise RuntimeError('no command in ' + out)
+
+
 def board_count(mpy_dir, out, n):
     """Instructions of the virtual board over n echo requests on its pty (and its start)."""
     board = UnixBoard(bench_link.HEAP, mpy_dir, prefix=callgrind(out), tcp_port=free_port(),
@@ -67,19 +78,25 @@ def echo_count(out, n):
 
 
 def host_count(function, n):
-    """Instructions of benchmarks.bench_host's function(n): its process and the far end it starts."""
+    """Instructions of benchmarks.bench_host's function(n): (its process, the far end it starts)."""
     code = 'from benchmarks.bench_host import %s; %s(%d)' % (function, function, n)
     with tempfile.TemporaryDirectory() as outs:
         subprocess.run(callgrind(os.path.join(outs, 'callgrind.%p')) + ['--trace-children=yes', sys.executable,
                                                                          '-c', code],
                        cwd=ROOT, check=True, capture_output=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))   # (PYTHONHASHSEED set by main: the same start-up)
-        return sum(total(os.path.join(outs, name)) for name in os.listdir(outs))
+        counts = [0, 0]
+        for name in os.listdir(outs):
+            counts[is_far_end(os.path.join(outs, name))] += total(os.path.join(outs, name))
+        return tuple(counts)
 
 
 def per_round_trip(count, n):
-    """(count(SETUP + n) - count(SETUP)) / n."""
-    return (count(SETUP + n) - count(SETUP)) / n
+    """(count(SETUP + n) - count(SETUP)) / n; of each of its figures where count gives a tuple."""
+    more, less = count(SETUP + n), count(SETUP)
+    if isinstance(more, tuple):
+        return tuple((m - l) / n for m, l in zip(more, less))
+    return (more - less) / n
 
 
 def main():
@@ -94,12 +111,21 @@ def main():
         board = per_round_trip(lambda n: board_count(mpy_dir, out, n), args.n)
         echo = per_round_trip(lambda n: echo_count(out, n), args.n)
         host = per_round_trip(lambda n: host_count('protocol', n), args.n)
+        bare = per_round_trip(lambda n: host_count('bare', n), args.n)
         base = per_round_trip(lambda n: host_count('baseline', n), args.n)
     print('| instructions per round trip | sp-dual | baseline | ratio |')
     print('|---|---:|---:|---:|')
     print('| the virtual board, a request over the pty (vs raw echo) | %.0f | %.0f | %.2f |' % (board, echo, echo / board))
-    print('| host <-> host over TCP, both ends (vs plain-socket ping-pong) | %.0f | %.0f | %.2f |' % (host, base,
-                                                                                                   base / host))
+    for name, ends in (('host <-> host over TCP, both ends', host),
+                       ('host <-> host, the engines alone on a bare socket each, both ends', bare)):
+        print('| %s (vs plain-socket ping-pong) | %.0f | %.0f | %.2f |' % (name, sum(ends), sum(base),
+                                                                          sum(base) / sum(ends)))
+    print()
+    print('| instructions per round trip, by process | client | server |')
+    print('|---|---:|---:|')
+    for name, ends in (('pure_json_protocol over TCP', host), ('the engines alone, on a bare socket each', bare),
+                       ('plain socket JSON+CRC ping-pong (baseline)', base)):
+        print('| %s | %.0f | %.0f |' % (name, ends[0], ends[1]))
     return 0
 
 
