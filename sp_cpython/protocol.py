@@ -152,10 +152,10 @@ class pure_json_protocol(EngineState, Api):
         """An engine step, then the user callbacks it queued, run outside the lock (sp_common.dispatch): a slow
         callback holds up no other thread's send(), request() or receive(). When the step queued no callback,
         what is to do after it is read in the same hold of the lock, so that a caller the step wakes does not
-        find the lock taken again. Not here (a caller that read the link itself): the callbacks and what else
-        the step left to do (the engine's own replies to write, a reconnect, a timer) are the I/O thread's,
-        and the caller must wake it: True if it must. A caller's wait is never held up by a write it did not
-        ask for."""
+        find the lock taken again. Not here (a read in a turn, sp_cpython.turns: a caller's, or the I/O thread's
+        own): the callbacks and what else the step left to do (the engine's own replies to write, a reconnect, a
+        timer) are the I/O thread's, run once the turn is free (on_wake), and a caller must wake it: True if it
+        must. A caller's wait is never held up by a write it did not ask for, nor its read by a callback."""
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -221,7 +221,9 @@ class pure_json_protocol(EngineState, Api):
             self._timer.start()
 
     def _on_data(self, data: bytes) -> None:
-        self._run_engine(self._engine.feed, data)
+        """Bytes the I/O thread read; in its turn (a link callers read), what they leave to do waits for on_wake."""
+        in_turn = self._timed_writes and self.__comm_inst__.reads_in_turns()
+        self._run_engine(self._engine.feed, data, here=not in_turn)
 
     def _on_connect(self) -> None:
         self._run_engine(self._engine.connection_made)

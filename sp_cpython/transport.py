@@ -26,7 +26,7 @@ class StreamTransport:
     CONNECTS = False   # whether the link has connects of its own (TCP), unlike a serial line
     CALLERS_READ = False   # whether a caller waiting on the link may read it itself (sp_cpython.turns)
     engine = None      # the protocol's engine, set by the protocol: a server admits clients by it
-    on_wake: Optional[Callable[[], None]] = None   # set by the protocol: runs what a caller's read left undone
+    on_wake: Optional[Callable[[], None]] = None   # set by the protocol: runs what a read in a turn left undone
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -74,6 +74,11 @@ class StreamTransport:
 
     def send(self, data: bytes, timeout: Optional[float] = None) -> bool:
         return self.send_on(self._conn, data, timeout)
+
+    def reads_in_turns(self) -> bool:
+        """Whether the current connection is read in turns (sp_cpython.turns): then what a read leaves to do (its
+        callbacks, the engine's own replies) is on_wake's, run by the I/O thread once the turn is free."""
+        return self._turns is not None
 
     def take_turn(self) -> Optional[read_turns.ReadTurns]:
         """The current connection's turns, the turn to read it taken for the calling thread; None when the I/O
@@ -202,8 +207,10 @@ class StreamTransport:
 
     def _pump_turns(self, conn, turns: read_turns.ReadTurns) -> None:
         """_pump() taking turns with callers: a read in the I/O thread's turn, whenever the connection is
-        readable and no caller reads it; and, when a caller woke it, what that caller's read left to do. It never
-        waits for a caller's turn to end: that caller may wait for what the wake has it do."""
+        readable and no caller reads it, and what it left to do once the turn is given back (a callback that
+        takes its time holds up no caller's read of its answer); and, when a caller woke it, what that caller's
+        read left to do. It never waits for a caller's turn to end: that caller may wait for what the wake has
+        it do."""
         while True:
             readable, woken = turns.wait()
             if woken:
@@ -217,7 +224,8 @@ class StreamTransport:
                 turns.arm()
             finally:
                 turns.lock.release()
-        self._woken()   # (a caller's wake may have come with the end: its work is not lost)
+            self._woken()
+        self._woken()   # (what the last read, or a caller's wake that came with the end, left: not lost)
 
     def _woken(self) -> None:
         if self.on_wake is not None:

@@ -75,6 +75,30 @@ def test_a_callback_for_bytes_a_caller_read_runs_on_the_io_thread_at_once(pair):
     waiting.join(5)
 
 
+def test_a_callback_that_takes_its_time_holds_up_no_callers_read_of_its_answer(pair):
+    """The I/O thread gives its turn back before it runs the callbacks its read queued: while one of them waits,
+    another thread's request() reads its own answer."""
+    server, client = pair
+    started, release = threading.Event(), threading.Event()
+
+    def slow(msg):
+        started.set()
+        release.wait(10)
+        return sp.STATUS_OKAY, 'done'
+    client.register_callback(sp.SID_EXECUTE_REQUEST, 1, slow)
+    try:
+        assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'up', timeout=5).get_data() == 'up'
+        assert server.send(sp.SID_EXECUTE_REQUEST, 1, 'take your time', timeout=2)
+        assert started.wait(5)   # the I/O thread read the request, and its callback waits
+        answer = client.request(sp.SID_EXECUTE_REQUEST, 0, 'meanwhile', timeout=2)
+        assert answer is not None and answer.get_data() == 'meanwhile'
+        assert not release.is_set() and client.counters['stale'] == 0
+    finally:
+        release.set()
+    done = server.receive(sp.SID_EXECUTE_RESPONSE, 1, timeout=5)
+    assert done is not None and done.get_data() == 'done'   # the callback's answer went once it returned
+
+
 def test_a_caller_that_reads_the_end_leaves_the_loss_to_the_io_thread(pair):
     server, client = pair
     lost, made = [], []
