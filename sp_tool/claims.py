@@ -27,10 +27,17 @@ from . import mqtt_wire as wire
 log = logging.getLogger('sp.gateway')
 OWNER_PROPERTY = 'gateway'
 CLAIM_PROPERTY = 'claim'
-MAX_GATEWAYS = 1024   # live gateway ids kept: ids published by anyone on the broker cost no memory beyond
+MAX_GATEWAYS = 1024   # live gateway ids kept, and other claims heard while one's own is on its way: ids and claims
+MAX_ID = 256          # published by anyone on the broker cost no memory beyond those, of ids and claims this long
 REASON_PROPERTY = 'reason'
 GIVE_WAY = 'give way'   # a later claim took the board
 RESTATE = 'restate'     # a status of an earlier claim came last: the owner's own status must be the retained one
+
+
+def _short(text: str) -> bool:
+    """Whether a gateway's id or claim from the broker is short enough to keep (MAX_ID): a longer one is no
+    gateway's (Gateway takes no such id of its own)."""
+    return len(text) <= MAX_ID
 
 
 @dataclass
@@ -76,13 +83,14 @@ class Claims:
         if claim is None:
             return None
         if not claim.echoed:
-            claim.earlier.add((owner, token))
+            if len(claim.earlier) < MAX_GATEWAYS and _short(owner) and (token is None or _short(token)):
+                claim.earlier.add((owner, token))   # (beyond: a flood, whose late statuses are given way to)
             return None
         return RESTATE if (owner, token) in claim.earlier else GIVE_WAY
 
     def heard_gateway(self, gateway_id: str, payload: bytes) -> None:
         """Notes a gateway's liveness: only live ones are kept, at most MAX_GATEWAYS of them."""
-        if payload != wire.ONLINE.encode():
+        if payload != wire.ONLINE.encode() or not _short(gateway_id):
             self.alive.discard(gateway_id)
         elif len(self.alive) < MAX_GATEWAYS:
             self.alive.add(gateway_id)

@@ -534,6 +534,10 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    for stream in (sys.stdout, sys.stderr):   # what a terminal's encoding cannot show (a peer's text) is escaped
+        reconfigure = getattr(stream, 'reconfigure', None)
+        if reconfigure is not None:
+            reconfigure(errors='backslashreplace')
     words = sys.argv[1:] if argv is None else argv
     try:   # all of it: a failure's --json object, argparse's too, is output as much as an answer is
         args = _parser(any(len(word) > 2 and '--json'.startswith(word) for word in words)).parse_args(argv)  # --js too

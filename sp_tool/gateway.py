@@ -26,7 +26,7 @@ import sp_cpython as sp
 from . import mqtt_wire as wire
 from .board_link import OWN_PER_S, BoardLink, BoardSpec
 from .call_memory import CallMemory
-from .claims import CLAIM_PROPERTY, GIVE_WAY, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims
+from .claims import CLAIM_PROPERTY, GIVE_WAY, MAX_ID, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims
 from .log_budget import log_within
 from .mqtt_aio import Client, Message, publish_properties
 from .target import PROTOCOLS, read_secret_file
@@ -120,6 +120,8 @@ class Gateway:
         self.timeout = timeout
         self.max_payload = max_payload
         self.id = gateway_id or '%s-%s' % (socket.gethostname(), uuid.uuid4().hex[:8])
+        if len(self.id) > MAX_ID:
+            raise ValueError('a gateway id of more than %d characters' % MAX_ID)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._said_bad = [0.0, 0, 0]   # lines on callers' bad input: since when (ms), how many, how many left out
         self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board, self._publish_states)

@@ -41,6 +41,18 @@ def test_monitor_shows_a_lone_surrogate_escaped_and_goes_on(tmp_path):
     assert lines[1].endswith(' execute response, data_id: echo, status: okay, data: "after", crc: ok'), r.stdout
 
 
+def test_monitor_on_a_terminal_that_cannot_show_a_peers_text_escapes_it_and_goes_on(tmp_path):
+    """A data id of "\u4e2d" on a Latin-1 terminal: print() raised UnicodeEncodeError, which ended the monitor."""
+    capture = tmp_path / 'beyond_latin1.bin'
+    capture.write_bytes(frame(pure_json.encode(11, '\u4e2d', 0, 'first')) + frame(pure_json.encode(11, 0, 0, 'second')))
+    r = subprocess.run([sys.executable, '-m', 'sp_tool', 'monitor', str(capture)], capture_output=True, cwd=ROOT,
+                       timeout=60, env=dict(os.environ, PYTHONIOENCODING='latin-1'))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode('latin-1').splitlines()
+    assert lines[0].endswith(' read data response, data_id: "\\u4e2d", status: okay, data: "first", crc: ok'), lines
+    assert lines[1].endswith(' read data response, data_id: asc_time, status: okay, data: "second", crc: ok'), lines
+
+
 def test_ports_prints_a_devices_own_usb_strings_escaped():
     """A device names itself: pyserial reports its USB product and serial strings, which may hold ESC, BEL and CR.
     (Run with those strings handed to pyserial as it reads them from sysfs, which takes root to fake.)"""

@@ -28,7 +28,7 @@ from sp_tool import errors
 from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.call_memory import MAX_REPEATS, CallMemory
-from sp_tool.claims import MAX_GATEWAYS, Claims
+from sp_tool.claims import CLAIM_PROPERTY, GIVE_WAY, MAX_GATEWAYS, MAX_ID, OWNER_PROPERTY, RESTATE, Claims
 from sp_tool.gateway import UNSENT_BYTES, Gateway, Reply, parse_board
 from sp_tool.mqtt_aio import Message
 from sp_tool.mqtt_client import BoardClient
@@ -545,6 +545,30 @@ def test_gateway_ids_heard_from_the_broker_cost_memory_only_while_online_and_up_
     assert len(claims.alive) == MAX_GATEWAYS and caplog.text.count('gateways say they are online') == 1
     claims.heard_gateway('g1', b'')
     assert 'g1' not in claims.alive
+
+
+def test_claims_heard_while_a_claim_is_on_its_way_cost_memory_up_to_a_bound():
+    """A broker that never sends a gateway's claim back, but statuses naming ever new owners, kept every one of them
+    (4,000 statuses with 16 KB ids: 64 MB): now at most MAX_GATEWAYS, of ids and claims up to MAX_ID long."""
+    claims = Claims('g0')
+    claims.claimed('kit')
+    for i in range(MAX_GATEWAYS + 500):
+        claims.heard_status('kit', {OWNER_PROPERTY: 'g%d' % i, CLAIM_PROPERTY: '%08x' % i})
+    claims.heard_status('kit', {OWNER_PROPERTY: 'x' * (MAX_ID + 1), CLAIM_PROPERTY: 'c'})
+    claims.heard_status('kit', {OWNER_PROPERTY: 'long claim', CLAIM_PROPERTY: 'c' * (MAX_ID + 1)})
+    earlier = claims._claims['kit'].earlier
+    assert len(earlier) == MAX_GATEWAYS and all(len(owner) <= MAX_ID for owner, _ in earlier)
+    claims.heard_status('kit', {OWNER_PROPERTY: 'g0', CLAIM_PROPERTY: claims.token('kit')})   # its own came back
+    assert claims.heard_status('kit', {OWNER_PROPERTY: 'g1', CLAIM_PROPERTY: '00000001'}) == RESTATE
+    assert claims.heard_status('kit', {OWNER_PROPERTY: 'g99999', CLAIM_PROPERTY: 'later'}) == GIVE_WAY
+
+
+def test_a_gateway_id_too_long_to_keep_is_taken_for_offline_and_refused_as_ones_own():
+    claims = Claims('g0')
+    claims.heard_gateway('x' * (MAX_ID + 1), b'online')
+    assert claims.alive == set()
+    with pytest.raises(ValueError, match='more than %d characters' % MAX_ID):
+        Gateway(wire.Broker('127.0.0.1', 1), [], gateway_id='x' * (MAX_ID + 1))
 
 
 def test_call_memory_answers_repeats_within_its_window_and_forgets_after():
