@@ -154,19 +154,22 @@ class AsyncProtocol(EngineState):
         the peer (on_proven or on_step said so), or it is noisy (sp_common.admission), and the link ends."""
         engine = self._engine
         start = 0
-        while True:
+        while start < len(data):
             if start == 0 and data[:1] == b'>':
                 end = 1   # it may end a frame whose ':' was the last byte of the read before
             else:
-                end = data.find(b':>', start) + 2
+                # a frame ends only after it began: outside a frame, the next ':>' after the next ':<' (or a '<'
+                # first, after a ':' that ended the read before); the stray ones before it are fed with the rest
+                begin = start if engine.deframer.in_frame or start == 0 and data[:1] == b'<' else \
+                    data.find(b':<', start)
+                end = data.find(b':>', begin) + 2 if begin >= 0 else 0
                 if end < 2:
-                    engine.feed(data[start:])
-                    return b''
+                    end = len(data)   # no frame ends in the rest
             moved = engine.moved_at
             engine.feed(data[start:end])
             start = end
             if not engine.proven():
-                if admission.noisy(engine):
+                if admission.noisy(engine):   # (after every feed: junk that never ends a frame is noise too)
                     engine.note('noisy_peer')
                     return None
                 if engine.moved_at != moved and self.on_step is not None and not self.on_step(self):
@@ -180,6 +183,7 @@ class AsyncProtocol(EngineState):
                 wide = engine.deframer = Deframer(self._max_frame)
                 wide.framing_errors, wide.oversized = narrow.framing_errors, narrow.oversized
             return data[start:]
+        return b''
 
     async def _settle(self) -> None:
         """After an engine step: write what it queued, wake the waiters, arm its timer, drop a refused link."""

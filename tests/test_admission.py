@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 
 import sp_cpython as sp
-from sp_common import Engine, frame, pure_json
+from sp_common import Engine, admission, frame, pure_json
 from sp_cpython import aio
 from tools.unix_board import UnixBoard
 
@@ -310,7 +310,6 @@ def test_a_peer_on_probation_that_sends_frames_that_are_no_message_goes_after_a_
     """Four bytes (':<:>') make a frame the engine must look at: a peer on probation that sent them without end
     took 4.5 ms of the one loop per 4 KiB it sent, from every other peer of the asyncio server (and every board
     of a gateway listening for boards), for a second, and came back. It goes after admission.NOISE of them."""
-    from sp_common import admission
     engines = []
 
     async def main():
@@ -335,10 +334,42 @@ def test_a_peer_on_probation_that_sends_frames_that_are_no_message_goes_after_a_
     assert engines[0].counters["crc_errors"] == admission.NOISE + 1, engines[0].counters
 
 
+def test_a_peer_on_probation_whose_junk_never_ends_a_frame_goes_as_soon():
+    """':<' over and over starts frame after frame and ends none: the asyncio server looked for noise only after a
+    frame's end, so a peer that gave its name and then sent only those held the one loop for its whole probation
+    (5 s), and came back. Its broken frames are noise the moment they are fed."""
+    engines = []
+
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: engines.append(prot._engine) or echo(prot),
+                                 secret=SECRET)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        start = time.monotonic()
+        try:
+            writer.write(NAME)
+            for _ in range(10):
+                writer.write(b':<' * 2048)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            pass
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == b''   # closed by the server
+        except ConnectionError:   # (or reset: what it sent after was not read)
+            pass
+        took = time.monotonic() - start
+        writer.close()
+        server.close()
+        return took
+    took = asyncio.run(asyncio.wait_for(main(), 60))
+    assert took < 1, took   # (its probation would have lasted 5 s)
+    assert engines[0].counters['framing_errors'] > admission.NOISE, engines[0].counters
+
+
 def test_frames_on_probation_that_take_no_step_cost_no_look_at_the_pools(monkeypatch):
     """The pools were judged after every frame on probation: ':>' over and over, two bytes a frame, made a look
     at every connection held per two bytes, and 110 KB/s held up the server's loop."""
-    from sp_common import admission
     looks = []
     pool = admission.pool
     monkeypatch.setattr(admission, 'pool', lambda engine: looks.append(1) or pool(engine))
