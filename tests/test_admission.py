@@ -306,38 +306,9 @@ def test_peers_that_step_through_the_handshake_over_and_over_cannot_push_out_a_n
     assert served_during(flood, 1, 0) == [True] * 5
 
 
-def test_a_peer_on_probation_that_sends_frames_that_are_no_message_goes_after_a_few():
-    """Four bytes (':<:>') make a frame the engine must look at: a peer on probation that sent them without end
-    took 4.5 ms of the one loop per 4 KiB it sent, from every other peer of the asyncio server (and every board
-    of a gateway listening for boards), for a second, and came back. It goes after admission.NOISE of them."""
-    engines = []
-
-    async def main():
-        server = await aio.serve('127.0.0.1', 0, lambda prot: engines.append(prot._engine) or echo(prot),
-                                 secret=SECRET)
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection('127.0.0.1', port)
-        try:
-            for _ in range(10):
-                writer.write(b':<:>' * 1024)
-                await writer.drain()
-                await asyncio.sleep(0.01)
-        except ConnectionError:
-            pass
-        try:
-            assert await asyncio.wait_for(reader.read(), 1) == b''   # closed by the server
-        except ConnectionError:   # (or reset: what it sent after was not read)
-            pass
-        writer.close()
-        server.close()
-    asyncio.run(asyncio.wait_for(main(), 60))
-    assert engines[0].counters["crc_errors"] == admission.NOISE + 1, engines[0].counters
-
-
-def test_a_peer_on_probation_whose_junk_never_ends_a_frame_goes_as_soon():
-    """':<' over and over starts frame after frame and ends none: the asyncio server looked for noise only after a
-    frame's end, so a peer that gave its name and then sent only those held the one loop for its whole probation
-    (5 s), and came back. Its broken frames are noise the moment they are fed."""
+def flooded_until_closed(first, junk):
+    """A peer of an asyncio server with a secret that sends first, then junk ten times over, until the server
+    closes it: (seconds until then, the server's engine for it)."""
     engines = []
 
     async def main():
@@ -347,9 +318,9 @@ def test_a_peer_on_probation_whose_junk_never_ends_a_frame_goes_as_soon():
         reader, writer = await asyncio.open_connection('127.0.0.1', port)
         start = time.monotonic()
         try:
-            writer.write(NAME)
+            writer.write(first)
             for _ in range(10):
-                writer.write(b':<' * 2048)
+                writer.write(junk)
                 await writer.drain()
                 await asyncio.sleep(0.01)
         except ConnectionError:
@@ -362,9 +333,25 @@ def test_a_peer_on_probation_whose_junk_never_ends_a_frame_goes_as_soon():
         writer.close()
         server.close()
         return took
-    took = asyncio.run(asyncio.wait_for(main(), 60))
+    return asyncio.run(asyncio.wait_for(main(), 60)), engines[0]
+
+
+def test_a_peer_on_probation_that_sends_frames_that_are_no_message_goes_after_a_few():
+    """Four bytes (':<:>') make a frame the engine must look at: a peer on probation that sent them without end
+    took 4.5 ms of the one loop per 4 KiB it sent, from every other peer of the asyncio server (and every board
+    of a gateway listening for boards), for a second, and came back. It goes after admission.NOISE of them."""
+    took, engine = flooded_until_closed(b'', b':<:>' * 1024)
+    assert took < 1, took
+    assert engine.counters["crc_errors"] == admission.NOISE + 1, engine.counters
+
+
+def test_a_peer_on_probation_whose_junk_never_ends_a_frame_goes_as_soon():
+    """':<' over and over starts frame after frame and ends none: the asyncio server looked for noise only after a
+    frame's end, so a peer that gave its name and then sent only those held the one loop for its whole probation
+    (5 s), and came back. Its broken frames are noise the moment they are fed."""
+    took, engine = flooded_until_closed(NAME, b':<' * 2048)
     assert took < 1, took   # (its probation would have lasted 5 s)
-    assert engines[0].counters['framing_errors'] > admission.NOISE, engines[0].counters
+    assert engine.counters['framing_errors'] > admission.NOISE, engine.counters
 
 
 def test_frames_on_probation_that_take_no_step_cost_no_look_at_the_pools(monkeypatch):
