@@ -45,7 +45,7 @@ TEXTS = {
     'rejected': (_W, 'authentification failed: key rejected'),
     'cannot_send': (_W, 'cannot send: no connection, the wire not settled or (with auto_auth) no trust yet'),
     'silent_peer': (_W, 'dropping a peer that did not speak (with a secret: authenticate) in time'),
-    'made_room': (_W, 'dropping a peer that stalled before proving itself, or fell silent: a newcomer waits'),
+    'made_room': (_W, 'dropping a peer on probation, or silent, to make room: a newcomer waits'),
     'no_room': (_W, 'dropping this newcomer: every peer it could take the place of is busy'),
     'noisy_peer': (_W, 'dropping a peer that sent frames that are no message before proving itself'),
 }
