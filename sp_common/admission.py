@@ -36,11 +36,12 @@ def expired(engine):
 
 
 def counts(engine):
-    """(frames that are no message: junk, wrong CRCs, too long; messages) the engine has counted. As a connection
-    begins, noisy()'s since."""
+    """(frames that are no message: junk, wrong CRCs, too long, wrong MACs, replayed, original frames in a
+    session v2; messages) the engine has counted. As a connection begins, noisy()'s since."""
     counters = engine.counters
     return (counters['crc_errors'] + counters['format_errors'] + counters['framing_errors'] +
-            counters['oversized'], counters['rx_messages'])
+            counters['oversized'] + counters['mac_errors'] + counters['replayed'] + counters['downgrade'],
+            counters['rx_messages'])
 
 
 def noisy(engine, since=(0, 0)):

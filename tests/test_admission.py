@@ -354,6 +354,39 @@ def test_a_peer_on_probation_whose_junk_never_ends_a_frame_goes_as_soon():
     assert engine.counters['framing_errors'] > admission.NOISE, engine.counters
 
 
+@pytest.mark.parametrize('mac', [False, True])
+def test_a_peer_on_probation_that_replays_or_forges_session_frames_goes_after_a_few(mac):
+    """A v2 frame sent again (its seq seen), or one whose MAC is wrong, is no message either: the engine dropped
+    them under counters of their own that admission did not count, so such a peer fed for its whole probation
+    (5 s, each forged frame taking a MAC check and a second parse) and came back."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
+    peer = Engine(True, channel_name='replayer', secret='not ' + SECRET if mac else None)
+    sock = socket.create_connection(('127.0.0.1', server.__comm_inst__.port))
+    try:
+        peer.connection_made()
+        while peer.wire not in ('v2', 'v2_macs'):
+            sock.sendall(peer.data_to_send())
+            peer.feed(sock.recv(65536))
+        assert peer.wire == ('v2_macs' if mac else 'v2')
+        peer.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'again')
+        again = peer.data_to_send()
+        start = time.monotonic()
+        try:
+            for _ in range(100):
+                sock.sendall(again * 20)
+            while sock.recv(65536):
+                pass
+        except OSError:   # (reset: what it sent after was not read)
+            pass
+        took = time.monotonic() - start
+    finally:
+        sock.close()
+        server.close()
+    assert took < 2, took   # (its probation would have lasted 5 s)
+    counters = server.counters
+    assert counters['mac_errors' if mac else 'replayed'] > admission.NOISE, counters
+
+
 def test_frames_on_probation_that_take_no_step_cost_no_look_at_the_pools(monkeypatch):
     """The pools were judged after every frame on probation: ':>' over and over, two bytes a frame, made a look
     at every connection held per two bytes, and 110 KB/s held up the server's loop."""
