@@ -127,6 +127,9 @@ class pure_json_protocol(EngineState, Api):
         self._closed = False
         self._timer: Optional[threading.Timer] = None
         self._feeding: set = set()   # the threads running an engine step and its callbacks (I/O, timer)
+        # callers' reads whose work (callbacks, replies) the I/O thread has not yet done: while there is one, callers
+        # read no more, so a peer that floods meets TCP's back pressure, not a queue that grows (_wait)
+        self._left = 0
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
         # (user callbacks run outside the lock: _run_engine)
@@ -180,14 +183,22 @@ class pure_json_protocol(EngineState, Api):
         return False
 
     def _on_wake(self) -> None:
-        """The I/O thread does what a caller's read of the link left (_run_engine, not here)."""
+        """The I/O thread does what a read in a turn left (_run_engine, not here); callers may read again once
+        the work of the reads that woke it is done."""
+        with self._lock:
+            left = self._left
         me = threading.get_ident()
         self._feeding.add(me)
         try:
-            after = self._run_jobs()
+            try:
+                after = self._run_jobs()
+            finally:
+                self._feeding.discard(me)
+            self._act_on(*after)
         finally:
-            self._feeding.discard(me)
-        self._act_on(*after)
+            with self._cond:
+                self._left -= left
+                self._cond.notify_all()
 
     def _run_jobs(self) -> tuple:
         """The callbacks queued, each outside the lock; then _after_step()."""
@@ -268,7 +279,7 @@ class pure_json_protocol(EngineState, Api):
             return predicate()
         end = time.monotonic() + timeout
         while True:   # (after each wake the turn may be free: the reader before has given it back)
-            turns = self.__comm_inst__.take_turn() if self._timed_writes else None
+            turns = self.__comm_inst__.take_turn() if self._timed_writes and not self._left else None
             value = None if turns is None else self._read_for(turns, predicate, end)
             if value or self._closed:
                 return value
@@ -301,6 +312,8 @@ class pure_json_protocol(EngineState, Api):
                 if value or wake or data == b'':
                     break
         finally:
+            if wake:
+                self._left += 1
             turns.give_back(bool(wake))
         return value
 

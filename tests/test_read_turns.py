@@ -99,6 +99,39 @@ def test_a_callback_that_takes_its_time_holds_up_no_callers_read_of_its_answer(p
     assert done is not None and done.get_data() == 'done'   # the callback's answer went once it returned
 
 
+def test_callers_read_no_more_while_the_io_thread_has_work_left_from_their_reads(pair):
+    """A peer floods messages whose callback waits, while a thread polls with request(): callers went on reading
+    while the I/O thread was inside that callback, and the callbacks queued for it grew without bound (48,000 in
+    12 s from a hostile server). Now a caller reads no more while work its read left waits: the link is left
+    unread, and the peer meets TCP's back pressure."""
+    server, client = pair
+    release, stop = threading.Event(), threading.Event()
+    client.register_callback(sp.SID_READ_RESPONSE, 'event', lambda msg: release.wait(10) and None)
+    assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'up', timeout=5).get_data() == 'up'
+
+    def flood():
+        while not stop.is_set() and server.send(sp.SID_READ_RESPONSE, 'event', 'x' * 20, timeout=0.5):
+            pass
+
+    def poll():
+        while not stop.is_set():
+            client.request(sp.SID_EXECUTE_REQUEST, 0, 'poll', timeout=0.1)
+    threads = [threading.Thread(target=flood), threading.Thread(target=poll)]
+    for thread in threads:
+        thread.start()
+    most = 0
+    try:
+        for _ in range(60):
+            time.sleep(0.05)
+            most = max(most, len(client._engine.jobs))
+    finally:
+        stop.set()
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    assert 0 < most < 3000, most   # (a read takes 64 KiB at most: some 700 of these frames)
+
+
 def test_a_caller_that_reads_the_end_leaves_the_loss_to_the_io_thread(pair):
     server, client = pair
     lost, made = [], []
