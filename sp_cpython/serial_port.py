@@ -112,7 +112,8 @@ class serial_stp(StreamTransport):
         or the port is no longer the transport's (closed, or reopened) when the write looks again, every WAKE_S
         at most. It writes through a descriptor of its own, so a number the port gave up, which a new file may
         have taken, is never written. (pyserial's write_timeout cannot tell: it raised after the last byte went
-        too, and a port closed mid-write returned as if all had gone.)"""
+        too, and a port closed mid-write returned as if all had gone.) A port being dropped (close(), reconnect())
+        stops the write too: the I/O thread's own write would hold up close() until its deadline."""
         try:
             fd = os.dup(conn.fd)
         except TypeError:   # (fd None: closed since send() took the connection)
@@ -120,7 +121,7 @@ class serial_stp(StreamTransport):
         try:
             view = memoryview(data)
             while view:
-                if conn is not self._conn:
+                if conn is not self._conn or self._drop.is_set():   # (closed, reopened, or being dropped)
                     raise OSError('serial port closed with %d bytes not written' % len(view))
                 try:   # what the port takes at once goes, however little time is left
                     view = view[os.write(fd, view):]

@@ -7,6 +7,7 @@ import tty
 
 import sp_cpython as sp
 from conftest import wait_until
+from sp_common import frame, pure_json
 
 
 def test_a_peer_that_hangs_up_at_once_is_not_redialled_in_a_tight_loop():
@@ -74,3 +75,24 @@ def test_a_serial_write_cut_short_by_close_is_not_sent(tmp_path):
         os.close(master)
         os.close(slave)
 
+
+
+def test_close_cuts_short_the_io_threads_own_write_to_a_board_that_reads_nothing():
+    """A board sends requests and reads nothing: the I/O thread's write of their answers waits, and close() waited
+    with it until the write's own timeout (2 s), where it promises 0.1 s."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    prot = sp.pure_json_protocol(sp.serial_stp(os.ttyname(slave)), session_v2=False)
+    try:
+        assert wait_until(prot.__comm_inst__.is_connected)
+        asks = frame(pure_json.encode(40, 'i' * 2000, 0, None)) * 30   # unknown: each answered, its data id echoed
+        os.write(master, asks)
+        assert wait_until(lambda: prot.counters['unknown'] > 0)
+        time.sleep(0.5)   # the pty's buffer toward the board full: the I/O thread's write waits
+        start = time.monotonic()
+        prot.close()
+        assert time.monotonic() - start < 0.5
+    finally:
+        os.close(master)
+        os.close(slave)
