@@ -9,10 +9,16 @@ import time
 from typing import Optional
 
 import serial
+from serial.urlhandler import protocol_socket
 
 from .transport import StreamTransport
 
 _POSIX_PORT = getattr(serial, 'serialposix', None) and serial.serialposix.Serial   # a device path's port on POSIX
+# a socket:// port: its in_waiting says only whether a byte is there, so it is read without a timeout of its own,
+# after a wait of READ_S for bytes to come, all that came in one read (else a byte a read: 20 us of CPU a byte)
+_SOCKET_PORT = protocol_socket.Serial
+_CHUNK = 65536
+READ_S = 0.2   # a read waits this long for bytes, then looks whether the port is being dropped
 WAKE_S = 0.1   # a write waiting for a port to take its bytes looks this often whether the port closed
 
 
@@ -58,7 +64,9 @@ class serial_stp(StreamTransport):
         """Exclusively: a second program on the port would take part of what the board sends (pyserial locks with
         flock on POSIX, which mpremote and other exclusive openers honour; Windows never shares a port)."""
         try:
-            conn = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.2, exclusive=True)
+            conn = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_S, exclusive=True)
+            if type(conn) is _SOCKET_PORT:
+                conn.timeout = 0
         except (serial.SerialException, OSError, ValueError) as err:
             self._say_in_use(err)
             self._wait_retry(self._retry)
@@ -76,8 +84,11 @@ class serial_stp(StreamTransport):
     def _read(self, conn: serial.SerialBase) -> bytes:
         while not self._drop.is_set():
             try:
-                data = conn.read(conn.in_waiting or 1)
-            except (serial.SerialException, OSError, TypeError, AttributeError) as err:
+                if type(conn) is _SOCKET_PORT:
+                    data = conn.read(_CHUNK) if select.select((conn,), (), (), READ_S)[0] else b''
+                else:
+                    data = conn.read(conn.in_waiting or 1)
+            except (serial.SerialException, OSError, TypeError, AttributeError, ValueError) as err:
                 raise OSError('serial port lost: %s' % err) from err
             if data:
                 if self._repl.seen_at is None:
