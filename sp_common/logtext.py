@@ -145,8 +145,8 @@ def _left_out(engine, kind=0):
     if said > 0:
         what = ('event', 'message')[kind]
         log = engine.hexlog if engine.log is None else engine.log   # (a hex log alone keeps a budget too)
-        log.log(_W, 'prot%s: %d more %s lines left out (the counters have every %s)' % (
-            _side(engine), said, what, what))
+        log.log(_W, 'prot%s: %d more %s lines left out (the counters count every message and every drop)' % (
+            _side(engine), said, what))
     return said < 0
 
 

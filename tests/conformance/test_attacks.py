@@ -312,7 +312,8 @@ def test_a_flood_of_junk_is_counted_whole_and_logged_twenty_lines_a_second():
     assert link.server.counters['crc_errors'] == 500 and len(crc_lines) == 20
     link.clock.now += 1000
     link.server.feed(b':<:>')
-    assert link.server_log.lines[-2][1] == 'prot-server: 480 more event lines left out (the counters have every event)'
+    assert link.server_log.lines[-2][1] == \
+        'prot-server: 480 more event lines left out (the counters count every message and every drop)'
     assert 'wrong checksum' in link.server_log.lines[-1][1] and link.server.counters['crc_errors'] == 501
 
 def test_messages_with_a_status_other_than_okay_count_in_the_log_budget_and_their_data_is_cut():
