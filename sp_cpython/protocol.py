@@ -185,8 +185,7 @@ class pure_json_protocol(EngineState, Api):
     def _on_wake(self) -> None:
         """The I/O thread does what a read in a turn left (_run_engine, not here); callers may read again once
         the work of the reads that woke it is done."""
-        with self._lock:
-            left = self._left
+        left = self._left   # (the callers' reads this wake does the work of: those counted so far)
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -196,9 +195,10 @@ class pure_json_protocol(EngineState, Api):
                 self._feeding.discard(me)
             self._act_on(*after)
         finally:
-            with self._cond:
-                self._left -= left
-                self._cond.notify_all()
+            if left:
+                with self._cond:   # (callers that waited for it may read again)
+                    self._left -= left
+                    self._cond.notify_all()
 
     def _run_jobs(self) -> tuple:
         """The callbacks queued, each outside the lock; then _after_step()."""
