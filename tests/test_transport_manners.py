@@ -83,16 +83,30 @@ def test_close_cuts_short_the_io_threads_own_write_to_a_board_that_reads_nothing
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
+    os.set_blocking(master, False)
+    asks = memoryview(frame(pure_json.encode(40, 'i' * 2000, 0, None)) * 30)   # each answered, its data id echoed
+    done = threading.Event()
+
+    def ask():   # (in turns with the reads the stuck write holds up)
+        view = asks
+        while view and not done.is_set():
+            try:
+                view = view[os.write(master, view):]
+            except BlockingIOError:
+                time.sleep(0.01)
+    asking = threading.Thread(target=ask)
     prot = sp.pure_json_protocol(sp.serial_stp(os.ttyname(slave)), session_v2=False)
     try:
         assert wait_until(prot.__comm_inst__.is_connected)
-        asks = frame(pure_json.encode(40, 'i' * 2000, 0, None)) * 30   # unknown: each answered, its data id echoed
-        os.write(master, asks)
+        asking.start()
         assert wait_until(lambda: prot.counters['unknown'] > 0)
         time.sleep(0.5)   # the pty's buffer toward the board full: the I/O thread's write waits
         start = time.monotonic()
         prot.close()
         assert time.monotonic() - start < 0.5
     finally:
+        done.set()
+        if asking.is_alive():
+            asking.join(5)
         os.close(master)
         os.close(slave)
