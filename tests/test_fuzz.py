@@ -53,6 +53,79 @@ def test_random_bytes_never_raise(codec, data, cuts):
     decode_all(codec, split(data, cuts), max_size=256)
 
 
+class ByteDeframer:
+    """The STP deframer's rules, a byte at a time, as docs/protocol.md gives them: what Deframer, which cuts what
+    it can out in runs and whole frames, must do alike."""
+
+    def __init__(self, max_size, watch=None):
+        self.max_size, self.watch = max_size, watch
+        self.in_frame = self.sync = self.over = self.broken = self.watched = False
+        self.body = bytearray()
+        self.bodies = []
+        self.framing_errors = self.oversized = 0
+
+    def put(self, byte):
+        self.over = self.over or len(self.body) >= self.max_size
+        if not self.over:
+            self.body.append(byte)
+
+    def feed(self, data):
+        for c in data:
+            if not self.sync:
+                if c == 0x3A:
+                    self.sync = True
+                elif self.in_frame:
+                    self.put(c)
+                elif c == self.watch and not self.broken:
+                    self.watched = True
+                continue
+            self.sync = False
+            if c == 0x3C:   # ':<'
+                self.framing_errors += self.in_frame
+                self.in_frame, self.broken, self.over, self.body = True, False, False, bytearray()
+            elif not self.in_frame:
+                self.sync = c == 0x3A
+                if c == 0x3E:
+                    self.broken = False
+                elif c == self.watch and not self.broken:
+                    self.watched = True
+            elif c == 0x3D:   # ':='
+                self.put(0x3A)
+            elif c == 0x3E:   # ':>'
+                self.in_frame = False
+                if self.over:
+                    self.oversized += 1
+                else:
+                    self.bodies.append(bytes(self.body))
+            else:
+                self.framing_errors += 1
+                self.in_frame, self.broken, self.sync = False, True, c == 0x3A
+
+
+STP_TOKENS = [b':', b'<', b'>', b'=', b'a', b'\x03', b':<', b':>', b':=', b':a', b':\x03', b'::', b'abc', b'a' * 600]
+
+
+def stp_streams(tokens):
+    """Streams of STP's own bytes, frame starts and ends, escapes and broken pairs among a little data, Ctrl-C
+    and a run longer than a frame cut out whole."""
+    return st.lists(st.sampled_from(STP_TOKENS), max_size=tokens).map(b''.join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(stp_streams(80), st.lists(st.integers(0, 10**6), max_size=8), st.sampled_from([None, b'\x03']),
+       st.integers(1, 12))
+def test_the_deframer_cuts_what_the_byte_by_byte_rules_cut(data, cuts, watch, max_size):
+    ours, rules = Deframer(max_size), ByteDeframer(max_size, watch and watch[0])
+    ours.watch = watch
+    bodies = []
+    for chunk in split(data, cuts):
+        bodies += ours.feed(chunk)
+        rules.feed(chunk)
+    assert bodies == rules.bodies
+    assert (ours.framing_errors, ours.oversized, ours.watched, ours.in_frame, ours.broken) == \
+        (rules.framing_errors, rules.oversized, rules.watched, rules.in_frame, rules.broken)
+
+
 mutation = st.tuples(st.sampled_from(['flip', 'drop', 'dup', 'insert']), st.integers(0, 10**6), st.integers(0, 255))
 
 
