@@ -113,8 +113,9 @@ class Deframer:
                     self._over = False
                     self._len = 0
                 elif not self.in_frame:
-                    self._sync = c == 0x3A
-                    if c == 0x3E:
+                    if c == 0x3A:
+                        i -= 1   # a ':' again: the pair it may begin is looked for with the rest, below
+                    elif c == 0x3E:
                         self.broken = False   # the broken frame's end
                     elif self.watch is not None and c == self.watch[0] and not self.broken:
                         self.watched = True
@@ -135,21 +136,40 @@ class Deframer:
                     self.broken = True
                     self._sync = c == 0x3A
                 continue
-            if self.in_frame and not self._len and not self._over and end - i > 1:   # (a byte is no whole frame)
+            if not self.in_frame:
+                # between frames only a ':<' counts, and in the rest of a frame broken by a bad escape its ':>' too:
+                # what comes before them (junk, stray pairs, a console's text) is passed over in one step
+                j = data.find(b':<', i, end)
+                stop = end if j < 0 else j
+                if self.broken:
+                    e = data.find(b':>', i, stop)
+                    if e >= 0:
+                        self.broken = False   # the broken frame's end
+                        i = e + 2
+                        continue
+                elif self.watch is not None and data.find(self.watch, i, stop) >= 0:
+                    self.watched = True
+                if j < 0:
+                    self._sync = data[end - 1] == 0x3A   # (a ':' last: its pair's byte comes with the next chunk)
+                    break
+                self.in_frame = True
+                self.broken = False
+                self._over = False
+                self._len = 0
+                i = j + 2
+                continue
+            if not self._len and not self._over and end - i > 1:   # (a byte is no whole frame)
                 if view is None:
                     view = memoryview(data)
                 j = self._whole(data, view, i, end, out)
                 if j:
                     i = j
                     continue
-            j = data.find(b':', i, end)
+            j = data.find(b':', i, end)   # the frame's bytes up to its next ':'
             stop = end if j < 0 else j
-            if not self.in_frame and self.watch is not None and not self.broken and \
-                    data.find(self.watch, i, stop) >= 0:
-                self.watched = True
-            if self.in_frame and stop == i + 1:
+            if stop == i + 1:
                 self._put(data[i])
-            elif self.in_frame and stop > i and self._room(stop - i):
+            elif stop > i and self._room(stop - i):
                 if view is None:
                     view = memoryview(data)
                 self._mv[self._len:self._len + stop - i] = view[i:stop]
