@@ -6,9 +6,14 @@ length and one frame): MICROPYPATH=<repository root> micropython fuzz_replay.py 
 import sys
 
 from link import Recorder
-from sp_common import Deframer, Engine, frame, pure_json
+from sp_common import Deframer, Engine, const, frame, pure_json
 
-KINDS = ((False, None), (False, 'secret'), (True, None), (True, 'secret'))   # (is_client, secret)
+# (is_client, secret, settled): a client settled on the original wire (an original server answered its offer), or
+# one whose offer waits for its answer, which takes nothing but that answer and the names, and answers nothing
+KINDS = ((False, None, True), (False, 'secret', True), (True, None, True), (True, 'secret', True),
+         (True, None, False), (True, 'secret', False))
+_NO_SESSION = frame(pure_json.encode(const.SID_SESSION_RESPONSE, const.DID_SESSION,
+                                     const.STATUS_SERVICE_OR_DATA_UNKNOWN, None))
 _LIMITS = ('MemoryError', 'RecursionError')   # what the per-frame catch-all is for; any other exception is a bug
 
 
@@ -26,33 +31,35 @@ class Engines:
 
     def __init__(self):
         self.kinds = []
-        for is_client, secret in KINDS:
+        for is_client, secret, settled in KINDS:
             log = _Lines()
             eng = Engine(is_client, secret=secret, log=log, hexlog=log)
             eng.register_callback(30, None, lambda msg: (0, msg.get_data()))
             eng.add_data(11, 0, 'declared')
             eng.connection_made()
+            if is_client and settled:
+                eng.feed(_NO_SESSION)
             eng.send_msg(10, 1, None)   # an answer on 11/1 is asked for
             eng.data_to_send()
-            self.kinds.append((eng, log, secret))
+            self.kinds.append((eng, log, secret, settled))
 
     def feed(self, data):
-        for eng, _, _ in self.kinds:
+        for eng, _, _, _ in self.kinds:
             eng.feed(data)
             eng.data_to_send()
 
     def check(self):
         """A normal request to each engine.
 
-        Returns (whether every one answered it, the exceptions the catch-all
-        swallowed that only a bug raises).
+        Returns (whether every one whose wire settled answered it, the
+        exceptions the catch-all swallowed that only a bug raises).
         """
         answered = True
         problems = []
-        for eng, log, secret in self.kinds:
+        for eng, log, secret, settled in self.kinds:
             eng.feed(frame(pure_json.encode(30, 0, 0, 'after')))
             got = [pure_json.decode(body)[:4] for body in Deframer(1024).feed(eng.data_to_send())]
-            if got != ([(31, 0, 0, 'after')] if secret is None else [(31, 0, 3, None)]):
+            if settled and got != ([(31, 0, 0, 'after')] if secret is None else [(31, 0, 3, None)]):
                 answered = False
                 problems.append('client=%s secret=%s answered %r' % (eng.is_client, secret, got))
             problems.extend(log.lines)

@@ -431,3 +431,22 @@ def test_an_original_frame_in_v2_is_a_downgrade_however_short():
         link.server.feed(sp.frame(codec.encode(sp.SID_AUTH_REQUEST, 0, 0, None)))
         assert (link.server.counters['downgrade'], link.server.counters['crc_errors']) == (1, 0)
 
+
+
+def test_a_client_takes_no_message_but_its_names_and_the_session_answer_while_its_wire_settles():
+    """A frame slipped into a client before its session answer: the client ran its callback and answered on the
+    original wire, and its v2 server, which had taken nothing yet, followed it there while the client went on to
+    v2 (a dead connection), or with session_v2='required' refused it. It is dropped, out of turn."""
+    for secret, server_v2 in ((None, True), (SECRET, True), (SECRET, 'required')):
+        link = Link(pure_json, client={'session_v2': True, 'secret': secret, 'random_bytes': counting(0)},
+                    server={'session_v2': server_v2, 'secret': secret, 'random_bytes': counting(100)})
+        ran = []
+        link.client.register_callback(sp.SID_EXECUTE_REQUEST, 1, lambda msg: ran.append(msg) or (0, 'answered'))
+        link.client.connection_made()
+        link.server.connection_made()
+        link.server.feed(link.client.data_to_send())   # the client's name and offer
+        link.client.feed(sp.frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 1, 0, 'slipped in')))
+        assert link.client.wire == 'negotiating' and link.client.data_to_send() == b''
+        assert ran == [] and link.client.counters['out_of_turn'] == 1
+        link.pump()
+        assert (link.client.wire, link.server.wire) == (('v2_macs', 'v2_macs') if secret else ('v2', 'v2'))
