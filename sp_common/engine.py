@@ -479,15 +479,16 @@ class Engine:
                 else:
                     self._step('sp_common.session', turn[1], status, data)
                 return True
-            if self.wire == 'negotiating' and not self.is_client and key != _NAME_REQUEST:
-                self.settle_original()   # an original client: it spoke before offering v2
-                if self.wire == 'refused':
+            if self.wire == 'negotiating':
+                if not self.is_client and key != _NAME_REQUEST:
+                    self.settle_original()   # an original client: it spoke before offering v2
+                    if self.wire == 'refused':
+                        return True
+                elif self.is_client and key != _NAME:
+                    # a client takes nothing else until its wire settles: its answer would go out on the original
+                    # wire, and its server, which has taken nothing yet, would follow it there (or refuse it)
+                    self.drop('out_of_turn', sid, did)
                     return True
-            elif self.wire == 'negotiating' and self.is_client and key != _NAME:
-                # a client takes nothing else until its wire settles: its answer would go out on the original
-                # wire, and its server, which has taken nothing yet, would follow it there (or refuse it)
-                self.drop('out_of_turn', sid, did)
-                return True
         turn = _HANDSHAKE.get(key)
         if turn is not None:
             if turn[0] != self.is_client or (turn[1] is not None and self.auth_state not in turn[1]):

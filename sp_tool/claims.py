@@ -34,9 +34,9 @@ GIVE_WAY = 'give way'   # a later claim took the board
 RESTATE = 'restate'     # a status of an earlier claim came last: the owner's own status must be the retained one
 
 
-def _short(text: str) -> bool:
-    """Whether a gateway's id or claim from the broker is short enough to keep (MAX_ID): a longer one is no
-    gateway's (Gateway takes no such id of its own)."""
+def short_enough(text: str) -> bool:
+    """Whether a gateway's id or claim is short enough to keep (MAX_ID): a longer one from the broker is no
+    gateway's, as Gateway takes no such id of its own."""
     return len(text) <= MAX_ID
 
 
@@ -83,14 +83,14 @@ class Claims:
         if claim is None:
             return None
         if not claim.echoed:
-            if len(claim.earlier) < MAX_GATEWAYS and _short(owner) and (token is None or _short(token)):
+            if len(claim.earlier) < MAX_GATEWAYS and short_enough(owner) and short_enough(token or ''):
                 claim.earlier.add((owner, token))   # (beyond: a flood, whose late statuses are given way to)
             return None
         return RESTATE if (owner, token) in claim.earlier else GIVE_WAY
 
     def heard_gateway(self, gateway_id: str, payload: bytes) -> None:
         """Notes a gateway's liveness: only live ones are kept, at most MAX_GATEWAYS of them."""
-        if payload != wire.ONLINE.encode() or not _short(gateway_id):
+        if payload != wire.ONLINE.encode() or not short_enough(gateway_id):
             self.alive.discard(gateway_id)
         elif len(self.alive) < MAX_GATEWAYS:
             self.alive.add(gateway_id)

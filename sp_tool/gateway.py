@@ -26,7 +26,8 @@ import sp_cpython as sp
 from . import mqtt_wire as wire
 from .board_link import OWN_PER_S, BoardLink, BoardSpec
 from .call_memory import CallMemory
-from .claims import CLAIM_PROPERTY, GIVE_WAY, MAX_ID, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims
+from .claims import (CLAIM_PROPERTY, GIVE_WAY, MAX_ID, OWNER_PROPERTY, REASON_PROPERTY, RESTATE, Claims,
+                     short_enough)
 from .log_budget import log_within
 from .mqtt_aio import Client, Message, publish_properties
 from .target import PROTOCOLS, read_secret_file
@@ -120,7 +121,7 @@ class Gateway:
         self.timeout = timeout
         self.max_payload = max_payload
         self.id = gateway_id or '%s-%s' % (socket.gethostname(), uuid.uuid4().hex[:8])
-        if len(self.id) > MAX_ID:
+        if not short_enough(self.id):
             raise ValueError('a gateway id of more than %d characters' % MAX_ID)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._said_bad = [0.0, 0, 0]   # lines on callers' bad input: since when (ms), how many, how many left out
