@@ -3,7 +3,7 @@
 Loaded when a connection negotiates; a side with session_v2=False never
 loads it and keeps the original wire byte for byte.
 """
-from binascii import hexlify
+from binascii import hexlify, unhexlify
 
 from . import load
 from .const import DID_SESSION, SID_SESSION_REQUEST, SID_SESSION_RESPONSE, STATUS_OKAY, STATUS_OPERATION_NOT_PERMITTED
@@ -24,7 +24,7 @@ def _terms(data):
     if not (isinstance(nonce, str) and len(nonce) == 64 and (mac is True or mac is False)):
         return None
     try:
-        int(nonce, 16)
+        unhexlify(nonce)   # hex digits only: a parse as a number would also take '0x', signs, spaces, '_'
     except ValueError:
         return None
     return nonce, mac

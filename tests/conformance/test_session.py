@@ -450,3 +450,17 @@ def test_a_client_takes_no_message_but_its_names_and_the_session_answer_while_it
         assert ran == [] and link.client.counters['out_of_turn'] == 1
         link.pump()
         assert (link.client.wire, link.server.wire) == (('v2_macs', 'v2_macs') if secret else ('v2', 'v2'))
+
+
+def test_an_offer_whose_nonce_is_not_64_hex_digits_gets_the_original_wire():
+    """A nonce is 32 bytes in hex, nothing else: no '0x', sign, space, '_' or digits of other scripts, which a
+    parse as a number would take."""
+    good = '0123456789abcdefABCDEF' * 2 + '01234567890123456789'
+    for nonce, v2 in ((good, True), ('0x' + good[2:], False), ('+' + good[1:], False), (' ' + good[1:], False),
+                      (good[:31] + '_' + good[32:], False), ('\u0660' * 64, False), (good[:63] + 'g', False)):
+        server = Engine(False, channel_name='server')
+        server.connection_made()
+        server.feed(sp.frame(*pure_json.pieces(sp.SID_SESSION_REQUEST, sp.DID_SESSION, 0,
+                                               {'v': 2, 'nonce': nonce, 'mac': False})))
+        assert server.session == (2 if v2 else 1), nonce
+        assert (b'"nonce"' in server.data_to_send()) == v2   # its own nonce answers, or a refusal
