@@ -88,10 +88,10 @@ class Calls:
         if token is not None and token != FOR_RECEIVE:   # a request() call's answer
             self.replies[token] = msg
             return
-        entry = None if gated else engine.registry.find_callback(sid, did)   # no callback runs for an untrusted peer
-        if token is None and (re or (entry is None and key not in engine.registry.did_names)):
+        entry = None if gated else engine._find_callback(sid, did)   # no callback runs for an untrusted peer
+        if token is None and (re or (entry is None and key not in engine._did_names)):
             # the answer to a request nobody waits for any more, or a message nobody takes
-            if sid not in engine.registry.responses:
+            if sid not in engine._responses:
                 engine.drop('unknown', sid, did)
             else:
                 engine.drop('stale' if re else 'unsolicited', sid, did)

@@ -11,7 +11,6 @@ from . import const, load
 from .codec import ChecksumError, FormatError, MacError, is_short_ascii, pure_json
 from .dispatch import call
 from .entropy import random_bytes
-from .registry import Registry
 from .stp import Deframer, frame
 
 
@@ -112,7 +111,17 @@ class Engine:
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
-        self.registry = Registry()
+        self._requests = {}       # request sid -> response sid: the built-in services, then add_service()
+        self._responses = {}      # response sid -> request sid
+        for req in (const.SID_AUTH_REQUEST, const.SID_CHANNEL_NAME_REQUEST, const.SID_READ_REQUEST,
+                    const.SID_WRITE_REQUEST, const.SID_EXECUTE_REQUEST):
+            self._requests[req] = req + 1
+            self._responses[req + 1] = req
+        self._sid_names = {}      # names beyond the built-in ones of const, here and below
+        self._did_names = {}      # (sid, did) -> name
+        self._status_names = {}
+        self._whitelist = set()
+        self._callbacks = {}      # (sid or None, did or None) -> (callback, args, kwargs)
         self.last_wrong_key = 0
         self.counters = new_counters()
         self.token_base = self.tx_seq = self.epoch = 0
@@ -120,26 +129,36 @@ class Engine:
 
     # registries ------------------------------------------------------------
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
-        self.registry.add_service(req_sid, resp_sid, req_name, resp_name)
+        taken = req_sid in self._requests or req_sid in self._responses
+        if taken or resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
+            from . import errors
+            raise (errors.RequestSidExistsError if taken else errors.ResponseSidExistsError)(
+                'service id %r is already in use' % (req_sid if taken else resp_sid,))
+        self._requests[req_sid] = resp_sid
+        self._responses[resp_sid] = req_sid
+        if req_name is not None:
+            self._sid_names[req_sid] = req_name
+        if resp_name is not None:
+            self._sid_names[resp_sid] = resp_name
 
     def add_status(self, status, name):
-        self.registry.status_names[status] = name
+        self._status_names[status] = name
 
     def add_msg_to_auth_whitelist_(self, service_id, data_id):
-        self.registry.whitelist.add((service_id, data_id))
+        self._whitelist.add((service_id, data_id))
 
     def add_data(self, service_id, data_id, name):
-        self.registry.add_data(service_id, data_id, name)
+        for sid in service_id if isinstance(service_id, (list, tuple)) else (service_id,):
+            self._did_names[(sid, data_id)] = name
 
     def register_callback(self, service_id, data_id, callback, *args, **kwargs):
         """Any message but those the engine serves itself (serves_itself), which no callback takes."""
         key = (service_id, data_id)
         if self.serves_itself(key):
             raise ValueError('%r/%r is served by the engine itself' % key)
-        callbacks = self.registry.callbacks
-        if key in callbacks:
+        if key in self._callbacks:
             self.note('overwrite', service_id, data_id)
-        callbacks[key] = (callback, args or (), kwargs or _NO_KWARGS)
+        self._callbacks[key] = (callback, args or (), kwargs or _NO_KWARGS)
 
     def serves_itself(self, key):
         """Whether (sid, did) is the engine's own: the handshake's and the channel name's, and the session's where
@@ -310,7 +329,7 @@ class Engine:
             pieces = self.codec.pieces(service_id, data_id, status, data, self.tx_seq, re, self.tx_mac)
         else:
             pieces = self.codec.pieces(service_id, data_id, status, data)
-        resp = self.registry.response_sid(service_id)
+        resp = self._response_sid(service_id)
         # the engine takes the answers to its own requests (seed, key, name, and the session offer where it
         # negotiates v2) itself: no one waits for them
         if resp is not None and service_id != const.SID_AUTH_REQUEST and service_id != const.SID_CHANNEL_NAME_REQUEST \
@@ -322,6 +341,16 @@ class Engine:
         self.queued = frame(*pieces)   # the last frame queued, for withdraw(); None once taken
         self._out.append(self.queued)
         return token
+
+    def _response_sid(self, sid):
+        """Where the answer to a request on sid comes: its service's response sid, or for an unknown even
+        sid the conventional sid + 1, on which a peer that knows no such service says so; None for a
+        response."""
+        resp = self._requests.get(sid)
+        if resp is None and isinstance(sid, int) and sid % 2 == 0 and sid not in self._responses and \
+                (sid + 1) not in self._requests:
+            resp = sid + 1
+        return resp
 
     def withdraw(self, sent):
         """Takes back sent (a frame send_msg queued) if no writer has taken it yet: a call that gave up
@@ -405,7 +434,7 @@ class Engine:
     # dispatch --------------------------------------------------------------
     def _gated(self, key):
         return self.secret is not None and self.auth_state != const.AUTH_STATE_TRUSTED_CONNECTION \
-            and key not in BUILTIN_DATA and key not in self.registry.whitelist
+            and key not in BUILTIN_DATA and key not in self._whitelist
 
     def _dispatch(self, sid, did, status, data, length, seq, re):
         """A valid message, routed: the protocol's own (_own) or a user's, a response or a request."""
@@ -416,7 +445,7 @@ class Engine:
         if self.wire == 'negotiating' or self.serves_itself(key):
             if self._own(key, status, data, heard):
                 return
-        resp = self.registry.response_sid(sid)
+        resp = self._response_sid(sid)
         if resp is None:
             self.calls().on_response(sid, did, status, data, length, re)
         else:
@@ -480,11 +509,10 @@ class Engine:
             self.drop('auth_rejected', sid, did)
             self.send_msg(resp, did, None, const.STATUS_AUTH_REQUIRED, seq)
             return
-        registry = self.registry
-        entry = registry.find_callback(sid, did)
+        entry = self._find_callback(sid, did)
         msg = make_message(sid, did, status, data)
         if entry is None:
-            if sid in registry.requests and (sid, did) in registry.did_names:
+            if sid in self._requests and (sid, did) in self._did_names:
                 self.calls().store(msg, length)
             else:
                 self.drop('unknown', sid, did)
@@ -519,6 +547,12 @@ class Engine:
         self.drop('callback_errors', msg['service_id'], msg['data_id'], error)
         if resp is not None and epoch == self.epoch:   # the requester told
             self.send_msg(resp, msg['data_id'], None, const.STATUS_CALLBACK_ERROR, seq)
+
+    def _find_callback(self, sid, did):
+        """The callback of (sid, did), else of (sid, any), of (any, did), of any message; or None."""
+        callbacks = self._callbacks
+        return callbacks.get((sid, did)) or callbacks.get((sid, None)) or callbacks.get((None, did)) or \
+            callbacks.get((None, None))
 
     def drop(self, name, sid=None, did=None, detail=None):
         """Counts a dropped message (or event) on the counter of that name and logs it (sp_common.logtext's line)."""

@@ -110,8 +110,8 @@ def peer_id(value):
 
 def describe(engine, sid, did):
     key = (sid, did)
-    name = engine.registry.did_names.get(key, BUILTIN_DATA.get(key))
-    return 'service: %s, data_id: %s' % (cut(engine.registry.sid_names.get(sid, c.SID__NAMES.get(sid, sid)), ID_CHARS),
+    name = engine._did_names.get(key, BUILTIN_DATA.get(key))
+    return 'service: %s, data_id: %s' % (cut(engine._sid_names.get(sid, c.SID__NAMES.get(sid, sid)), ID_CHARS),
                                          peer_id(did) if name is None else cut(name, ID_CHARS))
 
 
@@ -182,7 +182,7 @@ def trace(engine, sent, sid, did, status, data, pieces):
         text = cut(data, DATA_CHARS)
         log.log(level, printable('prot%s: %s %s, status: %s, data: "%s"' % (
             _side(engine), direction, describe(engine, sid, did),
-            cut(engine.registry.status_names.get(status, c.STATUS__NAMES.get(status, status)), ID_CHARS), text)))
+            cut(engine._status_names.get(status, c.STATUS__NAMES.get(status, status)), ID_CHARS), text)))
     log = engine.hexlog
     if log is not None and log.isEnabledFor(c.DEBUG) and (trusted or not _left_out(engine, 1)):
         body = b''.join(pieces)

@@ -20,14 +20,14 @@ def bad_checksum(engine, error):
     if engine.rx_mac is not None or engine.wire == 'negotiating':
         return
     sid = error.sid
-    if not (isinstance(sid, int) and sid in engine.registry.requests and isinstance(error.did, (int, str))):
+    if not (isinstance(sid, int) and sid in engine._requests and isinstance(error.did, (int, str))):
         return
     seq = error.seq or 0
     if engine.wire == 'v2':
         if seq != engine.rx_seq + 1:
             return
         engine.rx_seq = seq
-    engine.send_msg(engine.registry.requests[sid], error.did, None, const.STATUS_CHECKSUM_ERROR, seq)
+    engine.send_msg(engine._requests[sid], error.did, None, const.STATUS_CHECKSUM_ERROR, seq)
 
 
 def while_refused(engine, body):

@@ -81,7 +81,7 @@ from sp_micropython.demo import add_demo_services, asctime
 engine = Engine(False)
 add_demo_services(engine)
 print(asctime())
-print(engine.registry.callbacks[(10, 0)][0](None)[1])
+print(engine._callbacks[(10, 0)][0](None)[1])
 """)
     lines = out.splitlines()
     assert lines[0] == lines[1]

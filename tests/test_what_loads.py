@@ -24,7 +24,7 @@ print(len(client.data_to_send()) > 0, 'sp_common.calls' in sys.modules)
 server.send_msg(10, 0, None)   # a request of its own: now something waits for an answer
 print('sp_common.calls' in sys.modules)
 server.add_service(40, 41)
-print(server.registry.requests[40])
+print(server._requests[40])
 """
 
 
