@@ -4,7 +4,11 @@
 
 - the virtual board (boards/unix/main.py, from .mpy, as bench_link starts it)
   answering execute echo requests over its pty, beside benchmarks/echo_board.py echoing the same
-  request frame raw: the unix port's instructions per request;
+  request frame raw: the unix port's instructions per request; then the same
+  board with a heap four times as large (BIG_HEAP), which shows what
+  MicroPython's allocator costs (docs/benchmarks.md); and where the
+  board's instructions go, by the interpreter's mechanism (MECHANISMS: its
+  C functions, as callgrind_annotate names them);
 - host <-> host: benchmarks.bench_host's protocol() beside its plain-socket
   baseline, every thread of both processes (the client and its far end),
   and its bare(): the engines alone on a bare socket each, without the
@@ -29,6 +33,24 @@ from tools.mosquitto import free_port
 from tools.unix_board import ROOT, UnixBoard
 
 SETUP = 200   # round trips in the run whose count is taken away
+BIG_HEAP = '576k'   # four times bench_link's
+
+
+# The unix port's C functions (callgrind_annotate's "file:function"), grouped by what they do for a request;
+# the first group whose pattern is in the name takes a function, the rest is "everything else".
+MECHANISMS = (
+    ('allocating and freeing memory', ('gc.c:gc_alloc', 'gc.c:gc_free', 'gc.c:gc_realloc', 'malloc.c:m_')),
+    ('collecting garbage', ('gc.c:',)),
+    ('looking up names, attributes and dict keys', ('map.c:', 'objtype.c:mp_obj_class_lookup', 'objtype.c:mp_obj_instance_attr',
+                                                    'runtime.c:mp_load_')),
+    ('interning strings (every new str is looked up first)', ('qstr.c:',)),
+    ('running bytecode', ('vm.c:',)),
+    ('setting up calls', ('objfun.c:', 'bc.c:', 'runtime.c:mp_call', 'argcheck.c:', 'nlr')),
+    ('scanning and copying bytes', ('memcmp', 'memmove', 'memcpy', 'memset', 'objstr.c:find_subbytes', 'objstr.c:str_count',
+                                    'objstr.c:str_replace')),
+    ('CRC-32 and JSON', ('crc32', 'modjson.c:', 'objstringio.c:')),
+    ('thread state and locks (the unix port has threads)', ('pthread', 'mpthreadport.c:')),
+)
 
 
 def callgrind(out):
@@ -45,6 +67,21 @@ def total(out):
     raise RuntimeError('no count in ' + out)
 
 
+def mechanisms(out):
+    """{mechanism: instructions} of the run callgrind counted into the file out, and its total."""
+    text = subprocess.run(['callgrind_annotate', '--inclusive=no', '--threshold=100', out], check=True,
+                          capture_output=True, text=True).stdout
+    costs = {'total': total(out)}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].replace(',', '').isdigit() or 'PROGRAM' in line:
+            continue
+        name = next((group for group, patterns in MECHANISMS if any(p in line for p in patterns)), 'everything else')
+        costs[name] = costs.get(name, 0) + int(parts[0].replace(',', ''))
+    costs['everything else'] = costs['total'] - sum(v for k, v in costs.items() if k not in ('total', 'everything else'))
+    return costs
+
+
 def is_far_end(out):
     """Whether the file out counts a far end (bench_host --far-end), not the client that started it."""
     with open(out) as f:
@@ -54,16 +91,16 @@ def is_far_end(out):
     raise RuntimeError('no command in ' + out)
 
 
-def board_count(mpy_dir, out, n):
+def board_count(mpy_dir, out, n, heap=bench_link.HEAP):
     """Instructions of the virtual board over n echo requests on its pty (and its start)."""
-    board = UnixBoard(bench_link.HEAP, mpy_dir, prefix=callgrind(out), tcp_port=free_port(),
+    board = UnixBoard(heap, mpy_dir, prefix=callgrind(out), tcp_port=free_port(),
                       max_frame=bench_link.MAX_FRAME)   # (as bench_link's: its TCP server idle beside the console)
     once = bench_link.protocol_echo(bench_link.Fd(board.master), 'x')
     for _ in range(n):
         once()
     os.close(board.master)   # the end of its input: the board exits, and callgrind writes its count
     board.proc.wait(120)
-    return total(out)
+    return mechanisms(out)
 
 
 def echo_count(out, n):
@@ -94,6 +131,8 @@ def host_count(function, n):
 def per_round_trip(count, n):
     """(count(SETUP + n) - count(SETUP)) / n; of each of its figures where count gives a tuple."""
     more, less = count(SETUP + n), count(SETUP)
+    if isinstance(more, dict):
+        return {key: (more[key] - less.get(key, 0)) / n for key in more}
     if isinstance(more, tuple):
         return tuple((m - l) / n for m, l in zip(more, less))
     return (more - less) / n
@@ -108,14 +147,18 @@ def main():
         out = os.path.join(tmp, 'callgrind.out')
         mpy_dir = os.path.join(tmp, 'mpy')
         compile_mpy(device_files('unix'), mpy_dir, where=mpy_dir + '/')
-        board = per_round_trip(lambda n: board_count(mpy_dir, out, n), args.n)
+        costs = per_round_trip(lambda n: board_count(mpy_dir, out, n), args.n)
+        big = per_round_trip(lambda n: board_count(mpy_dir, out, n, BIG_HEAP), args.n)['total']
         echo = per_round_trip(lambda n: echo_count(out, n), args.n)
         host = per_round_trip(lambda n: host_count('protocol', n), args.n)
         bare = per_round_trip(lambda n: host_count('bare', n), args.n)
         base = per_round_trip(lambda n: host_count('baseline', n), args.n)
     print('| instructions per round trip | sp-dual | baseline | ratio |')
     print('|---|---:|---:|---:|')
+    board = costs.pop('total')
     print('| the virtual board, a request over the pty (vs raw echo) | %.0f | %.0f | %.2f |' % (board, echo, echo / board))
+    print('| the same, with a %s heap instead of %s | %.0f | %.0f | %.2f |' % (BIG_HEAP, bench_link.HEAP, big, echo,
+                                                                             echo / big))
     for name, ends in (('host <-> host over TCP, both ends', host),
                        ('host <-> host, the engines alone on a bare socket each, both ends', bare)):
         print('| %s (vs plain-socket ping-pong) | %.0f | %.0f | %.2f |' % (name, sum(ends), sum(base),
@@ -126,6 +169,11 @@ def main():
     for name, ends in (('pure_json_protocol over TCP', host), ('the engines alone, on a bare socket each', bare),
                        ('plain socket JSON+CRC ping-pong (baseline)', base)):
         print('| %s | %.0f | %.0f |' % (name, ends[0], ends[1]))
+    print()
+    print('| where a request on the virtual board goes | instructions | share |')
+    print('|---|---:|---:|')
+    for name, count in sorted(costs.items(), key=lambda item: -item[1]):
+        print('| %s | %.0f | %.0f %% |' % (name, count, 100 * count / board))
     return 0
 
 
