@@ -91,7 +91,7 @@ class Calls:
         entry = None if gated else engine._find_callback(sid, did)   # no callback runs for an untrusted peer
         if token is None and (re or (entry is None and key not in engine._did_names)):
             # the answer to a request nobody waits for any more, or a message nobody takes
-            if sid not in engine._responses:
+            if sid not in engine._requests.values():
                 engine.drop('unknown', sid, did)
             else:
                 engine.drop('stale' if re else 'unsolicited', sid, did)

@@ -111,12 +111,11 @@ class Engine:
         self.deframer = Deframer(max_frame)
         self.max_buffered = max_buffered
         self.max_buffered_bytes = 2 * max_frame if max_buffered_bytes is None else max_buffered_bytes
-        self._requests = {}       # request sid -> response sid: the built-in services, then add_service()
-        self._responses = {}      # response sid -> request sid
+        self._requests = {}       # request sid -> response sid (its values: the response sids): the built-in services,
+                                  # then add_service()
         for req in (const.SID_AUTH_REQUEST, const.SID_CHANNEL_NAME_REQUEST, const.SID_READ_REQUEST,
                     const.SID_WRITE_REQUEST, const.SID_EXECUTE_REQUEST):
             self._requests[req] = req + 1
-            self._responses[req + 1] = req
         self._sid_names = {}      # names beyond the built-in ones of const, here and below
         self._did_names = {}      # (sid, did) -> name
         self._status_names = {}
@@ -129,13 +128,13 @@ class Engine:
 
     # registries ------------------------------------------------------------
     def add_service(self, req_sid, resp_sid, req_name=None, resp_name=None):
-        taken = req_sid in self._requests or req_sid in self._responses
-        if taken or resp_sid in self._requests or resp_sid in self._responses or resp_sid == req_sid:
+        responses = self._requests.values()
+        taken = req_sid in self._requests or req_sid in responses
+        if taken or resp_sid in self._requests or resp_sid in responses or resp_sid == req_sid:
             from . import errors
             raise (errors.RequestSidExistsError if taken else errors.ResponseSidExistsError)(
                 'service id %r is already in use' % (req_sid if taken else resp_sid,))
         self._requests[req_sid] = resp_sid
-        self._responses[resp_sid] = req_sid
         if req_name is not None:
             self._sid_names[req_sid] = req_name
         if resp_name is not None:
@@ -347,7 +346,7 @@ class Engine:
         sid the conventional sid + 1, on which a peer that knows no such service says so; None for a
         response."""
         resp = self._requests.get(sid)
-        if resp is None and isinstance(sid, int) and sid % 2 == 0 and sid not in self._responses and \
+        if resp is None and isinstance(sid, int) and sid % 2 == 0 and sid not in self._requests.values() and \
                 (sid + 1) not in self._requests:
             resp = sid + 1
         return resp

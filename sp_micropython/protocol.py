@@ -141,7 +141,6 @@ class pure_json_protocol(Engine, Api):
         self.__comm_inst__ = stream
         if stream.CONNECTS:
             self.connects = True
-        self._engine = self
         self._feeding = False
         self._rx = bytearray(rx_size or stream.rx_size)
         self.deframer.watch = stream.watch
@@ -213,6 +212,10 @@ class pure_json_protocol(Engine, Api):
         return ms
 
     # what the shared Api needs -------------------------------------------------
+    @property
+    def _engine(self):
+        return self   # the protocol is its own engine
+
     def _wait(self, done, timeout):
         start = time.ticks_ms()
         limit = int(timeout * 1000)

@@ -28,7 +28,6 @@ def test_the_constants_of_const_are_written_nowhere_else():
 def test_the_engine_starts_with_the_services_of_const():
     eng = engine.Engine(is_client=False)
     assert eng._requests == names.SID_RESPONSE_DICT
-    assert eng._responses == {resp: req for req, resp in names.SID_RESPONSE_DICT.items()}
 
 
 def test_every_event_named_in_the_code_has_a_log_text():
