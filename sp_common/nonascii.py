@@ -5,17 +5,33 @@ Loaded only when a frame holds such text: an ASCII-only board never pays for it.
 
 
 def escape(text):
-    """text with every non-ASCII character escaped as CPython's json.dumps writes it."""
+    """text with every non-ASCII character escaped as CPython's json.dumps writes it.
+
+    ValueError for text that is not UTF-8 as CPython writes it: a board's
+    json takes a peer's bytes as they come, and reads an overlong form as the
+    character it spells (c0 a2 as a '"', which json.dumps left bare) or a
+    number past U+10FFFF as a character. Such text would go out as JSON the
+    peer wrote; it does not go out at all.
+    """
     out = bytearray()
+    size = 0   # the bytes the characters take in UTF-8
     for ch in text:
         o = ord(ch)
         if o < 0x80:
             out.append(o)
+            size += 1
         elif o < 0x10000:
             out.extend(b'\\u%04x' % o)
-        else:
+            size += 2 if o < 0x800 else 3
+        elif o < 0x110000:
             o -= 0x10000
             out.extend(b'\\u%04x\\u%04x' % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
+            size += 4
+        else:
+            size = -1
+            break
+    if size != len(memoryview(text)):
+        raise ValueError('text that is not UTF-8')
     return out.decode()
 
 

@@ -456,3 +456,18 @@ def test_the_engine_only_queues():
     out = eng.data_to_send()
     assert out == wire(8, 0, 'c') + wire(10, 0, None)
     assert eng.data_to_send() == b''
+
+
+def test_text_that_is_not_utf8_never_goes_out_as_the_json_it_would_forge():
+    """An overlong '"' (c0 a2) is no UTF-8: CPython's parser drops the frame; a board's json takes it as a '"' and
+    its answer must not write that '"' bare, which would close the string and write keys the peer chose."""
+    q = b'\xc0\xa2'
+    forged = b'ok' + q + b', ' + q + b'status' + q + b': 6, ' + q + b'data' + q + b': ' + q + b'FORGED'
+    for text in (forged, b'a\xf4\x90\x80\x80b'):   # the second: a code point past U+10FFFF
+        server = engine(False, secret=None)
+        server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (0, msg.get_data()))
+        server.feed(sp.frame(*_with_crc((b'{"data_id": 0, "service_id": 30, "status": 0, "data": "' + text + b'"}',))))
+        answers = sent(server)
+        assert answers in ([], [(sp.SID_EXECUTE_RESPONSE, 0, sp.STATUS_CALLBACK_ERROR, None)]), answers
+        assert server.counters['format_errors'] + server.counters['callback_errors'] == 1
+
