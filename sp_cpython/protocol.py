@@ -23,6 +23,9 @@ WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts
 # over and over (three bytes of text for an object and a slot), costs 24 times its text on a 64-bit host, and the
 # bound holds it whole; a board's engine keeps its own default, twice max_frame.
 BUFFERED_FRAMES = 32
+# callbacks a link's reads may leave queued for its I/O thread: beyond, callers read it no more until the I/O thread
+# has run them, so that a peer that floods meets TCP's back pressure, not a queue that grows
+MAX_QUEUED_CALLBACKS = 64
 MAX_BUFFERED = 256   # messages the receive buffer holds (answers and add_data's ids), threaded and asyncio alike
 _WRITING = 'writing'   # in _went: a frame a write has taken and not yet written
 CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codecs by the names users give
@@ -127,9 +130,6 @@ class pure_json_protocol(EngineState, Api):
         self._closed = False
         self._timer: Optional[threading.Timer] = None
         self._feeding: set = set()   # the threads running an engine step and its callbacks (I/O, timer)
-        # callers' reads whose work (callbacks, replies) the I/O thread has not yet done: while there is one, callers
-        # read no more, so a peer that floods meets TCP's back pressure, not a queue that grows (_wait)
-        self._left = 0
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
         # (user callbacks run outside the lock: _run_engine)
@@ -183,9 +183,11 @@ class pure_json_protocol(EngineState, Api):
         return False
 
     def _on_wake(self) -> None:
-        """The I/O thread does what a read in a turn left (_run_engine, not here); callers may read again once
-        the work of the reads that woke it is done."""
-        left = self._left   # (the callers' reads this wake does the work of: those counted so far)
+        """The I/O thread does what a read in a turn left (_run_engine, not here). The turn is free: callers that
+        wait are told first, so that one reads its answer while a callback here takes its time; and again once
+        the callbacks have run, for those that waited for the queue to shrink (_wait)."""
+        with self._cond:
+            self._cond.notify_all()
         me = threading.get_ident()
         self._feeding.add(me)
         try:
@@ -195,10 +197,8 @@ class pure_json_protocol(EngineState, Api):
                 self._feeding.discard(me)
             self._act_on(*after)
         finally:
-            if left:
-                with self._cond:   # (callers that waited for it may read again)
-                    self._left -= left
-                    self._cond.notify_all()
+            with self._cond:
+                self._cond.notify_all()
 
     def _run_jobs(self) -> tuple:
         """The callbacks queued, each outside the lock; then _after_step()."""
@@ -279,7 +279,8 @@ class pure_json_protocol(EngineState, Api):
             return predicate()
         end = time.monotonic() + timeout
         while True:   # (after each wake the turn may be free: the reader before has given it back)
-            turns = self.__comm_inst__.take_turn() if self._timed_writes and not self._left else None
+            turns = self.__comm_inst__.take_turn() \
+                if self._timed_writes and len(self._engine.jobs) < MAX_QUEUED_CALLBACKS else None
             value = None if turns is None else self._read_for(turns, predicate, end)
             if value or self._closed:
                 return value
@@ -293,9 +294,10 @@ class pure_json_protocol(EngineState, Api):
 
     def _read_for(self, turns, predicate: Callable[[], Any], end: float) -> Any:
         """_wait's turn at reading the link: reads and feeds until the predicate holds, the time is up, the link
-        is lost, or a read left work for the I/O thread (the turn goes back to it, and it is woken). The lock
-        is left while reading and while the bytes are fed, as the I/O thread leaves it."""
-        value = wake = None
+        is lost, or the callbacks its reads queued reach MAX_QUEUED_CALLBACKS. What a read leaves to do the I/O
+        thread is woken for at once, and does while the caller reads on. The lock is left while reading and
+        while the bytes are fed, as the I/O thread leaves it."""
+        value = None
         try:
             while not self._closed:
                 wait = end - time.monotonic()
@@ -304,17 +306,15 @@ class pure_json_protocol(EngineState, Api):
                 self._lock.release()
                 try:
                     data = turns.read(wait)
-                    if data:
-                        wake = self._run_engine(self._engine.feed, data, here=False)
+                    if data and self._run_engine(self._engine.feed, data, here=False):
+                        turns.wake()
                 finally:
                     self._lock.acquire()
                 value = predicate()
-                if value or wake or data == b'':
+                if value or data == b'' or len(self._engine.jobs) >= MAX_QUEUED_CALLBACKS:
                     break
         finally:
-            if wake:
-                self._left += 1
-            turns.give_back(bool(wake))
+            turns.give_back()
         return value
 
     def _flush(self, timeout: float, own: Optional[bytes] = None) -> bool:

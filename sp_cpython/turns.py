@@ -97,19 +97,24 @@ class ReadTurns:
                 pass
             return b''
 
-    def give_back(self, wake: bool) -> None:
-        """Gives the turn back to the I/O thread; wake: it has work the caller's bytes left (their callbacks,
-        the engine's own replies). Armed after the turn is free: the I/O thread, which never waits for a turn,
-        may wake for bytes only once it can take it (a turn another caller took meanwhile is armed again by
-        that caller)."""
-        self.lock.release()
+    def wake(self) -> None:
+        """Wakes the I/O thread for the work the caller's bytes left (their callbacks, the engine's own replies),
+        which it does while the caller reads on."""
         try:
-            self.arm()
-            if wake:
-                self._wake_w.send(b'w')
+            self._wake_w.send(b'w')
         except BlockingIOError:   # (a wake already waits)
             pass
         except (OSError, ValueError):   # closed meanwhile: the I/O thread found the loss, and did what was left
+            pass
+
+    def give_back(self) -> None:
+        """Gives the turn back to the I/O thread. Armed after the turn is free: the I/O thread, which never waits
+        for a turn, may wake for bytes only once it can take it (a turn another caller took meanwhile is armed
+        again by that caller)."""
+        self.lock.release()
+        try:
+            self.arm()
+        except (OSError, ValueError):   # closed meanwhile: the I/O thread found the loss
             pass
 
     def close(self) -> None:

@@ -99,10 +99,33 @@ def test_a_callback_that_takes_its_time_holds_up_no_callers_read_of_its_answer(p
     assert done is not None and done.get_data() == 'done'   # the callback's answer went once it returned
 
 
-def test_callers_read_no_more_while_the_io_thread_has_work_left_from_their_reads(pair):
+def test_a_caller_already_waiting_reads_its_answer_while_a_callback_takes_its_time(pair):
+    """The request for a slow callback comes while a caller waits for its own answer, which comes right behind:
+    whichever thread read the request, the caller went on waiting until the callback returned (its answer then
+    stale), as callers read no more while work a read left was undone, and none was told the turn came free."""
+    server, client = pair
+    release = threading.Event()
+    client.register_callback(sp.SID_EXECUTE_REQUEST, 1, lambda msg: release.wait(10) and (sp.STATUS_OKAY, 'done'))
+
+    def ask_then_answer(msg):   # the server asks the client's slow callback first, then answers
+        threading.Thread(target=server.send, args=(sp.SID_EXECUTE_REQUEST, 1, 'take your time')).start()
+        time.sleep(0.1)
+        return sp.STATUS_OKAY, msg.get_data()
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 3, ask_then_answer)
+    try:
+        assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'up', timeout=5).get_data() == 'up'
+        for n in range(3):
+            answer = client.request(sp.SID_EXECUTE_REQUEST, 3, n, timeout=2)
+            assert answer is not None and answer.get_data() == n, n
+        assert not release.is_set() and client.counters['stale'] == 0
+    finally:
+        release.set()
+
+
+def test_callers_read_no_more_while_the_callbacks_queued_are_many(pair):
     """A peer floods messages whose callback waits, while a thread polls with request(): callers went on reading
     while the I/O thread was inside that callback, and the callbacks queued for it grew without bound (48,000 in
-    12 s from a hostile server). Now a caller reads no more while work its read left waits: the link is left
+    12 s from a hostile server). Now a caller reads no more while MAX_QUEUED_CALLBACKS wait: the link is left
     unread, and the peer meets TCP's back pressure."""
     server, client = pair
     release, stop = threading.Event(), threading.Event()
