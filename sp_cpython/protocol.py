@@ -201,10 +201,14 @@ class pure_json_protocol(EngineState, Api):
                 self._cond.notify_all()
 
     def _run_jobs(self) -> tuple:
-        """The callbacks queued, each outside the lock; then _after_step()."""
-        run(self._engine, self._lock)
+        """The callbacks queued, each outside the lock, while the protocol is open and (a TCP server) its client
+        keeps its place (sp_common.admission, asked between them); then _after_step()."""
+        run(self._engine, self._lock, go_on=self._may_run)
         with self._lock:
             return self._after_step()
+
+    def _may_run(self) -> bool:
+        return not self._closed and (not self._admits or self.__comm_inst__.keeps_place())
 
     def _act_on(self, refused: bool, wait: Optional[int], queued: bool, write_s: float) -> None:
         """What a step left to do, outside the lock (_after_step's findings)."""

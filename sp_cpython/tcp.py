@@ -124,6 +124,7 @@ class tcp_server_stp(_TcpTransport):
         self._since = (0, 0)   # admission.counts() as the connection began
         self._watch = _Watch(())   # the client's socket and the listener
         self._waiting = False
+        self._gone = False   # admission's verdict came between the client's callbacks: its next read ends it
         super().__init__()
 
     def _read(self, conn: socket.socket) -> bytes:
@@ -133,15 +134,31 @@ class tcp_server_stp(_TcpTransport):
             engine = self.engine
             if engine is None:
                 return conn.recv(_CHUNK)
+            if self._gone:
+                return b''
             due = admission.due_ms(engine, self._waiting)
-            ready = self._watch.ready(None if due is None else due / 1000)
-            if self._listener in ready:   # (from now on only the client is watched)
-                self._waiting = True
-                self._watch.drop(self._listener)
-            if admission.must_go(engine, self._waiting, self._since):   # (first: one that keeps its socket full too)
+            ready = self._looked(None if due is None else due / 1000)
+            if self._gone:   # (first: one that keeps its socket full too)
                 return b''
             if conn in ready:
                 return conn.recv(_CHUNK)
+
+    def keeps_place(self) -> bool:
+        """Asked between the callbacks a read queued (a read may queue hundreds): whether the client keeps its
+        place, as _read asks, a newcomer looked for at once. A proven client that sends is never idle: no look."""
+        if not self._gone and self.engine is not None and not self.engine.proven():
+            self._looked(0)
+        return not self._gone
+
+    def _looked(self, timeout: Optional[float]) -> set:
+        """What of the client and the listener is ready within timeout; then admission's verdict (_gone)."""
+        ready = self._watch.ready(timeout)
+        if self._listener in ready:   # (from now on only the client is watched)
+            self._waiting = True
+            self._watch.drop(self._listener)
+        if admission.must_go(self.engine, self._waiting, self._since):
+            self._gone = True
+        return ready
 
     def _open(self) -> Optional[socket.socket]:
         try:
@@ -154,6 +171,7 @@ class tcp_server_stp(_TcpTransport):
             self._since = admission.counts(self.engine)
         self._watch = _Watch((conn, self._listener))
         self._waiting = False   # a newcomer waits in the listener's backlog
+        self._gone = False
         return conn
 
     def _stop_opening(self) -> None:

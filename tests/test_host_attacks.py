@@ -752,3 +752,61 @@ def test_log_text_escapes_every_character_that_shows_nothing():
     hidden += ['\ufe0f', '\U000e0100', '\u034f', '\u115f', '\u1160', '\u3164', '\uffa0']
     assert [ch for ch in hidden if printable('kitchen' + ch) == 'kitchen' + ch] == []
     assert printable('kitchen \u00e9\u4e2d\U0001f600') == 'kitchen \u00e9\u4e2d\U0001f600'   # what shows, shows
+
+
+def test_close_returns_at_once_while_a_burst_of_callbacks_waits():
+    """A server sends a burst of requests for a callback that takes 25 ms: the I/O thread ran every one of them
+    before it looked at anything else, so close() waited out its 5 s and callbacks ran on a closed protocol."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    ran = []
+
+    def hostile():
+        conn, _ = listener.accept()
+        conn.recv(65536)   # the client's name
+        peer = Engine(True, session_v2=False)
+        for n in range(200):
+            peer.send_msg(sp.SID_EXECUTE_REQUEST, 1, n)
+        conn.sendall(peer.data_to_send())
+        time.sleep(10)
+        conn.close()
+    threading.Thread(target=hostile, daemon=True).start()
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    client.register_callback(sp.SID_EXECUTE_REQUEST, 1, lambda msg: (time.sleep(0.025), ran.append(1)) and None)
+    try:
+        assert wait_until(lambda: ran, 5)
+        start = time.monotonic()
+        client.close()
+        assert time.monotonic() - start < 1
+        closed = len(ran)
+        time.sleep(0.3)
+        assert len(ran) <= closed + 1 < 200   # (the callback running as close() came may end)
+    finally:
+        client.close()
+        listener.close()
+
+
+def test_a_burst_of_whitelisted_requests_on_probation_holds_a_newcomer_no_longer_than_a_stall():
+    """A peer that never proves itself sends a burst of requests for a whitelisted callback that takes 10 ms: the
+    server ran all of them before admission looked again, holding a genuine newcomer off for seconds."""
+    server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), secret=SECRET)
+    server.add_msg_to_auth_whitelist_(sp.SID_READ_REQUEST, 'version')
+    server.register_callback(sp.SID_READ_REQUEST, 'version', lambda msg: time.sleep(0.01) or (sp.STATUS_OKAY, '1'))
+    server.register_callback(sp.SID_READ_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, 'time'))
+    peer = Engine(True, session_v2=False)
+    for _ in range(600):
+        peer.send_msg(sp.SID_READ_REQUEST, 'version', None)
+    squatter = socket.create_connection(('127.0.0.1', server.__comm_inst__.port))
+    client = None
+    try:
+        squatter.sendall(peer.data_to_send())
+        time.sleep(0.1)
+        start = time.monotonic()
+        client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', server.__comm_inst__.port), secret=SECRET,
+                                       auto_auth=True)
+        assert wait_until(lambda: client.request(sp.SID_READ_REQUEST, 0, timeout=0.5) is not None, 10)
+        assert time.monotonic() - start < 2.5   # (600 callbacks: 6 s)
+    finally:
+        squatter.close()
+        if client is not None:
+            client.close()
+        server.close()
