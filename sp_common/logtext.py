@@ -34,7 +34,8 @@ TEXTS = {
     'overwrite': (_W, 'overwriting callback for %s'),
     'renamed': (_W, 'channel name replaced by the client\'s'),
     'original': (c.INFO, 'original wire'),
-    'refused': (_E, 'the peer does not speak session v2 (session_v2=\'required\')'),
+    'refused': (_E, 'connection refused: the peer does not speak session v2 (session_v2=\'required\'), or spoke '
+                    'the original wire into a session with MACs'),
     'v2': (c.INFO, 'session v2'),
     'v2_macs': (c.INFO, 'session v2 with MACs'),
     'follow': (_W, 'the client did not hear the session answer: original wire'),

@@ -58,12 +58,20 @@ def original(engine, msg, length):
     line) and a server's first frame from a client that never heard its session answer: the server follows
     it to the original wire, or with session_v2='required' refuses the connection rather than drop that client's
     every frame: a TCP server's runtime drops it, and the client reconnects and offers v2 again; a serial line
-    stays refused until the next program's name."""
+    stays refused until the next program's name.
+
+    With MACs, on a link with connects, such a frame is refused too: it needs no secret, and following it would
+    leave a genuine client that heard the answer in v2, its every frame dropped. Its runtime drops the
+    connection, and the client connects again (one that did lose the answer offers v2 anew). On a serial line a
+    blind writer's channel name starts the session over anyway."""
     name = (msg[0], msg[1]) == _NAME_REQUEST
     if not (engine.is_client or name or engine.rx_seq):
-        if engine.session_v2 != 'required':
-            engine.note('follow')   # the client never heard the session answer and settled on the original wire
-        engine.settle_original()
+        if engine.rx_mac is not None and engine.connects:
+            engine.move('refused')
+        else:
+            if engine.session_v2 != 'required':
+                engine.note('follow')   # the client never heard the session answer and settled on the original wire
+            engine.settle_original()
     if not engine.is_client and (name or engine.wire == 'original'):
         engine._dispatch(msg[0], msg[1], msg[2], msg[3], length, None, None)
     else:

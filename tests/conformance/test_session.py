@@ -464,3 +464,23 @@ def test_an_offer_whose_nonce_is_not_64_hex_digits_gets_the_original_wire():
                                                {'v': 2, 'nonce': nonce, 'mac': False})))
         assert server.session == (2 if v2 else 1), nonce
         assert (b'"nonce"' in server.data_to_send()) == v2   # its own nonce answers, or a refusal
+
+
+def test_an_original_frame_anyone_can_write_does_not_strand_a_session_with_macs():
+    """Between the session answer and the client's first v2 frame, one original frame, which needs no secret,
+    moved a server with MACs to the original wire: its genuine client, in v2, was dropped frame after frame. On
+    a link with connects the server now refuses the connection instead (the client connects again, and one that
+    did lose the answer offers v2 anew); on a serial line it follows, as a channel name there starts over anyway
+    (docs/security.md)."""
+    for connects in (True, False):
+        link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'random_bytes': counting(0)},
+                    server={'secret': SECRET, 'random_bytes': counting(100)})
+        link.server.connects = connects
+        link.client.connection_made()
+        link.server.connection_made()
+        link.server.feed(link.client.data_to_send())
+        link.client.feed(link.server.data_to_send())
+        assert link.client.wire == link.server.wire == 'v2_macs'
+        link.server.feed(sp.frame(*pure_json.pieces(sp.SID_READ_REQUEST, 0, 0, None)))   # blind, unsigned
+        assert link.server.wire == ('refused' if connects else 'original'), connects
+        assert (link.server.data_to_send() == b'') == connects   # refused: not answered
