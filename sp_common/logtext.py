@@ -162,8 +162,8 @@ def note(engine, what, sid, did, detail):
         text = head + describe(engine, sid, did) + tail
     if isinstance(detail, Exception):
         detail = '%s: %s' % (type(detail).__name__, detail)
-    if detail is not None:
-        text = '%s: %s' % (text, detail)
+    if detail is not None:   # (cut: a callback's error may quote the peer's data)
+        text = '%s: %s' % (text, cut(detail, DATA_CHARS))
     log.log(level, printable('prot%s: %s' % (_side(engine), text)))
 
 

@@ -471,3 +471,12 @@ def test_text_that_is_not_utf8_never_goes_out_as_the_json_it_would_forge():
         assert answers in ([], [(sp.SID_EXECUTE_RESPONSE, 0, sp.STATUS_CALLBACK_ERROR, None)]), answers
         assert server.counters['format_errors'] + server.counters['callback_errors'] == 1
 
+
+
+def test_a_callbacks_error_that_quotes_the_peers_data_makes_no_long_line():
+    log = Recorder()
+    server = engine(False, secret=None, log=log, clock=Clock().ms)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: {}[msg.get_data()])   # KeyError: the data
+    server.feed(wire(sp.SID_EXECUTE_REQUEST, 0, 'x' * 5000))
+    assert server.counters['callback_errors'] == 1
+    assert log.lines and max(len(line[1]) for line in log.lines) < 1000
