@@ -70,10 +70,10 @@ class Claims:
     def heard_status(self, board: str, user_properties: Dict[str, str]) -> Optional[str]:
         """Notes a board's status; for a board this gateway claimed, GIVE_WAY (to owners[board]), RESTATE or None."""
         owner = user_properties.get(OWNER_PROPERTY)
-        if owner is None:
-            return None
-        claim = self._claims.get(board)
         token = user_properties.get(CLAIM_PROPERTY)
+        if owner is None or not (short_enough(owner) and short_enough(token or '')):
+            return None   # (an id or claim longer than any gateway's is no gateway's: it names no owner)
+        claim = self._claims.get(board)
         if owner == self.own_id:
             if claim is not None and token == claim.token:
                 claim.echoed = True
@@ -83,7 +83,7 @@ class Claims:
         if claim is None:
             return None
         if not claim.echoed:
-            if len(claim.earlier) < MAX_GATEWAYS and short_enough(owner) and short_enough(token or ''):
+            if len(claim.earlier) < MAX_GATEWAYS:
                 claim.earlier.add((owner, token))   # (beyond: a flood, whose late statuses are given way to)
             return None
         return RESTATE if (owner, token) in claim.earlier else GIVE_WAY

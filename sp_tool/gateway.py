@@ -125,6 +125,7 @@ class Gateway:
             raise ValueError('a gateway id of more than %d characters' % MAX_ID)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._said_bad = [0.0, 0, 0]   # lines on callers' bad input: since when (ms), how many, how many left out
+        self._said_claims = [0.0, 0, 0]   # lines on who owns a board, which statuses forged on the broker would make
         self.links = {spec.name: BoardLink(spec, workers, self._publish_from_board, self._publish_states)
                       for spec in boards}
         self.owned: set = set()                 # the boards this gateway answers for
@@ -229,9 +230,10 @@ class Gateway:
                 if self._refused.get(name) != holder:
                     self._refused[name] = holder
                     self.count('refused')
-                    log.error('board %s is claimed by gateway %r already: not answered here', name, holder)
+                    log_within(self._said_claims, logging.ERROR, 'claims',
+                               'board %s is claimed by gateway %r already: not answered here', name, holder)
                 continue
-            log.info('board %s is ours', name)
+            log_within(self._said_claims, logging.INFO, 'claims', 'board %s is ours', name)
             self._refused.pop(name, None)
             self.owned.add(name)
             self.claims.claimed(name)
@@ -242,7 +244,8 @@ class Gateway:
 
     def _give_up(self, name: str, owner: str) -> None:
         """Another gateway claimed a board of this one at the same time, and later: the board is its."""
-        log.error('board %s was claimed by gateway %r too: it is theirs, not answered here', name, owner)
+        log_within(self._said_claims, logging.ERROR, 'claims',
+                   'board %s was claimed by gateway %r too: it is theirs, not answered here', name, owner)
         self.count('refused')
         self.owned.discard(name)
         self.claims.released(name)

@@ -53,6 +53,19 @@ def test_a_late_status_of_the_claimant_that_gave_way_makes_the_owner_say_its_own
     assert newcomer.holder('x') is None
 
 
+def test_a_status_naming_an_owner_id_longer_than_any_names_no_owner():
+    """A status that names a 60,000-character owner made the gateway give its board up (a 60 KB line at ERROR,
+    and the board's link closed), then claim it back, as often as such statuses came: ids that long are taken
+    for offline gateways, and such a status names no owner at all."""
+    claims = Claims('g1')
+    claims.heard_gateway('g1', b'online')
+    claims.claimed('x')
+    assert claims.heard_status('x', status(claims)) is None   # its own status echoed: the claim stands
+    for forged in ({'gateway': 'X' * 60000, 'claim': '00000000'}, {'gateway': 'g2', 'claim': '0' * 60000}):
+        assert claims.heard_status('x', forged) is None
+    assert claims.owners['x'] == 'g1'
+
+
 def test_gateways_racing_for_a_name_leave_exactly_one_owner_whatever_the_broker_order():
     """Gateways claim a name while they know of no live owner, publish more statuses while they hold it (board
     links come and go), and read the broker's one sequence of statuses each at its own pace. Whatever the
