@@ -44,7 +44,7 @@ def new_counters():
     return {'rx_messages': 0, 'tx_messages': 0, 'crc_errors': 0, 'format_errors': 0, 'framing_errors': 0,
             'oversized': 0, 'unknown': 0, 'auth_rejected': 0, 'callback_errors': 0, 'buffer_dropped': 0,
             'out_of_turn': 0, 'unsolicited': 0, 'stale': 0, 'wrong_keys': 0, 'bad_names': 0,
-            'replayed': 0, 'mac_errors': 0, 'downgrade': 0}
+            'replayed': 0, 'mac_errors': 0, 'downgrade': 0, 'refused_frames': 0}
 
 
 _NAME_REQUEST = (const.SID_CHANNEL_NAME_REQUEST, const.DID_CHANNEL_NAME)

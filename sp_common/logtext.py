@@ -28,6 +28,7 @@ TEXTS = {
     'bad_names': (_W, 'refused a channel name that is not short printable text'),
     'replayed': (_W, 'dropped a replayed or reordered frame'),
     'downgrade': (_W, 'dropped an original frame in a session v2'),
+    'refused_frames': (_W, 'dropped a message: the connection is refused'),
     'wrong_keys': (_W, 'authentification failed: wrong key'),
     # other events
     'failed': (_E, 'dropped a message'),

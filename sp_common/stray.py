@@ -31,16 +31,18 @@ def bad_checksum(engine, error):
 
 
 def while_refused(engine, body):
-    """A line without connects is never reconnected: there a server takes the next program's name, and
-    only that, to start over."""
-    if engine.connects or engine.is_client:
-        return
-    try:
-        msg = engine.codec.decode(body)
-    except Exception:
-        return
-    if (msg[0], msg[1]) == _NAME_REQUEST and msg[4] is None:
-        engine._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
+    """Nothing is taken on a refused wire (each frame counted): a link with connects is dropped by its runtime, and
+    a line without them is never reconnected: there a server takes the next program's name, and only that, to
+    start over."""
+    if not (engine.connects or engine.is_client):
+        try:
+            msg = engine.codec.decode(body)
+        except Exception:
+            msg = None
+        if msg is not None and (msg[0], msg[1]) == _NAME_REQUEST and msg[4] is None:
+            engine._dispatch(msg[0], msg[1], msg[2], msg[3], len(body), None, None)
+            return
+    engine.drop('refused_frames')
 
 
 def as_original(engine, body):

@@ -98,6 +98,7 @@ def test_a_refusal_on_a_line_without_connects_lasts_until_the_next_programs_name
         assert link.server.wire == 'refused', stray
         link.server.feed(sp.frame(pure_json.encode(sp.SID_EXECUTE_REQUEST, 0, 0, 'refused')))
         assert link.server.data_to_send() == b'', stray    # no answer, no callback while refused
+        assert link.server.counters['refused_frames'] == 1, stray   # but counted
         link.client.connection_made()      # the next program: its name starts over
         link.pump()
         assert link.server.wire != 'refused' and link.server.session == 2, stray
