@@ -25,6 +25,7 @@ from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
 
+from . import tcp
 from .protocol import CODECS, WRITE_TIMEOUT, EngineState, host_engine
 
 MAX_ANSWERING = 64   # coroutine callbacks at work at once per connection
@@ -394,7 +395,8 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
     """A client on tcp://host:port or a serial device path; options as for AsyncProtocol."""
     if target.startswith('tcp://'):
         host, _, port = target[6:].rpartition(':')
-        reader, writer = await asyncio.open_connection(host, int(port))
+        # (within the threaded client's time for a connect: TimeoutError, not the system's minutes of retries)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), tcp.CONNECT_S)
         small_reads(writer.transport)
     else:
         reader, writer = await _open_tty(target, baudrate)

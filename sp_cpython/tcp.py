@@ -1,6 +1,8 @@
 """TCP comm instances: tcp_client_stp reconnects, tcp_server_stp serves one client at a time."""
 from __future__ import annotations
 
+import errno
+import os
 import select
 import socket
 import time
@@ -11,6 +13,9 @@ from sp_common import admission
 from .transport import StreamTransport
 
 _CHUNK = 65536
+CONNECT_S = 2.0      # a client's connect attempt, before it tries again
+CLOSE_LOOK_S = 0.05  # how often a connect in progress looks whether close() came
+_CONNECTING = (errno.EINPROGRESS, errno.EWOULDBLOCK, getattr(errno, 'WSAEWOULDBLOCK', errno.EWOULDBLOCK))   # Windows'
 _POLL = getattr(select, 'poll', None)   # select.select takes no descriptor over 1023: a busy process has them
 
 
@@ -91,15 +96,40 @@ class tcp_client_stp(_TcpTransport):
 
     def _open(self) -> Optional[socket.socket]:
         try:
-            conn = socket.create_connection((self.host, self.port), timeout=2)
+            conn = self._connect()
         except OSError:
             self._wait_retry(self._delay)
             self._delay = min(self._delay * 2, 1.0)
             return None
-        conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._delay = 0.1
         return conn
+
+    def _connect(self) -> socket.socket:
+        """socket.create_connection() within CONNECT_S, which a close() gives up at once: a peer that never
+        answers a connect would hold close() that long."""
+        end = time.monotonic() + CONNECT_S
+        failed: OSError = OSError('no address for %s' % self.host)
+        for family, kind, proto, _, address in socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM):
+            conn = socket.socket(family, kind, proto)
+            try:
+                conn.setblocking(False)
+                code = conn.connect_ex(address)
+                watch = _Watch((conn,), write=True)
+                while code in _CONNECTING and not self._closed.is_set():
+                    wait = end - time.monotonic()
+                    if wait <= 0:
+                        code = errno.ETIMEDOUT
+                    elif watch.ready(min(wait, CLOSE_LOOK_S)):
+                        code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                conn.setblocking(True)
+                return conn
+            except OSError as err:
+                conn.close()
+                failed = err
+        raise failed
 
 
 class tcp_server_stp(_TcpTransport):
