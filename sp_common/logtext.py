@@ -50,6 +50,8 @@ TEXTS = {
     'made_room': (_W, 'dropping a peer on probation, or silent, to make room: a newcomer waits'),
     'no_room': (_W, 'dropping this newcomer: every peer it could take the place of is busy'),
     'noisy_peer': (_W, 'dropping a peer that sent frames that are no message before proving itself'),
+    'stopped_reading': (_W, 'dropping a peer that stopped reading: what it did not take is lost'),
+    'link_failed': (c.INFO, 'the link failed'),
 }
 
 

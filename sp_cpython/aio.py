@@ -124,8 +124,8 @@ class AsyncProtocol(EngineState):
                 await self._settle()
                 if full:
                     await asyncio.sleep(0)
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError) as err:
+            self._engine.note('link_failed', detail=err)
         finally:
             self._lost()
 
@@ -222,7 +222,11 @@ class AsyncProtocol(EngineState):
             return True   # the stream took it: drain() would not wait (a task and a timer per message saved)
         try:
             await asyncio.wait_for(self._writer.drain(), timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError) as err:
+            if isinstance(err, asyncio.TimeoutError):   # (first: on Python 3.11 on, a TimeoutError is an OSError)
+                self._engine.note('stopped_reading')
+            else:
+                self._engine.note('link_failed', detail=err)
             if not transport.is_closing():   # (one closing already is aborted by _close's timer if still stuck)
                 transport.abort()   # a peer that stopped reading: the link is lost, and what it did not take with it
             self._lost()   # (its read side too: a tty's is a transport of its own)

@@ -313,9 +313,10 @@ def test_a_send_to_a_peer_that_stopped_reading_gives_up_in_its_timeout_and_never
     run(main())
 
 
-def test_server_connections_whose_peers_read_nothing_are_closed_for_good(monkeypatch):
+def test_server_connections_whose_peers_read_nothing_are_closed_for_good(monkeypatch, caplog):
     """Clients that prove themselves, send requests and never read the answers: each connection is dropped
-    after the write timeout (the caps evict connections; a closing transport must not keep its socket)."""
+    after the write timeout, and says why in the log (the caps evict connections; a closing transport must not
+    keep its socket)."""
     import socket
     monkeypatch.setattr(aio, 'WRITE_TIMEOUT', 0.5)
     prots = []
@@ -353,6 +354,7 @@ def test_server_connections_whose_peers_read_nothing_are_closed_for_good(monkeyp
             sock.close()
         server.close()
     run(main())
+    assert 'dropping a peer that stopped reading' in caplog.text
 
 
 @pytest.mark.parametrize('split', [False, True])
