@@ -62,13 +62,16 @@ def original(engine, msg, length):
     every frame: a TCP server's runtime drops it, and the client reconnects and offers v2 again; a serial line
     stays refused until the next program's name.
 
-    With MACs, on a link with connects, such a frame is refused too: it needs no secret, and following it would
-    leave a genuine client that heard the answer in v2, its every frame dropped. Its runtime drops the
-    connection, and the client connects again (one that did lose the answer offers v2 anew). On a serial line a
-    blind writer's channel name starts the session over anyway."""
+    With MACs, on a link with connects, such a frame is refused once the answer has gone out (nothing queued
+    since is still waiting to go, engine.queued): it needs no secret, and following it would leave a genuine
+    client that heard the answer in v2, its every frame dropped. Its runtime drops the connection, and the client
+    connects again (one that did lose the answer offers v2 anew). Before the answer has gone, the client sent the
+    frame without it (a server slow to take the connection reads the offer and what the client said after
+    giving up on the answer at once), and is followed. On a serial line a blind writer's channel name starts the
+    session over anyway."""
     name = (msg[0], msg[1]) == _NAME_REQUEST
     if not (engine.is_client or name or engine.rx_seq):
-        if engine.rx_mac is not None and engine.connects:
+        if engine.rx_mac is not None and engine.connects and engine.queued is None:
             engine.move('refused')
         else:
             if engine.session_v2 != 'required':

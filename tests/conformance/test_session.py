@@ -485,3 +485,19 @@ def test_an_original_frame_anyone_can_write_does_not_strand_a_session_with_macs(
         link.server.feed(sp.frame(*pure_json.pieces(sp.SID_READ_REQUEST, 0, 0, None)))   # blind, unsigned
         assert link.server.wire == ('refused' if connects else 'original'), connects
         assert (link.server.data_to_send() == b'') == connects   # refused: not answered
+
+
+def test_a_client_that_gave_up_on_the_answer_before_it_went_is_followed_with_macs_too():
+    """A server slow to take a connection reads the client's offer and what the client said once it gave up
+    waiting for the answer, at once: the answer had not gone, so that client cannot be in v2."""
+    link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'random_bytes': counting(0)},
+                server={'secret': SECRET, 'random_bytes': counting(100)})
+    link.server.connects = True
+    link.client.connection_made()
+    offer = link.client.data_to_send()
+    link.clock.now += 3000
+    link.client.tick()   # no answer in time: the original wire
+    assert link.client.wire == 'original'
+    link.server.connection_made()
+    link.server.feed(offer + sp.frame(*pure_json.pieces(sp.SID_READ_REQUEST, 0, 0, None)))
+    assert link.server.wire == 'original' and link.server.counters['refused_frames'] == 0
