@@ -3,6 +3,7 @@ slow work that starts with the session, and the conformance summary line."""
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -53,6 +54,27 @@ def read_to_end(sock, timeout=2.0):
     except OSError:
         pass
     return bytes(got)
+
+
+@contextlib.contextmanager
+def port_that_never_accepts():
+    """A listening port on loopback whose backlog is full: a connect to it is left unanswered."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(('127.0.0.1', listener.getsockname()[1]))
+            fillers.append(filler)
+        time.sleep(0.2)
+        yield listener.getsockname()[1]
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
 
 
 @pytest.fixture(scope='session')

@@ -10,6 +10,7 @@ import tty
 import pytest
 
 import sp_cpython as sp
+from conftest import port_that_never_accepts
 from ptys import PtyCable
 from sp_common import frame, pure_json
 from sp_cpython import aio
@@ -349,23 +350,8 @@ def test_a_connect_to_a_peer_that_never_accepts_times_out_as_the_threaded_client
     """asyncio's own connect waits for the system's retries, minutes; the threaded client gives up after
     tcp.CONNECT_S and tries again."""
     monkeypatch.setattr(sp.tcp, 'CONNECT_S', 0.3)
-    listener = socket.socket()
-    listener.bind(('127.0.0.1', 0))
-    listener.listen(0)   # it accepts nothing: the backlog fills, and later connects are left unanswered
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(('127.0.0.1', port))
-            fillers.append(filler)
-        time.sleep(0.2)
+    with port_that_never_accepts() as port:
         start = time.monotonic()
         with pytest.raises(asyncio.TimeoutError):
             run(aio.connect('tcp://127.0.0.1:%d' % port))
         assert time.monotonic() - start < 2
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()

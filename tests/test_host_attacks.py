@@ -16,7 +16,7 @@ import pytest
 import sp_cpython as sp
 from sp_common import Engine, admission, frame, pure_json, struct_json
 from sp_common.codec import _with_crc
-from conftest import junk_flood_lasts, read_to_end, wait_until
+from conftest import junk_flood_lasts, port_that_never_accepts, read_to_end, wait_until
 from test_host import SECRET, Endpoints, ask, serve_demo
 
 
@@ -815,25 +815,10 @@ def test_a_burst_of_whitelisted_requests_on_probation_holds_a_newcomer_no_longer
 def test_close_frees_a_client_at_once_while_it_connects_to_a_peer_that_never_accepts():
     """A server whose listen backlog is full takes no connect: the client's connect ran out its 2 s, and close()
     waited for it."""
-    listener = socket.socket()
-    listener.bind(('127.0.0.1', 0))
-    listener.listen(0)   # it accepts nothing: the backlog fills, and later connects are left unanswered
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(('127.0.0.1', port))
-            fillers.append(filler)
-        time.sleep(0.2)
+    with port_that_never_accepts() as port:
         comm = sp.tcp_client_stp('127.0.0.1', port)
         prot = sp.pure_json_protocol(comm)
         time.sleep(0.3)   # its I/O thread is connecting
         start = time.monotonic()
         prot.close()
         assert time.monotonic() - start < 0.5 and not comm._thread.is_alive()
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
