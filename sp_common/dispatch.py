@@ -25,16 +25,12 @@ def run(engine, lock, finish=None, go_on=None):
     Jobs are taken under the lock too: on a host another thread (the timer's) runs engine steps meanwhile. The
     runtime calls run() on the thread whose step queued the jobs, so that they run in the order they came.
     finish(job, result, error) takes each outcome: engine.finish, or the asyncio driver's, which awaits a
-    coroutine first. go_on(), asked before each job: False drops the jobs left (a read may queue hundreds, and
-    the protocol may close, or its peer lose its place, meanwhile).
+    coroutine first. go_on(), asked between jobs: False drops the jobs left (a read may queue hundreds, and the
+    protocol may close, or its peer lose its place, meanwhile).
     """
     finish = finish or engine.finish
     jobs = engine.jobs
     while True:
-        if go_on is not None and not go_on():
-            with lock:
-                del jobs[:]
-            return
         with lock:
             if not jobs:
                 return
@@ -42,3 +38,7 @@ def run(engine, lock, finish=None, go_on=None):
         result, error = call(job)
         with lock:
             finish(job, result, error)
+        if jobs and go_on is not None and not go_on():
+            with lock:
+                del jobs[:]
+            return
