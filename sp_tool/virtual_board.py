@@ -26,8 +26,8 @@ real board has and a unix process has not:
   is what a protocol main.py sets because frames contain 0x03).
 - while nobody has the port open, board output is dropped (like a USB CDC
   port nobody listens to), so a newly opened port starts clean.
-- host input waits while a fresh interpreter starts (up to a second, while
-  it catches SIGINT): a real board's port is not there until it has booted,
+- host input waits while a fresh interpreter starts (up to 5 s, while it
+  catches SIGINT): a real board's port is not there until it has booted,
   and a 0x03 in the host's first frames must not end the interpreter's
   launcher.
 
@@ -68,8 +68,9 @@ _LOG_MAX = 1 << 18  # bytes of board output kept for diagnostics
 _POLL_S = 0.02
 # A fresh interpreter takes host input once it runs MicroPython: before, its launcher (a CPython process) catches
 # SIGINT, and a 0x03 in the host's first frames (a CRC byte) would end it rather than interrupt code; a real
-# board's USB port is not there until the board has booted. Held for this long at most, while SIGINT is caught.
-_START_HOLD_S = 1.0
+# board's USB port is not there until the board has booted. Held for this long at most, while SIGINT is caught: the
+# launcher takes some 20 ms on an idle machine, and a busy one may take more than a second (a CI run ended it so).
+_START_HOLD_S = 5.0
 
 
 def micropython_command() -> str:
