@@ -76,7 +76,6 @@ def test_a_serial_write_cut_short_by_close_is_not_sent(tmp_path):
         os.close(slave)
 
 
-
 def test_close_cuts_short_the_io_threads_own_write_to_a_board_that_reads_nothing():
     """A board sends requests and reads nothing: the I/O thread's write of their answers waits, and close() waited
     with it until the write's own timeout (2 s), where it promises 0.1 s."""
