@@ -226,14 +226,20 @@ class pure_json_protocol(EngineState, Api):
         return engine.wire == 'refused', engine.deadline_ms(), engine.queued is not None, write_s
 
     def _tick_later(self, wait_ms: int) -> None:
-        """The engine's timers (the wire left unsettled) run on one timer thread at a time."""
+        """The engine's timers (the wire left unsettled) wait on one timer at a time. A timer still to fire is
+        enough (a deadline asked for later is never sooner, and its tick arms the next); one that has fired
+        is no longer counted on, however long its tick takes."""
         with self._lock:
-            timer = self._timer
-            if timer is not None and timer.is_alive() and timer is not threading.current_thread():
+            if self._timer is not None:
                 return
-            self._timer = threading.Timer(wait_ms / 1000 + 0.01, self._run_engine, (self._engine.tick,))
+            self._timer = threading.Timer(wait_ms / 1000 + 0.01, self._on_timer)
             self._timer.daemon = True
             self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._run_engine(self._engine.tick)
 
     def _on_data(self, data: bytes) -> None:
         """Bytes the I/O thread read; in its turn (a link callers read), what they leave to do waits for on_wake."""

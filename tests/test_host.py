@@ -295,6 +295,32 @@ def test_send_without_connection_times_out():
         client.close()
 
 
+def test_a_timer_asked_for_while_the_last_one_ends_fires_too():
+    """A new connection's negotiation may ask for its timer just as the last timer ends, its tick having armed
+    none: it must still get one, or its wire never settles."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', 9))   # no connection: no timer of its own
+    ending, go_on, ticks = threading.Event(), threading.Event(), []
+    act_on = client._act_on
+
+    def after_tick(*after):   # the first timer, its tick done and the lock given up
+        if threading.current_thread() is ticks[0] and not ending.is_set():
+            ending.set()
+            go_on.wait(5)
+        act_on(*after)
+    client._engine.tick = lambda: ticks.append(threading.current_thread())
+    client._act_on = after_tick
+    try:
+        client._tick_later(1)
+        assert ending.wait(5)
+        client._tick_later(1)
+        go_on.set()
+        assert wait_until(lambda: len(ticks) == 2, timeout=3), ticks
+        assert ticks[0] is not ticks[1]
+    finally:
+        go_on.set()
+        client.close()
+
+
 def test_call_raises_what_request_returns_as_none():
     """call() tells the causes apart that request() answers with None or an error status."""
     server = sp.pure_json_protocol(sp.tcp_server_stp('127.0.0.1', 0), channel_name='server')
