@@ -11,11 +11,13 @@ runtime's list (engine.jobs is None) the engine runs a job at once.
 
 
 def call(job):
-    """(what the job's callback returned, None), or (None, what it raised)."""
+    """(what the job's callback returned, None), or (None, what it raised). SystemExit is a callback's error
+    too (argparse raises it on arguments it cannot parse): it must not end a runtime's loop or I/O thread.
+    KeyboardInterrupt goes on up: a board's Ctrl-C."""
     entry = job[0]
     try:
         return entry[0](job[1], *entry[1], **entry[2]), None
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         return None, err
 
 

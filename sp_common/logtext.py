@@ -163,7 +163,7 @@ def note(engine, what, sid, did, detail):
     if sid is not None:
         head, _, tail = text.partition('%s')
         text = head + describe(engine, sid, did) + tail
-    if isinstance(detail, Exception):
+    if isinstance(detail, BaseException):
         detail = '%s: %s' % (type(detail).__name__, detail)
     if detail is not None:   # (cut: a callback's error may quote the peer's data)
         text = '%s: %s' % (text, cut(detail, DATA_CHARS))

@@ -241,7 +241,7 @@ class AsyncProtocol(EngineState):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finish(self, job: tuple, result: Any, error: Optional[Exception]) -> None:
+    def _finish(self, job: tuple, result: Any, error: Optional[BaseException]) -> None:
         """A callback's outcome (sp_common.dispatch): a coroutine is awaited in a task of its own, at most
         MAX_ANSWERING at once (a peer that floods a slow one gets errors, not tasks), then answered."""
         if error is not None or not asyncio.iscoroutine(result):
@@ -256,7 +256,7 @@ class AsyncProtocol(EngineState):
     async def _answer(self, job: tuple, coroutine: Awaitable) -> None:
         try:
             result, error = await coroutine, None
-        except Exception as err:   # as in the threaded API: the requester gets STATUS_CALLBACK_ERROR
+        except (Exception, SystemExit) as err:   # as sp_common.dispatch.call: the requester gets STATUS_CALLBACK_ERROR
             result, error = None, err
         except asyncio.CancelledError:
             if not self._connected:

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 import tty
 
@@ -124,6 +125,26 @@ def test_a_coroutine_callback_cancelled_by_what_it_awaited_is_answered_with_a_ca
             answer = await prot.request(sp.SID_EXECUTE_REQUEST, 0, None, timeout=2)
         assert answer is not None and answer.get_status() == sp.STATUS_CALLBACK_ERROR
         assert held[0].counters['callback_errors'] == 1
+        server.close()
+    run(main())
+
+
+def test_callbacks_that_exit_are_callback_errors_and_the_server_goes_on():
+    """sys.exit() in a callback, plain or coroutine, is its error: it would end the event loop."""
+    async def exits_later(msg):
+        sys.exit(2)
+
+    async def main():
+        def setup(prot):
+            prot.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: sys.exit(2))
+            prot.register_callback(sp.SID_EXECUTE_REQUEST, 1, exits_later)
+            prot.register_callback(sp.SID_EXECUTE_REQUEST, 2, lambda msg: (sp.STATUS_OKAY, msg.get_data()))
+        server = await aio.serve('127.0.0.1', 0, setup)
+        async with await aio.connect('tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1]) as prot:
+            for did in (0, 1):
+                answer = await prot.request(sp.SID_EXECUTE_REQUEST, did, None, timeout=2)
+                assert answer is not None and answer.get_status() == sp.STATUS_CALLBACK_ERROR
+            assert (await prot.request(sp.SID_EXECUTE_REQUEST, 2, 'on', timeout=2)).get_data() == 'on'
         server.close()
     run(main())
 

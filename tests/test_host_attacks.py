@@ -422,6 +422,21 @@ def test_a_callback_answering_with_a_status_that_is_no_integer_is_a_callback_err
     assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'still usable', timeout=3).get_data() == 'still usable'
 
 
+def test_a_callback_that_exits_is_a_callback_error_and_the_io_thread_goes_on(tcp):
+    """sys.exit() in a callback (argparse's, on arguments from the peer it cannot parse) would end the I/O
+    thread without a word, and the link with it."""
+    server, client = tcp.make()
+
+    def exits(msg):
+        sys.exit(2)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 40, exits)
+    for _ in range(2):
+        answer = returns_at_once(lambda: client.request(sp.SID_EXECUTE_REQUEST, 40, None, timeout=3))
+        assert answer is not None and answer.get_status() == sp.STATUS_CALLBACK_ERROR
+    assert server.counters['callback_errors'] == 2
+    assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'still served', timeout=3).get_data() == 'still served'
+
+
 def test_ids_of_int_and_str_subclasses_go_out_as_their_values():
     """An IntEnum of services or data ids is what users of such a library write; it is a number on the wire."""
     class Sid(enum.IntEnum):

@@ -59,13 +59,17 @@ def test_callback_error_is_answered_and_connection_kept():
     link.server.register_callback(10, 1, broken)
     link.server.register_callback(10, 2, lambda msg: 'not a tuple')
     link.server.register_callback(10, 3, lambda msg: (0, object()))
-    for did in (1, 2, 3):
+
+    def exits(msg):   # as argparse does on arguments it cannot parse
+        raise SystemExit(2)
+    link.server.register_callback(10, 4, exits)
+    for did in (1, 2, 3, 4):
         msg = link.request(10, did)
         assert (msg.get_status(), msg.get_data()) == (sp.STATUS_CALLBACK_ERROR, None)
-    assert link.server.counters['callback_errors'] == 3
-    assert 'boom' in link.server_log.text()
-    serving(link, 10, 4)
-    assert link.request(10, 4).get_status() == sp.STATUS_OKAY
+    assert link.server.counters['callback_errors'] == 4
+    assert 'boom' in link.server_log.text() and 'SystemExit' in link.server_log.text()
+    serving(link, 10, 5)
+    assert link.request(10, 5).get_status() == sp.STATUS_OKAY
 
 
 def test_unknown_service_or_data():
