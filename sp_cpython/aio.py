@@ -439,8 +439,38 @@ def _make_room(prots: list, pool: str, limit: int, newcomer: Optional[AsyncProto
                 break
 
 
+class Server:
+    """What serve() returns: asyncio's server, whose close() also closes the connections it serves (asyncio's
+    own leaves them open, and from Python 3.12 on its wait_closed() waits until their peers leave). The rest
+    (sockets, serve_forever(), ...) is asyncio's."""
+
+    def __init__(self, server: asyncio.AbstractServer, held: list) -> None:
+        self._server, self._held = server, held
+        self._closing: list = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+    def close(self) -> None:
+        """Stops listening and closes every connection."""
+        self._server.close()
+        self._closing += [asyncio.ensure_future(prot.close()) for prot in self._held]
+
+    async def wait_closed(self) -> None:
+        if self._closing:
+            await asyncio.wait(self._closing)
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> 'Server':
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.close()
+        await self.wait_closed()
+
+
 async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], max_unproven: int = MAX_UNPROVEN,
-                max_clients: int = MAX_CLIENTS, **options) -> asyncio.AbstractServer:
+                max_clients: int = MAX_CLIENTS, **options) -> Server:
     """A TCP server: each client gets its own AsyncProtocol, handed to setup() to register its callbacks.
 
     Clients are served at once, side by side, admitted by sp_common.admission:
@@ -486,4 +516,4 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
             probation.cancel()
             if prot in held:
                 held.remove(prot)
-    return await asyncio.start_server(accepted, host, port, limit=READ_LIMIT)
+    return Server(await asyncio.start_server(accepted, host, port, limit=READ_LIMIT), held)

@@ -405,3 +405,21 @@ def test_its_receive_buffer_holds_as_many_messages_as_the_threaded_one():
         await client.close()
         server.close()
     run(main())
+
+
+def test_closing_a_server_closes_the_connections_it_serves():
+    """asyncio's own server leaves them open, and from Python 3.12 on its wait_closed() waits for their peers."""
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: prot.register_callback(
+            sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, msg.get_data())))
+        port = server.sockets[0].getsockname()[1]
+        proven = await aio.connect('tcp://127.0.0.1:%d' % port)
+        assert (await proven.request(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=2)).get_data() == 'x'
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)   # on probation, silent
+        async with server:
+            pass
+        await asyncio.wait_for(proven.wait_closed(), 1)
+        assert await asyncio.wait_for(reader.read(), 1) == b''
+        assert not server.is_serving()
+        writer.close()
+    run(main())
