@@ -358,6 +358,7 @@ class Engine:
         for i in range(len(out)):
             if out[i] is sent:
                 del out[i]
+                self.queued = out[-1] if out else None
                 return
 
     def data_to_send(self):

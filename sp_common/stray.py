@@ -55,6 +55,14 @@ def as_original(engine, body):
     return msg if msg[4] is None else None
 
 
+def _answer_gone(engine):
+    """Whether a writer has taken the server's session answer. Every frame queued since the session began counts
+    in tx_seq, so more frames waiting than that means that one from before, the answer among them, waits still.
+    A frame withdrawn since can hide one that waits (its count stays): the answer is then taken as gone, and
+    the connection is refused, never followed: the client connects again."""
+    return len(engine._out) <= engine.tx_seq
+
+
 def original(engine, msg, length):
     """In v2 an original frame is dropped, but for a client's channel name (a new program on a serial
     line) and a server's first frame from a client that never heard its session answer: the server follows
@@ -62,16 +70,16 @@ def original(engine, msg, length):
     every frame: a TCP server's runtime drops it, and the client reconnects and offers v2 again; a serial line
     stays refused until the next program's name.
 
-    With MACs, on a link with connects, such a frame is refused once the answer has gone out (nothing queued
-    since is still waiting to go, engine.queued): it needs no secret, and following it would leave a genuine
-    client that heard the answer in v2, its every frame dropped. Its runtime drops the connection, and the client
+    With MACs, on a link with connects, such a frame is refused once the answer has gone out (_answer_gone): it
+    needs no secret, and following it would leave a genuine client that heard the answer in v2, its every frame
+    dropped. Its runtime drops the connection, and the client
     connects again (one that did lose the answer offers v2 anew). Before the answer has gone, the client sent the
     frame without it (a server slow to take the connection reads the offer and what the client said after
     giving up on the answer at once), and is followed. On a serial line a blind writer's channel name starts the
     session over anyway."""
     name = (msg[0], msg[1]) == _NAME_REQUEST
     if not (engine.is_client or name or engine.rx_seq):
-        if engine.rx_mac is not None and engine.connects and engine.queued is None:
+        if engine.rx_mac is not None and engine.connects and _answer_gone(engine):
             engine.move('refused')
         else:
             if engine.session_v2 != 'required':

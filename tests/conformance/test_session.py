@@ -487,6 +487,26 @@ def test_an_original_frame_anyone_can_write_does_not_strand_a_session_with_macs(
         assert (link.server.data_to_send() == b'') == connects   # refused: not answered
 
 
+def test_a_push_the_server_queues_after_its_answer_does_not_make_the_answer_seem_still_to_go():
+    """The server told whether its answer had gone by whether its outbox was empty: a push it queued after the
+    answer, still waiting or taken back by a send() that gave up, made one forged original frame look like a
+    client that never heard the answer, and the server followed it."""
+    for withdrawn in (False, True):
+        link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'random_bytes': counting(0)},
+                    server={'secret': SECRET, 'random_bytes': counting(100)})
+        link.server.connects = True
+        link.client.connection_made()
+        link.server.connection_made()
+        link.server.feed(link.client.data_to_send())
+        link.client.feed(link.server.data_to_send())
+        link.server.send_msg(sp.SID_EXECUTE_RESPONSE, 0, 'pushed')
+        if withdrawn:
+            link.server.withdraw(link.server.queued)
+            assert link.server.queued is None and link.server.data_to_send() == b''
+        link.server.feed(sp.frame(*pure_json.pieces(sp.SID_READ_REQUEST, 0, 0, None)))   # blind, unsigned
+        assert link.server.wire == 'refused', withdrawn
+
+
 def test_a_client_that_gave_up_on_the_answer_before_it_went_is_followed_with_macs_too():
     """A server slow to take a connection reads the client's offer and what the client said once it gave up
     waiting for the answer, at once: the answer had not gone, so that client cannot be in v2."""
