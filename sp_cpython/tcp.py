@@ -196,10 +196,15 @@ class tcp_server_stp(_TcpTransport):
         except OSError:
             self._wait_retry(0.1)
             return None
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            watch = _Watch((conn, self._listener))
+        except (OSError, ValueError):   # the peer gone already, or close() closed the listener meanwhile
+            conn.close()
+            return None
         if self.engine is not None:
             self._since = admission.counts(self.engine)
-        self._watch = _Watch((conn, self._listener))
+        self._watch = watch
         self._waiting = False   # a newcomer waits in the listener's backlog
         self._gone = False
         return conn

@@ -123,7 +123,8 @@ class StreamTransport:
         self._closed.set()
         self._ready.set()
         self._stop_opening()
-        self.reconnect()
+        with self._lock:   # a connection the I/O thread opened meanwhile is either shut here or never taken
+            self.reconnect()
         if self._thread is not threading.current_thread():
             self._thread.join(5)
 
@@ -145,12 +146,14 @@ class StreamTransport:
             conn = self._open()
             if conn is None:
                 continue
-            if self._closed.is_set():
-                self._shut(conn)
-                self._release(conn)
-                break
             turns = self._turns_for(conn)
-            with self._lock:
+            with self._lock:   # (close() looks for a connection to shut under it, once _closed is set)
+                if self._closed.is_set():
+                    if turns is not None:
+                        turns.close()
+                    self._shut(conn)
+                    self._release(conn)
+                    break
                 self._conn = conn
                 self.logger.info('%s: connection established', self._prefix())
                 if not self._told(self._connect_callbacks, 'connect'):

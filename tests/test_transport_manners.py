@@ -109,3 +109,63 @@ def test_close_cuts_short_the_io_threads_own_write_to_a_board_that_reads_nothing
             asking.join(5)
         os.close(master)
         os.close(slave)
+
+
+def test_a_close_as_the_io_thread_takes_a_new_connection_shuts_it_and_ends_the_thread():
+    """close() came between the I/O thread's connect and its taking the connection: it found none to shut,
+    waited out its 5 s join, and the thread served the connection on, for good."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    closed = []
+
+    class ClosedMeanwhile(sp.tcp_client_stp):
+        def _turns_for(self, conn):   # (the I/O thread, the connection open and not yet taken)
+            closer = threading.Thread(target=lambda: closed.append(self.close() or time.monotonic()))
+            closer.start()
+            assert wait_until(self._closed.is_set)
+            time.sleep(0.2)   # close() has looked for a connection to shut, and waits for the thread
+            return super()._turns_for(conn)
+    comm = ClosedMeanwhile('127.0.0.1', listener.getsockname()[1])
+    start = time.monotonic()
+    comm.register_connect_callback(lambda: None)
+    peer, _ = listener.accept()
+    try:
+        assert wait_until(lambda: closed, timeout=3) and closed[0] - start < 2
+        assert not comm._thread.is_alive() and comm.connection() is None
+        peer.settimeout(2)
+        assert peer.recv(100) == b''   # shut: the closed client says nothing more
+    finally:
+        peer.close()
+        listener.close()
+
+
+class _ClosedAsItAccepts:
+    """A server's listener that close() closes just as it accepts a client."""
+
+    def __init__(self, listener):
+        self._listener = listener
+
+    def accept(self):
+        accepted = self._listener.accept()
+        self._listener.close()
+        return accepted
+
+    def __getattr__(self, name):
+        return getattr(self._listener, name)
+
+
+def test_a_client_accepted_as_the_server_closes_is_let_go_and_the_io_thread_goes_on():
+    """Its listener closed meanwhile, the server's I/O thread died on watching it, a traceback printed and the
+    accepted client's socket left open."""
+    comm = sp.tcp_server_stp('127.0.0.1', 0)
+    comm._listener = _ClosedAsItAccepts(comm._listener)
+    client = socket.create_connection(('127.0.0.1', comm.port))
+    try:
+        comm.register_connect_callback(lambda: None)
+        client.settimeout(2)
+        assert client.recv(100) == b''   # let go
+        assert comm._thread.is_alive()
+        start = time.monotonic()
+        comm.close()
+        assert not comm._thread.is_alive() and time.monotonic() - start < 1
+    finally:
+        client.close()
