@@ -484,6 +484,7 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
     frames up to PROBATION_FRAME.
     """
     held: list = []
+    server: Optional[Server] = None   # (a client accepted as the server closes is not served)
     # one budget of log lines (sp_common.logtext's, of events and of messages) for all its connections, as a
     # server of one client at a time has: a flood of connects, each dropped with a line, would fill the log with
     # a budget each
@@ -499,6 +500,9 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
         return prot in held
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if server is not None and not server.is_serving():   # accepted as the server closed: not served
+            writer.transport.abort()
+            return
         small_reads(writer.transport)
         prot = AsyncProtocol(reader, writer, False, probation_frame=PROBATION_FRAME, **options)
         prot.on_proven, prot.on_step = proven, on_step
@@ -516,4 +520,5 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
             probation.cancel()
             if prot in held:
                 held.remove(prot)
-    return Server(await asyncio.start_server(accepted, host, port, limit=READ_LIMIT), held)
+    server = Server(await asyncio.start_server(accepted, host, port, limit=READ_LIMIT), held)
+    return server

@@ -1,5 +1,6 @@
 """The asyncio API over real loopback TCP, real ptys and the virtual board."""
 import asyncio
+import socket
 import time
 
 import pytest
@@ -423,3 +424,27 @@ def test_closing_a_server_closes_the_connections_it_serves():
         assert not server.is_serving()
         writer.close()
     run(main())
+
+
+def test_a_client_accepted_as_the_server_closes_is_not_served():
+    """asyncio accepts a connection a loop turn or more before its handler runs: one that came as the server
+    closed was served on, for good, after close() and wait_closed() had returned."""
+    async def attempt(turns):
+        served = []
+        server = await aio.serve('127.0.0.1', 0, served.append)
+        peer = socket.create_connection(('127.0.0.1', server.sockets[0].getsockname()[1]))
+        try:
+            for _ in range(turns):   # (the loop accepts it, then runs its handler, turns later)
+                await asyncio.sleep(0)
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.1)
+            return [prot.is_connected() for prot in served]
+        finally:
+            peer.close()
+
+    async def main():
+        return [await attempt(turns) for turns in range(8)]
+    served = run(main())
+    assert not any(any(connected) for connected in served), served
+    assert [] in served and [False] in served   # came too late for a handler, and closed by close()
