@@ -779,6 +779,11 @@ def test_sp_gateway_and_sp_call_through_the_broker(fleet):
                                         'data': {'n': 1}}, r.stderr
         r = sp_command('call', url, 'execute', 'fail')
         assert (r.returncode, r.stdout) == (errors.EXIT_STATUS, 'callback error: null\n'), r.stderr
+        for did, (status, code) in enumerate(((sp.STATUS_AUTH_REQUIRED, errors.EXIT_AUTH),
+                                              (sp.STATUS_CHECKSUM_ERROR, errors.EXIT_CRC)), 70):
+            server.register_callback(sp.SID_READ_REQUEST, did, lambda msg, status=status: (status, None))
+            r = sp_command('call', url, 'read', str(did))
+            assert r.returncode == code, r.stderr   # as on a link
         for service in ('13', '8', '70000'):   # odd, the engine's own, not 16 bits: refused before it is sent
             r = sp_command('call', url, service, '0')
             assert r.returncode == errors.EXIT_USAGE and 'unknown service %r' % service in r.stderr, r.stderr
