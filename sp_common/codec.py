@@ -201,12 +201,16 @@ def _is_int(value):
 
 
 def is_short_ascii(text, longest):
-    """A str of 1 to longest printable ASCII characters: a channel name, a seed, a key. Looked at character by
-    character, not encoded: a lone surrogate in a peer's JSON string has no UTF-8."""
+    """A str of 1 to longest printable ASCII characters: a channel name, a seed, a key. Looked at in UTF-8 bytes,
+    not by its characters (see sp_common.nonascii.utf8_at); a lone surrogate, which CPython cannot encode, is
+    no ASCII."""
     if not isinstance(text, str) or not 0 < len(text) <= longest:
         return False
-    for ch in text:
-        if not ' ' <= ch <= '~':
+    data = text.encode('utf-8', 'surrogatepass')
+    if len(data) != len(text):
+        return False
+    for byte in data:
+        if not 0x20 <= byte <= 0x7E:
             return False
     return True
 

@@ -5,7 +5,7 @@ module holds its level and words, so that no English costs a board heap.
 """
 from binascii import hexlify
 
-from . import names as c
+from . import load, names as c
 from .engine import BUILTIN_DATA
 
 _W = c.WARNING
@@ -73,17 +73,29 @@ def _unprintable(code):
 
 
 def printable(text):
-    """text with control characters and lone surrogates escaped (\\xNN, \\uNNNN), so peer data can neither
-    forge log lines nor stop the program that prints them."""
-    for ch in text:
-        if _unprintable(ord(ch)):
-            break
-    else:
-        return text
+    """text with control characters and lone surrogates escaped (\\xNN, \\uNNNN; on a board, bytes that are no
+    UTF-8 too), so peer data can neither forge log lines nor stop the program that prints them. Read as UTF-8
+    bytes, never by its characters: see sp_common.nonascii.utf8_at."""
+    data = text.encode('utf-8', 'surrogatepass')
+    if len(data) == len(text):   # ASCII
+        for byte in data:
+            if byte < 0x20 or byte == 0x7f:
+                break
+        else:
+            return text
+    utf8_at = load('sp_common.nonascii').utf8_at
     out = []
-    for ch in text:
-        code = ord(ch)
-        out.append(('\\x%02x' if code < 0x100 else '\\u%04x') % code if _unprintable(code) else ch)
+    i = 0
+    while i < len(data):
+        try:
+            code, size = utf8_at(data, i)
+        except ValueError:
+            out.append('\\x%02x' % data[i])
+            i += 1
+            continue
+        out.append(('\\x%02x' if code < 0x100 else '\\u%04x') % code if _unprintable(code) else
+                   data[i:i + size].decode())
+        i += size
     return ''.join(out)
 
 

@@ -4,6 +4,33 @@ Loaded only when a frame holds such text: an ASCII-only board never pays for it.
 """
 
 
+_SHORTEST = (0, 0, 0x80, 0x800, 0x10000)   # the least code point a sequence of 2, 3 and 4 bytes may carry
+
+
+def utf8_at(data, i):
+    """(code point, its size in bytes) of the UTF-8 character at data[i] (bytes or a view of them). ValueError
+    where none is, as for an overlong form or a number past U+10FFFF, which a board's json takes from a peer.
+
+    A board reads a peer's text through this, never by a str's characters: MicroPython interns every character
+    beyond ASCII that a loop over a str, an index or chr() makes, for good, and a peer's distinct characters
+    would fill the heap that way (18 bytes each)."""
+    lead = data[i]
+    if lead < 0x80:
+        return lead, 1
+    size = 2 if 0xC0 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if 0xF0 <= lead < 0xF8 else 0
+    if not size or i + size > len(data):
+        raise ValueError('text that is not UTF-8')
+    code = lead & (0x3F >> (size - 1))
+    for k in range(i + 1, i + size):
+        byte = data[k]
+        if byte & 0xC0 != 0x80:
+            raise ValueError('text that is not UTF-8')
+        code = code << 6 | byte & 0x3F
+    if code < _SHORTEST[size] or code > 0x10FFFF:
+        raise ValueError('text that is not UTF-8')
+    return code, size
+
+
 def escape(text):
     """text with every non-ASCII character escaped as CPython's json.dumps writes it.
 
@@ -13,25 +40,19 @@ def escape(text):
     number past U+10FFFF as a character. Such text would go out as JSON the
     peer wrote; it does not go out at all.
     """
+    data = memoryview(text)   # (on a board: the str's own UTF-8 bytes)
     out = bytearray()
-    size = 0   # the bytes the characters take in UTF-8
-    for ch in text:
-        o = ord(ch)
-        if o < 0x80:
-            out.append(o)
-            size += 1
-        elif o < 0x10000:
-            out.extend(b'\\u%04x' % o)
-            size += 2 if o < 0x800 else 3
-        elif o < 0x110000:
-            o -= 0x10000
-            out.extend(b'\\u%04x\\u%04x' % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
-            size += 4
+    i = 0
+    while i < len(data):
+        code, size = utf8_at(data, i)
+        i += size
+        if code < 0x80:
+            out.append(code)
+        elif code < 0x10000:
+            out.extend(b'\\u%04x' % code)
         else:
-            size = -1
-            break
-    if size != len(memoryview(text)):
-        raise ValueError('text that is not UTF-8')
+            code -= 0x10000
+            out.extend(b'\\u%04x\\u%04x' % (0xD800 | (code >> 10), 0xDC00 | (code & 0x3FF)))
     return out.decode()
 
 
@@ -66,8 +87,11 @@ def join_surrogates(body, start, end):
         out[n:n + stop - i] = view[i:stop]
         n += stop - i
         i = stop
-        if code:
-            out[n:n + 4] = chr(code).encode()
+        if code:   # (its UTF-8 written out: chr() would intern it, see utf8_at)
+            out[n] = 0xF0 | code >> 18
+            out[n + 1] = 0x80 | code >> 12 & 0x3F
+            out[n + 2] = 0x80 | code >> 6 & 0x3F
+            out[n + 3] = 0x80 | code & 0x3F
             n += 4
             i += 12
     out[n:n + end - i] = view[i:end]

@@ -472,6 +472,53 @@ def test_text_that_is_not_utf8_never_goes_out_as_the_json_it_would_forge():
         assert server.counters['format_errors'] + server.counters['callback_errors'] == 1
 
 
+def _utf8(first, n):
+    """n characters from code point first on, made from their UTF-8 bytes (chr() would intern them on a board)."""
+    out = bytearray()
+    for code in range(first, first + n):
+        if code < 0x10000:
+            out += bytes((0xE0 | code >> 12, 0x80 | code >> 6 & 0x3F, 0x80 | code & 0x3F))
+        else:
+            out += bytes((0xF0 | code >> 18, 0x80 | code >> 12 & 0x3F, 0x80 | code >> 6 & 0x3F, 0x80 | code & 0x3F))
+    return out.decode()
+
+
+def _heap():
+    """The heap in use after a collection, on a board; None on CPython, which interns no peer text."""
+    import gc
+    if not hasattr(gc, 'mem_alloc'):
+        return None
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def test_a_peers_text_beyond_ascii_leaves_nothing_in_the_heap():
+    """MicroPython interns, for good, each character beyond ASCII that a loop over a str, an index or chr() makes:
+    a board that read a peer's text that way (to escape an answer, join an escaped surrogate pair, check a channel
+    name, write a log line) kept about 18 bytes for every distinct character a peer sent it, until it had no heap
+    left."""
+    class Discards(Recorder):   # (its lines made, and let go)
+        def log(self, level, text):
+            pass
+    server = engine(False, secret=None, log=Discards(), clock=Clock().ms)
+    server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (0, msg.get_data()))
+
+    def attack(first):
+        text, astral = _utf8(first, 100), _utf8(0x20000 + first, 100)
+        answers = []
+        for frame in (wire(sp.SID_EXECUTE_REQUEST, 0, text + astral), wire(sp.SID_EXECUTE_REQUEST, text, None),
+                      wire(sp.SID_CHANNEL_NAME_REQUEST, sp.DID_CHANNEL_NAME, text[:20])):
+            server.feed(frame)
+            answers += sent(server)
+        assert [answer[1:] for answer in answers] == [(0, 0, text + astral),
+                                                      (text, sp.STATUS_SERVICE_OR_DATA_UNKNOWN, None),
+                                                      (sp.DID_CHANNEL_NAME, sp.STATUS_OPERATION_NOT_PERMITTED, None)]
+    attack(0x4E00)   # (what the attack needs loads)
+    before = _heap()
+    attack(0x5E00)
+    after = _heap()
+    assert before is None or after - before < 1024, after - before
+
 
 def test_a_callbacks_error_that_quotes_the_peers_data_makes_no_long_line():
     log = Recorder()
