@@ -399,8 +399,12 @@ async def connect(target: str, baudrate: int = 115200, **options) -> AsyncProtoc
     """A client on tcp://host:port or a serial device path; options as for AsyncProtocol."""
     if target.startswith('tcp://'):
         host, _, port = target[6:].rpartition(':')
-        # (within the threaded client's time for a connect: TimeoutError, not the system's minutes of retries)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), tcp.CONNECT_S)
+        # (within the threaded client's time for a connect, not the system's minutes of retries; the built-in
+        # TimeoutError, which asyncio's is only from Python 3.11 on)
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), tcp.CONNECT_S)
+        except asyncio.TimeoutError:
+            raise TimeoutError('no connection to %s within %g s' % (target, tcp.CONNECT_S)) from None
         small_reads(writer.transport)
     else:
         reader, writer = await _open_tty(target, baudrate)

@@ -373,6 +373,6 @@ def test_a_connect_to_a_peer_that_never_accepts_times_out_as_the_threaded_client
     monkeypatch.setattr(sp.tcp, 'CONNECT_S', 0.3)
     with port_that_never_accepts() as port:
         start = time.monotonic()
-        with pytest.raises(asyncio.TimeoutError):
+        with pytest.raises(TimeoutError, match='no connection to tcp://'):   # (the built-in: on 3.9 and 3.10 too)
             run(aio.connect('tcp://127.0.0.1:%d' % port))
         assert time.monotonic() - start < 2
