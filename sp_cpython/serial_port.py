@@ -75,6 +75,10 @@ class serial_stp(StreamTransport):
         self._repl = ReplSniffer()
         return conn
 
+    def _open_holds_nothing(self) -> bool:
+        """A socket:// port: pyserial connects for up to 5 s, which close() cannot cut short."""
+        return self.url.startswith('socket://')
+
     def _say_in_use(self, err: Exception) -> None:
         """Once per streak: the retries go on quietly until the other program lets go."""
         if getattr(err, 'errno', None) in (errno.EAGAIN, errno.EWOULDBLOCK) and not self._in_use_said:

@@ -33,6 +33,7 @@ class StreamTransport:
         self._write_lock = threading.Lock()
         self._ready = threading.Event()
         self._closed = threading.Event()
+        self._opening = False   # the I/O thread is in _open()
         self._conn = None
         self._turns: Optional[read_turns.ReadTurns] = None
         self._channel_name: Optional[str] = None
@@ -125,8 +126,13 @@ class StreamTransport:
         self._stop_opening()
         with self._lock:   # a connection the I/O thread opened meanwhile is either shut here or never taken
             self.reconnect()
-        if self._thread is not threading.current_thread():
+        if self._thread is not threading.current_thread() and not (self._opening and self._open_holds_nothing()):
             self._thread.join(5)
+
+    def _open_holds_nothing(self) -> bool:
+        """Whether close() may return while the I/O thread still opens a connection: one that no other opener
+        waits for (a socket, not a device path opened exclusively), and that the thread shuts as it comes."""
+        return False
 
     # the I/O thread ------------------------------------------------------------
     def _level(self, err: Exception) -> int:
@@ -143,7 +149,11 @@ class StreamTransport:
         self._ready.wait()
         pause = 0.0
         while not self._closed.is_set():
-            conn = self._open()
+            self._opening = True
+            try:
+                conn = self._open()
+            finally:
+                self._opening = False
             if conn is None:
                 continue
             turns = self._turns_for(conn)

@@ -6,7 +6,7 @@ import time
 import tty
 
 import sp_cpython as sp
-from conftest import wait_until
+from conftest import port_that_never_accepts, wait_until
 from sp_common import frame, pure_json
 
 
@@ -169,3 +169,15 @@ def test_a_client_accepted_as_the_server_closes_is_let_go_and_the_io_thread_goes
         assert not comm._thread.is_alive() and time.monotonic() - start < 1
     finally:
         client.close()
+
+
+def test_close_does_not_wait_for_a_socket_url_that_pyserial_is_still_connecting():
+    """pyserial connects a socket:// port for up to 5 s, which close() waited out."""
+    with port_that_never_accepts() as port:
+        comm = sp.serial_stp('socket://127.0.0.1:%d' % port)
+        comm.register_connect_callback(lambda: None)
+        time.sleep(0.3)   # (pyserial connecting)
+        start = time.monotonic()
+        comm.close()
+        assert time.monotonic() - start < 0.5 and comm.connection() is None
+    assert wait_until(lambda: not comm._thread.is_alive(), timeout=3)   # its connect refused: the thread ends
