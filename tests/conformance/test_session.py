@@ -467,6 +467,19 @@ def test_an_offer_whose_nonce_is_not_64_hex_digits_gets_the_original_wire():
         assert (b'"nonce"' in server.data_to_send()) == v2   # its own nonce answers, or a refusal
 
 
+def _answered_with_macs(connects):
+    """Two sides with secrets whose session answer the client has heard; no v2 frame has gone yet."""
+    link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'random_bytes': counting(0)},
+                server={'secret': SECRET, 'random_bytes': counting(100)})
+    link.server.connects = connects
+    link.client.connection_made()
+    link.server.connection_made()
+    link.server.feed(link.client.data_to_send())
+    link.client.feed(link.server.data_to_send())
+    assert link.client.wire == link.server.wire == 'v2_macs'
+    return link
+
+
 def test_an_original_frame_anyone_can_write_does_not_strand_a_session_with_macs():
     """Between the session answer and the client's first v2 frame, one original frame, which needs no secret,
     moved a server with MACs to the original wire: its genuine client, in v2, was dropped frame after frame. On
@@ -474,14 +487,7 @@ def test_an_original_frame_anyone_can_write_does_not_strand_a_session_with_macs(
     did lose the answer offers v2 anew); on a serial line it follows, as a channel name there starts over anyway
     (docs/security.md)."""
     for connects in (True, False):
-        link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'random_bytes': counting(0)},
-                    server={'secret': SECRET, 'random_bytes': counting(100)})
-        link.server.connects = connects
-        link.client.connection_made()
-        link.server.connection_made()
-        link.server.feed(link.client.data_to_send())
-        link.client.feed(link.server.data_to_send())
-        assert link.client.wire == link.server.wire == 'v2_macs'
+        link = _answered_with_macs(connects)
         link.server.feed(sp.frame(*pure_json.pieces(sp.SID_READ_REQUEST, 0, 0, None)))   # blind, unsigned
         assert link.server.wire == ('refused' if connects else 'original'), connects
         assert (link.server.data_to_send() == b'') == connects   # refused: not answered
@@ -492,13 +498,7 @@ def test_a_push_the_server_queues_after_its_answer_does_not_make_the_answer_seem
     answer, still waiting or taken back by a send() that gave up, made one forged original frame look like a
     client that never heard the answer, and the server followed it."""
     for withdrawn in (False, True):
-        link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'random_bytes': counting(0)},
-                    server={'secret': SECRET, 'random_bytes': counting(100)})
-        link.server.connects = True
-        link.client.connection_made()
-        link.server.connection_made()
-        link.server.feed(link.client.data_to_send())
-        link.client.feed(link.server.data_to_send())
+        link = _answered_with_macs(True)
         link.server.send_msg(sp.SID_EXECUTE_RESPONSE, 0, 'pushed')
         if withdrawn:
             link.server.withdraw(link.server.queued)
