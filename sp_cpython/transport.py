@@ -124,8 +124,7 @@ class StreamTransport:
         self._closed.set()
         self._ready.set()
         self._stop_opening()
-        with self._lock:   # a connection the I/O thread opened meanwhile is either shut here or never taken
-            self.reconnect()
+        self.reconnect()   # (a connection the I/O thread takes meanwhile, it shuts itself: _run)
         if self._thread is not threading.current_thread() and not (self._opening and self._open_holds_nothing()):
             self._thread.join(5)
 
@@ -157,14 +156,17 @@ class StreamTransport:
             if conn is None:
                 continue
             turns = self._turns_for(conn)
-            with self._lock:   # (close() looks for a connection to shut under it, once _closed is set)
+            with self._lock:
+                # taken, then _closed looked at, where close() sets _closed, then looks for a connection to shut:
+                # either close() finds this one, or this thread finds close() has begun, or both
+                self._conn = conn
                 if self._closed.is_set():
                     if turns is not None:
                         turns.close()
                     self._shut(conn)
+                    self._conn = None
                     self._release(conn)
                     break
-                self._conn = conn
                 self.logger.info('%s: connection established', self._prefix())
                 if not self._told(self._connect_callbacks, 'connect'):
                     self._shut(conn)   # (read as lost at once, and opened again)

@@ -181,3 +181,30 @@ def test_close_does_not_wait_for_a_socket_url_that_pyserial_is_still_connecting(
         comm.close()
         assert time.monotonic() - start < 0.5 and comm.connection() is None
     assert wait_until(lambda: not comm._thread.is_alive(), timeout=3)   # its connect refused: the thread ends
+
+
+def test_close_cuts_short_a_write_stuck_in_the_connect_callback():
+    """A client says its name and offers v2 as it connects, under the transport's lock: on a port that takes
+    nothing, close() waited for that lock, and so for the write's own timeout (2 s)."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    os.set_blocking(slave, False)
+    try:
+        fails = 0
+        while fails < 20:   # the pty's buffer toward the board full (it moves bytes on in its own time)
+            try:
+                os.write(slave, b'x')
+                fails = 0
+            except BlockingIOError:
+                fails += 1
+                time.sleep(0.01)
+        prot = sp.pure_json_protocol(sp.serial_stp(os.ttyname(slave)))
+        assert wait_until(prot.__comm_inst__.is_connected)
+        time.sleep(0.3)   # (the connect callback's write waits)
+        start = time.monotonic()
+        prot.close()
+        assert time.monotonic() - start < 0.5
+    finally:
+        os.close(master)
+        os.close(slave)
