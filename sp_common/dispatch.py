@@ -8,16 +8,21 @@ outside the lock, so a slow one stalls no other thread's calls, and its
 answer goes out through the engine under the lock (Engine.finish). Without a
 runtime's list (engine.jobs is None) the engine runs a job at once.
 """
+import sys
+
+
+# What a callback raises that is its error, answered STATUS_CALLBACK_ERROR. On the host SystemExit too (argparse
+# raises it on arguments it cannot parse): it must not end an I/O thread or an event loop. On a board it goes on up,
+# as KeyboardInterrupt (Ctrl-C) does everywhere: it is how sys.exit() and machine.soft_reset() end the program.
+ERRORS = Exception if sys.implementation.name == 'micropython' else (Exception, SystemExit)
 
 
 def call(job):
-    """(what the job's callback returned, None), or (None, what it raised). SystemExit is a callback's error
-    too (argparse raises it on arguments it cannot parse): it must not end a runtime's loop or I/O thread.
-    KeyboardInterrupt goes on up: a board's Ctrl-C."""
+    """(what the job's callback returned, None), or (None, what it raised: ERRORS)."""
     entry = job[0]
     try:
         return entry[0](job[1], *entry[1], **entry[2]), None
-    except (Exception, SystemExit) as err:
+    except ERRORS as err:
         return None, err
 
 

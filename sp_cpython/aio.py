@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 from sp_common import Deframer, admission
 from sp_common import ops
 from sp_common.ops import deadline, left
-from sp_common.dispatch import run
+from sp_common.dispatch import ERRORS, run
 from sp_common.const import STATUS_OKAY
 from sp_common.engine import data_storage
 from sp_common.errors import answer_data
@@ -256,7 +256,7 @@ class AsyncProtocol(EngineState):
     async def _answer(self, job: tuple, coroutine: Awaitable) -> None:
         try:
             result, error = await coroutine, None
-        except (Exception, SystemExit) as err:   # as sp_common.dispatch.call: the requester gets STATUS_CALLBACK_ERROR
+        except ERRORS as err:   # as sp_common.dispatch.call's: the requester gets STATUS_CALLBACK_ERROR
             result, error = None, err
         except asyncio.CancelledError:
             if not self._connected:

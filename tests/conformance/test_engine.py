@@ -1,3 +1,5 @@
+import sys
+
 from link import Link
 
 import sp_common as sp
@@ -60,16 +62,34 @@ def test_callback_error_is_answered_and_connection_kept():
     link.server.register_callback(10, 2, lambda msg: 'not a tuple')
     link.server.register_callback(10, 3, lambda msg: (0, object()))
 
-    def exits(msg):   # as argparse does on arguments it cannot parse
-        raise SystemExit(2)
-    link.server.register_callback(10, 4, exits)
-    for did in (1, 2, 3, 4):
+    for did in (1, 2, 3):
         msg = link.request(10, did)
         assert (msg.get_status(), msg.get_data()) == (sp.STATUS_CALLBACK_ERROR, None)
-    assert link.server.counters['callback_errors'] == 4
-    assert 'boom' in link.server_log.text() and 'SystemExit' in link.server_log.text()
-    serving(link, 10, 5)
-    assert link.request(10, 5).get_status() == sp.STATUS_OKAY
+    assert link.server.counters['callback_errors'] == 3
+    assert 'boom' in link.server_log.text()
+    serving(link, 10, 4)
+    assert link.request(10, 4).get_status() == sp.STATUS_OKAY
+
+
+def test_a_callback_that_exits_is_an_error_on_the_host_and_ends_the_program_on_a_board():
+    """argparse raises SystemExit on arguments it cannot parse: on the host it must end no I/O thread or event
+    loop. On a board sys.exit() and machine.soft_reset() raise it to end the program, and must."""
+    link = Link()
+    link.connect()
+
+    def exits(msg):
+        raise SystemExit(2)
+    link.server.register_callback(10, 1, exits)
+    try:
+        msg = link.request(10, 1)
+    except SystemExit:
+        assert sys.implementation.name == 'micropython'
+        return
+    assert sys.implementation.name != 'micropython'
+    assert (msg.get_status(), msg.get_data()) == (sp.STATUS_CALLBACK_ERROR, None)
+    assert link.server.counters['callback_errors'] == 1 and 'SystemExit: 2' in link.server_log.text()
+    serving(link, 10, 2)
+    assert link.request(10, 2).get_status() == sp.STATUS_OKAY
 
 
 def test_unknown_service_or_data():
