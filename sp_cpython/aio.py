@@ -465,6 +465,15 @@ class Server:
             await asyncio.wait(self._closing)
         await self._server.wait_closed()
 
+    async def serve_forever(self) -> None:
+        """Serves until cancelled (Ctrl-C in asyncio.run), then closes, its connections too (asyncio's own would
+        close only its listener, and from Python 3.12 on wait for the connections' peers)."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.close()
+            await self.wait_closed()
+
     async def __aenter__(self) -> 'Server':
         return self
 

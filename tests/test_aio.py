@@ -426,6 +426,21 @@ def test_closing_a_server_closes_the_connections_it_serves():
     run(main())
 
 
+def test_a_cancelled_serve_forever_closes_the_connections_too():
+    """asyncio's serve_forever(), cancelled (Ctrl-C in asyncio.run), closed only its listener, and from Python
+    3.12 on waited for the peers of the connections it left open."""
+    async def main():
+        server = await aio.serve('127.0.0.1', 0, lambda prot: None)
+        client = await aio.connect('tcp://127.0.0.1:%d' % server.sockets[0].getsockname()[1])
+        forever = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0.1)
+        forever.cancel()
+        await asyncio.wait([forever], timeout=2)
+        assert forever.cancelled() and not server.is_serving()
+        await asyncio.wait_for(client.wait_closed(), 1)
+    run(main())
+
+
 def test_a_client_accepted_as_the_server_closes_is_not_served():
     """asyncio accepts a connection a loop turn or more before its handler runs: one that came as the server
     closed was served on, for good, after close() and wait_closed() had returned."""
