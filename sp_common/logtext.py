@@ -85,17 +85,23 @@ def printable(text):
             return text
     utf8_at = load('sp_common.nonascii').utf8_at
     out = []
-    i = 0
+    i = shown = 0   # data[shown:i]: characters that show as they are, written out in one piece
     while i < len(data):
+        byte = data[i]
+        if 0x20 <= byte < 0x7f:
+            i += 1
+            continue
         try:
             code, size = utf8_at(data, i)
         except ValueError:
-            out.append('\\x%02x' % data[i])
-            i += 1
+            code, size = None, 1
+        if code is not None and not _unprintable(code):
+            i += size
             continue
-        out.append(('\\x%02x' if code < 0x100 else '\\u%04x') % code if _unprintable(code) else
-                   data[i:i + size].decode())
-        i += size
+        out.append(data[shown:i].decode())
+        out.append('\\x%02x' % data[i] if code is None else ('\\x%02x' if code < 0x100 else '\\u%04x') % code)
+        i = shown = i + size
+    out.append(data[shown:].decode())
     return ''.join(out)
 
 
