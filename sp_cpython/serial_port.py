@@ -67,8 +67,8 @@ class serial_stp(StreamTransport):
             conn = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_S, exclusive=True)
             if type(conn) is _SOCKET_PORT:
                 conn.timeout = 0
-        except (serial.SerialException, OSError, ValueError) as err:
-            self._say_in_use(err)
+        except (serial.SerialException, OSError, ValueError, OverflowError) as err:   # (OverflowError: a baud rate
+            self._say_in_use(err)                                                    # too big for the driver)
             self._wait_retry(self._retry)
             return None
         self._in_use_said = False

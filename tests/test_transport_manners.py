@@ -208,3 +208,17 @@ def test_close_cuts_short_a_write_stuck_in_the_connect_callback():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_baud_rate_the_driver_cannot_take_fails_the_open_and_ends_no_thread():
+    master, slave = os.openpty()
+    try:
+        comm = sp.serial_stp(os.ttyname(slave), baudrate=2 ** 40)   # (pyserial: OverflowError)
+        prot = sp.pure_json_protocol(comm)
+        assert prot.send(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=0.5) is False
+        assert comm._thread.is_alive()   # retrying, as after any failed open
+        prot.close()
+        assert not comm._thread.is_alive()
+    finally:
+        os.close(master)
+        os.close(slave)
