@@ -27,18 +27,45 @@ REPL_MARKS = (b'>>> ', b'raw REPL', b'Type "help()"', b'Traceback (most recent c
 
 
 class ReplSniffer:
-    """Watches the raw bytes from a board for signs of a REPL instead of the protocol (seen_at: when first seen)."""
+    """Watches the raw bytes from a board for signs of a REPL instead of the protocol (seen_at: when first seen).
+    The marks count between frames only: a serving board's answer may hold '>>> ' or a traceback's text as data.
+    echoes: marks that count anywhere, the host's own words echoed back (a REPL echoes frames whole)."""
 
-    def __init__(self, marks: tuple = REPL_MARKS) -> None:
+    def __init__(self, marks: tuple = REPL_MARKS, echoes: tuple = ()) -> None:
         self.marks = marks
+        self.echoes = echoes
         self.seen_at: Optional[float] = None
-        self._tail = b''   # the last bytes, for a mark cut in two by the reads
+        self._tail = self._raw_tail = b''   # the last bytes between frames, and of all: a mark cut in two by reads
+        self._inside = False   # in a frame (its ':>' not yet read)
+        self._colon = b''      # a ':' that ended the last read: the start of a frame's ':<' or end's ':>'
 
     def __call__(self, data: bytes) -> None:
-        chunk = self._tail + data
-        if self.seen_at is None and any(mark in chunk for mark in self.marks):
+        chunk = self._tail + self._between(self._colon + data)
+        raw = self._raw_tail + data
+        if self.seen_at is None and (any(mark in chunk for mark in self.marks) or
+                                     any(mark in raw for mark in self.echoes)):
             self.seen_at = time.monotonic()
-        self._tail = chunk[-40:]
+        self._tail, self._raw_tail = chunk[-40:], raw[-40:]
+
+    def _between(self, data: bytes) -> bytes:
+        """The bytes of data outside frames (inside one, a ':' is always escaped as ':=', never followed by '>')."""
+        self._colon = b':' if data.endswith(b':') else b''
+        if self._colon:
+            data = data[:-1]
+        out, i = [], 0
+        while i < len(data):
+            if self._inside:
+                end = data.find(b':>', i)
+                if end < 0:
+                    break
+                i, self._inside = end + 2, False
+            else:
+                start = data.find(b':<', i)
+                out.append(data[i:] if start < 0 else data[i:start])
+                if start < 0:
+                    break
+                i, self._inside = start + 2, True
+        return b''.join(out)
 
 
 class serial_stp(StreamTransport):

@@ -18,7 +18,7 @@ VIRTUAL_BOARD = 'the virtual board'   # what messages call the board sp call sta
 SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute': sp.SID_EXECUTE_REQUEST}
 # What a MicroPython REPL sends and a protocol board never does, and our own channel-name request echoed back, which
 # is all a board sitting at its prompt may show.
-REPL_MARKS = serial_port.REPL_MARKS + (('"%s"' % CHANNEL_NAME).encode(),)
+ECHOES = (('"%s"' % CHANNEL_NAME).encode(),)   # its own channel name echoed back, as a REPL echoes what it is sent
 _POLL_S = 0.05
 REPL_GRACE_S = 0.5
 REPL_ADVICE = ('the board on %(port)s answers with a MicroPython REPL, not the protocol. A board serves the '
@@ -34,7 +34,7 @@ class ReplSniffer(serial_port.ReplSniffer):
     """The transport's REPL marks and ours, and how long to be sure."""
 
     def __init__(self) -> None:
-        super().__init__(REPL_MARKS)
+        super().__init__(serial_port.REPL_MARKS, ECHOES)
 
     def sure(self) -> bool:
         """A mark seen, and no protocol answer for REPL_GRACE_S since: a board just starting its

@@ -130,6 +130,20 @@ def test_a_port_that_answers_with_a_repl_is_named_for_what_it_is(tmp_path, caplo
         os.close(slave)
 
 
+def test_a_serving_boards_answers_that_read_like_a_repl_are_no_repl():
+    """The sniffer looked at every byte: an answer whose data held '>>> ' or a traceback's first line, which a
+    peer or a user chooses, made the transport say that the board's main.py was not running."""
+    from sp_cpython.serial_port import ReplSniffer
+    answer = frame(pure_json.encode(sp.SID_EXECUTE_RESPONSE, 0, 0, 'Traceback (most recent call last) >>> '))
+    sniffer = ReplSniffer()
+    for cut in range(len(answer) + 1):   # however the reads cut it
+        sniffer(answer[:cut])
+        sniffer(answer[cut:])
+    assert sniffer.seen_at is None
+    sniffer(b'\r\n>>> ')   # between frames: a REPL's prompt
+    assert sniffer.seen_at is not None
+
+
 def test_wrong_secret_is_refused_on_the_original_wire(link):
     server, client = link.make(server_secret=SECRET, client_secret='guess', session_v2=False)
     assert client.authentificate(timeout=3) is False
