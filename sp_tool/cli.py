@@ -306,7 +306,7 @@ def do_serve(args) -> int:
 # monitor -------------------------------------------------------------------------------------
 def argparse_monitor(p: argparse.ArgumentParser) -> None:
     p.description = ('Decode what a link carries into one line per message: time (or byte offset in '
-                     'a file), direction where known, service, data, status, data and CRC verdict, '
+                     'a file), direction where known, service, data_id, status, data and CRC verdict, '
                      'and framing errors. TARGET|FILE is a target as for call or a file of captured bytes '
                      '(what the board sends is shown, until Ctrl-C).')
     p.epilog = ('example: sp monitor /dev/ttyACM0 --save capture.bin; sp monitor --tap /dev/ttyACM0 (then point '
