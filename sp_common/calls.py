@@ -5,6 +5,7 @@ only serves and never buffers holds neither this code nor its state.
 """
 import sys
 
+from . import load
 from .const import STATUS_AUTH_REQUIRED
 from .engine import make_message
 
@@ -49,6 +50,7 @@ class Calls:
         self.replies = {}    # token -> their answers
         self.buffer = []     # [message, size in bytes], oldest first
         self.buffered_bytes = 0
+        self.asked_at = None   # when the first request since the peer last spoke went out, for Engine.forgotten()
 
     # requests going out ---------------------------------------------------------
     def sent(self, token, key, call):
@@ -56,6 +58,10 @@ class Calls:
 
         A send() makes answers to earlier ones on its ids stale.
         """
+        engine = self.engine
+        if engine.clock is not None and (self.asked_at is None or engine.heard_at is not None and
+                                         engine.heard_at >= self.asked_at):
+            self.asked_at = engine.clock()
         if call:
             self.waiting[token] = key
         else:
@@ -84,6 +90,8 @@ class Calls:
         if gated and token is None:
             engine.drop('auth_rejected', sid, did)
             return
+        if token is not None and status == STATUS_AUTH_REQUIRED:
+            load('sp_common.handshake').trust_lost(engine)
         msg = make_message(sid, did, status, data)
         if token is not None and token != FOR_RECEIVE:   # a request() call's answer
             self.replies[token] = msg

@@ -80,6 +80,16 @@ def key(engine, status, key):
     engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_KEY, ok)
 
 
+def trust_lost(engine):
+    """An answer of the peer's said authentification is required: if this side counted itself trusted, the peer
+    has forgotten it (a board that reset behind an open port). The state says so, and with auto_auth the
+    handshake runs again."""
+    if engine.is_trusted():
+        engine.auth_state = AUTH_STATE_UNTRUSTED_CONNECTION
+        if engine.auto_auth and engine.secret is not None:
+            engine.start_auth()
+
+
 def key_result(engine, status, result):
     ok = result is True and status == STATUS_OKAY and not _macs_missing(engine)
     _settle(engine, ok)

@@ -32,8 +32,15 @@ def send(engine, service_id, data_id, data, status, end, call=False):
     """The token of the message sent, or None if it could not go out before end.
 
     A message the link did not take is taken back: a call that gave up must
-    not go out later, or its caller's retry would run twice.
+    not go out later, or its caller's retry would run twice. A peer that
+    forgot the session (Engine.forgotten) is told this side's name first, and
+    a wire left unsettled past its time, with no runtime's timer to end it
+    (after such a restart), settles here.
     """
+    if engine.forgotten():
+        engine.connection_made()
+        yield None, end
+    engine.tick()
     if not (yield engine.may_send, end) or not engine.may_send():   # asked again: a reconnect may come between
         engine.note('cannot_send')
         return None

@@ -357,3 +357,21 @@ def test_a_program_that_ends_without_stopping_its_board_leaves_nothing_of_it_beh
     while os.path.exists("/proc/" + pid) and time.monotonic() < end:
         time.sleep(0.05)
     assert not os.path.exists("/proc/" + pid) and not os.path.exists(folder)
+
+
+def test_a_host_that_keeps_the_port_open_through_a_board_reset_is_served_again():
+    """A board reset behind a port that stays open (a USB-UART adapter keeps it; here the virtual board's reset)
+    forgets the session: every call of the host, in v2, was dropped for good. Once the board has said nothing
+    for 3 s since a request, the host introduces itself again (docs/host.md)."""
+    import sp_cpython as sp
+    board = VirtualBoard(boot=True, env={"SP_TCP_PORT": "off"})
+    prot = sp.pure_json_protocol(sp.serial_stp(board.port))
+    try:
+        assert prot.call(sp.SID_EXECUTE_REQUEST, 0, "before", timeout=5) == "before" and prot.session == 2
+        board.reset(boot=True)
+        with pytest.raises(sp.NoAnswer):
+            prot.call(sp.SID_EXECUTE_REQUEST, 0, "dropped", timeout=3.2)
+        assert prot.call(sp.SID_EXECUTE_REQUEST, 0, "after", timeout=5) == "after" and prot.session == 2
+    finally:
+        prot.close()
+        board.stop()

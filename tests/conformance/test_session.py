@@ -521,3 +521,65 @@ def test_a_client_that_gave_up_on_the_answer_before_it_went_is_followed_with_mac
     link.server.connection_made()
     link.server.feed(offer + sp.frame(*pure_json.pieces(sp.SID_READ_REQUEST, 0, 0, None)))
     assert link.server.wire == 'original' and link.server.counters['refused_frames'] == 0
+
+
+def _driven(link, op):
+    """Runs an operation of sp_common.ops over the link, as a runtime's driver does (its waits: the link pumped)."""
+    value = None
+    try:
+        while True:
+            predicate, end = op.send(value)
+            link.pump()
+            value = True if predicate is None else predicate()
+    except StopIteration as done:
+        return done.value
+
+
+def test_a_board_that_forgot_the_session_is_told_the_clients_name_again():
+    """A board that resets behind a serial port that stays open (a USB-UART adapter keeps it) knows no session
+    and drops every v2 frame: the host's calls went unanswered for good. Once not a word has come for
+    NEGOTIATE_MS since a request, the client's next send introduces it again, which starts the line over."""
+    from sp_common import ops
+    link = Link(pure_json, session_v2=True)
+    link.server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (0, msg.get_data()))
+    link.connect()
+    assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'before').get_data() == 'before'
+    link.server.connection_made()   # the board resets
+    link.clock.now += 100
+    assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'lost') is None and link.server.counters['format_errors'] == 1
+    link.clock.now += sp.NEGOTIATE_MS - 1
+    assert not link.client.forgotten()   # (not yet)
+    link.clock.now += 1
+    assert link.client.forgotten()
+    assert _driven(link, ops.send(link.client, sp.SID_EXECUTE_REQUEST, 0, 'after', 0, link.clock.now + 2000))
+    assert link.client.session == link.server.session == 2
+    assert link.client.pop_received(sp.SID_EXECUTE_RESPONSE, 0).get_data() == 'after'
+
+
+def test_a_peer_that_answers_is_not_taken_for_one_that_forgot():
+    for connects in (False, True):
+        link = Link(pure_json, session_v2=True)
+        link.server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (0, msg.get_data()))
+        link.client.connects = connects
+        link.connect()
+        link.client.send_msg(sp.SID_EXECUTE_REQUEST, 9, None)   # unknown: answered with an error
+        link.pump()
+        link.clock.now += sp.NEGOTIATE_MS * 2
+        assert not link.client.forgotten()
+        link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, None)
+        link.client.data_to_send()   # lost on the way
+        link.clock.now += sp.NEGOTIATE_MS
+        assert link.client.forgotten() is not connects   # (a link with connects reconnects instead)
+
+
+def test_an_answer_that_asks_for_authentification_ends_the_trust_the_client_counted_on():
+    """A board that reset behind an open port on the original wire answered every call 'authentification
+    required', while the host still said it was trusted and never authenticated again."""
+    link = Link(pure_json, session_v2=False, client={'secret': SECRET, 'auto_auth': True}, server={'secret': SECRET})
+    link.server.register_callback(sp.SID_EXECUTE_REQUEST, 0, lambda msg: (0, msg.get_data()))
+    link.connect()
+    assert link.client.is_trusted()
+    link.server.connection_made()   # the board resets: no trust
+    assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
+    assert link.client.is_trusted() and link.server.is_trusted()   # (the handshake has run again)
+    assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'y').get_data() == 'y'
