@@ -286,8 +286,9 @@ class Engine:
     def forgotten(self):
         """Client on a line without connects: whether its peer seems to have forgotten the session, as a board
         that reset behind a port that stays open (a USB-UART adapter keeps it) has: it drops every frame of a
-        session it never had. Told by not a word from the peer for NEGOTIATE_MS since a request went out. What cures it is what starts a serial line's session over: this side's channel name
-        (connection_made(); sp_common.ops.send)."""
+        session it never had. Told by not a word from the peer for NEGOTIATE_MS since a request went out. What
+        cures it is what starts a serial line's session over: this side's channel name (connection_made();
+        sp_common.ops.send)."""
         calls = self._calls
         if not self.is_client or self.connects or not self.linked or calls is None or calls.asked_at is None:
             return False

@@ -72,11 +72,10 @@ def original(engine, msg, length):
 
     With MACs, on a link with connects, such a frame is refused once the answer has gone out (_answer_gone): it
     needs no secret, and following it would leave a genuine client that heard the answer in v2, its every frame
-    dropped. Its runtime drops the connection, and the client
-    connects again (one that did lose the answer offers v2 anew). Before the answer has gone, the client sent the
-    frame without it (a server slow to take the connection reads the offer and what the client said after
-    giving up on the answer at once), and is followed. On a serial line a blind writer's channel name starts the
-    session over anyway."""
+    dropped. Its runtime drops the connection, and the client connects again (one that did lose the answer
+    offers v2 anew). Before the answer has gone, the client sent the frame without it (a server slow to take
+    the connection reads the offer and what the client said after giving up on the answer at once), and is
+    followed. On a serial line a blind writer's channel name starts the session over anyway."""
     name = (msg[0], msg[1]) == _NAME_REQUEST
     if not (engine.is_client or name or engine.rx_seq):
         if engine.rx_mac is not None and engine.connects and _answer_gone(engine):

@@ -94,8 +94,9 @@ class serial_stp(StreamTransport):
             conn = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_S, exclusive=True)
             if type(conn) is _SOCKET_PORT:
                 conn.timeout = 0
-        except (serial.SerialException, OSError, ValueError, OverflowError) as err:   # (OverflowError: a baud rate
-            self._say_in_use(err)                                                    # too big for the driver)
+        # (OverflowError: a baud rate too big for the driver)
+        except (serial.SerialException, OSError, ValueError, OverflowError) as err:
+            self._say_in_use(err)
             self._wait_retry(self._retry)
             return None
         self._in_use_said = False
