@@ -38,7 +38,8 @@ class ErrorAnswer(ProtocolError):
     """The peer answered with a status other than okay; answer is its message (a data_storage)."""
 
     def __init__(self, answer):
-        super().__init__('the peer answered with status %r' % (answer.get_status(),))
+        status = repr(answer.get_status())   # a peer's number may run to thousands of digits: a line's worth is said
+        super().__init__('the peer answered with status %s' % (status if len(status) <= 40 else status[:40] + '...'))
         self.answer = answer
         self.status = answer.get_status()
 

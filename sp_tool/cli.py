@@ -7,6 +7,7 @@ their bytes too.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import logging
 import os
@@ -96,7 +97,11 @@ def do_ports(args) -> int:
     """The device's own USB strings are in the description and hwid: escaped, they cannot drive the terminal."""
     from serial.tools import list_ports
     from sp_common.logtext import printable
-    ports = sorted(list_ports.comports(), key=lambda port: port.device)
+    try:
+        ports = sorted(list_ports.comports(), key=lambda port: port.device)
+    except UnicodeDecodeError as err:   # a device's own USB strings, in text this locale's encoding cannot read
+        raise CommandError('cannot list the serial ports: a device names itself in text this locale cannot read '
+                           '(%s); run with LC_ALL=C.UTF-8' % err.reason) from None
     for port in ports:
         print(printable('%-16s %s [%s]' % (port.device, port.description, port.hwid)))
     if not ports:
@@ -537,7 +542,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for stream in (sys.stdout, sys.stderr):   # what a terminal's encoding cannot show (a peer's text) is escaped
         reconfigure = getattr(stream, 'reconfigure', None)
         if reconfigure is not None:
-            reconfigure(errors='backslashreplace')
+            # and all beyond ASCII where the encoding is not UTF: a legacy one (KOI8-R, CP866, CP437) writes
+            # printable characters as bytes 0x80-0x9f, which a terminal takes for C1 controls (0x9b: CSI)
+            utf = codecs.lookup(stream.encoding or 'ascii').name.startswith('utf')
+            reconfigure(errors='backslashreplace', **({} if utf else {'encoding': 'ascii'}))
     words = sys.argv[1:] if argv is None else argv
     try:   # all of it: a failure's --json object, argparse's too, is output as much as an answer is
         args = _parser(any(len(word) > 2 and '--json'.startswith(word) for word in words)).parse_args(argv)  # --js too

@@ -72,6 +72,7 @@ class Monitor:
         self.messages = 0
         self.crc_errors = 0
         self.format_errors = 0
+        self._run: Optional[list] = None   # framing errors in a row: [how many after the first, where the last was]
 
     def feed(self, data: bytes, stamp: Optional[str] = None) -> None:
         """stamp: the time of a live chunk; None: a file, lines show byte offsets."""
@@ -82,11 +83,31 @@ class Monitor:
             self.offset += 1
             where = stamp if stamp is not None else '@%d' % self.offset
             if deframer.framing_errors > before[0]:
-                self.out('%s framing error: partial frame dropped' % where)
+                self._framing_error(where)
             if deframer.oversized > before[1]:
-                self.out('%s oversized frame dropped (over %d bytes)' % (where, MAX_FRAME))
+                self._line('%s oversized frame dropped (over %d bytes)' % (where, MAX_FRAME))
             for body in bodies:     # a string data id is the peer's text: escaped for the terminal
-                self.out('%s %s' % (where, printable(self.describe(body))))
+                self._line('%s %s' % (where, printable(self.describe(body))))
+
+    def _framing_error(self, where: str) -> None:
+        """The first of a run of framing errors has a line; the rest of the run are told in one line as it ends
+        (end_run): junk makes one every two bytes (':<:<...'), and a line each would flood the terminal."""
+        if self._run is None:
+            self.out('%s framing error: partial frame dropped' % where)
+            self._run = [0, where]
+        else:
+            self._run[0] += 1
+            self._run[1] = where
+
+    def _line(self, line: str) -> None:
+        self.end_run()
+        self.out(line)
+
+    def end_run(self) -> None:
+        """Tells how many framing errors came after a run's first, at the next line or the monitor's end."""
+        run, self._run = self._run, None
+        if run is not None and run[0]:
+            self.out('%s %d more framing errors: partial frames dropped' % (run[1], run[0]))
 
     def describe(self, body: bytes) -> str:
         try:
@@ -100,7 +121,7 @@ class Monitor:
             self.format_errors += 1
             return 'format error (%s), %d bytes' % (err, len(body))
         self.messages += 1
-        v2 = '' if seq is None else ', seq: %s, re: %s%s' % (seq, re, ', mac' if mac else '')
+        v2 = '' if seq is None else ', seq: %s, re: %s%s' % (cut(seq, ID_CHARS), cut(re, ID_CHARS), ', mac' if mac else '')
         status = cut(STATUS__NAMES.get(status, status), ID_CHARS)
         return '%s, data_id: %s, status: %s, data: %s%s, crc: ok' % (self._service(sid), self._data(sid, did), status,
                                                                      json.dumps(data), v2)
@@ -202,6 +223,7 @@ def monitor(source: str, codec: str, baud: int, save: Optional[str], make_stop, 
             close()
         if ended:   # (a TCP server drops a client that sends no valid frame within 1 s: sp_common.admission)
             _say_closed(source)
+    mon.end_run()
     print(mon.summary(), file=sys.stderr)
     return _verdict(stop, mon)
 
@@ -286,6 +308,8 @@ def _tap(source: str, codec: str, baud: int, save: Optional[str], make_stop) -> 
         port.close()
         os.close(master)
         os.close(slave)
+    board.end_run()
+    host.end_run()
     print('from the board: %s; from the host: %s' % (board.summary(), host.summary()), file=sys.stderr)
     return _verdict(stop, board, host)
 

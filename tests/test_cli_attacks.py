@@ -53,6 +53,61 @@ def test_monitor_on_a_terminal_that_cannot_show_a_peers_text_escapes_it_and_goes
     assert lines[1].endswith(' read data response, data_id: asc_time, status: okay, data: "second", crc: ok'), lines
 
 
+def test_monitor_on_a_legacy_8bit_terminal_writes_nothing_a_terminal_takes_for_a_c1_control(tmp_path):
+    """KOI8-R writes the printable '\u00b2', '\u00b0' and '\u2321' as bytes 0x9d, 0x9c and 0x9b: OSC, ST and CSI
+    to a terminal that is not in UTF-8. A peer's data id of them set the clipboard (OSC 52) and cleared the screen."""
+    capture = tmp_path / 'koi8.bin'
+    hostile = '\u00b252;c;cm0gLXJmIH4K\u00b0\u23212J'
+    capture.write_bytes(frame(pure_json.encode(11, hostile, 0, hostile)))
+    r = subprocess.run([sys.executable, '-m', 'sp_tool', 'monitor', str(capture)], capture_output=True, cwd=ROOT,
+                       timeout=60, env=dict(os.environ, PYTHONIOENCODING='koi8-r'))
+    assert r.returncode == 0, r.stderr
+    assert max(r.stdout) < 0x80, r.stdout
+    assert r.stdout.decode().endswith(' read data response, data_id: "\\xb252;c;cm0gLXJmIH4K\\xb0\\u23212J", '
+                                      'status: okay, data: "\\u00b252;c;cm0gLXJmIH4K\\u00b0\\u23212J", crc: ok\n')
+
+
+def test_monitor_tells_a_run_of_framing_errors_in_two_lines(tmp_path):
+    """':<' over and over is a framing error every two bytes: a line each made 22 bytes of output from every two
+    of a peer's junk. The run's first has its line, the rest one line as the run ends."""
+    capture = tmp_path / 'junk.bin'
+    answer = frame(pure_json.encode(11, 0, 0, 'after'))
+    capture.write_bytes(b':<' * 1000 + answer + b':<:<:<')
+    r = sp('monitor', str(capture))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ['@4 framing error: partial frame dropped',
+                                     '@2002 999 more framing errors: partial frames dropped',
+                                     '@%d read data response, data_id: asc_time, status: okay, data: "after", crc: ok'
+                                     % (2000 + len(answer)),
+                                     '@%d framing error: partial frame dropped' % (2004 + len(answer)),
+                                     '@%d 1 more framing errors: partial frames dropped' % (2006 + len(answer))]
+    assert r.stderr == '1 messages, 0 CRC errors, 0 format errors, 1002 framing errors\n'
+
+
+def test_monitor_cuts_a_peers_seq_and_re(tmp_path):
+    """A v2 frame's seq and re are the peer's numbers, 4,300 digits each at most: printed whole, a line of 8,600."""
+    capture = tmp_path / 'long-seq.bin'
+    capture.write_bytes(frame(*pure_json.pieces(11, 0, 0, None, 10 ** 4299, 10 ** 4299)))
+    r = sp('monitor', str(capture))
+    assert r.returncode == 0, r.stderr
+    long = '1' + '0' * 39 + '... (4300 characters)'
+    assert r.stdout.endswith(' status: okay, data: null, seq: %s, re: %s, crc: ok\n' % (long, long)), r.stdout
+
+
+def test_ports_says_what_to_do_when_a_device_names_itself_in_text_the_locale_cannot_read():
+    """pyserial reads a device's USB strings in the locale's encoding: an emoji in a product name under an EUC-JP
+    or ASCII locale raised UnicodeDecodeError out of sp ports, a traceback."""
+    listing = ('import sys\n'
+               'from serial.tools import list_ports\n'
+               'from sp_tool import cli\n'
+               'def comports(*args, **kwargs):\n'
+               '    raise UnicodeDecodeError("ascii", b"Pico \\xf0", 5, 6, "ordinal not in range(128)")\n'
+               'list_ports.comports = comports\n'
+               'sys.exit(cli.main(["ports"]))\n')
+    r = subprocess.run([sys.executable, '-c', listing], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    fails(r, errors.EXIT_USAGE, 'a device names itself in text this locale cannot read', 'LC_ALL=C.UTF-8')
+
+
 def test_ports_prints_a_devices_own_usb_strings_escaped():
     """A device names itself: pyserial reports its USB product and serial strings, which may hold ESC, BEL and CR.
     (Run with those strings handed to pyserial as it reads them from sysfs, which takes root to fake.)"""

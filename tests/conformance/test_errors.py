@@ -24,3 +24,12 @@ def test_each_cause_has_its_error():
     assert type(err) is ErrorAnswer and err.status == sp.STATUS_SERVICE_OR_DATA_UNKNOWN and err.answer is unknown
     err = raised(True, make_message(11, 0, sp.STATUS_AUTH_REQUIRED, None))
     assert isinstance(err, AuthRequired) and isinstance(err, ErrorAnswer)
+
+
+def test_an_error_answers_message_says_a_line_of_a_peers_long_number():
+    """The status is the peer's number, of up to 4,300 digits: a program that logs the error logged them all."""
+    status = 10 ** 4299
+    err = raised(True, make_message(11, 0, status, None))
+    assert err.status == status
+    assert str(err) == 'the peer answered with status 1' + '0' * 39 + '...'
+    assert str(raised(True, make_message(11, 0, 7, None))) == 'the peer answered with status 7'
