@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 WINDOW_S = 60.0
 MAX_CALLS = 65536
@@ -29,12 +29,15 @@ MAX_REPEATS = 8     # repeats of one call answered, those that wait for its answ
 
 
 class _Entry:
-    __slots__ = ('since', 'answer', 'waiting', 'repeats')
+    __slots__ = ('since', 'answer', 'send', 'waiting', 'repeats')
 
     def __init__(self, since: float) -> None:
         self.since = since
         self.answer: Optional[bytes] = None
-        self.waiting: List[Callable[[bytes], None]] = []
+        # the repeats that wait for the answer are the same bytes to the same address: one send() for them all,
+        # and how many they are (a send() each would hold each repeat's copy of a reply address of up to 128 KiB)
+        self.send: Optional[Callable[[bytes], None]] = None
+        self.waiting = 0
         self.repeats = 0
 
 
@@ -65,7 +68,8 @@ class CallMemory:
         elif entry.answer is not None:
             send(entry.answer)
         else:
-            entry.waiting.append(send)
+            entry.send = entry.send or send
+            entry.waiting += 1
         return True
 
     def begin(self, key: bytes) -> None:
@@ -79,8 +83,9 @@ class CallMemory:
         entry.answer = answer
         self._answered[key] = entry
         self._bytes += len(key) + len(answer)
-        waiting, entry.waiting = entry.waiting, []
-        for send in waiting:
+        waiting, send = entry.waiting, entry.send
+        entry.waiting, entry.send = 0, None
+        for _ in range(waiting):
             send(answer)
         self._forget_old()
 

@@ -33,13 +33,13 @@ from .mqtt_aio import Client, Message, publish_properties
 from .target import PROTOCOLS, read_secret_file
 
 log = logging.getLogger('sp.gateway')
-UNSENT_BYTES = 1 << 20  # what the broker has not taken yet; past that the boards' own messages are dropped
+UNSENT_BYTES = 1 << 20  # what the broker has not taken yet; past that answers and the boards' messages are dropped
 SYNC_S = 2.0            # how long the broker's retained claims may take before this gateway decides without them
 STOP_S = 2.0            # what stop() gives the broker to take the last statuses
 STATE_GAP_S = 0.5       # between two statuses of one board: one that flaps has two a second published at most
 PACKET_HEADROOM = 1 << 17   # a request's packet beyond its payload: topic, response topic, properties
 COUNTERS = ('requests', 'answered', 'timeouts', 'offline', 'bad_input', 'board_messages', 'board_dropped',
-            'repeats', 'refused')
+            'repeats', 'refused', 'answers_dropped')
 BOARD_OPTIONS = ('secret', 'secret_file', 'codec', 'baud')
 
 
@@ -99,6 +99,7 @@ class Reply:
         else:
             ident = self.correlation
         digest = hashlib.blake2b(digest_size=16)
+        digest.update(b'E' if self.envelope else b'C')   # an envelope's id and correlation data are no one address
         for part in (request_topic.encode(), self.topic.encode(), ident, payload):
             digest.update(len(part).to_bytes(4, 'big'))
             digest.update(part)
@@ -386,7 +387,17 @@ class Gateway:
         return answer
 
     def _send(self, reply: Reply, answer: bytes) -> None:
-        self.client.publish(reply.topic, answer, reply.qos, properties=publish_properties(reply.correlation))
+        """An answer goes while the broker keeps up. Callers choose its size (a reply topic and correlation data of
+        64 KiB each) and how many go at once (calls that end together, each with its repeats): past UNSENT_BYTES
+        it is dropped, its caller's timeout tells, and they cannot fill the client's MAX_UNSENT, which takes the
+        gateway off the broker, every board's calls with it."""
+        if self.client.write_buffer_size() < UNSENT_BYTES:
+            self.client.publish(reply.topic, answer, reply.qos, properties=publish_properties(reply.correlation))
+            return
+        self.count('answers_dropped')
+        if self.counters['answers_dropped'] % 1000 == 1:     # a flood is logged, not each answer of it
+            log.warning('the broker has not taken %d bytes: answers dropped (%d so far)', UNSENT_BYTES,
+                        self.counters['answers_dropped'])
 
     # board side ------------------------------------------------------------------------------
     def _publish_from_board(self, board: str, msg: sp.data_storage) -> None:

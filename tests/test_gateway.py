@@ -5,17 +5,20 @@ Every wait is on a message or a state with a generous timeout; nothing sleeps to
 """
 import asyncio
 import functools
+import gc
 import getpass
 import json
 import logging
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import weakref
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -30,7 +33,8 @@ from sp_tool.demo import add_demo_services
 from sp_tool.call_memory import MAX_REPEATS, CallMemory
 from sp_tool.claims import CLAIM_PROPERTY, GIVE_WAY, MAX_GATEWAYS, MAX_ID, OWNER_PROPERTY, RESTATE, Claims
 from sp_tool.gateway import UNSENT_BYTES, Gateway, Reply, parse_board
-from sp_tool.mqtt_aio import Message
+from sp_tool import mqtt_aio
+from sp_tool.mqtt_aio import Message, publish_properties
 from sp_tool.mqtt_client import BoardClient
 from sp_tool.target import board_env
 from sp_tool.virtual_board import VirtualBoard
@@ -523,6 +527,67 @@ def test_call_memory_keeps_a_few_repeats_of_a_call_in_flight_and_drops_the_rest(
     assert sent == [b'answer'] * MAX_REPEATS
 
 
+def test_call_memory_holds_one_reply_address_for_the_repeats_that_wait():
+    """Each repeat waiting for its call's answer held its own copy of the reply address (up to 128 KiB): 63 calls
+    left unanswered, 8 repeats each, held some 70 MiB for as long as the board took."""
+    memory = CallMemory(window_s=60, clock=lambda: 0.0)
+    key = b'k' * 16
+    memory.begin(key)
+    sent = []
+
+    class Send:   # a repeat's send(), which holds its reply
+        def __call__(self, answer):
+            sent.append((self, answer))
+    sends = [Send() for _ in range(MAX_REPEATS)]
+    held = [weakref.ref(send) for send in sends]
+    for send in sends:
+        assert memory.repeat(key, send)
+    first = sends[0]
+    del sends, send
+    gc.collect()
+    assert [ref() for ref in held[1:]] == [None] * (MAX_REPEATS - 1)
+    memory.answered(key, b'answer')
+    assert sent == [(first, b'answer')] * MAX_REPEATS
+
+
+def test_a_stuck_broker_flooded_with_requests_keeps_the_gateway_on_it():
+    """Answers whose callers chose 120 KiB reply addresses, more of them than the broker takes: past UNSENT_BYTES
+    they are dropped and counted, so the client's own bound (MAX_UNSENT, a broker that reads nothing) is never
+    reached; before, it took the gateway off the broker, every board's calls with it."""
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # (the kernel holds little of what is not read)
+    stuck.bind(('127.0.0.1', 0))
+    stuck.listen(1)
+    accepted = []
+    calls = 100
+    publish = mqtt_aio._packet(0x30, mqtt_aio._string('sp/b/10/0/req') + publish_properties(
+        b'c' * 60000, response_topic='r/' + 'x' * 59998) + b'not json')   # QoS 0, 120 KB of reply address
+
+    def broker():
+        conn, _ = stuck.accept()
+        accepted.append(conn)
+        conn.recv(4096)                                     # CONNECT
+        conn.sendall(bytes([0x20, 0x03, 0x00, 0x00, 0x00]))   # CONNACK
+        owned.wait(WAIT)
+        conn.sendall(publish * calls)                         # and never a read
+    owned = threading.Event()
+    threading.Thread(target=broker, daemon=True).start()
+    gateway = Gateway(wire.Broker('127.0.0.1', stuck.getsockname()[1]), [parse_board('b=tcp://127.0.0.1:1')])
+    gateway.start()
+    try:
+        assert wait_until(lambda: 'b' in gateway.owned, WAIT)   # (once no other gateway's claim came in SYNC_S)
+        owned.set()
+        assert wait_until(lambda: gateway.counters['bad_input'] == calls, WAIT), gateway.counters
+        assert gateway.client.is_connected()
+        assert UNSENT_BYTES <= gateway.client.write_buffer_size() < UNSENT_BYTES + 130000
+        assert gateway.counters['answers_dropped'] > 0
+    finally:
+        gateway.stop()
+        for conn in accepted:
+            conn.close()
+        stuck.close()
+
+
 def test_call_memory_answers_a_few_repeats_of_an_answered_call_and_drops_the_rest():
     """Repeats of a call already answered count too: each got the stored answer again, so one request of 430 bytes
     sent 5,000 times made 26 MB of answers, onto a reply topic that may be another caller's."""
@@ -599,6 +664,10 @@ def test_a_call_is_known_by_its_bytes_and_address_whatever_their_size():
     assert Reply('r', 'b').key(topic, payload) is None
     assert Reply('r', 'b', envelope_id=7, envelope=True).key(topic, payload) != \
         Reply('r', 'b', envelope_id=8, envelope=True).key(topic, payload)
+    # an MQTT 5 call whose Correlation Data is an envelope's id written as JSON is another call: the same key made
+    # one the other's repeat, so that the one who sent first had the other's write left unrun
+    assert Reply('r', 'b', b'"abc"').key(topic, payload) != Reply('r', 'b', envelope_id='abc', envelope=True).key(
+        topic, payload)
 
 
 def test_call_memory_is_bounded_by_the_answers_it_keeps_and_a_call_in_flight_holds_none_back():
