@@ -135,7 +135,8 @@ def _silence(prot, where: str, timeout: float) -> CommandError:
         return CommandError('no answer from %s: %d frame(s) with a wrong CRC came instead (noisy line, '
                             'or another codec: --codec)' % (where, crc), EXIT_CRC)
     busy = ' a board serves one TCP host at a time: is another connected to it?' if where.startswith(TCP_SCHEME) \
-        else ' is another program reading the port?' if where != VIRTUAL_BOARD else ''
+        else ' is another program reading the port? a board left at the raw REPL by an interrupted mpremote or sp ' \
+             'deploy says nothing: reset it' if where != VIRTUAL_BOARD else ''
     return CommandError('no answer from %s within %g s (is the protocol running there? is --codec right?%s)'
                         % (where, timeout, busy), EXIT_TIMEOUT)
 

@@ -50,7 +50,11 @@ BOARD_MARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
              "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 
-_PROBE = "import sys\nprint(repr((getattr(sys.implementation, '_mpy', 0), sys.platform)))"
+# First, a file an interrupted mpremote left open (its copy's f = open(..., 'wb') in the REPL's globals) is closed:
+# on LittleFS its first chunks would be written over the file when a collection or a reset closes it, after the
+# next copy found (or wrote) the file whole.
+_PROBE = ("try:\n f.close()\nexcept Exception:\n pass\n"
+          "import sys\nprint(repr((getattr(sys.implementation, '_mpy', 0), sys.platform)))")
 # Run on the board before copying: each package folder keeps only the names about to be copied into it.
 _PREPARE = """import os
 def _rm(p, kind):
@@ -148,7 +152,9 @@ def _failed(output, port, what):
     if _NO_RAW_REPL in output:
         return DeployError("the board on %s does not give mpremote its REPL: its program does not hand the console "
                            "back on Ctrl-C (a StdioStream without repl=True, for instance). Reset the board and deploy "
-                           "within its STARTUP_DELAY_MS, or erase its flash" % port)
+                           "within its STARTUP_DELAY_MS, or erase its flash. (Or a program left a long frame "
+                           "unfinished just before, which the board reads to its end first: try again in a few "
+                           "seconds.)" % port)
     return DeployError("%s: %s" % (what, _last_line(output)))
 
 

@@ -121,7 +121,7 @@ def test_connection_refused():
 
 def test_timeout_on_a_silent_port(silent_port):
     fails(sp('call', silent_port, 'read', '0', '--timeout', '1'), errors.EXIT_TIMEOUT, 'no answer from', 'within 1 s',
-          'is another program reading the port?')
+          'is another program reading the port?', 'a board left at the raw REPL')
 
 
 def test_a_port_that_comes_back_after_a_reset_is_waited_for(board, tmp_path):
