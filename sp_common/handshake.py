@@ -68,7 +68,9 @@ def key(engine, status, key):
     ok = seed is not None and is_short_ascii(key, 64) and not _macs_missing(engine) and \
         equal(key, _signed(engine, seed))
     _settle(engine, ok)
-    if not ok:
+    if ok:   # the secret proven: the count starts over (a serial line's connection is the board's uptime)
+        engine.wrong_keys = 0
+    else:
         engine.wrong_keys += 1
         engine.last_wrong_key = engine.clock() if engine.clock is not None else 0
         if engine.wrong_keys <= FREE_WRONG_KEYS:

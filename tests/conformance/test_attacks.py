@@ -103,6 +103,22 @@ def test_without_a_clock_wrong_keys_end_seeds_for_the_connection():
     assert sent(server)[0][2] == sp.STATUS_OPERATION_NOT_PERMITTED
 
 
+def test_the_right_key_starts_the_count_of_wrong_keys_over():
+    """A serial line's connection is the board's uptime: its wrong keys added up over days, so that a few typos
+    held seeds back from the next one on, for a minute each (for good without a clock)."""
+    server = engine(False)
+
+    def handshake(key):
+        server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_SEED, None))
+        answer = sent(server)[0]
+        assert answer[2] == sp.STATUS_OKAY, answer
+        server.feed(wire(sp.SID_AUTH_REQUEST, sp.DID_AUTH_KEY, key or hmac_sha256_hex('secret', answer[3])))
+        return sent(server)[0][3]
+    assert [handshake('f' * 64), handshake('f' * 64), handshake(None)] == [False, False, True]
+    assert [handshake('f' * 64), handshake('f' * 64), handshake(None)] == [False, False, True]
+    assert server.counters['wrong_keys'] == 4
+
+
 def test_a_planted_answer_is_never_handed_out():
     link = Link()
     link.connect()
