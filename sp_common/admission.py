@@ -18,7 +18,7 @@ PROBATION_MS = 5000
 PATIENCE_MS = 250
 IDLE_MS = 30000
 BACKLOG = 16   # newcomers that wait their turn at a server serving one client at a time; more are refused
-NOISE = 16     # frames that are no message a peer on probation may send to a server that serves many at once
+NOISE = 16     # frames that are no message a peer on probation may send, and as many more for each message
 
 
 def _last(engine):
@@ -49,11 +49,14 @@ def noisy(engine, since=(0, 0)):
     message it sent (a few broken frames injected between a genuine client's cut off nothing), counted from
     since (a server of one client at a time has one engine for all). Four bytes make such a frame and a flood of
     them costs the process its time, needing no secret: the server drops the peer (the host's asyncio one after
-    the frame, the others after the read)."""
+    the frame, the others after the read), logged here (noisy_peer)."""
     if engine.proven():
         return False
     noise, messages = counts(engine)
-    return noise - since[0] > NOISE * (1 + messages - since[1])
+    if noise - since[0] > NOISE * (1 + messages - since[1]):
+        engine.note('noisy_peer')
+        return True
+    return False
 
 
 def gives_way(engine):
@@ -69,7 +72,6 @@ def must_go(engine, waiting, since=(0, 0)):
         engine.note('silent_peer')
         return True
     if noisy(engine, since):
-        engine.note('noisy_peer')
         return True
     if waiting and gives_way(engine):
         engine.note('made_room')

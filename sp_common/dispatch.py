@@ -30,7 +30,8 @@ def run(engine, lock, finish=None, go_on=None):
     """Runs the jobs engine.feed() queued, each callback outside lock and each outcome under it.
 
     Jobs are taken under the lock too: on a host another thread (the timer's) runs engine steps meanwhile. The
-    runtime calls run() on the thread whose step queued the jobs, so that they run in the order they came.
+    runtime calls run() from one thread at a time, so that they run in the order they came: the host's from the
+    thread whose step queued them, or (a caller's read in its turn, sp_cpython.turns) from the I/O thread.
     finish(job, result, error) takes each outcome: engine.finish, or the asyncio driver's, which awaits a
     coroutine first. go_on(), asked between jobs: False drops the jobs left (a read may queue hundreds, and the
     protocol may close, or its peer lose its place, meanwhile).

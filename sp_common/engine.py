@@ -69,7 +69,8 @@ BUILTIN_DATA[_NAME_REQUEST] = BUILTIN_DATA[_NAME] = 'name'
 
 # The connection's wire is one state (docs/design.md, the wire's state), named as the log names it. A session starts it
 # 'negotiating' ('original' with session_v2=False); from there it moves only as this table says.
-# 'refused': session_v2='required' met a peer without v2, and nothing goes in or out.
+# 'refused': session_v2='required' met a peer without v2, or an original frame came into a session with MACs on a
+# link with connects: nothing passes but, on a line without connects, the next program's name (sp_common.stray).
 _WIRE_MOVES = {
     'negotiating': ('original', 'v2', 'v2_macs', 'refused'),
     'v2': ('original', 'refused'),   # a server whose client never heard the session answer (sp_common.stray.original)
@@ -387,7 +388,8 @@ class Engine:
         return out
 
     def feed(self, data, n=None):
-        """Processes data[:n]: callbacks run, replies are queued. Never raises, whatever the bytes."""
+        """Processes data[:n]: replies are queued, callbacks run (queued in jobs where a runtime set that list).
+        Never raises, whatever the bytes."""
         deframer = self.deframer
         for body in deframer.feed(data, n):
             try:

@@ -31,9 +31,9 @@ def bad_checksum(engine, error):
 
 
 def while_refused(engine, body):
-    """Nothing is taken on a refused wire (each frame counted): a link with connects is dropped by its runtime, and
-    a line without them is never reconnected: there a server takes the next program's name, and only that, to
-    start over."""
+    """Nothing is taken on a refused wire (each frame counted): a link with connects is dropped by its runtime; on
+    a line without them a board's server takes the next program's name, and only that, to start over (a host
+    reopens its port, or an asyncio one closes it)."""
     if not (engine.connects or engine.is_client):
         try:
             msg = engine.codec.decode(body)

@@ -171,7 +171,6 @@ class AsyncProtocol(EngineState):
             start = end
             if not engine.proven():
                 if admission.noisy(engine):   # (after every feed: junk that never ends a frame is noise too)
-                    engine.note('noisy_peer')
                     return None
                 if engine.moved_at != moved and self.on_step is not None and not self.on_step(self):
                     return None

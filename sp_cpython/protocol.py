@@ -6,7 +6,6 @@ a timeout.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -16,7 +15,7 @@ from sp_common.api import Api
 from sp_common.dispatch import run
 from sp_common.ops import left
 
-from .transport import StreamTransport
+from .transport import StreamTransport, logger
 
 WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts as lost
 # The receive buffer's bound in heap (sp_common.calls.heap_cost), in frames: the densest frame, '"",' or '[],'
@@ -34,11 +33,6 @@ CODECS = {codec.name: codec for codec in (pure_json, struct_json)}   # the codec
 def monotonic_ms() -> int:
     """The engine's clock on the host (threaded and asyncio protocols alike)."""
     return int(time.monotonic() * 1000)
-
-
-def logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
-    """'<prefix>.<name>' for a name given in this program; peer text never names a logger."""
-    return logging.getLogger(prefix if channel_name is None else '%s.%s' % (prefix, channel_name))
 
 
 def host_engine(is_client: bool, codec, secret: Optional[str], auto_auth: bool, channel_name: Optional[str],

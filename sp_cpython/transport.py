@@ -10,6 +10,11 @@ from typing import Callable, List, Optional
 from . import turns as read_turns
 
 
+def logger(prefix: str, channel_name: Optional[str]) -> logging.Logger:
+    """'<prefix>.<name>' for a name given in this program; peer text never names a logger."""
+    return logging.getLogger(prefix if channel_name is None else '%s.%s' % (prefix, channel_name))
+
+
 class StreamTransport:
     """Base of the comm instances: moves bytes, never interprets them.
 
@@ -46,8 +51,7 @@ class StreamTransport:
     # the comm instance interface ---------------------------------------------
     @property
     def logger(self) -> logging.Logger:
-        name = self.LOGGER_PREFIX if self._channel_name is None else self.LOGGER_PREFIX + '.' + self._channel_name
-        return logging.getLogger(name)
+        return logger(self.LOGGER_PREFIX, self._channel_name)
 
     def init_channel_name(self, channel_name: Optional[str] = None) -> None:
         self._channel_name = channel_name
@@ -176,7 +180,7 @@ class StreamTransport:
             else:
                 self._turns = turns
                 try:
-                    self._pump_turns(conn, turns)
+                    self._pump_turns(turns)
                 finally:
                     self._turns = None
                     turns.close()
@@ -220,7 +224,7 @@ class StreamTransport:
             self.logger.warning('%s: callers will not read this connection themselves: %s', self._prefix(), err)
             return None
 
-    def _pump_turns(self, conn, turns: read_turns.ReadTurns) -> None:
+    def _pump_turns(self, turns: read_turns.ReadTurns) -> None:
         """_pump() taking turns with callers: a read in the I/O thread's turn, whenever the connection is
         readable and no caller reads it, and what it left to do once the turn is given back (a callback that
         takes its time holds up no caller's read of its answer); and, when a caller woke it, what that caller's

@@ -25,7 +25,3 @@ class PrintLog:
             sys.stderr.write(line)
         else:
             self.stream.write(line.encode())
-
-    def warning(self, text):
-        if self.isEnabledFor(30):
-            self.log(30, text)

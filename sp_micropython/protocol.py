@@ -15,8 +15,9 @@ from sp_common.engine import Engine
 # What every device stream offers:
 # - IS_CLIENT; CONNECTS, whether the link has connects of its own (TCP has, a serial line has not);
 # - readinto(buf) -> int: non-blocking, 0 when nothing is there;
-# - write(data): never blocks or raises (but MemoryError, in a heap that is full: poll() counts it); what the
-#   link cannot take is kept for later, a dead or stuck link is dropped;
+# - write(data): never blocks for long (a board's console or UART waits for its driver's room) nor raises (but
+#   MemoryError, in a heap that is full: poll() counts it); what the link cannot take is kept for later, a dead
+#   or stuck link is dropped;
 # - events, the list of its connection changes not yet taken, oldest first: True (connected), False (disconnected);
 # - is_connected(), reconnect(), close();
 # - for the loops that wait on it: pollables, the (object, select event mask) pairs whose readiness means

@@ -83,8 +83,7 @@ class BoardLink:
     # state --------------------------------------------------------------------------------
     def online(self) -> bool:
         prot = self._prot
-        return prot is not None and prot.is_connected() and (self.spec.secret is None
-                                                             or prot.check_authentification_state())
+        return prot is not None and prot.connection_established()
 
     def _offline(self, why: str, level: int = logging.WARNING) -> None:
         self.why = why

@@ -16,8 +16,6 @@ from .target import PROTOCOLS, TCP_SCHEME
 CHANNEL_NAME = 'sp-host'
 VIRTUAL_BOARD = 'the virtual board'   # what messages call the board sp call starts itself (its pty is no news)
 SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute': sp.SID_EXECUTE_REQUEST}
-# What a MicroPython REPL sends and a protocol board never does, and our own channel-name request echoed back, which
-# is all a board sitting at its prompt may show.
 ECHOES = (('"%s"' % CHANNEL_NAME).encode(),)   # its own channel name echoed back, as a REPL echoes what it is sent
 _POLL_S = 0.05
 REPL_GRACE_S = 0.5

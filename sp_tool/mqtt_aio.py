@@ -30,7 +30,7 @@ SESSION_S = 300             # how long the broker keeps the session of a client 
 CONNECT_S = 10.0            # what the broker gets to answer a CONNECT
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE = 0x10, 0x20, 0x30, 0x40, 0x82, 0x90, 0xA2
-PINGREQ, PINGRESP = b'\xc0\x00', 0xD0
+PINGREQ = b'\xc0\x00'
 SESSION_EXPIRY, RESPONSE_TOPIC, CORRELATION_DATA, USER_PROPERTY, MAXIMUM_PACKET_SIZE = 17, 8, 9, 38, 39
 # a normal disconnection that ends the session (Session Expiry Interval 0): the broker keeps no subscription, and no
 # QoS 1 request queued, for a client that stopped

@@ -42,7 +42,6 @@ STATUS_BOARD_RESERVED = 103
 GATEWAY_STATUS_NAMES = {STATUS_BOARD_OFFLINE: 'board offline', STATUS_TIMEOUT: 'timeout',
                         STATUS_BAD_REQUEST: 'bad request', STATUS_BOARD_RESERVED: 'board status reserved'}
 FIRST_APPLICATION_SID = sp.SID_READ_REQUEST
-ANSWER_KEYS = ('status', 'status_name', 'data')     # what an answer says to its caller
 MAX_ID_TEXT = 128       # an envelope's id as JSON: a scalar or a short string
 MAX_TOPIC_BYTES = 65535
 MAX_TOPIC_LEVELS = 200  # mosquitto drops a client that publishes to a topic of more levels

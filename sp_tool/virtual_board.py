@@ -147,7 +147,6 @@ class VirtualBoard:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._log = bytearray()
-        self._log_dropped = 0
         self._proc = None
         self._stopping = False
         self._reset_request = None
@@ -186,18 +185,12 @@ class VirtualBoard:
         with self._lock:
             return bytes(self._log)
 
-    def output_mark(self):
-        """A position in the output, for wait_output(after=...)."""
-        with self._lock:
-            return self._log_dropped + len(self._log)
-
-    def wait_output(self, pattern, timeout=10.0, after=0):
-        """Wait until the board printed pattern (after output position `after`)."""
+    def wait_output(self, pattern, timeout=10.0):
+        """Wait until the board printed pattern."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                start = max(0, after - self._log_dropped)
-                if self._log.find(pattern, start) >= 0:
+                if self._log.find(pattern) >= 0:
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stopping:
@@ -312,9 +305,7 @@ class VirtualBoard:
         with self._cond:
             self._log += data
             if len(self._log) > _LOG_MAX:
-                cut = len(self._log) - _LOG_MAX
-                self._log[:cut] = b""
-                self._log_dropped += cut
+                self._log[:len(self._log) - _LOG_MAX] = b""
             self._cond.notify_all()
 
     # ---------------------------------------------------------------- relay
