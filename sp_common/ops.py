@@ -46,7 +46,13 @@ def send(engine, service_id, data_id, data, status, end, call=False):
         return None
     token = engine.send_msg(service_id, data_id, data, status, 0, call)
     sent = engine.queued
-    if (yield None, end):
+    try:
+        went = yield None, end
+    except GeneratorExit:   # a driver that stopped early (a cancelled task): its answer, if any, is stale
+        if call:
+            engine.forget(token)
+        raise
+    if went:
         return token
     engine.withdraw(sent)
     if call:

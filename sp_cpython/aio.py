@@ -522,7 +522,13 @@ async def serve(host: str, port: int, setup: Callable[[AsyncProtocol], None], ma
         held.append(prot)
         for pool in ('fresh', 'probation'):   # (the second: those that left the fresh pool without a step since)
             _make_room(held, pool, max_unproven)
-        setup(prot)
+        try:
+            setup(prot)
+        except BaseException:   # a connection set up by halves serves nothing: it goes (asyncio logs the error)
+            if prot in held:
+                held.remove(prot)
+            await prot.close()
+            raise
         probation = asyncio.ensure_future(_probation(prot))
         try:
             await prot.wait_closed()

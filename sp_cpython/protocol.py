@@ -22,8 +22,9 @@ WRITE_TIMEOUT = 2.0   # seconds a reply may take to leave before the link counts
 # over and over (three bytes of text for an object and a slot), costs 24 times its text on a 64-bit host, and the
 # bound holds it whole; a board's engine keeps its own default, twice max_frame.
 BUFFERED_FRAMES = 32
-# callbacks a link's reads may leave queued for its I/O thread: beyond, callers read it no more until the I/O thread
-# has run them, so that a peer that floods meets TCP's back pressure, not a queue that grows
+# callbacks (or the engine's own replies) a link's reads may leave queued for its I/O thread: beyond, callers read it
+# no more until the I/O thread has run (or written) them, so that a peer that floods meets TCP's back pressure, not a
+# queue that grows
 MAX_QUEUED_CALLBACKS = 64
 MAX_BUFFERED = 256   # messages the receive buffer holds (answers and add_data's ids), threaded and asyncio alike
 _WRITING = 'writing'   # in _went: a frame a write has taken and not yet written
@@ -224,7 +225,7 @@ class pure_json_protocol(EngineState, Api):
         enough (a deadline asked for later is never sooner, and its tick arms the next); one that has fired
         is no longer counted on, however long its tick takes."""
         with self._lock:
-            if self._timer is not None:
+            if self._timer is not None or self._closed:
                 return
             self._timer = threading.Timer(wait_ms / 1000 + 0.01, self._on_timer)
             self._timer.daemon = True
@@ -262,6 +263,7 @@ class pure_json_protocol(EngineState, Api):
                         value = predicate()
                         if not value and not self._closed:
                             value = self._wait(predicate, left(engine, end))
+                            before = engine.queued   # (frames others queued while the wait left the lock)
                         predicate, end = op.send(value)
                     own = engine.queued if engine.queued is not before else None   # the frame the op queued
                     if own is not None:
@@ -283,8 +285,7 @@ class pure_json_protocol(EngineState, Api):
             return predicate()
         end = time.monotonic() + timeout
         while True:   # (after each wake the turn may be free: the reader before has given it back)
-            turns = self.__comm_inst__.take_turn() \
-                if self._timed_writes and len(self._engine.jobs) < MAX_QUEUED_CALLBACKS else None
+            turns = self.__comm_inst__.take_turn() if self._timed_writes and not self._backlog() else None
             value = None if turns is None else self._read_for(turns, predicate, end)
             if value or self._closed:
                 return value
@@ -315,11 +316,17 @@ class pure_json_protocol(EngineState, Api):
                 finally:
                     self._lock.acquire()
                 value = predicate()
-                if value or data == b'' or len(self._engine.jobs) >= MAX_QUEUED_CALLBACKS:
+                if value or data == b'' or self._backlog():
                     break
         finally:
             turns.give_back()
         return value
+
+    def _backlog(self) -> bool:
+        """Whether what callers' reads left for the I/O thread (callbacks, the engine's own replies) is so much
+        that callers read no more: the I/O thread, which writes, reads on, and a peer that floods meets TCP's back
+        pressure."""
+        return len(self._engine.jobs) >= MAX_QUEUED_CALLBACKS or len(self._engine._out) >= MAX_QUEUED_CALLBACKS
 
     def _flush(self, timeout: float, own: Optional[bytes] = None) -> bool:
         """Writes what the engine queued, oldest first, a frame at a time; inside a callback it is left for the I/O
@@ -404,6 +411,9 @@ class pure_json_protocol(EngineState, Api):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            if self._timer is not None:   # (its thread would live on, up to NEGOTIATE_MS, for a closed protocol)
+                self._timer.cancel()
+                self._timer = None
         self.__comm_inst__.close()
 
 

@@ -463,3 +463,39 @@ def test_a_client_accepted_as_the_server_closes_is_not_served():
     served = run(main())
     assert not any(any(connected) for connected in served), served
     assert [] in served and [False] in served   # came too late for a handler, and closed by close()
+
+
+def test_a_connection_whose_setup_raised_is_closed_and_not_held():
+    """setup() raised: the connection stayed in the server's list, without a probation to end it, for good."""
+    async def main():
+        def setup(prot):
+            raise RuntimeError('a broken setup')
+        port = free_port()
+        server = await aio.serve('127.0.0.1', port, setup)
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        assert await asyncio.wait_for(reader.read(), 5) == b''   # closed at once, not after probation
+        assert server._held == []
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    run(main())
+
+
+def test_a_request_cancelled_while_its_write_waits_forgets_its_token():
+    """wait_for() ran out while the request's 8 MB waited in drain(): the call was gone, its token not, and its
+    answer was kept for good; the answer is stale now."""
+    async def main():
+        port = free_port()
+        server = await aio.serve('127.0.0.1', port, lambda prot: prot.register_callback(
+            sp.SID_EXECUTE_REQUEST, 0, lambda msg: (sp.STATUS_OKAY, len(msg.get_data()))), max_frame=1 << 24)
+        async with await aio.connect('tcp://127.0.0.1:%d' % port, max_frame=1 << 24) as prot:
+            assert (await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'x', timeout=5)).get_data() == 1
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(prot.request(sp.SID_EXECUTE_REQUEST, 0, 'y' * (8 << 20), timeout=10), 0.002)
+            assert (await prot.request(sp.SID_EXECUTE_REQUEST, 0, 'z', timeout=10)).get_data() == 1
+            calls = prot._engine.calls()
+            assert calls.waiting == {} and calls.replies == {}
+            assert prot.counters['stale'] == 1
+        server.close()
+        await server.wait_closed()
+    run(main())

@@ -837,3 +837,85 @@ def test_close_frees_a_client_at_once_while_it_connects_to_a_peer_that_never_acc
         start = time.monotonic()
         prot.close()
         assert time.monotonic() - start < 0.5 and not comm._thread.is_alive()
+
+
+def test_a_call_that_waited_takes_no_frame_another_caller_queued_meanwhile_for_its_own(tcp):
+    """The driver took what the engine queued since an operation's step began for the operation's own frame; a
+    wait leaves the lock, and a frame another caller queued meanwhile was taken (an authentificate() queues none
+    while a handshake runs): that write's outcome went to the wrong caller, and the one whose frame it was said
+    False for a frame that went out, so that its retry ran twice."""
+    server, client = tcp.make()
+    assert client.request(sp.SID_EXECUTE_REQUEST, 0, 'up', timeout=5) is not None
+    release, done = threading.Event(), []
+
+    def operation():   # waits, then asks for a write of what it queued itself: nothing
+        end = client._engine.clock() + 5000
+        yield release.is_set, end
+        yield None, end
+        return 'done'
+    waiter = threading.Thread(target=lambda: done.append(client._drive(operation())))
+    waiter.start()
+    assert wait_until(lambda: client.__comm_inst__._turns.lock.locked())   # it waits, reading the link
+    with client._lock:   # another caller's send(), as far as its frame is queued and noted
+        client._engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'theirs')
+        theirs = client._engine.queued
+        client._went[id(theirs)] = None
+    release.set()
+    assert server.send(sp.SID_EXECUTE_RESPONSE, 5, None, timeout=2)   # (bytes that end the waiter's read)
+    waiter.join(5)
+    assert done == ['done']
+    assert client._went.get(id(theirs)) is True   # its caller is told its frame went
+
+
+def test_a_peer_that_floods_requests_nobody_serves_meets_back_pressure_not_an_outbox_that_grows(listener):
+    """Each request on ids without a callback gets the engine's own answer (unknown): a caller that waits reads
+    on while the I/O thread writes those answers a frame at a time, and the outbox grew by 10 MB a second for as
+    long as the peer sent and read (143 MB after 24 s)."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    stop = threading.Event()
+    try:
+        peer, _ = listener.accept()
+        peer.settimeout(None)
+        assert wait_until(client.is_connected)
+        flood = wire(sp.SID_EXECUTE_REQUEST, 99, None) * 1000
+
+        def send():
+            with contextlib.suppress(OSError):   # (until the test ends and closes it)
+                while not stop.is_set():
+                    peer.sendall(flood)
+
+        def read():
+            with contextlib.suppress(OSError):
+                while peer.recv(1 << 16):
+                    pass
+        for job in (send, read):
+            threading.Thread(target=job, daemon=True).start()
+        waiting = threading.Thread(target=client.request, args=(sp.SID_READ_REQUEST, 0, None, 4))
+        waiting.start()
+        longest = 0
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            longest = max(longest, len(client._engine._out))
+            time.sleep(0.01)
+        assert client.counters['unknown'] > 10000   # the flood was served ...
+        assert longest < 5000, longest              # ... and what waits to go out stays within a read or two
+        waiting.join(5)
+    finally:
+        stop.set()
+        client.close()
+        peer.close()
+
+
+def test_close_ends_the_negotiations_timer_with_the_protocol(listener):
+    """A client whose server never answers its session offer waits NEGOTIATE_MS on a timer; close() left that
+    timer's thread alive for up to 3 s, to tick a closed protocol."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]))
+    peer, _ = listener.accept()
+    try:
+        assert wait_until(lambda: client._timer is not None)
+        timer = client._timer
+        client.close()
+        timer.join(1)
+        assert not timer.is_alive()
+    finally:
+        peer.close()
