@@ -572,6 +572,21 @@ def test_a_peer_that_answers_is_not_taken_for_one_that_forgot():
         assert link.client.forgotten() is not connects   # (a link with connects reconnects instead)
 
 
+def test_a_peer_slow_to_answer_a_call_that_still_waits_is_not_taken_for_one_that_forgot():
+    """A board whose callback took over NEGOTIATE_MS while a request() call waited for its answer: another
+    caller's send started the session over, the answer was lost, and with the offer unanswered (the board still
+    busy) the wire settled on the original, without MACs, until the next reconnect."""
+    link = Link(pure_json, session_v2=True)
+    link.connect()
+    link.clock.now += 100
+    token = link.client.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'slow', call=True)
+    link.client.data_to_send()   # taken by a board that takes its time
+    link.clock.now += sp.NEGOTIATE_MS * 2
+    assert not link.client.forgotten()   # the call still waits
+    link.client.forget(token)            # its caller gave up
+    assert link.client.forgotten()
+
+
 def test_an_answer_that_asks_for_authentification_ends_the_trust_the_client_counted_on():
     """A board that reset behind an open port on the original wire answered every call 'authentification
     required', while the host still said it was trusted and never authenticated again."""
