@@ -32,6 +32,7 @@ from sp_tool import mqtt_wire as wire
 from sp_tool.demo import add_demo_services
 from sp_tool.call_memory import MAX_REPEATS, CallMemory
 from sp_tool.claims import CLAIM_PROPERTY, GIVE_WAY, MAX_GATEWAYS, MAX_ID, OWNER_PROPERTY, RESTATE, Claims
+from sp_tool import gateway as gateway_module
 from sp_tool.gateway import UNSENT_BYTES, Gateway, Reply, parse_board
 from sp_tool import mqtt_aio
 from sp_tool.mqtt_aio import Message, publish_properties
@@ -550,7 +551,7 @@ def test_call_memory_holds_one_reply_address_for_the_repeats_that_wait():
     assert sent == [(first, b'answer')] * MAX_REPEATS
 
 
-def test_a_stuck_broker_flooded_with_requests_keeps_the_gateway_on_it():
+def test_a_stuck_broker_flooded_with_requests_keeps_the_gateway_on_it(monkeypatch):
     """Answers whose callers chose 120 KiB reply addresses, more of them than the broker takes: past UNSENT_BYTES
     they are dropped and counted, so the client's own bound (MAX_UNSENT, a broker that reads nothing) is never
     reached; before, it took the gateway off the broker, every board's calls with it."""
@@ -571,11 +572,12 @@ def test_a_stuck_broker_flooded_with_requests_keeps_the_gateway_on_it():
         owned.wait(WAIT)
         conn.sendall(publish * calls)                         # and never a read
     owned = threading.Event()
+    monkeypatch.setattr(gateway_module, 'SYNC_S', 0.2)   # (this broker sends no retained claims, nor the marker)
     threading.Thread(target=broker, daemon=True).start()
     gateway = Gateway(wire.Broker('127.0.0.1', stuck.getsockname()[1]), [parse_board('b=tcp://127.0.0.1:1')])
     gateway.start()
     try:
-        assert wait_until(lambda: 'b' in gateway.owned, WAIT)   # (once no other gateway's claim came in SYNC_S)
+        assert wait_until(lambda: 'b' in gateway.owned, WAIT)
         owned.set()
         assert wait_until(lambda: gateway.counters['bad_input'] == calls, WAIT), gateway.counters
         assert gateway.client.is_connected()
