@@ -51,6 +51,7 @@ class Calls:
         self.buffer = []     # [message, size in bytes], oldest first
         self.buffered_bytes = 0
         self.asked_at = None   # when the first request since the peer last spoke went out, for Engine.forgotten()
+        self.gave_up_at = None   # when a request() call last gave up waiting, for Engine.forgotten()
 
     # requests going out ---------------------------------------------------------
     def sent(self, token, key, call):
@@ -74,7 +75,8 @@ class Calls:
 
     def forget(self, token):
         """A request() call gave up: an answer that comes later is stale."""
-        self.waiting.pop(token, None)
+        if self.waiting.pop(token, None) is not None and self.engine.clock is not None:
+            self.gave_up_at = self.engine.clock()
         self.replies.pop(token, None)
 
     # messages coming in ---------------------------------------------------------

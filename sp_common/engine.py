@@ -287,13 +287,13 @@ class Engine:
     def forgotten(self):
         """Client on a line without connects: whether its peer seems to have forgotten the session, as a board
         that reset behind a port that stays open (a USB-UART adapter keeps it) has: it drops every frame of a
-        session it never had. Told by not a word from the peer for NEGOTIATE_MS since a request went out, while
-        no request() call still waits for its answer (a peer whose callback takes its time is slow, not reset).
-        What cures it is what starts a serial line's session over: this side's channel name (connection_made();
-        sp_common.ops.send)."""
+        session it never had. Told by not a word from the peer for NEGOTIATE_MS since a request went out, and
+        while request() calls wait for their answers, by one of them having given up since (a peer whose callback
+        takes its time is slow, not reset). What cures it is what starts a serial line's session over: this side's
+        channel name (connection_made(); sp_common.ops.send)."""
         calls = self._calls
         if not self.is_client or self.connects or not self.linked or calls is None or calls.asked_at is None or \
-                calls.waiting:
+                calls.waiting and (calls.gave_up_at is None or calls.gave_up_at < calls.asked_at):
             return False
         heard = self.heard_at
         return (heard is None or heard < calls.asked_at) and self.clock() - calls.asked_at >= const.NEGOTIATE_MS

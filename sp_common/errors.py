@@ -39,7 +39,8 @@ class ErrorAnswer(ProtocolError):
 
     def __init__(self, answer):
         status = repr(answer.get_status())   # a peer's number may run to thousands of digits: a line's worth is said
-        super().__init__('the peer answered with status %s' % (status if len(status) <= 40 else status[:40] + '...'))
+        super().__init__('the peer answered with status %s' % (
+            status if len(status) <= 40 else '%s... (%d characters)' % (status[:40], len(status))))
         self.answer = answer
         self.status = answer.get_status()
 

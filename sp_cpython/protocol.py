@@ -125,6 +125,7 @@ class pure_json_protocol(EngineState, Api):
         self._closed = False
         self._timer: Optional[threading.Timer] = None
         self._feeding: set = set()   # the threads running an engine step and its callbacks (I/O, timer)
+        self._replies_left = 0   # the engine's own replies callers' reads queued, not yet taken by a write (_backlog)
         self._timed_writes = isinstance(comm_instance, StreamTransport)
         self._admits = not comm_instance.IS_CLIENT and getattr(comm_instance, 'CONNECTS', False)   # a TCP server
         # (user callbacks run outside the lock: _run_engine)
@@ -158,11 +159,13 @@ class pure_json_protocol(EngineState, Api):
         self._feeding.add(me)
         try:
             with self._lock:
-                before = len(self._engine.jobs)
+                before, out = len(self._engine.jobs), len(self._engine._out)
                 try:
                     step(*args)
                 finally:
                     self._cond.notify_all()
+                if not here:   # (the engine's own replies to a caller's read, for _backlog)
+                    self._replies_left += max(0, len(self._engine._out) - out)
                 # the callbacks this step queued, if any: this thread runs them; those another thread's step queued
                 # are that thread's to run, in order
                 jobs = len(self._engine.jobs) > before
@@ -323,10 +326,10 @@ class pure_json_protocol(EngineState, Api):
         return value
 
     def _backlog(self) -> bool:
-        """Whether what callers' reads left for the I/O thread (callbacks, the engine's own replies) is so much
-        that callers read no more: the I/O thread, which writes, reads on, and a peer that floods meets TCP's back
-        pressure."""
-        return len(self._engine.jobs) >= MAX_QUEUED_CALLBACKS or len(self._engine._out) >= MAX_QUEUED_CALLBACKS
+        """Whether what callers' reads left for the I/O thread (callbacks, the engine's own replies not yet
+        written) is so much that callers read no more: the I/O thread, which writes, reads on, and a peer that
+        floods meets TCP's back pressure. (What a callback sends waits for its return, and holds up no read.)"""
+        return len(self._engine.jobs) >= MAX_QUEUED_CALLBACKS or self._replies_left >= MAX_QUEUED_CALLBACKS
 
     def _flush(self, timeout: float, own: Optional[bytes] = None) -> bool:
         """Writes what the engine queued, oldest first, a frame at a time; inside a callback it is left for the I/O
@@ -343,6 +346,7 @@ class pure_json_protocol(EngineState, Api):
             try:
                 with self._lock:   # the frames and the connection they are for, as the engine knows it
                     frames = self._engine.frames_to_send()
+                    self._replies_left = 0
                     link = self.__comm_inst__.connection() if self._timed_writes else None
                     for frame in frames:
                         if id(frame) in self._went:

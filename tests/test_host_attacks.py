@@ -856,6 +856,8 @@ def test_a_call_that_waited_takes_no_frame_another_caller_queued_meanwhile_for_i
     waiter = threading.Thread(target=lambda: done.append(client._drive(operation())))
     waiter.start()
     assert wait_until(lambda: client.__comm_inst__._turns.lock.locked())   # it waits, reading the link
+    comm = client.__comm_inst__
+    wake, comm.on_wake = comm.on_wake, None   # (the I/O thread must not write theirs before the waiter looks)
     with client._lock:   # another caller's send(), as far as its frame is queued and noted
         client._engine.send_msg(sp.SID_EXECUTE_REQUEST, 0, 'theirs')
         theirs = client._engine.queued
@@ -863,6 +865,7 @@ def test_a_call_that_waited_takes_no_frame_another_caller_queued_meanwhile_for_i
     release.set()
     assert server.send(sp.SID_EXECUTE_RESPONSE, 5, None, timeout=2)   # (bytes that end the waiter's read)
     waiter.join(5)
+    comm.on_wake = wake
     assert done == ['done']
     assert client._went.get(id(theirs)) is True   # its caller is told its frame went
 
@@ -919,3 +922,35 @@ def test_close_ends_the_negotiations_timer_with_the_protocol(listener):
         assert not timer.is_alive()
     finally:
         peer.close()
+
+
+def test_a_callback_that_sent_much_and_takes_its_time_holds_up_no_callers_read(listener):
+    """What a callback sends waits in the outbox until it returns; counted with the engine's own replies to the
+    reads of callers, 64 of them made every caller stop reading until the callback returned."""
+    client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+    release = threading.Event()
+
+    def slow(msg):   # sends 100 notices (they go once it returns), then works on
+        for i in range(100):
+            client.send(sp.SID_WRITE_REQUEST, 0, i)
+        release.wait(10)
+        return sp.STATUS_OKAY, None
+    client.register_callback(sp.SID_EXECUTE_REQUEST, 1, slow)
+    try:
+        peer, _ = listener.accept()
+        assert wait_until(client.is_connected)
+
+        def board():
+            peer.recv(1 << 16)                                          # the request
+            peer.sendall(wire(sp.SID_EXECUTE_REQUEST, 1, None))         # starts the slow callback
+            time.sleep(0.3)
+            peer.sendall(wire(sp.SID_WRITE_RESPONSE, 5, 'telemetry'))   # something else the board says
+            time.sleep(0.2)
+            peer.sendall(wire(sp.SID_READ_RESPONSE, 0, 'answer'))       # the answer
+        threading.Thread(target=board, daemon=True).start()
+        answer = client.request(sp.SID_READ_REQUEST, 0, None, timeout=3)
+        assert answer is not None and answer.get_data() == 'answer'
+        assert not release.is_set()   # (read while the callback still worked)
+    finally:
+        release.set()
+        client.close()

@@ -31,5 +31,5 @@ def test_an_error_answers_message_says_a_line_of_a_peers_long_number():
     status = 10 ** 4299
     err = raised(True, make_message(11, 0, status, None))
     assert err.status == status
-    assert str(err) == 'the peer answered with status 1' + '0' * 39 + '...'
+    assert str(err) == 'the peer answered with status 1' + '0' * 39 + '... (4300 characters)'
     assert str(raised(True, make_message(11, 0, 7, None))) == 'the peer answered with status 7'
