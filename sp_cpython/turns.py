@@ -78,7 +78,9 @@ class ReadTurns:
         if self.closed:
             self.lock.release()
             return False
-        self._epoll.modify(self._fd, 0)
+        # disarmed, and one-shot still: a hang-up, which epoll reports whatever the mask, wakes the I/O thread once,
+        # not over and over while the caller holds the turn
+        self._epoll.modify(self._fd, select.EPOLLONESHOT)
         return True
 
     def read(self, timeout: float) -> Optional[bytes]:

@@ -2,6 +2,7 @@
 between threads, while callbacks still run on the I/O thread and losses still reach it."""
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -299,3 +300,27 @@ def test_a_handshake_a_caller_read_on_goes_on_while_other_callers_hold_the_turn(
         finally:
             client.close()
             server.close()
+
+
+def test_a_peer_that_resets_while_a_caller_holds_the_turn_wakes_the_io_thread_once():
+    """epoll reports a hang-up whatever the mask: with the connection disarmed as no events at all, a reset woke
+    the I/O thread over and over, as fast as it could, for as long as the caller held the turn."""
+    with socket.create_server(('127.0.0.1', 0)) as listener:
+        client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]), session_v2=False)
+        peer, _ = listener.accept()
+        try:
+            assert wait_until(lambda: client.__comm_inst__._turns is not None)
+            turns_now = client.__comm_inst__.take_turn()
+            assert turns_now is not None
+            wakes = []
+            wait = turns_now.wait
+            turns_now.wait = lambda: wakes.append(1) or wait()   # (the I/O thread's next waits, counted)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            peer.close()   # a reset
+            time.sleep(0.3)
+            assert len(wakes) <= 3, len(wakes)
+            turns_now.give_back()
+            assert wait_until(lambda: turns_now.closed)   # the I/O thread finds the loss once the turn is back
+        finally:
+            peer.close()
+            client.close()
