@@ -10,6 +10,11 @@ from .const import (
     AUTH_STATE_UNTRUSTED_CONNECTION, DID_AUTH_KEY, DID_AUTH_SEED, SID_AUTH_REQUEST, SID_AUTH_RESPONSE, STATUS_OKAY,
     STATUS_OPERATION_NOT_PERMITTED)
 
+# A server that speaks session v2 begins its seeds on the original wire so: a client that speaks v2 and finds the
+# mark knows that both sides were moved onto the original wire on the way (its offer or the answer taken away, or
+# lost), where no frame is authenticated, and signs nothing. The mark is signed with the seed: no one on the way
+# can take it off. An original client signs any seed; an original server's begins so once in 2**64.
+V2_SEED_MARK = '73702d6475616c32'   # 'sp-dual2' in hex
 FREE_WRONG_KEYS = 3       # wrong keys per connection before seeds are held back
 MAX_KEY_HOLD_MS = 60000
 
@@ -41,6 +46,8 @@ def seed_request(engine, status, data):
         engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_SEED, None, STATUS_OPERATION_NOT_PERMITTED)
         return
     engine.seed = new_seed(engine.random_bytes)
+    if engine.wire == 'original' and engine.session_v2:
+        engine.seed = V2_SEED_MARK + engine.seed[len(V2_SEED_MARK):]
     engine.auth_state = AUTH_STATE_SEED_TRANSFERRED
     engine.send_msg(SID_AUTH_RESPONSE, DID_AUTH_SEED, engine.seed)
 
@@ -49,6 +56,13 @@ def seed(engine, status, seed):
     if engine.secret is None or status != STATUS_OKAY or not is_short_ascii(seed, 64) or len(seed) != 64:
         engine.auth_state = AUTH_STATE_UNTRUSTED_CONNECTION
         engine.note('no_seed')
+        return
+    if engine.wire == 'original' and engine.session_v2 and seed.startswith(V2_SEED_MARK):
+        engine.auth_state = AUTH_STATE_UNTRUSTED_CONNECTION
+        engine.counters['downgrade'] += 1
+        engine.note('forced_original')
+        if not engine.connects:   # a serial line starts over (a lost answer); a link with connects stays untrusted
+            engine.connection_made()
         return
     engine.send_msg(SID_AUTH_REQUEST, DID_AUTH_KEY, _signed(engine, seed))
     engine.auth_state = AUTH_STATE_KEY_TRANSFERRED

@@ -35,6 +35,8 @@ TEXTS = {
     'overwrite': (_W, 'overwriting callback for %s'),
     'renamed': (_W, 'channel name replaced by the client\'s'),
     'original': (c.INFO, 'original wire'),
+    'forced_original': (_E, 'not signing the seed: the server speaks session v2, yet the wire is the original (moved '
+                            'there on the way, or the session\'s answer was lost), where no frame is authenticated'),
     'refused': (_E, 'connection refused: the peer does not speak session v2 (session_v2=\'required\'), or spoke '
                     'the original wire into a session with MACs'),
     'v2': (c.INFO, 'session v2'),

@@ -600,3 +600,48 @@ def test_an_answer_that_asks_for_authentification_ends_the_trust_the_client_coun
     assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'x').get_status() == sp.STATUS_AUTH_REQUIRED
     assert link.client.is_trusted() and link.server.is_trusted()   # (the handshake has run again)
     assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'y').get_data() == 'y'
+
+
+def _offer_taken_away(connects):
+    """Two sides with a secret and a man in the middle who takes the client's offer away and answers it as an
+    original peer does (the service unknown): each side takes the other for an original one."""
+    link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'auto_auth': True}, server={'secret': SECRET})
+    link.client.connects = link.server.connects = connects
+    link.server.connection_made()
+    link.client.connection_made()
+    name, offer = list(sp.Deframer(8192).feed(link.client.data_to_send()))
+    link.server.feed(sp.frame(name))   # the offer goes no further
+    link.client.feed(link.server.data_to_send() + sp.frame(*pure_json.pieces(
+        sp.SID_SESSION_RESPONSE, sp.DID_SESSION, sp.STATUS_SERVICE_OR_DATA_UNKNOWN, None)))
+    link.pump()
+    return link
+
+
+def test_two_sides_moved_onto_the_original_wire_on_the_way_trust_nothing_there():
+    """Both speak v2 and have the secret; moved onto the original wire, they authenticated there, and the man in
+    the middle had the server run what he wrote as the trusted client's, and the client take his answers. The
+    server's seed says it speaks v2, signed with it: the client signs nothing."""
+    link = _offer_taken_away(connects=True)
+    assert link.client.session == link.server.session == 1
+    assert not link.client.is_trusted() and not link.server.is_trusted()
+    assert link.client.counters['downgrade'] == 1
+    assert 'not signing the seed: the server speaks session v2' in link.client_log.text()
+    link.server.register_callback(sp.SID_WRITE_REQUEST, 0, lambda msg: (0, 'done'))
+    link.server.feed(sp.frame(*pure_json.pieces(sp.SID_WRITE_REQUEST, 0, 0, 'written by the man in the middle')))
+    assert pure_json.decode(sp.Deframer(8192).feed(link.server.data_to_send())[0])[2] == sp.STATUS_AUTH_REQUIRED
+
+
+def test_a_client_on_a_serial_line_that_finds_its_v2_server_on_the_original_wire_starts_over():
+    """There a lost session answer moves both sides onto the original wire too: the client starts the line over
+    (its name and offer again) and the session is v2 with MACs."""
+    link = _offer_taken_away(connects=False)
+    assert link.client.counters['downgrade'] == 1
+    assert link.client.wire == link.server.wire == 'v2_macs'
+    assert link.client.is_trusted() and link.server.is_trusted()
+
+
+def test_an_original_client_signs_the_marked_seed_of_a_server_that_speaks_v2():
+    link = Link(pure_json, client={'secret': SECRET, 'auto_auth': True},
+                server={'secret': SECRET, 'session_v2': True})
+    link.connect()
+    assert link.server.session == 1 and link.client.is_trusted() and link.server.is_trusted()
