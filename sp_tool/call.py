@@ -88,12 +88,13 @@ def _wait(predicate, deadline: float, sniffer: ReplSniffer, where: str) -> bool:
 
 
 def call(comm, where: str, service: int, did: DataId, name: str, data, codec: str = 'pure_json',
-         secret: Optional[str] = None, timeout: float = 10.0) -> Tuple[sp.data_storage, dict]:
+         secret: Optional[str] = None, timeout: float = 10.0, require_v2: bool = False) -> Tuple[sp.data_storage, dict]:
     """Sends one request on comm (a transport not yet used) and returns (answer, counters). where: the target as
-    messages name it (VIRTUAL_BOARD for the one sp call started)."""
+    messages name it (VIRTUAL_BOARD for the one sp call started). require_v2: session_v2='required'."""
     sniffer = ReplSniffer()
     comm.register_callback(sniffer)     # before the protocol: it sees the bytes first
-    prot = PROTOCOLS[codec](comm, secret=secret, channel_name=CHANNEL_NAME)
+    prot = PROTOCOLS[codec](comm, secret=secret, channel_name=CHANNEL_NAME,
+                            session_v2='required' if require_v2 else True)
     deadline = time.monotonic() + timeout
     try:
         response = sp.response_sid(service)
@@ -108,6 +109,8 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
         if secret is not None:
             before = heard()
             if not prot.authentificate(max(min(deadline - time.monotonic(), 3.0), 0.1)):
+                if require_v2 and prot.session is None:
+                    raise _without_v2(where)
                 # in session v2 with MACs a board with another secret drops every frame: silence says it too
                 if heard() > before or prot.macs:
                     raise CommandError('authentication refused by %s: wrong --secret, the board has none, or it '
@@ -116,7 +119,7 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
                 raise _silence(prot, where, timeout)
         answer = prot.request(service, did, data, max(deadline - time.monotonic(), 0.1))
         if answer is None:
-            raise _silence(prot, where, timeout)
+            raise _without_v2(where) if require_v2 and prot.session is None else _silence(prot, where, timeout)
         return answer, prot.counters
     finally:
         prot.close()
@@ -125,6 +128,14 @@ def call(comm, where: str, service: int, did: DataId, name: str, data, codec: st
 def _the_board(where: str) -> str:
     """How messages name the board on where: 'the board on /dev/ttyACM0', or the virtual board."""
     return where if where == VIRTUAL_BOARD else 'the board on %s' % where
+
+
+def _without_v2(where: str) -> CommandError:
+    """A board that answered, yet settled on no wire: with --require-v2, one that speaks only the original wire (a
+    board that speaks v2 answers the offer at once)."""
+    return CommandError('%s speaks only the original wire, which --require-v2 refuses (a board of this project '
+                        'runs session v2 unless its SESSION_V2 is off; one that says otherwise may be a fake)'
+                        % _the_board(where), EXIT_AUTH)
 
 
 def _silence(prot, where: str, timeout: float) -> CommandError:

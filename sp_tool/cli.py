@@ -124,6 +124,9 @@ def argparse_call(p: argparse.ArgumentParser) -> None:
     p.add_argument('--timeout', type=_seconds, default=10.0, help='seconds to wait for the answer (default 10)')
     p.add_argument('--json', action='store_true', help='print the answer as one JSON object; on failure too, '
                                                        'with error and exit added')
+    p.add_argument('--require-v2', action='store_true',
+                   help='refuse a board that speaks only the original wire (with a secret: the original protocol '
+                        'trusts any server, a fake one too; session v2 makes the board prove the secret)')
 
 
 def _add_link_options(p: argparse.ArgumentParser, secret_help: str = 'shared secret: authenticate first',
@@ -232,7 +235,8 @@ def _call(args, sid: int, did, name: str, data):
     with _board_port(args, secret) as port:
         where = VIRTUAL_BOARD if args.target is None else port
         comm = open_transport(port, args.baud, args.timeout)
-        answer, counters = call(comm, where, sid, did, name, data, args.codec, secret, args.timeout)
+        answer, counters = call(comm, where, sid, did, name, data, args.codec, secret, args.timeout,
+                                args.require_v2)
     status = answer.get_status()
     return ({'service_id': answer.get_service_id(), 'data_id': answer.get_data_id(), 'status': status,
              'status_name': status_name(status), 'data': answer.get_data()}, verdict(answer, counters, where))

@@ -145,6 +145,20 @@ def test_wrong_secret_is_refused(board):
           'authentication refused by the board', 'holds seeds back after repeated wrong keys')
 
 
+def test_require_v2_refuses_a_board_that_speaks_only_the_original_wire(board):
+    """The original protocol's client trusts any server's true, a fake board's that says it speaks only the
+    original wire too: --require-v2 refuses such a board, and a board that speaks v2 answers as ever."""
+    assert sp('call', board.tcp, 'read', 'asc_time', '--secret', SECRET, '--require-v2').returncode == 0
+    old = Board('--secret', SECRET, env=dict(os.environ, SP_SESSION_V2='off'))
+    try:
+        for secret in (('--secret', SECRET), ()):
+            fails(sp('call', old.tcp, 'read', 'asc_time', *secret, '--require-v2', '--timeout', '1.5'), errors.EXIT_AUTH,
+                  'the board on %s speaks only the original wire, which --require-v2 refuses' % old.tcp)
+        assert sp('call', old.tcp, 'read', 'asc_time', '--secret', SECRET).returncode == 0   # (without it, as ever)
+    finally:
+        old.stop()
+
+
 def test_missing_secret_is_named(board):
     r = sp('call', board.port, 'read', 'asc_time')
     fails(r, errors.EXIT_AUTH, 'requires authentication: give --secret-file')
