@@ -266,8 +266,12 @@ class Engine:
                                      # server's client gave its name and no offer
 
     def deadline_ms(self):
-        """Milliseconds until tick() has work, or None when no timer runs."""
-        if self.wire != 'negotiating' or self.negotiating_since is None or self.clock is None:
+        """Milliseconds until tick() has work, or None when no timer runs. A client on a link with connects that
+        has heard nothing yet runs none: its server has not read the offer (it waits in a listen backlog), and
+        every server answers it, an original one too; settled on the original wire by then, the client would
+        meet a server of this project that follows it there and a seed it must not sign (sp_common.handshake)."""
+        if self.wire != 'negotiating' or self.negotiating_since is None or self.clock is None or \
+                self.is_client and self.connects and self.heard_at is None:
             return None
         left = const.NEGOTIATE_MS - (self.clock() - self.negotiating_since)
         return left if left > 0 else 0

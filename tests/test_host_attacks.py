@@ -910,11 +910,12 @@ def test_a_peer_that_floods_requests_nobody_serves_meets_back_pressure_not_an_ou
 
 
 def test_close_ends_the_negotiations_timer_with_the_protocol(listener):
-    """A client whose server never answers its session offer waits NEGOTIATE_MS on a timer; close() left that
-    timer's thread alive for up to 3 s, to tick a closed protocol."""
+    """A client whose server answers its name, not its session offer, waits NEGOTIATE_MS on a timer; close() left
+    that timer's thread alive for up to 3 s, to tick a closed protocol."""
     client = sp.pure_json_protocol(sp.tcp_client_stp('127.0.0.1', listener.getsockname()[1]))
     peer, _ = listener.accept()
     try:
+        peer.sendall(wire(sp.SID_CHANNEL_NAME_RESPONSE, sp.DID_CHANNEL_NAME, None))
         assert wait_until(lambda: client._timer is not None)
         timer = client._timer
         client.close()

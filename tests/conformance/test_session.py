@@ -645,3 +645,28 @@ def test_an_original_client_signs_the_marked_seed_of_a_server_that_speaks_v2():
                 server={'secret': SECRET, 'session_v2': True})
     link.connect()
     assert link.server.session == 1 and link.client.is_trusted() and link.server.is_trusted()
+
+
+def test_a_client_with_connects_that_has_heard_nothing_waits_for_its_server_to_read_the_offer():
+    """A server slow to take a connection (its listen backlog full of squatters) reads the offer late: the client
+    had settled on the original wire after NEGOTIATE_MS, the server followed it there, and its marked seed was one
+    the client must not sign, so a genuine client was never served. Heard from, and not answered, it settles."""
+    link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'auto_auth': True}, server={'secret': SECRET})
+    link.client.connects = link.server.connects = True
+    link.client.connection_made()
+    offer = link.client.data_to_send()   # in the server's backlog
+    link.clock.now += sp.NEGOTIATE_MS * 2
+    assert link.client.deadline_ms() is None
+    link.client.tick()
+    assert link.client.wire == 'negotiating' and link.client.data_to_send() == b''
+    link.server.connection_made()
+    link.server.feed(offer)
+    link.pump()
+    assert link.client.wire == link.server.wire == 'v2_macs' and link.client.is_trusted()
+    link.client.connection_made()
+    link.client.data_to_send()
+    link.client.feed(sp.frame(*pure_json.pieces(sp.SID_CHANNEL_NAME_RESPONSE, sp.DID_CHANNEL_NAME, 0, None)))
+    assert link.client.deadline_ms() == sp.NEGOTIATE_MS   # its name answered, its offer not
+    link.clock.now += sp.NEGOTIATE_MS
+    link.client.tick()
+    assert link.client.wire == 'original'
