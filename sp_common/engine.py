@@ -461,6 +461,8 @@ class Engine:
         self.counters['rx_messages'] += 1
         heard = self.heard_at is not None
         self.heard_at = self.clock() if self.clock is not None else 0
+        if not heard and self.connects and self.is_client and self.wire == 'negotiating':
+            self.negotiating_since = self.heard_at   # its server has read the offer only now (deadline_ms)
         key = (sid, did)
         if self.wire == 'negotiating' or self.serves_itself(key):
             if self._own(key, status, data, heard):

@@ -80,11 +80,18 @@ def receive(engine, service_id, data_id, end):
 
 
 def authentificate(engine, end):
-    """The seed/key handshake; True once the peer accepted the key."""
-    if engine.secret is None or not (yield engine.ready, end):
+    """The seed/key handshake; True once the peer accepted the key. Run once more when a new session began
+    meanwhile (a client that found its v2 server on the original wire starts the line over: sp_common.handshake)."""
+    if engine.secret is None:
         return False
-    engine.start_auth()
-    yield None, end
-    if not (yield engine.auth_settled, end):
-        engine.give_up_auth()
+    for _ in range(2):
+        if not (yield engine.ready, end):
+            return False
+        epoch = engine.epoch
+        engine.start_auth()
+        yield None, end
+        if not (yield engine.auth_settled, end):
+            engine.give_up_auth()
+        if engine.is_trusted() or engine.epoch == epoch:
+            break
     return engine.is_trusted()

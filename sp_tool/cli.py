@@ -263,9 +263,9 @@ def _finish(args, answer: dict, error: Optional[CommandError]) -> int:
 def _call_through_broker(args, service: str, did_text: str, data):
     """mqtt://HOST:PORT/BOARD: the gateway holds the link, its secret and codec. Returns (answer, error or None)."""
     from .mqtt_call import call_through_broker, verdict
-    if args.secret is not None or args.secret_file is not None or args.codec != 'pure_json':
-        raise CommandError('through a broker the gateway holds the board\'s secret and codec: '
-                           'leave out --secret, --secret-file and --codec')
+    if args.secret is not None or args.secret_file is not None or args.codec != 'pure_json' or args.require_v2:
+        raise CommandError('through a broker the gateway holds the board\'s link, its secret and codec: '
+                           'leave out --secret, --secret-file, --codec and --require-v2')
     answer = call_through_broker(args.target, service, did_text, data, args.timeout)
     return answer, verdict(answer, args.target) if answer['status'] != 0 else None
 

@@ -159,6 +159,11 @@ def test_require_v2_refuses_a_board_that_speaks_only_the_original_wire(board):
         old.stop()
 
 
+def test_require_v2_through_a_broker_is_refused_as_the_gateway_holds_the_link():
+    fails(sp('call', 'mqtt://127.0.0.1:1/kitchen', 'read', 'asc_time', '--require-v2'), errors.EXIT_USAGE,
+          "the gateway holds the board's link", '--require-v2')
+
+
 def test_missing_secret_is_named(board):
     r = sp('call', board.port, 'read', 'asc_time')
     fails(r, errors.EXIT_AUTH, 'requires authentication: give --secret-file')

@@ -602,10 +602,11 @@ def test_an_answer_that_asks_for_authentification_ends_the_trust_the_client_coun
     assert link.request(sp.SID_EXECUTE_REQUEST, 0, 'y').get_data() == 'y'
 
 
-def _offer_taken_away(connects):
+def _offer_taken_away(connects, auto_auth=True):
     """Two sides with a secret and a man in the middle who takes the client's offer away and answers it as an
     original peer does (the service unknown): each side takes the other for an original one."""
-    link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'auto_auth': True}, server={'secret': SECRET})
+    link = Link(pure_json, session_v2=True, client={'secret': SECRET, 'auto_auth': auto_auth},
+                server={'secret': SECRET})
     link.client.connects = link.server.connects = connects
     link.server.connection_made()
     link.client.connection_made()
@@ -640,6 +641,15 @@ def test_a_client_on_a_serial_line_that_finds_its_v2_server_on_the_original_wire
     assert link.client.is_trusted() and link.server.is_trusted()
 
 
+def test_an_authentificate_call_that_finds_the_line_started_over_runs_the_handshake_again():
+    """Without auto_auth the caller's handshake ended with the restart (untrusted counts as settled): it said
+    False, and sp call named a wrong secret, for a line that settled on v2 with MACs right after."""
+    from sp_common import ops
+    link = _offer_taken_away(connects=False, auto_auth=False)
+    assert _driven(link, ops.authentificate(link.client, link.clock.now + 2000)) is True
+    assert link.client.counters['downgrade'] == 1 and link.client.wire == 'v2_macs' and link.server.is_trusted()
+
+
 def test_an_original_client_signs_the_marked_seed_of_a_server_that_speaks_v2():
     link = Link(pure_json, client={'secret': SECRET, 'auto_auth': True},
                 server={'secret': SECRET, 'session_v2': True})
@@ -665,8 +675,9 @@ def test_a_client_with_connects_that_has_heard_nothing_waits_for_its_server_to_r
     assert link.client.wire == link.server.wire == 'v2_macs' and link.client.is_trusted()
     link.client.connection_made()
     link.client.data_to_send()
+    link.clock.now += sp.NEGOTIATE_MS * 2   # read late, the offer a frame behind the name
     link.client.feed(sp.frame(*pure_json.pieces(sp.SID_CHANNEL_NAME_RESPONSE, sp.DID_CHANNEL_NAME, 0, None)))
-    assert link.client.deadline_ms() == sp.NEGOTIATE_MS   # its name answered, its offer not
+    assert link.client.deadline_ms() == sp.NEGOTIATE_MS   # counted from the first word heard
     link.clock.now += sp.NEGOTIATE_MS
     link.client.tick()
     assert link.client.wire == 'original'
