@@ -16,6 +16,8 @@ from .target import PROTOCOLS, TCP_SCHEME
 CHANNEL_NAME = 'sp-host'
 VIRTUAL_BOARD = 'the virtual board'   # what messages call the board sp call starts itself (its pty is no news)
 SERVICES = {'read': sp.SID_READ_REQUEST, 'write': sp.SID_WRITE_REQUEST, 'execute': sp.SID_EXECUTE_REQUEST}
+# a board's error statuses that have exit codes of their own (any other: EXIT_STATUS), on a link and through a broker
+STATUS_EXITS = {sp.STATUS_AUTH_REQUIRED: EXIT_AUTH, sp.STATUS_CHECKSUM_ERROR: EXIT_CRC}
 ECHOES = (('"%s"' % CHANNEL_NAME).encode(),)   # its own channel name echoed back, as a REPL echoes what it is sent
 _POLL_S = 0.05
 REPL_GRACE_S = 0.5
@@ -158,13 +160,13 @@ def status_name(status: int) -> str:
 def verdict(answer: sp.data_storage, counters: dict, where: str) -> Optional[CommandError]:
     """The error an answer stands for, if any: its status, or CRC errors seen on the way."""
     status = answer.get_status()
-    if status == sp.STATUS_AUTH_REQUIRED:
-        return CommandError('%s requires authentication: give --secret-file FILE or set SP_SECRET'
-                            % _the_board(where), EXIT_AUTH)
-    if status == sp.STATUS_CHECKSUM_ERROR:
-        return CommandError('%s received the request with a wrong CRC' % _the_board(where), EXIT_CRC)
     if status != sp.STATUS_OKAY:
-        return CommandError('%s answered: %s' % (_the_board(where), status_name(status)), EXIT_STATUS)
+        board = _the_board(where)
+        said = ('%s requires authentication: give --secret-file FILE or set SP_SECRET' % board
+                if status == sp.STATUS_AUTH_REQUIRED else
+                '%s received the request with a wrong CRC' % board if status == sp.STATUS_CHECKSUM_ERROR else
+                '%s answered: %s' % (board, status_name(status)))
+        return CommandError(said, STATUS_EXITS.get(status, EXIT_STATUS))
     if counters.get('crc_errors', 0):
         return CommandError('%d frame(s) with a wrong CRC seen on %s' % (counters['crc_errors'], where), EXIT_CRC)
     return None

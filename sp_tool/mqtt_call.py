@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from sp_common.const import STATUS_AUTH_REQUIRED, STATUS_CHECKSUM_ERROR
 from sp_common.names import response_sid
 
 from . import mqtt_wire as wire
-from .call import data_id
-from .errors import EXIT_AUTH, EXIT_CRC, EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError
+from .call import STATUS_EXITS, data_id
+from .errors import EXIT_REFUSED, EXIT_STATUS, EXIT_TIMEOUT, CommandError
 
-# as on a link (sp_tool.call.verdict): the board wants a secret (the gateway's), or it read the request with a wrong
-# CRC; and the gateway's own verdicts
-EXIT_CODES = {STATUS_AUTH_REQUIRED: EXIT_AUTH, STATUS_CHECKSUM_ERROR: EXIT_CRC,
-              wire.STATUS_BOARD_OFFLINE: EXIT_REFUSED, wire.STATUS_TIMEOUT: EXIT_TIMEOUT}
+# a board's statuses as on a link (sp_tool.call), and the gateway's own verdicts
+EXIT_CODES = dict(STATUS_EXITS)
+EXIT_CODES.update({wire.STATUS_BOARD_OFFLINE: EXIT_REFUSED, wire.STATUS_TIMEOUT: EXIT_TIMEOUT})
 
 
 def call_through_broker(url: str, service: str, did_text: str, data: Any, timeout: float) -> Dict[str, Any]:
